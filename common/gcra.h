@@ -1,0 +1,262 @@
+/*
+ * gcra.h - the arithmetic of one limit (GCRA), pure functions on values.
+ *
+ * Time is fixed point: 64.32, units of 2^-32 ns, in 128-bit integers. A limit of r tokens per
+ * period P has emission interval T = ceil(P * 2^32 / r) and tolerance tau = burst * T. With
+ * T rounded up, the admitted rate is at most r and at least r * (1 - 2^-32 / T_ns): relative
+ * error below 2.4e-10 for every rate up to 10^9/s, and no error accumulates with time since
+ * TAT is exact in these units. The state TAT is an absolute CLOCK_MONOTONIC time.
+ *
+ *   try(n, now):  tat0 = max(TAT, now); new = tat0 + n*T
+ *                 allowed iff new - now <= tau            -> TAT := new
+ *   refund(n):    TAT := max(TAT - n*T, now)               (only if TAT > now)
+ *   debit(n):     TAT := max(TAT, now) + n*T               (may exceed tau: debt)
+ *
+ * Everything rounds toward denying: retry_after and reset_after round up to whole ns,
+ * remaining rounds down. Shared by librld, the daemon and the unit tests.
+ */
+#ifndef RLD_COMMON_GCRA_H
+#define RLD_COMMON_GCRA_H
+
+#include <errno.h>
+#include <float.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef unsigned __int128 rldi_u128;
+
+#define RLDI_FP_ONE        ((rldi_u128)1 << 32)
+/* Largest tau and largest debt, in ns: 2^62 ns is 146 years. Keeps TAT < 2^64 ns. */
+#define RLDI_TAU_MAX_NS    ((uint64_t)1 << 62)
+#define RLDI_DEBT_MAX_NS   ((uint64_t)1 << 62)
+
+static inline rldi_u128 rldi_fp_from_ns(uint64_t ns) { return (rldi_u128)ns << 32; }
+
+/* Whole ns, rounded up, saturated at UINT64_MAX. */
+static inline uint64_t rldi_fp_to_ns_ceil(rldi_u128 x)
+{
+    rldi_u128 ns = (x >> 32) + ((x & 0xffffffffu) != 0);
+    return ns > UINT64_MAX ? UINT64_MAX : (uint64_t)ns;
+}
+
+/*
+ * Emission interval of COUNT tokens per PERIOD_NS, rounded up. count == 0 is "unlimited"
+ * and gives T = 0. Returns 0, or -EINVAL when the interval is not representable.
+ */
+static inline int rldi_interval(uint64_t count, uint64_t period_ns, rldi_u128 *t)
+{
+    if (count == 0) {
+        *t = 0;
+        return 0;
+    }
+    if (period_ns == 0)
+        return -EINVAL;
+    rldi_u128 p = (rldi_u128)period_ns << 32;
+    rldi_u128 q = p / count + (p % count != 0);
+    *t = q;
+    return 0;
+}
+
+/* tau = burst * T, or -ERANGE when it exceeds RLDI_TAU_MAX_NS. */
+static inline int rldi_tau(rldi_u128 t, uint64_t burst, rldi_u128 *tau)
+{
+    rldi_u128 r;
+    if (__builtin_mul_overflow(t, (rldi_u128)burst, &r) || r > rldi_fp_from_ns(RLDI_TAU_MAX_NS))
+        return -ERANGE;
+    *tau = r;
+    return 0;
+}
+
+/*
+ * floor(x / t), known to be <= maxq (x <= maxq * t). A double estimate corrected to the
+ * exact value: avoids a 128-bit division (a libgcc call) on the fast path.
+ */
+static inline uint64_t rldi_div_floor(rldi_u128 x, rldi_u128 t, uint64_t maxq)
+{
+    if (t == 0)
+        return maxq;
+    double xd = (double)(uint64_t)(x >> 64) * 18446744073709551616.0 + (double)(uint64_t)x;
+    double td = (double)(uint64_t)(t >> 64) * 18446744073709551616.0 + (double)(uint64_t)t;
+    double qd = xd / td;
+    if (qd >= 1125899906842624.0) /* 2^50: the estimate may be off by more than 1 */
+        return (uint64_t)(x / t) > maxq ? maxq : (uint64_t)(x / t);
+    uint64_t q = (uint64_t)qd;
+    if (q > maxq)
+        q = maxq;
+    while (q > 0 && (rldi_u128)q * t > x)
+        q--;
+    while (q < maxq && (rldi_u128)(q + 1) * t <= x)
+        q++;
+    return q;
+}
+
+/* What a caller learns; mirrors the public rld_result. */
+typedef struct rldi_verdict {
+    uint64_t limit, remaining, retry_after_ns, reset_after_ns;
+} rldi_verdict;
+
+/*
+ * floor(x / t) <= maxq, given inv ~= 1.0 / t (0 if unknown): one multiply and an exact
+ * correction in the common case where both fit in 64 bits, else rldi_div_floor.
+ */
+static inline uint64_t rldi_div_floor_inv(rldi_u128 x, rldi_u128 t, double inv, uint64_t maxq)
+{
+    if (((x | t) >> 63) == 0 && inv > 0) {
+        uint64_t xs = (uint64_t)x, ts = (uint64_t)t;
+        double qd = (double)(int64_t)xs * inv;
+        if (qd < 562949953421312.0) {               /* 2^49: error below one unit */
+            uint64_t q = (uint64_t)qd;
+            rldi_u128 p = (rldi_u128)q * ts;
+            if (p > xs)
+                q--, p -= ts;
+            else if (p + ts <= xs)
+                q++, p += ts;
+            if (p <= xs && p + ts > xs)             /* exact, else fall through */
+                return q > maxq ? maxq : q;
+        }
+    }
+    return rldi_div_floor(x, t, maxq);
+}
+
+/*
+ * The decision of one try of COST at NOW against (T, burst, TAT): true when allowed, with
+ * *new_tat the state to publish. EXTRA is demand already promised to queued waiters: while
+ * there is any, a (non-barging) try is denied. cost must be <= burst (callers: -E2BIG).
+ * Kept apart from the verdict so the CAS window stays as short as possible.
+ */
+static inline bool rldi_gcra_decide(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
+                                    uint64_t cost, uint64_t extra, rldi_u128 *new_tat)
+{
+    rldi_u128 tau = t * burst;            /* validated at configuration: no overflow */
+    rldi_u128 tat0 = tat > now ? tat : now;
+    rldi_u128 nt = tat0 + t * cost;       /* cost <= burst */
+    *new_tat = nt;
+    return nt - now <= tau && extra == 0;
+}
+
+/* The verdict of an allowed try that published NEW_TAT at NOW. */
+static inline void rldi_gcra_verdict_ok(rldi_u128 t, uint64_t burst, double inv, rldi_u128 new_tat,
+                                        rldi_u128 now, rldi_verdict *v)
+{
+    rldi_u128 used = new_tat - now;
+    v->limit = burst;
+    v->remaining = rldi_div_floor_inv(t * burst - used, t, inv, burst);
+    v->retry_after_ns = 0;
+    v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+}
+
+/* The verdict of a denied try: when COST (behind EXTRA queued tokens) would fit. */
+static inline void rldi_gcra_verdict_denied(rldi_u128 t, uint64_t burst, double inv, rldi_u128 tat,
+                                            rldi_u128 now, uint64_t cost, uint64_t extra,
+                                            rldi_verdict *v)
+{
+    rldi_u128 tau = t * burst;
+    rldi_u128 tat0 = tat > now ? tat : now;
+    rldi_u128 used = tat0 - now;
+    rldi_u128 ahead, cap = (rldi_u128)1 << 100;   /* extra comes from shared memory: saturate */
+    if (__builtin_mul_overflow(t, (rldi_u128)extra, &ahead) || ahead > cap)
+        ahead = cap;
+    rldi_u128 end = used + ahead + t * cost;
+    v->limit = burst;
+    v->remaining = used >= tau ? 0 : rldi_div_floor_inv(tau - used, t, inv, burst);
+    /* with a queue ahead: at least 1 ns, as the queue is served first */
+    v->retry_after_ns = end > tau ? rldi_fp_to_ns_ceil(end - tau) : 1;
+    v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+}
+
+/* decide + verdict in one call (tests, the daemon). */
+static inline bool rldi_gcra_try(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
+                                 uint64_t cost, uint64_t extra, rldi_u128 *new_tat,
+                                 rldi_verdict *v)
+{
+    rldi_u128 nt;
+    bool ok = rldi_gcra_decide(t, burst, tat, now, cost, extra, &nt);
+    if (ok)
+        *new_tat = nt;
+    if (v) {
+        if (ok)
+            rldi_gcra_verdict_ok(t, burst, 0, nt, now, v);
+        else
+            rldi_gcra_verdict_denied(t, burst, 0, tat, now, cost, extra, v);
+    }
+    return ok;
+}
+
+/* State without taking anything: what try(0) would say. */
+static inline void rldi_gcra_peek(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
+                                  rldi_verdict *v)
+{
+    rldi_u128 tau = t * burst;
+    rldi_u128 used = tat > now ? tat - now : 0;
+    v->limit = burst;
+    v->remaining = used >= tau ? 0 : rldi_div_floor(tau - used, t, burst);
+    v->retry_after_ns = used > tau ? rldi_fp_to_ns_ceil(used - tau) : 0;
+    v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+}
+
+/* Give back AMOUNT: TAT moves back, never before now (a bucket cannot exceed its burst). */
+static inline rldi_u128 rldi_gcra_refund(rldi_u128 t, rldi_u128 tat, rldi_u128 now,
+                                         uint64_t amount)
+{
+    if (tat <= now)
+        return tat;                       /* already full */
+    rldi_u128 back;
+    if (__builtin_mul_overflow(t, (rldi_u128)amount, &back) || back >= tat - now)
+        return now;
+    return tat - back;
+}
+
+/* Take AMOUNT unconditionally. -ERANGE (nothing to publish) when the debt would exceed
+ * RLDI_DEBT_MAX_NS beyond the burst. */
+static inline int rldi_gcra_debit(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
+                                  uint64_t amount, rldi_u128 *new_tat)
+{
+    rldi_u128 tat0 = tat > now ? tat : now;
+    rldi_u128 cap = t * burst + rldi_fp_from_ns(RLDI_DEBT_MAX_NS);
+    rldi_u128 need;
+    /* compare before adding: tat0 + need may wrap around 2^128 when need is near it */
+    if (__builtin_mul_overflow(t, (rldi_u128)amount, &need) || tat0 - now > cap ||
+        need > cap - (tat0 - now))
+        return -ERANGE;
+    *new_tat = tat0 + need;
+    return 0;
+}
+
+/*
+ * Carry a state across a change of rate or burst, proportionally: the fraction of the old
+ * tolerance in use (debt included) becomes the same fraction of the new one. A full bucket
+ * stays full; to or from unlimited, the bucket starts full. Rounds up (toward denying).
+ */
+static inline rldi_u128 rldi_gcra_carry(rldi_u128 t_old, uint64_t burst_old, rldi_u128 t_new,
+                                        uint64_t burst_new, rldi_u128 tat, rldi_u128 now)
+{
+    rldi_u128 tau_old = t_old * burst_old, tau_new = t_new * burst_new;
+    if (tat <= now)
+        return tat;
+    if (tau_old == 0 || tau_new == 0)
+        return now;
+    rldi_u128 used = tat - now;
+    if (tau_old == tau_new)
+        return tat;
+    long double f = (long double)used / (long double)tau_old;
+    long double nu = f * (long double)tau_new;
+    nu += nu * (8 * LDBL_EPSILON);        /* above the error of 3 conversions and 2 ops */
+    rldi_u128 cap = tau_new + rldi_fp_from_ns(RLDI_DEBT_MAX_NS);
+    if (nu >= (long double)cap)
+        return now + cap;
+    rldi_u128 n = (rldi_u128)nu + 1;      /* round up */
+    return now + (n < cap ? n : cap);
+}
+
+/* State word packing: (tat, frac_ver) <-> 64.32 TAT and 32-bit config version. */
+static inline rldi_u128 rldi_tat_unpack(uint64_t tat, uint64_t frac_ver)
+{
+    return ((rldi_u128)tat << 32) | (uint32_t)frac_ver;
+}
+static inline void rldi_tat_pack(rldi_u128 fp, uint32_t ver, uint64_t *tat, uint64_t *frac_ver)
+{
+    *tat = (uint64_t)(fp >> 32);
+    *frac_ver = ((uint64_t)ver << 32) | (uint32_t)fp;
+}
+
+#endif

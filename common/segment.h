@@ -1,0 +1,61 @@
+/*
+ * segment.h - mapping and checking an instance's shared-memory segment, and reading its
+ * name index. Used by librld, the daemon (which also writes it, see daemon/segment.c) and
+ * the tools. Layout in layout.h.
+ */
+#ifndef RLD_COMMON_SEGMENT_H
+#define RLD_COMMON_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+typedef struct rldi_seg {
+    void            *base;
+    size_t           size;
+    rldi_shm_header *hdr;
+    rldi_slot       *slots;
+    rldi_meta       *meta;
+    uint32_t        *index;
+    uint32_t         slot_count;
+    uint32_t         index_mask;
+} rldi_seg;
+
+/* Offsets and size of a segment holding SLOT_COUNT limits, written into HDR's geometry
+ * fields (nothing else). Returns the segment size, 0 if SLOT_COUNT is out of range. */
+uint64_t rldi_seg_geometry(uint32_t slot_count, rldi_shm_header *hdr);
+
+/*
+ * Check that BASE..BASE+SIZE is a usable segment of our ABI: magic, version, sizes and
+ * every offset inside the mapping. 0; RLD_ECORRUPT; RLD_EABI; -EAGAIN not yet READY
+ * (only when require_ready).
+ */
+int rldi_seg_check(const void *base, size_t size, bool require_ready);
+
+/* Fill S's pointers from a checked mapping. */
+void rldi_seg_bind(rldi_seg *s, void *base, size_t size);
+
+/*
+ * Map shm object SHM_NAME read-write and check it. 0, or -ENOENT, -EACCES, RLD_ECORRUPT,
+ * RLD_EABI, -EAGAIN (being created), another -errno from the system.
+ */
+int rldi_seg_open(const char *shm_name, rldi_seg *s);
+void rldi_seg_close(rldi_seg *s);
+
+/* FNV-1a, 64 bits: the index's hash of a limit name. */
+uint64_t rldi_name_hash(const char *name, size_t len);
+
+/*
+ * Find NAME: *slot and *gen of the live limit. Consistent against a daemon writing the
+ * index at the same time (seqlock; retries). -ENOENT absent; -EAGAIN the index stayed
+ * locked (a daemon died mid-update: its successor repairs it).
+ */
+int rldi_seg_lookup(const rldi_seg *s, const char *name, uint32_t *slot, uint32_t *gen);
+
+/* Read slot SLOT's name under the seqlock into BUF (RLDI_NAME_MAX + 1 bytes). 0 or -ENOENT
+ * (free slot) or -EAGAIN. */
+int rldi_seg_name(const rldi_seg *s, uint32_t slot, char *buf);
+
+#endif

@@ -1,0 +1,692 @@
+/*
+ * config.c - load and validate the configuration file (see config.h).
+ *
+ * libinih does the key = value lines and comments. Our reader feeds it one physical line per
+ * call, so its line numbers are ours (Debian builds it without INI_HANDLER_LINENO), catches
+ * over-long lines (inih would silently split them into two) and parses section headers
+ * itself: inih truncates section names to 49 bytes, shorter than "limit " plus a 64-byte
+ * limit name. inih then only ever sees key lines, comments and blank lines.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gcra.h"
+#include "rate.h"
+
+enum section { SEC_NONE, SEC_RLD, SEC_LIMIT };
+
+enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, N_RLD_KEYS };
+enum { K_RATE, K_BURST, N_LIMIT_KEYS };
+
+static const char *const rld_keys[N_RLD_KEYS] = {
+    "max_limits", "group", "admin_group", "max_waiters", "log_level",
+};
+static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst"};
+static const char *const log_levels[] = {"error", "warn", "info", "debug"};
+
+struct parser {
+    const char *name;        /* file name, for messages */
+    FILE *fp;                /* the source: a file, */
+    const char *text;        /* or the rest of a string */
+    char *line;              /* current physical line, without its line end */
+    size_t linecap, linelen;
+    int lineno;
+
+    rldi_config *cfg;
+    size_t cap;              /* of cfg->limits */
+    uint32_t *index;         /* names -> limit index + 1, open addressing; 0 = empty */
+    size_t index_size;       /* power of two */
+
+    enum section sec;
+    int sec_line;
+    int key_line[N_RLD_KEYS]; /* per key of the current section: line, 0 if not yet seen */
+    int rld_line;             /* line of [rld], 0 if none yet */
+    int max_limits_line;      /* line that set max_limits, 0 while the default holds */
+
+    int err;                  /* first error, a negative errno; parsing stops there */
+    char *errbuf;
+    size_t errlen;
+};
+
+/*
+ * Records the first error: "NAME:LINE: message 'token'" (line 0: "NAME: message").
+ * The token is quoted as read, control bytes escaped, cut after 80 bytes (a whole name fits).
+ */
+__attribute__((format(printf, 5, 6)))
+static void fail(struct parser *ps, int line, int err, const char *token, const char *fmt, ...)
+{
+    char msg[256], tok[128];
+    va_list ap;
+
+    if (ps->err)
+        return;
+    ps->err = err;
+    if (!ps->errbuf || ps->errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (token) {
+        size_t o = 0;
+        const unsigned char *p = (const unsigned char *)token;
+        for (; *p && o < 80; p++) {
+            if (*p < 0x20 || *p == 0x7f)
+                o += (size_t)snprintf(tok + o, sizeof tok - o, "\\x%02x", *p);
+            else
+                tok[o++] = (char)*p;
+        }
+        tok[o] = '\0';
+        if (*p)
+            strcpy(tok + o, "...");
+    }
+    if (line > 0 && token)
+        snprintf(ps->errbuf, ps->errlen, "%s:%d: %s '%s'", ps->name, line, msg, tok);
+    else if (line > 0)
+        snprintf(ps->errbuf, ps->errlen, "%s:%d: %s", ps->name, line, msg);
+    else
+        snprintf(ps->errbuf, ps->errlen, "%s: %s", ps->name, msg);
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
+
+static char *skip_blanks(char *p)
+{
+    while (is_blank(*p))
+        p++;
+    return p;
+}
+
+static void rtrim(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && is_blank(s[n - 1]))
+        s[--n] = '\0';
+}
+
+/* ---- limits and their name index ---- */
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return h;
+}
+
+/* Index of limit NAME, or -1. */
+static long index_find(const struct parser *ps, const char *name)
+{
+    if (!ps->index)
+        return -1;
+    size_t mask = ps->index_size - 1;
+    for (size_t i = name_hash(name) & mask;; i = (i + 1) & mask) {
+        uint32_t v = ps->index[i];
+        if (v == 0)
+            return -1;
+        if (strcmp(ps->cfg->limits[v - 1].name, name) == 0)
+            return (long)(v - 1);
+    }
+}
+
+static void index_put(uint32_t *index, size_t size, const char *name, uint32_t idx)
+{
+    size_t mask = size - 1, i = name_hash(name) & mask;
+    while (index[i])
+        i = (i + 1) & mask;
+    index[i] = idx + 1;
+}
+
+/* Appends a limit NAME at LINE (name already checked, not a duplicate). */
+static rldi_conf_limit *add_limit(struct parser *ps, const char *name, int line)
+{
+    rldi_config *c = ps->cfg;
+    if (c->nlimits == ps->cap) {
+        size_t ncap = ps->cap ? ps->cap * 2 : 16;
+        rldi_conf_limit *nl = realloc(c->limits, ncap * sizeof *nl);
+        if (!nl)
+            return NULL;
+        c->limits = nl;
+        ps->cap = ncap;
+    }
+    if ((c->nlimits + 1) * 2 > ps->index_size) { /* keep the load factor at most 1/2 */
+        size_t nsize = ps->index_size ? ps->index_size * 2 : 64;
+        uint32_t *ni = calloc(nsize, sizeof *ni);
+        if (!ni)
+            return NULL;
+        for (size_t i = 0; i < c->nlimits; i++)
+            index_put(ni, nsize, c->limits[i].name, (uint32_t)i);
+        free(ps->index);
+        ps->index = ni;
+        ps->index_size = nsize;
+    }
+    rldi_conf_limit *l = &c->limits[c->nlimits];
+    memset(l, 0, sizeof *l);
+    strcpy(l->name, name); /* length checked by rldi_name_check */
+    l->line = line;
+    index_put(ps->index, ps->index_size, l->name, (uint32_t)c->nlimits);
+    c->nlimits++;
+    return l;
+}
+
+/* ---- sections ---- */
+
+/* Closes the current section: a limit must have had a rate. */
+static bool end_section(struct parser *ps)
+{
+    if (ps->sec == SEC_LIMIT) {
+        rldi_conf_limit *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
+        if (!ps->key_line[K_RATE]) {
+            fail(ps, ps->sec_line, -EINVAL, l->name, "limit has no rate");
+            return false;
+        }
+        if (!ps->key_line[K_BURST])
+            l->burst = l->count;
+    }
+    ps->sec = SEC_NONE;
+    memset(ps->key_line, 0, sizeof ps->key_line);
+    return true;
+}
+
+/* Splits S in place into at most MAX blank-separated words; returns how many there were. */
+static int split_words(char *s, char **w, int max)
+{
+    int n = 0;
+    for (char *p = skip_blanks(s); *p; p = skip_blanks(p)) {
+        if (n < max)
+            w[n] = p;
+        n++;
+        while (*p && !is_blank(*p))
+            p++;
+        if (*p)
+            *p++ = '\0';
+    }
+    return n;
+}
+
+/* A "[...]" line, P at the '['. */
+static bool section_header(struct parser *ps, char *p)
+{
+    int line = ps->lineno;
+    char *w[3];
+
+    if (!end_section(ps))
+        return false;
+    char *close = strchr(p, ']');
+    if (!close) {
+        rtrim(p);
+        fail(ps, line, -EINVAL, p, "missing ']' in section header");
+        return false;
+    }
+    char *rest = skip_blanks(close + 1);
+    if (*rest && *rest != ';' && *rest != '#') {
+        rtrim(rest);
+        fail(ps, line, -EINVAL, rest, "unexpected text after section header");
+        return false;
+    }
+    *close = '\0';
+    int n = split_words(p + 1, w, 3);
+    if (n == 0) {
+        fail(ps, line, -EINVAL, "[]", "empty section header");
+        return false;
+    }
+
+    if (strcmp(w[0], "rld") == 0) {
+        if (n > 1) {
+            fail(ps, line, -EINVAL, w[1], "section [rld] takes no name");
+            return false;
+        }
+        if (ps->rld_line) {
+            fail(ps, line, -EINVAL, "rld", "duplicate section (first at line %d)", ps->rld_line);
+            return false;
+        }
+        ps->rld_line = line;
+        ps->sec = SEC_RLD;
+        ps->sec_line = line;
+        return true;
+    }
+    if (strcmp(w[0], "limit") != 0) {
+        fail(ps, line, -EINVAL, w[0], "unknown section (expected [rld] or [limit NAME])");
+        return false;
+    }
+    if (n == 1) {
+        fail(ps, line, -EINVAL, "limit", "missing limit name: [limit NAME]");
+        return false;
+    }
+    if (n > 2) {
+        fail(ps, line, -EINVAL, w[2], "exactly one limit name expected after 'limit'");
+        return false;
+    }
+    const char *why = NULL;
+    if (rldi_name_check(w[1], &why) < 0) {
+        fail(ps, line, -EINVAL, w[1], "bad limit name: %s", why);
+        return false;
+    }
+    long dup = index_find(ps, w[1]);
+    if (dup >= 0) {
+        fail(ps, line, -EINVAL, w[1], "duplicate limit (first defined at line %d)",
+             ps->cfg->limits[dup].line);
+        return false;
+    }
+    /* The cap is known once set, or when it is the hard one; the default can still be
+     * raised by an [rld] further down, so that case waits for the end of the file. */
+    uint32_t cap = ps->max_limits_line ? ps->cfg->max_limits : RLDI_MAX_SLOTS;
+    if (ps->cfg->nlimits >= cap) {
+        fail(ps, line, -EINVAL, w[1], "more limits than max_limits (%u)", (unsigned)cap);
+        return false;
+    }
+    if (!add_limit(ps, w[1], line)) {
+        fail(ps, 0, -ENOMEM, NULL, "out of memory");
+        return false;
+    }
+    ps->sec = SEC_LIMIT;
+    ps->sec_line = line;
+    return true;
+}
+
+/* ---- keys ---- */
+
+/* Group names as useradd accepts them: [A-Za-z0-9_.-], not starting with '-', < 64 bytes. */
+static bool group_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof ((rldi_config *)0)->group || s[0] == '-')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.' || *s == '-'))
+            return false;
+    return true;
+}
+
+/* A u64 in LO..HI for KEY. */
+static bool range_value(struct parser *ps, const char *key, const char *value, uint64_t lo,
+                        uint64_t hi, uint64_t *out)
+{
+    const char *why = NULL;
+    if (rldi_parse_u64(value, out, &why) < 0) {
+        fail(ps, ps->lineno, -EINVAL, value, "bad %s: %s", key, why);
+        return false;
+    }
+    if (*out < lo || *out > hi) {
+        fail(ps, ps->lineno, -EINVAL, value, "%s must be %llu..%llu", key,
+             (unsigned long long)lo, (unsigned long long)hi);
+        return false;
+    }
+    return true;
+}
+
+static bool rld_key(struct parser *ps, int k, const char *value)
+{
+    rldi_config *c = ps->cfg;
+    uint64_t v;
+
+    switch (k) {
+    case K_MAX_LIMITS:
+        if (!range_value(ps, "max_limits", value, 1, RLDI_MAX_SLOTS, &v))
+            return false;
+        c->max_limits = (uint32_t)v;
+        ps->max_limits_line = ps->lineno;
+        if (c->nlimits > v) {
+            const rldi_conf_limit *l = &c->limits[v];
+            fail(ps, l->line, -EINVAL, l->name, "more limits than max_limits (%u, set at line %d)",
+                 (unsigned)v, ps->lineno);
+            return false;
+        }
+        return true;
+    case K_MAX_WAITERS:
+        if (!range_value(ps, "max_waiters", value, 1, RLDI_CONF_MAX_WAITERS_MAX, &v))
+            return false;
+        c->max_waiters = (uint32_t)v;
+        return true;
+    case K_GROUP:
+    case K_ADMIN_GROUP:
+        if (!group_ok(value)) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad group name");
+            return false;
+        }
+        strcpy(k == K_GROUP ? c->group : c->admin_group, value);
+        return true;
+    case K_LOG_LEVEL:
+        for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
+            if (strcmp(value, log_levels[i]) == 0) {
+                strcpy(c->log_level, value);
+                return true;
+            }
+        fail(ps, ps->lineno, -EINVAL, value, "log_level must be error, warn, info or debug");
+        return false;
+    }
+    return false;
+}
+
+/* tau = burst * T must fit (gcra.h), checked once both are known. */
+static bool tolerance_ok(struct parser *ps, const rldi_conf_limit *l, const char *value)
+{
+    rldi_u128 t, tau;
+    if (l->count == 0)
+        return true; /* unlimited: T = 0 */
+    if (rldi_interval(l->count, l->period_ns, &t) < 0) {
+        fail(ps, ps->lineno, -EINVAL, value, "rate not representable");
+        return false;
+    }
+    if (rldi_tau(t, l->burst, &tau) < 0) {
+        fail(ps, ps->lineno, -EINVAL, value, "burst * interval exceeds 146 years");
+        return false;
+    }
+    return true;
+}
+
+static bool limit_key(struct parser *ps, int k, const char *value)
+{
+    rldi_conf_limit *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
+    const char *why = NULL;
+    int rc;
+
+    if (k == K_RATE) {
+        if (rldi_parse_rate(value, &l->count, &l->period_ns, &why) < 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad rate: %s", why);
+            return false;
+        }
+        return !ps->key_line[K_BURST] || tolerance_ok(ps, l, value);
+    }
+    if ((rc = rldi_parse_u64(value, &l->burst, &why)) < 0) {
+        fail(ps, ps->lineno, -EINVAL, value, "bad burst: %s",
+             rc == -ERANGE ? "number too large" : "must be a positive integer");
+        return false;
+    }
+    if (l->burst == 0) {
+        fail(ps, ps->lineno, -EINVAL, value, "bad burst: must be a positive integer");
+        return false;
+    }
+    return !ps->key_line[K_RATE] || tolerance_ok(ps, l, value);
+}
+
+static int key_index(const char *const *keys, int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(keys[i], key) == 0)
+            return i;
+    return -1;
+}
+
+/* inih's callback: one "key = value" line, both trimmed, comment removed. Nonzero is OK. */
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    struct parser *ps = user;
+    int line = ps->lineno, k;
+
+    (void)section; /* always "": inih never sees our section headers */
+    if (ps->err)
+        return 0;
+    if (!*key) {
+        char *t = skip_blanks(ps->line);
+        rtrim(t);
+        fail(ps, line, -EINVAL, t, "missing key before '='");
+        return 0;
+    }
+    switch (ps->sec) {
+    case SEC_NONE:
+        fail(ps, line, -EINVAL, key, "key outside of any section");
+        return 0;
+    case SEC_RLD:
+        k = key_index(rld_keys, N_RLD_KEYS, key);
+        if (k < 0) {
+            fail(ps, line, -EINVAL, key, "unknown key in [rld]");
+            return 0;
+        }
+        break;
+    case SEC_LIMIT:
+        k = key_index(limit_keys, N_LIMIT_KEYS, key);
+        if (k < 0) {
+            fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate or burst)");
+            return 0;
+        }
+        break;
+    default:
+        return 0;
+    }
+    if (ps->key_line[k]) {
+        fail(ps, line, -EINVAL, key, "duplicate key (first at line %d)", ps->key_line[k]);
+        return 0;
+    }
+    if (!*value) {
+        fail(ps, line, -EINVAL, key, "empty value");
+        return 0;
+    }
+    bool ok = ps->sec == SEC_RLD ? rld_key(ps, k, value) : limit_key(ps, k, value);
+    ps->key_line[k] = line;
+    return ok;
+}
+
+/* ---- input ---- */
+
+/* Next physical line into ps->line, line end removed: 1, 0 at the end, or -errno. */
+static int next_line(struct parser *ps)
+{
+    size_t n;
+    if (ps->fp) {
+        errno = 0;
+        ssize_t r = getline(&ps->line, &ps->linecap, ps->fp);
+        if (r < 0)
+            return ferror(ps->fp) ? -(errno ? errno : EIO) : 0;
+        n = (size_t)r;
+    } else {
+        if (!*ps->text)
+            return 0;
+        const char *nl = strchr(ps->text, '\n');
+        n = nl ? (size_t)(nl - ps->text) + 1 : strlen(ps->text);
+        if (n + 1 > ps->linecap) {
+            char *b = realloc(ps->line, n + 1);
+            if (!b)
+                return -ENOMEM;
+            ps->line = b;
+            ps->linecap = n + 1;
+        }
+        memcpy(ps->line, ps->text, n);
+        ps->line[n] = '\0';
+        ps->text += n;
+    }
+    if (n > 0 && ps->line[n - 1] == '\n')
+        n--;
+    if (n > 0 && ps->line[n - 1] == '\r')
+        n--;
+    ps->line[n] = '\0';
+    ps->linelen = n;
+    return 1;
+}
+
+/* inih's fgets-like reader: exactly one physical line per call (see the top of the file). */
+static char *reader(char *str, int num, void *stream)
+{
+    struct parser *ps = stream;
+
+    if (ps->err)
+        return NULL;
+    int r = next_line(ps);
+    if (r == 0)
+        return NULL;
+    if (r < 0) {
+        fail(ps, 0, r, NULL, "%s", strerror(-r));
+        return NULL;
+    }
+    ps->lineno++;
+    if (ps->lineno == 1 && ps->linelen >= 3 && memcmp(ps->line, "\xef\xbb\xbf", 3) == 0) {
+        ps->linelen -= 3; /* UTF-8 byte order mark */
+        memmove(ps->line, ps->line + 3, ps->linelen + 1);
+    }
+    if (strlen(ps->line) != ps->linelen) {
+        fail(ps, ps->lineno, -EINVAL, NULL, "NUL byte in line");
+        return NULL;
+    }
+    /* inih needs room for "\r\n\0" (ini.h: INI_MAX_LINE) */
+    if (num < 3 || ps->linelen > (size_t)num - 3) {
+        char *t = skip_blanks(ps->line);
+        fail(ps, ps->lineno, -EINVAL, t, "line longer than %d bytes", num - 3);
+        return NULL;
+    }
+    char *p = skip_blanks(ps->line);
+    if (*p == '[' && strlen(p) <= RLDI_CONF_LINE_MAX) {
+        char copy[RLDI_CONF_LINE_MAX + 1];
+        strcpy(copy, p); /* section_header() cuts its argument; keep ps->line intact */
+        if (!section_header(ps, copy))
+            return NULL;
+        strcpy(str, "\n");
+        return str;
+    }
+    memcpy(str, ps->line, ps->linelen);
+    str[ps->linelen] = '\n';
+    str[ps->linelen + 1] = '\0';
+    return str;
+}
+
+/* ---- entry points ---- */
+
+struct ini_knobs {
+    bool multiline, bom, inline_comments, use_stack, stop_on_first_error, no_value;
+    char *start_prefixes, *inline_prefixes;
+    int max_line;
+};
+
+static void knobs_save(struct ini_knobs *k)
+{
+    k->multiline = ini_allow_multiline;
+    k->bom = ini_allow_bom;
+    k->inline_comments = ini_allow_inline_comments;
+    k->use_stack = ini_use_stack;
+    k->stop_on_first_error = ini_stop_on_first_error;
+    k->no_value = ini_allow_no_value;
+    k->start_prefixes = ini_start_comment_prefixes;
+    k->inline_prefixes = ini_inline_comment_prefixes;
+    k->max_line = ini_max_line;
+}
+
+static void knobs_restore(const struct ini_knobs *k)
+{
+    ini_allow_multiline = k->multiline;
+    ini_allow_bom = k->bom;
+    ini_allow_inline_comments = k->inline_comments;
+    ini_use_stack = k->use_stack;
+    ini_stop_on_first_error = k->stop_on_first_error;
+    ini_allow_no_value = k->no_value;
+    ini_start_comment_prefixes = k->start_prefixes;
+    ini_inline_comment_prefixes = k->inline_prefixes;
+    ini_max_line = k->max_line;
+}
+
+static int run(struct parser *ps, rldi_config *out)
+{
+    static char comment_prefixes[] = ";#";
+    rldi_config *c = calloc(1, sizeof *c); /* 4 KiB path: not on the stack */
+    struct ini_knobs saved;
+
+    if (!c) {
+        fail(ps, 0, -ENOMEM, NULL, "out of memory");
+        return ps->err;
+    }
+    snprintf(c->path, sizeof c->path, "%s", ps->name);
+    c->max_limits = RLDI_CONF_DEFAULT_MAX_LIMITS;
+    c->max_waiters = RLDI_CONF_DEFAULT_MAX_WAITERS;
+    strcpy(c->log_level, "info");
+    ps->cfg = c;
+
+    knobs_save(&saved);
+    ini_allow_multiline = false;  /* an indented line is a line, not a continuation */
+    ini_allow_bom = false;        /* the reader strips it */
+    ini_allow_inline_comments = true;
+    ini_start_comment_prefixes = comment_prefixes;
+    ini_inline_comment_prefixes = comment_prefixes;
+    ini_use_stack = true;
+    ini_max_line = RLDI_CONF_LINE_MAX + 3;
+    ini_stop_on_first_error = true;
+    ini_allow_no_value = false;
+    int ret = ini_parse_stream(reader, ps, handler, ps);
+    knobs_restore(&saved);
+
+    if (!ps->err) {
+        if (ret > 0) {
+            /* inih stopped at once, so ps->line is still the offending line */
+            char *t = skip_blanks(ps->line);
+            rtrim(t);
+            fail(ps, ret, -EINVAL, ret == ps->lineno ? t : NULL,
+                 "expected 'key = value' or '[section]'");
+        } else if (ret == -2) {
+            fail(ps, 0, -ENOMEM, NULL, "out of memory");
+        } else if (ret < 0) {
+            fail(ps, 0, -EIO, NULL, "parser error %d", ret);
+        } else if (end_section(ps) && !ps->max_limits_line && c->nlimits > c->max_limits) {
+            const rldi_conf_limit *l = &c->limits[c->max_limits];
+            fail(ps, l->line, -EINVAL, l->name, "more limits than max_limits (%u, the default)",
+                 (unsigned)c->max_limits);
+        }
+    }
+    free(ps->index);
+    free(ps->line);
+    if (ps->err) {
+        free(c->limits);
+        free(c);
+        return ps->err;
+    }
+    *out = *c;
+    free(c);
+    return 0;
+}
+
+int rldi_config_parse(const char *text, const char *name, rldi_config *out, char *err,
+                      size_t errlen)
+{
+    struct parser ps = {.name = name ? name : "<config>", .text = text ? text : "",
+                        .errbuf = err, .errlen = errlen};
+    memset(out, 0, sizeof *out);
+    if (err && errlen)
+        err[0] = '\0';
+    return run(&ps, out);
+}
+
+int rldi_config_load(const char *path, rldi_config *out, char *err, size_t errlen)
+{
+    struct parser ps = {.name = path ? path : "", .errbuf = err, .errlen = errlen};
+    memset(out, 0, sizeof *out);
+    if (err && errlen)
+        err[0] = '\0';
+    if (!path || !*path) {
+        fail(&ps, 0, -ENOENT, NULL, "%s", strerror(ENOENT));
+        return ps.err;
+    }
+    if (strlen(path) >= sizeof out->path) {
+        fail(&ps, 0, -ENAMETOOLONG, NULL, "%s", strerror(ENAMETOOLONG));
+        return ps.err;
+    }
+    ps.fp = fopen(path, "re");
+    if (!ps.fp) {
+        int e = errno;
+        fail(&ps, 0, -e, NULL, "%s", strerror(e));
+        return ps.err;
+    }
+    int rc = run(&ps, out);
+    fclose(ps.fp);
+    return rc;
+}
+
+void rldi_config_free(rldi_config *c)
+{
+    if (!c)
+        return;
+    free(c->limits);
+    memset(c, 0, sizeof *c);
+}
+
+const rldi_conf_limit *rldi_config_find(const rldi_config *c, const char *name)
+{
+    if (!c || !name)
+        return NULL;
+    for (size_t i = 0; i < c->nlimits; i++)
+        if (strcmp(c->limits[i].name, name) == 0)
+            return &c->limits[i];
+    return NULL;
+}

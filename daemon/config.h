@@ -1,0 +1,72 @@
+/*
+ * config.h - the daemon's configuration file (default /etc/rld/rld.conf), loaded and fully
+ * validated in one go so that a bad file can be refused before anything running changes.
+ *
+ *   [rld]                      optional, at most once
+ *   max_limits  = 4096         1..2^24, capacity of the shared segment
+ *   max_waiters = 65536        1..2^24, queued waits per limit
+ *   group       = rld          group owning the socket and segment ("" = daemon's own)
+ *   admin_group = rldadmin     group allowed to change configuration (besides root)
+ *   log_level   = info         error | warn | info | debug
+ *
+ *   [limit NAME]               one per limit, NAME as rldi_name_check()
+ *   rate  = 3500/min           required: COUNT/PERIOD or "unlimited" (see rate.h)
+ *   burst = 3500               optional, positive; defaults to the count
+ *
+ * Comments start with ';' or '#', at the start of a line or after white space.
+ * Errors read "FILE:LINE: message 'token'", and only the first one is reported.
+ */
+#ifndef RLD_DAEMON_CONFIG_H
+#define RLD_DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h" /* RLDI_NAME_MAX */
+
+#define RLDI_CONF_DEFAULT_MAX_LIMITS   4096u
+#define RLDI_CONF_DEFAULT_MAX_WAITERS  65536u
+#define RLDI_CONF_MAX_WAITERS_MAX      (1u << 24)
+#define RLDI_CONF_LINE_MAX             1024   /* bytes per line, without the newline */
+
+typedef struct rldi_conf_limit {
+    char     name[RLDI_NAME_MAX + 1];
+    uint64_t count;       /* 0 = unlimited */
+    uint64_t period_ns;   /* 0 when unlimited */
+    uint64_t burst;       /* defaults to count; for unlimited 0 unless given */
+    int      line;        /* line of the [limit NAME] header */
+} rldi_conf_limit;
+
+typedef struct rldi_config {
+    char            path[4096];
+    uint32_t        max_limits;       /* [rld] max_limits, default 4096, 1..(1<<24) */
+    char            group[64];        /* [rld] group (socket/segment group), "" if unset */
+    char            admin_group[64];  /* [rld] admin_group, "" if unset */
+    uint32_t        max_waiters;      /* [rld] max_waiters per limit, default 65536 */
+    char            log_level[16];    /* [rld] log_level: error|warn|info|debug, default "info" */
+    rldi_conf_limit *limits;          /* in file order */
+    size_t          nlimits;
+} rldi_config;
+
+/*
+ * Load and fully validate PATH. On error returns a negative errno (-ENOENT/-EACCES... for an
+ * unreadable file, -EINVAL for bad content, -ENOMEM) and writes one line into err (when err
+ * is non-NULL and errlen > 0): "FILE:LINE: message 'token'", or "FILE: <strerror>" for file
+ * errors. On error *out is left zeroed (nothing allocated).
+ *
+ * Not thread-safe: libinih's options are process globals, set for the duration of the call
+ * (and restored afterwards).
+ */
+int rldi_config_load(const char *path, rldi_config *out, char *err, size_t errlen);
+
+/* Same, from a string; NAME stands for the file name in messages and in out->path. */
+int rldi_config_parse(const char *text, const char *name, rldi_config *out, char *err,
+                      size_t errlen);
+
+/* Frees what a successful load allocated and zeroes *c. Safe on a zeroed config. */
+void rldi_config_free(rldi_config *c);
+
+/* Limit NAME, or NULL if absent. Linear search. */
+const rldi_conf_limit *rldi_config_find(const rldi_config *c, const char *name);
+
+#endif

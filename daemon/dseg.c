@@ -1,0 +1,441 @@
+/*
+ * dseg.c - the daemon writes the segment (see dseg.h).
+ *
+ * Publishing a limit's configuration: the daemon writes the bank clients do not read (the
+ * one the next version selects), then swaps state and version in one 16-byte CAS, carrying
+ * the state into the new rate's terms. Index and names change under a seqlock
+ * (header->index_seq odd while writing) that readers retry on.
+ */
+#include "dseg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "gcra.h"
+#include "log.h"
+#include "rate.h"
+#include "rld.h"
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void index_lock(rldi_seg *s)
+{
+    uint64_t seq = rldi_load_relaxed(&s->hdr->index_seq);
+    rldi_store_relaxed(&s->hdr->index_seq, seq | 1);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void index_unlock(rldi_seg *s)
+{
+    uint64_t seq = rldi_load_relaxed(&s->hdr->index_seq);
+    rldi_store_release(&s->hdr->index_seq, (seq | 1) + 1);
+}
+
+/* ---- creation and attach ------------------------------------------------------------ */
+
+static int create(const char *shm_name, const dseg_opts *o, rldi_seg *s, char *err, size_t errlen)
+{
+    rldi_shm_header geo;
+    memset(&geo, 0, sizeof(geo));
+    uint64_t size = rldi_seg_geometry(o->max_limits, &geo);
+    if (size == 0) {
+        snprintf(err, errlen, "max_limits %u out of range (1..%u)", o->max_limits, RLDI_MAX_SLOTS);
+        return -EINVAL;
+    }
+    mode_t old = umask(0);
+    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0660);
+    umask(old);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot create segment /dev/shm%s: %s", shm_name, strerror(e));
+        return -e;
+    }
+    if ((o->gid != (gid_t)-1 && fchown(fd, (uid_t)-1, o->gid) < 0) || ftruncate(fd, (off_t)size) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot set up segment /dev/shm%s (%llu bytes): %s", shm_name,
+                 (unsigned long long)size, strerror(e));
+        close(fd);
+        shm_unlink(shm_name);
+        return -e;
+    }
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = base == MAP_FAILED ? errno : 0;
+    close(fd);
+    if (e) {
+        snprintf(err, errlen, "cannot map segment /dev/shm%s: %s", shm_name, strerror(e));
+        shm_unlink(shm_name);
+        return -e;
+    }
+    /* tmpfs pages are zero: write the header, state INIT until the first sync is done. */
+    rldi_shm_header *h = base;
+    memcpy(h, &geo, sizeof(geo));
+    memcpy(h->magic, RLDI_MAGIC, sizeof(h->magic));
+    h->abi_major = RLDI_ABI_MAJOR;
+    h->abi_minor = RLDI_ABI_MINOR;
+    h->created_ns = real_ns();
+    h->state = RLDI_STATE_INIT;
+    rldi_seg_bind(s, base, size);
+    for (uint32_t i = 0; i < s->slot_count; i++)
+        s->slots[i].gen = 1;    /* a zeroed rld_limit never names a live limit */
+    return 0;
+}
+
+int dseg_open(const char *shm_name, const dseg_opts *o, rldi_seg *s, bool *created,
+              char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    *created = false;
+    int fd = shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0 && errno != ENOENT) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open segment /dev/shm%s: %s", shm_name, strerror(e));
+        return -e;
+    }
+    if (fd >= 0) {
+        struct stat st;
+        int r = fstat(fd, &st) < 0 ? -errno : 0;
+        void *base = MAP_FAILED;
+        if (r == 0 && st.st_size >= (off_t)RLDI_HEADER_SIZE) {
+            base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (base == MAP_FAILED)
+                r = -errno;
+        }
+        close(fd);
+        if (r == 0)
+            r = base == MAP_FAILED ? RLD_ECORRUPT : rldi_seg_check(base, (size_t)st.st_size, false);
+        if (r == 0 && !o->fresh) {
+            rldi_seg_bind(s, base, (size_t)st.st_size);
+            if (s->slot_count != o->max_limits)
+                LOG_WARN("segment /dev/shm%s keeps its %u slots (max_limits = %u takes effect "
+                         "with a new segment: rld --fresh, which resets every limit)",
+                         shm_name, s->slot_count, o->max_limits);
+            return 0;
+        }
+        if (base != MAP_FAILED)
+            munmap(base, (size_t)st.st_size);
+        if (!o->fresh) {
+            snprintf(err, errlen,
+                     "segment /dev/shm%s exists but %s; stop its clients and start rld with "
+                     "--fresh to replace it (all limit state is lost)",
+                     shm_name, r == RLD_EABI ? "was made by an incompatible rld version"
+                                             : "is damaged or not an rld segment");
+            return r < 0 ? r : RLD_ECORRUPT;
+        }
+        LOG_WARN("--fresh: replacing segment /dev/shm%s", shm_name);
+        shm_unlink(shm_name);
+    }
+    int r = create(shm_name, o, s, err, errlen);
+    if (r == 0)
+        *created = true;
+    return r;
+}
+
+/* ---- limits ------------------------------------------------------------------------- */
+
+static uint32_t state_ver(const rldi_slot *sl)
+{
+    return (uint32_t)(rldi_load_relaxed(&sl->frac_ver) >> 32);
+}
+
+static void bank_read(const rldi_bank *b, rldi_u128 *t, uint64_t *burst)
+{
+    *t = ((rldi_u128)rldi_load_relaxed(&b->t_hi) << 64) | rldi_load_relaxed(&b->t_lo);
+    *burst = rldi_load_relaxed(&b->burst);
+}
+
+static void bank_write(rldi_bank *b, rldi_u128 t, uint64_t burst)
+{
+    rldi_store_relaxed(&b->t_lo, (uint64_t)t);
+    rldi_store_relaxed(&b->t_hi, (uint64_t)(t >> 64));
+    rldi_store_relaxed(&b->burst, burst);
+    double inv = t ? 1.0 / ((double)(uint64_t)(t >> 64) * 18446744073709551616.0 + (double)(uint64_t)t)
+                   : 0.0;
+    uint64_t bits;
+    memcpy(&bits, &inv, sizeof(bits));
+    rldi_store_relaxed(&b->inv_t, bits);
+}
+
+/* The config bank values of L. Burst of an unlimited limit: its given burst, else 0. */
+static int limit_params(const rldi_conf_limit *l, rldi_u128 *t, uint64_t *burst)
+{
+    rldi_u128 tau;
+    if (rldi_interval(l->count, l->period_ns, t) < 0)
+        return -EINVAL;
+    *burst = l->burst;
+    if (*t != 0 && (l->burst == 0 || rldi_tau(*t, l->burst, &tau) < 0))
+        return -ERANGE;
+    return 0;
+}
+
+/*
+ * Publish bank (T, BURST) in slot SL with its state mapped by CARRY (or set full when
+ * carry is false): write the inactive bank, then swap state and version in one CAS.
+ */
+static void publish(rldi_slot *sl, rldi_u128 t, uint64_t burst, bool carry)
+{
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    uint32_t ver = (uint32_t)(word >> 96);
+    bank_write(&sl->bank[(ver + 1) & 1], t, burst);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (;;) {
+        uint64_t fv = (uint64_t)(word >> 64);
+        ver = (uint32_t)(fv >> 32);
+        rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
+        rldi_u128 now = rldi_fp_from_ns(mono_ns());
+        rldi_u128 nt = now;
+        if (carry) {
+            rldi_u128 ot;
+            uint64_t ob;
+            bank_read(&sl->bank[ver & 1], &ot, &ob);
+            nt = rldi_gcra_carry(ot, ob, t, burst, tat, now);
+        }
+        uint64_t a, b;
+        rldi_tat_pack(nt, ver + 1, &a, &b);
+        if (rldi_cas16(&sl->tat, &word, ((rldi_u128)b << 64) | a))
+            return;
+    }
+}
+
+static void meta_write(rldi_meta *m, const rldi_conf_limit *l)
+{
+    memset(m->name, 0, sizeof(m->name));
+    strcpy(m->name, l->name);
+    m->name_hash = rldi_name_hash(l->name, strlen(l->name));
+    m->rate_count = l->count;
+    m->rate_period_ns = l->period_ns;
+    m->burst = l->burst;
+    m->unlimited = l->count == 0;
+}
+
+static void index_insert(rldi_seg *s, const char *name, uint32_t slot)
+{
+    uint64_t hash = rldi_name_hash(name, strlen(name));
+    uint32_t i = (uint32_t)hash & s->index_mask;
+    for (;;) {
+        uint32_t v = s->index[i];
+        if (v == RLDI_INDEX_EMPTY || v == RLDI_INDEX_DELETED) {
+            rldi_store_relaxed(&s->index[i], slot + 1);
+            return;
+        }
+        i = (i + 1) & s->index_mask;
+    }
+}
+
+/* Writer-side probe (the daemon holds the index): is NAME indexed already? */
+static bool index_has(const rldi_seg *s, const char *name)
+{
+    uint64_t hash = rldi_name_hash(name, strlen(name));
+    uint32_t i = (uint32_t)hash & s->index_mask;
+    for (uint32_t n = 0; n <= s->index_mask; n++, i = (i + 1) & s->index_mask) {
+        uint32_t v = s->index[i];
+        if (v == RLDI_INDEX_EMPTY)
+            return false;
+        if (v != RLDI_INDEX_DELETED && strcmp(s->meta[v - 1].name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void index_remove(rldi_seg *s, uint32_t slot)
+{
+    for (uint32_t i = 0; i <= s->index_mask; i++)
+        if (s->index[i] == slot + 1)
+            rldi_store_relaxed(&s->index[i], RLDI_INDEX_DELETED);
+}
+
+static uint32_t alloc_cursor;
+
+int dseg_limit_create(rldi_seg *s, const rldi_conf_limit *l, uint32_t *slot)
+{
+    rldi_u128 t;
+    uint64_t burst;
+    if (limit_params(l, &t, &burst) < 0)
+        return -EINVAL;
+    /* Round-robin from the last allocation: a freed slot is reused as late as possible. */
+    for (uint32_t n = 0; n < s->slot_count; n++) {
+        uint32_t i = (alloc_cursor + n) % s->slot_count;
+        rldi_slot *sl = &s->slots[i];
+        if (sl->flags & RLDI_SLOT_LIVE)
+            continue;
+        alloc_cursor = i + 1;
+        rldi_store_relaxed(&sl->admitted, 0);
+        rldi_store_relaxed(&sl->denied, 0);
+        rldi_store_relaxed(&sl->waiters, 0);
+        rldi_store_relaxed(&sl->queued, 0);
+        publish(sl, t, burst, false);
+        index_lock(s);
+        meta_write(&s->meta[i], l);
+        rldi_store_relaxed(&sl->flags, RLDI_SLOT_LIVE);
+        index_insert(s, l->name, i);
+        s->hdr->limit_count++;
+        index_unlock(s);
+        *slot = i;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
+int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_conf_limit *l, bool *changed)
+{
+    rldi_slot *sl = &s->slots[slot];
+    rldi_u128 t, ot;
+    uint64_t burst, ob;
+    if (limit_params(l, &t, &burst) < 0)
+        return -EINVAL;
+    bank_read(&sl->bank[state_ver(sl) & 1], &ot, &ob);
+    rldi_meta *m = &s->meta[slot];
+    *changed = ot != t || ob != burst;
+    if (*changed)
+        publish(sl, t, burst, true);
+    if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns) {
+        index_lock(s);
+        meta_write(m, l);   /* "60/min" -> "1/s" keeps the bank but shows the new words */
+        index_unlock(s);
+    }
+    return 0;
+}
+
+void dseg_limit_delete(rldi_seg *s, uint32_t slot)
+{
+    rldi_slot *sl = &s->slots[slot];
+    index_lock(s);
+    index_remove(s, slot);
+    rldi_store_relaxed(&sl->flags, 0);
+    s->hdr->limit_count--;
+    index_unlock(s);
+    /* gen first, then the version bump: a client that sees the new version sees the new gen */
+    uint32_t gen = sl->gen + 1;
+    rldi_store_release(&sl->gen, gen ? gen : 1);
+    rldi_u128 t;
+    uint64_t burst;
+    bank_read(&sl->bank[state_ver(sl) & 1], &t, &burst);
+    publish(sl, t, burst, false);
+}
+
+void dseg_limit_reset(rldi_seg *s, uint32_t slot)
+{
+    rldi_slot *sl = &s->slots[slot];
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        uint64_t a, b;
+        rldi_tat_pack(rldi_fp_from_ns(mono_ns()), (uint32_t)(word >> 96), &a, &b);
+        if (rldi_cas16(&sl->tat, &word, ((rldi_u128)b << 64) | a))
+            return;
+    }
+}
+
+/* ---- whole-segment operations ------------------------------------------------------- */
+
+uint32_t dseg_repair(rldi_seg *s)
+{
+    uint32_t live = 0;
+    index_lock(s);
+    memset(s->index, 0, (size_t)(s->index_mask + 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; i < s->slot_count; i++) {
+        rldi_slot *sl = &s->slots[i];
+        if (!(sl->flags & RLDI_SLOT_LIVE))
+            continue;
+        rldi_meta *m = &s->meta[i];
+        const char *why;
+        m->name[RLDI_NAME_MAX] = '\0';
+        if (rldi_name_check(m->name, &why) < 0 || index_has(s, m->name)) {
+            LOG_WARN("segment slot %u has an unusable or duplicate name: dropped", i);
+            sl->flags = 0;
+            continue;
+        }
+        m->name_hash = rldi_name_hash(m->name, strlen(m->name));
+        index_insert(s, m->name, i);
+        live++;
+    }
+    s->hdr->limit_count = live;
+    index_unlock(s);
+    return live;
+}
+
+int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch)
+{
+    memset(ch, 0, sizeof(*ch));
+    /* Capacity first: a sync that cannot complete changes nothing. */
+    uint32_t need = 0;
+    for (size_t i = 0; i < conf->nlimits; i++) {
+        uint32_t slot, gen;
+        if (rldi_seg_lookup(s, conf->limits[i].name, &slot, &gen) < 0)
+            need++;
+    }
+    uint32_t free_slots = 0;
+    for (uint32_t i = 0; i < s->slot_count; i++)
+        if (!(s->slots[i].flags & RLDI_SLOT_LIVE))
+            free_slots++;
+    uint32_t leaving = 0;
+    for (uint32_t i = 0; i < s->slot_count; i++)
+        if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, s->meta[i].name))
+            leaving++;
+    if (need > free_slots + leaving)
+        return -ENOSPC;
+
+    for (uint32_t i = 0; i < s->slot_count; i++) {
+        if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, s->meta[i].name)) {
+            LOG_INFO("limit %s: deleted (not in the configuration)", s->meta[i].name);
+            dseg_limit_delete(s, i);
+            ch->deleted++;
+        }
+    }
+    for (size_t i = 0; i < conf->nlimits; i++) {
+        const rldi_conf_limit *l = &conf->limits[i];
+        uint32_t slot, gen;
+        if (rldi_seg_lookup(s, l->name, &slot, &gen) == 0) {
+            bool changed;
+            dseg_limit_change(s, slot, l, &changed);
+            if (changed) {
+                LOG_INFO("limit %s: changed, state carried proportionally", l->name);
+                ch->changed++;
+            } else {
+                ch->kept++;
+            }
+        } else if (dseg_limit_create(s, l, &slot) == 0) {
+            LOG_DEBUG("limit %s: created in slot %u", l->name, slot);
+            ch->created++;
+        }
+    }
+    rldi_add_relaxed(&s->hdr->config_gen, 1);
+    return 0;
+}
+
+void dseg_publish(rldi_seg *s, pid_t pid)
+{
+    rldi_store_relaxed(&s->hdr->daemon_pid, (uint32_t)pid);
+    dseg_heartbeat(s);
+    rldi_store_release(&s->hdr->state, RLDI_STATE_READY);
+}
+
+void dseg_heartbeat(rldi_seg *s)
+{
+    rldi_store_relaxed(&s->hdr->heartbeat_ns, mono_ns());
+}
+
+void dseg_detach(rldi_seg *s)
+{
+    if (!s->base)
+        return;
+    rldi_store_relaxed(&s->hdr->daemon_pid, 0);
+    rldi_seg_close(s);
+}

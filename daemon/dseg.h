@@ -1,0 +1,60 @@
+/*
+ * dseg.h - the daemon's side of the segment: create or re-attach it, and create, change and
+ * delete limits in it while clients keep taking tokens. The daemon is the only writer of
+ * everything but the state words and counters (one daemon per instance: a lock file).
+ */
+#ifndef RLD_DAEMON_DSEG_H
+#define RLD_DAEMON_DSEG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "segment.h"
+
+typedef struct dseg_opts {
+    uint32_t max_limits;   /* capacity of a new segment */
+    bool     fresh;        /* discard an existing segment instead of re-attaching it */
+    mode_t   mode;         /* file mode of a new segment (0660 or 0600) */
+    gid_t    gid;          /* group of a new segment, (gid_t)-1 to leave it */
+} dseg_opts;
+
+/* What a sync changed, for the log and for replies. */
+typedef struct dseg_changes {
+    unsigned kept, created, changed, deleted;
+} dseg_changes;
+
+/*
+ * Re-attach the segment SHM_NAME if it is one of ours, else create it (or, with fresh,
+ * replace it). *created tells which. On failure writes a one-line reason that says what to
+ * do into ERR and returns a negative errno / RLD_E* code.
+ */
+int dseg_open(const char *shm_name, const dseg_opts *o, rldi_seg *s, bool *created,
+              char *err, size_t errlen);
+
+/* Rebuild the name index from the live slots (repairs an index left locked by a daemon
+ * that died mid-update) and drop slots whose name is unusable. Returns live limits. */
+uint32_t dseg_repair(rldi_seg *s);
+
+/* Make the segment's limits equal to CONF: unchanged ones keep their state exactly,
+ * changed ones carry it proportionally, missing ones are created full, others deleted.
+ * Returns 0 or -ENOSPC (more limits than slots: nothing changed). */
+int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch);
+
+/* Mark the segment ready (after the first sync) and record the daemon's pid. */
+void dseg_publish(rldi_seg *s, pid_t pid);
+
+/* Refresh the daemon heartbeat; on shutdown, clear the pid. */
+void dseg_heartbeat(rldi_seg *s);
+void dseg_detach(rldi_seg *s);
+
+/* One limit, by slot: create / change / delete. Exposed for the protocol (Put/Delete). */
+int dseg_limit_create(rldi_seg *s, const rldi_conf_limit *l, uint32_t *slot);
+int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_conf_limit *l, bool *changed);
+void dseg_limit_delete(rldi_seg *s, uint32_t slot);
+/* Empty the bucket: full again, debt forgiven. */
+void dseg_limit_reset(rldi_seg *s, uint32_t slot);
+
+#endif

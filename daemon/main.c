@@ -1,0 +1,292 @@
+/*
+ * main.c - rld, the host service of one rate-limit instance.
+ *
+ *   rld [--config FILE] [--instance NAME] [--foreground] [--check-config] [--fresh]
+ *
+ * Start-up order: configuration, instance paths and the lock that makes us the only daemon
+ * of the instance, then the segment (re-attached with its state, or created), then the
+ * limits. Without --foreground the parent waits until the daemon is ready and exits with
+ * its error if it is not, so `rld && next-step` is safe.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dseg.h"
+#include "instance.h"
+#include "log.h"
+#include "rld.h"
+
+#define DEFAULT_CONFIG "/etc/rld/rld.conf"
+
+typedef struct opts {
+    const char *config;
+    const char *instance;
+    bool foreground, check, fresh;
+} opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: rld [--config FILE] [--instance NAME] [--foreground] [--check-config] [--fresh]\n"
+        "\n"
+        "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
+        "  -i, --instance NAME   instance name (default $RLD_INSTANCE, else \"default\")\n"
+        "  -f, --foreground      stay in the foreground (under a supervisor)\n"
+        "  -t, --check-config    validate the configuration and exit 0 (valid) or 1\n"
+        "      --fresh           discard an existing segment of the instance (resets all limits)\n"
+        "  -h, --help            this text\n"
+        "  -V, --version         print the version\n");
+}
+
+static int parse_args(int argc, char **argv, opts *o)
+{
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "instance", required_argument, NULL, 'i' },
+        { "foreground", no_argument, NULL, 'f' },
+        { "check-config", no_argument, NULL, 't' },
+        { "fresh", no_argument, NULL, 'F' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    memset(o, 0, sizeof(*o));
+    o->config = DEFAULT_CONFIG;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:i:fthV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config = optarg; break;
+        case 'i': o->instance = optarg; break;
+        case 'f': o->foreground = true; break;
+        case 't': o->check = true; break;
+        case 'F': o->fresh = true; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("rld %d.%d.%d\n", RLD_VERSION_MAJOR, RLD_VERSION_MINOR, RLD_VERSION_PATCH); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rld: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- start-up reporting to the waiting parent ------------------------------------------ */
+
+static int ready_fd = -1;
+
+/* Tell the parent (if any) how start-up ended: an empty message is success. */
+static void report(const char *msg)
+{
+    if (ready_fd < 0)
+        return;
+    size_t n = strlen(msg);
+    ssize_t w = write(ready_fd, msg, n ? n : 1);
+    (void)w;
+    close(ready_fd);
+    ready_fd = -1;
+    if (n == 0) {
+        /* Started in the background: let go of the caller's terminal or pipe. */
+        int fd = open("/dev/null", O_RDWR);
+        if (fd >= 0) {
+            rlog_to_syslog();
+            dup2(fd, 0);
+            dup2(fd, 1);
+            dup2(fd, 2);
+            if (fd > 2)
+                close(fd);
+        }
+    }
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    LOG_ERROR("%s", msg);
+    report(msg);
+    exit(1);
+}
+
+/* Fork; the parent waits for the child's report and exits with it. */
+static void daemonize(void)
+{
+    int p[2];
+    if (pipe(p) < 0) {
+        perror("rld: pipe");
+        exit(1);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("rld: fork");
+        exit(1);
+    }
+    if (pid > 0) {
+        close(p[1]);
+        char buf[1024];
+        ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+        if (n == 1 && buf[0] == '\0')
+            exit(0);
+        /* The child already logged its error to the shared stderr. */
+        exit(1);
+    }
+    close(p[0]);
+    ready_fd = p[1];
+    setsid();
+}
+
+/* ---- the instance lock --------------------------------------------------------------- */
+
+static int take_lock(const rldi_paths *p)
+{
+    if (mkdir(p->runtime_dir, 0755) < 0 && errno != EEXIST)
+        fail("cannot create runtime directory %s: %s", p->runtime_dir, strerror(errno));
+    int fd = open(p->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fail("cannot open lock file %s: %s", p->lock_path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        fail("another rld (pid %s) already serves instance %s (lock %s)",
+             *pid ? pid : "?", p->instance, p->lock_path);
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+        LOG_WARN("cannot write pid to %s: %s", p->lock_path, strerror(errno));
+    return fd;
+}
+
+/* ---- main ---------------------------------------------------------------------------- */
+
+static int load(const char *path, rldi_config *conf, char *err, size_t errlen)
+{
+    int r = rldi_config_load(path, conf, err, errlen);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    if (parse_args(argc, argv, &o) < 0)
+        return 2;
+    rlog_init(RLOG_INFO);
+
+    rldi_config conf;
+    char err[1024];
+    if (load(o.config, &conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rld: %s\n", err);
+        return 1;
+    }
+    if (o.check) {
+        printf("rld: configuration %s is valid: %zu limit%s\n", o.config, conf.nlimits,
+               conf.nlimits == 1 ? "" : "s");
+        rldi_config_free(&conf);
+        return 0;
+    }
+    int lvl = rlog_level_parse(conf.log_level);
+    rlog_init(lvl < 0 ? RLOG_INFO : lvl);
+
+    rldi_paths paths;
+    int r = rldi_paths_resolve(o.instance, &paths);
+    if (r == -EINVAL) {
+        fprintf(stderr, "rld: invalid instance name '%s' (1-64 of A-Z a-z 0-9 . _ -)\n",
+                o.instance ? o.instance : getenv("RLD_INSTANCE"));
+        return 1;
+    }
+    if (r < 0) {
+        fprintf(stderr, "rld: no runtime directory for instance %s: set RLD_RUNTIME_DIR or "
+                        "XDG_RUNTIME_DIR (or run as root for /run/rld)\n", paths.instance);
+        return 1;
+    }
+    if (!o.foreground)
+        daemonize();
+
+    dseg_opts so = { .max_limits = conf.max_limits, .fresh = o.fresh, .mode = 0600,
+                     .gid = (gid_t)-1 };
+    if (conf.group[0]) {
+        struct group *g = getgrnam(conf.group);
+        if (!g)
+            fail("%s: [rld] group '%s' does not exist", o.config, conf.group);
+        so.gid = g->gr_gid;
+        so.mode = 0660;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+
+    int lock_fd = take_lock(&paths);
+    rldi_seg seg;
+    bool created;
+    if ((r = dseg_open(paths.shm_name, &so, &seg, &created, err, sizeof(err))) < 0)
+        fail("%s", err);
+    if (!created) {
+        uint32_t live = dseg_repair(&seg);
+        LOG_INFO("re-attached segment /dev/shm%s with %u limits (state kept)", paths.shm_name, live);
+    }
+    dseg_changes ch;
+    if (dseg_sync(&seg, &conf, &ch) < 0)
+        fail("%s: %zu limits do not fit in the segment's %u slots (raise [rld] max_limits and "
+             "start with --fresh)", o.config, conf.nlimits, seg.slot_count);
+    dseg_publish(&seg, getpid());
+    LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted), "
+             "segment /dev/shm%s, %zu bytes", paths.instance, conf.nlimits, ch.kept, ch.created,
+             ch.changed, ch.deleted, paths.shm_name, seg.size);
+    report("");
+
+    for (;;) {
+        struct timespec tick = { 1, 0 };
+        int sig = sigtimedwait(&sigs, NULL, &tick);
+        dseg_heartbeat(&seg);
+        if (sig < 0)
+            continue;
+        if (sig == SIGHUP) {
+            rldi_config next;
+            if (load(o.config, &next, err, sizeof(err)) < 0) {
+                LOG_ERROR("reload refused, configuration unchanged: %s", err);
+                continue;
+            }
+            if (dseg_sync(&seg, &next, &ch) < 0) {
+                LOG_ERROR("reload refused, configuration unchanged: %zu limits do not fit in "
+                          "%u slots", next.nlimits, seg.slot_count);
+                rldi_config_free(&next);
+                continue;
+            }
+            rldi_config_free(&conf);
+            conf = next;
+            LOG_INFO("reloaded %s: %u kept, %u created, %u changed, %u deleted", o.config,
+                     ch.kept, ch.created, ch.changed, ch.deleted);
+            continue;
+        }
+        LOG_INFO("signal %d: stopping; the segment stays for clients and the next rld", sig);
+        break;
+    }
+    dseg_detach(&seg);
+    rldi_config_free(&conf);
+    close(lock_fd);
+    return 0;
+}

@@ -1,0 +1,131 @@
+/*
+ * counters.c - per-thread batching of the admitted/denied counters (see client.h).
+ *
+ * A thread's pending counts refer to a client that may have been closed meanwhile; they are
+ * published only into a client known to be open (a registry of open clients), else dropped.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "atomics.h"
+#include "client.h"
+
+__thread rldc_pending rldc_tls __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static const rld_client **reg;          /* open clients */
+static size_t reg_n, reg_cap;
+static uint64_t next_serial = 1;
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static bool registered_locked(const rld_client *c, uint64_t serial)
+{
+    for (size_t i = 0; i < reg_n; i++)
+        if (reg[i] == c && c->serial == serial)
+            return true;
+    return false;
+}
+
+static void publish(rldc_pending *p)
+{
+    if (p->c && p->slot < p->c->seg.slot_count && (p->admitted || p->denied)) {
+        rldi_slot *s = &p->c->seg.slots[p->slot];
+        if (p->admitted)
+            rldi_add_relaxed(&s->admitted, p->admitted);
+        if (p->denied)
+            rldi_add_relaxed(&s->denied, p->denied);
+    }
+    p->admitted = p->denied = 0;
+    p->calls = 0;
+}
+
+/* Publish P if its client is still open, from a thread that holds no proof that it is. */
+static void publish_checked(rldc_pending *p)
+{
+    if (!p->c || (!p->admitted && !p->denied))
+        return;
+    pthread_mutex_lock(&reg_lock);
+    if (registered_locked(p->c, p->serial))
+        publish(p);
+    pthread_mutex_unlock(&reg_lock);
+    p->admitted = p->denied = 0;
+    p->calls = 0;
+}
+
+static void on_thread_exit(void *arg)
+{
+    publish_checked(arg);
+    ((rldc_pending *)arg)->c = NULL;
+}
+
+static void on_process_exit(void)
+{
+    publish_checked(&rldc_tls);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&exit_key, on_thread_exit);
+    atexit(on_process_exit);
+}
+
+void rldc_count_slow(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,
+                     uint64_t now_ns)
+{
+    rldc_pending *p = &rldc_tls;
+    if (p->c == c && p->serial == c->serial) {
+        if (p->slot != slot)
+            publish(p);              /* C is in use by this call: it is open */
+    } else {
+        if (!p->c)                   /* this thread's first count: hook its exit */
+            pthread_once(&exit_once, make_key), pthread_setspecific(exit_key, p);
+        publish_checked(p);
+    }
+    p->c = c;
+    p->serial = c->serial;
+    p->slot = slot;
+    p->admitted += admitted;
+    p->denied += denied;
+    p->calls++;
+    if (p->calls >= RLDC_FLUSH_CALLS || now_ns - p->flushed_ns >= RLDC_FLUSH_NS) {
+        publish(p);
+        p->flushed_ns = now_ns;
+    }
+}
+
+void rldc_register(rld_client *c)
+{
+    pthread_mutex_lock(&reg_lock);
+    c->serial = next_serial++;
+    if (reg_n == reg_cap) {
+        size_t cap = reg_cap ? reg_cap * 2 : 8;
+        const rld_client **n = realloc(reg, cap * sizeof(*n));
+        if (!n) {
+            /* Without a registry entry the counts of other threads are dropped, never
+             * written to freed memory: safe, only less exact. */
+            pthread_mutex_unlock(&reg_lock);
+            return;
+        }
+        reg = n;
+        reg_cap = cap;
+    }
+    reg[reg_n++] = c;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void rldc_unregister(rld_client *c)
+{
+    rldc_pending *p = &rldc_tls;
+    pthread_mutex_lock(&reg_lock);
+    if (p->c == c && p->serial == c->serial)
+        publish(p);
+    for (size_t i = 0; i < reg_n; i++)
+        if (reg[i] == c) {
+            reg[i] = reg[--reg_n];
+            break;
+        }
+    pthread_mutex_unlock(&reg_lock);
+    if (p->c == c)
+        p->c = NULL;
+}

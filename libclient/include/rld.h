@@ -1,0 +1,121 @@
+/*
+ * rld.h - librld, the client library of rld, the host-local rate limiter.
+ *
+ * A process opens an rld instance (the daemon `rld` must have created it), finds limits by
+ * name and takes tokens from them. Taking tokens is a compare-and-swap on shared memory: no
+ * system call, no lock, no allocation.
+ *
+ * Conventions: every int-returning function returns 0 on success or a negative errno value
+ * (or one of the RLD_E* codes below); rld_strerror() names them. Pointers to results may be
+ * NULL when the caller does not want them. An rld_client may be used by many threads at once.
+ */
+#ifndef RLD_H
+#define RLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RLD_VERSION_MAJOR 0
+#define RLD_VERSION_MINOR 1
+#define RLD_VERSION_PATCH 0
+
+/* Codes that are not errno values live below -1000 (errno values are all above). */
+#define RLD_EABI      (-1001) /* the segment was made by an rld of another ABI version */
+#define RLD_ECORRUPT  (-1002) /* the segment is not an rld segment, or is damaged      */
+
+/* rld_result.flags */
+#define RLD_F_DEGRADED  0x1u  /* answered without the daemon (waits: client-side sleep) */
+#define RLD_F_UNLIMITED 0x2u  /* the limit admits everything (rate = unlimited)        */
+
+typedef struct rld_client rld_client;   /* opaque; one per process, thread-safe */
+
+/* A found limit. A value: copy it freely; it stays valid until the limit is deleted
+ * (then calls return -ESTALE). Changes of rate or burst keep it valid. */
+typedef struct rld_limit {
+    uint32_t slot;
+    uint32_t gen;
+} rld_limit;
+
+typedef struct rld_result {
+    uint64_t limit;           /* burst capacity, tokens              (X-RateLimit-Limit)     */
+    uint64_t remaining;       /* tokens left after this call         (X-RateLimit-Remaining) */
+    uint64_t retry_after_ns;  /* 0 if allowed, else until it fits, rounded up (Retry-After)  */
+    uint64_t reset_after_ns;  /* until the bucket is full again      (X-RateLimit-Reset)     */
+    uint32_t queue_position;  /* waits: callers ahead of this one; else 0                    */
+    uint32_t flags;           /* RLD_F_DEGRADED, ...                                         */
+    uint32_t index;           /* rld_try_multi: which charge decided                         */
+} rld_result;
+
+typedef struct rld_charge {
+    rld_limit limit;
+    uint64_t  cost;
+} rld_charge;
+
+/*
+ * Attach instance INSTANCE (NULL: $RLD_INSTANCE, else "default"); FLAGS must be 0.
+ * On success *out owns the mapping until rld_close(). Returns -ENOENT when no daemon ever
+ * created the instance, -EAGAIN while it is being created, -EACCES without permission,
+ * RLD_EABI / RLD_ECORRUPT for a segment this library cannot use, -EINVAL for a bad name.
+ */
+int rld_open(const char *instance, unsigned flags, rld_client **out);
+
+/* Detach. Handles found through C become meaningless. NULL is accepted. */
+void rld_close(rld_client *c);
+
+/* Look up limit NAME. -ENOENT when there is none, -EINVAL for a malformed name. */
+int rld_find(rld_client *c, const char *name, rld_limit *out);
+
+/*
+ * Take COST tokens if they fit now. 0: taken. -EAGAIN: denied, res->retry_after_ns says
+ * when it would fit (never too early). -E2BIG: COST exceeds the burst and can never fit.
+ * -ESTALE: the limit was deleted since rld_find. COST 0 always succeeds and takes nothing.
+ */
+int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res);
+
+/*
+ * All or nothing over N charges (N >= 1, at most RLD_MULTI_MAX): either every limit takes
+ * its cost, or none does. A denial rolls back what was taken, exactly. res->index names the
+ * charge that decided: the one denying with the longest retry_after, or when allowed, the
+ * one with the least remaining.
+ */
+#define RLD_MULTI_MAX 64
+int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res);
+
+/* Give back AMOUNT tokens taken earlier; the bucket never exceeds its burst. */
+int rld_refund(rld_client *c, rld_limit lim, uint64_t amount);
+
+/* Take AMOUNT tokens without asking: may go into debt, which later callers wait out.
+ * -ERANGE when the debt would exceed 2^62 ns of the limit's rate (nothing is taken). */
+int rld_debit(rld_client *c, rld_limit lim, uint64_t amount);
+
+/* The limit's state now; takes nothing. retry_after_ns > 0 only while in debt. */
+int rld_peek(rld_client *c, rld_limit lim, rld_result *res);
+
+/* A limit's configuration and counters, for status displays and headers. */
+typedef struct rld_limit_info {
+    char     name[65];
+    uint64_t rate_count;      /* tokens per period as configured; 0 when unlimited */
+    uint64_t rate_period_ns;
+    uint64_t burst;
+    uint64_t admitted;        /* tokens admitted since the limit was created (see librld(3): */
+    uint64_t denied;          /* calls denied      each thread publishes its counts in batches) */
+    uint32_t waiters;         /* callers queued at the daemon now */
+} rld_limit_info;
+
+/* Fill *out for LIM. -ESTALE when the limit was deleted. */
+int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out);
+
+/* A static English message for any code these functions return. Never NULL. */
+const char *rld_strerror(int err);
+
+/* The library's version as MAJOR * 10000 + MINOR * 100 + PATCH. */
+int rld_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build rld twice (plain with -Werror, and with ASan+UBSan) and run the whole test suite in
+# each. Installs the Debian packages first. Usage: scripts/test.sh [ctest args...]
+#   scripts/test.sh -L unit        only the fast unit tests
+#   scripts/test.sh -LE slow       everything but the slow multi-process group
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+jobs=$(nproc)
+run() {   # run DIR CMAKE-ARGS...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DRLD_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs" >/dev/null
+  (cd "$dir" && ctest --output-on-failure "${CTEST_ARGS[@]}")
+}
+CTEST_ARGS=("$@")
+
+echo "== ASan + UBSan build =="
+ASAN_OPTIONS=detect_leaks=1 run build-asan -DRLD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+echo "== release build =="
+run build -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -1,0 +1,218 @@
+/* harness.c - private instances and a real daemon for tests (see harness.h). */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rld.h"
+
+static t_daemon *registered;
+static pid_t owner;
+
+uint64_t t_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void t_sleep_ns(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+const char *t_rld_bin(void)
+{
+    const char *b = getenv("RLD_BIN");
+    return b && *b ? b : "./daemon/rld";
+}
+
+void t_fail(void)
+{
+    if (registered && getpid() == owner && registered->log[0]) {
+        /* Show the daemon's log: the first thing one wants when a test fails. */
+        FILE *f = fopen(registered->log, "r");
+        if (f) {
+            char line[512];
+            fprintf(stderr, "---- rld log (%s) ----\n", registered->log);
+            while (fgets(line, sizeof(line), f))
+                fputs(line, stderr);
+            fclose(f);
+        }
+    }
+    exit(1);
+}
+
+void t_cleanup(void)
+{
+    t_daemon *d = registered;
+    if (!d || getpid() != owner)
+        return;
+    if (d->pid > 0)
+        t_daemon_stop(d, SIGKILL);
+    char shm[128];
+    snprintf(shm, sizeof(shm), "/rld.%s", d->instance);
+    shm_unlink(shm);
+    if (!getenv("RLD_TEST_KEEP")) {
+        char cmd[400];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", d->dir);
+    }
+    registered = NULL;
+}
+
+void t_write_conf(t_daemon *d, const char *conf_text)
+{
+    FILE *f = fopen(d->conf, "w");
+    if (!f || fputs(conf_text, f) < 0 || fclose(f) != 0) {
+        perror(d->conf);
+        exit(1);
+    }
+}
+
+void t_instance(t_daemon *d, const char *tag, const char *conf_text)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->dir, sizeof(d->dir), "/tmp/rldtest.%s.XXXXXX", tag);
+    if (!mkdtemp(d->dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(d->instance, sizeof(d->instance), "t-%s-%d-%s", tag, (int)getpid(),
+             strrchr(d->dir, '.') + 1);
+    snprintf(d->conf, sizeof(d->conf), "%s/rld.conf", d->dir);
+    snprintf(d->log, sizeof(d->log), "%s/rld.log", d->dir);
+    setenv("RLD_INSTANCE", d->instance, 1);
+    setenv("RLD_RUNTIME_DIR", d->dir, 1);
+    t_write_conf(d, conf_text);
+    registered = d;
+    owner = getpid();
+    atexit(t_cleanup);
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+int t_daemon_start(t_daemon *d, const char *extra)
+{
+    d->log_mark = file_size(d->log);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(t_rld_bin(), "rld", "--foreground", "--config", d->conf, "--instance",
+              d->instance, extra, (char *)NULL);
+        perror("exec rld");
+        _exit(127);
+    }
+    d->pid = pid;
+    /* Ready when the daemon says so in its log (a re-attached segment is readable before). */
+    uint64_t deadline = t_now_ns() + 10000000000ull;
+    while (t_now_ns() < deadline) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            d->pid = 0;
+            return -1;
+        }
+        rld_client *c;
+        if (t_log_has_since_start(d, " ready: ") && rld_open(d->instance, 0, &c) == 0) {
+            rld_close(c);
+            return 0;
+        }
+        t_sleep_ns(5000000);
+    }
+    fprintf(stderr, "rld did not become ready in 10 s\n");
+    return -1;
+}
+
+int t_daemon_stop(t_daemon *d, int sig)
+{
+    int status = -1;
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, sig);
+    while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    d->pid = 0;
+    return status;
+}
+
+static bool log_has_from(const t_daemon *d, const char *needle, long from)
+{
+    FILE *f = fopen(d->log, "r");
+    if (!f)
+        return false;
+    fseek(f, from, SEEK_SET);
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+int t_run_rld(char *out, size_t outlen, const char *const *args)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        const char *argv[32] = { "rld" };
+        int n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(t_rld_bin(), (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < outlen && (r = read(p[0], out + len, outlen - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = '\0';
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool t_log_has(const t_daemon *d, const char *needle)
+{
+    return log_has_from(d, needle, 0);
+}
+
+bool t_log_has_since_start(const t_daemon *d, const char *needle)
+{
+    return log_has_from(d, needle, d->log_mark);
+}

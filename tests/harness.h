@@ -1,0 +1,76 @@
+/*
+ * harness.h - what the integration and multi-process tests share: a private rld instance
+ * (its own instance name, runtime directory and segment), a real daemon started on it, and
+ * checks that print where they failed. Exit codes: 0 pass, 1 fail, 77 skip.
+ */
+#ifndef RLD_TESTS_HARNESS_H
+#define RLD_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#define T_SKIP 77
+
+#define T_CHECK(cond, ...)                                                            \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);  \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fputc('\n', stderr);                                                     \
+            t_fail();                                                                \
+        }                                                                            \
+    } while (0)
+
+/* Expect rld call EXPR to return EXPECTED (an int code). */
+#define T_CODE(expr, expected)                                                        \
+    do {                                                                             \
+        int t_r_ = (expr), t_e_ = (expected);                                         \
+        T_CHECK(t_r_ == t_e_, "%s returned %d (%s), expected %d (%s)", #expr, t_r_,   \
+                rld_strerror(t_r_), t_e_, rld_strerror(t_e_));                        \
+    } while (0)
+
+typedef struct t_daemon {
+    pid_t pid;
+    char  dir[256];         /* private runtime dir, also holds config and log */
+    char  instance[64];
+    char  conf[320];
+    char  log[320];
+    long  log_mark;         /* log size when the daemon was last started */
+} t_daemon;
+
+/* Mark the test failed, run the cleanups, exit 1. */
+void t_fail(void) __attribute__((noreturn));
+
+/* A private instance: fresh name, runtime dir, RLD_INSTANCE and RLD_RUNTIME_DIR exported
+ * (children inherit them). CONF_TEXT is written as its configuration. */
+void t_instance(t_daemon *d, const char *tag, const char *conf_text);
+
+/* Rewrite the configuration file. */
+void t_write_conf(t_daemon *d, const char *conf_text);
+
+/* Start rld --foreground on D's instance (stderr to D->log) and wait until the segment is
+ * ready (at most 10 s). EXTRA: one more argument or NULL. Returns 0 or -1 (daemon exited). */
+int t_daemon_start(t_daemon *d, const char *extra);
+
+/* Send SIG to the daemon and reap it; returns its wait status. */
+int t_daemon_stop(t_daemon *d, int sig);
+
+/* Remove the segment and the runtime dir; stops a daemon still running. Registered with
+ * atexit by t_instance. */
+void t_cleanup(void);
+
+/* Run rld with ARGS (NULL-terminated) to completion; returns the exit code, stderr in OUT. */
+int t_run_rld(char *out, size_t outlen, const char *const *args);
+
+/* True if D's log contains NEEDLE (anywhere / since the last start). */
+bool t_log_has(const t_daemon *d, const char *needle);
+bool t_log_has_since_start(const t_daemon *d, const char *needle);
+
+uint64_t t_now_ns(void);
+void t_sleep_ns(uint64_t ns);
+const char *t_rld_bin(void);
+
+#endif

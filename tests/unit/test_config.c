@@ -1,0 +1,511 @@
+/*
+ * test_config.c - unit tests of daemon/config.c: the accepted syntax and its defaults, every
+ * error reported as "NAME:LINE: ... 'token'" with nothing allocated, and loading real files.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define SEC UINT64_C(1000000000)
+#define MIN (60 * SEC)
+
+static const char example[] =
+    "[limit llm.requests]\n"
+    "rate  = 3500/min\n"
+    "burst = 3500\n"
+    "\n"
+    "[limit shop.video.list]\n"
+    "rate = 5/min          # burst defaults to the count (5)\n";
+
+static void assert_zeroed(const rldi_config *c)
+{
+    const unsigned char *p = (const unsigned char *)c;
+    for (size_t i = 0; i < sizeof *c; i++)
+        if (p[i])
+            fail_msg("config not zeroed at byte %zu", i);
+}
+
+/* Parses TEXT, which must fail at LINE naming TOKEN (and mentioning ALSO, if non-NULL). */
+static void expect_error(const char *text, int line, const char *token, const char *also)
+{
+    rldi_config c;
+    char err[512], want[64], quoted[256];
+
+    memset(&c, 0xa5, sizeof c);
+    memset(err, 0, sizeof err);
+    int rc = rldi_config_parse(text, "t.conf", &c, err, sizeof err);
+    if (rc != -EINVAL)
+        fail_msg("rc %d for:\n%s\n(err: %s)", rc, text, err);
+    snprintf(want, sizeof want, "t.conf:%d: ", line);
+    snprintf(quoted, sizeof quoted, "'%s'", token);
+    if (strncmp(err, want, strlen(want)) != 0 || !strstr(err, quoted) ||
+        (also && !strstr(err, also)) || strchr(err, '\n'))
+        fail_msg("got \"%s\", expected \"%s...%s...%s\" for:\n%s", err, want, quoted,
+                 also ? also : "", text);
+    assert_zeroed(&c);
+}
+
+static void test_example(void **state)
+{
+    (void)state;
+    rldi_config c;
+    char err[256] = "";
+    int rc = rldi_config_parse(example, "rld.conf", &c, err, sizeof err);
+    if (rc)
+        fail_msg("%d: %s", rc, err);
+    assert_string_equal(c.path, "rld.conf");
+    assert_int_equal(c.nlimits, 2);
+    assert_string_equal(c.limits[0].name, "llm.requests");
+    assert_int_equal(c.limits[0].count, 3500);
+    assert_int_equal(c.limits[0].period_ns, MIN);
+    assert_int_equal(c.limits[0].burst, 3500);
+    assert_int_equal(c.limits[0].line, 1);
+    assert_string_equal(c.limits[1].name, "shop.video.list");
+    assert_int_equal(c.limits[1].count, 5);
+    assert_int_equal(c.limits[1].period_ns, MIN);
+    assert_int_equal(c.limits[1].burst, 5);
+    assert_int_equal(c.limits[1].line, 5);
+    /* defaults */
+    assert_int_equal(c.max_limits, 4096);
+    assert_int_equal(c.max_waiters, 65536);
+    assert_string_equal(c.log_level, "info");
+    assert_string_equal(c.group, "");
+    assert_string_equal(c.admin_group, "");
+
+    assert_ptr_equal(rldi_config_find(&c, "llm.requests"), &c.limits[0]);
+    assert_ptr_equal(rldi_config_find(&c, "shop.video.list"), &c.limits[1]);
+    assert_null(rldi_config_find(&c, "llm"));
+    assert_null(rldi_config_find(&c, "llm.requests2"));
+    rldi_config_free(&c);
+    assert_zeroed(&c);
+    rldi_config_free(&c); /* twice is harmless */
+}
+
+static void test_full_syntax(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "\xef\xbb\xbf; rld configuration\r\n"
+        "# comment\n"
+        "[rld]   ; inline comment after a header\n"
+        "max_limits  = 10\n"
+        "  group = rld  \n"
+        "admin_group: rld-admin\n"
+        "max_waiters = 100\t\n"
+        "log_level = debug ; verbose\n"
+        "\n"
+        "  [ limit   api:v1/users ]  # spaces inside the brackets\n"
+        "    burst = 20\n"
+        "    rate = 10 / s\r\n"
+        "[limit unl]\n"
+        "rate = unlimited\n"
+        "[limit unl.burst]\n"
+        "rate = unlimited\n"
+        "burst = 7\n"
+        "[limit a]\n"
+        "rate = 1/365d\n"
+        "burst = 146   # 146 years of tolerance: the most that fits\n";
+    rldi_config c;
+    char err[256] = "";
+    int rc = rldi_config_parse(text, "x", &c, err, sizeof err);
+    if (rc)
+        fail_msg("%d: %s", rc, err);
+    assert_int_equal(c.max_limits, 10);
+    assert_string_equal(c.group, "rld");
+    assert_string_equal(c.admin_group, "rld-admin");
+    assert_int_equal(c.max_waiters, 100);
+    assert_string_equal(c.log_level, "debug");
+    assert_int_equal(c.nlimits, 4);
+    assert_string_equal(c.limits[0].name, "api:v1/users");
+    assert_int_equal(c.limits[0].count, 10);
+    assert_int_equal(c.limits[0].period_ns, SEC);
+    assert_int_equal(c.limits[0].burst, 20);
+    assert_int_equal(c.limits[0].line, 10);
+    assert_string_equal(c.limits[1].name, "unl");
+    assert_int_equal(c.limits[1].count, 0);
+    assert_int_equal(c.limits[1].period_ns, 0);
+    assert_int_equal(c.limits[1].burst, 0);
+    assert_int_equal(c.limits[2].count, 0);
+    assert_int_equal(c.limits[2].burst, 7);
+    assert_int_equal(c.limits[3].burst, 146);
+    assert_int_equal(c.limits[3].line, 18);
+    rldi_config_free(&c);
+}
+
+static void test_empty_and_comments_only(void **state)
+{
+    (void)state;
+    rldi_config c;
+    char err[128];
+    assert_int_equal(rldi_config_parse("", "e", &c, err, sizeof err), 0);
+    assert_int_equal(c.nlimits, 0);
+    assert_null(c.limits);
+    assert_int_equal(c.max_limits, 4096);
+    rldi_config_free(&c);
+    assert_int_equal(rldi_config_parse("; nothing\n# here\n\n[rld]\n", "e", &c, err, sizeof err),
+                     0);
+    assert_int_equal(c.nlimits, 0);
+    rldi_config_free(&c);
+    /* err and name may be NULL */
+    assert_int_equal(rldi_config_parse("[limit a]\nrate=1/s\n", NULL, &c, NULL, 0), 0);
+    rldi_config_free(&c);
+    assert_int_equal(rldi_config_parse("[bad]\n", NULL, &c, NULL, 0), -EINVAL);
+    assert_zeroed(&c);
+}
+
+/* Names of 64 bytes: longer than the 49 bytes inih keeps of a section name. */
+static void test_long_name(void **state)
+{
+    (void)state;
+    char name[65], text[256], err[256] = "";
+    rldi_config c;
+    memset(name, 'n', 64);
+    name[64] = '\0';
+    name[10] = '.';
+    snprintf(text, sizeof text, "[limit %s]\nrate = 1/s\n", name);
+    int rc = rldi_config_parse(text, "t", &c, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_string_equal(c.limits[0].name, name);
+    assert_non_null(rldi_config_find(&c, name));
+    rldi_config_free(&c);
+
+    char n65[66];
+    memset(n65, 'n', 65);
+    n65[65] = '\0';
+    snprintf(text, sizeof text, "[limit %s]\nrate = 1/s\n", n65);
+    expect_error(text, 1, n65, "64");
+}
+
+/* Many limits: the array and the duplicate index grow, file order is kept. */
+static void test_many_limits(void **state)
+{
+    (void)state;
+    const int n = 5000;
+    size_t cap = (size_t)n * 40 + 64, o = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    o += (size_t)snprintf(text + o, cap - o, "[rld]\nmax_limits = %d\n", n);
+    for (int i = 0; i < n; i++)
+        o += (size_t)snprintf(text + o, cap - o, "[limit l%d]\nrate = %d/s\n", n - i, i + 1);
+    rldi_config c;
+    char err[256] = "";
+    int rc = rldi_config_parse(text, "t", &c, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_int_equal(c.nlimits, n);
+    for (int i = 0; i < n; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "l%d", n - i);
+        assert_string_equal(c.limits[i].name, nm);
+        assert_int_equal(c.limits[i].count, i + 1);
+        assert_int_equal(c.limits[i].line, 3 + 2 * i);
+        assert_ptr_equal(rldi_config_find(&c, nm), &c.limits[i]);
+    }
+    rldi_config_free(&c);
+
+    /* one more than allowed: reported at the first limit too many */
+    o = 0;
+    o += (size_t)snprintf(text + o, cap - o, "[rld]\nmax_limits = %d\n", n - 1);
+    for (int i = 0; i < n; i++)
+        o += (size_t)snprintf(text + o, cap - o, "[limit l%d]\nrate = 1/s\n", i);
+    char tok[16];
+    snprintf(tok, sizeof tok, "l%d", n - 1);
+    expect_error(text, 3 + 2 * (n - 1), tok, "max_limits");
+
+    /* the default (4096) applies when [rld] never sets it */
+    o = 0;
+    for (int i = 0; i < 4097; i++)
+        o += (size_t)snprintf(text + o, cap - o, "[limit l%d]\nrate = 1/s\n", i);
+    expect_error(text, 1 + 2 * 4096, "l4096", "max_limits");
+    free(text);
+}
+
+struct err_case {
+    const char *text;
+    int line;
+    const char *token, *also;
+};
+
+static const struct err_case errors[] = {
+    /* sections */
+    {"[foo]\n", 1, "foo", "unknown section"},
+    {"[limits a]\nrate = 1/s\n", 1, "limits", "unknown section"},
+    {"[limit]\n", 1, "limit", "name"},
+    {"[limit a b]\nrate = 1/s\n", 1, "b", "one"},
+    {"[limit a\nrate = 1/s\n", 1, "[limit a", "]"},
+    {"[limit a] junk\nrate = 1/s\n", 1, "junk", NULL},
+    {"[limit a*b]\nrate = 1/s\n", 1, "a*b", "name"},
+    {"[limit caf\xc3\xa9]\nrate = 1/s\n", 1, "caf\xc3\xa9", "name"},
+    {"[]\n", 1, "[]", NULL},
+    {"[   ]\n", 1, "[]", NULL},
+    {"[rld x]\n", 1, "x", "rld"},
+    {"[rld]\n[rld]\n", 2, "rld", "line 1"},
+    {"[RLD]\n", 1, "RLD", "unknown section"},
+    /* keys */
+    {"rate = 1/s\n", 1, "rate", "outside"},
+    {"[limit a]\nrate = 1/s\nfoo = 1\n", 3, "foo", "unknown key"},
+    {"[limit a]\nRate = 1/s\n", 2, "Rate", "unknown key"},
+    {"[limit a]\nrate = 1/s\nrate = 2/s\n", 3, "rate", "line 2"},
+    {"[limit a]\nrate = 1/s\nburst = 2\nburst = 3\n", 4, "burst", "duplicate"},
+    {"[limit a]\nrate =\n", 2, "rate", "empty"},
+    {"[limit a]\nrate = ; comment only\n", 2, "rate", "empty"},
+    {"[limit a]\nrate 5/min\n", 2, "rate 5/min", NULL},
+    {"[limit a]\n= 5\n", 2, "= 5", "key"},
+    {"[rld]\nfoo = 1\n", 2, "foo", "unknown key"},
+    {"[rld]\nrate = 1/s\n", 2, "rate", "unknown key"},
+    {"[rld]\nlog_level = info\nlog_level = info\n", 3, "log_level", "line 2"},
+    {"[limit a]\nrate = 1/s\n[rld]\nburst = 1\n", 4, "burst", "unknown key"},
+    /* limits */
+    {"[limit a]\nrate = 1/s\n[limit b]\nrate = 1/s\n[limit a]\nrate = 1/s\n", 5, "a", "line 1"},
+    {"[limit a]\nburst = 5\n\n[limit b]\nrate = 1/s\n", 1, "a", "no rate"},
+    {"[limit a]\nburst = 5\n", 1, "a", "no rate"},
+    {"[limit a]\n", 1, "a", "no rate"},
+    {"[limit a]\nrate = 1/s\n[limit b]\n[limit c]\nrate = 1/s\n", 3, "b", "no rate"},
+    {"[limit a]\nrate = 5/fortnight\n", 2, "5/fortnight", "unknown time unit"},
+    {"[limit a]\nrate = 0/s\n", 2, "0/s", "positive"},
+    {"[limit a]\nrate = 5/min;x\n", 2, "5/min;x", "rate"},
+    {"[limit a]\nrate = 5/min#x\n", 2, "5/min#x", "rate"},
+    {"[limit a]\nrate = 5/400d\n", 2, "5/400d", "period too long"},
+    {"[limit a]\nrate = 2000000000000000/s\n", 2, "2000000000000000/s", "count"},
+    {"[limit a]\nrate = 1/s\nburst = 0\n", 3, "0", "burst"},
+    {"[limit a]\nrate = 1/s\nburst = -1\n", 3, "-1", "burst"},
+    {"[limit a]\nrate = 1/s\nburst = abc\n", 3, "abc", "burst"},
+    {"[limit a]\nrate = 1/s\nburst = 1.5\n", 3, "1.5", "burst"},
+    {"[limit a]\nrate = 1/s\nburst = 99999999999999999999999\n", 3,
+     "99999999999999999999999", "burst"},
+    /* tolerance: 1000 * 365 days, and 2^62 ns + 1 ns */
+    {"[limit a]\nrate = 1/365d\nburst = 1000\n", 3, "1000", "146 years"},
+    {"[limit a]\nburst = 1000\nrate = 1/365d\n", 3, "1/365d", "146 years"},
+    {"[limit a]\nrate = 1/ms\nburst = 4611686018428\n", 3, "4611686018428", "146 years"},
+    /* [rld] values */
+    {"[rld]\nmax_limits = 0\n", 2, "0", "max_limits"},
+    {"[rld]\nmax_limits = 16777217\n", 2, "16777217", "max_limits"},
+    {"[rld]\nmax_limits = many\n", 2, "many", "max_limits"},
+    {"[rld]\nmax_limits = -1\n", 2, "-1", "max_limits"},
+    {"[rld]\nmax_waiters = 0\n", 2, "0", "max_waiters"},
+    {"[rld]\nmax_waiters = 16777217\n", 2, "16777217", "max_waiters"},
+    {"[rld]\ngroup = bad group\n", 2, "bad group", "group"},
+    {"[rld]\ngroup = -x\n", 2, "-x", "group"},
+    {"[rld]\nadmin_group = a/b\n", 2, "a/b", "group"},
+    {"[rld]\ngroup = gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg\n", 2,
+     "gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg", "group"},
+    {"[rld]\nlog_level = verbose\n", 2, "verbose", "log_level"},
+    {"[rld]\nlog_level = INFO\n", 2, "INFO", "log_level"},
+    /* max_limits */
+    {"[rld]\nmax_limits = 2\n[limit a]\nrate=1/s\n[limit b]\nrate=1/s\n[limit c]\nrate=1/s\n", 7,
+     "c", "max_limits"},
+    {"[limit a]\nrate=1/s\n[limit b]\nrate=1/s\n[limit c]\nrate=1/s\n[rld]\nmax_limits = 2\n", 5,
+     "c", "line 8"},
+    /* only the first error */
+    {"[limit a]\nfoo = 1\n[bar]\n", 2, "foo", NULL},
+    {"[limit a]\nrate = 1/s\nburst = 0\n[limit a]\n", 3, "0", NULL},
+    {"[limit a]\n[limit a]\n", 1, "a", "no rate"},
+};
+
+static void test_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+        expect_error(errors[i].text, errors[i].line, errors[i].token, errors[i].also);
+}
+
+/* The message format, exactly. */
+static void test_error_format(void **state)
+{
+    (void)state;
+    rldi_config c;
+    char err[256];
+    assert_int_equal(rldi_config_parse("[limit a]\nrate = 5/fortnight\n", "t.conf", &c, err,
+                                       sizeof err),
+                     -EINVAL);
+    assert_string_equal(err, "t.conf:2: bad rate: unknown time unit '5/fortnight'");
+    assert_int_equal(rldi_config_parse("[limit a]\nrate=1/s\n\n[limit a]\nrate=1/s\n", "t.conf",
+                                       &c, err, sizeof err),
+                     -EINVAL);
+    assert_string_equal(err, "t.conf:4: duplicate limit (first defined at line 1) 'a'");
+    /* control bytes in tokens are escaped; a small buffer truncates safely */
+    assert_int_equal(rldi_config_parse("[limit a]\nrate = 5/\x01s\n", "t", &c, err, sizeof err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "'5/\\x01s'"));
+    char small[8];
+    assert_int_equal(rldi_config_parse("[foo]\n", "t.conf", &c, small, sizeof small), -EINVAL);
+    assert_string_equal(small, "t.conf:");
+    assert_zeroed(&c);
+}
+
+/* Lines up to RLDI_CONF_LINE_MAX bytes are fine, longer ones are an error on their line. */
+static void test_long_lines(void **state)
+{
+    (void)state;
+    char *text = malloc(3 * RLDI_CONF_LINE_MAX);
+    rldi_config c;
+    char err[256] = "";
+    assert_non_null(text);
+
+    /* exactly the maximum, with and without CR */
+    int o = sprintf(text, "[limit a]\nrate = 1/s\n#");
+    memset(text + o, 'x', RLDI_CONF_LINE_MAX - 1);
+    strcpy(text + o + RLDI_CONF_LINE_MAX - 1, "\r\n[limit b]\nrate = 2/s\n");
+    int rc = rldi_config_parse(text, "t", &c, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_int_equal(c.nlimits, 2);
+    rldi_config_free(&c);
+
+    /* one more: inih would have split it in two and miscounted lines */
+    o = sprintf(text, "[limit a]\nrate = 1/s\n#");
+    memset(text + o, 'x', RLDI_CONF_LINE_MAX);
+    strcpy(text + o + RLDI_CONF_LINE_MAX, "\n[limit b]\nrate = 2/s\n");
+    char tok[96];
+    snprintf(tok, sizeof tok, "%.80s...", text + o - 1); /* tokens are cut at 80 bytes */
+    expect_error(text, 3, tok, "longer");
+
+    /* a long value on a key line: the same */
+    o = sprintf(text, "[limit a]\nrate = ");
+    memset(text + o, '9', RLDI_CONF_LINE_MAX);
+    strcpy(text + o + RLDI_CONF_LINE_MAX, "/s\n");
+    snprintf(tok, sizeof tok, "%.80s...", text + 10);
+    expect_error(text, 2, tok, "longer");
+    free(text);
+}
+
+/* ---- real files ---- */
+
+static char tmpdir[64];
+
+static int setup_dir(void **state)
+{
+    (void)state;
+    strcpy(tmpdir, "/tmp/rld-test-config.XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state)
+{
+    (void)state;
+    static const char *const files[] = {"ok.conf", "bad.conf", "nul.conf", "noperm.conf"};
+    char p[128];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", tmpdir, files[i]);
+        unlink(p);
+    }
+    snprintf(p, sizeof p, "%s/sub", tmpdir);
+    rmdir(p);
+    return rmdir(tmpdir);
+}
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[128], err[512] = "";
+    rldi_config c;
+    snprintf(path, sizeof path, "%s/ok.conf", tmpdir);
+    write_file(path, example, strlen(example));
+    int rc = rldi_config_load(path, &c, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_string_equal(c.path, path);
+    assert_int_equal(c.nlimits, 2);
+    assert_int_equal(c.limits[1].burst, 5);
+    assert_int_equal(c.limits[1].line, 5);
+    rldi_config_free(&c);
+}
+
+static void test_load_bad_file(void **state)
+{
+    (void)state;
+    char path[128], want[256], err[512] = "";
+    rldi_config c;
+    snprintf(path, sizeof path, "%s/bad.conf", tmpdir);
+    static const char bad[] = "[limit a]\nrate = 1/s\n\n[limit b]\nrate = 10/s\nburst = lots\n";
+    write_file(path, bad, strlen(bad));
+    memset(&c, 0xa5, sizeof c);
+    assert_int_equal(rldi_config_load(path, &c, err, sizeof err), -EINVAL);
+    snprintf(want, sizeof want, "%s:6: ", path);
+    assert_memory_equal(err, want, strlen(want));
+    assert_non_null(strstr(err, "'lots'"));
+    assert_zeroed(&c);
+
+    /* a NUL byte inside a line */
+    snprintf(path, sizeof path, "%s/nul.conf", tmpdir);
+    static const char nul[] = "[limit a]\nrate = 1/s\0 x\n";
+    write_file(path, nul, sizeof nul - 1);
+    memset(&c, 0xa5, sizeof c);
+    assert_int_equal(rldi_config_load(path, &c, err, sizeof err), -EINVAL);
+    snprintf(want, sizeof want, "%s:2: ", path);
+    assert_memory_equal(err, want, strlen(want));
+    assert_non_null(strstr(err, "NUL"));
+    assert_zeroed(&c);
+}
+
+static void test_load_missing(void **state)
+{
+    (void)state;
+    char path[128], want[256], err[512] = "";
+    rldi_config c;
+    memset(&c, 0xa5, sizeof c);
+    snprintf(path, sizeof path, "%s/missing.conf", tmpdir);
+    assert_int_equal(rldi_config_load(path, &c, err, sizeof err), -ENOENT);
+    snprintf(want, sizeof want, "%s: No such file or directory", path);
+    assert_string_equal(err, want);
+    assert_zeroed(&c);
+
+    /* a directory */
+    snprintf(path, sizeof path, "%s/sub", tmpdir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    memset(&c, 0xa5, sizeof c);
+    assert_int_equal(rldi_config_load(path, &c, err, sizeof err), -EISDIR);
+    snprintf(want, sizeof want, "%s: ", path);
+    assert_memory_equal(err, want, strlen(want));
+    assert_zeroed(&c);
+
+    /* unreadable (root reads anything: nothing to test then) */
+    if (geteuid() != 0) {
+        snprintf(path, sizeof path, "%s/noperm.conf", tmpdir);
+        write_file(path, example, strlen(example));
+        assert_int_equal(chmod(path, 0), 0);
+        memset(&c, 0xa5, sizeof c);
+        assert_int_equal(rldi_config_load(path, &c, err, sizeof err), -EACCES);
+        snprintf(want, sizeof want, "%s: Permission denied", path);
+        assert_string_equal(err, want);
+        assert_zeroed(&c);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_example),
+        cmocka_unit_test(test_full_syntax),
+        cmocka_unit_test(test_empty_and_comments_only),
+        cmocka_unit_test(test_long_name),
+        cmocka_unit_test(test_many_limits),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_error_format),
+        cmocka_unit_test(test_long_lines),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_load_bad_file),
+        cmocka_unit_test(test_load_missing),
+    };
+    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
