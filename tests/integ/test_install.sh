@@ -1,0 +1,63 @@
+#!/bin/sh
+# Install into a temporary prefix, then build a consumer with only
+# `pkg-config --cflags --libs rld` (shared) and `--static`, run it against a real rld on a
+# private instance, and check the library exports nothing but rld_* symbols.
+set -eu
+build=$1 src=$2
+tmp=$(mktemp -d /tmp/rldtest.install.XXXXXX)
+inst="t-install-$$"
+cleanup() {
+  [ -n "${rld_pid:-}" ] && kill "$rld_pid" 2>/dev/null && wait "$rld_pid" 2>/dev/null
+  rm -f "/dev/shm/rld.$inst"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "test_install: $*" >&2; exit 1; }
+
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib/$(gcc -dumpmachine)/pkgconfig"
+pkg-config --exists rld || fail "pkg-config does not find rld under the prefix"
+[ -x "$tmp/prefix/sbin/rld" ] || fail "rld not installed in sbin"
+[ -f "$tmp/prefix/include/rld.h" ] || fail "rld.h not installed"
+
+cat > "$tmp/consumer.c" <<'C'
+#include <errno.h>
+#include <stdio.h>
+#include <rld.h>
+int main(int argc, char **argv)
+{
+    rld_client *c;
+    rld_limit l;
+    rld_result r;
+    int e = rld_open(argv[1], 0, &c);
+    if (e < 0) { fprintf(stderr, "rld_open: %s\n", rld_strerror(e)); return 1; }
+    if ((e = rld_find(c, "x", &l)) < 0 || (e = rld_try(c, l, 1, &r)) < 0) {
+        fprintf(stderr, "%s\n", rld_strerror(e));
+        return 1;
+    }
+    printf("took 1 token, %llu left (librld %d)\n", (unsigned long long)r.remaining, rld_version());
+    rld_close(c);
+    return argc > 2 ? 0 : 0;
+}
+C
+# shellcheck disable=SC2046
+cc -Wall -Werror -o "$tmp/consumer" "$tmp/consumer.c" $(pkg-config --cflags --libs rld)
+cc -Wall -Werror -o "$tmp/consumer-static" "$tmp/consumer.c" \
+   $(pkg-config --cflags rld) "$tmp"/prefix/lib*/librld.a $(pkg-config --static --libs-only-l rld | sed 's/-lrld//') -lpthread 2>/dev/null ||
+cc -Wall -Werror -o "$tmp/consumer-static" "$tmp/consumer.c" \
+   $(pkg-config --cflags rld) $(find "$tmp/prefix" -name librld.a) -lrt -lpthread
+
+printf '[limit x]\nrate = 10/s\n' > "$tmp/rld.conf"
+RLD_RUNTIME_DIR=$tmp "$tmp/prefix/sbin/rld" --foreground --config "$tmp/rld.conf" --instance "$inst" 2>"$tmp/log" &
+rld_pid=$!
+for _ in $(seq 200); do grep -q " ready: " "$tmp/log" && break; sleep 0.05; done
+grep -q " ready: " "$tmp/log" || fail "rld did not start: $(cat "$tmp/log")"
+
+LD_LIBRARY_PATH=$(dirname "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)") \
+  "$tmp/consumer" "$inst" | grep -q "took 1 token, 9 left" || fail "shared consumer"
+"$tmp/consumer-static" "$inst" | grep -q "took 1 token, 8 left" || fail "static consumer"
+
+bad=$(nm -D --defined-only "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)" |
+      awk '$3 !~ /^rld_/ && $3 !~ /^RLD_/ {print $3}')
+[ -z "$bad" ] || fail "librld exports non-rld_ symbols: $bad"
+echo "test_install: ok"
