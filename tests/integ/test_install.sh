@@ -42,10 +42,9 @@ int main(int argc, char **argv)
 C
 # shellcheck disable=SC2046
 cc -Wall -Werror -o "$tmp/consumer" "$tmp/consumer.c" $(pkg-config --cflags --libs rld)
-cc -Wall -Werror -o "$tmp/consumer-static" "$tmp/consumer.c" \
-   $(pkg-config --cflags rld) "$tmp"/prefix/lib*/librld.a $(pkg-config --static --libs-only-l rld | sed 's/-lrld//') -lpthread 2>/dev/null ||
-cc -Wall -Werror -o "$tmp/consumer-static" "$tmp/consumer.c" \
-   $(pkg-config --cflags rld) $(find "$tmp/prefix" -name librld.a) -lrt -lpthread
+# static: the archive by path, its dependencies from pkg-config --static
+cc -Wall -Werror -o "$tmp/consumer-static" "$tmp/consumer.c" $(pkg-config --cflags rld) \
+   "$(pkg-config --variable=libdir rld)/librld.a" $(pkg-config --static --libs rld | sed 's/-lrld//')
 
 printf '[limit x]\nrate = 10/s\n' > "$tmp/rld.conf"
 RLD_RUNTIME_DIR=$tmp "$tmp/prefix/sbin/rld" --foreground --config "$tmp/rld.conf" --instance "$inst" 2>"$tmp/log" &
