@@ -110,10 +110,13 @@ typedef struct rldi_meta {
     uint64_t rate_period_ns;          /*  80 */
     uint64_t burst;                   /*  88 */
     uint32_t unlimited;               /*  96 */
-    uint32_t reserved1;               /* 100 */
+    uint32_t origin;                  /* 100 RLDI_ORIGIN_*: who created it */
     uint64_t name_hash;               /* 104 */
     uint64_t reserved2[2];            /* 112 */
 } rldi_meta;
+
+#define RLDI_ORIGIN_FILE    0u   /* declared in the configuration file */
+#define RLDI_ORIGIN_RUNTIME 1u   /* created by a Put request: survives reloads */
 
 #define RLDI_INDEX_EMPTY    0u
 #define RLDI_INDEX_DELETED  UINT32_MAX
@@ -145,6 +148,7 @@ static_assert(offsetof(rldi_slot, waiters) == offsetof(rldi_slot, gen) + 4,
 
 static_assert(sizeof(rldi_meta) == RLDI_META_SIZE, "ABI");
 static_assert(offsetof(rldi_meta, rate_count) == 72, "ABI");
+static_assert(offsetof(rldi_meta, origin) == 100, "ABI");
 static_assert(offsetof(rldi_meta, name_hash) == 104, "ABI");
 
 static_assert(RLDI_HEADER_SIZE % RLDI_SLOT_SIZE == 0, "slots start aligned");

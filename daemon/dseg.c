@@ -284,6 +284,7 @@ int dseg_limit_create(rldi_seg *s, const rldi_conf_limit *l, uint32_t *slot)
         publish(sl, t, burst, false);
         index_lock(s);
         meta_write(&s->meta[i], l);
+        s->meta[i].origin = RLDI_ORIGIN_FILE;
         rldi_store_relaxed(&sl->flags, RLDI_SLOT_LIVE);
         index_insert(s, l->name, i);
         s->hdr->limit_count++;
@@ -363,6 +364,9 @@ uint32_t dseg_repair(rldi_seg *s)
             continue;
         }
         m->name_hash = rldi_name_hash(m->name, strlen(m->name));
+        /* queues lived in the dead daemon's memory: none survive it */
+        rldi_store_relaxed(&sl->waiters, 0);
+        rldi_store_relaxed(&sl->queued, 0);
         index_insert(s, m->name, i);
         live++;
     }
@@ -371,30 +375,32 @@ uint32_t dseg_repair(rldi_seg *s)
     return live;
 }
 
-int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch)
+int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_fn keep,
+              dseg_delete_fn deleting, void *ctx)
 {
     memset(ch, 0, sizeof(*ch));
     /* Capacity first: a sync that cannot complete changes nothing. */
-    uint32_t need = 0;
+    uint32_t need = 0, free_slots = 0, leaving = 0;
     for (size_t i = 0; i < conf->nlimits; i++) {
         uint32_t slot, gen;
         if (rldi_seg_lookup(s, conf->limits[i].name, &slot, &gen) < 0)
             need++;
     }
-    uint32_t free_slots = 0;
-    for (uint32_t i = 0; i < s->slot_count; i++)
+    for (uint32_t i = 0; i < s->slot_count; i++) {
         if (!(s->slots[i].flags & RLDI_SLOT_LIVE))
             free_slots++;
-    uint32_t leaving = 0;
-    for (uint32_t i = 0; i < s->slot_count; i++)
-        if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, s->meta[i].name))
+        else if (!rldi_config_find(conf, s->meta[i].name) && !(keep && keep(i, ctx)))
             leaving++;
+    }
     if (need > free_slots + leaving)
         return -ENOSPC;
 
     for (uint32_t i = 0; i < s->slot_count; i++) {
-        if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, s->meta[i].name)) {
+        if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, s->meta[i].name) &&
+            !(keep && keep(i, ctx))) {
             LOG_INFO("limit %s: deleted (not in the configuration)", s->meta[i].name);
+            if (deleting)
+                deleting(i, ctx);
             dseg_limit_delete(s, i);
             ch->deleted++;
         }
@@ -405,6 +411,7 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch)
         if (rldi_seg_lookup(s, l->name, &slot, &gen) == 0) {
             bool changed;
             dseg_limit_change(s, slot, l, &changed);
+            rldi_store_relaxed(&s->meta[slot].origin, RLDI_ORIGIN_FILE);
             if (changed) {
                 LOG_INFO("limit %s: changed, state carried proportionally", l->name);
                 ch->changed++;

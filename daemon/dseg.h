@@ -39,9 +39,14 @@ int dseg_open(const char *shm_name, const dseg_opts *o, rldi_seg *s, bool *creat
 uint32_t dseg_repair(rldi_seg *s);
 
 /* Make the segment's limits equal to CONF: unchanged ones keep their state exactly,
- * changed ones carry it proportionally, missing ones are created full, others deleted.
- * Returns 0 or -ENOSPC (more limits than slots: nothing changed). */
-int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch);
+ * changed ones carry it proportionally, missing ones are created full, others deleted,
+ * except those KEEP (may be NULL) says to keep (limits created at run time). DELETING
+ * (may be NULL) is told of each slot before it is deleted. A limit named in CONF becomes
+ * the file's. Returns 0 or -ENOSPC (more limits than slots: nothing changed). */
+typedef bool (*dseg_keep_fn)(uint32_t slot, void *ctx);
+typedef void (*dseg_delete_fn)(uint32_t slot, void *ctx);
+int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_fn keep,
+              dseg_delete_fn deleting, void *ctx);
 
 /* Mark the segment ready (after the first sync) and record the daemon's pid. */
 void dseg_publish(rldi_seg *s, pid_t pid);

@@ -27,6 +27,8 @@
 #include "instance.h"
 #include "log.h"
 #include "rld.h"
+#include "server.h"
+#include "waitq.h"
 
 #define DEFAULT_CONFIG "/etc/rld/rld.conf"
 
@@ -179,6 +181,13 @@ static int take_lock(const rldi_paths *p)
 
 /* ---- main ---------------------------------------------------------------------------- */
 
+/* Limits created at run time (Put) survive the start-up sync like a reload. */
+static bool keep_runtime(uint32_t slot, void *ctx)
+{
+    const rldi_seg *seg = ctx;
+    return seg->meta[slot].origin == RLDI_ORIGIN_RUNTIME;
+}
+
 static int load(const char *path, rldi_config *conf, char *err, size_t errlen)
 {
     int r = rldi_config_load(path, conf, err, errlen);
@@ -232,6 +241,7 @@ int main(int argc, char **argv)
         so.mode = 0660;
     }
 
+    /* Signals are read through the ring (signalfd): block them before anything else runs. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -248,45 +258,41 @@ int main(int argc, char **argv)
         uint32_t live = dseg_repair(&seg);
         LOG_INFO("re-attached segment /dev/shm%s with %u limits (state kept)", paths.shm_name, live);
     }
+    server srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.config_path = o.config;
+    srv.conf = &conf;
+    srv.seg = &seg;
+    srv.paths = paths;
+    srv.listen_fd = srv.signal_fd = -1;
+    srv.admin_gid = (gid_t)-1;
+    if (conf.admin_group[0]) {
+        struct group *g = getgrnam(conf.admin_group);
+        if (!g)
+            fail("%s: [rld] admin_group '%s' does not exist", o.config, conf.admin_group);
+        srv.admin_gid = g->gr_gid;
+    }
     dseg_changes ch;
-    if (dseg_sync(&seg, &conf, &ch) < 0)
+    bool (*keep)(uint32_t, void *) = keep_runtime;
+    if (dseg_sync(&seg, &conf, &ch, keep, NULL, &seg) < 0)
         fail("%s: %zu limits do not fit in the segment's %u slots (raise [rld] max_limits and "
              "start with --fresh)", o.config, conf.nlimits, seg.slot_count);
+    if (srv_listen(&srv, so.gid, err, sizeof(err)) < 0)
+        fail("%s", err);
     dseg_publish(&seg, getpid());
+    if ((r = rld_open(paths.instance, 0, &srv.self)) < 0)
+        fail("cannot attach our own segment: %s", rld_strerror(r));
+    waitq_init(&srv);
     LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted), "
-             "segment /dev/shm%s, %zu bytes", paths.instance, conf.nlimits, ch.kept, ch.created,
-             ch.changed, ch.deleted, paths.shm_name, seg.size);
+             "segment /dev/shm%s, %zu bytes, socket %s", paths.instance, conf.nlimits, ch.kept,
+             ch.created, ch.changed, ch.deleted, paths.shm_name, seg.size, paths.socket_path);
     report("");
 
-    for (;;) {
-        struct timespec tick = { 1, 0 };
-        int sig = sigtimedwait(&sigs, NULL, &tick);
-        dseg_heartbeat(&seg);
-        if (sig < 0)
-            continue;
-        if (sig == SIGHUP) {
-            rldi_config next;
-            if (load(o.config, &next, err, sizeof(err)) < 0) {
-                LOG_ERROR("reload refused, configuration unchanged: %s", err);
-                continue;
-            }
-            if (dseg_sync(&seg, &next, &ch) < 0) {
-                LOG_ERROR("reload refused, configuration unchanged: %zu limits do not fit in "
-                          "%u slots", next.nlimits, seg.slot_count);
-                rldi_config_free(&next);
-                continue;
-            }
-            rldi_config_free(&conf);
-            conf = next;
-            LOG_INFO("reloaded %s: %u kept, %u created, %u changed, %u deleted", o.config,
-                     ch.kept, ch.created, ch.changed, ch.deleted);
-            continue;
-        }
-        LOG_INFO("signal %d: stopping; the segment stays for clients and the next rld", sig);
-        break;
-    }
+    r = srv_run(&srv);
+    waitq_free(&srv);
+    rld_close(srv.self);
     dseg_detach(&seg);
     rldi_config_free(&conf);
     close(lock_fd);
-    return 0;
+    return r < 0 ? 1 : 0;
 }

@@ -118,6 +118,7 @@ int rld_open(const char *instance, unsigned flags, rld_client **out)
         free(c);
         return r;
     }
+    pthread_mutex_init(&c->pool_lock, NULL);
     rldc_register(c);
     *out = c;
     return 0;
@@ -128,6 +129,8 @@ void rld_close(rld_client *c)
     if (!c)
         return;
     rldc_unregister(c);
+    rldc_pool_close(c);
+    pthread_mutex_destroy(&c->pool_lock);
     rldi_seg_close(&c->seg);
     free(c);
 }
@@ -153,8 +156,29 @@ int rld_find(rld_client *c, const char *name, rld_limit *out)
  * to know (outside the window in which another process could invalidate our CAS).
  * Returns 0 / -EAGAIN / -E2BIG / -ESTALE / -EINVAL.
  */
+/* Waiters published by a daemon that stopped beating are stale: ignore them, or a dead
+ * daemon would block the fast path until it is restarted. */
+#define DAEMON_STALE_NS 3000000000ull
+
+static bool daemon_stale(const rld_client *c, rldi_u128 now)
+{
+    uint64_t beat = rldi_load_relaxed(&c->seg.hdr->heartbeat_ns);
+    return (uint64_t)(now >> 32) > beat + DAEMON_STALE_NS;
+}
+
+bool rldc_daemon_stale(const rld_client *c)
+{
+    return daemon_stale(c, now_fp());
+}
+
+uint64_t rldc_now_ns(void)
+{
+    return (uint64_t)(now_fp() >> 32);
+}
+
 static __attribute__((noinline)) int try_slow(rld_client *c, rld_limit lim, uint64_t cost,
-                                              rld_result *res, rldi_u128 now, rldi_u128 word)
+                                              rld_result *res, rldi_u128 now, rldi_u128 word,
+                                              bool barge)
 {
     rldi_slot *s = slot_of(c, lim);
     if (unlikely(!s))
@@ -165,6 +189,8 @@ static __attribute__((noinline)) int try_slow(rld_client *c, rld_limit lim, uint
         if (unlikely(r < 0))
             return r;
         rldi_u128 new_tat;
+        if (v.waiters && (barge || daemon_stale(c, now)))
+            v.waiters = 0;
         /* 1 <= cost <= burst on a limited limit: the decision; all else is the slow path */
         if (likely(cost - 1 < v.burst && v.t != 0) &&
             rldi_gcra_decide(v.t, v.burst, v.tat, now, cost, v.waiters, &new_tat)) {
@@ -246,12 +272,12 @@ static inline int try_one(rld_client *c, rld_limit lim, uint64_t cost, rld_resul
         burst = rldi_load_relaxed(&b->burst);
         if (unlikely(gw != lim.gen || rldi_load_relaxed(&b->t_hi) != 0 || t == 0 ||
                      cost - 1 >= burst))
-            return try_slow(c, lim, cost, res, now, word);
+            return try_slow(c, lim, cost, res, now, word, false);
         rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
         rldi_u128 tat0 = tat > now ? tat : now;
         nt = tat0 + (rldi_u128)t * cost;
         if (unlikely(nt - now > (rldi_u128)t * burst))
-            return try_slow(c, lim, cost, res, now, word);
+            return try_slow(c, lim, cost, res, now, word, false);
         if (likely(rldi_cas16(&s->tat, &word, word_make(nt, (uint32_t)(fv >> 32)))))
             break;
         /* lost a race: WORD holds the current state; decide again */
@@ -267,6 +293,18 @@ int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res)
     if (unlikely(!c))
         return -EINVAL;
     return try_one(c, lim, cost, res, now_fp());
+}
+
+int rld_try_ex(rld_client *c, rld_limit lim, uint64_t cost, unsigned flags, rld_result *res)
+{
+    if (!c || (flags & ~RLD_TRY_BARGE))
+        return -EINVAL;
+    if (!(flags & RLD_TRY_BARGE))
+        return try_one(c, lim, cost, res, now_fp());
+    if (lim.slot >= c->seg.slot_count)
+        return -EINVAL;
+    return try_slow(c, lim, cost, res, now_fp(), rldi_load16_split(&c->seg.slots[lim.slot].tat),
+                    true);
 }
 
 /* Apply F to a limit's state in a CAS loop: refund and debit. */
@@ -442,6 +480,65 @@ int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res
     if (res)
         *res = best;
     return -EAGAIN;
+}
+
+int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_ns,
+                 rld_result *res)
+{
+    rldi_slot *s = slot_of(c, lim);
+    if (!s)
+        return -EINVAL;
+    rldi_u128 now = now_fp();
+    rldi_u128 word = rldi_load16_split(&s->tat);
+    for (;;) {
+        view v;
+        int r = view_fill(s, lim, word, &v);
+        if (r < 0)
+            return r;
+        if (v.t == 0 || cost > v.burst || cost == 0) {
+            if (!view_still(s, &v)) {
+                word = rldi_load16_split(&s->tat);
+                continue;
+            }
+            if (cost > v.burst && v.t != 0)
+                return -E2BIG;
+            if (res)
+                result_unlimited(res);
+            return 0;
+        }
+        /* take the tokens now, into debt, and wait until the debt is due */
+        rldi_u128 tat0 = v.tat > now ? v.tat : now;
+        rldi_u128 nt = tat0 + v.t * cost, tau = v.t * v.burst;
+        uint64_t wait_ns = nt - now > tau ? rldi_fp_to_ns_ceil(nt - now - tau) : 0;
+        uint64_t now_ns = (uint64_t)(now >> 32);
+        if (deadline_ns && now_ns + wait_ns > deadline_ns) {
+            if (!view_still(s, &v)) {
+                word = rldi_load16_split(&s->tat);
+                continue;
+            }
+            if (res) {
+                rldi_verdict vd;
+                rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, &vd);
+                result_fill(res, &vd, RLD_F_DEGRADED);
+            }
+            return -ETIMEDOUT;
+        }
+        if (!rldi_cas16(&s->tat, &word, word_make(nt, v.ver)))
+            continue;
+        rldc_count(c, lim.slot, cost, 0, now_ns);
+        if (wait_ns) {
+            struct timespec ts = { (time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u) };
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+        }
+        if (res) {
+            rldi_verdict vd;
+            rldi_u128 later = now_fp();
+            rldi_gcra_peek(v.t, v.burst, nt > later ? nt : later, later, &vd);
+            result_fill(res, &vd, RLD_F_DEGRADED);
+        }
+        return 0;
+    }
 }
 
 int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)

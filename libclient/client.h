@@ -5,17 +5,36 @@
 #ifndef RLD_LIBCLIENT_CLIENT_H
 #define RLD_LIBCLIENT_CLIENT_H
 
+#include <pthread.h>
 #include <stdint.h>
 
+#include "gcra.h"
 #include "instance.h"
 #include "rld.h"
 #include "segment.h"
+
+#define RLDC_POOL 16                    /* idle daemon connections kept for waits */
+
+struct rldi_conn;
 
 struct rld_client {
     rldi_seg   seg;
     rldi_paths paths;
     uint64_t   serial;     /* unique per rld_open in this process: tells reused addresses apart */
+    /* waits: connections to the daemon, one per waiting thread, reused */
+    pthread_mutex_t   pool_lock;
+    struct rldi_conn *pool[RLDC_POOL];
+    int               npool;
+    uint64_t          daemon_down_until;  /* ns: skip connecting until then */
 };
+
+/* client.c: the degraded wait. Reserve COST now (into debt if need be) when it fits
+ * before DEADLINE_NS (0: none), then sleep until it is due. 0, -ETIMEDOUT, or as rld_try. */
+int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_ns,
+                 rld_result *res);
+uint64_t rldc_now_ns(void);
+bool rldc_daemon_stale(const rld_client *c);
+void rldc_pool_close(rld_client *c);
 
 /*
  * Counters. A locked add per call on the limit's line would cost as much as the rest of the

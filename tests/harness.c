@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +89,7 @@ void t_instance(t_daemon *d, const char *tag, const char *conf_text)
         perror("mkdtemp");
         exit(1);
     }
+    chmod(d->dir, 0755);   /* tests that drop privileges must reach the socket */
     snprintf(d->instance, sizeof(d->instance), "t-%s-%d-%s", tag, (int)getpid(),
              strrchr(d->dir, '.') + 1);
     snprintf(d->conf, sizeof(d->conf), "%s/rld.conf", d->dir);

@@ -76,6 +76,33 @@ int rld_find(rld_client *c, const char *name, rld_limit *out);
  */
 int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res);
 
+/* rld_try with FLAGS: RLD_TRY_BARGE takes the tokens if they are there even while callers
+ * are queued at the daemon (by default a try stays behind the queue). */
+#define RLD_TRY_BARGE 0x1u
+int rld_try_ex(rld_client *c, rld_limit lim, uint64_t cost, unsigned flags, rld_result *res);
+
+/*
+ * Wait until COST tokens fit, at most TIMEOUT_NS (< 0: no limit), then take them.
+ * The fast path first; when denied, the caller queues at the daemon, fairly: FIFO across
+ * processes within a priority, higher priorities first. 0: taken (res->queue_position and
+ * the wait are filled). -ETIMEDOUT: the wait would exceed the timeout, refused at once
+ * with res->retry_after_ns the time it would have needed. When the daemon cannot be
+ * reached, the wait degrades to a client-side reservation and sleep, and res->flags has
+ * RLD_F_DEGRADED. Other codes as rld_try. Blocks the calling thread; thread-safe.
+ */
+int rld_wait(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns, rld_result *res);
+
+typedef struct rld_wait_opts {
+    int      priority;        /* 0 (default) .. 7 (served first) */
+    unsigned flags;           /* RLD_WAIT_BARGE */
+} rld_wait_opts;
+#define RLD_WAIT_BARGE 0x1u   /* try the fast path even while others are queued */
+#define RLD_PRIORITY_MAX 7
+
+/* rld_wait with options (NULL: the defaults). -EINVAL for a priority out of range. */
+int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
+                const rld_wait_opts *opts, rld_result *res);
+
 /*
  * All or nothing over N charges (N >= 1, at most RLD_MULTI_MAX): either every limit takes
  * its cost, or none does. A denial rolls back what was taken, exactly. res->index names the

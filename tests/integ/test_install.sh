@@ -3,7 +3,7 @@
 # `pkg-config --cflags --libs rld` (shared) and `--static`, run it against a real rld on a
 # private instance, and check the library exports nothing but rld_* symbols.
 set -eu
-build=$1 src=$2
+build=$1 src=$2 ccflags=${3:-}   # $3: the sanitizer flags of a sanitized build
 tmp=$(mktemp -d /tmp/rldtest.install.XXXXXX)
 inst="t-install-$$"
 cleanup() {
@@ -41,9 +41,9 @@ int main(int argc, char **argv)
 }
 C
 # shellcheck disable=SC2046
-cc -Wall -Werror -o "$tmp/consumer" "$tmp/consumer.c" $(pkg-config --cflags --libs rld)
+cc -Wall -Werror $ccflags -o "$tmp/consumer" "$tmp/consumer.c" $(pkg-config --cflags --libs rld)
 # static: the archive by path, its dependencies from pkg-config --static
-cc -Wall -Werror -o "$tmp/consumer-static" "$tmp/consumer.c" $(pkg-config --cflags rld) \
+cc -Wall -Werror $ccflags -o "$tmp/consumer-static" "$tmp/consumer.c" $(pkg-config --cflags rld) \
    "$(pkg-config --variable=libdir rld)/librld.a" $(pkg-config --static --libs rld | sed 's/-lrld//')
 
 printf '[limit x]\nrate = 10/s\n' > "$tmp/rld.conf"

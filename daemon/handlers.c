@@ -1,0 +1,410 @@
+/*
+ * handlers.c - what the daemon does with each request (proto/rld.proto).
+ *
+ * Everything received is untrusted: it is decoded by protobuf-c (bounded by the packet
+ * size), then every field is validated here before use; names are checked with the same
+ * rules as the configuration file and escaped before they are logged. Put, Delete, Reset
+ * and Reload need an admin peer: root, the daemon's own user, or a member of
+ * [rld] admin_group (from the peer's /proc/PID/status: its real supplementary groups).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "gcra.h"
+#include "log.h"
+#include "rate.h"
+#include "server.h"
+#include "waitq.h"
+
+static bool in_group(pid_t pid, gid_t want)
+{
+    char path[64], line[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "Groups:", 7) != 0)
+            continue;
+        char *p = line + 7, *end;
+        for (;;) {
+            unsigned long g = strtoul(p, &end, 10);
+            if (end == p)
+                break;
+            if ((gid_t)g == want)
+                found = true;
+            p = end;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static bool is_admin(const server *s, const conn *c)
+{
+    if (c->uid == 0 || c->uid == geteuid())
+        return true;
+    if (s->admin_gid == (gid_t)-1)
+        return false;
+    return c->gid == s->admin_gid || in_group(c->pid, s->admin_gid);
+}
+
+static void escape(const char *in, char *out, size_t len)
+{
+    rlog_escape(in, strnlen(in, 256), out, len);
+}
+
+/* ---- configuration changes --------------------------------------------------------------- */
+
+static bool keep_runtime(uint32_t slot, void *ctx)
+{
+    const server *s = ctx;
+    return rldi_load_relaxed(&s->seg->meta[slot].origin) == RLDI_ORIGIN_RUNTIME;
+}
+
+/* A limit the reload deletes: its waiters learn it first. */
+static void deleting(uint32_t slot, void *ctx)
+{
+    waitq_limit_deleted(ctx, slot);
+}
+
+int srv_reload(server *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen)
+{
+    rldi_config next;
+    int r = rldi_config_load(s->config_path, &next, err, errlen);
+    if (r < 0)
+        return r;
+    dseg_changes ch;
+    if ((r = dseg_sync(s->seg, &next, &ch, keep_runtime, deleting, s)) < 0) {
+        snprintf(err, errlen, "%zu limits do not fit in the segment's %u slots", next.nlimits,
+                 s->seg->slot_count);
+        rldi_config_free(&next);
+        return r;
+    }
+    rldi_config_free(s->conf);
+    *s->conf = next;
+    for (uint32_t i = 0; i < s->seg->slot_count; i++)
+        if (s->seg->slots[i].flags & RLDI_SLOT_LIVE)
+            waitq_limit_changed(s, i);
+    counts->kept = ch.kept;
+    counts->created = ch.created;
+    counts->changed = ch.changed;
+    counts->deleted = ch.deleted;
+    LOG_INFO("reloaded %s: %u kept, %u created, %u changed, %u deleted", s->config_path,
+             ch.kept, ch.created, ch.changed, ch.deleted);
+    return 0;
+}
+
+static int find_live(server *s, const char *name, uint32_t *slot, char *esc, size_t esclen)
+{
+    const char *why;
+    escape(name, esc, esclen);
+    if (rldi_name_check(name, &why) < 0)
+        return -EINVAL;
+    uint32_t gen;
+    return rldi_seg_lookup(s->seg, name, slot, &gen);
+}
+
+static void do_put(server *s, conn *c, uint64_t id, const Rld__V1__Put *p)
+{
+    if (!p->limit) {
+        srv_reply_code(s, c, id, -EINVAL, "Put without a limit");
+        return;
+    }
+    const char *why;
+    char esc[96];
+    escape(p->limit->name, esc, sizeof(esc));
+    rldi_conf_limit l;
+    memset(&l, 0, sizeof(l));
+    if (rldi_name_check(p->limit->name, &why) < 0) {
+        srv_reply_code(s, c, id, -EINVAL, "bad limit name '%s': %s", esc, why);
+        return;
+    }
+    strcpy(l.name, p->limit->name);
+    if (rldi_parse_rate(p->limit->rate, &l.count, &l.period_ns, &why) < 0) {
+        char rate[96];
+        escape(p->limit->rate, rate, sizeof(rate));
+        srv_reply_code(s, c, id, -EINVAL, "bad rate '%s': %s", rate, why);
+        return;
+    }
+    l.burst = p->limit->burst ? p->limit->burst : l.count;
+    rldi_u128 t, tau;
+    if (l.count && (rldi_interval(l.count, l.period_ns, &t) < 0 || rldi_tau(t, l.burst, &tau) < 0)) {
+        srv_reply_code(s, c, id, -ERANGE, "burst %llu at this rate exceeds 146 years",
+                       (unsigned long long)l.burst);
+        return;
+    }
+    uint32_t slot, gen;
+    int r = rldi_seg_lookup(s->seg, l.name, &slot, &gen);
+    if (r == 0) {
+        if (p->create_only) {
+            srv_reply_code(s, c, id, -EEXIST, "limit '%s' exists", esc);
+            return;
+        }
+        bool changed;
+        dseg_limit_change(s->seg, slot, &l, &changed);
+        waitq_limit_changed(s, slot);
+        LOG_INFO("limit %s: set to %s, burst %llu by pid %d (uid %d)%s", esc, p->limit->rate,
+                 (unsigned long long)l.burst, (int)c->pid, (int)c->uid,
+                 changed ? ", state carried proportionally" : ", unchanged");
+    } else {
+        if (p->update_only) {
+            srv_reply_code(s, c, id, -ENOENT, "no limit '%s'", esc);
+            return;
+        }
+        if ((r = dseg_limit_create(s->seg, &l, &slot)) < 0) {
+            srv_reply_code(s, c, id, r, "cannot create '%s': %s", esc,
+                           r == -ENOSPC ? "the segment is full (raise [rld] max_limits, restart with --fresh)"
+                                        : strerror(-r));
+            return;
+        }
+        rldi_store_relaxed(&s->seg->meta[slot].origin, RLDI_ORIGIN_RUNTIME);
+        LOG_INFO("limit %s: created (%s, burst %llu) by pid %d (uid %d)", esc, p->limit->rate,
+                 (unsigned long long)l.burst, (int)c->pid, (int)c->uid);
+    }
+    srv_reply_code(s, c, id, 0, "ok");
+}
+
+static void do_delete(server *s, conn *c, uint64_t id, const char *name)
+{
+    char esc[96];
+    uint32_t slot;
+    int r = find_live(s, name, &slot, esc, sizeof(esc));
+    if (r < 0) {
+        srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+        return;
+    }
+    waitq_limit_deleted(s, slot);
+    dseg_limit_delete(s->seg, slot);
+    LOG_INFO("limit %s: deleted by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
+    srv_reply_code(s, c, id, 0, "ok");
+}
+
+static void do_reset(server *s, conn *c, uint64_t id, const char *name)
+{
+    char esc[96];
+    uint32_t slot;
+    int r = find_live(s, name, &slot, esc, sizeof(esc));
+    if (r < 0) {
+        srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+        return;
+    }
+    dseg_limit_reset(s->seg, slot);
+    waitq_limit_changed(s, slot);
+    LOG_INFO("limit %s: reset by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
+    srv_reply_code(s, c, id, 0, "ok");
+}
+
+/* ---- reads --------------------------------------------------------------------------------- */
+
+static int fill_status(server *s, uint32_t slot, Rld__V1__LimitStatus *ls, char *name,
+                       char *rate, size_t ratelen)
+{
+    if (rldi_seg_name(s->seg, slot, name) < 0)
+        return -ENOENT;
+    rld_limit lim = { slot, rldi_load_relaxed(&s->seg->slots[slot].gen) };
+    rld_limit_info info;
+    rld_result r;
+    if (rld_info(s->self, lim, &info) < 0 || rld_peek(s->self, lim, &r) < 0)
+        return -ENOENT;
+    rldi_format_rate(rate, ratelen, info.rate_count, info.rate_period_ns);
+    ls->name = name;
+    ls->rate = rate;
+    ls->rate_count = info.rate_count;
+    ls->rate_period_ns = info.rate_period_ns;
+    ls->burst = info.burst;
+    ls->remaining = r.remaining;
+    ls->retry_after_ns = r.retry_after_ns;
+    ls->reset_after_ns = r.reset_after_ns;
+    ls->admitted = info.admitted;
+    ls->denied = info.denied;
+    waitq_info(s, slot, &ls->waiters, &ls->queued_tokens, &ls->granted_waits, &ls->timed_out_waits);
+    ls->from_file = rldi_load_relaxed(&s->seg->meta[slot].origin) != RLDI_ORIGIN_RUNTIME;
+    return 0;
+}
+
+static void do_status(server *s, conn *c, uint64_t id, const char *name)
+{
+    /* One packet per reply: a full list may not fit; it says so (rlctl reads the segment). */
+    enum { MAXN = 24 };
+    Rld__V1__LimitStatus st[MAXN], *ptrs[MAXN];
+    char names[MAXN][RLDI_NAME_MAX + 1], rates[MAXN][48];
+    size_t n = 0;
+    if (name && *name) {
+        char esc[96];
+        uint32_t slot;
+        int r = find_live(s, name, &slot, esc, sizeof(esc));
+        if (r < 0) {
+            srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+            return;
+        }
+        rld__v1__limit_status__init(&st[0]);
+        if (fill_status(s, slot, &st[0], names[0], rates[0], sizeof(rates[0])) == 0)
+            ptrs[n] = &st[n], n++;
+    } else {
+        for (uint32_t i = 0; i < s->seg->slot_count && n < MAXN; i++) {
+            if (!(s->seg->slots[i].flags & RLDI_SLOT_LIVE))
+                continue;
+            rld__v1__limit_status__init(&st[n]);
+            if (fill_status(s, i, &st[n], names[n], rates[n], sizeof(rates[n])) == 0)
+                ptrs[n] = &st[n], n++;
+        }
+    }
+    Rld__V1__StatusReply sr = RLD__V1__STATUS_REPLY__INIT;
+    sr.n_limits = n;
+    sr.limits = ptrs;
+    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = RLD__V1__REPLY__BODY_STATUS;
+    rep.status = &sr;
+    /* shrink until it fits one packet */
+    while (sr.n_limits > 0 && rld__v1__reply__get_packed_size(&rep) > RLDI_MAX_MESSAGE)
+        sr.n_limits--;
+    if (sr.n_limits < n || (!(name && *name) && s->seg->hdr->limit_count > sr.n_limits))
+        rep.message = "truncated: read the segment for every limit";
+    srv_reply(s, c, &rep, NULL);
+}
+
+static void do_stats(server *s, conn *c, uint64_t id)
+{
+    Rld__V1__StatsReply st = RLD__V1__STATS_REPLY__INIT;
+    st.uptime_ns = srv_now_ns() - s->started_ns;
+    st.connections = s->conn_count;
+    st.waiters = s->waiters;
+    st.requests = s->requests;
+    st.grants = s->grants;
+    st.timeouts = s->timeouts;
+    st.bad_messages = s->bad_messages;
+    st.limits = (uint32_t)s->seg->hdr->limit_count;
+    st.max_limits = s->seg->slot_count;
+    st.segment_bytes = s->seg->size;
+    st.pid = (uint32_t)getpid();
+    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = RLD__V1__REPLY__BODY_STATS;
+    rep.stats = &st;
+    srv_reply(s, c, &rep, NULL);
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static void do_hello(server *s, conn *c, uint64_t id, const Rld__V1__Hello *h)
+{
+    if (h->protocol_version != RLDI_PROTOCOL_VERSION) {
+        srv_reply_code(s, c, id, -EPROTONOSUPPORT,
+                       "protocol version %u is not supported: this rld speaks version %u",
+                       h->protocol_version, RLDI_PROTOCOL_VERSION);
+        srv_close_conn(s, c, "protocol version mismatch");
+        return;
+    }
+    c->hello = true;
+    c->admin = is_admin(s, c);
+    Rld__V1__HelloReply hr = RLD__V1__HELLO_REPLY__INIT;
+    char ver[32];
+    snprintf(ver, sizeof(ver), "rld %d.%d.%d", RLD_VERSION_MAJOR, RLD_VERSION_MINOR, RLD_VERSION_PATCH);
+    hr.protocol_version = RLDI_PROTOCOL_VERSION;
+    hr.server_version = ver;
+    hr.instance = s->paths.instance;
+    hr.max_message = RLDI_MAX_MESSAGE;
+    hr.admin = c->admin;
+    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = RLD__V1__REPLY__BODY_HELLO;
+    rep.hello = &hr;
+    srv_reply(s, c, &rep, NULL);
+}
+
+void handle_request(server *s, conn *c, const uint8_t *buf, size_t len)
+{
+    Rld__V1__Request *req = rld__v1__request__unpack(NULL, len, buf);
+    if (!req) {
+        s->bad_messages++;
+        srv_logonce(&s->log_bad, RLOG_WARN, "pid %d (uid %d) sent an undecodable message: "
+                    "disconnected", (int)c->pid, (int)c->uid);
+        srv_reply_code(s, c, 0, -EPROTO, "undecodable message");
+        srv_close_conn(s, c, "undecodable message");
+        return;
+    }
+    uint64_t id = req->id;
+    if (!c->hello && req->body_case != RLD__V1__REQUEST__BODY_HELLO) {
+        s->bad_messages++;
+        srv_reply_code(s, c, id, -EPROTO, "the first request must be Hello");
+        srv_close_conn(s, c, "no Hello");
+        goto out;
+    }
+    bool admin_op = req->body_case == RLD__V1__REQUEST__BODY_PUT ||
+                    req->body_case == RLD__V1__REQUEST__BODY_DELETE ||
+                    req->body_case == RLD__V1__REQUEST__BODY_RESET ||
+                    req->body_case == RLD__V1__REQUEST__BODY_RELOAD;
+    if (admin_op && !c->admin) {
+        srv_logonce(&s->log_full, RLOG_WARN, "refused a configuration change from pid %d (uid %d): "
+                    "not root, not rld's user, not in admin_group", (int)c->pid, (int)c->uid);
+        srv_reply_code(s, c, id, -EPERM, "permission denied: configuration changes need root or "
+                       "the admin group ([rld] admin_group in rld.conf)");
+        goto out;
+    }
+    switch (req->body_case) {
+    case RLD__V1__REQUEST__BODY_HELLO:
+        if (c->hello)
+            srv_reply_code(s, c, id, -EPROTO, "Hello twice");
+        else
+            do_hello(s, c, id, req->hello);
+        break;
+    case RLD__V1__REQUEST__BODY_WAIT:
+        if (id == 0)
+            srv_reply_code(s, c, id, -EINVAL, "Wait needs a non-zero request id");
+        else
+            waitq_add(s, c, id, req->wait);
+        break;
+    case RLD__V1__REQUEST__BODY_CANCEL: {
+        int r = waitq_cancel(s, c, req->cancel->wait_id);
+        srv_reply_code(s, c, id, r, r ? "no such wait" : "ok");
+        break;
+    }
+    case RLD__V1__REQUEST__BODY_STATUS:
+        do_status(s, c, id, req->status->limit);
+        break;
+    case RLD__V1__REQUEST__BODY_PUT:
+        do_put(s, c, id, req->put);
+        break;
+    case RLD__V1__REQUEST__BODY_DELETE:
+        do_delete(s, c, id, req->delete_->limit);
+        break;
+    case RLD__V1__REQUEST__BODY_RESET:
+        do_reset(s, c, id, req->reset->limit);
+        break;
+    case RLD__V1__REQUEST__BODY_RELOAD: {
+        Rld__V1__ReloadReply counts = RLD__V1__RELOAD_REPLY__INIT;
+        char err[1024];
+        int r = srv_reload(s, &counts, err, sizeof(err));
+        if (r < 0) {
+            LOG_ERROR("reload refused, configuration unchanged: %s", err);
+            srv_reply_code(s, c, id, r, "reload refused, configuration unchanged: %s", err);
+            break;
+        }
+        Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+        rep.id = id;
+        rep.body_case = RLD__V1__REPLY__BODY_RELOAD;
+        rep.reload = &counts;
+        srv_reply(s, c, &rep, NULL);
+        break;
+    }
+    case RLD__V1__REQUEST__BODY_STATS:
+        do_stats(s, c, id);
+        break;
+    default:
+        s->bad_messages++;
+        srv_logonce(&s->log_bad, RLOG_WARN, "pid %d sent a request of unknown kind %d",
+                    (int)c->pid, (int)req->body_case);
+        srv_reply_code(s, c, id, -EOPNOTSUPP, "unknown request");
+        break;
+    }
+out:
+    rld__v1__request__free_unpacked(req, NULL);
+}

@@ -1,0 +1,493 @@
+/*
+ * server.c - the io_uring event loop (see server.h).
+ *
+ * Every completion carries user data = kind (8 bits) | connection index (32) | generation
+ * (24), so a completion that arrives after its connection was closed and the index reused
+ * is recognised and ignored. Per connection there is at most one receive and one send in
+ * flight; replies wait in a bounded queue. A connection is freed only when the ring holds
+ * no operation on it any more.
+ */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "log.h"
+#include "waitq.h"
+
+enum { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER };
+
+#define RING_ENTRIES  512
+#define HEARTBEAT_NS  1000000000ull
+
+static struct io_uring ring;
+static struct signalfd_siginfo siginfo;
+
+uint64_t srv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void srv_logonce(logonce *l, int level, const char *fmt, ...)
+{
+    uint64_t now = srv_now_ns();
+    l->count++;
+    if (l->last_ns && now - l->last_ns < 60000000000ull) {
+        l->suppressed++;
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (l->suppressed)
+        rlog(level, "%s (and %llu more like it in the last minute)", msg,
+             (unsigned long long)l->suppressed);
+    else
+        rlog(level, "%s", msg);
+    l->suppressed = 0;
+    l->last_ns = now;
+}
+
+static uint64_t ud(int kind, const conn *c)
+{
+    return (uint64_t)kind << 56 | (c ? (uint64_t)c->idx << 24 | (c->gen & 0xffffff) : 0);
+}
+
+static struct io_uring_sqe *sqe_get(void)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    if (!sqe) {
+        io_uring_submit(&ring);
+        sqe = io_uring_get_sqe(&ring);
+    }
+    return sqe;   /* never NULL right after a submit with a ring of RING_ENTRIES */
+}
+
+/* ---- socket ---------------------------------------------------------------------------- */
+
+int srv_listen(server *s, gid_t gid, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    const char *path = s->paths.socket_path;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    /* We hold the instance lock: a socket file there is a dead daemon's. */
+    if (unlink(path) == 0)
+        LOG_INFO("replaced stale socket %s", path);
+    mode_t mode = gid != (gid_t)-1 ? 0660 : 0600;
+    mode_t old = umask(0777 & ~mode);
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || listen(fd, 256) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    s->listen_fd = fd;
+    return 0;
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void arm_recv(conn *c)
+{
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof(c->rbuf), MSG_TRUNC);
+    io_uring_sqe_set_data64(sqe, ud(K_RECV, c));
+    c->recv_armed = true;
+}
+
+static void arm_send(conn *c)
+{
+    if (c->send_armed || !c->out_head)
+        return;
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_send(sqe, c->fd, c->out_head->data, c->out_head->len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud(K_SEND, c));
+    c->send_armed = true;
+}
+
+static void arm_accept(server *s)
+{
+    struct io_uring_sqe *sqe = sqe_get();
+    if (s->multishot_accept)
+        io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud(K_ACCEPT, NULL));
+}
+
+static void arm_signal(server *s)
+{
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_read(sqe, s->signal_fd, &siginfo, sizeof(siginfo), 0);
+    io_uring_sqe_set_data64(sqe, ud(K_SIGNAL, NULL));
+}
+
+static struct __kernel_timespec timer_ts;
+
+/* Make sure the ring wakes us by AT (absolute CLOCK_MONOTONIC ns). */
+static void arm_timer(server *s, uint64_t at)
+{
+    if (s->armed_ns && s->armed_ns <= at)
+        return;
+    timer_ts.tv_sec = (long long)(at / 1000000000u);
+    timer_ts.tv_nsec = (long long)(at % 1000000000u);
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_timeout(sqe, &timer_ts, 0, IORING_TIMEOUT_ABS);
+    io_uring_sqe_set_data64(sqe, ud(K_TIMER, NULL));
+    s->armed_ns = at;
+    /* the kernel copies the timespec at submission */
+    io_uring_submit(&ring);
+}
+
+static void conn_free(server *s, conn *c)
+{
+    while (c->out_head) {
+        outmsg *m = c->out_head;
+        c->out_head = m->next;
+        free(m);
+    }
+    close(c->fd);
+    s->conns[c->idx] = NULL;
+    s->conn_free[s->conn_nfree++] = c->idx;
+    s->conn_count--;
+    free(c);
+}
+
+/* Free the closing connections the ring no longer refers to (end of each iteration). */
+static void reap_closing(server *s)
+{
+    conn **pp = &s->closing;
+    while (*pp) {
+        conn *c = *pp;
+        if (!c->recv_armed && !c->send_armed) {
+            *pp = c->next_closing;
+            conn_free(s, c);
+        } else {
+            pp = &c->next_closing;
+        }
+    }
+}
+
+void srv_close_conn(server *s, conn *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    LOG_DEBUG("closing connection of pid %d: %s", (int)c->pid, why);
+    waitq_drop_conn(s, c);
+    /* grants queued but not delivered go back to their limits */
+    for (outmsg *m = c->out_head; m; m = m->next) {
+        if (m->grant_cost && !(m == c->out_head && c->send_armed)) {
+            rld_limit lim = { m->grant_slot, m->grant_gen };
+            rld_refund(s->self, lim, m->grant_cost);
+            m->grant_cost = 0;
+        }
+    }
+    /* Stop reading (completes the pending receive); replies already queued, such as the
+     * error that explains the close, still go out, then the fd is closed. */
+    shutdown(c->fd, SHUT_RD);
+    c->next_closing = s->closing;
+    s->closing = c;
+}
+
+static void on_accept(server *s, int fd)
+{
+    if (s->conn_nfree == 0) {
+        srv_logonce(&s->log_full, RLOG_WARN, "more than %u connections: refusing", SRV_MAX_CONNS);
+        close(fd);
+        return;
+    }
+    conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->idx = s->conn_free[--s->conn_nfree];
+    c->gen = ++s->next_gen & 0xffffff;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        c->pid = cred.pid;
+        c->uid = cred.uid;
+        c->gid = cred.gid;
+    } else {
+        c->uid = (uid_t)-1;
+    }
+    s->conns[c->idx] = c;
+    s->conn_count++;
+    arm_recv(c);
+}
+
+static conn *conn_of(server *s, uint64_t data)
+{
+    uint32_t idx = (uint32_t)(data >> 24) & 0xffffffffu;
+    if (idx >= SRV_MAX_CONNS)
+        return NULL;
+    conn *c = s->conns[idx];
+    return c && (c->gen & 0xffffff) == (data & 0xffffff) ? c : NULL;
+}
+
+void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const struct waiter *grant)
+{
+    if (c->closing) {
+        if (grant) {   /* nobody to deliver to: give the tokens back */
+            rld_limit lim = { grant->q->slot, grant->q->gen };
+            rld_refund(s->self, lim, grant->cost);
+        }
+        return;
+    }
+    size_t n = rld__v1__reply__get_packed_size(rep);
+    if (c->out_count >= SRV_MAX_OUTQ || n > RLDI_MAX_MESSAGE) {
+        if (grant) {
+            rld_limit lim = { grant->q->slot, grant->q->gen };
+            rld_refund(s->self, lim, grant->cost);
+        }
+        srv_logonce(&s->log_full, RLOG_WARN, "pid %d does not read its replies: disconnected",
+                    (int)c->pid);
+        shutdown(c->fd, SHUT_RDWR);   /* nothing more will be sent to a peer that does not read */
+        srv_close_conn(s, c, "reply queue full");
+        return;
+    }
+    outmsg *m = malloc(sizeof(*m) + n);
+    if (!m) {
+        srv_close_conn(s, c, "out of memory");
+        return;
+    }
+    m->next = NULL;
+    m->len = (uint32_t)n;
+    m->grant_slot = grant ? grant->q->slot : 0;
+    m->grant_gen = grant ? grant->q->gen : 0;
+    m->grant_cost = grant ? grant->cost : 0;
+    rld__v1__reply__pack(rep, m->data);
+    if (c->out_tail)
+        c->out_tail->next = m;
+    else
+        c->out_head = m;
+    c->out_tail = m;
+    c->out_count++;
+    arm_send(c);
+}
+
+void srv_reply_code(server *s, conn *c, uint64_t id, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+    rep.id = id;
+    rep.code = code;
+    rep.message = msg;
+    srv_reply(s, c, &rep, NULL);
+}
+
+static void on_recv(server *s, conn *c, int res)
+{
+    c->recv_armed = false;
+    if (c->closing || res <= 0) {
+        if (!c->closing)
+            srv_close_conn(s, c, res == 0 ? "peer closed" : strerror(-res));
+        return;
+    }
+    if ((size_t)res > RLDI_MAX_MESSAGE) {
+        s->bad_messages++;
+        srv_logonce(&s->log_bad, RLOG_WARN, "pid %d sent a %d-byte message (max %u): disconnected",
+                    (int)c->pid, res, RLDI_MAX_MESSAGE);
+        srv_reply_code(s, c, 0, -EMSGSIZE, "message of %d bytes exceeds %u", res, RLDI_MAX_MESSAGE);
+        srv_close_conn(s, c, "oversized message");
+        return;
+    }
+    s->requests++;
+    handle_request(s, c, c->rbuf, (size_t)res);
+    if (!c->closing)
+        arm_recv(c);
+}
+
+static void on_send(server *s, conn *c, int res)
+{
+    c->send_armed = false;
+    outmsg *m = c->out_head;
+    if (m) {
+        if (res < 0 && m->grant_cost) {   /* the grant never reached the peer */
+            rld_limit lim = { m->grant_slot, m->grant_gen };
+            rld_refund(s->self, lim, m->grant_cost);
+        }
+        c->out_head = m->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        c->out_count--;
+        free(m);
+    }
+    if (res < 0 && !c->closing)
+        srv_close_conn(s, c, strerror(-res));
+    if (c->closing && res >= 0 && c->out_head) {
+        arm_send(c);                  /* flush the last replies (the reason for the close) */
+        return;
+    }
+    if (c->closing) {
+        /* refund anything else still queued, then let go */
+        for (outmsg *o = c->out_head; o; o = o->next)
+            if (o->grant_cost) {
+                rld_limit lim = { o->grant_slot, o->grant_gen };
+                rld_refund(s->self, lim, o->grant_cost);
+                o->grant_cost = 0;
+            }
+        return;
+    }
+    arm_send(c);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static void on_signal(server *s, int res)
+{
+    if (res != (int)sizeof(siginfo)) {
+        arm_signal(s);
+        return;
+    }
+    if (siginfo.ssi_signo == SIGHUP) {
+        Rld__V1__ReloadReply counts = RLD__V1__RELOAD_REPLY__INIT;
+        char err[1024];
+        if (srv_reload(s, &counts, err, sizeof(err)) < 0)
+            LOG_ERROR("reload refused, configuration unchanged: %s", err);
+        arm_signal(s);
+        return;
+    }
+    LOG_INFO("signal %u: stopping; the segment stays for clients and the next rld",
+             siginfo.ssi_signo);
+    s->stopping = true;
+}
+
+int srv_run(server *s)
+{
+    int r = io_uring_queue_init(RING_ENTRIES, &ring, 0);
+    if (r < 0) {
+        LOG_ERROR("io_uring_queue_init: %s (is io_uring disabled? see "
+                  "/proc/sys/kernel/io_uring_disabled)", strerror(-r));
+        return r;
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    s->signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    s->conns = calloc(SRV_MAX_CONNS, sizeof(*s->conns));
+    s->conn_free = calloc(SRV_MAX_CONNS, sizeof(*s->conn_free));
+    if (s->signal_fd < 0 || !s->conns || !s->conn_free) {
+        LOG_ERROR("cannot set up the event loop: %s", strerror(errno));
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < SRV_MAX_CONNS; i++)
+        s->conn_free[s->conn_nfree++] = SRV_MAX_CONNS - 1 - i;
+    s->started_ns = srv_now_ns();
+    s->multishot_accept = true;
+    arm_accept(s);
+    arm_signal(s);
+    s->heartbeat_due = srv_now_ns() + HEARTBEAT_NS;
+    arm_timer(s, s->heartbeat_due);
+
+    while (!s->stopping) {
+        struct io_uring_cqe *cqe;
+        r = io_uring_submit_and_wait(&ring, 1);
+        if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+            LOG_ERROR("io_uring: %s", strerror(-r));
+            break;
+        }
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            seen++;
+            uint64_t data = io_uring_cqe_get_data64(cqe);
+            int res = cqe->res;
+            conn *c;
+            switch ((int)(data >> 56)) {
+            case K_ACCEPT:
+                if (res >= 0)
+                    on_accept(s, res);
+                else if (res == -EINVAL && s->multishot_accept) {
+                    s->multishot_accept = false;    /* kernel without multishot accept */
+                    LOG_DEBUG("multishot accept unavailable: single-shot accepts");
+                } else if (res != -ECANCELED)
+                    srv_logonce(&s->log_full, RLOG_WARN, "accept: %s", strerror(-res));
+                if (!s->multishot_accept || !(cqe->flags & IORING_CQE_F_MORE))
+                    arm_accept(s);
+                break;
+            case K_RECV:
+                if ((c = conn_of(s, data)))
+                    on_recv(s, c, res);
+                break;
+            case K_SEND:
+                if ((c = conn_of(s, data)))
+                    on_send(s, c, res);
+                break;
+            case K_SIGNAL:
+                on_signal(s, res);
+                break;
+            case K_TIMER:
+                s->armed_ns = 0;
+                break;
+            }
+        }
+        io_uring_cq_advance(&ring, seen);
+        reap_closing(s);
+        uint64_t now = srv_now_ns();
+        waitq_run(s, now);
+        if (now >= s->heartbeat_due) {
+            dseg_heartbeat(s->seg);
+            s->heartbeat_due = now + HEARTBEAT_NS;
+        }
+        uint64_t next = waitq_next_due(s);
+        if (!next || next > s->heartbeat_due)
+            next = s->heartbeat_due;
+        arm_timer(s, next);
+    }
+
+    /* Stopping: tell every waiter, flush what we can without blocking, then leave. */
+    waitq_shutdown(s);
+    for (uint32_t i = 0; i < SRV_MAX_CONNS; i++) {
+        conn *c = s->conns[i];
+        if (!c)
+            continue;
+        for (outmsg *m = c->out_head; m; m = m->next)
+            if (send(c->fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                break;
+    }
+    io_uring_queue_exit(&ring);
+    for (uint32_t i = 0; i < SRV_MAX_CONNS; i++)
+        if (s->conns[i])
+            conn_free(s, s->conns[i]);
+    close(s->listen_fd);
+    unlink(s->paths.socket_path);
+    close(s->signal_fd);
+    free(s->conns);
+    free(s->conn_free);
+    return 0;
+}
