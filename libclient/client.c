@@ -8,6 +8,7 @@
  * trusted if the version did not move meanwhile.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -163,7 +164,12 @@ int rld_find(rld_client *c, const char *name, rld_limit *out)
 static bool daemon_stale(const rld_client *c, rldi_u128 now)
 {
     uint64_t beat = rldi_load_relaxed(&c->seg.hdr->heartbeat_ns);
-    return (uint64_t)(now >> 32) > beat + DAEMON_STALE_NS;
+    uint64_t ns = (uint64_t)(now >> 32);
+    if (ns > beat + DAEMON_STALE_NS)
+        return true;
+    /* A beat missed: is the daemon gone (kill -9)? Only asked on this rare path. */
+    uint32_t pid = rldi_load_relaxed(&c->seg.hdr->daemon_pid);
+    return ns > beat + DAEMON_STALE_NS / 2 && pid && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 bool rldc_daemon_stale(const rld_client *c)
