@@ -17,8 +17,11 @@
 #include "wire.h"
 
 #define SRV_MAX_CONNS          4096u    /* beyond: new connections are closed at once */
-#define SRV_MAX_WAITS_PER_CONN 4096u    /* outstanding Wait requests per connection */
-#define SRV_MAX_OUTQ           256u     /* replies queued to a peer that does not read */
+#define SRV_MAX_WAITS_PER_CONN 1024u    /* outstanding Wait requests per connection */
+/* Replies queued for a peer: room for every wait of the connection granted at once, plus
+ * some; beyond, the peer is not reading and is dropped. Bounds memory per connection to
+ * ~100 KiB (about 400 MiB for SRV_MAX_CONNS peers doing their worst). */
+#define SRV_MAX_OUTQ           (SRV_MAX_WAITS_PER_CONN + 64u)
 
 struct waiter;
 struct limitq;

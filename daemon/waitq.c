@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "client.h"
 #include "gcra.h"
 #include "log.h"
 
@@ -122,13 +123,15 @@ static void serve(server *s, limitq *q, uint64_t now)
             w = q->head[p];
         rld_limit lim = { q->slot, q->gen };
         rld_result r;
-        int rc = rld_try_ex(s->self, lim, w->cost, RLD_TRY_BARGE, &r);
+        int rc = rldc_grant(s->self, lim, w->cost, q->due_ns ? q->due_ns : now, &r);
         if (rc == -EAGAIN) {
-            uint64_t at = now + (r.retry_after_ns ? r.retry_after_ns : 1);
+            uint64_t at = srv_now_ns() + (r.retry_after_ns ? r.retry_after_ns : 1);
+            q->due_ns = at;
             if (heap_set(GRANTS(s), &q->grant, at) < 0)
                 LOG_ERROR("out of memory scheduling a grant");
             return;
         }
+        q->due_ns = 0;
         if (rc == 0) {
             q->granted++;
             s->grants++;
@@ -206,7 +209,23 @@ void waitq_add(server *s, conn *c, uint64_t id, const Rld__V1__Wait *w)
                        WAITQ_PRIORITIES - 1);
         return;
     }
-    /* Validate and handle what needs no queue: cost 0, unlimited, cost above the burst. */
+    /* Nobody queued: grant at once if it fits (the common round trip: no allocation). */
+    limitq *q0 = s->queues[lim.slot];
+    if (!q0 || q0->total == 0 || q0->gen != lim.gen) {
+        rld_result gr;
+        if ((r = rldc_grant(s->self, lim, w->cost, now, &gr)) == 0) {
+            waiter pseudo = { .q = &(limitq){ .slot = lim.slot, .gen = lim.gen }, .cost = w->cost,
+                              .enq_ns = now };
+            s->grants++;
+            reply_wait(s, c, id, 0, &gr, &pseudo, now, NULL);
+            return;
+        }
+        if (r != -EAGAIN) {
+            srv_reply_code(s, c, id, r, "%s", rld_strerror(r));
+            return;
+        }
+    }
+    /* Validate and handle what needs no queue: cost above the burst. */
     rld_result peek;
     if ((r = rld_peek(s->self, lim, &peek)) < 0) {
         srv_reply_code(s, c, id, r, "%s", rld_strerror(r));

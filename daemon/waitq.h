@@ -39,6 +39,7 @@ typedef struct limitq {
     uint32_t  total;
     uint64_t  queued;
     uint32_t  slot, gen;
+    uint64_t  due_ns;               /* when the head fits (set with the timer), 0 if unknown */
     uint64_t  granted, timed_out;
 } limitq;
 

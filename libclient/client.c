@@ -488,6 +488,50 @@ int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res
     return -EAGAIN;
 }
 
+int rldc_grant(rld_client *c, rld_limit lim, uint64_t cost, uint64_t due_ns, rld_result *res)
+{
+    rldi_slot *s = slot_of(c, lim);
+    if (!s)
+        return -EINVAL;
+    rldi_u128 now = now_fp();
+    rldi_u128 word = rldi_load16_split(&s->tat);
+    for (;;) {
+        view v;
+        int r = view_fill(s, lim, word, &v);
+        if (r < 0)
+            return r;
+        if (v.t == 0 || cost == 0 || cost > v.burst)
+            return try_slow(c, lim, cost, res, now, word, true);
+        /* Charged as of its due time, but never more than one emission interval back:
+         * at most one token beyond burst + rate x elapsed over any window. */
+        rldi_u128 due = rldi_fp_from_ns(due_ns), at = now;
+        if (due < now)
+            at = now - due > v.t ? now - v.t : due;
+        rldi_u128 nt;
+        if (!rldi_gcra_decide(v.t, v.burst, v.tat, at, cost, 0, &nt)) {
+            if (!view_still(s, &v)) {
+                word = rldi_load16_split(&s->tat);
+                continue;
+            }
+            if (res) {
+                rldi_verdict vd;
+                rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, &vd);
+                result_fill(res, &vd, 0);
+            }
+            return -EAGAIN;
+        }
+        if (!rldi_cas16(&s->tat, &word, word_make(nt, v.ver)))
+            continue;
+        rldc_count(c, lim.slot, cost, 0, (uint64_t)(now >> 32));
+        if (res) {
+            rldi_verdict vd;
+            rldi_gcra_peek(v.t, v.burst, nt, now, &vd);
+            result_fill(res, &vd, 0);
+        }
+        return 0;
+    }
+}
+
 int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_ns,
                  rld_result *res)
 {

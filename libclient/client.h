@@ -32,6 +32,10 @@ struct rld_client {
  * before DEADLINE_NS (0: none), then sleep until it is due. 0, -ETIMEDOUT, or as rld_try. */
 int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_ns,
                  rld_result *res);
+/* For the daemon's grants: take COST for the head waiter that became due at DUE_NS
+ * (CLOCK_MONOTONIC), charged as of then but never more than one emission interval back,
+ * so a late timer does not shift every later grant. Barges (the daemon is the queue). */
+int rldc_grant(rld_client *c, rld_limit lim, uint64_t cost, uint64_t due_ns, rld_result *res);
 uint64_t rldc_now_ns(void);
 bool rldc_daemon_stale(const rld_client *c);
 void rldc_pool_close(rld_client *c);
