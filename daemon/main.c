@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "config.h"
 #include "dseg.h"
 #include "instance.h"
@@ -252,8 +254,10 @@ int main(int argc, char **argv)
     int lock_fd = take_lock(&paths);
     rldi_seg seg;
     bool created;
-    if ((r = dseg_open(paths.shm_name, &so, &seg, &created, err, sizeof(err))) < 0)
+    if ((r = dseg_open(paths.shm_name, &so, &seg, &created, err, sizeof(err))) < 0) {
+        sd_notifyf(0, "STATUS=%s", err);
         fail("%s", err);
+    }
     if (!created) {
         uint32_t live = dseg_repair(&seg);
         LOG_INFO("re-attached segment /dev/shm%s with %u limits (state kept)", paths.shm_name, live);
@@ -287,8 +291,12 @@ int main(int argc, char **argv)
              "segment /dev/shm%s, %zu bytes, socket %s", paths.instance, conf.nlimits, ch.kept,
              ch.created, ch.changed, ch.deleted, paths.shm_name, seg.size, paths.socket_path);
     report("");
+    /* Under systemd (Type=notify): ready now, and who we are. No-op elsewhere. */
+    sd_notifyf(0, "READY=1\nSTATUS=serving instance %s: %zu limits\nMAINPID=%ld",
+               paths.instance, conf.nlimits, (long)getpid());
 
     r = srv_run(&srv);
+    sd_notify(0, "STOPPING=1");
     waitq_free(&srv);
     rld_close(srv.self);
     dseg_detach(&seg);

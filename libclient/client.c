@@ -442,7 +442,9 @@ int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res
         r = try_one(c, ch[i].limit, ch[i].cost, &one, now);
         if (r < 0)
             break;
-        if (i == 0 || one.remaining < best.remaining) {
+        /* the tightest: least remaining relative to its burst (128-bit cross products) */
+        if (i == 0 || (unsigned __int128)one.remaining * best.limit <
+                          (unsigned __int128)best.remaining * one.limit) {
             best = one;
             best.index = (uint32_t)i;
         }

@@ -107,7 +107,7 @@ int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
  * All or nothing over N charges (N >= 1, at most RLD_MULTI_MAX): either every limit takes
  * its cost, or none does. A denial rolls back what was taken, exactly. res->index names the
  * charge that decided: the one denying with the longest retry_after, or when allowed, the
- * one with the least remaining.
+ * one with the least remaining relative to its burst.
  */
 #define RLD_MULTI_MAX 64
 int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res);
