@@ -59,4 +59,16 @@ LD_LIBRARY_PATH=$(dirname "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)")
 bad=$(nm -D --defined-only "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)" |
       awk '$3 !~ /^rld_/ && $3 !~ /^RLD_/ {print $3}')
 [ -z "$bad" ] || fail "librld exports non-rld_ symbols: $bad"
+# every man page is installed and renders without a warning
+for page in rld.8 rld.conf.5 librld.3; do
+  f=$(find "$tmp/prefix" -name "$page" | head -1)
+  [ -n "$f" ] || fail "man page $page not installed"
+  if command -v man >/dev/null; then
+    out=$(MANWIDTH=80 man --warnings -l "$f" 2>&1 >/dev/null) || fail "man -l $page failed"
+    [ -z "$out" ] || fail "man -l $page warns: $out"
+    MANWIDTH=80 man -l "$f" 2>/dev/null | grep -q "NAME" || fail "man -l $page renders nothing"
+  fi
+done
+[ -f "$(find "$tmp/prefix" -name rld.service | head -1)" ] || fail "systemd unit not installed"
+[ -f "$tmp/prefix/etc/rld/rld.conf" ] || fail "example config not installed as etc/rld/rld.conf"
 echo "test_install: ok"
