@@ -60,7 +60,7 @@ bad=$(nm -D --defined-only "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)"
       awk '$3 !~ /^rld_/ && $3 !~ /^RLD_/ {print $3}')
 [ -z "$bad" ] || fail "librld exports non-rld_ symbols: $bad"
 # every man page is installed and renders without a warning
-for page in rld.8 rld.conf.5 librld.3; do
+for page in rld.8 rld.conf.5 librld.3 rlctl.8; do
   f=$(find "$tmp/prefix" -name "$page" | head -1)
   [ -n "$f" ] || fail "man page $page not installed"
   if command -v man >/dev/null; then

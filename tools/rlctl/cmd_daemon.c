@@ -1,0 +1,125 @@
+/*
+ * cmd_daemon.c - the commands about the daemon itself, over its socket: `reload` (re-read
+ * the configuration file, like SIGHUP, but with the outcome reported back) and `stats`
+ * (the daemon's own counters).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "rlctl.h"
+
+/* reload --json: {"kept", "created", "changed", "deleted"} (limits, by what happened). */
+static int cmd_reload(rlctl_ctx *ctx)
+{
+    Rld__V1__Reload rl = RLD__V1__RELOAD__INIT;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_RELOAD;
+    req.reload = &rl;
+    Rld__V1__Reply *rep;
+    int r = rlctl_call(ctx, &req, RLCTL_CALL_MS, &rep);
+    if (r != 0)
+        return r;
+    if (rep->code != 0) {
+        /* A bad file is a refusal (1), not a usage error of ours: the daemon kept its state. */
+        if (rep->code == -EINVAL)
+            r = rlctl_fail(RLCTL_EXIT_DENIED, "reload refused, configuration unchanged: %s",
+                           rep->message && *rep->message ? rep->message
+                                                         : rld_strerror(rep->code));
+        else
+            r = rlctl_reply_error(ctx, "reload", rep);
+        rld__v1__reply__free_unpacked(rep, NULL);
+        return r;
+    }
+    Rld__V1__ReloadReply zero = RLD__V1__RELOAD_REPLY__INIT;
+    const Rld__V1__ReloadReply *rr =
+        rep->body_case == RLD__V1__REPLY__BODY_RELOAD && rep->reload ? rep->reload : &zero;
+    if (ctx->json) {
+        rlctl_json j;
+        rlctl_json_init(&j, stdout);
+        rlctl_json_obj(&j, NULL);
+        rlctl_json_u64(&j, "kept", rr->kept);
+        rlctl_json_u64(&j, "created", rr->created);
+        rlctl_json_u64(&j, "changed", rr->changed);
+        rlctl_json_u64(&j, "deleted", rr->deleted);
+        rlctl_json_end(&j, '}');
+    } else {
+        printf("reloaded: %u kept, %u created, %u changed, %u deleted\n", rr->kept,
+               rr->created, rr->changed, rr->deleted);
+    }
+    rld__v1__reply__free_unpacked(rep, NULL);
+    return RLCTL_EXIT_OK;
+}
+
+const rlctl_cmd rlctl_cmd_reload = {
+    .name = "reload", .args = "",
+    .summary = "Re-read rld.conf; a bad file changes nothing",
+    .help = "A bad file is refused (exit 1) with the reason. Unchanged limits keep their\n"
+            "state exactly, changed ones carry it proportionally, limits no longer in the\n"
+            "file are deleted. Needs root or [rld] admin_group.\n",
+    .min_args = 0, .max_args = 0, .needs_daemon = true, .exec = cmd_reload,
+};
+
+/*
+ * stats --json: {"instance", "server" (e.g. "rld 0.1.0"), "pid", "uptime_ns",
+ * "connections", "waiters", "requests", "grants", "timeouts", "bad_messages", "limits",
+ * "max_limits", "segment_bytes"}.
+ */
+static int cmd_stats(rlctl_ctx *ctx)
+{
+    Rld__V1__Stats st = RLD__V1__STATS__INIT;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_STATS;
+    req.stats = &st;
+    Rld__V1__Reply *rep;
+    int r = rlctl_call(ctx, &req, RLCTL_CALL_MS, &rep);
+    if (r != 0)
+        return r;
+    if (rep->code != 0 || rep->body_case != RLD__V1__REPLY__BODY_STATS || !rep->stats) {
+        r = rep->code ? rlctl_reply_error(ctx, "stats", rep)
+                      : rlctl_fail(RLCTL_EXIT_UNREACHABLE, "stats: rld sent no statistics");
+        rld__v1__reply__free_unpacked(rep, NULL);
+        return r;
+    }
+    const Rld__V1__StatsReply *s = rep->stats;
+    if (ctx->json) {
+        rlctl_json j;
+        rlctl_json_init(&j, stdout);
+        rlctl_json_obj(&j, NULL);
+        rlctl_json_str(&j, "instance", ctx->paths.instance);
+        rlctl_json_str(&j, "server", ctx->conn.server);
+        rlctl_json_u64(&j, "pid", s->pid);
+        rlctl_json_u64(&j, "uptime_ns", s->uptime_ns);
+        rlctl_json_u64(&j, "connections", s->connections);
+        rlctl_json_u64(&j, "waiters", s->waiters);
+        rlctl_json_u64(&j, "requests", s->requests);
+        rlctl_json_u64(&j, "grants", s->grants);
+        rlctl_json_u64(&j, "timeouts", s->timeouts);
+        rlctl_json_u64(&j, "bad_messages", s->bad_messages);
+        rlctl_json_u64(&j, "limits", s->limits);
+        rlctl_json_u64(&j, "max_limits", s->max_limits);
+        rlctl_json_u64(&j, "segment_bytes", s->segment_bytes);
+        rlctl_json_end(&j, '}');
+    } else {
+        printf("%-14s %s, pid %u, instance %s\n", "daemon", ctx->conn.server, s->pid,
+               ctx->paths.instance);
+        printf("%-14s %s\n", "uptime", rlctl_dur(s->uptime_ns));
+        printf("%-14s %u\n", "connections", s->connections);
+        printf("%-14s %u\n", "waiters", s->waiters);
+        printf("%-14s %llu\n", "requests", (unsigned long long)s->requests);
+        printf("%-14s %llu\n", "grants", (unsigned long long)s->grants);
+        printf("%-14s %llu\n", "timeouts", (unsigned long long)s->timeouts);
+        printf("%-14s %llu\n", "bad messages", (unsigned long long)s->bad_messages);
+        printf("%-14s %u of %u\n", "limits", s->limits, s->max_limits);
+        printf("%-14s %llu bytes\n", "segment", (unsigned long long)s->segment_bytes);
+    }
+    rld__v1__reply__free_unpacked(rep, NULL);
+    return RLCTL_EXIT_OK;
+}
+
+const rlctl_cmd rlctl_cmd_stats = {
+    .name = "stats", .args = "",
+    .summary = "The daemon's own counters",
+    .help = "Uptime, connections, queued waiters, requests, grants, timeouts, malformed\n"
+            "messages, limits and capacity, segment size, pid.\n",
+    .min_args = 0, .max_args = 0, .needs_daemon = true, .exec = cmd_stats,
+};

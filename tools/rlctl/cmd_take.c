@@ -1,0 +1,229 @@
+/*
+ * cmd_take.c - `rlctl try NAME [COST]` and `rlctl wait NAME [COST] [--timeout DUR]
+ * [--priority P]`: take tokens from the shell, so scripts and cron jobs share a limit with
+ * the processes that link librld. Exit 0 granted, 1 denied or timed out.
+ *
+ * wait is librld's rld_wait_ex: the fast path first, then the daemon's fair queue (FIFO
+ * within a priority, across processes); with no daemon answering, a client-side
+ * reservation and sleep, flagged degraded, which rlctl reports.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rlctl.h"
+
+typedef struct outcome {
+    int      code;              /* 0 granted, -EAGAIN denied, -ETIMEDOUT, ... */
+    bool     degraded;          /* waited client-side: the daemon did not answer */
+    bool     unlimited;
+    uint64_t limit, remaining, retry_after_ns, reset_after_ns;
+    uint32_t queue_position;
+    uint64_t waited_ns;         /* wait: from the call to its answer */
+} outcome;
+
+static void from_result(outcome *o, int code, const rld_result *res)
+{
+    o->code = code;
+    o->unlimited = (res->flags & RLD_F_UNLIMITED) != 0;
+    o->limit = res->limit;
+    o->remaining = res->remaining;
+    o->retry_after_ns = res->retry_after_ns;
+    o->reset_after_ns = res->reset_after_ns;
+    o->queue_position = res->queue_position;
+    o->degraded = (res->flags & RLD_F_DEGRADED) != 0;
+}
+
+/* The arguments of try and wait, parsed the same way by check and exec. */
+typedef struct take_args {
+    const char *name;
+    uint64_t    cost;
+    int64_t     timeout_ns;     /* < 0: none */
+    int         priority;
+} take_args;
+
+static int parse_take(const rlctl_ctx *ctx, take_args *a)
+{
+    a->name = ctx->argv[0];
+    a->cost = 1;
+    a->timeout_ns = -1;
+    a->priority = 0;
+    int r = rlctl_check_name(ctx, a->name);
+    if (r == 0 && ctx->argc > 1)
+        r = rlctl_arg_u64(ctx, "cost", ctx->argv[1], &a->cost);
+    if (r != 0 || ctx->cmd != &rlctl_cmd_wait)
+        return r;
+    uint64_t v;
+    if (ctx->optv[0] && (r = rlctl_arg_duration(ctx, "timeout", ctx->optv[0], &v)) != 0)
+        return r;
+    if (ctx->optv[0])
+        a->timeout_ns = v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+    if (ctx->optv[1] && (r = rlctl_arg_u64(ctx, "priority", ctx->optv[1], &v)) != 0)
+        return r;
+    if (ctx->optv[1] && v > RLD_PRIORITY_MAX)
+        return rlctl_usage_error(ctx, "bad priority '%s': 0 (default) to %d (most urgent)",
+                                 ctx->optv[1], RLD_PRIORITY_MAX);
+    if (ctx->optv[1])
+        a->priority = (int)v;
+    return 0;
+}
+
+static int check_take(rlctl_ctx *ctx)
+{
+    take_args a;
+    return parse_take(ctx, &a);
+}
+
+/*
+ * try --json and wait --json: {"name", "cost", "granted" (bool), "unlimited",
+ * "limit" (burst; null when unlimited), "remaining" (null when unlimited),
+ * "retry_after_ns" (when denied: until COST would fit), "reset_after_ns",
+ * "queue_position" (callers ahead: when denied, or when a wait was queued); wait adds
+ * "degraded" (the daemon did not answer: waited client-side) and "waited_ns".
+ */
+static void print_outcome(const rlctl_ctx *ctx, const char *name, uint64_t cost,
+                          const outcome *o, bool is_wait)
+{
+    bool ok = o->code == 0;
+    if (ctx->json) {
+        rlctl_json j;
+        rlctl_json_init(&j, stdout);
+        rlctl_json_obj(&j, NULL);
+        rlctl_json_str(&j, "name", name);
+        rlctl_json_u64(&j, "cost", cost);
+        rlctl_json_bool(&j, "granted", ok);
+        rlctl_json_bool(&j, "unlimited", o->unlimited);
+        if (o->unlimited) {
+            rlctl_json_null(&j, "limit");
+            rlctl_json_null(&j, "remaining");
+        } else {
+            rlctl_json_u64(&j, "limit", o->limit);
+            rlctl_json_u64(&j, "remaining", o->remaining);
+        }
+        rlctl_json_u64(&j, "retry_after_ns", o->retry_after_ns);
+        rlctl_json_u64(&j, "reset_after_ns", o->reset_after_ns);
+        rlctl_json_u64(&j, "queue_position", o->queue_position);
+        if (is_wait) {
+            rlctl_json_bool(&j, "degraded", o->degraded);
+            rlctl_json_u64(&j, "waited_ns", o->waited_ns);
+        }
+        rlctl_json_end(&j, '}');
+        return;
+    }
+    const char *tok = cost == 1 ? "token" : "tokens";
+    if (ok && o->unlimited)
+        printf("granted: %s is unlimited\n", name);
+    else if (ok)
+        printf("granted: %llu %s from %s, %llu of %llu remaining%s%s\n",
+               (unsigned long long)cost, tok, name, (unsigned long long)o->remaining,
+               (unsigned long long)o->limit, is_wait && o->waited_ns ? ", waited " : "",
+               is_wait && o->waited_ns ? rlctl_dur(o->waited_ns) : "");
+    else if (o->code == -ETIMEDOUT)
+        printf("timed out: %llu %s from %s would need %s more\n", (unsigned long long)cost,
+               tok, name, rlctl_dur(o->retry_after_ns));
+    else
+        printf("denied: %s has %llu of %llu tokens%s; retry after %s\n", name,
+               (unsigned long long)o->remaining, (unsigned long long)o->limit,
+               o->queue_position ? " and callers queued" : "", rlctl_dur(o->retry_after_ns));
+}
+
+static int too_big(const rlctl_ctx *ctx, const char *name, uint64_t cost)
+{
+    rld_limit_info info;
+    rld_limit h;
+    unsigned long long burst = 0;
+    if (rld_find(ctx->client, name, &h) == 0 && rld_info(ctx->client, h, &info) == 0)
+        burst = info.burst;
+    return rlctl_fail(RLCTL_EXIT_USAGE, "cost %llu exceeds the burst of %s (%llu): it can "
+                      "never be admitted", (unsigned long long)cost, name, burst);
+}
+
+static int cmd_try(rlctl_ctx *ctx)
+{
+    take_args a;
+    rld_limit h;
+    int r = parse_take(ctx, &a);
+    if (r != 0 || (r = rlctl_find(ctx, a.name, &h)) != 0)
+        return r;
+    rld_result res;
+    memset(&res, 0, sizeof(res));
+    int code = rld_try(ctx->client, h, a.cost, &res);
+    if (code == -E2BIG)
+        return too_big(ctx, a.name, a.cost);
+    if (code < 0 && code != -EAGAIN)
+        return rlctl_fail(rlctl_exit_for(code), "try %s: %s", a.name, rld_strerror(code));
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    from_result(&o, code, &res);
+    print_outcome(ctx, a.name, a.cost, &o, false);
+    return code == 0 ? RLCTL_EXIT_OK : RLCTL_EXIT_DENIED;
+}
+
+const rlctl_cmd rlctl_cmd_try = {
+    .name = "try", .args = "NAME [COST]",
+    .summary = "Take COST tokens now, or exit 1 (denied)",
+    .help = "COST defaults to 1. Exit 0 granted, 1 denied; a denial prints when COST would\n"
+            "fit (retry_after). Denied while callers are queued at the daemon: they come\n"
+            "first. A COST above the burst is a usage error (exit 2): it never fits.\n",
+    .min_args = 1, .max_args = 2, .needs_segment = true, .check = check_take,
+    .exec = cmd_try,
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* rld_wait_ex, timed: the wait the caller saw, whichever way it went. */
+static void take_wait(rlctl_ctx *ctx, rld_limit h, const take_args *a, outcome *o)
+{
+    rld_wait_opts opts = { .priority = a->priority, .flags = 0 };
+    rld_result res;
+    memset(&res, 0, sizeof(res));
+    uint64_t start = mono_ns();
+    int code = rld_wait_ex(ctx->client, h, a->cost, a->timeout_ns, &opts, &res);
+    from_result(o, code, &res);
+    o->waited_ns = mono_ns() - start;
+}
+
+static int cmd_wait(rlctl_ctx *ctx)
+{
+    take_args a;
+    rld_limit h;
+    int r = parse_take(ctx, &a);
+    if (r != 0 || (r = rlctl_find(ctx, a.name, &h)) != 0)
+        return r;
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    take_wait(ctx, h, &a, &o);
+    if (o.degraded)
+        fprintf(stderr, "rlctl: rld did not answer for instance '%s': waited client-side "
+                "(degraded: no queue, no priority)\n", ctx->paths.instance);
+    if (o.code == -E2BIG)
+        return too_big(ctx, a.name, a.cost);
+    if (o.code != 0 && o.code != -EAGAIN && o.code != -ETIMEDOUT && o.code != -ECANCELED)
+        return rlctl_fail(rlctl_exit_for(o.code), "wait %s: %s", a.name, rld_strerror(o.code));
+    print_outcome(ctx, a.name, a.cost, &o, true);
+    return o.code == 0 ? RLCTL_EXIT_OK : RLCTL_EXIT_DENIED;
+}
+
+static const rlctl_opt wait_opts[] = {
+    { "timeout", "DUR", "give up after DUR (250ms, 5s, 2min)" },
+    { "priority", "P", "0 (default) to 7: higher ones are served first" },
+    { NULL, NULL, NULL },
+};
+
+const rlctl_cmd rlctl_cmd_wait = {
+    .name = "wait", .args = "NAME [COST]",
+    .summary = "Queue fairly until COST tokens fit, take them",
+    .help = "COST defaults to 1. Exit 0 granted, 1 timed out. Takes the tokens at once\n"
+            "when they are there, else queues at the daemon (FIFO within a priority,\n"
+            "across processes). A wait that would exceed --timeout is refused at once\n"
+            "with the time it would have needed. When the daemon does not answer, waits\n"
+            "client-side (degraded: no queue, no priority) and says so on stderr.\n",
+    .min_args = 1, .max_args = 2, .needs_segment = true, .opts = wait_opts,
+    .check = check_take, .exec = cmd_wait,
+};

@@ -1,0 +1,300 @@
+/*
+ * util.c - rlctl's helpers: exit codes and error messages that say what to do, opening the
+ * instance's segment, connecting to the daemon, finding limits and reading their state,
+ * and parsing command-line values with the same parsers as rld.conf (common/rate.c).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rate.h"
+#include "rlctl.h"
+#include "segment.h"
+
+#define DEFAULT_CONFIG "/etc/rld/rld.conf"
+
+static char *capture_buf;
+static size_t capture_len;
+
+void rlctl_capture_errors(char *buf, size_t len)
+{
+    capture_buf = buf;
+    capture_len = len;
+    if (buf && len)
+        buf[0] = '\0';
+}
+
+int rlctl_fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (capture_buf) {
+        vsnprintf(capture_buf, capture_len, fmt, ap);
+        va_end(ap);
+        return code;
+    }
+    fputs("rlctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+int rlctl_usage_error(const rlctl_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "rlctl: %s%s", ctx->cmd ? ctx->cmd->name : "", ctx->cmd ? ": " : "");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (ctx->cmd)
+        rlctl_print_usage(stderr, ctx->cmd);
+    return RLCTL_EXIT_USAGE;
+}
+
+int rlctl_exit_for(int code)
+{
+    switch (code) {
+    case 0:
+        return RLCTL_EXIT_OK;
+    case -EPERM: case -EACCES:
+        return RLCTL_EXIT_PERM;
+    case -ENOENT: case -ESTALE:
+        return RLCTL_EXIT_NOTFOUND;
+    case -EINVAL: case -E2BIG: case -ENAMETOOLONG: case -ERANGE:
+        return RLCTL_EXIT_USAGE;
+    case -ECONNRESET: case -ECONNREFUSED: case -EPROTO: case -EPROTONOSUPPORT:
+    case -EPIPE: case -ENOTCONN: case -EMSGSIZE: case RLD_EABI: case RLD_ECORRUPT:
+        return RLCTL_EXIT_UNREACHABLE;
+    default:   /* -EAGAIN, -ETIMEDOUT, -ECANCELED, -EEXIST, -ENOSPC, -EBUSY ... */
+        return RLCTL_EXIT_DENIED;
+    }
+}
+
+const char *rlctl_start_hint(const rlctl_ctx *ctx)
+{
+    static char buf[160];
+    snprintf(buf, sizeof(buf), "rld --instance %s --config " DEFAULT_CONFIG,
+             ctx->paths.instance[0] ? ctx->paths.instance : "default");
+    return buf;
+}
+
+int rlctl_open_segment(rlctl_ctx *ctx)
+{
+    if (ctx->client)
+        return 0;
+    const char *inst = ctx->paths.instance;
+    int r = rld_open(inst, 0, &ctx->client);
+    switch (r) {
+    case 0:
+        return 0;
+    case -ENOENT:
+        return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
+                          "instance '%s' not found (no /dev/shm/rld.%s): is rld running? "
+                          "start it with: %s", inst, inst, rlctl_start_hint(ctx));
+    case -EACCES:
+        return rlctl_fail(RLCTL_EXIT_PERM,
+                          "permission denied on /dev/shm/rld.%s: run rlctl as rld's user, "
+                          "or as a member of the group set by [rld] group in rld.conf", inst);
+    case -EAGAIN:
+        return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
+                          "instance '%s' is still being created: try again in a moment", inst);
+    case RLD_EABI:
+        return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
+                          "instance '%s' was made by an incompatible rld version: use the "
+                          "rlctl installed with that rld", inst);
+    case RLD_ECORRUPT:
+        return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
+                          "instance '%s': /dev/shm/rld.%s is damaged or not an rld segment: "
+                          "restart rld with --fresh (all limits restart full)", inst, inst);
+    default:
+        return rlctl_fail(rlctl_exit_for(r), "cannot open instance '%s': %s", inst,
+                          rld_strerror(r));
+    }
+}
+
+int rlctl_connect(rlctl_ctx *ctx, int timeout_ms, bool quiet)
+{
+    if (ctx->conn.fd >= 0)
+        return 0;
+    const char *inst = ctx->paths.instance;
+    if (ctx->paths_err == -ENOENT) {
+        if (!quiet)
+            rlctl_fail(RLCTL_EXIT_UNREACHABLE,
+                       "cannot tell where rld's socket is: set RLD_RUNTIME_DIR (or "
+                       "XDG_RUNTIME_DIR) as rld has it, or run as root for /run/rld");
+        return RLCTL_EXIT_UNREACHABLE;
+    }
+    char err[256];
+    int r = rldi_conn_open(ctx->paths.socket_path, "rlctl", timeout_ms, &ctx->conn, err,
+                           sizeof(err));
+    if (r == 0)
+        return 0;
+    ctx->conn.fd = -1;
+    int code = r == -EACCES || r == -EPERM ? RLCTL_EXIT_PERM : RLCTL_EXIT_UNREACHABLE;
+    if (quiet)
+        return code;
+    switch (r) {
+    case -ENOENT: case -ECONNREFUSED:
+        return rlctl_fail(code, "rld is not running for instance '%s' (nothing listens on %s): "
+                          "start it with: %s", inst, ctx->paths.socket_path,
+                          rlctl_start_hint(ctx));
+    case -EACCES: case -EPERM:
+        return rlctl_fail(code, "permission denied on %s: run rlctl as rld's user or a member "
+                          "of its group", ctx->paths.socket_path);
+    case -ETIMEDOUT:
+        return rlctl_fail(code, "rld for instance '%s' did not answer within %d ms (%s): is it "
+                          "overloaded or stopped?", inst, timeout_ms, ctx->paths.socket_path);
+    case -EPROTONOSUPPORT:
+        return rlctl_fail(code, "%s: use the rlctl installed with the running rld", err);
+    default:
+        return rlctl_fail(code, "%s", err);
+    }
+}
+
+int rlctl_call(rlctl_ctx *ctx, Rld__V1__Request *req, int timeout_ms, Rld__V1__Reply **out)
+{
+    int r = rldi_conn_call(&ctx->conn, req, timeout_ms, out);
+    if (r == 0)
+        return 0;
+    if (r == -ETIMEDOUT)
+        return rlctl_fail(RLCTL_EXIT_UNREACHABLE, "rld did not answer within %d ms",
+                          timeout_ms);
+    return rlctl_fail(RLCTL_EXIT_UNREACHABLE, "lost rld for instance '%s': %s",
+                      ctx->paths.instance, strerror(-r));
+}
+
+int rlctl_reply_error(const rlctl_ctx *ctx, const char *what, const Rld__V1__Reply *rep)
+{
+    int code = rep->code;
+    const char *msg = rep->message && *rep->message ? rep->message : rld_strerror(code);
+    const char *hint = "";
+    if ((code == -EPERM || code == -EACCES) && !(rep->message && *rep->message))
+        hint = ": changing limits needs root or a member of the group set by [rld] "
+               "admin_group in rld.conf";
+    else if (code == -ENOENT || code == -ESTALE)
+        hint = " (rlctl list shows the limits)";
+    else if (code == -EEXIST)
+        hint = " (rlctl set changes an existing limit)";
+    else if (code == -ENOSPC)
+        hint = ": the segment is full; raise [rld] max_limits (takes effect with rld --fresh)";
+    return rlctl_fail(rlctl_exit_for(code), "%s: %s%s", what, msg, hint);
+}
+
+int rlctl_check_name(const rlctl_ctx *ctx, const char *name)
+{
+    const char *why = NULL;
+    int r = rldi_name_check(name, &why);
+    if (r < 0)
+        return rlctl_usage_error(ctx, "bad limit name '%s': %s", name,
+                                 why ? why : "1-64 bytes of A-Z a-z 0-9 . _ - / :");
+    return 0;
+}
+
+int rlctl_find(rlctl_ctx *ctx, const char *name, rld_limit *out)
+{
+    int r = rlctl_check_name(ctx, name);
+    if (r != 0 || (r = rlctl_open_segment(ctx)) != 0)
+        return r;
+    r = rld_find(ctx->client, name, out);
+    if (r == -ENOENT)
+        return rlctl_fail(RLCTL_EXIT_NOTFOUND, "no limit '%s' in instance '%s' (rlctl list "
+                          "shows them)", name, ctx->paths.instance);
+    if (r < 0)
+        return rlctl_fail(rlctl_exit_for(r), "limit '%s': %s", name, rld_strerror(r));
+    return 0;
+}
+
+double rlctl_rate_per_s(const rld_limit_info *info)
+{
+    if (info->rate_count == 0 || info->rate_period_ns == 0)
+        return 0;
+    return (double)info->rate_count * 1e9 / (double)info->rate_period_ns;
+}
+
+int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->handle = h;
+    int r = rld_info(c, h, &out->info);
+    if (r == 0)
+        r = rld_peek(c, h, &out->peek);
+    if (r < 0)
+        return r;
+    out->unlimited = (out->peek.flags & RLD_F_UNLIMITED) != 0 || out->info.rate_count == 0;
+    if (out->unlimited)
+        snprintf(out->rate, sizeof(out->rate), "unlimited");
+    else
+        rldi_format_rate(out->rate, sizeof(out->rate), out->info.rate_count,
+                         out->info.rate_period_ns);
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const rlctl_limit *)a)->info.name, ((const rlctl_limit *)b)->info.name);
+}
+
+/*
+ * Names come from walking the slots (a second, read-only use of the mapping: librld's
+ * client is opaque); state from the public API, which checks each handle's generation, so
+ * a limit deleted during the walk is skipped rather than shown half-read.
+ */
+int rlctl_snapshot(rlctl_ctx *ctx, rlctl_limit **out, size_t *n, rlctl_seg_info *info)
+{
+    *out = NULL;
+    *n = 0;
+    int r = rlctl_open_segment(ctx);
+    if (r != 0)
+        return r;
+    rldi_seg seg;
+    if ((r = rldi_seg_open(ctx->paths.shm_name, &seg)) < 0)
+        return rlctl_fail(rlctl_exit_for(r), "cannot map /dev/shm%s: %s", ctx->paths.shm_name,
+                          rld_strerror(r));
+    rlctl_limit *v = calloc(seg.slot_count ? seg.slot_count : 1, sizeof(*v));
+    if (!v) {
+        rldi_seg_close(&seg);
+        return rlctl_fail(RLCTL_EXIT_UNREACHABLE, "out of memory");
+    }
+    if (info) {
+        info->slot_count = seg.slot_count;
+        info->daemon_pid = __atomic_load_n(&seg.hdr->daemon_pid, __ATOMIC_RELAXED);
+        info->heartbeat_ns = __atomic_load_n(&seg.hdr->heartbeat_ns, __ATOMIC_RELAXED);
+    }
+    size_t count = 0;
+    for (uint32_t i = 0; i < seg.slot_count; i++) {
+        if (!(__atomic_load_n(&seg.slots[i].flags, __ATOMIC_RELAXED) & RLDI_SLOT_LIVE))
+            continue;
+        char name[RLDI_NAME_MAX + 1];
+        rld_limit h;
+        if (rldi_seg_name(&seg, i, name) < 0 || rld_find(ctx->client, name, &h) < 0 ||
+            h.slot != i)
+            continue;   /* deleted or replaced meanwhile */
+        if (rlctl_limit_read(ctx->client, h, &v[count]) == 0)
+            count++;
+    }
+    rldi_seg_close(&seg);
+    qsort(v, count, sizeof(*v), by_name);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+int rlctl_arg_u64(const rlctl_ctx *ctx, const char *what, const char *s, uint64_t *out)
+{
+    const char *why = NULL;
+    if (rldi_parse_u64(s, out, &why) < 0)
+        return rlctl_usage_error(ctx, "bad %s '%s': %s", what, s, why ? why : "not a number");
+    return 0;
+}
+
+int rlctl_arg_duration(const rlctl_ctx *ctx, const char *what, const char *s, uint64_t *ns)
+{
+    const char *why = NULL;
+    if (rldi_parse_duration(s, ns, &why) < 0)
+        return rlctl_usage_error(ctx, "bad %s '%s': %s (examples: 250ms, 1.5s, 2min)", what, s,
+                                 why ? why : "not a duration");
+    return 0;
+}
