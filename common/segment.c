@@ -151,7 +151,7 @@ static int seq_begin(const rldi_seg *s, uint64_t *seq)
 
 static bool seq_retry(const rldi_seg *s, uint64_t seq)
 {
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    rldi_fence_acquire();
     return LOAD_RELAXED(&s->hdr->index_seq) != seq;
 }
 

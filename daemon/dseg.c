@@ -41,7 +41,7 @@ static void index_lock(rldi_seg *s)
 {
     uint64_t seq = rldi_load_relaxed(&s->hdr->index_seq);
     rldi_store_relaxed(&s->hdr->index_seq, seq | 1);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    rldi_fence_release();
 }
 
 static void index_unlock(rldi_seg *s)
@@ -195,7 +195,7 @@ static void publish(rldi_slot *sl, rldi_u128 t, uint64_t burst, bool carry)
     rldi_u128 word = rldi_load16_split(&sl->tat);
     uint32_t ver = (uint32_t)(word >> 96);
     bank_write(&sl->bank[(ver + 1) & 1], t, burst);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    rldi_fence_release();
     for (;;) {
         uint64_t fv = (uint64_t)(word >> 64);
         ver = (uint32_t)(fv >> 32);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "atomics.h"
+#include "client.h"
 #include "log.h"
 #include "waitq.h"
 
@@ -464,6 +465,7 @@ int srv_run(server *s)
         reap_closing(s);
         uint64_t now = srv_now_ns();
         waitq_run(s, now);
+        rldc_flush_thread(s->self);   /* grants show in the counters at once */
         if (now >= s->heartbeat_due) {
             dseg_heartbeat(s->seg);
             s->heartbeat_due = now + HEARTBEAT_NS;

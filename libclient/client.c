@@ -71,7 +71,7 @@ static inline int view_fill(const rldi_slot *s, rld_limit lim, rldi_u128 word, v
 /* True when the state word still equals what V was built from: V's bank read was consistent. */
 static inline bool view_still(const rldi_slot *s, const view *v)
 {
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    rldi_fence_acquire();
     return rldi_load16_split(&s->tat) == v->word;
 }
 
@@ -613,7 +613,7 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
         out->rate_count = rldi_load_relaxed(&m->rate_count);
         out->rate_period_ns = rldi_load_relaxed(&m->rate_period_ns);
         out->burst = rldi_load_relaxed(&m->burst);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        rldi_fence_acquire();
         if (rldi_load_relaxed(&c->seg.hdr->index_seq) != seq)
             continue;
         out->admitted = rldi_load_relaxed(&s->admitted);

@@ -66,6 +66,8 @@ extern __thread rldc_pending rldc_tls __attribute__((tls_model("initial-exec")))
 void rldc_count_slow(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,
                      uint64_t now_ns);
 void rldc_register(rld_client *c);
+/* Publish the calling thread's pending counts for C now (the daemon, once per loop turn). */
+void rldc_flush_thread(rld_client *c);
 void rldc_unregister(rld_client *c);
 
 static inline void rldc_count(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(gcc make cmake pkg-config
       liburing-dev libprotobuf-c-dev protobuf-c-compiler
       libinih-dev libcmocka-dev libsystemd-dev
-      procps psmisc tmux man-db jq)
+      procps psmisc tmux man-db jq valgrind)
 
 missing=()
 for p in "${PKGS[@]}"; do

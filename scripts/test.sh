@@ -16,7 +16,13 @@ run() {   # run DIR CMAKE-ARGS...
 }
 CTEST_ARGS=("$@")
 
-echo "== ASan + UBSan build =="
+echo "== ASan + UBSan build: the whole suite =="
 ASAN_OPTIONS=detect_leaks=1 run build-asan -DRLD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-echo "== release build =="
+if [ ${#CTEST_ARGS[@]} -eq 0 ]; then
+  echo "== ThreadSanitizer build: the multi-threaded tests =="
+  CTEST_ARGS=(-L threads)
+  TSAN_OPTIONS=halt_on_error=1 run build-tsan -DRLD_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+  CTEST_ARGS=()
+fi
+echo "== release build: the whole suite, the daemon also under valgrind =="
 run build -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -127,14 +127,19 @@ int t_daemon_start(t_daemon *d, const char *extra)
             dup2(fd, 2);
             close(fd);
         }
-        execl(t_rld_bin(), "rld", "--foreground", "--config", d->conf, "--instance",
-              d->instance, extra, (char *)NULL);
+        if (getenv("RLD_VALGRIND"))   /* memcheck the daemon: errors make it exit 99 */
+            execlp("valgrind", "valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                   "--errors-for-leak-kinds=definite", t_rld_bin(), "--foreground", "--config",
+                   d->conf, "--instance", d->instance, extra, (char *)NULL);
+        else
+            execl(t_rld_bin(), "rld", "--foreground", "--config", d->conf, "--instance",
+                  d->instance, extra, (char *)NULL);
         perror("exec rld");
         _exit(127);
     }
     d->pid = pid;
     /* Ready when the daemon says so in its log (a re-attached segment is readable before). */
-    uint64_t deadline = t_now_ns() + 10000000000ull;
+    uint64_t deadline = t_now_ns() + (getenv("RLD_VALGRIND") ? 60000000000ull : 10000000000ull);
     while (t_now_ns() < deadline) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -212,6 +217,17 @@ int t_run_rld(char *out, size_t outlen, const char *const *args)
 bool t_log_has(const t_daemon *d, const char *needle)
 {
     return log_has_from(d, needle, 0);
+}
+
+bool t_daemon_stop_clean(t_daemon *d)
+{
+    int st = t_daemon_stop(d, SIGTERM);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "rld did not stop cleanly: status %d%s\n", st,
+                WIFEXITED(st) && WEXITSTATUS(st) == 99 ? " (valgrind found errors)" : "");
+        return false;
+    }
+    return true;
 }
 
 bool t_log_has_since_start(const t_daemon *d, const char *needle)

@@ -57,6 +57,8 @@ int t_daemon_start(t_daemon *d, const char *extra);
 
 /* Send SIG to the daemon and reap it; returns its wait status. */
 int t_daemon_stop(t_daemon *d, int sig);
+/* SIGTERM, and true if it exited 0 (under RLD_VALGRIND=1: with no memcheck error). */
+bool t_daemon_stop_clean(t_daemon *d);
 
 /* Remove the segment and the runtime dir; stops a daemon still running. Registered with
  * atexit by t_instance. */

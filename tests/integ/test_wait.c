@@ -427,7 +427,7 @@ int main(void)
     test_defences(c);
     test_permission();
     rld_close(c);
-    T_CHECK(WIFEXITED(t_daemon_stop(&d, SIGTERM)), "clean stop");
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
     printf("test_wait: ok\n");
     return 0;

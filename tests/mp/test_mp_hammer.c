@@ -192,7 +192,7 @@ int main(void)
     limit_spec ml[] = { { "m1", 20000, 2000 }, { "m2", 30000, 3000 }, { "m3", 1000000, 100000 } };
     scenario("multi", MULTI, 8, ml, 3, yes);
 
-    T_CHECK(WIFEXITED(t_daemon_stop(&d, SIGTERM)), "clean stop");
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     printf("test_mp_hammer: ok\n");
     return 0;
 }
