@@ -69,10 +69,17 @@ static int create(const char *shm_name, const dseg_opts *o, rldi_seg *s, char *e
         snprintf(err, errlen, "cannot create segment /dev/shm%s: %s", shm_name, strerror(e));
         return -e;
     }
-    if ((o->gid != (gid_t)-1 && fchown(fd, (uid_t)-1, o->gid) < 0) || ftruncate(fd, (off_t)size) < 0) {
+    /* posix_fallocate, not only ftruncate: a tmpfs without room must fail here with ENOSPC,
+     * not later with SIGBUS in whichever process first touches a missing page. */
+    int fe = 0;
+    if ((o->gid != (gid_t)-1 && fchown(fd, (uid_t)-1, o->gid) < 0) || ftruncate(fd, (off_t)size) < 0 ||
+        (fe = posix_fallocate(fd, 0, (off_t)size)) != 0) {
+        if (fe)
+            errno = fe;
         int e = errno;
-        snprintf(err, errlen, "cannot set up segment /dev/shm%s (%llu bytes): %s", shm_name,
-                 (unsigned long long)size, strerror(e));
+        snprintf(err, errlen, "cannot set up segment /dev/shm%s (%llu bytes): %s%s", shm_name,
+                 (unsigned long long)size, strerror(e),
+                 e == ENOSPC ? ": free room in /dev/shm or lower [rld] max_limits" : "");
         close(fd);
         shm_unlink(shm_name);
         return -e;
