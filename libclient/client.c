@@ -245,9 +245,19 @@ static __attribute__((noinline)) int try_slow(rld_client *c, rld_limit lim, uint
 
 /* The result of an admission by the fast path: out of line, to keep the CAS loop tight. */
 static __attribute__((noinline)) void verdict_fast(rld_result *res, const rldi_bank *b, uint64_t t,
-                                                   uint64_t burst, rldi_u128 nt, rldi_u128 now)
+                                                   uint64_t burst, uint64_t cost, rldi_u128 nt,
+                                                   rldi_u128 now)
 {
     rldi_verdict vd;
+    if (nt - now == (rldi_u128)t * cost) {
+        /* The bucket was full: exactly burst - cost remain, no division needed. */
+        vd.limit = burst;
+        vd.remaining = burst - cost;
+        vd.retry_after_ns = 0;
+        vd.reset_after_ns = rldi_fp_to_ns_ceil(nt - now);
+        result_fill(res, &vd, 0);
+        return;
+    }
     uint64_t bits = rldi_load_relaxed(&b->inv_t);
     double inv;
     memcpy(&inv, &bits, sizeof(inv));
@@ -290,7 +300,7 @@ static inline int try_one(rld_client *c, rld_limit lim, uint64_t cost, rld_resul
     }
     rldc_count(c, lim.slot, cost, 0, (uint64_t)(now >> 32));
     if (res)
-        verdict_fast(res, b, t, burst, nt, now);
+        verdict_fast(res, b, t, burst, cost, nt, now);
     return 0;
 }
 
