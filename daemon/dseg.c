@@ -233,18 +233,31 @@ static void meta_write(rldi_meta *m, const rldi_conf_limit *l)
     m->unlimited = l->count == 0;
 }
 
-static void index_insert(rldi_seg *s, const char *name, uint32_t slot)
+/* Insert; false when no bucket is free, which only a client scribbling over the index can
+ * cause (there are twice as many buckets as slots): the caller rebuilds it. */
+static bool index_try_insert(rldi_seg *s, const char *name, uint32_t slot)
 {
     uint64_t hash = rldi_name_hash(name, strlen(name));
     uint32_t i = (uint32_t)hash & s->index_mask;
-    for (;;) {
+    for (uint32_t n = 0; n <= s->index_mask; n++, i = (i + 1) & s->index_mask) {
         uint32_t v = s->index[i];
-        if (v == RLDI_INDEX_EMPTY || v == RLDI_INDEX_DELETED) {
+        if (v == RLDI_INDEX_EMPTY || v == RLDI_INDEX_DELETED || v - 1 >= s->slot_count) {
             rldi_store_relaxed(&s->index[i], slot + 1);
-            return;
+            return true;
         }
-        i = (i + 1) & s->index_mask;
     }
+    return false;
+}
+
+static void index_rebuild_locked(rldi_seg *s);
+
+static void index_insert(rldi_seg *s, const char *name, uint32_t slot)
+{
+    if (index_try_insert(s, name, slot))
+        return;
+    LOG_WARN("the name index was full of garbage (written by a client?): rebuilt");
+    index_rebuild_locked(s);
+    index_try_insert(s, name, slot);
 }
 
 /* Writer-side probe (the daemon holds the index): is NAME indexed already? */
@@ -256,7 +269,8 @@ static bool index_has(const rldi_seg *s, const char *name)
         uint32_t v = s->index[i];
         if (v == RLDI_INDEX_EMPTY)
             return false;
-        if (v != RLDI_INDEX_DELETED && strcmp(s->meta[v - 1].name, name) == 0)
+        if (v != RLDI_INDEX_DELETED && v - 1 < s->slot_count &&
+            strncmp(s->meta[v - 1].name, name, RLDI_NAME_MAX + 1) == 0)
             return true;
     }
     return false;
@@ -353,10 +367,10 @@ void dseg_limit_reset(rldi_seg *s, uint32_t slot)
 
 /* ---- whole-segment operations ------------------------------------------------------- */
 
-uint32_t dseg_repair(rldi_seg *s)
+/* Rebuild the index from the live slots (the caller holds the index seqlock). */
+static void index_rebuild_locked(rldi_seg *s)
 {
     uint32_t live = 0;
-    index_lock(s);
     memset(s->index, 0, (size_t)(s->index_mask + 1) * sizeof(uint32_t));
     for (uint32_t i = 0; i < s->slot_count; i++) {
         rldi_slot *sl = &s->slots[i];
@@ -371,20 +385,39 @@ uint32_t dseg_repair(rldi_seg *s)
             continue;
         }
         m->name_hash = rldi_name_hash(m->name, strlen(m->name));
-        /* queues lived in the dead daemon's memory: none survive it */
-        rldi_store_relaxed(&sl->waiters, 0);
-        rldi_store_relaxed(&sl->queued, 0);
-        index_insert(s, m->name, i);
+        index_try_insert(s, m->name, i);
         live++;
     }
     s->hdr->limit_count = live;
+}
+
+uint32_t dseg_repair(rldi_seg *s)
+{
+    index_lock(s);
+    /* queues lived in the dead daemon's memory: none survive it */
+    for (uint32_t i = 0; i < s->slot_count; i++) {
+        rldi_store_relaxed(&s->slots[i].waiters, 0);
+        rldi_store_relaxed(&s->slots[i].queued, 0);
+    }
+    index_rebuild_locked(s);
+    uint32_t live = (uint32_t)s->hdr->limit_count;
     index_unlock(s);
     return live;
+}
+
+/* A slot's name as the daemon may trust it: bounded and terminated (clients can write
+ * the segment). */
+static const char *slot_name(const rldi_seg *s, uint32_t slot, char *buf)
+{
+    memcpy(buf, s->meta[slot].name, RLDI_NAME_MAX);
+    buf[RLDI_NAME_MAX] = '\0';
+    return buf;
 }
 
 int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_fn keep,
               dseg_delete_fn deleting, void *ctx)
 {
+    char nb[RLDI_NAME_MAX + 1];
     memset(ch, 0, sizeof(*ch));
     /* Capacity first: a sync that cannot complete changes nothing. */
     uint32_t need = 0, free_slots = 0, leaving = 0;
@@ -396,16 +429,16 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
     for (uint32_t i = 0; i < s->slot_count; i++) {
         if (!(s->slots[i].flags & RLDI_SLOT_LIVE))
             free_slots++;
-        else if (!rldi_config_find(conf, s->meta[i].name) && !(keep && keep(i, ctx)))
+        else if (!rldi_config_find(conf, slot_name(s, i, nb)) && !(keep && keep(i, ctx)))
             leaving++;
     }
     if (need > free_slots + leaving)
         return -ENOSPC;
 
     for (uint32_t i = 0; i < s->slot_count; i++) {
-        if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, s->meta[i].name) &&
+        if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, slot_name(s, i, nb)) &&
             !(keep && keep(i, ctx))) {
-            LOG_INFO("limit %s: deleted (not in the configuration)", s->meta[i].name);
+            LOG_INFO("limit %s: deleted (not in the configuration)", nb);
             if (deleting)
                 deleting(i, ctx);
             dseg_limit_delete(s, i);
