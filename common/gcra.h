@@ -68,26 +68,16 @@ static inline int rldi_tau(rldi_u128 t, uint64_t burst, rldi_u128 *tau)
 }
 
 /*
- * floor(x / t), known to be <= maxq (x <= maxq * t). A double estimate corrected to the
- * exact value: avoids a 128-bit division (a libgcc call) on the fast path.
+ * floor(x / t), capped at maxq; t == 0 gives maxq. An exact 128-bit division: the fast path
+ * avoids it (rldi_div_floor_inv); here correctness over any input matters more, as t and x
+ * may come from a segment someone scribbled over.
  */
 static inline uint64_t rldi_div_floor(rldi_u128 x, rldi_u128 t, uint64_t maxq)
 {
     if (t == 0)
         return maxq;
-    double xd = (double)(uint64_t)(x >> 64) * 18446744073709551616.0 + (double)(uint64_t)x;
-    double td = (double)(uint64_t)(t >> 64) * 18446744073709551616.0 + (double)(uint64_t)t;
-    double qd = xd / td;
-    if (qd >= 1125899906842624.0) /* 2^50: the estimate may be off by more than 1 */
-        return (uint64_t)(x / t) > maxq ? maxq : (uint64_t)(x / t);
-    uint64_t q = (uint64_t)qd;
-    if (q > maxq)
-        q = maxq;
-    while (q > 0 && (rldi_u128)q * t > x)
-        q--;
-    while (q < maxq && (rldi_u128)(q + 1) * t <= x)
-        q++;
-    return q;
+    rldi_u128 q = x / t;
+    return q > maxq ? maxq : (uint64_t)q;
 }
 
 /* What a caller learns; mirrors the public rld_result. */
