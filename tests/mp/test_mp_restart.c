@@ -80,6 +80,7 @@ int main(void)
     t_sleep_ns(500000000);
     T_CHECK(t_daemon_start(&d, NULL) == 0, "restart under load");
     T_CHECK(t_log_has_since_start(&d, "re-attached"), "state re-attached, not recreated");
+    T_CHECK(t_log_has_since_start(&d, "replaced stale socket"), "the dead daemon's socket replaced");
     int st, bad = 0;
     for (int i = 0; i < NPROC; i++) {
         waitpid(p[i], &st, 0);
