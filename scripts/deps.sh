@@ -6,7 +6,9 @@ set -euo pipefail
 PKGS=(gcc make cmake pkg-config
       liburing-dev libprotobuf-c-dev protobuf-c-compiler
       libinih-dev libcmocka-dev libsystemd-dev
-      procps psmisc tmux man-db jq valgrind)
+      procps psmisc tmux man-db jq valgrind
+      clang libclang-rt-14-dev
+      redis-server libhiredis-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

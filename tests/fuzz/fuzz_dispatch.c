@@ -1,0 +1,186 @@
+/*
+ * fuzz_dispatch.c - the daemon's message decoding and dispatch (daemon/handlers.c) and the
+ * wait queues behind it (daemon/waitq.c), on a real segment, with the event loop replaced
+ * by stubs that pack every reply (so packing is exercised too) and drop it.
+ *
+ * Input: a flag byte, then packets as [u16 little-endian length][bytes], at most 32.
+ *   flag bit 0: send a valid Hello first      bit 1: the peer is an admin (uid 0)
+ *   flag bit 2: run the timers 10 s ahead at the end (grants, deadlines)
+ * Invariants (abort on violation): the slot's published waiters equal the queue's after
+ * every message; a closed connection holds no waiter.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "log.h"
+#include "server.h"
+#include "waitq.h"
+
+static server srv;
+static rldi_seg seg;
+static rldi_config conf;
+static uint64_t time_shift;
+
+/* ---- stubs of server.c ------------------------------------------------------------ */
+
+uint64_t srv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + time_shift;
+}
+
+void srv_logonce(logonce *l, int level, const char *fmt, ...)
+{
+    (void)level;
+    (void)fmt;
+    l->count++;
+}
+
+void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const struct waiter *grant)
+{
+    uint8_t buf[RLDI_MAX_MESSAGE * 2];
+    size_t n = rld__v1__reply__get_packed_size(rep);
+    if (n > sizeof(buf))
+        abort();                       /* a reply that could never be sent */
+    rld__v1__reply__pack(rep, buf);
+    if (grant && (c->closing || c->out_count >= SRV_MAX_OUTQ)) {
+        rld_limit lim = { grant->q->slot, grant->q->gen };
+        rld_refund(s->self, lim, grant->cost);
+    }
+}
+
+void srv_reply_code(server *s, conn *c, uint64_t id, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+    rep.id = id;
+    rep.code = code;
+    rep.message = msg;
+    srv_reply(s, c, &rep, NULL);
+}
+
+void srv_close_conn(server *s, conn *c, const char *why)
+{
+    (void)why;
+    if (c->closing)
+        return;
+    c->closing = true;
+    waitq_drop_conn(s, c);
+}
+
+/* ---- set-up ------------------------------------------------------------------------- */
+
+static const char conf_text[] =
+    "[rld]\nmax_limits = 16\nmax_waiters = 64\n\n"
+    "[limit a]\nrate = 10/s\nburst = 5\n\n"
+    "[limit b]\nrate = 1/day\nburst = 1\n\n"
+    "[limit free]\nrate = unlimited\n";
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    rlog_init(RLOG_ERROR - 1);         /* quiet */
+    static char dir[] = "/tmp/rldfuzz.XXXXXX", path[64], shm[64];
+    if (!mkdtemp(dir))
+        abort();
+    snprintf(path, sizeof(path), "%s/rld.conf", dir);
+    FILE *f = fopen(path, "w");
+    fputs(conf_text, f);
+    fclose(f);
+    char err[512];
+    if (rldi_config_load(path, &conf, err, sizeof(err)) < 0)
+        abort();
+    snprintf(shm, sizeof(shm), "/rld.fuzz-dispatch-%d", (int)getpid());
+    shm_unlink(shm);
+    dseg_opts o = { .max_limits = conf.max_limits, .fresh = true, .mode = 0600, .gid = (gid_t)-1 };
+    bool created;
+    if (dseg_open(shm, &o, &seg, &created, err, sizeof(err)) < 0)
+        abort();
+    dseg_changes ch;
+    if (dseg_sync(&seg, &conf, &ch, NULL, NULL, NULL) < 0)
+        abort();
+    dseg_publish(&seg, getpid());
+    srv.config_path = path;
+    srv.conf = &conf;
+    srv.seg = &seg;
+    srv.admin_gid = (gid_t)-1;
+    rldi_paths_resolve(shm + 5, &srv.paths);
+    if (rld_open(shm + 5, 0, &srv.self) < 0)
+        abort();
+    shm_unlink(shm);                   /* the mapping lives on; nothing left behind */
+    waitq_init(&srv);
+    return 0;
+}
+
+static void check_published(void)
+{
+    for (uint32_t i = 0; i < seg.slot_count; i++) {
+        uint32_t w;
+        uint64_t tokens, g, t;
+        waitq_info(&srv, i, &w, &tokens, &g, &t);
+        if (rldi_load_relaxed(&seg.slots[i].waiters) != w ||
+            rldi_load_relaxed(&seg.slots[i].queued) != tokens)
+            abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t flag = data[0];
+    data++, size--;
+    conn *c = calloc(1, sizeof(*c));
+    c->uid = (flag & 2) ? 0 : 4242;
+    c->gid = 4242;
+    c->pid = getpid();
+    if (flag & 1) {
+        Rld__V1__Hello h = RLD__V1__HELLO__INIT;
+        h.protocol_version = RLDI_PROTOCOL_VERSION;
+        Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+        req.body_case = RLD__V1__REQUEST__BODY_HELLO;
+        req.hello = &h;
+        uint8_t buf[64];
+        size_t n = rld__v1__request__pack(&req, buf);
+        handle_request(&srv, c, buf, n);
+    }
+    for (int k = 0; k < 32 && size >= 2 && !c->closing; k++) {
+        size_t len = (size_t)data[0] | (size_t)data[1] << 8;
+        data += 2, size -= 2;
+        if (len > size)
+            len = size;
+        if (len > RLDI_MAX_MESSAGE)
+            len = RLDI_MAX_MESSAGE;     /* the loop refuses bigger packets before decoding */
+        handle_request(&srv, c, data, len);
+        data += len, size -= len;
+        check_published();
+    }
+    if (flag & 4) {
+        time_shift = 10000000000ull;
+        waitq_run(&srv, srv_now_ns());
+        check_published();
+        time_shift = 0;
+    }
+    srv_close_conn(&srv, c, "end of input");
+    if (c->waiters || c->waits)
+        abort();
+    check_published();
+    free(c);
+    return 0;
+}
