@@ -16,8 +16,14 @@ run() {   # run DIR CMAKE-ARGS...
 }
 CTEST_ARGS=("$@")
 
-echo "== ASan + UBSan build: the whole suite =="
-ASAN_OPTIONS=detect_leaks=1 run build-asan -DRLD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+echo "== ASan + UBSan build: the whole suite (the fuzzers bring their own sanitizers: once, below) =="
+if [ ${#CTEST_ARGS[@]} -eq 0 ]; then
+  CTEST_ARGS=(-LE fuzz)
+  ASAN_OPTIONS=detect_leaks=1 run build-asan -DRLD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  CTEST_ARGS=()
+else
+  ASAN_OPTIONS=detect_leaks=1 run build-asan -DRLD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+fi
 if [ ${#CTEST_ARGS[@]} -eq 0 ]; then
   echo "== ThreadSanitizer build: the multi-threaded tests =="
   CTEST_ARGS=(-L threads)
