@@ -101,14 +101,18 @@ int srv_reload(server *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen
     return 0;
 }
 
-static int find_live(server *s, const char *name, uint32_t *slot, char *esc, size_t esclen)
+/* The live limit NAME for request ID, else reply why not and return false. ESC receives
+ * the name escaped for logs. */
+static bool find_live(server *s, conn *c, uint64_t id, const char *name, uint32_t *slot,
+                      char *esc, size_t esclen)
 {
     const char *why;
     escape(name, esc, esclen);
-    if (rldi_name_check(name, &why) < 0)
-        return -EINVAL;
     uint32_t gen;
-    return rldi_seg_lookup(s->seg, name, slot, &gen);
+    int r = rldi_name_check(name, &why) < 0 ? -EINVAL : rldi_seg_lookup(s->seg, name, slot, &gen);
+    if (r < 0)
+        srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+    return r == 0;
 }
 
 static void do_put(server *s, conn *c, uint64_t id, const Rld__V1__Put *p)
@@ -175,11 +179,8 @@ static void do_delete(server *s, conn *c, uint64_t id, const char *name)
 {
     char esc[96];
     uint32_t slot;
-    int r = find_live(s, name, &slot, esc, sizeof(esc));
-    if (r < 0) {
-        srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+    if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
-    }
     waitq_limit_deleted(s, slot);
     dseg_limit_delete(s->seg, slot);
     LOG_INFO("limit %s: deleted by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
@@ -190,11 +191,8 @@ static void do_reset(server *s, conn *c, uint64_t id, const char *name)
 {
     char esc[96];
     uint32_t slot;
-    int r = find_live(s, name, &slot, esc, sizeof(esc));
-    if (r < 0) {
-        srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+    if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
-    }
     dseg_limit_reset(s->seg, slot);
     waitq_limit_changed(s, slot);
     LOG_INFO("limit %s: reset by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
@@ -239,11 +237,8 @@ static void do_status(server *s, conn *c, uint64_t id, const char *name)
     if (name && *name) {
         char esc[96];
         uint32_t slot;
-        int r = find_live(s, name, &slot, esc, sizeof(esc));
-        if (r < 0) {
-            srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+        if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
             return;
-        }
         rld__v1__limit_status__init(&st[0]);
         if (fill_status(s, slot, &st[0], names[0], rates[0], sizeof(rates[0])) == 0)
             ptrs[n] = &st[n], n++;
