@@ -120,6 +120,13 @@ int rld_open(const char *instance, unsigned flags, rld_client **out)
         return r;
     }
     pthread_mutex_init(&c->pool_lock, NULL);
+    /* The coarse path needs a coarse clock with a tick of at most 10 ms (HZ >= 100); it can
+     * be turned off with RLD_NO_COARSE=1 (to compare, or on a kernel one does not trust). */
+    struct timespec res;
+    const char *off = getenv("RLD_NO_COARSE");
+    if (!(off && *off && *off != '0') && clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 &&
+        res.tv_sec == 0 && res.tv_nsec > 0 && res.tv_nsec <= 10000000)
+        c->coarse_margin = rldi_fp_from_ns(4 * (uint64_t)res.tv_nsec);
     rldc_register(c);
     *out = c;
     return 0;
@@ -304,10 +311,109 @@ static inline int try_one(rld_client *c, rld_limit lim, uint64_t cost, rld_resul
     return 0;
 }
 
+/*
+ * The coarse-clock path, for busy buckets. CLOCK_MONOTONIC_COARSE costs ~3 ns against ~21 ns
+ * for the precise clock, and returns the time of the last tick: for the true time s when it
+ * is read, coarse <= s < coarse + margin, with margin = 4 ticks (the kernel advances it at
+ * every tick; a CPU leaving idle catches it up before user code runs).
+ *
+ *   allowed:  TAT >= coarse + margin > s, so max(TAT, s) = TAT and the new TAT = TAT + cost*T
+ *             is exactly what GCRA computes at s; and new - s <= new - coarse <= tau.
+ *   denied:   new - s > new - (coarse + margin) > tau.
+ *
+ * So each decision taken here is the precise decision at time s: never an admission the
+ * precise path would refuse. Anything else (a bucket used by less than the margin, a case
+ * near the boundary, a denial whose retry_after the caller wants exactly, waiters, slow
+ * rates) falls through to the precise path. Results built here use coarse as "now":
+ * remaining is at most the true value and reset_after at least (both toward denying).
+ */
+#define TRY_PRECISE 1
+
+static inline uint64_t coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Per thread: a time known not to be after the coarse clock now (the last coarse reading,
+ * or the last precise one minus a tick). A bucket whose TAT is below it plus the margin
+ * cannot take the coarse path: we go straight to the precise one without reading the
+ * coarse clock at all (an idle bucket costs one compare more than before). */
+static __thread uint64_t coarse_floor_ns __attribute__((tls_model("initial-exec")));
+/* Calls left before this thread tries the coarse path again after losing a CAS race: under
+ * contention the coarse path's speed only makes the line bounce more (measured: 1.9x the
+ * floor against 1.3x for the precise path, whose clock read spaces the attempts). */
+static __thread uint32_t coarse_backoff __attribute__((tls_model("initial-exec")));
+#define COARSE_BACKOFF_CALLS 256
+
+static inline int try_coarse(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res)
+{
+    if (unlikely(lim.slot >= c->seg.slot_count))
+        return TRY_PRECISE;
+    if (unlikely(coarse_backoff)) {
+        coarse_backoff--;
+        return TRY_PRECISE;
+    }
+    rldi_slot *s = &c->seg.slots[lim.slot];
+    rldi_u128 word = rldi_load16_split(&s->tat);
+    uint64_t margin_ns = (uint64_t)(c->coarse_margin >> 32);
+    if ((uint64_t)word < coarse_floor_ns + margin_ns)
+        return TRY_PRECISE;
+    uint64_t lo_ns = coarse_ns();
+    coarse_floor_ns = lo_ns;
+    rldi_u128 lo = rldi_fp_from_ns(lo_ns);
+    for (;;) {
+        uint64_t fv = (uint64_t)(word >> 64);
+        uint64_t gw = rldi_load_relaxed((const uint64_t *)&s->gen);   /* gen | waiters << 32 */
+        const rldi_bank *b = &s->bank[(fv >> 32) & 1];
+        uint64_t t = rldi_load_relaxed(&b->t_lo);
+        uint64_t burst = rldi_load_relaxed(&b->burst);
+        if (gw != lim.gen || rldi_load_relaxed(&b->t_hi) != 0 || t == 0 || cost - 1 >= burst)
+            return TRY_PRECISE;
+        rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
+        if (tat < lo + c->coarse_margin)
+            return TRY_PRECISE;             /* not busy enough: the exact now matters */
+        rldi_u128 nt = tat + (rldi_u128)t * cost, tau = (rldi_u128)t * burst;
+        if (nt - lo <= tau) {
+            if (!rldi_cas16(&s->tat, &word, word_make(nt, (uint32_t)(fv >> 32)))) {
+                coarse_backoff = COARSE_BACKOFF_CALLS;   /* contended: precise for a while */
+                return TRY_PRECISE;
+            }
+            rldc_count(c, lim.slot, cost, 0, lo_ns);
+            if (res)
+                verdict_fast(res, b, t, burst, cost, nt, lo);
+            return 0;
+        }
+        if (res || nt - (lo + c->coarse_margin) <= tau) {
+            /* near the boundary (a saturated bucket: every denial is), or an exact retry_after
+             * wanted: the precise path decides, and this thread skips the coarse one for a
+             * while, so a saturated limit does not pay both clocks */
+            coarse_backoff = COARSE_BACKOFF_CALLS / 4;
+            return TRY_PRECISE;
+        }
+        /* denied for sure; trust the bank read only if the state word did not move */
+        rldi_fence_acquire();
+        if (rldi_load16_split(&s->tat) != word)
+            return TRY_PRECISE;
+        rldc_count(c, lim.slot, 0, 1, lo_ns);
+        return -EAGAIN;
+    }
+}
+
 int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res)
 {
     if (unlikely(!c))
         return -EINVAL;
+    if (c->coarse_margin) {
+        int r = try_coarse(c, lim, cost, res);
+        if (r != TRY_PRECISE)
+            return r;
+        rldi_u128 now = now_fp();
+        /* the precise time less a tick is never after the coarse clock */
+        coarse_floor_ns = (uint64_t)(now >> 32) - (uint64_t)(c->coarse_margin >> 34);
+        return try_one(c, lim, cost, res, now);
+    }
     return try_one(c, lim, cost, res, now_fp());
 }
 

@@ -26,6 +26,8 @@ struct rld_client {
     struct rldi_conn *pool[RLDC_POOL];
     int               npool;
     uint64_t          daemon_down_until;  /* ns: skip connecting until then */
+    /* coarse-clock fast path (see client.c try_coarse): 0 = off */
+    rldi_u128         coarse_margin;      /* 2^-32 ns units */
 };
 
 /* client.c: the degraded wait. Reserve COST now (into debt if need be) when it fits

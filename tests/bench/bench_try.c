@@ -8,7 +8,11 @@
  * daemon is started on a private instance) in the same regime: a limit fast enough that
  * every call is admitted, so every call reads the clock and publishes with a CAS.
  *
- * Rows: 1 process; 2 processes on one limit (contended line); 2 processes on two limits.
+ * Rows: 1 process; 2 processes on one limit (contended line); 2 processes on two limits;
+ * and a busy bucket (1 token per us, 1000 s of burst: TAT runs ahead of the clock), where
+ * rld_try decides with the coarse clock (client.c try_coarse) and the floor still reads the
+ * precise one. The busy rows are reset between runs (a fresh daemon instance each time is
+ * not needed: 1000 s of tolerance outlasts the benchmark).
  * Each row runs REPS times; we print the median ns/op with min-max, and the ratio of the
  * medians rld/naive. Time-based: each process counts calls during MS milliseconds.
  */
@@ -27,7 +31,8 @@
 
 static const char *conf_text =
     "[limit bench.a]\nrate = 1000000000/s\nburst = 1000000000\n\n"
-    "[limit bench.b]\nrate = 1000000000/s\nburst = 1000000000\n";
+    "[limit bench.b]\nrate = 1000000000/s\nburst = 1000000000\n\n"
+    "[limit bench.busy]\nrate = 1000000/s\nburst = 1000000000\n";
 
 typedef struct shared {
     volatile int ready, go;
@@ -42,15 +47,18 @@ static inline uint64_t clock_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The floor: what a careful engineer would write in ten lines. T = 1 ns, tau = 1 s. */
+/* The floor: what a careful engineer would write in ten lines. Same regime as the limit:
+ * T = 1 ns and tau = 1 s (always idle), or T = 1 us and tau = 1000 s (busy: TAT runs ahead). */
+static uint64_t naive_t = 1, naive_tau = 1000000000u;
+
 static inline int naive_try(uint64_t *tat)
 {
     uint64_t now = clock_ns();
     uint64_t old = __atomic_load_n(tat, __ATOMIC_RELAXED);
     for (;;) {
         uint64_t t0 = old > now ? old : now;
-        uint64_t nw = t0 + 1;
-        if (nw - now > 1000000000u)
+        uint64_t nw = t0 + naive_t;
+        if (nw - now > naive_tau)
             return -1;
         if (__atomic_compare_exchange_n(tat, &old, nw, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             return 0;
@@ -59,12 +67,17 @@ static inline int naive_try(uint64_t *tat)
 
 enum kind { NAIVE, RLD_RES, RLD_NULL };
 
-static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms)
+static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms, bool busy)
 {
     rld_client *c = NULL;
     rld_limit lim;
+    if (busy) {
+        naive_t = 1000;
+        naive_tau = 1000000000000ull;
+    }
     if (k != NAIVE) {
-        if (rld_open(NULL, 0, &c) < 0 || rld_find(c, which ? "bench.b" : "bench.a", &lim) < 0)
+        const char *name = busy ? "bench.busy" : which ? "bench.b" : "bench.a";
+        if (rld_open(NULL, 0, &c) < 0 || rld_find(c, name, &lim) < 0)
             _exit(2);
     }
     __atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
@@ -87,14 +100,14 @@ static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms)
 }
 
 /* ns per call per process, averaged over the processes of one run. */
-static double run(shared *sh, enum kind k, int nproc, bool same, uint64_t ms)
+static double run(shared *sh, enum kind k, int nproc, bool same, uint64_t ms, bool busy)
 {
     sh->ready = sh->go = 0;
     pid_t pids[2];
     for (int i = 0; i < nproc; i++) {
         pids[i] = fork();
         if (pids[i] == 0)
-            run_worker(sh, i, k, same ? 0 : i, ms);
+            run_worker(sh, i, k, same ? 0 : i, ms, busy);
     }
     while (sh->ready < nproc)
         ;
@@ -158,10 +171,12 @@ int main(int argc, char **argv)
         return 1;
     memset(sh, 0, sizeof(*sh));
 
-    static const struct { const char *name; int nproc; bool same; } rows[] = {
-        { "1 process", 1, true },
-        { "2 processes, one limit", 2, true },
-        { "2 processes, two limits", 2, false },
+    static const struct { const char *name; int nproc; bool same, busy; } rows[] = {
+        { "1 process", 1, true, false },
+        { "2 processes, one limit", 2, true, false },
+        { "2 processes, two limits", 2, false, false },
+        { "1 process, busy bucket", 1, true, true },
+        { "2 processes, busy bucket", 2, true, true },
     };
     static const char *kinds[] = { "naive CAS floor", "rld_try (result)", "rld_try (NULL)" };
     if (csv)
@@ -173,7 +188,7 @@ int main(int argc, char **argv)
         /* interleave the kinds so drift in machine load hits all of them alike */
         for (int i = 0; i < reps; i++)
             for (int k = 0; k < 3; k++)
-                v[k][i] = run(sh, (enum kind)k, rows[r].nproc, rows[r].same, ms);
+                v[k][i] = run(sh, (enum kind)k, rows[r].nproc, rows[r].same, ms, rows[r].busy);
         stat3 s[3];
         for (int k = 0; k < 3; k++)
             s[k] = stats(v[k], reps);

@@ -54,7 +54,8 @@ grep -q " ready: " "$tmp/log" || fail "rld did not start: $(cat "$tmp/log")"
 
 LD_LIBRARY_PATH=$(dirname "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)") \
   "$tmp/consumer" "$inst" | grep -q "took 1 token, 9 left" || fail "shared consumer"
-"$tmp/consumer-static" "$inst" | grep -q "took 1 token, 8 left" || fail "static consumer"
+# the bucket is now in use: the coarse-clock path may report one token less (toward denying)
+"$tmp/consumer-static" "$inst" | grep -Eq "took 1 token, [78] left" || fail "static consumer"
 
 bad=$(nm -D --defined-only "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)" |
       awk '$3 !~ /^rld_/ && $3 !~ /^RLD_/ {print $3}')

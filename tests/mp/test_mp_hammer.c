@@ -8,6 +8,9 @@
  *   mixed    8 processes, random costs 1..64
  *   refund   4 processes taking, refunding part, and debiting (net tokens are bounded)
  *   multi    8 processes, rld_try_multi over overlapping sets of 3 limits
+ *   coarse   8 processes on a bucket kept in use by a second of tokens: rld_try decides
+ *            with the coarse clock there (client.c try_coarse); the same run with the
+ *            coarse path off (RLD_NO_COARSE=1) for comparison
  * The bound is checked per limit from counts the workers keep themselves; the daemon's
  * counters are not trusted for it. Bursts hold ~100 ms of tokens so that a scheduling gap
  * on a loaded 2-core machine (all workers off-CPU) does not waste capacity the 99% floor
@@ -46,7 +49,9 @@ static const char *conf_text =
     "[limit refund]\nrate = 40000/s\nburst = 4000\n\n"
     "[limit m1]\nrate = 20000/s\nburst = 2000\n\n"
     "[limit m2]\nrate = 30000/s\nburst = 3000\n\n"
-    "[limit m3]\nrate = 1000000/s\nburst = 100000\n";
+    "[limit m3]\nrate = 1000000/s\nburst = 100000\n\n"
+    "[limit busy]\nrate = 100000/s\nburst = 100000\n\n"
+    "[limit busyp]\nrate = 100000/s\nburst = 100000\n";
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -191,6 +196,15 @@ int main(void)
     scenario("refund", REFUND, 4, rf, 1, yes);
     limit_spec ml[] = { { "m1", 20000, 2000 }, { "m2", 30000, 3000 }, { "m3", 1000000, 100000 } };
     scenario("multi", MULTI, 8, ml, 3, yes);
+
+    /* The coarse path: a bucket in use by up to 1 s of tokens, 8 processes. Workers read
+     * RLD_NO_COARSE at rld_open. */
+    limit_spec cb[] = { { "busy", 100000, 100000 } };
+    scenario("coarse", SINGLE, 8, cb, 1, yes);
+    setenv("RLD_NO_COARSE", "1", 1);
+    limit_spec cp[] = { { "busyp", 100000, 100000 } };
+    scenario("precise", SINGLE, 8, cp, 1, yes);
+    unsetenv("RLD_NO_COARSE");
 
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     printf("test_mp_hammer: ok\n");
