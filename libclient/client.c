@@ -306,8 +306,21 @@ static inline int try_one(rld_client *c, rld_limit lim, uint64_t cost, rld_resul
         /* lost a race: WORD holds the current state; decide again */
     }
     rldc_count(c, lim.slot, cost, 0, (uint64_t)(now >> 32));
-    if (res)
-        verdict_fast(res, b, t, burst, cost, nt, now);
+    if (res) {
+        rldi_u128 used = nt - now;
+        if (likely(used == (rldi_u128)t * cost && (uint64_t)(used >> 32) < UINT64_MAX)) {
+            /* the bucket was full: exactly burst - cost remain (inline: the common case) */
+            res->limit = burst;
+            res->remaining = burst - cost;
+            res->retry_after_ns = 0;
+            res->reset_after_ns = (uint64_t)(used >> 32) + ((uint32_t)used != 0);
+            res->queue_position = 0;
+            res->flags = 0;
+            res->index = 0;
+        } else {
+            verdict_fast(res, b, t, burst, cost, nt, now);
+        }
+    }
     return 0;
 }
 
@@ -358,8 +371,12 @@ static inline int try_coarse(rld_client *c, rld_limit lim, uint64_t cost, rld_re
     rldi_slot *s = &c->seg.slots[lim.slot];
     rldi_u128 word = rldi_load16_split(&s->tat);
     uint64_t margin_ns = (uint64_t)(c->coarse_margin >> 32);
-    if ((uint64_t)word < coarse_floor_ns + margin_ns)
+    if ((uint64_t)word < coarse_floor_ns + margin_ns) {
+        /* an idle bucket: the precise path, and no second look at the line for a while
+         * (under contention the extra load costs a cache-line transfer) */
+        coarse_backoff = COARSE_BACKOFF_CALLS / 4;
         return TRY_PRECISE;
+    }
     uint64_t lo_ns = coarse_ns();
     coarse_floor_ns = lo_ns;
     rldi_u128 lo = rldi_fp_from_ns(lo_ns);
