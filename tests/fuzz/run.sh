@@ -9,6 +9,7 @@
 #                        inputs in BUILD_DIR/tests/fuzz/artifacts/<target>, logs beside them
 #   SECONDS_PER_TARGET   fuzzing time per target (default 10); 0 = regressions only
 #   TARGET...            default: all of fuzz_rate fuzz_config fuzz_segment fuzz_gcra fuzz_dispatch
+#                        fuzz_wire
 #
 # Environment: CLANG (compiler to use; default clang, then clang-14), FUZZ_JOBS (parallel
 # libFuzzer workers per target, default 1), FUZZ_ARGS (extra libFuzzer flags), FUZZ_CFLAGS
@@ -26,7 +27,7 @@ build=${1:-build}
 secs=${2:-10}
 shift $(( $# < 2 ? $# : 2 ))
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(fuzz_rate fuzz_config fuzz_segment fuzz_gcra fuzz_dispatch)
+[ ${#targets[@]} -eq 0 ] && targets=(fuzz_rate fuzz_config fuzz_segment fuzz_gcra fuzz_dispatch fuzz_wire)
 case $secs in ''|*[!0-9]*) echo "run.sh: SECONDS_PER_TARGET must be a whole number" >&2; exit 2;; esac
 
 mkdir -p "$build"
@@ -80,13 +81,14 @@ sources() {   # the sources of target $1
                         "$src/libclient/client.c $src/libclient/counters.c $src/libclient/wait.c" \
                         "$src/common/rate.c $src/common/instance.c $src/common/segment.c" \
                         "$src/common/wire.c $out/proto/rld.pb-c.c";;
+    fuzz_wire)    echo "$here/fuzz_wire.c $src/common/wire.c $out/proto/rld.pb-c.c";;
     *) return 1;;
   esac
 }
 max_len() {   # libFuzzer -max_len of target $1
   case $1 in
     fuzz_rate) echo 256;; fuzz_config) echo 8192;; fuzz_segment) echo 24576;; fuzz_gcra) echo 256;;
-    fuzz_dispatch) echo 16384;;
+    fuzz_dispatch) echo 16384;; fuzz_wire) echo 4200;;
   esac
 }
 
