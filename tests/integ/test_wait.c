@@ -426,8 +426,22 @@ int main(void)
     test_put(c);
     test_defences(c);
     test_permission();
+
+    /* shutdown with a waiter queued: it is told (-ESHUTDOWN) and degrades, never hangs */
+    rld_limit slow = find(c, "slow");
+    rld_try(c, slow, 1, NULL);
+    memset(sh, 0, sizeof(*sh));
+    pid_t w = spawn_waiter(0, "slow", 0, 3000000000);
+    await_waiters(c, slow, 1);
+    uint64_t t0 = t_now_ns();
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop with a waiter queued");
+    reap(w);
+    double took = (double)(sh->granted_at[0] - t0) / 1e9;
+    T_CHECK(sh->code[0] == 0 && (sh->flags[0] & RLD_F_DEGRADED) && took < 2.0,
+            "the waiter degraded and was served: code %d flags %u after %.2f s", sh->code[0],
+            sh->flags[0], took);
+    printf("shutdown: a queued waiter was told and served itself, degraded, %.2f s later\n", took);
     rld_close(c);
-    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
     printf("test_wait: ok\n");
     return 0;
