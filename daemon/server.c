@@ -171,6 +171,10 @@ static void conn_free(server *s, conn *c)
     while (c->out_head) {
         outmsg *m = c->out_head;
         c->out_head = m->next;
+        if (m->grant_cost) {        /* never delivered: the tokens go back */
+            rld_limit lim = { m->grant_slot, m->grant_gen };
+            rld_refund(s->self, lim, m->grant_cost);
+        }
         free(m);
     }
     close(c->fd);
@@ -202,14 +206,8 @@ void srv_close_conn(server *s, conn *c, const char *why)
     c->closing = true;
     LOG_DEBUG("closing connection of pid %d: %s", (int)c->pid, why);
     waitq_drop_conn(s, c);
-    /* grants queued but not delivered go back to their limits */
-    for (outmsg *m = c->out_head; m; m = m->next) {
-        if (m->grant_cost && !(m == c->out_head && c->send_armed)) {
-            rld_limit lim = { m->grant_slot, m->grant_gen };
-            rld_refund(s->self, lim, m->grant_cost);
-            m->grant_cost = 0;
-        }
-    }
+    /* Replies already queued (grants included) are still flushed below; a grant that is
+     * never delivered is refunded when its send fails or when the connection is freed. */
     /* Stop reading (completes the pending receive); replies already queued, such as the
      * error that explains the close, still go out, then the fd is closed. */
     shutdown(c->fd, SHUT_RD);
@@ -482,9 +480,11 @@ int srv_run(server *s)
         conn *c = s->conns[i];
         if (!c)
             continue;
-        for (outmsg *m = c->out_head; m; m = m->next)
+        for (outmsg *m = c->out_head; m; m = m->next) {
             if (send(c->fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                 break;
+            m->grant_cost = 0;       /* delivered: conn_free must not refund it */
+        }
     }
     io_uring_queue_exit(&ring);
     for (uint32_t i = 0; i < SRV_MAX_CONNS; i++)
