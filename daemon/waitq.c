@@ -78,8 +78,10 @@ static void unlink_waiter(server *s, waiter *w)
     w->c->waits--;
     heap_remove(DEADLINES(s), &w->deadline);
     s->waiters--;
-    if (q->total == 0)
+    if (q->total == 0) {
         heap_remove(GRANTS(s), &q->grant);
+        q->due_ns = 0;              /* a later waiter must not be backdated to it */
+    }
 }
 
 static void finish(server *s, waiter *w)
