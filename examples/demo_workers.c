@@ -3,9 +3,10 @@
  *
  *   demo_workers [LIMIT] [WORKERS] [SECONDS]      (default: demo 4 3)
  *
- * Each worker takes one token at a time with rld_try(); when denied it sleeps for the
- * retry_after the library returned. At the end every worker prints what it got, and the
- * parent compares the total with what the limit allows: burst + rate x elapsed.
+ * Each worker takes one token at a time with rld_wait(): the fast path when a token is
+ * there, else a fair queue at the daemon (FIFO across the processes), so the workers get
+ * even shares. At the end every worker prints what it got, and the parent compares the
+ * total with what the limit allows: burst + rate x elapsed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,24 +33,24 @@ static int worker(int id, const char *name, double seconds, int out_fd)
         fprintf(stderr, "worker %d: %s\n", id, rld_strerror(r));
         return 1;
     }
-    unsigned long got = 0, denied = 0;
+    unsigned long got = 0, queued = 0, degraded = 0;
     double end = now_s() + seconds;
-    while (now_s() < end) {
+    for (double left; (left = end - now_s()) > 0;) {
         rld_result res;
-        r = rld_try(c, lim, 1, &res);
+        r = rld_wait(c, lim, 1, (int64_t)(left * 1e9), &res);
         if (r == 0) {
             got++;
-        } else if (r == -EAGAIN) {
-            denied++;
-            struct timespec ts = { (time_t)(res.retry_after_ns / 1000000000u),
-                                   (long)(res.retry_after_ns % 1000000000u) };
-            nanosleep(&ts, NULL);
+            queued += res.queue_position > 0;
+            degraded += (res.flags & RLD_F_DEGRADED) != 0;
+        } else if (r == -ETIMEDOUT) {
+            break;                          /* the next token comes after the end */
         } else {
-            fprintf(stderr, "worker %d: rld_try: %s\n", id, rld_strerror(r));
+            fprintf(stderr, "worker %d: rld_wait: %s\n", id, rld_strerror(r));
             return 1;
         }
     }
-    printf("worker %d (pid %d): got %lu tokens, denied %lu times\n", id, (int)getpid(), got, denied);
+    printf("worker %d (pid %d): got %lu tokens (%lu after queueing behind others%s)\n", id,
+           (int)getpid(), got, queued, degraded ? ", some without the daemon" : "");
     fflush(stdout);
     if (write(out_fd, &got, sizeof(got)) != sizeof(got))
         return 1;
