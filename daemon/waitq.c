@@ -116,6 +116,20 @@ static void reply_wait(server *s, conn *c, uint64_t id, int code, const rld_resu
     srv_reply(s, c, &rep, code == 0 ? w : NULL);
 }
 
+/*
+ * Take W out of its queue, free it, then reply. In that order: a reply can close W's
+ * connection (a peer that stopped reading), which drops every waiter of the connection,
+ * W included; replying first left the caller holding a freed W. The reply is built from a
+ * copy (its queue outlives it: queues are freed only with the server).
+ */
+static void finish_reply(server *s, waiter *w, int code, const rld_result *r, uint64_t now,
+                         const char *msg)
+{
+    waiter cp = *w;
+    finish(s, w);
+    reply_wait(s, cp.c, cp.id, code, r, &cp, now, msg);
+}
+
 /* Try the heads of Q while they fit; schedule the next try. */
 static void serve(server *s, limitq *q, uint64_t now)
 {
@@ -138,11 +152,10 @@ static void serve(server *s, limitq *q, uint64_t now)
             q->granted++;
             s->grants++;
             r.queue_position = w->position;
-            reply_wait(s, w->c, w->id, 0, &r, w, now, NULL);
+            finish_reply(s, w, 0, &r, now, NULL);
         } else {
-            reply_wait(s, w->c, w->id, rc, NULL, w, now, rld_strerror(rc));
+            finish_reply(s, w, rc, NULL, now, rld_strerror(rc));
         }
-        finish(s, w);
     }
 }
 
@@ -320,8 +333,7 @@ int waitq_cancel(server *s, conn *c, uint64_t wait_id)
         if (w->id != wait_id)
             continue;
         limitq *q = w->q;
-        reply_wait(s, c, w->id, -ECANCELED, NULL, w, srv_now_ns(), "cancelled");
-        finish(s, w);
+        finish_reply(s, w, -ECANCELED, NULL, srv_now_ns(), "cancelled");
         serve(s, q, srv_now_ns());
         return 0;
     }
@@ -351,11 +363,10 @@ void waitq_run(server *s, uint64_t now)
         rld_result rr = { 0 };
         if (estimate(s, q->slot, q->gen, ahead - w->cost, w->cost, now, &v) == 0)
             rr = (rld_result){ v.limit, v.remaining, v.retry_after_ns, v.reset_after_ns, 0, 0, 0 };
-        reply_wait(s, w->c, w->id, -ETIMEDOUT, &rr, w, now,
-                   "timed out in the queue (higher priorities came first)");
         s->timeouts++;
         q->timed_out++;
-        finish(s, w);
+        finish_reply(s, w, -ETIMEDOUT, &rr, now,
+                     "timed out in the queue (higher priorities came first)");
         serve(s, q, now);
     }
     while ((n = heap_min(GRANTS(s))) && n->key <= now) {
@@ -380,9 +391,7 @@ static void reply_all(server *s, limitq *q, int code, const char *msg)
     uint64_t now = srv_now_ns();
     for (int p = 0; p < WAITQ_PRIORITIES; p++)
         while (q->head[p]) {
-            waiter *w = q->head[p];
-            reply_wait(s, w->c, w->id, code, NULL, w, now, msg);
-            finish(s, w);
+            finish_reply(s, q->head[p], code, NULL, now, msg);
         }
 }
 

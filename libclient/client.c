@@ -687,13 +687,30 @@ int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_
             }
             if (cost > v.burst && v.t != 0)
                 return -E2BIG;
-            if (res)
+            if (res && v.t == 0) {
                 result_unlimited(res);
+            } else if (res) {                   /* cost 0: takes nothing */
+                rldi_verdict vd;
+                rldi_gcra_peek(v.t, v.burst, v.tat, now, &vd);
+                result_fill(res, &vd, RLD_F_DEGRADED);
+            }
             return 0;
         }
-        /* take the tokens now, into debt, and wait until the debt is due */
-        rldi_u128 tat0 = v.tat > now ? v.tat : now;
-        rldi_u128 nt = tat0 + v.t * cost, tau = v.t * v.burst;
+        /* take the tokens now, into debt (capped, as rld_debit: TAT must never wrap), and
+         * wait until the debt is due */
+        rldi_u128 nt, tau = v.t * v.burst;
+        if (rldi_gcra_debit(v.t, v.burst, v.tat, now, cost, &nt) < 0) {
+            if (!view_still(s, &v)) {
+                word = rldi_load16_split(&s->tat);
+                continue;
+            }
+            if (res) {
+                rldi_verdict vd;
+                rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, &vd);
+                result_fill(res, &vd, RLD_F_DEGRADED);
+            }
+            return -ETIMEDOUT;
+        }
         uint64_t wait_ns = nt - now > tau ? rldi_fp_to_ns_ceil(nt - now - tau) : 0;
         uint64_t now_ns = (uint64_t)(now >> 32);
         if (deadline_ns && now_ns + wait_ns > deadline_ns) {

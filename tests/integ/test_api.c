@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -20,13 +21,63 @@ static const char *conf_text =
     "[limit b]\nrate = 100/s\nburst = 5\n\n"
     "[limit slow]\nrate = 1/day\nburst = 2\n\n"
     "[limit free]\nrate = unlimited\n\n"
-    "[limit gone]\nrate = 1/s\n";
+    "[limit gone]\nrate = 1/s\n\n"
+    "[limit huge]\nrate = 1/day\nburst = 53000\n";
 
 static const char *conf_after =   /* 'gone' deleted, 'a' changed, the rest as before */
     "[limit a]\nrate = 20/s\nburst = 10\n\n"
     "[limit b]\nrate = 100/s\nburst = 5\n\n"
     "[limit slow]\nrate = 1/day\nburst = 2\n\n"
-    "[limit free]\nrate = unlimited\n";
+    "[limit free]\nrate = unlimited\n\n"
+    "[limit huge]\nrate = 1/day\nburst = 53000\n";
+
+/*
+ * Degraded waits (no daemon) reserve into debt: the debt is capped like rld_debit's, or
+ * TAT would wrap past 2^64 ns and the limit look full again. Four processes each reserve a
+ * full burst of a 1/day limit (~146 years each, the cap is 2 bursts' worth of it): at least
+ * one is refused, and the limit still denies afterwards.
+ */
+static void test_degraded_debt_cap(rld_client *c)
+{
+    rld_limit h;
+    T_CODE(rld_find(c, "huge", &h), 0);
+    T_CODE(rld_try(c, h, 53000, NULL), 0);
+    pid_t kids[4];
+    for (int i = 0; i < 4; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            rld_client *cc;
+            rld_limit hh;
+            rld_result r;
+            if (rld_open(NULL, 0, &cc) < 0 || rld_find(cc, "huge", &hh) < 0)
+                _exit(2);
+            int rc = rld_wait(cc, hh, 53000, -1, &r);   /* granted ones sleep for years */
+            _exit(rc == -ETIMEDOUT && (r.flags & RLD_F_DEGRADED) ? 0 : 3);
+        }
+    }
+    int refused = 0;
+    uint64_t deadline = t_now_ns() + 5000000000ull;
+    while (!refused && t_now_ns() < deadline) {
+        for (int i = 0; i < 4; i++) {
+            int st;
+            if (kids[i] > 0 && waitpid(kids[i], &st, WNOHANG) == kids[i]) {
+                T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a refused reservation: %d", st);
+                refused++;
+                kids[i] = 0;
+            }
+        }
+        t_sleep_ns(10000000);
+    }
+    for (int i = 0; i < 4; i++)
+        if (kids[i] > 0) {
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, 0);
+        }
+    T_CHECK(refused >= 1, "the debt cap refused a reservation");
+    T_CODE(rld_try(c, h, 1, NULL), -EAGAIN);         /* in debt, not wrapped to full */
+    printf("degraded debt cap: %d of 4 whole-burst reservations refused, the limit still denies\n",
+           refused);
+}
 
 static uint64_t remaining(rld_client *c, rld_limit l)
 {
@@ -336,8 +387,9 @@ int main(void)
         T_CHECK(rld_strerror(e) != NULL, "strerror(%d)", e);
     T_CHECK(strcmp(rld_strerror(RLD_EABI), rld_strerror(RLD_ECORRUPT)) != 0, "distinct");
     T_CHECK(rld_strerror(12345) != NULL && rld_strerror(-99999) != NULL, "unknown codes");
-    rld_close(c);
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    test_degraded_debt_cap(c);      /* the daemon is down: rld_wait degrades */
+    rld_close(c);
     printf("test_api: ok\n");
     return 0;
 }

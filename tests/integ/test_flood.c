@@ -91,7 +91,8 @@ int main(void)
     t_daemon d;
     t_instance(&d, "flood", "[rld]\nmax_waiters = 2000\n\n"
                             "[limit open]\nrate = 1000000/s\n\n"
-                            "[limit shut]\nrate = 1/day\nburst = 1\n");
+                            "[limit shut]\nrate = 1/day\nburst = 1\n\n"
+                            "[limit trickle]\nrate = 1000/s\nburst = 1\n");
     char sock[400];
     snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
     sock_path = sock;
@@ -181,6 +182,43 @@ int main(void)
     rld__v1__reply__free_unpacked(rep, NULL);
     close(one);
     T_CODE(rld_refund(c, open, UINT64_MAX), 0);
+
+    /* 5. grants trickling to a peer whose reply queue overflows meanwhile: the grant's own
+     * reply closes the connection, which drops that very waiter (once a use-after-free) */
+    rld_limit trickle;
+    T_CODE(rld_find(c, "trickle", &trickle), 0);
+    T_CODE(rld_debit(c, trickle, 200), 0);            /* 200 ms of debt: the waits queue */
+    int evil = raw_hello();
+    fcntl(evil, F_SETFL, O_NONBLOCK);
+    /* 1000 waits, then 1000 requests whose replies fill the queue to just under its bound */
+    for (int i = 0; i < 2000; i++) {
+        if (i < 1000) {
+            Rld__V1__Wait w = RLD__V1__WAIT__INIT;
+            w.limit = "trickle";
+            w.cost = 1;
+            w.timeout_ns = -1;
+            req.id = 100 + (uint64_t)i;
+            req.body_case = RLD__V1__REQUEST__BODY_WAIT;
+            req.wait = &w;
+            size_t n = rld__v1__request__pack(&req, buf);
+            while (send(evil, buf, n, MSG_NOSIGNAL) < 0 && errno == EAGAIN)
+                t_sleep_ns(100000);
+        } else {
+            req.id = 5000 + (uint64_t)i;
+            req.body_case = RLD__V1__REQUEST__BODY_STATS;
+            req.stats = &st;
+            size_t n = rld__v1__request__pack(&req, buf);
+            ssize_t w;
+            while ((w = send(evil, buf, n, MSG_NOSIGNAL)) < 0 && errno == EAGAIN)
+                t_sleep_ns(100000);
+            if (w < 0)
+                break;                                /* dropped already */
+        }
+    }
+    t_sleep_ns(1500000000);                           /* grants at 1/ms overflow its queue */
+    T_CHECK(kill(d.pid, 0) == 0, "the daemon survived a peer closed by its own grant");
+    close(evil);
+    served_quickly(c, "after a peer closed by its own grant");
 
     long rss1 = rss_kb(d.pid);
     printf("flood: %d idle connections, a flooder dropped after %d requests, waiter and "
