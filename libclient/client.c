@@ -75,6 +75,15 @@ static inline bool view_still(const rldi_slot *s, const view *v)
     return rldi_load16_split(&s->tat) == v->word;
 }
 
+/* True, with WORD reloaded, when the state word moved since V was read: decide again. */
+static inline bool view_moved(const rldi_slot *s, const view *v, rldi_u128 *word)
+{
+    if (view_still(s, v))
+        return false;
+    *word = rldi_load16_split(&s->tat);
+    return true;
+}
+
 static inline rldi_u128 word_make(rldi_u128 tat_fp, uint32_t ver)
 {
     uint64_t tat, fv;
@@ -219,10 +228,8 @@ static __attribute__((noinline)) int try_slow(rld_client *c, rld_limit lim, uint
             continue;   /* lost a race: WORD now holds the current state */
         }
         /* Nothing to publish: trust the bank read only if the state word did not move. */
-        if (!view_still(s, &v)) {
-            word = rldi_load16_split(&s->tat);
+        if (view_moved(s, &v, &word))
             continue;
-        }
         if (v.t == 0) {                         /* unlimited */
             rldc_count(c, lim.slot, cost, 0, (uint64_t)(now >> 32));
             if (res)
@@ -466,10 +473,8 @@ static int update(rld_client *c, rld_limit lim, uint64_t amount, update_fn f, bo
         rldi_u128 new_tat;
         r = v.t == 0 ? 1 : f(&v, now, amount, &new_tat);
         if (r != 0 || new_tat == v.tat) {
-            if (!view_still(s, &v)) {
-                word = rldi_load16_split(&s->tat);
+            if (view_moved(s, &v, &word))
                 continue;
-            }
             if (count && r >= 0)
                 rldc_count(c, lim.slot, amount, 0, (uint64_t)(now >> 32));
             return r > 0 ? 0 : r;
@@ -644,10 +649,8 @@ int rldc_grant(rld_client *c, rld_limit lim, uint64_t cost, uint64_t due_ns, rld
             at = now - due > v.t ? now - v.t : due;
         rldi_u128 nt;
         if (!rldi_gcra_decide(v.t, v.burst, v.tat, at, cost, 0, &nt)) {
-            if (!view_still(s, &v)) {
-                word = rldi_load16_split(&s->tat);
+            if (view_moved(s, &v, &word))
                 continue;
-            }
             if (res) {
                 rldi_verdict vd;
                 rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, &vd);
@@ -681,10 +684,8 @@ int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_
         if (r < 0)
             return r;
         if (v.t == 0 || cost > v.burst || cost == 0) {
-            if (!view_still(s, &v)) {
-                word = rldi_load16_split(&s->tat);
+            if (view_moved(s, &v, &word))
                 continue;
-            }
             if (cost > v.burst && v.t != 0)
                 return -E2BIG;
             if (res && v.t == 0) {
@@ -700,10 +701,8 @@ int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_
          * wait until the debt is due */
         rldi_u128 nt, tau = v.t * v.burst;
         if (rldi_gcra_debit(v.t, v.burst, v.tat, now, cost, &nt) < 0) {
-            if (!view_still(s, &v)) {
-                word = rldi_load16_split(&s->tat);
+            if (view_moved(s, &v, &word))
                 continue;
-            }
             if (res) {
                 rldi_verdict vd;
                 rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, &vd);
@@ -714,10 +713,8 @@ int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_
         uint64_t wait_ns = nt - now > tau ? rldi_fp_to_ns_ceil(nt - now - tau) : 0;
         uint64_t now_ns = (uint64_t)(now >> 32);
         if (deadline_ns && now_ns + wait_ns > deadline_ns) {
-            if (!view_still(s, &v)) {
-                word = rldi_load16_split(&s->tat);
+            if (view_moved(s, &v, &word))
                 continue;
-            }
             if (res) {
                 rldi_verdict vd;
                 rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, &vd);
