@@ -236,6 +236,14 @@ static void test_try(rld_client *c)
     rld_limit zero = { 0, 0 };
     T_CODE(rld_try(c, zero, 1, &r), -ESTALE);   /* a zeroed handle names nothing */
 
+    /* unknown flags are refused, and take nothing */
+    T_CODE(rld_try_ex(c, a, 1, 0x80, &r), -EINVAL);
+    T_CODE(rld_try_ex(NULL, a, 1, 0, &r), -EINVAL);
+    rld_wait_opts badflags = { 0, 0x80 };
+    T_CODE(rld_wait_ex(c, a, 1, 0, &badflags, &r), -EINVAL);
+    T_CODE(rld_wait(NULL, a, 1, 0, &r), -EINVAL);
+    T_CHECK(remaining(c, a) == 10, "refused calls took nothing");
+
     /* cost > burst can never fit, and changes nothing */
     T_CODE(rld_try(c, a, 11, &r), -E2BIG);
     T_CHECK(remaining(c, a) == 10, "E2BIG took nothing");
