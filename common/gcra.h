@@ -18,24 +18,31 @@
 #ifndef RLD_COMMON_GCRA_H
 #define RLD_COMMON_GCRA_H
 
+#include <assert.h>
 #include <errno.h>
 #include <float.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef unsigned __int128 rldi_u128;
+#include "atomics.h"   /* rldi_u128 */
 
-#define RLDI_FP_ONE        ((rldi_u128)1 << 32)
+/* Fractional bits of every time and interval: units of 2^-32 ns. The state word (layout.h)
+ * stores a TAT as 64 bits of ns and 32 bits of fraction, so this is ABI. */
+#define RLDI_FRAC_BITS     32u
+static_assert(RLDI_FRAC_BITS == 32, "the state word keeps a 32-bit fraction");
 /* Largest tau and largest debt, in ns: 2^62 ns is 146 years. Keeps TAT < 2^64 ns. */
 #define RLDI_TAU_MAX_NS    ((uint64_t)1 << 62)
 #define RLDI_DEBT_MAX_NS   ((uint64_t)1 << 62)
 
-static inline rldi_u128 rldi_fp_from_ns(uint64_t ns) { return (rldi_u128)ns << 32; }
+static inline rldi_u128 rldi_fp_from_ns(uint64_t ns) { return (rldi_u128)ns << RLDI_FRAC_BITS; }
+
+/* Whole ns, rounded down (a time read from the clock has no fraction). */
+static inline uint64_t rldi_fp_to_ns(rldi_u128 x) { return (uint64_t)(x >> RLDI_FRAC_BITS); }
 
 /* Whole ns, rounded up, saturated at UINT64_MAX. */
 static inline uint64_t rldi_fp_to_ns_ceil(rldi_u128 x)
 {
-    rldi_u128 ns = (x >> 32) + ((x & 0xffffffffu) != 0);
+    rldi_u128 ns = (x >> RLDI_FRAC_BITS) + ((x & 0xffffffffu) != 0);
     return ns > UINT64_MAX ? UINT64_MAX : (uint64_t)ns;
 }
 
@@ -51,7 +58,7 @@ static inline int rldi_interval(uint64_t count, uint64_t period_ns, rldi_u128 *t
     }
     if (period_ns == 0)
         return -EINVAL;
-    rldi_u128 p = (rldi_u128)period_ns << 32;
+    rldi_u128 p = rldi_fp_from_ns(period_ns);
     rldi_u128 q = p / count + (p % count != 0);
     *t = q;
     return 0;
@@ -80,10 +87,14 @@ static inline uint64_t rldi_div_floor(rldi_u128 x, rldi_u128 t, uint64_t maxq)
     return q > maxq ? maxq : (uint64_t)q;
 }
 
-/* What a caller learns; mirrors the public rld_result. */
+/* What a caller learns; librld copies it into the public rld_result. */
 typedef struct rldi_verdict {
     uint64_t limit, remaining, retry_after_ns, reset_after_ns;
+    uint32_t flags;        /* RLDI_V_*: the bits of rld_result.flags */
+    uint32_t waiters;      /* callers queued at the daemon, when it matters (denied, peek) */
 } rldi_verdict;
+#define RLDI_V_DEGRADED   0x1u   /* = RLD_F_DEGRADED */
+#define RLDI_V_UNLIMITED  0x2u   /* = RLD_F_UNLIMITED */
 
 /*
  * floor(x / t) <= maxq, given inv ~= 1.0 / t (0 if unknown): one multiply and an exact
@@ -133,6 +144,7 @@ static inline void rldi_gcra_verdict_ok(rldi_u128 t, uint64_t burst, double inv,
     v->remaining = rldi_div_floor_inv(t * burst - used, t, inv, burst);
     v->retry_after_ns = 0;
     v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+    v->flags = v->waiters = 0;
 }
 
 /* The verdict of a denied try: when COST (behind EXTRA queued tokens) would fit. */
@@ -152,9 +164,10 @@ static inline void rldi_gcra_verdict_denied(rldi_u128 t, uint64_t burst, double 
     /* with a queue ahead: at least 1 ns, as the queue is served first */
     v->retry_after_ns = end > tau ? rldi_fp_to_ns_ceil(end - tau) : 1;
     v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+    v->flags = v->waiters = 0;
 }
 
-/* decide + verdict in one call (tests, the daemon). */
+/* decide + verdict in one call (the unit tests, bucket.c's probe). */
 static inline bool rldi_gcra_try(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
                                  uint64_t cost, uint64_t extra, rldi_u128 *new_tat,
                                  rldi_verdict *v)
@@ -182,6 +195,7 @@ static inline void rldi_gcra_peek(rldi_u128 t, uint64_t burst, rldi_u128 tat, rl
     v->remaining = used >= tau ? 0 : rldi_div_floor(tau - used, t, burst);
     v->retry_after_ns = used > tau ? rldi_fp_to_ns_ceil(used - tau) : 0;
     v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+    v->flags = v->waiters = 0;
 }
 
 /* Give back AMOUNT: TAT moves back, never before now (a bucket cannot exceed its burst). */
@@ -241,11 +255,11 @@ static inline rldi_u128 rldi_gcra_carry(rldi_u128 t_old, uint64_t burst_old, rld
 /* State word packing: (tat, frac_ver) <-> 64.32 TAT and 32-bit config version. */
 static inline rldi_u128 rldi_tat_unpack(uint64_t tat, uint64_t frac_ver)
 {
-    return ((rldi_u128)tat << 32) | (uint32_t)frac_ver;
+    return ((rldi_u128)tat << RLDI_FRAC_BITS) | (uint32_t)frac_ver;
 }
 static inline void rldi_tat_pack(rldi_u128 fp, uint32_t ver, uint64_t *tat, uint64_t *frac_ver)
 {
-    *tat = (uint64_t)(fp >> 32);
+    *tat = (uint64_t)(fp >> RLDI_FRAC_BITS);
     *frac_ver = ((uint64_t)ver << 32) | (uint32_t)fp;
 }
 

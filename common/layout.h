@@ -38,9 +38,6 @@
 #define RLDI_STATE_INIT     0u   /* being built: clients treat it as absent */
 #define RLDI_STATE_READY    1u
 
-/* Fixed point: state words and intervals are in units of 2^-32 ns (see gcra.h). */
-#define RLDI_FRAC_BITS      32u
-
 typedef struct rldi_shm_header {
     char     magic[8];          /*   0 RLDI_MAGIC */
     uint16_t abi_major;         /*   8 must equal ours */

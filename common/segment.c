@@ -8,13 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomics.h"
-#include "rld.h"
+#include "codes.h"
 
 #define LOAD_RELAXED(p) rldi_load_relaxed(p)
 #define LOAD_ACQUIRE(p) rldi_load_acquire(p)
@@ -203,4 +204,30 @@ int rldi_seg_name(const rldi_seg *s, uint32_t slot, char *buf)
             return live ? 0 : -ENOENT;
     }
     return -EAGAIN;
+}
+
+int rldi_seg_next(const rldi_seg *s, uint32_t *cursor, uint32_t *slot, uint32_t *gen)
+{
+    for (uint32_t i = *cursor; i < s->slot_count; i++) {
+        const rldi_slot *sl = &s->slots[i];
+        if (!(LOAD_RELAXED(&sl->flags) & RLDI_SLOT_LIVE))
+            continue;
+        *slot = i;
+        *gen = LOAD_RELAXED(&sl->gen);
+        *cursor = i + 1;
+        return 0;
+    }
+    *cursor = s->slot_count;
+    return -ENOENT;
+}
+
+bool rldi_seg_daemon_stale(const rldi_seg *s, uint64_t now_ns)
+{
+    uint64_t beat = LOAD_RELAXED(&s->hdr->heartbeat_ns);
+    if (now_ns > beat + RLDI_DAEMON_STALE_NS)
+        return true;
+    /* A beat missed: is the daemon gone (kill -9)? Only asked on this rare path. */
+    uint32_t pid = LOAD_RELAXED(&s->hdr->daemon_pid);
+    return now_ns > beat + RLDI_DAEMON_STALE_NS / 2 && pid && kill((pid_t)pid, 0) < 0 &&
+           errno == ESRCH;
 }

@@ -1,7 +1,8 @@
 /*
- * segment.h - mapping and checking an instance's shared-memory segment, and reading its
- * name index. Used by librld, the daemon (which also writes it, see daemon/segment.c) and
- * the tools. Layout in layout.h.
+ * segment.h - mapping and checking an instance's shared-memory segment, reading its name
+ * index and enumerating its limits. Used by librld, the daemon (which also writes the
+ * segment: daemon/dseg.c) and, through librld, the tools. Layout in layout.h; admission on
+ * a limit's state word in bucket.h.
  */
 #ifndef RLD_COMMON_SEGMENT_H
 #define RLD_COMMON_SEGMENT_H
@@ -57,5 +58,20 @@ int rldi_seg_lookup(const rldi_seg *s, const char *name, uint32_t *slot, uint32_
 /* Read slot SLOT's name under the seqlock into BUF (RLDI_NAME_MAX + 1 bytes). 0 or -ENOENT
  * (free slot) or -EAGAIN. */
 int rldi_seg_name(const rldi_seg *s, uint32_t slot, char *buf);
+
+/*
+ * The first live limit in a slot >= *CURSOR: its slot and generation, and *CURSOR moved past
+ * it. -ENOENT when there is none. A limit created or deleted during an enumeration may or
+ * may not be seen; every other one is seen once.
+ */
+int rldi_seg_next(const rldi_seg *s, uint32_t *cursor, uint32_t *slot, uint32_t *gen);
+
+/*
+ * Has the daemon stopped serving? Its heartbeat (refreshed every second) is older than 3 s,
+ * or older than 1.5 s and its pid is gone. Waiters it published are then stale: clients
+ * ignore them, and waits degrade to client-side reservations.
+ */
+#define RLDI_DAEMON_STALE_NS 3000000000ull
+bool rldi_seg_daemon_stale(const rldi_seg *s, uint64_t now_ns);
 
 #endif

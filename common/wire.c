@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static void say(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
 {
     if (err && errlen)
@@ -39,9 +41,7 @@ int rldi_conn_send(rldi_conn *c, Rld__V1__Request *req, uint64_t *id)
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)(rldi_mono_ns() / 1000000u);
 }
 
 int rldi_conn_recv(rldi_conn *c, int timeout_ms, Rld__V1__Reply **out)

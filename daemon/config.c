@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gcra.h"
 #include "rate.h"
 
 enum section { SEC_NONE, SEC_RLD, SEC_LIMIT };
@@ -144,12 +143,12 @@ static void index_put(uint32_t *index, size_t size, const char *name, uint32_t i
 }
 
 /* Appends a limit NAME at LINE (name already checked, not a duplicate). */
-static rldi_conf_limit *add_limit(struct parser *ps, const char *name, int line)
+static rldi_limitdef *add_limit(struct parser *ps, const char *name, int line)
 {
     rldi_config *c = ps->cfg;
     if (c->nlimits == ps->cap) {
         size_t ncap = ps->cap ? ps->cap * 2 : 16;
-        rldi_conf_limit *nl = realloc(c->limits, ncap * sizeof *nl);
+        rldi_limitdef *nl = realloc(c->limits, ncap * sizeof *nl);
         if (!nl)
             return NULL;
         c->limits = nl;
@@ -166,7 +165,7 @@ static rldi_conf_limit *add_limit(struct parser *ps, const char *name, int line)
         ps->index = ni;
         ps->index_size = nsize;
     }
-    rldi_conf_limit *l = &c->limits[c->nlimits];
+    rldi_limitdef *l = &c->limits[c->nlimits];
     memset(l, 0, sizeof *l);
     strcpy(l->name, name); /* length checked by rldi_name_check */
     l->line = line;
@@ -181,7 +180,7 @@ static rldi_conf_limit *add_limit(struct parser *ps, const char *name, int line)
 static bool end_section(struct parser *ps)
 {
     if (ps->sec == SEC_LIMIT) {
-        rldi_conf_limit *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
+        rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
         if (!ps->key_line[K_RATE]) {
             fail(ps, ps->sec_line, -EINVAL, l->name, "limit has no rate");
             return false;
@@ -334,7 +333,7 @@ static bool rld_key(struct parser *ps, int k, const char *value)
         c->max_limits = (uint32_t)v;
         ps->max_limits_line = ps->lineno;
         if (c->nlimits > v) {
-            const rldi_conf_limit *l = &c->limits[v];
+            const rldi_limitdef *l = &c->limits[v];
             fail(ps, l->line, -EINVAL, l->name, "more limits than max_limits (%u, set at line %d)",
                  (unsigned)v, ps->lineno);
             return false;
@@ -365,18 +364,12 @@ static bool rld_key(struct parser *ps, int k, const char *value)
     return false;
 }
 
-/* tau = burst * T must fit (gcra.h), checked once both are known. */
-static bool tolerance_ok(struct parser *ps, const rldi_conf_limit *l, const char *value)
+/* The definition as a whole (limitdef.h), checked once rate and burst are both known. */
+static bool tolerance_ok(struct parser *ps, const rldi_limitdef *l, const char *value)
 {
-    rldi_u128 t, tau;
-    if (l->count == 0)
-        return true; /* unlimited: T = 0 */
-    if (rldi_interval(l->count, l->period_ns, &t) < 0) {
-        fail(ps, ps->lineno, -EINVAL, value, "rate not representable");
-        return false;
-    }
-    if (rldi_tau(t, l->burst, &tau) < 0) {
-        fail(ps, ps->lineno, -EINVAL, value, "burst * interval exceeds 146 years");
+    const char *why;
+    if (rldi_limitdef_check(l, &why, NULL) < 0) {
+        fail(ps, ps->lineno, -EINVAL, value, "%s", why);
         return false;
     }
     return true;
@@ -384,7 +377,7 @@ static bool tolerance_ok(struct parser *ps, const rldi_conf_limit *l, const char
 
 static bool limit_key(struct parser *ps, int k, const char *value)
 {
-    rldi_conf_limit *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
+    rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
     const char *why = NULL;
     int rc;
 
@@ -620,7 +613,7 @@ static int run(struct parser *ps, rldi_config *out)
         } else if (ret < 0) {
             fail(ps, 0, -EIO, NULL, "parser error %d", ret);
         } else if (end_section(ps) && !ps->max_limits_line && c->nlimits > c->max_limits) {
-            const rldi_conf_limit *l = &c->limits[c->max_limits];
+            const rldi_limitdef *l = &c->limits[c->max_limits];
             fail(ps, l->line, -EINVAL, l->name, "more limits than max_limits (%u, the default)",
                  (unsigned)c->max_limits);
         }
@@ -681,7 +674,7 @@ void rldi_config_free(rldi_config *c)
     memset(c, 0, sizeof *c);
 }
 
-const rldi_conf_limit *rldi_config_find(const rldi_config *c, const char *name)
+const rldi_limitdef *rldi_config_find(const rldi_config *c, const char *name)
 {
     if (!c || !name)
         return NULL;

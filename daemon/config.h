@@ -22,20 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "layout.h" /* RLDI_NAME_MAX */
+#include "limitdef.h"
 
 #define RLDI_CONF_DEFAULT_MAX_LIMITS   4096u
 #define RLDI_CONF_DEFAULT_MAX_WAITERS  65536u
 #define RLDI_CONF_MAX_WAITERS_MAX      (1u << 24)
 #define RLDI_CONF_LINE_MAX             1024   /* bytes per line, without the newline */
-
-typedef struct rldi_conf_limit {
-    char     name[RLDI_NAME_MAX + 1];
-    uint64_t count;       /* 0 = unlimited */
-    uint64_t period_ns;   /* 0 when unlimited */
-    uint64_t burst;       /* defaults to count; for unlimited 0 unless given */
-    int      line;        /* line of the [limit NAME] header */
-} rldi_conf_limit;
 
 typedef struct rldi_config {
     char            path[4096];
@@ -44,7 +36,7 @@ typedef struct rldi_config {
     char            admin_group[64];  /* [rld] admin_group, "" if unset */
     uint32_t        max_waiters;      /* [rld] max_waiters per limit, default 65536 */
     char            log_level[16];    /* [rld] log_level: error|warn|info|debug, default "info" */
-    rldi_conf_limit *limits;          /* in file order */
+    rldi_limitdef   *limits;          /* in file order; burst resolved (count, or 0 for unlimited) */
     size_t          nlimits;
 } rldi_config;
 
@@ -67,6 +59,6 @@ int rldi_config_parse(const char *text, const char *name, rldi_config *out, char
 void rldi_config_free(rldi_config *c);
 
 /* Limit NAME, or NULL if absent. Linear search. */
-const rldi_conf_limit *rldi_config_find(const rldi_config *c, const char *name);
+const rldi_limitdef *rldi_config_find(const rldi_config *c, const char *name);
 
 #endif

@@ -18,24 +18,11 @@
 #include <unistd.h>
 
 #include "atomics.h"
-#include "gcra.h"
+#include "bucket.h"
+#include "clock.h"
+#include "codes.h"
 #include "log.h"
 #include "rate.h"
-#include "rld.h"
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void index_lock(rldi_seg *s)
 {
@@ -98,7 +85,7 @@ static int create(const char *shm_name, const dseg_opts *o, rldi_seg *s, char *e
     memcpy(h->magic, RLDI_MAGIC, sizeof(h->magic));
     h->abi_major = RLDI_ABI_MAJOR;
     h->abi_minor = RLDI_ABI_MINOR;
-    h->created_ns = real_ns();
+    h->created_ns = rldi_real_ns();
     h->state = RLDI_STATE_INIT;
     rldi_seg_bind(s, base, size);
     for (uint32_t i = 0; i < s->slot_count; i++)
@@ -158,71 +145,7 @@ int dseg_open(const char *shm_name, const dseg_opts *o, rldi_seg *s, bool *creat
 
 /* ---- limits ------------------------------------------------------------------------- */
 
-static uint32_t state_ver(const rldi_slot *sl)
-{
-    return (uint32_t)(rldi_load_relaxed(&sl->frac_ver) >> 32);
-}
-
-static void bank_read(const rldi_bank *b, rldi_u128 *t, uint64_t *burst)
-{
-    *t = ((rldi_u128)rldi_load_relaxed(&b->t_hi) << 64) | rldi_load_relaxed(&b->t_lo);
-    *burst = rldi_load_relaxed(&b->burst);
-}
-
-static void bank_write(rldi_bank *b, rldi_u128 t, uint64_t burst)
-{
-    rldi_store_relaxed(&b->t_lo, (uint64_t)t);
-    rldi_store_relaxed(&b->t_hi, (uint64_t)(t >> 64));
-    rldi_store_relaxed(&b->burst, burst);
-    double inv = t ? 1.0 / ((double)(uint64_t)(t >> 64) * 18446744073709551616.0 + (double)(uint64_t)t)
-                   : 0.0;
-    uint64_t bits;
-    memcpy(&bits, &inv, sizeof(bits));
-    rldi_store_relaxed(&b->inv_t, bits);
-}
-
-/* The config bank values of L. Burst of an unlimited limit: its given burst, else 0. */
-static int limit_params(const rldi_conf_limit *l, rldi_u128 *t, uint64_t *burst)
-{
-    rldi_u128 tau;
-    if (rldi_interval(l->count, l->period_ns, t) < 0)
-        return -EINVAL;
-    *burst = l->burst;
-    if (*t != 0 && (l->burst == 0 || rldi_tau(*t, l->burst, &tau) < 0))
-        return -ERANGE;
-    return 0;
-}
-
-/*
- * Publish bank (T, BURST) in slot SL with its state mapped by CARRY (or set full when
- * carry is false): write the inactive bank, then swap state and version in one CAS.
- */
-static void publish(rldi_slot *sl, rldi_u128 t, uint64_t burst, bool carry)
-{
-    rldi_u128 word = rldi_load16_split(&sl->tat);
-    uint32_t ver = (uint32_t)(word >> 96);
-    bank_write(&sl->bank[(ver + 1) & 1], t, burst);
-    rldi_fence_release();
-    for (;;) {
-        uint64_t fv = (uint64_t)(word >> 64);
-        ver = (uint32_t)(fv >> 32);
-        rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
-        rldi_u128 now = rldi_fp_from_ns(mono_ns());
-        rldi_u128 nt = now;
-        if (carry) {
-            rldi_u128 ot;
-            uint64_t ob;
-            bank_read(&sl->bank[ver & 1], &ot, &ob);
-            nt = rldi_gcra_carry(ot, ob, t, burst, tat, now);
-        }
-        uint64_t a, b;
-        rldi_tat_pack(nt, ver + 1, &a, &b);
-        if (rldi_cas16(&sl->tat, &word, ((rldi_u128)b << 64) | a))
-            return;
-    }
-}
-
-static void meta_write(rldi_meta *m, const rldi_conf_limit *l)
+static void meta_write(rldi_meta *m, const rldi_limitdef *l)
 {
     memset(m->name, 0, sizeof(m->name));
     strcpy(m->name, l->name);
@@ -285,11 +208,11 @@ static void index_remove(rldi_seg *s, uint32_t slot)
 
 static uint32_t alloc_cursor;
 
-int dseg_limit_create(rldi_seg *s, const rldi_conf_limit *l, uint32_t *slot)
+int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
 {
     rldi_u128 t;
     uint64_t burst;
-    if (limit_params(l, &t, &burst) < 0)
+    if (rldi_limitdef_bank(l, &t, &burst) < 0)
         return -EINVAL;
     /* Round-robin from the last allocation: a freed slot is reused as late as possible. */
     for (uint32_t n = 0; n < s->slot_count; n++) {
@@ -302,7 +225,7 @@ int dseg_limit_create(rldi_seg *s, const rldi_conf_limit *l, uint32_t *slot)
         rldi_store_relaxed(&sl->denied, 0);
         rldi_store_relaxed(&sl->waiters, 0);
         rldi_store_relaxed(&sl->queued, 0);
-        publish(sl, t, burst, false);
+        rldi_bucket_publish(sl, t, burst, false);
         index_lock(s);
         meta_write(&s->meta[i], l);
         s->meta[i].origin = RLDI_ORIGIN_FILE;
@@ -316,18 +239,18 @@ int dseg_limit_create(rldi_seg *s, const rldi_conf_limit *l, uint32_t *slot)
     return -ENOSPC;
 }
 
-int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_conf_limit *l, bool *changed)
+int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *changed)
 {
     rldi_slot *sl = &s->slots[slot];
     rldi_u128 t, ot;
     uint64_t burst, ob;
-    if (limit_params(l, &t, &burst) < 0)
+    if (rldi_limitdef_bank(l, &t, &burst) < 0)
         return -EINVAL;
-    bank_read(&sl->bank[state_ver(sl) & 1], &ot, &ob);
+    rldi_bucket_config(sl, &ot, &ob);
     rldi_meta *m = &s->meta[slot];
     *changed = ot != t || ob != burst;
     if (*changed)
-        publish(sl, t, burst, true);
+        rldi_bucket_publish(sl, t, burst, true);
     if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns) {
         index_lock(s);
         meta_write(m, l);   /* "60/min" -> "1/s" keeps the bank but shows the new words */
@@ -349,20 +272,13 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
     rldi_store_release(&sl->gen, gen ? gen : 1);
     rldi_u128 t;
     uint64_t burst;
-    bank_read(&sl->bank[state_ver(sl) & 1], &t, &burst);
-    publish(sl, t, burst, false);
+    rldi_bucket_config(sl, &t, &burst);
+    rldi_bucket_publish(sl, t, burst, false);
 }
 
 void dseg_limit_reset(rldi_seg *s, uint32_t slot)
 {
-    rldi_slot *sl = &s->slots[slot];
-    rldi_u128 word = rldi_load16_split(&sl->tat);
-    for (;;) {
-        uint64_t a, b;
-        rldi_tat_pack(rldi_fp_from_ns(mono_ns()), (uint32_t)(word >> 96), &a, &b);
-        if (rldi_cas16(&sl->tat, &word, ((rldi_u128)b << 64) | a))
-            return;
-    }
+    rldi_bucket_fill(&s->slots[slot]);
 }
 
 /* ---- whole-segment operations ------------------------------------------------------- */
@@ -446,7 +362,7 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
         }
     }
     for (size_t i = 0; i < conf->nlimits; i++) {
-        const rldi_conf_limit *l = &conf->limits[i];
+        const rldi_limitdef *l = &conf->limits[i];
         uint32_t slot, gen;
         if (rldi_seg_lookup(s, l->name, &slot, &gen) == 0) {
             bool changed;
@@ -476,7 +392,7 @@ void dseg_publish(rldi_seg *s, pid_t pid)
 
 void dseg_heartbeat(rldi_seg *s)
 {
-    rldi_store_relaxed(&s->hdr->heartbeat_ns, mono_ns());
+    rldi_store_relaxed(&s->hdr->heartbeat_ns, rldi_mono_ns());
 }
 
 void dseg_detach(rldi_seg *s)

@@ -56,8 +56,8 @@ void dseg_heartbeat(rldi_seg *s);
 void dseg_detach(rldi_seg *s);
 
 /* One limit, by slot: create / change / delete. Exposed for the protocol (Put/Delete). */
-int dseg_limit_create(rldi_seg *s, const rldi_conf_limit *l, uint32_t *slot);
-int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_conf_limit *l, bool *changed);
+int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot);
+int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *changed);
 void dseg_limit_delete(rldi_seg *s, uint32_t slot);
 /* Empty the bucket: full again, debt forgiven. */
 void dseg_limit_reset(rldi_seg *s, uint32_t slot);

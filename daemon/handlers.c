@@ -1,5 +1,6 @@
 /*
- * handlers.c - what the daemon does with each request (proto/rld.proto).
+ * handlers.c - the daemon layer (see handlers.h): what rld does with each request
+ * (proto/rld.proto), its reloads and its periodic work.
  *
  * Everything received is untrusted: it is decoded by protobuf-c (bounded by the packet
  * size), then every field is validated here before use; names are checked with the same
@@ -15,11 +16,16 @@
 #include <unistd.h>
 
 #include "atomics.h"
-#include "gcra.h"
+#include "bucket.h"
+#include "clock.h"
+#include "codes.h"
+#include "dseg.h"
+#include "handlers.h"
 #include "log.h"
 #include "rate.h"
-#include "server.h"
-#include "waitq.h"
+#include "rld.h"   /* RLD_VERSION_* */
+
+#define HEARTBEAT_NS  1000000000ull
 
 static bool in_group(pid_t pid, gid_t want)
 {
@@ -46,7 +52,7 @@ static bool in_group(pid_t pid, gid_t want)
     return found;
 }
 
-static bool is_admin(const server *s, const conn *c)
+static bool is_admin(const rld_daemon *s, const conn *c)
 {
     if (c->uid == 0 || c->uid == geteuid())
         return true;
@@ -64,17 +70,18 @@ static void escape(const char *in, char *out, size_t len)
 
 static bool keep_runtime(uint32_t slot, void *ctx)
 {
-    const server *s = ctx;
+    const rld_daemon *s = ctx;
     return rldi_load_relaxed(&s->seg->meta[slot].origin) == RLDI_ORIGIN_RUNTIME;
 }
 
 /* A limit the reload deletes: its waiters learn it first. */
 static void deleting(uint32_t slot, void *ctx)
 {
-    waitq_limit_deleted(ctx, slot);
+    rld_daemon *s = ctx;
+    waitq_limit_deleted(s->wq, slot);
 }
 
-int srv_reload(server *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen)
+int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen)
 {
     rldi_config next;
     int r = rldi_config_load(s->config_path, &next, err, errlen);
@@ -89,13 +96,16 @@ int srv_reload(server *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen
     }
     rldi_config_free(s->conf);
     *s->conf = next;
-    for (uint32_t i = 0; i < s->seg->slot_count; i++)
-        if (s->seg->slots[i].flags & RLDI_SLOT_LIVE)
-            waitq_limit_changed(s, i);
-    counts->kept = ch.kept;
-    counts->created = ch.created;
-    counts->changed = ch.changed;
-    counts->deleted = ch.deleted;
+    waitq_set_max_waiters(s->wq, s->conf->max_waiters);
+    uint32_t cursor = 0, slot, gen;
+    while (rldi_seg_next(s->seg, &cursor, &slot, &gen) == 0)
+        waitq_limit_changed(s->wq, slot);
+    if (counts) {
+        counts->kept = ch.kept;
+        counts->created = ch.created;
+        counts->changed = ch.changed;
+        counts->deleted = ch.deleted;
+    }
     LOG_INFO("reloaded %s: %u kept, %u created, %u changed, %u deleted", s->config_path,
              ch.kept, ch.created, ch.changed, ch.deleted);
     return 0;
@@ -103,7 +113,7 @@ int srv_reload(server *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen
 
 /* The live limit NAME for request ID, else reply why not and return false. ESC receives
  * the name escaped for logs. */
-static bool find_live(server *s, conn *c, uint64_t id, const char *name, uint32_t *slot,
+static bool find_live(rld_daemon *s, conn *c, uint64_t id, const char *name, uint32_t *slot,
                       char *esc, size_t esclen)
 {
     const char *why;
@@ -111,59 +121,65 @@ static bool find_live(server *s, conn *c, uint64_t id, const char *name, uint32_
     uint32_t gen;
     int r = rldi_name_check(name, &why) < 0 ? -EINVAL : rldi_seg_lookup(s->seg, name, slot, &gen);
     if (r < 0)
-        srv_reply_code(s, c, id, r, "limit '%s': %s", esc, rld_strerror(r));
+        srv_reply_code(s->srv, c, id, r, "limit '%s': %s", esc, rldi_strerror(r));
     return r == 0;
 }
 
-static void do_put(server *s, conn *c, uint64_t id, const Rld__V1__Put *p)
+static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
 {
     if (!p->limit) {
-        srv_reply_code(s, c, id, -EINVAL, "Put without a limit");
+        srv_reply_code(s->srv, c, id, -EINVAL, "Put without a limit");
         return;
     }
     const char *why;
     char esc[96];
     escape(p->limit->name, esc, sizeof(esc));
-    rldi_conf_limit l;
+    rldi_limitdef l;
     memset(&l, 0, sizeof(l));
-    if (rldi_name_check(p->limit->name, &why) < 0) {
-        srv_reply_code(s, c, id, -EINVAL, "bad limit name '%s': %s", esc, why);
+    if (strlen(p->limit->name) > RLDI_NAME_MAX) {
+        srv_reply_code(s->srv, c, id, -EINVAL, "bad limit name '%s': longer than %u bytes", esc,
+                       RLDI_NAME_MAX);
         return;
     }
     strcpy(l.name, p->limit->name);
     if (rldi_parse_rate(p->limit->rate, &l.count, &l.period_ns, &why) < 0) {
         char rate[96];
         escape(p->limit->rate, rate, sizeof(rate));
-        srv_reply_code(s, c, id, -EINVAL, "bad rate '%s': %s", rate, why);
+        srv_reply_code(s->srv, c, id, -EINVAL, "bad rate '%s': %s", rate, why);
         return;
     }
-    l.burst = p->limit->burst ? p->limit->burst : l.count;
-    rldi_u128 t, tau;
-    if (l.count && (rldi_interval(l.count, l.period_ns, &t) < 0 || rldi_tau(t, l.burst, &tau) < 0)) {
-        srv_reply_code(s, c, id, -ERANGE, "burst %llu at this rate exceeds 146 years",
-                       (unsigned long long)l.burst);
+    l.burst = p->limit->burst;
+    enum rldi_limitdef_field field;
+    int bad = rldi_limitdef_check(&l, &why, &field);
+    if (bad < 0) {
+        if (field == RLDI_LD_NAME)
+            srv_reply_code(s->srv, c, id, bad, "bad limit name '%s': %s", esc, why);
+        else
+            srv_reply_code(s->srv, c, id, bad, "limit '%s': burst %llu: %s", esc,
+                           (unsigned long long)rldi_limitdef_burst(&l), why);
         return;
     }
+    l.burst = rldi_limitdef_burst(&l);
     uint32_t slot, gen;
     int r = rldi_seg_lookup(s->seg, l.name, &slot, &gen);
     if (r == 0) {
         if (p->create_only) {
-            srv_reply_code(s, c, id, -EEXIST, "limit '%s' exists", esc);
+            srv_reply_code(s->srv, c, id, -EEXIST, "limit '%s' exists", esc);
             return;
         }
         bool changed;
         dseg_limit_change(s->seg, slot, &l, &changed);
-        waitq_limit_changed(s, slot);
+        waitq_limit_changed(s->wq, slot);
         LOG_INFO("limit %s: set to %s, burst %llu by pid %d (uid %d)%s", esc, p->limit->rate,
                  (unsigned long long)l.burst, (int)c->pid, (int)c->uid,
                  changed ? ", state carried proportionally" : ", unchanged");
     } else {
         if (p->update_only) {
-            srv_reply_code(s, c, id, -ENOENT, "no limit '%s'", esc);
+            srv_reply_code(s->srv, c, id, -ENOENT, "no limit '%s'", esc);
             return;
         }
         if ((r = dseg_limit_create(s->seg, &l, &slot)) < 0) {
-            srv_reply_code(s, c, id, r, "cannot create '%s': %s", esc,
+            srv_reply_code(s->srv, c, id, r, "cannot create '%s': %s", esc,
                            r == -ENOSPC ? "the segment is full (raise [rld] max_limits, restart with --fresh)"
                                         : strerror(-r));
             return;
@@ -172,62 +188,68 @@ static void do_put(server *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         LOG_INFO("limit %s: created (%s, burst %llu) by pid %d (uid %d)", esc, p->limit->rate,
                  (unsigned long long)l.burst, (int)c->pid, (int)c->uid);
     }
-    srv_reply_code(s, c, id, 0, "ok");
+    srv_reply_code(s->srv, c, id, 0, "ok");
 }
 
-static void do_delete(server *s, conn *c, uint64_t id, const char *name)
+static void do_delete(rld_daemon *s, conn *c, uint64_t id, const char *name)
 {
     char esc[96];
     uint32_t slot;
     if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
-    waitq_limit_deleted(s, slot);
+    waitq_limit_deleted(s->wq, slot);
     dseg_limit_delete(s->seg, slot);
     LOG_INFO("limit %s: deleted by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
-    srv_reply_code(s, c, id, 0, "ok");
+    srv_reply_code(s->srv, c, id, 0, "ok");
 }
 
-static void do_reset(server *s, conn *c, uint64_t id, const char *name)
+static void do_reset(rld_daemon *s, conn *c, uint64_t id, const char *name)
 {
     char esc[96];
     uint32_t slot;
     if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
     dseg_limit_reset(s->seg, slot);
-    waitq_limit_changed(s, slot);
+    waitq_limit_changed(s->wq, slot);
     LOG_INFO("limit %s: reset by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
-    srv_reply_code(s, c, id, 0, "ok");
+    srv_reply_code(s->srv, c, id, 0, "ok");
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */
 
-static int fill_status(server *s, uint32_t slot, Rld__V1__LimitStatus *ls, char *name,
+static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, char *name,
                        char *rate, size_t ratelen)
 {
     if (rldi_seg_name(s->seg, slot, name) < 0)
         return -ENOENT;
-    rld_limit lim = { slot, rldi_load_relaxed(&s->seg->slots[slot].gen) };
-    rld_limit_info info;
-    rld_result r;
-    if (rld_info(s->self, lim, &info) < 0 || rld_peek(s->self, lim, &r) < 0)
+    const rldi_slot *sl = &s->seg->slots[slot];
+    const rldi_meta *m = &s->seg->meta[slot];   /* the daemon is its only writer */
+    rldi_handle h = { slot, rldi_load_relaxed(&sl->gen) };
+    rldi_verdict v;
+    if (rldi_bucket_peek(s->seg, h, rldi_now_fp(), &v) < 0)
         return -ENOENT;
-    rldi_format_rate(rate, ratelen, info.rate_count, info.rate_period_ns);
+    rldi_format_rate(rate, ratelen, m->rate_count, m->rate_period_ns);
     ls->name = name;
     ls->rate = rate;
-    ls->rate_count = info.rate_count;
-    ls->rate_period_ns = info.rate_period_ns;
-    ls->burst = info.burst;
-    ls->remaining = r.remaining;
-    ls->retry_after_ns = r.retry_after_ns;
-    ls->reset_after_ns = r.reset_after_ns;
-    ls->admitted = info.admitted;
-    ls->denied = info.denied;
-    waitq_info(s, slot, &ls->waiters, &ls->queued_tokens, &ls->granted_waits, &ls->timed_out_waits);
-    ls->from_file = rldi_load_relaxed(&s->seg->meta[slot].origin) != RLDI_ORIGIN_RUNTIME;
+    ls->rate_count = m->rate_count;
+    ls->rate_period_ns = m->rate_period_ns;
+    ls->burst = m->burst;
+    ls->remaining = v.remaining;
+    ls->retry_after_ns = v.retry_after_ns;
+    ls->reset_after_ns = v.reset_after_ns;
+    ls->admitted = rldi_load_relaxed(&sl->admitted);
+    ls->denied = rldi_load_relaxed(&sl->denied);
+    waitq_stats ws;
+    waitq_limit_stats(s->wq, slot, &ws);
+    ls->waiters = ws.waiters;
+    ls->queued_tokens = ws.tokens;
+    ls->granted_waits = ws.granted;
+    ls->timed_out_waits = ws.timed_out;
+    ls->from_file = m->origin != RLDI_ORIGIN_RUNTIME;
     return 0;
 }
 
-static void do_status(server *s, conn *c, uint64_t id, const char *name)
+static void do_status(rld_daemon *s, conn *c, uint64_t id, const char *name)
 {
     /* One packet per reply: a full list may not fit; it says so (rlctl reads the segment). */
     enum { MAXN = 24 };
@@ -243,11 +265,10 @@ static void do_status(server *s, conn *c, uint64_t id, const char *name)
         if (fill_status(s, slot, &st[0], names[0], rates[0], sizeof(rates[0])) == 0)
             ptrs[n] = &st[n], n++;
     } else {
-        for (uint32_t i = 0; i < s->seg->slot_count && n < MAXN; i++) {
-            if (!(s->seg->slots[i].flags & RLDI_SLOT_LIVE))
-                continue;
+        uint32_t cursor = 0, slot, gen;
+        while (n < MAXN && rldi_seg_next(s->seg, &cursor, &slot, &gen) == 0) {
             rld__v1__limit_status__init(&st[n]);
-            if (fill_status(s, i, &st[n], names[n], rates[n], sizeof(rates[n])) == 0)
+            if (fill_status(s, slot, &st[n], names[n], rates[n], sizeof(rates[n])) == 0)
                 ptrs[n] = &st[n], n++;
         }
     }
@@ -263,19 +284,17 @@ static void do_status(server *s, conn *c, uint64_t id, const char *name)
         sr.n_limits--;
     if (sr.n_limits < n || (!(name && *name) && s->seg->hdr->limit_count > sr.n_limits))
         rep.message = "truncated: read the segment for every limit";
-    srv_reply(s, c, &rep, NULL);
+    srv_reply(s->srv, c, &rep, NULL);
 }
 
-static void do_stats(server *s, conn *c, uint64_t id)
+static void do_stats(rld_daemon *s, conn *c, uint64_t id)
 {
     Rld__V1__StatsReply st = RLD__V1__STATS_REPLY__INIT;
-    st.uptime_ns = srv_now_ns() - s->started_ns;
-    st.connections = s->conn_count;
-    st.waiters = s->waiters;
-    st.requests = s->requests;
-    st.grants = s->grants;
-    st.timeouts = s->timeouts;
-    st.bad_messages = s->bad_messages;
+    st.uptime_ns = rldi_mono_ns() - s->started_ns;
+    st.connections = s->srv->conn_count;
+    waitq_totals(s->wq, &st.waiters, &st.grants, &st.timeouts);
+    st.requests = s->srv->requests;
+    st.bad_messages = s->srv->bad_messages;
     st.limits = (uint32_t)s->seg->hdr->limit_count;
     st.max_limits = s->seg->slot_count;
     st.segment_bytes = s->seg->size;
@@ -284,18 +303,18 @@ static void do_stats(server *s, conn *c, uint64_t id)
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_STATS;
     rep.stats = &st;
-    srv_reply(s, c, &rep, NULL);
+    srv_reply(s->srv, c, &rep, NULL);
 }
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
-static void do_hello(server *s, conn *c, uint64_t id, const Rld__V1__Hello *h)
+static void do_hello(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Hello *h)
 {
     if (h->protocol_version != RLDI_PROTOCOL_VERSION) {
-        srv_reply_code(s, c, id, -EPROTONOSUPPORT,
+        srv_reply_code(s->srv, c, id, -EPROTONOSUPPORT,
                        "protocol version %u is not supported: this rld speaks version %u",
                        h->protocol_version, RLDI_PROTOCOL_VERSION);
-        srv_close_conn(s, c, "protocol version mismatch");
+        srv_close_conn(s->srv, c, "protocol version mismatch");
         return;
     }
     c->hello = true;
@@ -312,25 +331,25 @@ static void do_hello(server *s, conn *c, uint64_t id, const Rld__V1__Hello *h)
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_HELLO;
     rep.hello = &hr;
-    srv_reply(s, c, &rep, NULL);
+    srv_reply(s->srv, c, &rep, NULL);
 }
 
-void handle_request(server *s, conn *c, const uint8_t *buf, size_t len)
+void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
 {
     Rld__V1__Request *req = rld__v1__request__unpack(NULL, len, buf);
     if (!req) {
-        s->bad_messages++;
-        srv_logonce(&s->log_bad, RLOG_WARN, "pid %d (uid %d) sent an undecodable message: "
-                    "disconnected", (int)c->pid, (int)c->uid);
-        srv_reply_code(s, c, 0, -EPROTO, "undecodable message");
-        srv_close_conn(s, c, "undecodable message");
+        s->srv->bad_messages++;
+        rlog_once_at(&s->srv->log_bad, RLOG_WARN, "pid %d (uid %d) sent an undecodable message: "
+                     "disconnected", (int)c->pid, (int)c->uid);
+        srv_reply_code(s->srv, c, 0, -EPROTO, "undecodable message");
+        srv_close_conn(s->srv, c, "undecodable message");
         return;
     }
     uint64_t id = req->id;
     if (!c->hello && req->body_case != RLD__V1__REQUEST__BODY_HELLO) {
-        s->bad_messages++;
-        srv_reply_code(s, c, id, -EPROTO, "the first request must be Hello");
-        srv_close_conn(s, c, "no Hello");
+        s->srv->bad_messages++;
+        srv_reply_code(s->srv, c, id, -EPROTO, "the first request must be Hello");
+        srv_close_conn(s->srv, c, "no Hello");
         goto out;
     }
     bool admin_op = req->body_case == RLD__V1__REQUEST__BODY_PUT ||
@@ -338,28 +357,29 @@ void handle_request(server *s, conn *c, const uint8_t *buf, size_t len)
                     req->body_case == RLD__V1__REQUEST__BODY_RESET ||
                     req->body_case == RLD__V1__REQUEST__BODY_RELOAD;
     if (admin_op && !c->admin) {
-        srv_logonce(&s->log_full, RLOG_WARN, "refused a configuration change from pid %d (uid %d): "
-                    "not root, not rld's user, not in admin_group", (int)c->pid, (int)c->uid);
-        srv_reply_code(s, c, id, -EPERM, "permission denied: configuration changes need root or "
+        rlog_once_at(&s->log_refused, RLOG_WARN, "refused a configuration change from pid %d "
+                     "(uid %d): not root, not rld's user, not in admin_group", (int)c->pid,
+                     (int)c->uid);
+        srv_reply_code(s->srv, c, id, -EPERM, "permission denied: configuration changes need root or "
                        "the admin group ([rld] admin_group in rld.conf)");
         goto out;
     }
     switch (req->body_case) {
     case RLD__V1__REQUEST__BODY_HELLO:
         if (c->hello)
-            srv_reply_code(s, c, id, -EPROTO, "Hello twice");
+            srv_reply_code(s->srv, c, id, -EPROTO, "Hello twice");
         else
             do_hello(s, c, id, req->hello);
         break;
     case RLD__V1__REQUEST__BODY_WAIT:
         if (id == 0)
-            srv_reply_code(s, c, id, -EINVAL, "Wait needs a non-zero request id");
+            srv_reply_code(s->srv, c, id, -EINVAL, "Wait needs a non-zero request id");
         else
-            waitq_add(s, c, id, req->wait);
+            waitq_add(s->wq, c, id, req->wait);
         break;
     case RLD__V1__REQUEST__BODY_CANCEL: {
-        int r = waitq_cancel(s, c, req->cancel->wait_id);
-        srv_reply_code(s, c, id, r, r ? "no such wait" : "ok");
+        int r = waitq_cancel(s->wq, c, req->cancel->wait_id);
+        srv_reply_code(s->srv, c, id, r, r ? "no such wait" : "ok");
         break;
     }
     case RLD__V1__REQUEST__BODY_STATUS:
@@ -377,29 +397,71 @@ void handle_request(server *s, conn *c, const uint8_t *buf, size_t len)
     case RLD__V1__REQUEST__BODY_RELOAD: {
         Rld__V1__ReloadReply counts = RLD__V1__RELOAD_REPLY__INIT;
         char err[1024];
-        int r = srv_reload(s, &counts, err, sizeof(err));
+        int r = daemon_reload(s, &counts, err, sizeof(err));
         if (r < 0) {
             LOG_ERROR("reload refused, configuration unchanged: %s", err);
-            srv_reply_code(s, c, id, r, "reload refused, configuration unchanged: %s", err);
+            srv_reply_code(s->srv, c, id, r, "reload refused, configuration unchanged: %s", err);
             break;
         }
         Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
         rep.id = id;
         rep.body_case = RLD__V1__REPLY__BODY_RELOAD;
         rep.reload = &counts;
-        srv_reply(s, c, &rep, NULL);
+        srv_reply(s->srv, c, &rep, NULL);
         break;
     }
     case RLD__V1__REQUEST__BODY_STATS:
         do_stats(s, c, id);
         break;
     default:
-        s->bad_messages++;
-        srv_logonce(&s->log_bad, RLOG_WARN, "pid %d sent a request of unknown kind %d",
-                    (int)c->pid, (int)req->body_case);
-        srv_reply_code(s, c, id, -EOPNOTSUPP, "unknown request");
+        s->srv->bad_messages++;
+        rlog_once_at(&s->srv->log_bad, RLOG_WARN, "pid %d sent a request of unknown kind %d",
+                     (int)c->pid, (int)req->body_case);
+        srv_reply_code(s->srv, c, id, -EOPNOTSUPP, "unknown request");
         break;
     }
 out:
     rld__v1__request__free_unpacked(req, NULL);
+}
+
+/* ---- the transport's callbacks ------------------------------------------------------------ */
+
+static void on_request(void *ctx, conn *c, const uint8_t *buf, size_t len)
+{
+    daemon_request(ctx, c, buf, len);
+}
+
+static void on_closing(void *ctx, conn *c)
+{
+    rld_daemon *d = ctx;
+    waitq_drop_conn(d->wq, c);
+}
+
+static uint64_t on_tick(void *ctx, uint64_t now)
+{
+    rld_daemon *d = ctx;
+    uint64_t next = waitq_run(d->wq, now);
+    if (now >= d->heartbeat_due) {
+        dseg_heartbeat(d->seg);
+        d->heartbeat_due = now + HEARTBEAT_NS;
+    }
+    return next && next < d->heartbeat_due ? next : d->heartbeat_due;
+}
+
+static void on_reload(void *ctx)
+{
+    char err[1024];
+    if (daemon_reload(ctx, NULL, err, sizeof(err)) < 0)
+        LOG_ERROR("reload refused, configuration unchanged: %s", err);
+}
+
+static void on_stopping(void *ctx)
+{
+    rld_daemon *d = ctx;
+    waitq_shutdown(d->wq);
+}
+
+srv_ops daemon_ops(rld_daemon *d)
+{
+    return (srv_ops){ d, on_request, on_closing, on_tick, on_reload, on_stopping };
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "clock.h"
+
 static int log_level = RLOG_INFO;
 static int journal;
 static int use_syslog;
@@ -82,4 +84,25 @@ char *rlog_escape(const char *in, size_t n, char *out, size_t outlen)
     }
     out[o < outlen ? o : outlen - 1] = '\0';
     return out;
+}
+
+void rlog_once_at(rlog_once *l, int level, const char *fmt, ...)
+{
+    uint64_t now = rldi_mono_ns();
+    if (l->last_ns && now - l->last_ns < 60000000000ull) {
+        l->suppressed++;
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (l->suppressed)
+        rlog(level, "%s (and %llu more like it in the last minute)", msg,
+             (unsigned long long)l->suppressed);
+    else
+        rlog(level, "%s", msg);
+    l->suppressed = 0;
+    l->last_ns = now;
 }

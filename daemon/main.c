@@ -24,11 +24,14 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
+#include "codes.h"
 #include "config.h"
 #include "dseg.h"
+#include "handlers.h"
 #include "instance.h"
 #include "log.h"
-#include "rld.h"
+#include "rld.h"      /* RLD_VERSION_* */
 #include "server.h"
 #include "waitq.h"
 
@@ -190,12 +193,6 @@ static bool keep_runtime(uint32_t slot, void *ctx)
     return seg->meta[slot].origin == RLDI_ORIGIN_RUNTIME;
 }
 
-static int load(const char *path, rldi_config *conf, char *err, size_t errlen)
-{
-    int r = rldi_config_load(path, conf, err, errlen);
-    return r;
-}
-
 int main(int argc, char **argv)
 {
     opts o;
@@ -205,7 +202,7 @@ int main(int argc, char **argv)
 
     rldi_config conf;
     char err[1024];
-    if (load(o.config, &conf, err, sizeof(err)) < 0) {
+    if (rldi_config_load(o.config, &conf, err, sizeof(err)) < 0) {
         fprintf(stderr, "rld: %s\n", err);
         return 1;
     }
@@ -245,11 +242,7 @@ int main(int argc, char **argv)
 
     /* Signals are read through the ring (signalfd): block them before anything else runs. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    srv_block_signals(&sigs);
 
     int lock_fd = take_lock(&paths);
     rldi_seg seg;
@@ -262,31 +255,36 @@ int main(int argc, char **argv)
         uint32_t live = dseg_repair(&seg);
         LOG_INFO("re-attached segment /dev/shm%s with %u limits (state kept)", paths.shm_name, live);
     }
-    server srv;
-    memset(&srv, 0, sizeof(srv));
-    srv.config_path = o.config;
-    srv.conf = &conf;
-    srv.seg = &seg;
-    srv.paths = paths;
-    srv.listen_fd = srv.signal_fd = -1;
-    srv.admin_gid = (gid_t)-1;
+    rld_daemon d;
+    memset(&d, 0, sizeof(d));
+    d.config_path = o.config;
+    d.conf = &conf;
+    d.seg = &seg;
+    d.paths = paths;
+    d.admin_gid = (gid_t)-1;
     if (conf.admin_group[0]) {
         struct group *g = getgrnam(conf.admin_group);
         if (!g)
             fail("%s: [rld] admin_group '%s' does not exist", o.config, conf.admin_group);
-        srv.admin_gid = g->gr_gid;
+        d.admin_gid = g->gr_gid;
     }
     dseg_changes ch;
     bool (*keep)(uint32_t, void *) = keep_runtime;
     if (dseg_sync(&seg, &conf, &ch, keep, NULL, &seg) < 0)
         fail("%s: %zu limits do not fit in the segment's %u slots (raise [rld] max_limits and "
              "start with --fresh)", o.config, conf.nlimits, seg.slot_count);
+    server srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.socket_path = d.paths.socket_path;
+    srv.listen_fd = srv.signal_fd = -1;
+    srv.ops = daemon_ops(&d);
+    d.srv = &srv;
+    if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters)))
+        fail("out of memory for the wait queues of %u slots", seg.slot_count);
     if (srv_listen(&srv, so.gid, err, sizeof(err)) < 0)
         fail("%s", err);
     dseg_publish(&seg, getpid());
-    if ((r = rld_open(paths.instance, 0, &srv.self)) < 0)
-        fail("cannot attach our own segment: %s", rld_strerror(r));
-    waitq_init(&srv);
+    d.started_ns = rldi_mono_ns();
     LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted), "
              "segment /dev/shm%s, %zu bytes, socket %s", paths.instance, conf.nlimits, ch.kept,
              ch.created, ch.changed, ch.deleted, paths.shm_name, seg.size, paths.socket_path);
@@ -297,8 +295,7 @@ int main(int argc, char **argv)
 
     r = srv_run(&srv);
     sd_notify(0, "STOPPING=1");
-    waitq_free(&srv);
-    rld_close(srv.self);
+    waitq_free(d.wq);
     dseg_detach(&seg);
     rldi_config_free(&conf);
     close(lock_fd);

@@ -1,11 +1,12 @@
 /*
- * server.c - the io_uring event loop (see server.h).
+ * server.c - the io_uring event loop: the transport (see server.h).
  *
  * Every completion carries user data = kind (8 bits) | connection index (32) | generation
  * (24), so a completion that arrives after its connection was closed and the index reused
  * is recognised and ignored. Per connection there is at most one receive and one send in
  * flight; replies wait in a bounded queue. A connection is freed only when the ring holds
- * no operation on it any more.
+ * no operation on it any more. Each reply's undo is called exactly once: when the send
+ * completes (delivered) or when the reply is dropped (not delivered).
  */
 #define _GNU_SOURCE
 #include "server.h"
@@ -26,47 +27,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "atomics.h"
-#include "client.h"
-#include "log.h"
-#include "waitq.h"
+#include "clock.h"
 
 enum { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER };
 
 #define RING_ENTRIES  512
-#define HEARTBEAT_NS  1000000000ull
 
 static struct io_uring ring;
 static struct signalfd_siginfo siginfo;
-
-uint64_t srv_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void srv_logonce(logonce *l, int level, const char *fmt, ...)
-{
-    uint64_t now = srv_now_ns();
-    l->count++;
-    if (l->last_ns && now - l->last_ns < 60000000000ull) {
-        l->suppressed++;
-        return;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (l->suppressed)
-        rlog(level, "%s (and %llu more like it in the last minute)", msg,
-             (unsigned long long)l->suppressed);
-    else
-        rlog(level, "%s", msg);
-    l->suppressed = 0;
-    l->last_ns = now;
-}
 
 static uint64_t ud(int kind, const conn *c)
 {
@@ -88,7 +56,7 @@ static struct io_uring_sqe *sqe_get(void)
 int srv_listen(server *s, gid_t gid, char *err, size_t errlen)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    const char *path = s->paths.socket_path;
+    const char *path = s->socket_path;
     strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -166,15 +134,22 @@ static void arm_timer(server *s, uint64_t at)
     io_uring_submit(&ring);
 }
 
+/* The one place a reply's undo runs. */
+static void undo_run(srv_undo *u, bool delivered)
+{
+    if (u->fn) {
+        void (*fn)(const srv_undo *, bool) = u->fn;
+        u->fn = NULL;
+        fn(u, delivered);
+    }
+}
+
 static void conn_free(server *s, conn *c)
 {
     while (c->out_head) {
         outmsg *m = c->out_head;
         c->out_head = m->next;
-        if (m->grant_cost) {        /* never delivered: the tokens go back */
-            rld_limit lim = { m->grant_slot, m->grant_gen };
-            rld_refund(s->self, lim, m->grant_cost);
-        }
+        undo_run(&m->undo, false);  /* never delivered */
         free(m);
     }
     close(c->fd);
@@ -205,11 +180,10 @@ void srv_close_conn(server *s, conn *c, const char *why)
         return;
     c->closing = true;
     LOG_DEBUG("closing connection of pid %d: %s", (int)c->pid, why);
-    waitq_drop_conn(s, c);
-    /* Replies already queued (grants included) are still flushed below; a grant that is
-     * never delivered is refunded when its send fails or when the connection is freed. */
+    s->ops.closing(s->ops.ctx, c);
     /* Stop reading (completes the pending receive); replies already queued, such as the
-     * error that explains the close, still go out, then the fd is closed. */
+     * error that explains the close, still go out, then the fd is closed. A reply never
+     * delivered has its undo run when its send fails or when the connection is freed. */
     shutdown(c->fd, SHUT_RD);
     c->next_closing = s->closing;
     s->closing = c;
@@ -218,7 +192,7 @@ void srv_close_conn(server *s, conn *c, const char *why)
 static void on_accept(server *s, int fd)
 {
     if (s->conn_nfree == 0) {
-        srv_logonce(&s->log_full, RLOG_WARN, "more than %u connections: refusing", SRV_MAX_CONNS);
+        rlog_once_at(&s->log_full, RLOG_WARN, "more than %u connections: refusing", SRV_MAX_CONNS);
         close(fd);
         return;
     }
@@ -253,37 +227,31 @@ static conn *conn_of(server *s, uint64_t data)
     return c && (c->gen & 0xffffff) == (data & 0xffffff) ? c : NULL;
 }
 
-void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const struct waiter *grant)
+void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const srv_undo *undo)
 {
+    srv_undo u = undo ? *undo : (srv_undo){ 0 };
     if (c->closing) {
-        if (grant) {   /* nobody to deliver to: give the tokens back */
-            rld_limit lim = { grant->q->slot, grant->q->gen };
-            rld_refund(s->self, lim, grant->cost);
-        }
+        undo_run(&u, false);          /* nobody to deliver to */
         return;
     }
     size_t n = rld__v1__reply__get_packed_size(rep);
     if (c->out_count >= SRV_MAX_OUTQ || n > RLDI_MAX_MESSAGE) {
-        if (grant) {
-            rld_limit lim = { grant->q->slot, grant->q->gen };
-            rld_refund(s->self, lim, grant->cost);
-        }
-        srv_logonce(&s->log_full, RLOG_WARN, "pid %d does not read its replies: disconnected",
-                    (int)c->pid);
+        undo_run(&u, false);
+        rlog_once_at(&s->log_full, RLOG_WARN, "pid %d does not read its replies: disconnected",
+                     (int)c->pid);
         shutdown(c->fd, SHUT_RDWR);   /* nothing more will be sent to a peer that does not read */
         srv_close_conn(s, c, "reply queue full");
         return;
     }
     outmsg *m = malloc(sizeof(*m) + n);
     if (!m) {
+        undo_run(&u, false);
         srv_close_conn(s, c, "out of memory");
         return;
     }
     m->next = NULL;
     m->len = (uint32_t)n;
-    m->grant_slot = grant ? grant->q->slot : 0;
-    m->grant_gen = grant ? grant->q->gen : 0;
-    m->grant_cost = grant ? grant->cost : 0;
+    m->undo = u;
     rld__v1__reply__pack(rep, m->data);
     if (c->out_tail)
         c->out_tail->next = m;
@@ -292,20 +260,6 @@ void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const struct waite
     c->out_tail = m;
     c->out_count++;
     arm_send(c);
-}
-
-void srv_reply_code(server *s, conn *c, uint64_t id, int code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
-    rep.id = id;
-    rep.code = code;
-    rep.message = msg;
-    srv_reply(s, c, &rep, NULL);
 }
 
 static void on_recv(server *s, conn *c, int res)
@@ -318,14 +272,14 @@ static void on_recv(server *s, conn *c, int res)
     }
     if ((size_t)res > RLDI_MAX_MESSAGE) {
         s->bad_messages++;
-        srv_logonce(&s->log_bad, RLOG_WARN, "pid %d sent a %d-byte message (max %u): disconnected",
-                    (int)c->pid, res, RLDI_MAX_MESSAGE);
+        rlog_once_at(&s->log_bad, RLOG_WARN, "pid %d sent a %d-byte message (max %u): disconnected",
+                     (int)c->pid, res, RLDI_MAX_MESSAGE);
         srv_reply_code(s, c, 0, -EMSGSIZE, "message of %d bytes exceeds %u", res, RLDI_MAX_MESSAGE);
         srv_close_conn(s, c, "oversized message");
         return;
     }
     s->requests++;
-    handle_request(s, c, c->rbuf, (size_t)res);
+    s->ops.request(s->ops.ctx, c, c->rbuf, (size_t)res);
     if (!c->closing)
         arm_recv(c);
 }
@@ -335,10 +289,7 @@ static void on_send(server *s, conn *c, int res)
     c->send_armed = false;
     outmsg *m = c->out_head;
     if (m) {
-        if (res < 0 && m->grant_cost) {   /* the grant never reached the peer */
-            rld_limit lim = { m->grant_slot, m->grant_gen };
-            rld_refund(s->self, lim, m->grant_cost);
-        }
+        undo_run(&m->undo, res >= 0);
         c->out_head = m->next;
         if (!c->out_head)
             c->out_tail = NULL;
@@ -352,19 +303,24 @@ static void on_send(server *s, conn *c, int res)
         return;
     }
     if (c->closing) {
-        /* refund anything else still queued, then let go */
+        /* undo anything else still queued, then let go */
         for (outmsg *o = c->out_head; o; o = o->next)
-            if (o->grant_cost) {
-                rld_limit lim = { o->grant_slot, o->grant_gen };
-                rld_refund(s->self, lim, o->grant_cost);
-                o->grant_cost = 0;
-            }
+            undo_run(&o->undo, false);
         return;
     }
     arm_send(c);
 }
 
 /* ---- the loop ---------------------------------------------------------------------------- */
+
+void srv_block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigprocmask(SIG_BLOCK, set, NULL);
+}
 
 static void on_signal(server *s, int res)
 {
@@ -373,10 +329,7 @@ static void on_signal(server *s, int res)
         return;
     }
     if (siginfo.ssi_signo == SIGHUP) {
-        Rld__V1__ReloadReply counts = RLD__V1__RELOAD_REPLY__INIT;
-        char err[1024];
-        if (srv_reload(s, &counts, err, sizeof(err)) < 0)
-            LOG_ERROR("reload refused, configuration unchanged: %s", err);
+        s->ops.reload(s->ops.ctx);
         arm_signal(s);
         return;
     }
@@ -394,11 +347,7 @@ int srv_run(server *s)
         return r;
     }
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    srv_block_signals(&sigs);
     s->signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
     s->conns = calloc(SRV_MAX_CONNS, sizeof(*s->conns));
     s->conn_free = calloc(SRV_MAX_CONNS, sizeof(*s->conn_free));
@@ -411,12 +360,12 @@ int srv_run(server *s)
     /* Grants are due at exact times: no timer slack (default 50 us, which a burst-1 limit
      * would lose at every grant). */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-    s->started_ns = srv_now_ns();
     s->multishot_accept = true;
     arm_accept(s);
     arm_signal(s);
-    s->heartbeat_due = srv_now_ns() + HEARTBEAT_NS;
-    arm_timer(s, s->heartbeat_due);
+    uint64_t next = s->ops.tick(s->ops.ctx, rldi_mono_ns());
+    if (next)
+        arm_timer(s, next);
 
     while (!s->stopping) {
         struct io_uring_cqe *cqe;
@@ -439,7 +388,7 @@ int srv_run(server *s)
                     s->multishot_accept = false;    /* kernel without multishot accept */
                     LOG_DEBUG("multishot accept unavailable: single-shot accepts");
                 } else if (res != -ECANCELED)
-                    srv_logonce(&s->log_full, RLOG_WARN, "accept: %s", strerror(-res));
+                    rlog_once_at(&s->log_full, RLOG_WARN, "accept: %s", strerror(-res));
                 if (!s->multishot_accept || !(cqe->flags & IORING_CQE_F_MORE))
                     arm_accept(s);
                 break;
@@ -461,21 +410,13 @@ int srv_run(server *s)
         }
         io_uring_cq_advance(&ring, seen);
         reap_closing(s);
-        uint64_t now = srv_now_ns();
-        waitq_run(s, now);
-        rldc_flush_thread(s->self);   /* grants show in the counters at once */
-        if (now >= s->heartbeat_due) {
-            dseg_heartbeat(s->seg);
-            s->heartbeat_due = now + HEARTBEAT_NS;
-        }
-        uint64_t next = waitq_next_due(s);
-        if (!next || next > s->heartbeat_due)
-            next = s->heartbeat_due;
-        arm_timer(s, next);
+        next = s->ops.tick(s->ops.ctx, rldi_mono_ns());
+        if (next)
+            arm_timer(s, next);
     }
 
     /* Stopping: tell every waiter, flush what we can without blocking, then leave. */
-    waitq_shutdown(s);
+    s->ops.stopping(s->ops.ctx);
     for (uint32_t i = 0; i < SRV_MAX_CONNS; i++) {
         conn *c = s->conns[i];
         if (!c)
@@ -483,7 +424,7 @@ int srv_run(server *s)
         for (outmsg *m = c->out_head; m; m = m->next) {
             if (send(c->fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                 break;
-            m->grant_cost = 0;       /* delivered: conn_free must not refund it */
+            undo_run(&m->undo, true);
         }
     }
     io_uring_queue_exit(&ring);
@@ -491,7 +432,7 @@ int srv_run(server *s)
         if (s->conns[i])
             conn_free(s, s->conns[i]);
     close(s->listen_fd);
-    unlink(s->paths.socket_path);
+    unlink(s->socket_path);
     close(s->signal_fd);
     free(s->conns);
     free(s->conn_free);

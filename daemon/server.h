@@ -1,19 +1,22 @@
 /*
- * server.h - rld's service: one io_uring loop for the socket (accept, receive, send), the
- * timers (grants, wait deadlines, heartbeat) and the signals (signalfd read through the
- * ring). Requests are handled in handlers.c, queued waits in waitq.c.
+ * server.h - rld's transport: one io_uring loop for the socket (accept, receive, send), one
+ * timer (the earliest time the layer above has work) and the signals (a signalfd read
+ * through the ring). It knows connections and packets, nothing about limits or tokens: a
+ * request goes up to the daemon layer (handlers.h) through srv_ops, and a reply comes back
+ * down with srv_reply, optionally carrying an undo the layer above owns (a grant's tokens,
+ * given back if the reply is never delivered).
  */
 #ifndef RLD_DAEMON_SERVER_H
 #define RLD_DAEMON_SERVER_H
 
 #include <stdbool.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
-#include "config.h"
-#include "dseg.h"
-#include "instance.h"
-#include "rld.h"
+#include "log.h"
 #include "wire.h"
 
 #define SRV_MAX_CONNS          4096u    /* beyond: new connections are closed at once */
@@ -23,47 +26,56 @@
  * ~100 KiB (about 400 MiB for SRV_MAX_CONNS peers doing their worst). */
 #define SRV_MAX_OUTQ           (SRV_MAX_WAITS_PER_CONN + 64u)
 
-struct waiter;
-struct limitq;
+/*
+ * What a reply carries for the layer that queued it: FN is called exactly once, with
+ * DELIVERED true once the reply was handed to the kernel, false if it never will be (the
+ * peer went away, did not read, or the daemon stops). A grant gives its tokens back there.
+ */
+typedef struct srv_undo {
+    void (*fn)(const struct srv_undo *u, bool delivered);
+    void    *ctx;
+    uint64_t arg[3];
+} srv_undo;
 
 typedef struct outmsg {
     struct outmsg *next;
     uint32_t len;
-    /* a grant not yet delivered: refunded if the peer goes away first */
-    uint32_t grant_slot, grant_gen;
-    uint64_t grant_cost;
+    srv_undo undo;                 /* undo.fn NULL: a plain reply */
     uint8_t  data[];
 } outmsg;
 
 typedef struct conn {
     int       fd;
-    uint32_t  idx, gen;
+    uint32_t  idx, gen;            /* gen: 24 bits, tells a reused index apart */
     pid_t     pid;
     uid_t     uid;
     gid_t     gid;
     bool      hello, admin, closing, recv_armed, send_armed;
     outmsg   *out_head, *out_tail;
     uint32_t  out_count;
-    uint32_t  waits;               /* outstanding waits */
-    struct waiter *waiters;        /* this connection's queued waits */
-    struct conn   *next_closing;   /* in server.closing once closing */
+    struct conn *next_closing;     /* in server.closing once closing */
     uint8_t   rbuf[RLDI_MAX_MESSAGE + 1];
 } conn;
 
-/* What happened that operators want counted; repeated failures are logged once a minute. */
-typedef struct logonce {
-    uint64_t count, suppressed, last_ns;
-} logonce;
+/* What the transport asks of the layer above. CTX is srv_ops.ctx. */
+typedef struct srv_ops {
+    void    *ctx;
+    /* One packet from C, at most RLDI_MAX_MESSAGE bytes (bigger ones never come up). */
+    void     (*request)(void *ctx, conn *c, const uint8_t *buf, size_t len);
+    /* C is closing: forget it (its waits); C stays valid until this loop turn ends. */
+    void     (*closing)(void *ctx, conn *c);
+    /* Do what is due at NOW; return the next time there will be work (0: none). Called
+     * after every batch of completions. */
+    uint64_t (*tick)(void *ctx, uint64_t now);
+    /* SIGHUP arrived. */
+    void     (*reload)(void *ctx);
+    /* The loop is stopping: reply to whoever waits (replies are flushed after). */
+    void     (*stopping)(void *ctx);
+} srv_ops;
 
 typedef struct server {
-    /* configuration and segment */
-    const char      *config_path;
-    rldi_config     *conf;
-    rldi_seg        *seg;
-    rld_client      *self;         /* the daemon's own librld client: grants use rld_try_ex */
-    rldi_paths       paths;
-    gid_t            admin_gid;    /* (gid_t)-1: none */
-    /* io */
+    srv_ops          ops;
+    const char      *socket_path;
     int              listen_fd, signal_fd;
     conn           **conns;        /* by index */
     uint32_t        *conn_free;
@@ -71,42 +83,44 @@ typedef struct server {
     uint32_t         next_gen;
     conn            *closing;      /* closed connections the ring may still refer to */
     bool             multishot_accept;
-    /* waits */
-    struct limitq  **queues;       /* by slot, lazily */
-    void            *deadline_heap, *grant_heap;
     uint64_t         armed_ns;     /* earliest timeout armed in the ring, 0 none */
-    uint64_t         heartbeat_due;
-    /* state */
     bool             stopping;
-    uint64_t         started_ns;
-    uint64_t         requests, grants, timeouts, bad_messages;
-    uint32_t         waiters;
-    logonce          log_bad, log_full;
+    uint64_t         requests, bad_messages;
+    rlog_once        log_bad, log_full;
 } server;
 
-/* Create the socket (replacing a stale one: we hold the instance lock) with mode 0600, or
- * 0660 and group GID. 0 or -errno with ERR set. */
+/* Create the socket at S->socket_path (replacing a stale one: we hold the instance lock)
+ * with mode 0600, or 0660 and group GID. 0 or -errno with ERR set. */
 int srv_listen(server *s, gid_t gid, char *err, size_t errlen);
 
-/* Run until SIGTERM/SIGINT; SIGHUP reloads. Returns 0, or -errno if the ring fails. */
+/* Run until SIGTERM/SIGINT. Returns 0, or -errno if the ring fails. */
 int srv_run(server *s);
 
-/* Queue a reply for C (packed now). GRANT (may be NULL) marks a delivery that carries
- * tokens: refunded if C closes before it is sent. */
-void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const struct waiter *grant);
-/* A reply with just a code and message. */
+/* Queue a reply for C (packed now). UNDO (may be NULL) is copied and called exactly once
+ * (see srv_undo); when C is closing or full it is called at once with delivered false. */
+void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const srv_undo *undo);
+/* A reply with just a code and a message (printf-style). */
+static inline __attribute__((format(printf, 5, 6)))
 void srv_reply_code(server *s, conn *c, uint64_t id, int code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-/* Stop serving C: its waits are dropped, undelivered grants refunded. C stays valid until
- * the end of the current loop iteration; it is freed once the ring no longer uses it. */
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+    rep.id = id;
+    rep.code = code;
+    rep.message = msg;
+    srv_reply(s, c, &rep, NULL);
+}
+
+/* Block the signals the loop reads (SIGTERM, SIGINT, SIGHUP) in the calling thread, before
+ * anything else runs, and leave them in SET. */
+void srv_block_signals(sigset_t *set);
+/* Stop serving C: the layer above is told (ops.closing); replies already queued are still
+ * flushed. C stays valid until the end of the current loop iteration; it is freed once the
+ * ring no longer uses it. */
 void srv_close_conn(server *s, conn *c, const char *why);
-
-uint64_t srv_now_ns(void);
-void srv_logonce(logonce *l, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* handlers.c */
-void handle_request(server *s, conn *c, const uint8_t *buf, size_t len);
-/* Reload the configuration file; fills REP (code, message, body). */
-int  srv_reload(server *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * client.h - librld internals shared by its source files: the client object and the
- * per-thread counters of admitted and denied calls.
+ * client.h - librld internals shared by its source files (client.c, wait.c, counters.c):
+ * the client object and the per-thread counters of admitted and denied calls. Nothing
+ * outside libclient/ includes it.
  */
 #ifndef RLD_LIBCLIENT_CLIENT_H
 #define RLD_LIBCLIENT_CLIENT_H
@@ -30,16 +31,9 @@ struct rld_client {
     rldi_u128         coarse_margin;      /* 2^-32 ns units */
 };
 
-/* client.c: the degraded wait. Reserve COST now (into debt if need be) when it fits
- * before DEADLINE_NS (0: none), then sleep until it is due. 0, -ETIMEDOUT, or as rld_try. */
-int rldc_reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_ns,
-                 rld_result *res);
-/* For the daemon's grants: take COST for the head waiter that became due at DUE_NS
- * (CLOCK_MONOTONIC), charged as of then but never more than one emission interval back,
- * so a late timer does not shift every later grant. Barges (the daemon is the queue). */
-int rldc_grant(rld_client *c, rld_limit lim, uint64_t cost, uint64_t due_ns, rld_result *res);
-uint64_t rldc_now_ns(void);
-bool rldc_daemon_stale(const rld_client *c);
+/* client.c: copy a bucket verdict into RES (may be NULL). */
+void rldc_result(rld_result *res, const rldi_verdict *vd);
+/* wait.c: close the pooled daemon connections. */
 void rldc_pool_close(rld_client *c);
 
 /*
@@ -68,8 +62,6 @@ extern __thread rldc_pending rldc_tls __attribute__((tls_model("initial-exec")))
 void rldc_count_slow(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,
                      uint64_t now_ns);
 void rldc_register(rld_client *c);
-/* Publish the calling thread's pending counts for C now (the daemon, once per loop turn). */
-void rldc_flush_thread(rld_client *c);
 void rldc_unregister(rld_client *c);
 
 static inline void rldc_count(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,

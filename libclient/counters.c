@@ -129,10 +129,3 @@ void rldc_unregister(rld_client *c)
     if (p->c == c)
         p->c = NULL;
 }
-
-void rldc_flush_thread(rld_client *c)
-{
-    rldc_pending *p = &rldc_tls;
-    if (p->c == c && p->serial == c->serial)
-        publish(p);
-}

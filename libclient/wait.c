@@ -8,8 +8,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "bucket.h"
 #include "client.h"
+#include "clock.h"
 #include "wire.h"
 
 #define CONNECT_TIMEOUT_MS 1000
@@ -24,7 +27,7 @@ static rldi_conn *pool_get(rld_client *c)
     pthread_mutex_unlock(&c->pool_lock);
     if (k)
         return k;
-    if (down && rldc_now_ns() < down)
+    if (down && rldi_mono_ns() < down)
         return NULL;
     if (!c->paths.socket_path[0])
         return NULL;
@@ -34,7 +37,7 @@ static rldi_conn *pool_get(rld_client *c)
     if (rldi_conn_open(c->paths.socket_path, "librld", CONNECT_TIMEOUT_MS, k, NULL, 0) < 0) {
         free(k);
         pthread_mutex_lock(&c->pool_lock);
-        c->daemon_down_until = rldc_now_ns() + DOWN_BACKOFF_NS;
+        c->daemon_down_until = rldi_mono_ns() + DOWN_BACKOFF_NS;
         pthread_mutex_unlock(&c->pool_lock);
         return NULL;
     }
@@ -100,12 +103,13 @@ static int ask_daemon(rld_client *c, rldi_conn *k, rld_limit lim, uint64_t cost,
     if (rldi_conn_send(k, &req, &id) < 0)
         return 1;
     /* The daemon answers by the timeout; past it (plus slack) it is not well. */
-    uint64_t give_up = timeout_ns >= 0 ? rldc_now_ns() + (uint64_t)timeout_ns + 2000000000ull : 0;
+    uint64_t give_up = timeout_ns >= 0 ? rldi_mono_ns() + (uint64_t)timeout_ns + 2000000000ull : 0;
     for (;;) {
         Rld__V1__Reply *rep;
         int r = rldi_conn_recv(k, POLL_SLICE_MS, &rep);
         if (r == -ETIMEDOUT) {
-            if (rldc_daemon_stale(c) || (give_up && rldc_now_ns() > give_up))
+            if (rldi_seg_daemon_stale(&c->seg, rldi_mono_ns()) ||
+                (give_up && rldi_mono_ns() > give_up))
                 return 1;
             continue;
         }
@@ -124,6 +128,33 @@ static int ask_daemon(rld_client *c, rldi_conn *k, rld_limit lim, uint64_t cost,
     }
 }
 
+/*
+ * The degraded wait: reserve COST now (into debt if need be) when it is due before
+ * DEADLINE_NS (0: none), then sleep until it is due. 0, -ETIMEDOUT, or as rld_try.
+ */
+static int reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_ns,
+                   rld_result *res)
+{
+    rldi_verdict vd;
+    uint64_t wait_ns;
+    rldi_u128 now = rldi_now_fp();
+    rldi_handle h = { lim.slot, lim.gen };
+    int r = rldi_bucket_reserve(&c->seg, h, cost, deadline_ns, now, &vd, &wait_ns);
+    if (r == 0)
+        rldc_count(c, lim.slot, cost, 0, rldi_fp_to_ns(now));
+    if (r == 0 && wait_ns) {
+        struct timespec ts = { (time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u) };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    if (res && (r == 0 || r == -ETIMEDOUT)) {
+        rldc_result(res, &vd);
+        if (!(vd.flags & RLDI_V_UNLIMITED))
+            res->flags |= RLD_F_DEGRADED;
+    }
+    return r;
+}
+
 int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
                 const rld_wait_opts *opts, rld_result *res)
 {
@@ -133,7 +164,7 @@ int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
     if (!c || opts->priority < 0 || opts->priority > RLD_PRIORITY_MAX ||
         (opts->flags & ~RLD_WAIT_BARGE))
         return -EINVAL;
-    uint64_t start = rldc_now_ns();
+    uint64_t start = rldi_mono_ns();
     rld_result local;
     int r = rld_try_ex(c, lim, cost, (opts->flags & RLD_WAIT_BARGE) ? RLD_TRY_BARGE : 0, &local);
     if (r != -EAGAIN) {
@@ -155,14 +186,14 @@ int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
         }
         conn_drop(k);
         pthread_mutex_lock(&c->pool_lock);
-        c->daemon_down_until = rldc_now_ns() + DOWN_BACKOFF_NS;
+        c->daemon_down_until = rldi_mono_ns() + DOWN_BACKOFF_NS;
         pthread_mutex_unlock(&c->pool_lock);
     }
     /* Degraded: no daemon to queue at. Reserve and sleep, within what is left of the timeout. */
     uint64_t deadline = timeout_ns >= 0 ? start + (uint64_t)timeout_ns : 0;
     if (deadline == 0 && timeout_ns >= 0)
         deadline = 1;
-    return rldc_reserve(c, lim, cost, deadline, res);
+    return reserve(c, lim, cost, deadline, res);
 }
 
 int rld_wait(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns, rld_result *res)

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rld_codes.h"   /* RLD_EABI, RLD_ECORRUPT: the codes that are not errno values */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -22,10 +24,6 @@ extern "C" {
 #define RLD_VERSION_MAJOR 0
 #define RLD_VERSION_MINOR 1
 #define RLD_VERSION_PATCH 0
-
-/* Codes that are not errno values live below -1000 (errno values are all above). */
-#define RLD_EABI      (-1001) /* the segment was made by an rld of another ABI version */
-#define RLD_ECORRUPT  (-1002) /* the segment is not an rld segment, or is damaged      */
 
 /* rld_result.flags */
 #define RLD_F_DEGRADED  0x1u  /* answered without the daemon (waits: client-side sleep) */
@@ -135,6 +133,27 @@ typedef struct rld_limit_info {
 
 /* Fill *out for LIM. -ESTALE when the limit was deleted. */
 int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out);
+
+/*
+ * Enumerate the live limits: set *cursor to 0, then each call fills *out with the next
+ * limit and advances *cursor, until it returns -ENOENT. A limit created or deleted during
+ * the enumeration may or may not be seen; every other one is seen exactly once.
+ */
+int rld_next(rld_client *c, uint32_t *cursor, rld_limit *out);
+
+/* The instance as its segment shows it, for status displays. */
+typedef struct rld_instance {
+    char     name[65];
+    uint32_t max_limits;         /* capacity of the segment ([rld] max_limits) */
+    uint32_t limits;             /* live limits */
+    uint64_t segment_bytes;
+    uint32_t daemon_pid;         /* the daemon attached now; 0 if none */
+    int      daemon_alive;       /* its heartbeat is fresh (else waits degrade) */
+    uint64_t heartbeat_age_ns;   /* since the daemon's last heartbeat */
+    uint64_t config_gen;         /* bumped on every configuration change */
+} rld_instance;
+
+int rld_instance_info(rld_client *c, rld_instance *out);
 
 /* A static English message for any code these functions return. Never NULL. */
 const char *rld_strerror(int err);

@@ -60,7 +60,7 @@ static void check_ok(const rldi_config *c)
     FUZZ_CHECK(c->nlimits <= c->max_limits, "%zu limits > max_limits %u", c->nlimits, c->max_limits);
     FUZZ_CHECK(c->nlimits == 0 || c->limits, "limits NULL");
     for (size_t i = 0; i < c->nlimits; i++) {
-        const rldi_conf_limit *l = &c->limits[i];
+        const rldi_limitdef *l = &c->limits[i];
         const char *why;
         FUZZ_CHECK(memchr(l->name, 0, sizeof l->name), "name not terminated");
         FUZZ_CHECK(rldi_name_check(l->name, &why) == 0, "bad name '%s' accepted", l->name);
@@ -98,7 +98,7 @@ static void check_roundtrip(const rldi_config *c)
     if (c->admin_group[0])
         PUT("admin_group = %s\n", c->admin_group);
     for (size_t i = 0; i < c->nlimits; i++) {
-        const rldi_conf_limit *l = &c->limits[i];
+        const rldi_limitdef *l = &c->limits[i];
         char rate[96];
         rldi_format_rate(rate, sizeof rate, l->count, l->period_ns);
         PUT("[limit %s]\nrate = %s\n", l->name, rate);
@@ -117,7 +117,7 @@ static void check_roundtrip(const rldi_config *c)
                    !strcmp(c2.admin_group, c->admin_group) && c2.nlimits == c->nlimits,
                "round trip changes [rld]:\n%s", t);
     for (size_t i = 0; i < c->nlimits; i++) {
-        const rldi_conf_limit *a = &c->limits[i], *b = &c2.limits[i];
+        const rldi_limitdef *a = &c->limits[i], *b = &c2.limits[i];
         FUZZ_CHECK(!strcmp(a->name, b->name) && a->count == b->count &&
                        a->period_ns == b->period_ns && a->burst == b->burst,
                    "round trip changes limit '%s'", a->name);

@@ -20,56 +20,31 @@
 #include <unistd.h>
 
 #include "atomics.h"
+#include "clock.h"
+#include "dseg.h"
+#include "handlers.h"
 #include "log.h"
 #include "server.h"
 #include "waitq.h"
 
 static server srv;
+static rld_daemon d;
 static rldi_seg seg;
 static rldi_config conf;
-static uint64_t time_shift;
 
-/* ---- stubs of server.c ------------------------------------------------------------ */
+/* ---- stubs of server.c (the transport) ------------------------------------------------ */
 
-uint64_t srv_now_ns(void)
+void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const srv_undo *undo)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + time_shift;
-}
-
-void srv_logonce(logonce *l, int level, const char *fmt, ...)
-{
-    (void)level;
-    (void)fmt;
-    l->count++;
-}
-
-void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const struct waiter *grant)
-{
+    (void)s;
     uint8_t buf[RLDI_MAX_MESSAGE * 2];
     size_t n = rld__v1__reply__get_packed_size(rep);
     if (n > sizeof(buf))
         abort();                       /* a reply that could never be sent */
     rld__v1__reply__pack(rep, buf);
-    if (grant && (c->closing || c->out_count >= SRV_MAX_OUTQ)) {
-        rld_limit lim = { grant->q->slot, grant->q->gen };
-        rld_refund(s->self, lim, grant->cost);
-    }
-}
-
-void srv_reply_code(server *s, conn *c, uint64_t id, int code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
-    rep.id = id;
-    rep.code = code;
-    rep.message = msg;
-    srv_reply(s, c, &rep, NULL);
+    /* as the transport does: every undo runs exactly once */
+    if (undo && undo->fn)
+        undo->fn(undo, !c->closing && c->out_count < SRV_MAX_OUTQ);
 }
 
 void srv_close_conn(server *s, conn *c, const char *why)
@@ -78,7 +53,7 @@ void srv_close_conn(server *s, conn *c, const char *why)
     if (c->closing)
         return;
     c->closing = true;
-    waitq_drop_conn(s, c);
+    s->ops.closing(s->ops.ctx, c);
 }
 
 /* ---- set-up ------------------------------------------------------------------------- */
@@ -115,26 +90,26 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (dseg_sync(&seg, &conf, &ch, NULL, NULL, NULL) < 0)
         abort();
     dseg_publish(&seg, getpid());
-    srv.config_path = path;
-    srv.conf = &conf;
-    srv.seg = &seg;
-    srv.admin_gid = (gid_t)-1;
-    rldi_paths_resolve(shm + 5, &srv.paths);
-    if (rld_open(shm + 5, 0, &srv.self) < 0)
+    d.config_path = path;
+    d.conf = &conf;
+    d.seg = &seg;
+    d.admin_gid = (gid_t)-1;
+    rldi_paths_resolve(shm + 5, &d.paths);
+    d.srv = &srv;
+    srv.ops = daemon_ops(&d);
+    if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters)))
         abort();
     shm_unlink(shm);                   /* the mapping lives on; nothing left behind */
-    waitq_init(&srv);
     return 0;
 }
 
 static void check_published(void)
 {
     for (uint32_t i = 0; i < seg.slot_count; i++) {
-        uint32_t w;
-        uint64_t tokens, g, t;
-        waitq_info(&srv, i, &w, &tokens, &g, &t);
-        if (rldi_load_relaxed(&seg.slots[i].waiters) != w ||
-            rldi_load_relaxed(&seg.slots[i].queued) != tokens)
+        waitq_stats st;
+        waitq_limit_stats(d.wq, i, &st);
+        if (rldi_load_relaxed(&seg.slots[i].waiters) != st.waiters ||
+            rldi_load_relaxed(&seg.slots[i].queued) != st.tokens)
             abort();
     }
 }
@@ -147,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t flag = data[0];
     data++, size--;
     conn *c = calloc(1, sizeof(*c));
+    c->idx = 7;
     c->uid = (flag & 2) ? 0 : 4242;
     c->gid = 4242;
     c->pid = getpid();
@@ -158,7 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         req.hello = &h;
         uint8_t buf[64];
         size_t n = rld__v1__request__pack(&req, buf);
-        handle_request(&srv, c, buf, n);
+        daemon_request(&d, c, buf, n);
     }
     for (int k = 0; k < 32 && size >= 2 && !c->closing; k++) {
         size_t len = (size_t)data[0] | (size_t)data[1] << 8;
@@ -167,18 +143,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             len = size;
         if (len > RLDI_MAX_MESSAGE)
             len = RLDI_MAX_MESSAGE;     /* the loop refuses bigger packets before decoding */
-        handle_request(&srv, c, data, len);
+        daemon_request(&d, c, data, len);
         data += len, size -= len;
         check_published();
     }
     if (flag & 4) {
-        time_shift = 10000000000ull;
-        waitq_run(&srv, srv_now_ns());
+        waitq_run(d.wq, rldi_mono_ns() + 10000000000ull);   /* timers 10 s ahead */
         check_published();
-        time_shift = 0;
     }
     srv_close_conn(&srv, c, "end of input");
-    if (c->waiters || c->waits)
+    if (waitq_conn_waits(d.wq, c))
         abort();
     check_published();
     free(c);

@@ -35,11 +35,12 @@
 #include <errno.h>
 #include <stdbool.h>
 
+#include "bucket.h"
+#include "codes.h"
 #include "fuzz_common.h"
 #include "gcra.h"
 #include "layout.h"
 #include "rate.h"
-#include "rld.h"
 #include "segment.h"
 
 #define MAX_SEG       (256u * 1024)   /* raw headers may ask for more: capped */
@@ -117,6 +118,54 @@ static void populate(uint8_t *base, const rldi_shm_header *g, fuzz_in *in)
             b = (b + 1) & mask;
         index[b] = (flags & 16) ? RLDI_INDEX_DELETED : i + 1;
     }
+}
+
+static void check_verdict(const rldi_verdict *v, uint64_t burst, bool denied, const char *what);
+
+/*
+ * The real admission code (bucket.c) on slot I, as librld and the daemon call it: every
+ * entry point returns one of its documented codes, and a verdict it fills is sane. The
+ * handle is the slot's own generation (a client that found the limit) and a stale one.
+ */
+static void buckets(const rldi_seg *s, uint32_t i)
+{
+    const rldi_slot *sl = &s->slots[i];
+    rldi_handle hs[] = { { i, sl->gen }, { i, sl->gen + 1 } };
+    rldi_u128 nows[] = { rldi_fp_from_ns(sl->tat), rldi_fp_from_ns(sl->tat + 1000000000ull),
+                         rldi_fp_from_ns(1) };
+    for (size_t k = 0; k < sizeof(hs) / sizeof(hs[0]); k++) {
+        for (size_t j = 0; j < sizeof(nows) / sizeof(nows[0]); j++) {
+            rldi_u128 now = nows[j];
+            rldi_verdict v;
+            uint64_t costs[] = { 0, 1, 3, UINT64_MAX };
+            for (size_t c = 0; c < 4; c++) {
+                int r = rldi_bucket_take(s, hs[k], costs[c], now, c & 1 ? RLDI_TAKE_BARGE : 0, &v);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "take: %d", r);
+                if (r == 0 || r == -EAGAIN)
+                    FUZZ_CHECK(v.remaining <= v.limit, "take: remaining %llu > limit %llu",
+                               (unsigned long long)v.remaining, (unsigned long long)v.limit);
+                r = rldi_bucket_take_fast(s, hs[k], costs[c], now, &v);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "fast: %d", r);
+                r = rldi_bucket_probe(s, hs[k], costs[c], now, 0, &v);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "probe: %d", r);
+                r = rldi_bucket_grant(s, hs[k], costs[c], rldi_fp_to_ns(now) - 5, now, &v);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "grant: %d", r);
+                uint64_t wait;
+                r = rldi_bucket_reserve(s, hs[k], costs[c], rldi_fp_to_ns(now) + 1000, now, &v, &wait);
+                FUZZ_CHECK(r == 0 || r == -ETIMEDOUT || r == -E2BIG || r == -ESTALE, "reserve: %d", r);
+                r = rldi_bucket_estimate(s, hs[k], costs[c], costs[c], now, &v);
+                FUZZ_CHECK(r == 0 || r == -ESTALE, "estimate: %d", r);
+            }
+            int r = rldi_bucket_peek(s, hs[k], now, &v);
+            FUZZ_CHECK(r == 0 || r == -ESTALE, "peek: %d", r);
+            r = rldi_bucket_refund(s, hs[k], 7, now);
+            FUZZ_CHECK(r == 0 || r == -ESTALE, "refund: %d", r);
+            r = rldi_bucket_debit(s, hs[k], j ? 7 : UINT64_MAX, now);
+            FUZZ_CHECK(r == 0 || r == -ERANGE || r == -ESTALE, "debit: %d", r);
+        }
+    }
+    rldi_handle bad = { s->slot_count, 1 };
+    FUZZ_CHECK(rldi_bucket_take(s, bad, 1, nows[0], 0, NULL) == -EINVAL, "take past the end");
 }
 
 static void check_verdict(const rldi_verdict *v, uint64_t burst, bool denied, const char *what)
@@ -312,6 +361,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_CHECK(slot < s.slot_count, "lookup: slot %u of %u", slot, s.slot_count);
         }
         slot_arithmetic(&s.slots[i], s.hdr);
+        if (i < 4)
+            buckets(&s, i);     /* the real code is slower: a few slots suffice */
     }
     FUZZ_CHECK(rldi_seg_name(&s, s.slot_count, name) == -ENOENT, "seg_name past the end");
     for (size_t i = 0; i < NPROBE; i++) {

@@ -66,20 +66,21 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # shellcheck disable=SC2206,SC2054
 CFLAGS=(${FUZZ_CFLAGS:-} -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=all -Wall -Wextra -Wno-unused-parameter
-        -I"$here" -I"$src/common" -I"$src/daemon" -I"$src/libclient/include" -I"$src/libclient"
+        -I"$here" -I"$src/common" -I"$src/daemon" -I"$src/libclient/include"
         -I"$out/proto")
 case $(uname -m) in x86_64|amd64) CFLAGS+=(-mcx16);; esac
 
 sources() {   # the sources of target $1
   case $1 in
     fuzz_rate)    echo "$here/fuzz_rate.c $src/common/rate.c";;
-    fuzz_config)  echo "$here/fuzz_config.c $src/daemon/config.c $src/common/rate.c";;
-    fuzz_segment) echo "$here/fuzz_segment.c $src/common/segment.c $src/common/rate.c";;
+    fuzz_config)  echo "$here/fuzz_config.c $src/daemon/config.c $src/common/rate.c $src/common/limitdef.c";;
+    fuzz_segment) echo "$here/fuzz_segment.c $src/common/segment.c $src/common/bucket.c" \
+                       "$src/common/rate.c $src/common/codes.c";;
     fuzz_gcra)    echo "$here/fuzz_gcra.c $src/common/rate.c";;
     fuzz_dispatch) echo "$here/fuzz_dispatch.c $src/daemon/handlers.c $src/daemon/waitq.c" \
                         "$src/daemon/dseg.c $src/daemon/config.c $src/daemon/log.c" \
-                        "$src/libclient/client.c $src/libclient/counters.c $src/libclient/wait.c" \
                         "$src/common/rate.c $src/common/instance.c $src/common/segment.c" \
+                        "$src/common/bucket.c $src/common/limitdef.c $src/common/codes.c" \
                         "$src/common/wire.c $out/proto/rld.pb-c.c";;
     fuzz_wire)    echo "$here/fuzz_wire.c $src/common/wire.c $out/proto/rld.pb-c.c";;
     *) return 1;;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "rlctl.h"
 
 /* A label value escaped as the format says: backslash, double quote and newline. */
@@ -112,13 +113,6 @@ static const char *value_of(char *buf, size_t len, const rlctl_limit *l, int m)
     return dbls(buf, len, rlctl_rate_per_s(&l->info));
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int cmd_metrics(rlctl_ctx *ctx)
 {
     const char *inst = ctx->paths.instance;
@@ -137,7 +131,7 @@ static int cmd_metrics(rlctl_ctx *ctx)
     family(stdout, "rld_daemon_attached", "gauge",
            "Whether a daemon is attached to the instance's segment (1) or not (0).");
     sample(stdout, "rld_daemon_attached", inst, NULL, si.daemon_pid ? "1" : "0");
-    uint64_t now = mono_ns();
+    uint64_t now = rldi_mono_ns();
     family(stdout, "rld_daemon_heartbeat_age_seconds", "gauge",
            "Seconds since the daemon last marked the segment alive (about 1 while it runs).");
     sample(stdout, "rld_daemon_heartbeat_age_seconds", inst, NULL,

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "rlctl.h"
 
 typedef struct outcome {
@@ -170,23 +171,16 @@ const rlctl_cmd rlctl_cmd_try = {
     .exec = cmd_try,
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* rld_wait_ex, timed: the wait the caller saw, whichever way it went. */
 static void take_wait(rlctl_ctx *ctx, rld_limit h, const take_args *a, outcome *o)
 {
     rld_wait_opts opts = { .priority = a->priority, .flags = 0 };
     rld_result res;
     memset(&res, 0, sizeof(res));
-    uint64_t start = mono_ns();
+    uint64_t start = rldi_mono_ns();
     int code = rld_wait_ex(ctx->client, h, a->cost, a->timeout_ns, &opts, &res);
     from_result(o, code, &res);
-    o->waited_ns = mono_ns() - start;
+    o->waited_ns = rldi_mono_ns() - start;
 }
 
 static int cmd_wait(rlctl_ctx *ctx)

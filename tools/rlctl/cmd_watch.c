@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "layout.h"
 #include "rlctl.h"
 
@@ -86,13 +87,6 @@ typedef struct watch {
     uint64_t prev_ns, start_ns;
     unsigned refresh;
 } watch;
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static const prev *prev_find(const watch *w, const rlctl_limit *l)
 {
@@ -251,7 +245,7 @@ static int refresh(watch *w, rlctl_ctx *ctx)
     if (w->refresh == 0 && w->t.screen)
         term_enter(&w->t);
     w->refresh++;
-    uint64_t now = mono_ns();
+    uint64_t now = rldi_mono_ns();
     draw(w, ctx, v, n, &si, r != 0 ? error : NULL, now);
     if (r == 0)
         remember(w, v, n, now);
@@ -292,7 +286,7 @@ static bool pause_until(watch *w, uint64_t due, const sigset_t *orig_mask)
             if (w->t.screen)
                 return true;                     /* redraw at the new size */
         }
-        uint64_t now = mono_ns();
+        uint64_t now = rldi_mono_ns();
         if (now >= due)
             return true;
         struct timespec ts = { (time_t)((due - now) / 1000000000u),
@@ -344,15 +338,15 @@ static int cmd_watch(rlctl_ctx *ctx)
         sigaddset(&block, sigs[i]);
     }
     sigprocmask(SIG_BLOCK, &block, &orig_mask);
-    w.start_ns = w.prev_ns = mono_ns();
+    w.start_ns = w.prev_ns = rldi_mono_ns();
     if ((r = refresh(&w, ctx)) != 0)
         goto out;
-    uint64_t due = mono_ns() + w.interval_ns;
+    uint64_t due = rldi_mono_ns() + w.interval_ns;
     while (!w.count || w.refresh < w.count) {
         if (!pause_until(&w, due, &orig_mask))
             break;
-        if (mono_ns() >= due)
-            due += w.interval_ns * ((mono_ns() - due) / w.interval_ns + 1);
+        if (rldi_mono_ns() >= due)
+            due += w.interval_ns * ((rldi_mono_ns() - due) / w.interval_ns + 1);
         refresh(&w, ctx);
     }
     if (w.t.screen)

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "rate.h"
 #include "rlctl.h"
-#include "segment.h"
 
 #define DEFAULT_CONFIG "/etc/rld/rld.conf"
 
@@ -238,9 +238,9 @@ static int by_name(const void *a, const void *b)
 }
 
 /*
- * Names come from walking the slots (a second, read-only use of the mapping: librld's
- * client is opaque); state from the public API, which checks each handle's generation, so
- * a limit deleted during the walk is skipped rather than shown half-read.
+ * Limits come from librld's enumeration (rld_next), their state from the public API, which
+ * checks each handle's generation: a limit deleted during the walk is skipped rather than
+ * shown half-read.
  */
 int rlctl_snapshot(rlctl_ctx *ctx, rlctl_limit **out, size_t *n, rlctl_seg_info *info)
 {
@@ -249,33 +249,24 @@ int rlctl_snapshot(rlctl_ctx *ctx, rlctl_limit **out, size_t *n, rlctl_seg_info 
     int r = rlctl_open_segment(ctx);
     if (r != 0)
         return r;
-    rldi_seg seg;
-    if ((r = rldi_seg_open(ctx->paths.shm_name, &seg)) < 0)
-        return rlctl_fail(rlctl_exit_for(r), "cannot map /dev/shm%s: %s", ctx->paths.shm_name,
+    rld_instance inst;
+    if ((r = rld_instance_info(ctx->client, &inst)) < 0)
+        return rlctl_fail(rlctl_exit_for(r), "instance '%s': %s", ctx->paths.instance,
                           rld_strerror(r));
-    rlctl_limit *v = calloc(seg.slot_count ? seg.slot_count : 1, sizeof(*v));
-    if (!v) {
-        rldi_seg_close(&seg);
+    rlctl_limit *v = calloc(inst.max_limits ? inst.max_limits : 1, sizeof(*v));
+    if (!v)
         return rlctl_fail(RLCTL_EXIT_UNREACHABLE, "out of memory");
-    }
     if (info) {
-        info->slot_count = seg.slot_count;
-        info->daemon_pid = __atomic_load_n(&seg.hdr->daemon_pid, __ATOMIC_RELAXED);
-        info->heartbeat_ns = __atomic_load_n(&seg.hdr->heartbeat_ns, __ATOMIC_RELAXED);
+        info->slot_count = inst.max_limits;
+        info->daemon_pid = inst.daemon_pid;
+        info->heartbeat_ns = rldi_mono_ns() - inst.heartbeat_age_ns;
     }
     size_t count = 0;
-    for (uint32_t i = 0; i < seg.slot_count; i++) {
-        if (!(__atomic_load_n(&seg.slots[i].flags, __ATOMIC_RELAXED) & RLDI_SLOT_LIVE))
-            continue;
-        char name[RLDI_NAME_MAX + 1];
-        rld_limit h;
-        if (rldi_seg_name(&seg, i, name) < 0 || rld_find(ctx->client, name, &h) < 0 ||
-            h.slot != i)
-            continue;   /* deleted or replaced meanwhile */
+    uint32_t cursor = 0;
+    rld_limit h;
+    while (count < inst.max_limits && rld_next(ctx->client, &cursor, &h) == 0)
         if (rlctl_limit_read(ctx->client, h, &v[count]) == 0)
             count++;
-    }
-    rldi_seg_close(&seg);
     qsort(v, count, sizeof(*v), by_name);
     *out = v;
     *n = count;

@@ -1,0 +1,369 @@
+/*
+ * bucket.c - admission on a limit's state word: the out-of-line paths of bucket.h.
+ *
+ * Every function here follows one pattern: load the state word, build a view (the word and
+ * the config bank its version names), decide with gcra.h, then either publish with one
+ * 16-byte CAS (retrying with the value the CAS returned when it loses a race) or, when
+ * nothing is published, check that the word did not move while the bank was read.
+ */
+#include "bucket.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "clock.h"
+
+void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_bank *b, uint64_t t, uint64_t burst,
+                              uint64_t cost, rldi_u128 nt, rldi_u128 now)
+{
+    if (nt - now == (rldi_u128)t * cost) {
+        /* The bucket was full: exactly burst - cost remain, no division needed. */
+        v->limit = burst;
+        v->remaining = burst - cost;
+        v->retry_after_ns = 0;
+        v->reset_after_ns = rldi_fp_to_ns_ceil(nt - now);
+        v->flags = v->waiters = 0;
+        return;
+    }
+    uint64_t bits = rldi_load_relaxed(&b->inv_t);
+    double inv;
+    memcpy(&inv, &bits, sizeof(inv));
+    rldi_gcra_verdict_ok(t, burst, inv, nt, now, v);
+}
+
+int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                          unsigned flags, rldi_u128 word, rldi_verdict *out)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (rldi_unlikely(!sl))
+        return -EINVAL;
+    for (;;) {
+        rldi_view v;
+        int r = rldi_view_fill(sl, h.gen, word, &v);
+        if (rldi_unlikely(r < 0))
+            return r;
+        rldi_u128 new_tat;
+        /* waiters of a daemon that stopped beating are stale: a dead daemon must not
+         * block the fast path until it is restarted */
+        if (v.waiters && ((flags & RLDI_TAKE_BARGE) || rldi_seg_daemon_stale(s, rldi_fp_to_ns(now))))
+            v.waiters = 0;
+        /* 1 <= cost <= burst on a limited limit: the decision; all else below */
+        if (rldi_likely(cost - 1 < v.burst && v.t != 0) &&
+            rldi_gcra_decide(v.t, v.burst, v.tat, now, cost, v.waiters, &new_tat)) {
+            if (rldi_likely(rldi_cas16(&sl->tat, &word, rldi_word_make(new_tat, v.ver)))) {
+                if (out)
+                    rldi_gcra_verdict_ok(v.t, v.burst, v.inv, new_tat, now, out);
+                return 0;
+            }
+            continue;   /* lost a race: WORD now holds the current state */
+        }
+        /* Nothing to publish: trust the bank read only if the state word did not move. */
+        if (rldi_view_moved(sl, &v, &word))
+            continue;
+        if (v.t == 0) {
+            if (out)
+                rldi_verdict_unlimited(out);
+            return 0;
+        }
+        if (cost > v.burst)
+            return -E2BIG;
+        if (cost == 0) {                        /* takes nothing, always succeeds */
+            if (out)
+                rldi_gcra_peek(v.t, v.burst, v.tat, now, out);
+            return 0;
+        }
+        if (out) {
+            uint64_t extra = v.waiters ? rldi_load_relaxed(&sl->queued) : 0;
+            rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, extra, out);
+            out->waiters = v.waiters;
+        }
+        return -EAGAIN;
+    }
+}
+
+/*
+ * Run F on a consistent view of H: F publishes nothing, and what it computed is kept only
+ * if the state word did not move while it ran (else it runs again on the new state).
+ */
+typedef int (*view_fn)(const rldi_slot *sl, const rldi_view *v, void *arg);
+
+static int with_view(const rldi_seg *s, rldi_handle h, view_fn f, void *arg)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    for (;;) {
+        rldi_view v;
+        int r = rldi_view_fill(sl, h.gen, rldi_load16_split(&sl->tat), &v);
+        if (r < 0)
+            return r;
+        r = f(sl, &v, arg);
+        if (rldi_view_still(sl, &v))
+            return r;
+    }
+}
+
+struct probe_arg {
+    uint64_t cost, extra;       /* extra: what a queue puts ahead (estimate), else 0 */
+    unsigned flags;
+    rldi_u128 now;
+    rldi_verdict vd;
+};
+
+static int probe_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
+{
+    struct probe_arg *a = arg;
+    rldi_u128 unused;
+    if (v->t == 0) {
+        rldi_verdict_unlimited(&a->vd);
+        return 0;
+    }
+    if (a->cost > v->burst)
+        return -E2BIG;
+    /* a queue counts as at least one token ahead */
+    uint64_t extra = v->waiters && !(a->flags & RLDI_TAKE_BARGE)
+                         ? rldi_load_relaxed(&sl->queued) | 1 : 0;
+    bool ok = rldi_gcra_try(v->t, v->burst, v->tat, a->now, a->cost, extra, &unused, &a->vd);
+    a->vd.waiters = v->waiters;
+    return ok ? 0 : -EAGAIN;
+}
+
+int rldi_bucket_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                      unsigned flags, rldi_verdict *out)
+{
+    struct probe_arg a = { cost, 0, flags, now, { 0 } };
+    int r = with_view(s, h, probe_fn, &a);
+    if (out && (r == 0 || r == -EAGAIN))
+        *out = a.vd;
+    return r;
+}
+
+static int peek_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
+{
+    struct probe_arg *a = arg;
+    if (v->t == 0)
+        rldi_verdict_unlimited(&a->vd);
+    else
+        rldi_gcra_peek(v->t, v->burst, v->tat, a->now, &a->vd);
+    a->vd.waiters = rldi_load_relaxed(&sl->waiters);
+    return 0;
+}
+
+int rldi_bucket_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict *out)
+{
+    struct probe_arg a = { 0, 0, 0, now, { 0 } };
+    int r = with_view(s, h, peek_fn, &a);
+    if (out && r == 0)
+        *out = a.vd;
+    return r;
+}
+
+static int estimate_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
+{
+    struct probe_arg *a = arg;
+    (void)sl;
+    if (v->t == 0) {
+        rldi_verdict_unlimited(&a->vd);
+        return 0;
+    }
+    rldi_gcra_verdict_denied(v->t, v->burst, v->inv, v->tat, a->now, a->cost, a->extra, &a->vd);
+    if (a->extra == 0 && a->vd.retry_after_ns == 1)
+        a->vd.retry_after_ns = 0;               /* fits now */
+    return 0;
+}
+
+int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t cost,
+                         rldi_u128 now, rldi_verdict *out)
+{
+    struct probe_arg a = { cost, extra, 0, now, { 0 } };
+    int r = with_view(s, h, estimate_fn, &a);
+    if (r == 0)
+        *out = a.vd;
+    return r;
+}
+
+/* Apply F to a limit's state in a CAS loop (refund, debit). F returns 0 with *new_tat, or
+ * a negative code (nothing to publish). Unlimited limits have no state to change. */
+typedef int (*update_fn)(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u128 *new_tat);
+
+static int update(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now, update_fn f)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        rldi_view v;
+        int r = rldi_view_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        rldi_u128 new_tat = v.tat;
+        if (v.t != 0)
+            r = f(&v, now, amount, &new_tat);
+        if (r < 0 || new_tat == v.tat) {
+            if (rldi_view_moved(sl, &v, &word))
+                continue;
+            return r;
+        }
+        if (rldi_cas16(&sl->tat, &word, rldi_word_make(new_tat, v.ver)))
+            return 0;
+    }
+}
+
+static int do_refund(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u128 *new_tat)
+{
+    *new_tat = rldi_gcra_refund(v->t, v->tat, now, amount);
+    return 0;
+}
+
+static int do_debit(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u128 *new_tat)
+{
+    return rldi_gcra_debit(v->t, v->burst, v->tat, now, amount, new_tat);
+}
+
+int rldi_bucket_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now)
+{
+    return update(s, h, amount, now, do_refund);
+}
+
+int rldi_bucket_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now)
+{
+    return update(s, h, amount, now, do_debit);
+}
+
+int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t due_ns,
+                      rldi_u128 now, rldi_verdict *out)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        rldi_view v;
+        int r = rldi_view_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        if (v.t == 0 || cost == 0 || cost > v.burst)
+            return rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
+        /* Charged as of its due time, but never more than one emission interval back:
+         * at most one token beyond burst + rate x elapsed over any window. */
+        rldi_u128 due = rldi_fp_from_ns(due_ns), at = now;
+        if (due < now)
+            at = now - due > v.t ? now - v.t : due;
+        rldi_u128 nt;
+        if (!rldi_gcra_decide(v.t, v.burst, v.tat, at, cost, 0, &nt)) {
+            if (rldi_view_moved(sl, &v, &word))
+                continue;
+            if (out)
+                rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, out);
+            return -EAGAIN;
+        }
+        if (!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, v.ver)))
+            continue;
+        if (out)
+            rldi_gcra_peek(v.t, v.burst, nt, now, out);
+        return 0;
+    }
+}
+
+int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t deadline_ns,
+                        rldi_u128 now, rldi_verdict *out, uint64_t *wait_ns)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    *wait_ns = 0;
+    if (!sl)
+        return -EINVAL;
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        rldi_view v;
+        int r = rldi_view_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        if (v.t == 0 || cost > v.burst || cost == 0)   /* nothing to wait for */
+            return rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
+        /* take the tokens now, into debt (capped, as a debit: TAT must never wrap), and
+         * let the caller wait until the debt is due */
+        rldi_u128 nt, tau = v.t * v.burst;
+        uint64_t wait = 0;
+        r = rldi_gcra_debit(v.t, v.burst, v.tat, now, cost, &nt);
+        if (r == 0) {
+            wait = nt - now > tau ? rldi_fp_to_ns_ceil(nt - now - tau) : 0;
+            if (deadline_ns && rldi_fp_to_ns(now) + wait > deadline_ns)
+                r = -ETIMEDOUT;
+        }
+        if (r < 0) {
+            if (rldi_view_moved(sl, &v, &word))
+                continue;
+            if (out)
+                rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, out);
+            return -ETIMEDOUT;
+        }
+        if (!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, v.ver)))
+            continue;
+        *wait_ns = wait;
+        if (out) {
+            rldi_u128 then = now + rldi_fp_from_ns(wait);
+            rldi_gcra_peek(v.t, v.burst, nt > then ? nt : then, then, out);
+        }
+        return 0;
+    }
+}
+
+/* ---- the daemon's writes ------------------------------------------------------------------ */
+
+static void bank_read(const rldi_bank *b, rldi_u128 *t, uint64_t *burst)
+{
+    *t = ((rldi_u128)rldi_load_relaxed(&b->t_hi) << 64) | rldi_load_relaxed(&b->t_lo);
+    *burst = rldi_load_relaxed(&b->burst);
+}
+
+static void bank_write(rldi_bank *b, rldi_u128 t, uint64_t burst)
+{
+    rldi_store_relaxed(&b->t_lo, (uint64_t)t);
+    rldi_store_relaxed(&b->t_hi, (uint64_t)(t >> 64));
+    rldi_store_relaxed(&b->burst, burst);
+    double inv = t ? 1.0 / ((double)(uint64_t)(t >> 64) * 18446744073709551616.0 + (double)(uint64_t)t)
+                   : 0.0;
+    uint64_t bits;
+    memcpy(&bits, &inv, sizeof(bits));
+    rldi_store_relaxed(&b->inv_t, bits);
+}
+
+void rldi_bucket_config(const rldi_slot *sl, rldi_u128 *t, uint64_t *burst)
+{
+    uint32_t ver = (uint32_t)(rldi_load_relaxed(&sl->frac_ver) >> 32);
+    bank_read(&sl->bank[ver & 1], t, burst);
+}
+
+void rldi_bucket_publish(rldi_slot *sl, rldi_u128 t, uint64_t burst, bool carry)
+{
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    uint32_t ver = (uint32_t)(word >> 96);
+    bank_write(&sl->bank[(ver + 1) & 1], t, burst);
+    rldi_fence_release();
+    for (;;) {
+        uint64_t fv = (uint64_t)(word >> 64);
+        ver = (uint32_t)(fv >> 32);
+        rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
+        rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns());
+        rldi_u128 nt = now;
+        if (carry) {
+            rldi_u128 ot;
+            uint64_t ob;
+            bank_read(&sl->bank[ver & 1], &ot, &ob);
+            nt = rldi_gcra_carry(ot, ob, t, burst, tat, now);
+        }
+        if (rldi_cas16(&sl->tat, &word, rldi_word_make(nt, ver + 1)))
+            return;
+    }
+}
+
+void rldi_bucket_fill(rldi_slot *sl)
+{
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns());
+        if (rldi_cas16(&sl->tat, &word, rldi_word_make(now, (uint32_t)(word >> 96))))
+            return;
+    }
+}

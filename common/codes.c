@@ -1,0 +1,26 @@
+/* codes.c - English for every code rld functions return (librld's rld_strerror, the daemon's
+ * replies and logs, the tools). */
+#include <errno.h>
+#include <string.h>
+
+#include "codes.h"
+
+const char *rldi_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case -EAGAIN: return "denied: not enough tokens now (see retry_after)";
+    case -ENOENT: return "no such instance or limit";
+    case -ESTALE: return "the limit was deleted or replaced since it was found";
+    case -E2BIG: return "the cost exceeds the limit's burst and can never be admitted";
+    case -EINVAL: return "invalid argument";
+    case -ERANGE: return "amount out of range (debt would exceed the maximum)";
+    case -ENAMETOOLONG: return "name too long";
+    case -EACCES: return "permission denied";
+    case -ENOMEM: return "out of memory";
+    case -ETIMEDOUT: return "the wait would exceed the timeout";
+    case RLD_EABI: return "the instance's segment was made by an incompatible rld version";
+    case RLD_ECORRUPT: return "the instance's segment is damaged or not an rld segment";
+    default: return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
+    }
+}

@@ -1,0 +1,43 @@
+/*
+ * limitdef.h - a limit's definition as an operator writes it (name, rate, burst) and the
+ * one check every way of defining a limit goes through: the configuration file, a Put
+ * request (rlctl create/set) and the segment writer. A definition that passes can be
+ * published: its emission interval and tolerance are representable (gcra.h).
+ */
+#ifndef RLD_COMMON_LIMITDEF_H
+#define RLD_COMMON_LIMITDEF_H
+
+#include <stdint.h>
+
+#include "gcra.h"
+#include "layout.h"   /* RLDI_NAME_MAX */
+
+typedef struct rldi_limitdef {
+    char     name[RLDI_NAME_MAX + 1];
+    uint64_t count;       /* tokens per period; 0 = unlimited */
+    uint64_t period_ns;   /* 0 when unlimited */
+    uint64_t burst;       /* tokens at once; 0 = the default (the count) */
+    int      line;        /* line of its [limit] header in the configuration; 0 otherwise */
+} rldi_limitdef;
+
+/* What fails, so that each caller can point at the right place (a file's line, a field). */
+enum rldi_limitdef_field { RLDI_LD_OK, RLDI_LD_NAME, RLDI_LD_RATE, RLDI_LD_BURST };
+
+/*
+ * Check DEF: a valid name, a rate within the parser's bounds, a positive burst (0 stands for
+ * the default), and burst x interval within 146 years. Returns 0, or -EINVAL / -ERANGE with
+ * *why a short static English reason and *field (may be NULL) what is wrong.
+ */
+int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
+                        enum rldi_limitdef_field *field);
+
+/* The burst DEF means: its own, else the count (for unlimited, 0 when not given). */
+static inline uint64_t rldi_limitdef_burst(const rldi_limitdef *def)
+{
+    return def->burst ? def->burst : def->count;
+}
+
+/* The config bank values of a checked DEF: emission interval (0 = unlimited) and burst. */
+int rldi_limitdef_bank(const rldi_limitdef *def, rldi_u128 *t, uint64_t *burst);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * handlers.h - the daemon layer: what rld does with each request (proto/rld.proto) and with
+ * time (heartbeat, wait queues), above the transport (server.h) and beside the segment
+ * writer (dseg.h). main.c builds one rld_daemon and hands daemon_ops() to the transport.
+ *
+ *   main.c -> handlers.c -> waitq.c -> server.c (transport)
+ *                        -> dseg.c  -> common/bucket.c (admission)
+ */
+#ifndef RLD_DAEMON_HANDLERS_H
+#define RLD_DAEMON_HANDLERS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "instance.h"
+#include "segment.h"
+#include "server.h"
+#include "waitq.h"
+
+typedef struct rld_daemon {
+    const char  *config_path;
+    rldi_config *conf;
+    rldi_seg    *seg;
+    rldi_paths   paths;
+    gid_t        admin_gid;      /* (gid_t)-1: none */
+    server      *srv;
+    waitq       *wq;
+    uint64_t     started_ns;
+    uint64_t     heartbeat_due;
+    rlog_once    log_refused;
+} rld_daemon;
+
+/* The transport's callbacks, bound to D. */
+srv_ops daemon_ops(rld_daemon *d);
+
+/* Re-read the configuration file and apply it, all or nothing. 0, or a negative code with
+ * ERR saying why (nothing changed). COUNTS (may be NULL) gets what changed. */
+int daemon_reload(rld_daemon *d, Rld__V1__ReloadReply *counts, char *err, size_t errlen);
+
+/* One request from C (the transport's ops.request). */
+void daemon_request(rld_daemon *d, conn *c, const uint8_t *buf, size_t len);
+
+#endif
