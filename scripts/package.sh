@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build-deb}
+case $dir in /*) ;; *) dir=$PWD/$dir ;; esac
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
       -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$dir" -j "$(nproc)" >/dev/null
 rm -f "$dir"/rld_*.deb
 (cd "$dir" && cpack -G DEB >/dev/null)
-ls "$PWD/$dir"/rld_*.deb
+ls "$dir"/rld_*.deb
