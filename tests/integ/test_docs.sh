@@ -22,7 +22,8 @@ fi
 
 # The man pages as installed (configured), rendered without line breaks.
 for p in "$build"/man/*.[0-9]; do
-  MANWIDTH=2000 man -l "$p" 2>/dev/null >"$tmp/$(basename "$p").txt"
+  [ -f "$p" ] || fail "no man pages in $build/man"
+  MANWIDTH=2000 man -l "$p" 2>/dev/null >"$tmp/$(basename "$p").txt" || fail "man -l $p failed"
 done
 conf5=$tmp/rld.conf.5.txt
 [ -s "$conf5" ] || fail "rld.conf(5) did not render"
