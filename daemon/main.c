@@ -35,7 +35,11 @@
 #include "server.h"
 #include "waitq.h"
 
-#define DEFAULT_CONFIG "/etc/rld/rld.conf"
+/* SYSCONFDIR/rld/rld.conf of the configured prefix, set by CMakeLists.txt. */
+#ifndef RLD_DEFAULT_CONFIG
+#define RLD_DEFAULT_CONFIG "/etc/rld/rld.conf"
+#endif
+#define DEFAULT_CONFIG RLD_DEFAULT_CONFIG
 
 typedef struct opts {
     const char *config;

@@ -2,22 +2,40 @@
 # The main job in one command: install packages, build, start rld with the example
 # configuration on a private instance, and let several worker processes share one limit.
 # Usage: scripts/demo.sh [LIMIT] [WORKERS] [SECONDS]    (default: demo 4 3)
+#
+# The instance is this run's own, demo-UID-PID, in a temporary runtime directory, and its
+# segment is removed at the end: the demo never touches another user's or another run's
+# instance (a fixed name collided with theirs). RLD_DEMO_BUILD=DIR runs the binaries of
+# an existing build instead of installing packages and building in build/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
+if [ -n "${RLD_DEMO_BUILD:-}" ]; then
+  build=$RLD_DEMO_BUILD
+else
+  scripts/deps.sh
+  build=build
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j "$(nproc)" >/dev/null
+fi
 
-export RLD_INSTANCE=demo
-export RLD_RUNTIME_DIR="$PWD/build/run"
-mkdir -p "$RLD_RUNTIME_DIR"
-build/daemon/rld --foreground --fresh --config examples/rld.conf 2>"$RLD_RUNTIME_DIR/rld.log" &
+export RLD_INSTANCE="demo-$(id -u)-$$"
+RLD_RUNTIME_DIR=$(mktemp -d "${TMPDIR:-/tmp}/rld-demo.XXXXXX")
+export RLD_RUNTIME_DIR
+log=$RLD_RUNTIME_DIR/rld.log
+rld_pid=
+cleanup() {
+  if [ -n "$rld_pid" ]; then kill "$rld_pid" 2>/dev/null; wait "$rld_pid" 2>/dev/null || true; fi
+  rm -f "/dev/shm/rld.$RLD_INSTANCE"
+  rm -rf "$RLD_RUNTIME_DIR"
+}
+trap cleanup EXIT
+"$build/daemon/rld" --foreground --config examples/rld.conf 2>"$log" &
 rld_pid=$!
-trap 'kill $rld_pid 2>/dev/null; wait $rld_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
-  grep -q " ready: " "$RLD_RUNTIME_DIR/rld.log" && break
-  kill -0 $rld_pid 2>/dev/null || { cat "$RLD_RUNTIME_DIR/rld.log"; exit 1; }
+  grep -q " ready: " "$log" && break
+  kill -0 "$rld_pid" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.05
 done
-cat "$RLD_RUNTIME_DIR/rld.log"
-build/examples/demo_workers "${1:-demo}" "${2:-4}" "${3:-3}"
+cat "$log"
+echo "(instance $RLD_INSTANCE: RLD_RUNTIME_DIR=$RLD_RUNTIME_DIR rlctl -i $RLD_INSTANCE list, while it runs)"
+"$build/examples/demo_workers" "${1:-demo}" "${2:-4}" "${3:-3}"

@@ -7,6 +7,7 @@ PKGS=(gcc make cmake pkg-config
       liburing-dev libprotobuf-c-dev protobuf-c-compiler
       libinih-dev libcmocka-dev libsystemd-dev
       procps psmisc tmux man-db jq valgrind
+      dpkg-dev file
       clang libclang-rt-14-dev
       redis-server libhiredis-dev)
 

@@ -181,6 +181,17 @@ jq_fields "$(lim b.x)" "rate rate_count rate_period_ns burst" "3500/min 3500 600
 jq_fields "$(lim slow)" "rate rate_period_ns burst remaining" "1/day 86400000000000 2 2"
 jq_fields "$(lim free)" "rate unlimited remaining rate_count" "unlimited true null 0"
 
+# ---- list GLOB...: a selection (fnmatch: '*' also matches '.') ----------------------------
+names() { awk 'NR > 1 {print $1}' "$out" | tr '\n' ' '; }
+rc 0 list 'b*';            [ "$(names)" = "b.x " ] || fail "list 'b*': $(names)"
+rc 0 list '[fg]*';         [ "$(names)" = "free gone " ] || fail "list '[fg]*': $(names)"
+rc 0 list -j a 's?o*';     jq_is '[.limits[].name] | join(",")' "a,slow"
+jq_is '.instance' "$inst"
+rc 0 list 'zz*';           has "$err" "no limit of instance '$inst' matches 'zz\*' (of 5"
+[ "$(wc -l <"$out")" = 1 ] || fail "list 'zz*': more than the header"
+rc 0 list -j 'zz*';        jq_is '.limits | length' 0
+rc 2 list '';              has "$err" "bad pattern"
+
 # ---- try: 0 granted, 1 denied, 2 beyond the burst, 5 no such limit ---------------------
 rc 0 try slow;             has "$out" "^granted: 1 token from slow, 1 of 2 remaining$"
 rc 0 --json try slow
@@ -248,6 +259,18 @@ for l in \
   "# TYPE rld_limit_remaining_tokens gauge"; do
   grep -qxF "$l" "$out" || fail "metrics lack: $l"; ok
 done
+# --match GLOB: the per-limit samples of the matching limits only; instance gauges whole
+rc 0 metrics --match 'b.*'
+check_metrics
+[ "$(grep -c 'limit="' "$out")" = 7 ] || fail "metrics --match 'b.*': not 7 per-limit samples"
+grep -q 'limit="b.x"' "$out" || fail "metrics --match 'b.*' lacks b.x"
+grep -qxF "rld_limits{$I} 5" "$out" || fail "metrics --match: rld_limits is not the instance's 5"
+rc 0 metrics --match=nothing.here
+check_metrics
+lacks "$out" 'limit="'
+has "$out" "^rld_limits_max{$I} 64$"
+rc 2 metrics --match;      has "$err" "needs a value"
+rc 2 metrics extra
 # The checker itself rejects what it must (so a pass above means something).
 printf '# HELP x_total h\n# TYPE x_total counter\nx_total{a="b\\q"} 1\n' >"$dir/bad.prom"
 ! awk -f "$here/promcheck.awk" "$dir/bad.prom" >/dev/null || fail "promcheck accepted a bad escape"
@@ -278,6 +301,9 @@ rc 0 watch --count 2 --interval 100ms
 [ "$(grep -c '^NAME  *RATE  *REMAINING  *WAITERS  *ADMITS/S  *DENIES/S' "$out")" = 2 ] ||
   fail "watch: not 2 tables"
 lacks "$out" "$(printf '\033')"
+rc 0 watch --count 1 'b*' s\*
+[ "$(awk '$1 ~ /^[a-z]/ && $1 != "rld" {print $1}' "$out" | tr '\n' ' ')" = "b.x slow " ] ||
+  fail "watch 'b*' 's*': $(cat "$out")"
 "$rlctl" watch --json --interval 300ms --count 8 >"$dir/watch.json" 2>"$err" &
 wpid=$!
 for _ in $(seq 100); do [ -s "$dir/watch.json" ] && break; sleep 0.05; done
@@ -393,8 +419,30 @@ if [ "$proto" = 1 ]; then
   rc 0 try c 7 -j;                 jq_is '.remaining' 0
   rc 5 reset zz
   rc 0 delete c -j;                jq_fields . "ok name" "true c"
-  rc 5 delete c
+  # no such limit: said by name, not as librld's "instance or limit"
+  rc 5 delete c;                   has "$err" "^rlctl: delete c: no limit 'c' in instance '$inst'"
+  lacks "$err" "instance or"
+  rc 5 reset c;                    has "$err" "no limit 'c' in instance '$inst'"
+  rc 5 set c rate=1/s;             has "$err" "no limit 'c' in instance '$inst'"
   rc 5 status c
+  # a full segment (64 slots): said once, with what to do
+  i=0
+  while :; do
+    i=$((i + 1))
+    [ $i -le 70 ] || fail "64 slots and still room"
+    set +e; "$rlctl" create "fill.$i" rate=1/s >"$out" 2>"$err"; got=$?; set -e
+    [ $got = 0 ] || break
+  done
+  [ $got = 1 ] || fail "create in a full segment exited $got"
+  has "$err" "create fill.$i: .*full.*max_limits.*--fresh"
+  [ "$(grep -o 'full' "$err" | wc -l)" = 1 ] && [ "$(grep -o 'max_limits' "$err" | wc -l)" = 1 ] ||
+    fail "the full-segment error repeats itself: $(cat "$err")"
+  ok
+  j=1
+  while [ $j -lt $i ]; do
+    "$rlctl" delete "fill.$j" >"$out" 2>"$err" || fail "delete fill.$j"
+    j=$((j + 1))
+  done
   rc 0 stats
   has "$out" "^daemon  *rld [0-9.]*, pid $rld_pid, instance $inst$"
   rc 0 stats -j

@@ -92,6 +92,14 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
     int r = rlctl_call(ctx, req, RLCTL_CALL_MS, &rep);
     if (r != 0)
         return r;
+    if (rep->code == -ENOENT || rep->code == -ESTALE) {
+        /* Said here, by name: the daemon's text may be librld's message for -ENOENT,
+         * which cannot tell an instance from a limit. */
+        r = rlctl_fail(RLCTL_EXIT_NOTFOUND, "%s %s: no limit '%s' in instance '%s' (rlctl "
+                       "list shows them)", ctx->cmd->name, name, name, ctx->paths.instance);
+        rld__v1__reply__free_unpacked(rep, NULL);
+        return r;
+    }
     if (rep->code != 0) {
         char what[128];
         snprintf(what, sizeof(what), "%s %s", ctx->cmd->name, name);

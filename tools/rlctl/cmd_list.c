@@ -17,17 +17,35 @@ static const char *num(char *buf, size_t len, uint64_t v)
     return buf;
 }
 
+/* Say on stderr that GLOBs selected nothing (the output itself stays well-formed). */
+static void note_no_match(const rlctl_ctx *ctx, const rlctl_seg_info *si)
+{
+    fprintf(stderr, "rlctl: no limit of instance '%s' matches", ctx->paths.instance);
+    for (int i = 0; i < ctx->nglobs; i++)
+        fprintf(stderr, " '%s'", ctx->globs[i]);
+    fprintf(stderr, " (of %u; `rlctl list` shows them all)\n", si->limits);
+}
+
+static int check_list(rlctl_ctx *ctx)
+{
+    return rlctl_select(ctx, (const char *const *)ctx->argv, ctx->argc);
+}
+
 /*
- * list --json: {"instance": "...", "limits": [LIMIT...]}, LIMIT with the fields of
- * rlctl_json_limit_fields (output.c; README.md), sorted by name.
+ * list [GLOB...] --json: {"instance": "...", "limits": [LIMIT...]}, LIMIT with the fields
+ * of rlctl_json_limit_fields (output.c; README.md), sorted by name; only the limits
+ * matching a GLOB when some are given.
  */
 static int cmd_list(rlctl_ctx *ctx)
 {
     rlctl_limit *v;
     size_t n;
-    int r = rlctl_snapshot(ctx, &v, &n, NULL);
+    rlctl_seg_info si;
+    int r = rlctl_snapshot(ctx, &v, &n, &si);
     if (r != 0)
         return r;
+    if (n == 0 && ctx->nglobs > 0)
+        note_no_match(ctx, &si);
     if (ctx->json) {
         rlctl_json j;
         rlctl_json_init(&j, stdout);
@@ -65,12 +83,15 @@ static int cmd_list(rlctl_ctx *ctx)
 }
 
 const rlctl_cmd rlctl_cmd_list = {
-    .name = "list", .args = "",
-    .summary = "Every limit: rate, burst, remaining, counters",
-    .help = "Reads the instance's segment: works while the daemon is down. ADMITTED counts\n"
+    .name = "list", .args = "[GLOB...]",
+    .summary = "The limits: rate, burst, remaining, counters",
+    .help = "Every limit, or those whose names match a GLOB (fnmatch(3): * ? [...]; '*'\n"
+            "also matches '.', '/' and ':'; quote it from the shell): rlctl list 'llm.*'.\n"
+            "Reads the instance's segment: works while the daemon is down. ADMITTED counts\n"
             "tokens, DENIED calls, since the limit was created (each process publishes its\n"
             "counts in batches: up to 64 calls or 50 ms late).\n",
-    .min_args = 0, .max_args = 0, .needs_segment = true, .exec = cmd_list,
+    .min_args = 0, .max_args = -1, .needs_segment = true, .check = check_list,
+    .exec = cmd_list,
 };
 
 /* What the daemon adds to a limit's status (Status request): NULL when it does not answer. */

@@ -7,7 +7,9 @@
  * One family per metric, each with # HELP and # TYPE, its samples together (the format
  * requires it). Labels: rld_instance (not "instance", which Prometheus reserves for the
  * scrape target) and limit. Values are read from the segment, so they are there while the
- * daemon is down; rld_up says whether the daemon answers on its socket.
+ * daemon is down; rld_up says whether the daemon answers on its socket. --match GLOB keeps
+ * the per-limit samples of the matching limits only (an instance of hundreds of limits
+ * gives thousands of lines); the instance-wide gauges stay whole.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -113,6 +115,13 @@ static const char *value_of(char *buf, size_t len, const rlctl_limit *l, int m)
     return dbls(buf, len, rlctl_rate_per_s(&l->info));
 }
 
+static int check_metrics(rlctl_ctx *ctx)
+{
+    if (!ctx->optv[0])
+        return 0;
+    return rlctl_select(ctx, (const char *const *)&ctx->optv[0], 1);
+}
+
 static int cmd_metrics(rlctl_ctx *ctx)
 {
     const char *inst = ctx->paths.instance;
@@ -138,7 +147,7 @@ static int cmd_metrics(rlctl_ctx *ctx)
            dbls(buf, sizeof(buf), now > si.heartbeat_ns ? (double)(now - si.heartbeat_ns) / 1e9
                                                         : 0.0));
     family(stdout, "rld_limits", "gauge", "Limits defined in the instance.");
-    sample(stdout, "rld_limits", inst, NULL, u64s(buf, sizeof(buf), n));
+    sample(stdout, "rld_limits", inst, NULL, u64s(buf, sizeof(buf), si.limits));
     family(stdout, "rld_limits_max", "gauge",
            "Limits the instance's segment can hold ([rld] max_limits).");
     sample(stdout, "rld_limits_max", inst, NULL, u64s(buf, sizeof(buf), si.slot_count));
@@ -152,6 +161,11 @@ static int cmd_metrics(rlctl_ctx *ctx)
     return RLCTL_EXIT_OK;
 }
 
+static const rlctl_opt metrics_opts[] = {
+    { "match", "GLOB", "only the limits whose names match (fnmatch(3), e.g. 'llm.*')" },
+    { NULL, NULL, NULL },
+};
+
 const rlctl_cmd rlctl_cmd_metrics = {
     .name = "metrics", .args = "",
     .summary = "Prometheus text format, for node_exporter",
@@ -160,6 +174,9 @@ const rlctl_cmd rlctl_cmd_metrics = {
             "rld_limit_denied_total, rld_limit_remaining_tokens, rld_limit_burst_tokens,\n"
             "rld_limit_rate_tokens_per_second, rld_limit_waiters, rld_limit_debt_seconds.\n"
             "Labels: rld_instance, limit. With no instance, prints rld_up 0 and exits 3.\n"
+            "--match GLOB keeps the per-limit samples of the matching limits only (the\n"
+            "instance's gauges, rld_limits included, stay whole).\n"
             "For the textfile collector, write to a temporary file and rename it.\n",
-    .min_args = 0, .max_args = 0, .exec = cmd_metrics,
+    .min_args = 0, .max_args = 0, .opts = metrics_opts, .check = check_metrics,
+    .exec = cmd_metrics,
 };

@@ -366,6 +366,11 @@ out:
     return r;
 }
 
+static int check_watch(rlctl_ctx *ctx)
+{
+    return rlctl_select(ctx, (const char *const *)ctx->argv, ctx->argc);
+}
+
 static const rlctl_opt watch_opts[] = {
     { "interval", "DUR", "time between refreshes (default 1s, at least 10ms)" },
     { "count", "N", "stop after N refreshes" },
@@ -373,11 +378,13 @@ static const rlctl_opt watch_opts[] = {
 };
 
 const rlctl_cmd rlctl_cmd_watch = {
-    .name = "watch", .args = "",
+    .name = "watch", .args = "[GLOB...]",
     .summary = "Live table: admits/s, denies/s, waiters",
-    .help = "Keys: q quits, any other key refreshes now. On a terminal it uses the alternate\n"
+    .help = "Every limit, or those whose names match a GLOB (as for list).\n"
+            "Keys: q quits, any other key refreshes now. On a terminal it uses the alternate\n"
             "screen and leaves the terminal as it found it (q, Ctrl-C, SIGTERM, Ctrl-Z).\n"
             "Rates are counter deltas between refreshes (clients publish counts in batches,\n"
             "so short intervals look bursty). Not a terminal: plain successive tables.\n",
-    .min_args = 0, .max_args = 0, .opts = watch_opts, .exec = cmd_watch,
+    .min_args = 0, .max_args = -1, .opts = watch_opts, .check = check_watch,
+    .exec = cmd_watch,
 };

@@ -25,6 +25,7 @@
 #define RLCTL_EXIT_NOTFOUND    5   /* no such limit (-ENOENT, -ESTALE) */
 
 #define RLCTL_MAX_OPTS         4   /* value-taking options per command */
+#define RLCTL_GLOB_MAX         256 /* bytes of a GLOB (names have 64) */
 #define RLCTL_CONNECT_MS       2000
 #define RLCTL_CALL_MS          10000
 
@@ -61,6 +62,8 @@ typedef struct rlctl_ctx {
     int argc;                   /* positional arguments after the command name */
     char **argv;
     const char *optv[RLCTL_MAX_OPTS];   /* value of cmd->opts[i], NULL when not given */
+    const char *const *globs;   /* rlctl_snapshot keeps the limits matching one of these */
+    int nglobs;                 /* (0: every limit); list and watch: GLOB..., metrics --match */
     rld_client *client;         /* when cmd->needs_segment (or rlctl_open_segment) */
     rldi_conn conn;             /* when cmd->needs_daemon (or rlctl_connect); fd -1 if not */
 } rlctl_ctx;
@@ -119,12 +122,18 @@ typedef struct rlctl_limit {
 /* What the segment's header says about the instance. */
 typedef struct rlctl_seg_info {
     uint32_t slot_count;        /* capacity: [rld] max_limits */
+    uint32_t limits;            /* live limits, whether or not ctx->globs selects them */
     uint32_t daemon_pid;        /* the daemon attached now, 0 if none */
     uint64_t heartbeat_ns;      /* CLOCK_MONOTONIC of the daemon's last heartbeat */
 } rlctl_seg_info;
 
-/* Every live limit, sorted by name, and the header (INFO may be NULL). *out is malloc'd
- * (free it). 0 or an exit code (the reason printed). */
+/* Whether NAME matches one of ctx->globs (fnmatch(3) without flags: '*' also matches '.',
+ * '/' and ':'), or there are none. */
+bool rlctl_selected(const rlctl_ctx *ctx, const char *name);
+/* Select with GLOBS (N of them, each checked: a usage error for a bad one, exit 2). */
+int rlctl_select(rlctl_ctx *ctx, const char *const *globs, int n);
+/* Every live limit that ctx->globs selects, sorted by name, and the header (INFO may be
+ * NULL). *out is malloc'd (free it). 0 or an exit code (the reason printed). */
 int rlctl_snapshot(rlctl_ctx *ctx, rlctl_limit **out, size_t *n, rlctl_seg_info *info);
 /* One limit by handle; -errno as rld_info/rld_peek. */
 int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out);

@@ -4,6 +4,7 @@
  * and parsing command-line values with the same parsers as rld.conf (common/rate.c).
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,11 @@
 #include "rate.h"
 #include "rlctl.h"
 
-#define DEFAULT_CONFIG "/etc/rld/rld.conf"
+/* What rld reads without --config: SYSCONFDIR/rld/rld.conf, set by CMakeLists.txt. */
+#ifndef RLD_DEFAULT_CONFIG
+#define RLD_DEFAULT_CONFIG "/etc/rld/rld.conf"
+#endif
+#define DEFAULT_CONFIG RLD_DEFAULT_CONFIG
 
 static char *capture_buf;
 static size_t capture_len;
@@ -170,15 +175,17 @@ int rlctl_reply_error(const rlctl_ctx *ctx, const char *what, const Rld__V1__Rep
 {
     int code = rep->code;
     const char *msg = rep->message && *rep->message ? rep->message : rld_strerror(code);
+    /* A hint only where the daemon's message does not already give one. */
+    bool said = rep->message && *rep->message;
     const char *hint = "";
-    if ((code == -EPERM || code == -EACCES) && !(rep->message && *rep->message))
+    if ((code == -EPERM || code == -EACCES) && !said)
         hint = ": changing limits needs root or a member of the group set by [rld] "
                "admin_group in rld.conf";
     else if (code == -ENOENT || code == -ESTALE)
         hint = " (rlctl list shows the limits)";
     else if (code == -EEXIST)
         hint = " (rlctl set changes an existing limit)";
-    else if (code == -ENOSPC)
+    else if (code == -ENOSPC && !said)
         hint = ": the segment is full; raise [rld] max_limits (takes effect with rld --fresh)";
     return rlctl_fail(rlctl_exit_for(code), "%s: %s%s", what, msg, hint);
 }
@@ -232,6 +239,30 @@ int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out)
     return 0;
 }
 
+bool rlctl_selected(const rlctl_ctx *ctx, const char *name)
+{
+    if (ctx->nglobs == 0)
+        return true;
+    for (int i = 0; i < ctx->nglobs; i++)
+        if (fnmatch(ctx->globs[i], name, 0) == 0)
+            return true;
+    return false;
+}
+
+int rlctl_select(rlctl_ctx *ctx, const char *const *globs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(globs[i]);
+        if (len == 0 || len > RLCTL_GLOB_MAX)
+            return rlctl_usage_error(ctx, "bad pattern '%s': 1-%d bytes, a glob such as "
+                                     "'llm.*' (quote it from the shell)", globs[i],
+                                     RLCTL_GLOB_MAX);
+    }
+    ctx->globs = globs;
+    ctx->nglobs = n;
+    return 0;
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp(((const rlctl_limit *)a)->info.name, ((const rlctl_limit *)b)->info.name);
@@ -262,11 +293,17 @@ int rlctl_snapshot(rlctl_ctx *ctx, rlctl_limit **out, size_t *n, rlctl_seg_info 
         info->heartbeat_ns = rldi_mono_ns() - inst.heartbeat_age_ns;
     }
     size_t count = 0;
-    uint32_t cursor = 0;
+    uint32_t cursor = 0, live = 0;
     rld_limit h;
-    while (count < inst.max_limits && rld_next(ctx->client, &cursor, &h) == 0)
-        if (rlctl_limit_read(ctx->client, h, &v[count]) == 0)
+    while (count < inst.max_limits && rld_next(ctx->client, &cursor, &h) == 0) {
+        if (rlctl_limit_read(ctx->client, h, &v[count]) != 0)
+            continue;   /* deleted meanwhile */
+        live++;
+        if (rlctl_selected(ctx, v[count].info.name))
             count++;
+    }
+    if (info)
+        info->limits = live;
     qsort(v, count, sizeof(*v), by_name);
     *out = v;
     *n = count;
