@@ -147,20 +147,28 @@ static inline void rldi_gcra_verdict_ok(rldi_u128 t, uint64_t burst, double inv,
     v->flags = v->waiters = 0;
 }
 
-/* The verdict of a denied try: when COST (behind EXTRA queued tokens) would fit. */
+/*
+ * The verdict of a denied try: when COST (behind EXTRA queued tokens) would fit. The queued
+ * tokens count as taken, so the figures agree with each other as HTTP headers must:
+ * remaining is what this caller could take now behind the queue, and always less than
+ * COST (a denied caller is never told that its cost is there); reset_after is when the
+ * bucket is full again once the queue is served, never before retry_after (cost <= burst).
+ */
 static inline void rldi_gcra_verdict_denied(rldi_u128 t, uint64_t burst, double inv, rldi_u128 tat,
                                             rldi_u128 now, uint64_t cost, uint64_t extra,
                                             rldi_verdict *v)
 {
     rldi_u128 tau = t * burst;
     rldi_u128 tat0 = tat > now ? tat : now;
-    rldi_u128 used = tat0 - now;
     rldi_u128 ahead, cap = (rldi_u128)1 << 100;   /* extra comes from shared memory: saturate */
     if (__builtin_mul_overflow(t, (rldi_u128)extra, &ahead) || ahead > cap)
         ahead = cap;
-    rldi_u128 end = used + ahead + t * cost;
+    rldi_u128 used = tat0 - now + ahead;
+    rldi_u128 end = used + t * cost;
     v->limit = burst;
     v->remaining = used >= tau ? 0 : rldi_div_floor_inv(tau - used, t, inv, burst);
+    if (v->remaining >= cost)
+        v->remaining = cost ? cost - 1 : 0;       /* the queue fits now: it is served first */
     /* with a queue ahead: at least 1 ns, as the queue is served first */
     v->retry_after_ns = end > tau ? rldi_fp_to_ns_ceil(end - tau) : 1;
     v->reset_after_ns = rldi_fp_to_ns_ceil(used);

@@ -136,6 +136,7 @@ int rldi_conn_open(const char *socket_path, const char *client_name, int timeout
         return r;
     }
     c->admin = rep->hello->admin;
+    c->features = rep->hello->features;
     if (rep->hello->max_message && rep->hello->max_message < c->max_message)
         c->max_message = rep->hello->max_message;
     snprintf(c->server, sizeof(c->server), "%s", rep->hello->server_version);

@@ -20,6 +20,7 @@ typedef struct rldi_conn {
     uint64_t next_id;
     uint32_t max_message;
     bool     admin;           /* the daemon says we may change configuration */
+    uint32_t features;        /* HelloReply.features: RLD__V1__FEATURE__* bits */
     char     server[64];      /* "rld 0.1.0" */
 } rldi_conn;
 

@@ -327,6 +327,7 @@ static void do_hello(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Hello *
     hr.instance = s->paths.instance;
     hr.max_message = RLDI_MAX_MESSAGE;
     hr.admin = c->admin;
+    hr.features = RLD__V1__FEATURE__FEATURE_MULTI_WAIT;
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_HELLO;
@@ -380,6 +381,21 @@ void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
     case RLD__V1__REQUEST__BODY_CANCEL: {
         int r = waitq_cancel(s->wq, c, req->cancel->wait_id);
         srv_reply_code(s->srv, c, id, r, r ? "no such wait" : "ok");
+        break;
+    }
+    case RLD__V1__REQUEST__BODY_POSITION: {
+        Rld__V1__PositionReply pr = RLD__V1__POSITION_REPLY__INIT;
+        int r = waitq_position(s->wq, c, req->position->wait_id, &pr.queue_position,
+                               &pr.expected_wait_ns);
+        if (r < 0) {
+            srv_reply_code(s->srv, c, id, r, "no such wait queued");
+            break;
+        }
+        Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+        rep.id = id;
+        rep.body_case = RLD__V1__REPLY__BODY_POSITION;
+        rep.position = &pr;
+        srv_reply(s->srv, c, &rep, NULL);
         break;
     }
     case RLD__V1__REQUEST__BODY_STATUS:

@@ -20,10 +20,14 @@
 #include "wire.h"
 
 #define SRV_MAX_CONNS          4096u    /* beyond: new connections are closed at once */
-#define SRV_MAX_WAITS_PER_CONN 1024u    /* outstanding Wait requests per connection */
+/* Queued waits per connection, a multi-wait once per limit it queues on. librld's
+ * non-blocking API multiplexes all the waits of a client on one connection (one fd for the
+ * caller's event loop, FIFO kept), so this is also the per-client cap: 10,000 concurrent
+ * waits from one thread must fit. */
+#define SRV_MAX_WAITS_PER_CONN 16384u
 /* Replies queued for a peer: room for every wait of the connection granted at once, plus
  * some; beyond, the peer is not reading and is dropped. Bounds memory per connection to
- * ~100 KiB (about 400 MiB for SRV_MAX_CONNS peers doing their worst). */
+ * ~1.6 MiB for a peer that fills it (about 100 bytes per reply). */
 #define SRV_MAX_OUTQ           (SRV_MAX_WAITS_PER_CONN + 64u)
 
 /*

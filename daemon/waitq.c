@@ -1,11 +1,19 @@
 /*
  * waitq.c - queued waits (see waitq.h).
  *
- * Grants are admissions like any other (bucket.h), made on the daemon's own mapping of the
- * segment, barging: the daemon is the queue, so it must not stay behind itself. The head of
- * the highest non-empty priority is always served first; when it does not fit, the limit's
- * next try is set to exactly the head's retry_after, so grants are on schedule to the
- * timer's resolution.
+ * A wait is a set of charges (one or more limits and a cost on each; a single wait is the
+ * set of one). The waiter object holds the set and has one entry per charge in that limit's
+ * queue. Every queue is ordered by (priority desc, arrival): the daemon links a waiter into
+ * all its queues at once, so the order is the same in every queue and the first waiter of
+ * all (highest priority, earliest) is at the head of each of its queues; no set can wait for
+ * another in a cycle. A waiter is served when it is at the head of every one of its queues
+ * and every charge fits: the daemon takes them all (bucket.h grants, barging: the daemon is
+ * the queue), rolling back if one fails (the fast path of a barging client may race). When
+ * one does not fit, the timer of that limit is set to exactly the largest retry_after of the
+ * set, so grants are on schedule to the timer's resolution.
+ *
+ * A queue whose head may have changed is "kicked" onto a work list that every entry point
+ * drains once (serve), so nothing recurses however replies close connections.
  */
 #include "waitq.h"
 
@@ -24,36 +32,47 @@
 #include "rate.h"
 
 typedef struct limitq limitq;
+typedef struct waiter waiter;
 
-typedef struct waiter {
-    heap_node      deadline;        /* in the deadline heap when it has a timeout */
-    struct waiter *next, *prev;     /* in its limit's queue */
-    struct waiter *cnext, *cprev;   /* in its connection's list */
+/* A waiter's place in one limit's queue: one per charge. */
+typedef struct wentry {
+    struct wentry *next, *prev;     /* in its limit's queue, priority list of its waiter */
     limitq        *q;
+    waiter        *w;
+    uint64_t       cost;
+    uint32_t       index;           /* the charge's index in the request */
+} wentry;
+
+struct waiter {
+    heap_node      deadline;        /* in the deadline heap when it has a timeout */
+    waiter        *cnext, *cprev;   /* in its connection's list */
     conn          *c;
     uint64_t       id;              /* request id, echoed */
-    uint64_t       cost;
     int            prio;
-    uint32_t       position;        /* callers ahead when queued */
+    uint32_t       n;               /* charges (entries) */
+    uint32_t       position;        /* callers ahead when queued (the most in any queue) */
     uint64_t       enq_ns, expected_ns;
-} waiter;
+    uint64_t       due_ns;          /* when the set was foreseen to fit (grants charge as of it) */
+    wentry         e[];
+};
 
 struct limitq {
     heap_node grant;                /* next time to try the head, in the grant heap */
-    waiter   *head[WAITQ_PRIORITIES], *tail[WAITQ_PRIORITIES];
+    wentry   *head[WAITQ_PRIORITIES], *tail[WAITQ_PRIORITIES];
     uint32_t  count[WAITQ_PRIORITIES];
     uint64_t  tokens[WAITQ_PRIORITIES];
-    uint32_t  total;
+    uint32_t  total;                /* entries: a multi-wait counts once per limit */
     uint64_t  queued;
     uint32_t  slot, gen;
-    uint64_t  due_ns;               /* when the head fits (set with the timer), 0 if unknown */
     uint64_t  granted, timed_out;
+    limitq   *knext;                /* in the kicked list */
+    bool      kicked;
 };
 
 /* A connection's waits, by connection index (the transport knows nothing of them). */
 typedef struct conn_waits {
     waiter  *head;
-    uint32_t count;
+    uint32_t count;                 /* entries: a multi-wait counts once per limit */
 } conn_waits;
 
 struct waitq {
@@ -63,9 +82,18 @@ struct waitq {
     limitq    **queues;             /* by slot, lazily */
     heap        deadlines, grants;
     conn_waits  conns[SRV_MAX_CONNS];
-    uint32_t    waiters;
+    uint32_t    waiters;            /* waits */
     uint64_t    grants_total, timeouts_total;
+    limitq     *kicked;             /* queues whose head may have changed */
+    bool        serving;            /* serve() is running: a nested entry only kicks */
 };
+
+/* One charge of a request, resolved. */
+typedef struct charge {
+    rldi_handle h;
+    uint64_t    cost;
+    uint32_t    index;
+} charge;
 
 waitq *waitq_new(server *srv, rldi_seg *seg, uint32_t max_waiters)
 {
@@ -108,47 +136,71 @@ static void publish(waitq *wq, limitq *q)
     rldi_store_release(&sl->waiters, q->total);
 }
 
-static void unlink_waiter(waitq *wq, waiter *w)
+static void kick(waitq *wq, limitq *q)
 {
-    limitq *q = w->q;
-    conn_waits *cw = &wq->conns[w->c->idx];
-    if (w->prev)
-        w->prev->next = w->next;
+    if (q->kicked)
+        return;
+    q->kicked = true;
+    q->knext = wq->kicked;
+    wq->kicked = q;
+}
+
+/* The first entry of Q: the head of its highest non-empty priority. */
+static wentry *head_of(const limitq *q)
+{
+    for (int p = WAITQ_PRIORITIES - 1; p >= 0; p--)
+        if (q->head[p])
+            return q->head[p];
+    return NULL;
+}
+
+static void unlink_entry(waitq *wq, wentry *e, int prio)
+{
+    limitq *q = e->q;
+    if (e->prev)
+        e->prev->next = e->next;
     else
-        q->head[w->prio] = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+        q->head[prio] = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
     else
-        q->tail[w->prio] = w->prev;
-    q->count[w->prio]--;
-    q->tokens[w->prio] -= w->cost;
+        q->tail[prio] = e->prev;
+    q->count[prio]--;
+    q->tokens[prio] -= e->cost;
     q->total--;
-    q->queued -= w->cost;
+    q->queued -= e->cost;
+    if (q->total == 0)
+        heap_remove(&wq->grants, &q->grant);
+    publish(wq, q);
+    kick(wq, q);                    /* the ones behind may be served now */
+}
+
+/* Take W out of every queue and its connection's list, and free it. */
+static void finish(waitq *wq, waiter *w)
+{
+    conn_waits *cw = &wq->conns[w->c->idx];
+    for (uint32_t i = 0; i < w->n; i++)
+        unlink_entry(wq, &w->e[i], w->prio);
     if (w->cprev)
         w->cprev->cnext = w->cnext;
     else
         cw->head = w->cnext;
     if (w->cnext)
         w->cnext->cprev = w->cprev;
-    cw->count--;
+    cw->count -= w->n;
     heap_remove(&wq->deadlines, &w->deadline);
     wq->waiters--;
-    if (q->total == 0) {
-        heap_remove(&wq->grants, &q->grant);
-        q->due_ns = 0;              /* a later waiter must not be backdated to it */
-    }
-}
-
-static void finish(waitq *wq, waiter *w)
-{
-    limitq *q = w->q;
-    unlink_waiter(wq, w);
-    publish(wq, q);
     free(w);
 }
 
-/* A grant's tokens go back when its reply cannot be delivered. */
-static void grant_undo(const srv_undo *u, bool delivered)
+/* What a grant took, for its undo: inline for one charge, else an array the undo frees. */
+typedef struct undo_charge {
+    uint32_t slot, gen;
+    uint64_t cost;
+} undo_charge;
+
+/* A grant's tokens go back when its reply cannot be delivered (one charge, inline). */
+static void grant_undo1(const srv_undo *u, bool delivered)
 {
     if (delivered)
         return;
@@ -157,11 +209,26 @@ static void grant_undo(const srv_undo *u, bool delivered)
     rldi_bucket_refund(wq->seg, h, u->arg[2], rldi_now_fp());
 }
 
-/* What a reply says about a wait; W (may be NULL) is the waiter it answers. */
+/* The same for a set: arg[0] is an undo_charge array of arg[1] entries, owned here. */
+static void grant_undo_n(const srv_undo *u, bool delivered)
+{
+    waitq *wq = u->ctx;
+    undo_charge *uc = (undo_charge *)(uintptr_t)u->arg[0];
+    if (!delivered) {
+        rldi_u128 now = rldi_now_fp();
+        for (uint64_t i = u->arg[1]; i-- > 0;)
+            rldi_bucket_refund(wq->seg, (rldi_handle){ uc[i].slot, uc[i].gen }, uc[i].cost, now);
+    }
+    free(uc);
+}
+
+/* What a reply says about a wait. */
 typedef struct wait_answer {
-    uint64_t id, cost;
-    uint32_t slot, gen, position;
-    uint64_t enq_ns, expected_ns;
+    uint64_t      id;
+    uint32_t      position, index;
+    uint64_t      enq_ns, expected_ns;
+    uint32_t      n;                /* charges granted (for the undo), 0 if none */
+    const charge *ch;
 } wait_answer;
 
 static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const rldi_verdict *v,
@@ -177,69 +244,197 @@ static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const
     wr.queue_position = a->position;
     wr.expected_wait_ns = a->expected_ns;
     wr.waited_ns = a->enq_ns ? now - a->enq_ns : 0;
+    wr.index = a->index;
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = a->id;
     rep.code = code;
     rep.message = (char *)(msg ? msg : "");
     rep.body_case = RLD__V1__REPLY__BODY_WAIT;
     rep.wait = &wr;
-    srv_undo u = { grant_undo, wq, { a->slot, a->gen, a->cost } };
-    srv_reply(wq->srv, c, &rep, code == 0 && a->cost ? &u : NULL);
+    srv_undo u = { NULL, wq, { 0, 0, 0 } };
+    if (code == 0 && a->n == 1) {
+        u = (srv_undo){ grant_undo1, wq, { a->ch[0].h.slot, a->ch[0].h.gen, a->ch[0].cost } };
+    } else if (code == 0 && a->n > 1) {
+        undo_charge *uc = malloc(a->n * sizeof(*uc));
+        if (!uc) {
+            /* no undo to carry: give the tokens back now and say why */
+            rldi_u128 t = rldi_now_fp();
+            for (uint32_t i = 0; i < a->n; i++)
+                rldi_bucket_refund(wq->seg, a->ch[i].h, a->ch[i].cost, t);
+            srv_reply_code(wq->srv, c, a->id, -ENOMEM, "out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < a->n; i++)
+            uc[i] = (undo_charge){ a->ch[i].h.slot, a->ch[i].h.gen, a->ch[i].cost };
+        u = (srv_undo){ grant_undo_n, wq, { (uint64_t)(uintptr_t)uc, a->n, 0 } };
+    }
+    srv_reply(wq->srv, c, &rep, u.fn ? &u : NULL);
+}
+
+/* An error reply about charge INDEX of a request. */
+static void reply_error(waitq *wq, conn *c, uint64_t id, uint32_t index, int code, const char *msg)
+{
+    wait_answer a = { id, 0, index, 0, 0, 0, NULL };
+    reply_wait(wq, c, &a, code, NULL, 0, msg);
+}
+
+/* The charges of W (for grants and the undo). */
+static uint32_t charges_of(const waitq *wq, const waiter *w, charge *ch)
+{
+    for (uint32_t i = 0; i < w->n; i++)
+        ch[i] = (charge){ { w->e[i].q->slot, w->e[i].q->gen }, w->e[i].cost, w->e[i].index };
+    (void)wq;
+    return w->n;
 }
 
 /*
- * Take W out of its queue, free it, then reply. In that order: a reply can close W's
+ * Take W out of its queues, free it, then reply. In that order: a reply can close W's
  * connection (a peer that stopped reading), which drops every waiter of the connection,
  * W included; replying first left the caller holding a freed W. The reply is built from a
- * copy (its queue outlives it: queues are freed only with the waitq).
+ * copy (queues outlive waiters: they are freed only with the waitq). GRANTED: the charges
+ * taken, for the undo (NULL when nothing was).
  */
-static void finish_reply(waitq *wq, waiter *w, int code, const rldi_verdict *v, uint64_t now,
-                         const char *msg)
+static void finish_reply(waitq *wq, waiter *w, int code, const rldi_verdict *v, uint32_t index,
+                         uint64_t now, const char *msg, const charge *granted)
 {
-    wait_answer a = { w->id, w->cost, w->q->slot, w->q->gen, w->position, w->enq_ns,
-                      w->expected_ns };
+    wait_answer a = { w->id, w->position, index, w->enq_ns, w->expected_ns,
+                      granted ? w->n : 0, granted };
     conn *c = w->c;
     finish(wq, w);
     reply_wait(wq, c, &a, code, v, now, msg);
 }
 
-/* Grant COST of H at NOW (charged as of DUE_NS at the earliest), counted in the slot. */
-static int grant(waitq *wq, rldi_handle h, uint64_t cost, uint64_t due_ns, uint64_t now,
-                 rldi_verdict *v)
+/*
+ * Take every charge of CH at NOW (charged as of DUE_NS at the earliest), or none: a failure
+ * rolls back what was taken. 0 with *V the verdict of the tightest charge (least remaining
+ * relative to its burst) and *INDEX its position in CH; or a take's code with *V and *INDEX
+ * for the charge that failed. Counted in the slots when granted.
+ */
+static int grant_all(waitq *wq, const charge *ch, uint32_t n, uint64_t due_ns, uint64_t now,
+                     rldi_verdict *v, uint32_t *index)
 {
-    int r = rldi_bucket_grant(wq->seg, h, cost, due_ns, rldi_fp_from_ns(now), v);
-    if (r == 0) {
-        rldi_add_relaxed(&wq->seg->slots[h.slot].admitted, cost);
-        wq->grants_total++;
+    rldi_u128 at = rldi_fp_from_ns(now);
+    rldi_verdict one;
+    uint32_t i;
+    int r = 0;
+    for (i = 0; i < n; i++) {
+        r = rldi_bucket_grant(wq->seg, ch[i].h, ch[i].cost, due_ns, at, &one);
+        if (r < 0)
+            break;
+        if (i == 0 || (unsigned __int128)one.remaining * v->limit <
+                          (unsigned __int128)v->remaining * one.limit) {
+            *v = one;
+            *index = i;
+        }
     }
-    return r;
+    if (r < 0) {
+        *v = one;
+        *index = i;
+        rldi_u128 later = rldi_now_fp();
+        while (i-- > 0)
+            rldi_bucket_refund(wq->seg, ch[i].h, ch[i].cost, later);
+        return r;
+    }
+    for (i = 0; i < n; i++)
+        rldi_add_relaxed(&wq->seg->slots[ch[i].h.slot].admitted, ch[i].cost);
+    wq->grants_total++;
+    return 0;
 }
 
-/* Try the heads of Q while they fit; schedule the next try. */
-static void serve(waitq *wq, limitq *q, uint64_t now)
+/* Ahead of entry E in its queue now: callers and tokens (higher priorities, then earlier
+ * ones of its own). Walks its priority's list: O(queue) (Position requests only). */
+static void ahead_of(const wentry *e, int prio, uint32_t *callers, uint64_t *tokens)
 {
+    const limitq *q = e->q;
+    *callers = 0;
+    *tokens = 0;
+    for (int p = prio + 1; p < WAITQ_PRIORITIES; p++) {
+        *callers += q->count[p];
+        *tokens += q->tokens[p];
+    }
+    for (const wentry *x = q->head[prio]; x && x != e; x = x->next) {
+        (*callers)++;
+        *tokens += x->cost;
+    }
+}
+
+/*
+ * The wait foreseen for W's set with every token ahead of it (estimated at NOW); -1 when
+ * the whole queue of its priority or higher counts (at enqueue: W is not linked yet, so its
+ * whole priority is ahead). *V and *INDEX: the charge with the longest wait. 0 or a code.
+ */
+static int estimate_set(waitq *wq, const charge *ch, const uint64_t *ahead, uint32_t n,
+                        uint64_t now, rldi_verdict *v, uint32_t *index)
+{
+    uint64_t worst = 0;
+    *index = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        rldi_verdict one;
+        int r = rldi_bucket_estimate(wq->seg, ch[i].h, ahead[i], ch[i].cost,
+                                     rldi_fp_from_ns(now), &one);
+        if (r < 0) {
+            *index = i;
+            return r;
+        }
+        if (i == 0 || one.retry_after_ns > worst) {
+            worst = one.retry_after_ns;
+            *v = one;
+            *index = i;
+        }
+    }
+    return 0;
+}
+
+/* Serve Q: grant its head while the head is first in all its queues and its set fits;
+ * schedule the next try when it does not fit. */
+static void serve_one(waitq *wq, limitq *q, uint64_t now)
+{
+    charge ch[WAITQ_MAX_CHARGES];
+    uint64_t zero[WAITQ_MAX_CHARGES] = { 0 };
     while (q->total) {
-        waiter *w = NULL;
-        for (int p = WAITQ_PRIORITIES - 1; p >= 0 && !w; p--)
-            w = q->head[p];
-        rldi_handle h = { q->slot, q->gen };
+        waiter *w = head_of(q)->w;
+        for (uint32_t i = 0; i < w->n; i++)
+            if (head_of(w->e[i].q) != &w->e[i])
+                return;     /* behind another waiter there: that queue kicks this one */
+        uint32_t n = charges_of(wq, w, ch), idx;
         rldi_verdict v;
-        int rc = grant(wq, h, w->cost, q->due_ns ? q->due_ns : now, now, &v);
+        int rc = estimate_set(wq, ch, zero, n, now, &v, &idx);
+        if (rc == 0 && v.retry_after_ns == 0)
+            rc = grant_all(wq, ch, n, w->due_ns ? w->due_ns : now, now, &v, &idx);
+        else if (rc == 0)
+            rc = -EAGAIN;
         if (rc == -EAGAIN) {
+            /* the set fits when its slowest charge does: that limit's timer */
             uint64_t at = now + (v.retry_after_ns ? v.retry_after_ns : 1);
-            q->due_ns = at;
-            if (heap_set(&wq->grants, &q->grant, at) < 0)
+            w->due_ns = at;
+            if (heap_set(&wq->grants, &w->e[idx].q->grant, at) < 0)
                 LOG_ERROR("out of memory scheduling a grant");
             return;
         }
-        q->due_ns = 0;
         if (rc == 0) {
-            q->granted++;
-            finish_reply(wq, w, 0, &v, now, NULL);
+            for (uint32_t i = 0; i < n; i++)
+                w->e[i].q->granted++;
+            finish_reply(wq, w, 0, &v, ch[idx].index, now, NULL, ch);
         } else {
-            finish_reply(wq, w, rc, NULL, now, rldi_strerror(rc));
+            finish_reply(wq, w, rc, NULL, ch[idx].index, now, rldi_strerror(rc), NULL);
         }
     }
+}
+
+/* Serve every kicked queue, until none is left. Re-entry (a reply that closes a connection
+ * drops its waits, which kicks more) only adds to the list this loop drains. */
+static void serve(waitq *wq, uint64_t now)
+{
+    if (wq->serving)
+        return;
+    wq->serving = true;
+    while (wq->kicked) {
+        limitq *q = wq->kicked;
+        wq->kicked = q->knext;
+        q->kicked = false;
+        serve_one(wq, q, now);
+    }
+    wq->serving = false;
 }
 
 static limitq *queue_for(waitq *wq, uint32_t slot, uint32_t gen)
@@ -261,168 +456,257 @@ static limitq *queue_for(waitq *wq, uint32_t slot, uint32_t gen)
     return q->gen == gen ? q : NULL;
 }
 
-/* The limit a Wait names: by handle, or by name. 0, or a code after replying. */
-static int wait_target(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w, rldi_handle *h)
+/* The limit a charge names: by handle, or by name. 0, or a code with MSG set. */
+static int charge_target(waitq *wq, const char *limit, uint32_t slot, uint32_t gen,
+                         rldi_handle *h, char *msg, size_t msglen)
 {
-    if (w->gen != 0) {
-        h->slot = w->slot;
-        h->gen = w->gen;
+    if (gen != 0) {
+        h->slot = slot;
+        h->gen = gen;
         if (h->slot >= wq->seg->slot_count) {
-            srv_reply_code(wq->srv, c, id, -EINVAL, "no limit in slot %u", h->slot);
+            snprintf(msg, msglen, "no limit in slot %u", h->slot);
             return -EINVAL;
         }
         return 0;
     }
     const char *why;
-    int r = rldi_name_check(w->limit, &why) < 0
-                ? -EINVAL
-                : rldi_seg_lookup(wq->seg, w->limit, &h->slot, &h->gen);
+    const char *name = limit ? limit : "";
+    int r = rldi_name_check(name, &why) < 0 ? -EINVAL
+                                            : rldi_seg_lookup(wq->seg, name, &h->slot, &h->gen);
     if (r < 0) {
-        char name[80];
-        rlog_escape(w->limit, strlen(w->limit), name, sizeof(name));
-        srv_reply_code(wq->srv, c, id, r, "limit '%s': %s", name, rldi_strerror(r));
+        char esc[80];
+        rlog_escape(name, strlen(name), esc, sizeof(esc));
+        snprintf(msg, msglen, "limit '%s': %s", esc, rldi_strerror(r));
     }
     return r;
+}
+
+/* The charges of a Wait: `charges`, or the single one of its first fields; a limit named
+ * twice is one charge of the summed cost (it must not queue behind itself). Returns the
+ * count, or a code after replying. */
+static int wait_charges(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w, charge *ch)
+{
+    char msg[160];
+    size_t n = w->n_charges ? w->n_charges : 1;
+    if (n > WAITQ_MAX_CHARGES) {
+        srv_reply_code(wq->srv, c, id, -EINVAL, "%zu charges: at most %u", n, WAITQ_MAX_CHARGES);
+        return -EINVAL;
+    }
+    uint32_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Rld__V1__Charge *x = w->n_charges ? w->charges[i] : NULL;
+        rldi_handle h;
+        uint64_t cost = x ? x->cost : w->cost;
+        int r = x ? charge_target(wq, x->limit, x->slot, x->gen, &h, msg, sizeof(msg))
+                  : charge_target(wq, w->limit, w->slot, w->gen, &h, msg, sizeof(msg));
+        if (r < 0) {
+            reply_error(wq, c, id, (uint32_t)i, r, msg);
+            return r;
+        }
+        uint32_t j;
+        for (j = 0; j < m && (ch[j].h.slot != h.slot || ch[j].h.gen != h.gen); j++)
+            ;
+        if (j < m) {
+            if (__builtin_add_overflow(ch[j].cost, cost, &ch[j].cost))
+                ch[j].cost = UINT64_MAX;
+            continue;
+        }
+        ch[m++] = (charge){ h, cost, (uint32_t)i };
+    }
+    return (int)m;
 }
 
 void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
 {
     uint64_t now = rldi_mono_ns();
-    rldi_handle h;
+    charge ch[WAITQ_MAX_CHARGES];
     int r;
-    if (wait_target(wq, c, id, w, &h) < 0)
-        return;
     if (w->priority < 0 || w->priority >= WAITQ_PRIORITIES) {
         srv_reply_code(wq->srv, c, id, -EINVAL, "priority %d out of range 0..%d", w->priority,
                        WAITQ_PRIORITIES - 1);
         return;
     }
-    wait_answer a = { id, w->cost, h.slot, h.gen, 0, now, 0 };
-    /* Nobody queued: grant at once if it fits (the common round trip: no allocation). */
-    limitq *q0 = wq->queues[h.slot];
-    if (!q0 || q0->total == 0 || q0->gen != h.gen) {
-        rldi_verdict gv;
-        if ((r = grant(wq, h, w->cost, now, now, &gv)) == 0) {
-            reply_wait(wq, c, &a, 0, &gv, now, NULL);
+    int got = wait_charges(wq, c, id, w, ch);
+    if (got < 0)
+        return;
+    uint32_t n = (uint32_t)got, idx = 0;
+    wait_answer a = { id, 0, 0, now, 0, 0, NULL };
+    rldi_verdict v;
+    /* Nobody queued on any of its limits: grant at once if the set fits (the common round
+     * trip: no allocation). */
+    bool idle = true;
+    for (uint32_t i = 0; i < n && idle; i++) {
+        limitq *q0 = wq->queues[ch[i].h.slot];
+        idle = !q0 || q0->total == 0 || q0->gen != ch[i].h.gen;
+    }
+    if (idle) {
+        if ((r = grant_all(wq, ch, n, now, now, &v, &idx)) == 0) {
+            a.index = ch[idx].index;
+            a.n = n;
+            a.ch = ch;
+            reply_wait(wq, c, &a, 0, &v, now, NULL);
             return;
         }
         if (r != -EAGAIN) {
-            srv_reply_code(wq->srv, c, id, r, "%s", rldi_strerror(r));
+            reply_error(wq, c, id, ch[idx].index, r, rldi_strerror(r));
             return;
         }
     }
     /* Validate and handle what needs no queue: cost above the burst. */
-    rldi_verdict peek;
-    if ((r = rldi_bucket_peek(wq->seg, h, rldi_fp_from_ns(now), &peek)) < 0) {
-        srv_reply_code(wq->srv, c, id, r, "%s", rldi_strerror(r));
-        return;
-    }
-    if (w->cost > peek.limit) {
-        srv_reply_code(wq->srv, c, id, -E2BIG, "cost %llu exceeds the burst %llu",
-                       (unsigned long long)w->cost, (unsigned long long)peek.limit);
-        return;
+    for (uint32_t i = 0; i < n; i++) {
+        rldi_verdict peek;
+        char msg[96];
+        if ((r = rldi_bucket_peek(wq->seg, ch[i].h, rldi_fp_from_ns(now), &peek)) < 0) {
+            reply_error(wq, c, id, ch[i].index, r, rldi_strerror(r));
+            return;
+        }
+        if (ch[i].cost > peek.limit) {
+            snprintf(msg, sizeof(msg), "cost %llu exceeds the burst %llu",
+                     (unsigned long long)ch[i].cost, (unsigned long long)peek.limit);
+            reply_error(wq, c, id, ch[i].index, -E2BIG, msg);
+            return;
+        }
     }
     conn_waits *cw = &wq->conns[c->idx];
-    if (cw->count >= SRV_MAX_WAITS_PER_CONN) {
+    if (cw->count + n > SRV_MAX_WAITS_PER_CONN) {
         rlog_once_at(&wq->srv->log_full, RLOG_WARN, "connection of pid %d: more than %u waits",
                      (int)c->pid, SRV_MAX_WAITS_PER_CONN);
         srv_reply_code(wq->srv, c, id, -ENOSPC, "too many waits on this connection (max %u)",
                        SRV_MAX_WAITS_PER_CONN);
         return;
     }
-    limitq *q = queue_for(wq, h.slot, h.gen);
-    if (!q) {
-        srv_reply_code(wq->srv, c, id, -ENOMEM, "out of memory");
-        return;
-    }
-    if (q->total >= wq->max_waiters) {
-        rlog_once_at(&wq->srv->log_full, RLOG_WARN, "limit in slot %u: more than %u waiters",
-                     h.slot, wq->max_waiters);
-        srv_reply_code(wq->srv, c, id, -ENOSPC, "too many waiters on this limit (max %u)",
-                       wq->max_waiters);
-        return;
-    }
-    /* Ahead of us: every waiter of our priority or higher. */
-    uint64_t ahead = 0;
+    limitq *qs[WAITQ_MAX_CHARGES];
+    uint64_t ahead[WAITQ_MAX_CHARGES];
     uint32_t position = 0;
-    for (int p = w->priority; p < WAITQ_PRIORITIES; p++) {
-        ahead += q->tokens[p];
-        position += q->count[p];
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(qs[i] = queue_for(wq, ch[i].h.slot, ch[i].h.gen))) {
+            srv_reply_code(wq->srv, c, id, -ENOMEM, "out of memory");
+            return;
+        }
+        if (qs[i]->total >= wq->max_waiters) {
+            rlog_once_at(&wq->srv->log_full, RLOG_WARN, "limit in slot %u: more than %u waiters",
+                         ch[i].h.slot, wq->max_waiters);
+            char msg[96];
+            snprintf(msg, sizeof(msg), "too many waiters on this limit (max %u)", wq->max_waiters);
+            reply_error(wq, c, id, ch[i].index, -ENOSPC, msg);
+            return;
+        }
+        /* Ahead of us: every waiter of our priority or higher. */
+        uint32_t pos = 0;
+        ahead[i] = 0;
+        for (int p = w->priority; p < WAITQ_PRIORITIES; p++) {
+            ahead[i] += qs[i]->tokens[p];
+            pos += qs[i]->count[p];
+        }
+        if (pos > position)
+            position = pos;
     }
-    rldi_verdict v;
-    if ((r = rldi_bucket_estimate(wq->seg, h, ahead, w->cost, rldi_fp_from_ns(now), &v)) < 0) {
-        srv_reply_code(wq->srv, c, id, r, "%s", rldi_strerror(r));
+    if ((r = estimate_set(wq, ch, ahead, n, now, &v, &idx)) < 0) {
+        reply_error(wq, c, id, ch[idx].index, r, rldi_strerror(r));
         return;
     }
     if (w->timeout_ns >= 0 && v.retry_after_ns > (uint64_t)w->timeout_ns) {
         /* It could not be served in time: say so now, with the wait it would need. */
         a.position = position;
+        a.index = ch[idx].index;
         a.enq_ns = 0;
         reply_wait(wq, c, &a, -ETIMEDOUT, &v, now, "the wait would exceed the timeout");
         wq->timeouts_total++;
-        q->timed_out++;
+        qs[idx]->timed_out++;
         return;
     }
-    waiter *n = calloc(1, sizeof(*n));
-    if (!n) {
+    waiter *nw = calloc(1, sizeof(*nw) + n * sizeof(wentry));
+    if (!nw) {
         srv_reply_code(wq->srv, c, id, -ENOMEM, "out of memory");
         return;
     }
-    n->deadline.idx = HEAP_NONE;
-    n->q = q;
-    n->c = c;
-    n->id = id;
-    n->cost = w->cost;
-    n->prio = w->priority;
-    n->position = position;
-    n->enq_ns = now;
-    n->expected_ns = v.retry_after_ns;
-    n->prev = q->tail[n->prio];
-    if (n->prev)
-        n->prev->next = n;
-    else
-        q->head[n->prio] = n;
-    q->tail[n->prio] = n;
-    q->count[n->prio]++;
-    q->tokens[n->prio] += n->cost;
-    q->total++;
-    q->queued += n->cost;
-    n->cnext = cw->head;
+    nw->deadline.idx = HEAP_NONE;
+    nw->c = c;
+    nw->id = id;
+    nw->prio = w->priority;
+    nw->n = n;
+    nw->position = position;
+    nw->enq_ns = now;
+    nw->expected_ns = v.retry_after_ns;
+    for (uint32_t i = 0; i < n; i++) {
+        wentry *e = &nw->e[i];
+        limitq *q = qs[i];
+        e->q = q;
+        e->w = nw;
+        e->cost = ch[i].cost;
+        e->index = ch[i].index;
+        e->prev = q->tail[nw->prio];
+        if (e->prev)
+            e->prev->next = e;
+        else
+            q->head[nw->prio] = e;
+        q->tail[nw->prio] = e;
+        q->count[nw->prio]++;
+        q->tokens[nw->prio] += e->cost;
+        q->total++;
+        q->queued += e->cost;
+        publish(wq, q);
+        kick(wq, q);
+    }
+    nw->cnext = cw->head;
     if (cw->head)
-        cw->head->cprev = n;
-    cw->head = n;
-    cw->count++;
+        cw->head->cprev = nw;
+    cw->head = nw;
+    cw->count += n;
     wq->waiters++;
     if (w->timeout_ns >= 0 &&
-        heap_set(&wq->deadlines, &n->deadline, now + (uint64_t)w->timeout_ns) < 0)
+        heap_set(&wq->deadlines, &nw->deadline, now + (uint64_t)w->timeout_ns) < 0)
         LOG_ERROR("out of memory for a wait deadline");
-    publish(wq, q);
-    serve(wq, q, now);
+    serve(wq, now);
+}
+
+static waiter *find_wait(waitq *wq, conn *c, uint64_t wait_id)
+{
+    for (waiter *w = wq->conns[c->idx].head; w; w = w->cnext)
+        if (w->id == wait_id)
+            return w;
+    return NULL;
 }
 
 int waitq_cancel(waitq *wq, conn *c, uint64_t wait_id)
 {
-    for (waiter *w = wq->conns[c->idx].head; w; w = w->cnext) {
-        if (w->id != wait_id)
-            continue;
-        limitq *q = w->q;
-        uint64_t now = rldi_mono_ns();
-        finish_reply(wq, w, -ECANCELED, NULL, now, "cancelled");
-        serve(wq, q, now);
-        return 0;
+    waiter *w = find_wait(wq, c, wait_id);
+    if (!w)
+        return -ENOENT;
+    uint64_t now = rldi_mono_ns();
+    finish_reply(wq, w, -ECANCELED, NULL, 0, now, "cancelled", NULL);
+    serve(wq, now);
+    return 0;
+}
+
+int waitq_position(waitq *wq, conn *c, uint64_t wait_id, uint32_t *position,
+                   uint64_t *expected_ns)
+{
+    waiter *w = find_wait(wq, c, wait_id);
+    if (!w)
+        return -ENOENT;
+    charge ch[WAITQ_MAX_CHARGES];
+    uint64_t ahead[WAITQ_MAX_CHARGES];
+    uint32_t n = charges_of(wq, w, ch), idx;
+    *position = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t callers;
+        ahead_of(&w->e[i], w->prio, &callers, &ahead[i]);
+        if (callers > *position)
+            *position = callers;
     }
-    return -ENOENT;
+    rldi_verdict v = { 0 };
+    *expected_ns = estimate_set(wq, ch, ahead, n, rldi_mono_ns(), &v, &idx) == 0
+                       ? v.retry_after_ns : 0;
+    return 0;
 }
 
 void waitq_drop_conn(waitq *wq, conn *c)
 {
     conn_waits *cw = &wq->conns[c->idx];
-    while (cw->head) {
-        waiter *w = cw->head;
-        limitq *q = w->q;
-        finish(wq, w);
-        serve(wq, q, rldi_mono_ns());  /* the ones behind may fit now */
-    }
+    while (cw->head)
+        finish(wq, cw->head);
+    serve(wq, rldi_mono_ns());          /* the ones behind may fit now */
 }
 
 uint32_t waitq_conn_waits(const waitq *wq, const conn *c)
@@ -433,27 +717,29 @@ uint32_t waitq_conn_waits(const waitq *wq, const conn *c)
 uint64_t waitq_run(waitq *wq, uint64_t now)
 {
     heap_node *n;
+    charge ch[WAITQ_MAX_CHARGES];
+    uint64_t ahead[WAITQ_MAX_CHARGES];
     while ((n = heap_min(&wq->deadlines)) && n->key <= now) {
         waiter *w = (waiter *)((char *)n - offsetof(waiter, deadline));
-        limitq *q = w->q;
-        uint64_t ahead = 0;
-        for (int p = w->prio; p < WAITQ_PRIORITIES; p++)
-            ahead += q->tokens[p];
-        rldi_handle h = { q->slot, q->gen };
+        uint32_t cnt = charges_of(wq, w, ch), idx = 0;
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint32_t callers;
+            ahead_of(&w->e[i], w->prio, &callers, &ahead[i]);
+        }
         rldi_verdict v = { 0 };
-        if (rldi_bucket_estimate(wq->seg, h, ahead - w->cost, w->cost, rldi_fp_from_ns(now), &v) < 0)
+        if (estimate_set(wq, ch, ahead, cnt, now, &v, &idx) < 0)
             memset(&v, 0, sizeof(v));
         wq->timeouts_total++;
-        q->timed_out++;
-        finish_reply(wq, w, -ETIMEDOUT, &v, now,
-                     "timed out in the queue (higher priorities came first)");
-        serve(wq, q, now);
+        w->e[idx].q->timed_out++;
+        finish_reply(wq, w, -ETIMEDOUT, &v, ch[idx].index, now,
+                     "timed out in the queue (higher priorities came first)", NULL);
     }
     while ((n = heap_min(&wq->grants)) && n->key <= now) {
         limitq *q = (limitq *)((char *)n - offsetof(limitq, grant));
         heap_remove(&wq->grants, n);
-        serve(wq, q, now);
+        kick(wq, q);
     }
+    serve(wq, now);
     heap_node *a = heap_min(&wq->deadlines), *b = heap_min(&wq->grants);
     if (!a)
         return b ? b->key : 0;
@@ -462,33 +748,40 @@ uint64_t waitq_run(waitq *wq, uint64_t now)
     return a->key < b->key ? a->key : b->key;
 }
 
+/* Every waiter with an entry in Q gets CODE. */
 static void reply_all(waitq *wq, limitq *q, int code, const char *msg)
 {
     uint64_t now = rldi_mono_ns();
-    for (int p = 0; p < WAITQ_PRIORITIES; p++)
-        while (q->head[p])
-            finish_reply(wq, q->head[p], code, NULL, now, msg);
+    wentry *e;
+    while ((e = head_of(q)))
+        finish_reply(wq, e->w, code, NULL, e->index, now, msg, NULL);
 }
 
 void waitq_limit_deleted(waitq *wq, uint32_t slot)
 {
     limitq *q = slot < wq->seg->slot_count ? wq->queues[slot] : NULL;
-    if (q)
+    if (q) {
         reply_all(wq, q, -ESTALE, "the limit was deleted");
+        serve(wq, rldi_mono_ns());
+    }
 }
 
 void waitq_limit_changed(waitq *wq, uint32_t slot)
 {
     limitq *q = slot < wq->seg->slot_count ? wq->queues[slot] : NULL;
-    if (q && q->total)
-        serve(wq, q, rldi_mono_ns());
+    if (q && q->total) {
+        kick(wq, q);
+        serve(wq, rldi_mono_ns());
+    }
 }
 
 void waitq_shutdown(waitq *wq)
 {
+    wq->serving = true;                 /* nothing is granted any more */
     for (uint32_t i = 0; i < wq->seg->slot_count; i++)
         if (wq->queues[i])
             reply_all(wq, wq->queues[i], -ESHUTDOWN, "rld is stopping");
+    wq->kicked = NULL;
 }
 
 void waitq_limit_stats(const waitq *wq, uint32_t slot, waitq_stats *out)

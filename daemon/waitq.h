@@ -1,5 +1,7 @@
 /*
- * waitq.h - queued waits: per limit, FIFO within each of 8 priorities, higher first.
+ * waitq.h - queued waits: per limit, FIFO within each of 8 priorities, higher first. A wait
+ * is a set of 1..WAITQ_MAX_CHARGES charges (limit, cost) taken all at once: it has a place
+ * in the queue of each of its limits and is served when it is first in all of them.
  *
  * While a limit has waiters, the daemon publishes their count and tokens in the slot
  * (waiters, queued) and the fast path denies non-barging callers, so the queue cannot be
@@ -16,7 +18,8 @@
 #include "segment.h"
 #include "server.h"
 
-#define WAITQ_PRIORITIES 8
+#define WAITQ_PRIORITIES  8
+#define WAITQ_MAX_CHARGES 64      /* = RLD_MULTI_MAX */
 
 typedef struct waitq waitq;
 
@@ -30,6 +33,10 @@ void waitq_set_max_waiters(waitq *q, uint32_t max_waiters);
 void waitq_add(waitq *q, conn *c, uint64_t id, const Rld__V1__Wait *w);
 /* Cancel C's wait WAIT_ID: it gets -ECANCELED. Returns 0 or -ENOENT. */
 int  waitq_cancel(waitq *q, conn *c, uint64_t wait_id);
+/* Where C's wait WAIT_ID stands now: callers ahead (the most in any of its queues) and the
+ * wait foreseen. 0 or -ENOENT (not queued: granted, refused, or never seen). */
+int  waitq_position(waitq *q, conn *c, uint64_t wait_id, uint32_t *position,
+                    uint64_t *expected_ns);
 /* C is closing: drop its waits (no replies). */
 void waitq_drop_conn(waitq *q, conn *c);
 /* Grant what fits and expire what is due at NOW; returns the next time there is work
@@ -43,7 +50,7 @@ void waitq_shutdown(waitq *q);
 
 /* Queue facts for status. */
 typedef struct waitq_stats {
-    uint32_t waiters;       /* queued now */
+    uint32_t waiters;       /* queued now (a multi-wait counts on each of its limits) */
     uint64_t tokens;        /* they want */
     uint64_t granted;       /* waits granted, since the limit got this slot */
     uint64_t timed_out;
@@ -51,7 +58,7 @@ typedef struct waitq_stats {
 void waitq_limit_stats(const waitq *q, uint32_t slot, waitq_stats *out);
 /* Totals for the instance: waiters now; grants and timeouts since start. */
 void waitq_totals(const waitq *q, uint32_t *waiters, uint64_t *grants, uint64_t *timeouts);
-/* Waits outstanding on C now (for the fuzzer's invariant). */
+/* Queue entries of C now, a multi-wait once per limit (for the fuzzer's invariant). */
 uint32_t waitq_conn_waits(const waitq *q, const conn *c);
 
 #endif

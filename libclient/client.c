@@ -44,22 +44,30 @@ int rld_open(const char *instance, unsigned flags, rld_client **out)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (flags != 0)
+    if (flags & ~(RLD_OPEN_FAIL_OPEN | RLD_OPEN_MISSING_ADMIT))
         return -EINVAL;
+    rldc_atfork_once();
     rld_client *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
+    c->flags = flags;
     int r = rldi_paths_resolve(instance, &c->paths);
     if (r == -EINVAL || r == -ENAMETOOLONG) {
         free(c);
         return -EINVAL;
     }
     /* -ENOENT for the runtime dir only matters to waits (the socket); the segment is enough */
-    if ((r = rldi_seg_open(c->paths.shm_name, &c->seg)) < 0) {
+    rldi_seg seg;
+    r = rldi_seg_open(c->paths.shm_name, &seg);
+    if (r == 0)
+        c->seg = seg;
+    if ((r = rldc_open_segment(c, r)) < 0) {
         free(c);
         return r;
     }
     pthread_mutex_init(&c->pool_lock, NULL);
+    pthread_mutex_init(&c->names_lock, NULL);
+    c->pool_forks = rldc_forks;
     /* The coarse path needs a coarse clock with a tick of at most 10 ms (HZ >= 100); it can
      * be turned off with RLD_NO_COARSE=1 (to compare, or on a kernel one does not trust). */
     struct timespec res;
@@ -77,8 +85,11 @@ void rld_close(rld_client *c)
     if (!c)
         return;
     rldc_unregister(c);
+    rldc_async_free(c);
     rldc_pool_close(c);
+    rldc_names_free(c);
     pthread_mutex_destroy(&c->pool_lock);
+    pthread_mutex_destroy(&c->names_lock);
     rldi_seg_close(&c->seg);
     free(c);
 }
@@ -91,9 +102,14 @@ int rld_find(rld_client *c, const char *name, rld_limit *out)
     int r = rldi_name_check(name, &why);
     if (r < 0)
         return -EINVAL;
+    if (!rldc_attached(c))
+        rldc_maybe_attach(c);
+    if (!rldc_attached(c))
+        return rldc_find_pending(c, name, out);     /* fail-open: admits until attached */
     uint32_t slot, gen;
     if ((r = rldi_seg_lookup(&c->seg, name, &slot, &gen)) < 0)
-        return r;
+        return r == -ENOENT && (c->flags & RLD_OPEN_MISSING_ADMIT)
+                   ? rldc_find_pending(c, name, out) : r;
     out->slot = slot;
     out->gen = gen;
     return 0;
@@ -103,6 +119,8 @@ int rld_next(rld_client *c, uint32_t *cursor, rld_limit *out)
 {
     if (!c || !cursor || !out)
         return -EINVAL;
+    if (!rldc_attached(c))
+        return -ENOENT;
     uint32_t slot, gen;
     int r = rldi_seg_next(&c->seg, cursor, &slot, &gen);
     if (r == 0) {
@@ -116,9 +134,13 @@ int rld_instance_info(rld_client *c, rld_instance *out)
 {
     if (!c || !out)
         return -EINVAL;
-    const rldi_shm_header *h = c->seg.hdr;
     memset(out, 0, sizeof(*out));
     snprintf(out->name, sizeof(out->name), "%s", c->paths.instance);
+    if (!rldc_attached(c))
+        rldc_maybe_attach(c);
+    if (!rldc_attached(c))
+        return 0;                       /* fail-open, no instance yet: nothing to show */
+    const rldi_shm_header *h = c->seg.hdr;
     out->max_limits = c->seg.slot_count;
     out->limits = (uint32_t)rldi_load_relaxed(&h->limit_count);
     out->segment_bytes = c->seg.size;
@@ -139,6 +161,41 @@ static inline void count(rld_client *c, uint32_t slot, int r, uint64_t cost, uin
         rldc_count(c, slot, 0, 1, now_ns);
 }
 
+static int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res, rldi_u128 now,
+                unsigned flags);
+
+/*
+ * A take refused with -EINVAL: a handle outside the segment. That is where pending handles
+ * (fail-open, missing names: RLDC_PENDING_BIT) land, at no cost to the others: resolved, they
+ * take from their limit; unresolved, they admit with RLD_F_DEGRADED.
+ */
+static __attribute__((noinline, cold)) int take_pending(rld_client *c, rld_limit lim,
+                                                        uint64_t cost, rld_result *res,
+                                                        rldi_u128 now, unsigned flags)
+{
+    if (!(lim.slot & RLDC_PENDING_BIT))
+        return -EINVAL;
+    rld_limit real;
+    int r = rldc_resolve(c, lim, &real);
+    if (r == 1) {
+        if (res)
+            rldc_result_open(res);
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    r = take(c, real, cost, res, now, flags);
+    if (r == -ESTALE) {
+        rldc_unresolve(c, lim);         /* deleted: looked up again, admitting meanwhile */
+        if (c->flags & RLD_OPEN_MISSING_ADMIT) {
+            if (res)
+                rldc_result_open(res);
+            return 0;
+        }
+    }
+    return r;
+}
+
 /* The precise path at NOW: admission in bucket.h, counted, result filled. */
 static inline int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res,
                        rldi_u128 now, unsigned flags)
@@ -146,6 +203,8 @@ static inline int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *
     rldi_verdict vd;
     int r = flags ? rldi_bucket_take(&c->seg, handle(lim), cost, now, flags, res ? &vd : NULL)
                   : rldi_bucket_take_fast(&c->seg, handle(lim), cost, now, res ? &vd : NULL);
+    if (unlikely(r == -EINVAL))
+        return take_pending(c, lim, cost, res, now, flags);
     count(c, lim.slot, r, cost, rldi_fp_to_ns(now));
     if (res && (r == 0 || r == -EAGAIN))
         result_fill(res, &vd);
@@ -185,10 +244,22 @@ int rld_try_ex(rld_client *c, rld_limit lim, uint64_t cost, unsigned flags, rld_
     return take(c, lim, cost, res, rldi_now_fp(), (flags & RLD_TRY_BARGE) ? RLDI_TAKE_BARGE : 0);
 }
 
+/* The limit behind a pending handle for the calls that change or read it: 0 with *LIM
+ * replaced, 1 when it admits (nothing to change), or a code. */
+static int pending(rld_client *c, rld_limit *lim)
+{
+    if (likely(!(lim->slot & RLDC_PENDING_BIT)))
+        return 0;
+    return rldc_resolve(c, *lim, lim);
+}
+
 int rld_refund(rld_client *c, rld_limit lim, uint64_t amount)
 {
     if (!c)
         return -EINVAL;
+    int p = pending(c, &lim);
+    if (p != 0)
+        return p > 0 ? 0 : p;
     return rldi_bucket_refund(&c->seg, handle(lim), amount, rldi_now_fp());
 }
 
@@ -196,6 +267,9 @@ int rld_debit(rld_client *c, rld_limit lim, uint64_t amount)
 {
     if (!c)
         return -EINVAL;
+    int p = pending(c, &lim);
+    if (p != 0)
+        return p > 0 ? 0 : p;
     rldi_u128 now = rldi_now_fp();
     int r = rldi_bucket_debit(&c->seg, handle(lim), amount, now);
     if (r == 0)
@@ -207,6 +281,12 @@ int rld_peek(rld_client *c, rld_limit lim, rld_result *res)
 {
     if (!c)
         return -EINVAL;
+    int p = pending(c, &lim);
+    if (p != 0) {
+        if (p > 0 && res)
+            rldc_result_open(res);
+        return p > 0 ? 0 : p;
+    }
     rldi_verdict vd;
     int r = rldi_bucket_peek(&c->seg, handle(lim), rldi_now_fp(), &vd);
     if (r == 0 && res)
@@ -216,6 +296,12 @@ int rld_peek(rld_client *c, rld_limit lim, rld_result *res)
 
 int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res)
 {
+    return rldc_try_multi(c, ch, n, 0, res);
+}
+
+int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags,
+                   rld_result *res)
+{
     if (!c || !ch || n == 0 || n > RLD_MULTI_MAX)
         return -EINVAL;
     rldi_u128 now = rldi_now_fp();
@@ -223,7 +309,7 @@ int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res
     size_t i;
     int r = 0;
     for (i = 0; i < n; i++) {
-        r = take(c, ch[i].limit, ch[i].cost, &one, now, 0);
+        r = take(c, ch[i].limit, ch[i].cost, &one, now, flags);
         if (r < 0)
             break;
         /* the tightest: least remaining relative to its burst (128-bit cross products) */
@@ -241,9 +327,8 @@ int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res
     /* Roll back, newest first. A refund of exactly what was taken restores the state
      * unless the bucket refilled meanwhile, in which case it is full either way. */
     size_t failed = i;
-    rldi_u128 later = rldi_now_fp();
     while (i-- > 0)
-        rldi_bucket_refund(&c->seg, handle(ch[i].limit), ch[i].cost, later);
+        rld_refund(c, ch[i].limit, ch[i].cost);
     if (r != -EAGAIN) {
         if (res) {
             memset(res, 0, sizeof(*res));
@@ -256,7 +341,10 @@ int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res
     best.index = (uint32_t)failed;
     for (i = failed + 1; i < n; i++) {
         rldi_verdict vd;
-        int pr = rldi_bucket_probe(&c->seg, handle(ch[i].limit), ch[i].cost, now, 0, &vd);
+        rld_limit lim = ch[i].limit;
+        if (pending(c, &lim) != 0)
+            continue;                   /* admits, or its error is reported when reached */
+        int pr = rldi_bucket_probe(&c->seg, handle(lim), ch[i].cost, now, flags, &vd);
         if (pr == -E2BIG || pr == -ESTALE || pr == -EINVAL) {
             if (res) {
                 memset(res, 0, sizeof(*res));
@@ -278,6 +366,9 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
 {
     if (!c || !out)
         return -EINVAL;
+    int p = pending(c, &lim);
+    if (p != 0)
+        return p > 0 ? -ENOENT : p;     /* no limit behind it (yet) */
     rldi_slot *s = rldi_slot_of(&c->seg, handle(lim));
     if (!s)
         return -EINVAL;

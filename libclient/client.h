@@ -7,34 +7,119 @@
 #define RLD_LIBCLIENT_CLIENT_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gcra.h"
 #include "instance.h"
 #include "rld.h"
 #include "segment.h"
+#include "rld.pb-c.h"
 
 #define RLDC_POOL 16                    /* idle daemon connections kept for waits */
 
 struct rldi_conn;
+struct rldc_async;
+struct rldc_name;
+
+/*
+ * Handles that name a limit not (yet) found: RLD_OPEN_FAIL_OPEN before the instance exists,
+ * RLD_OPEN_MISSING_ADMIT for a name the instance lacks. Their slot is RLDC_PENDING_BIT | an
+ * index into the client's table of names: no segment has such a slot (at most 2^24), so
+ * the fast path refuses them with -EINVAL on its bounds check, at no cost to other handles,
+ * and the refusal path (detached.c) resolves them.
+ */
+#define RLDC_PENDING_BIT  0x80000000u
+#define RLDC_PENDING_GEN  0x0fa11u
+#define RLDC_MAX_PENDING  4096u
 
 struct rld_client {
-    rldi_seg   seg;
+    rldi_seg   seg;        /* slot_count 0 while detached (RLD_OPEN_FAIL_OPEN): stored last,
+                              with release, when the instance is attached */
     rldi_paths paths;
     uint64_t   serial;     /* unique per rld_open in this process: tells reused addresses apart */
+    unsigned   flags;      /* RLD_OPEN_* */
     /* waits: connections to the daemon, one per waiting thread, reused */
     pthread_mutex_t   pool_lock;
     struct rldi_conn *pool[RLDC_POOL];
     int               npool;
+    unsigned          pool_forks;         /* rldc_forks when the pool was filled */
     uint64_t          daemon_down_until;  /* ns: skip connecting until then */
+    /* non-blocking waits (async.c), created on first use; the pointer is set once */
+    struct rldc_async *async;
+    /* fail-open and pending names (detached.c), under names_lock */
+    pthread_mutex_t   names_lock;
+    uint64_t          next_attach_ns;
+    struct rldc_name **names;             /* RLDC_MAX_PENDING slots, allocated on first use */
+    uint32_t          nnames;
     /* coarse-clock fast path (see client.c try_coarse): 0 = off */
     rldi_u128         coarse_margin;      /* 2^-32 ns units */
 };
 
 /* client.c: copy a bucket verdict into RES (may be NULL). */
 void rldc_result(rld_result *res, const rldi_verdict *vd);
+/* client.c: rld_try_multi with rldi_bucket_take FLAGS (RLDI_TAKE_BARGE). */
+int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags,
+                   rld_result *res);
 /* wait.c: close the pooled daemon connections. */
 void rldc_pool_close(rld_client *c);
+
+/*
+ * fork safety: rldc_forks counts the fork()s this process came out of (a pthread_atfork
+ * child handler bumps it), so a slow path tells an inherited connection from its own with
+ * one load, no getpid() (not cached by glibc). The prepare handler holds the registry lock
+ * and every open client's locks across fork(), so the child inherits them in a known state.
+ */
+extern volatile unsigned rldc_forks;
+void rldc_atfork_once(void);
+
+/* detached.c: fail-open. True once the segment is mapped (acquire). */
+static inline bool rldc_attached(const rld_client *c)
+{
+    return __atomic_load_n(&c->seg.slot_count, __ATOMIC_ACQUIRE) != 0;
+}
+/* rld_open's part: 0 attached, or the flags allow a detached client; else the error. */
+int rldc_open_segment(rld_client *c, int open_error);
+/* Attach now if detached and a second passed since the last try. */
+void rldc_maybe_attach(rld_client *c);
+/* rld_find for a name the instance lacks (or a detached client): a pending handle, or -ENOENT. */
+int rldc_find_pending(rld_client *c, const char *name, rld_limit *out);
+/*
+ * What handle LIM stands for: 0 with *OUT the real handle (LIM itself when it is not
+ * pending); 1 when it admits (pending and unresolved: RLD_F_DEGRADED); -ENOENT (a pending
+ * name that is known to be missing, without RLD_OPEN_MISSING_ADMIT), -EINVAL.
+ */
+int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out);
+/* A pending handle's real limit was deleted: look it up again. */
+void rldc_unresolve(rld_client *c, rld_limit lim);
+/* The result of an admission without an instance or a limit. */
+void rldc_result_open(rld_result *res);
+void rldc_names_free(rld_client *c);
+
+/* async.c: the non-blocking waits' state, freed at rld_close (grants not collected are
+ * given back). */
+void rldc_async_free(rld_client *c);
+void rldc_async_lock(rld_client *c);      /* atfork prepare */
+void rldc_async_unlock(rld_client *c);
+
+/* wait.c, shared by the blocking and the non-blocking waits. */
+#define RLDC_WAIT_MAX_CHARGES RLD_MULTI_MAX
+/* The charges CH[0..N) a wait must queue for: pending ones resolved, admitting ones left
+ * out. *M charges into OUT, MAP[j] the index in CH of OUT[j]. 0, or a code of rldc_resolve. */
+int rldc_wait_charges(rld_client *c, const rld_charge *ch, size_t n, rld_charge *out,
+                      size_t *m, uint8_t *map);
+/* The degraded wait without the sleep: reserve every charge now (into debt if need be) when
+ * due by DEADLINE_NS (0: none), all or nothing. 0 with *WAIT_NS until they are due, -ETIMEDOUT
+ * (nothing taken; res says when it would fit), or a take's code. Counts at once. */
+int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t deadline_ns,
+                       rld_result *res, uint64_t *wait_ns);
+/* Give back every charge (a grant not wanted any more). */
+void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n);
+/* Build the Wait request for CH (legacy single fields when N == 1). CHARGES/PTRS: N each. */
+void rldc_wait_request(Rld__V1__Wait *w, Rld__V1__Charge *charges, Rld__V1__Charge **ptrs,
+                       const rld_charge *ch, size_t n, int64_t timeout_ns, int priority);
+/* Fill RES from a WaitReply (W may be NULL), its index mapped through MAP. */
+void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_t *map, size_t m);
 
 /*
  * Counters. A locked add per call on the limit's line would cost as much as the rest of the

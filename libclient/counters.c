@@ -1,5 +1,6 @@
 /*
- * counters.c - per-thread batching of the admitted/denied counters (see client.h).
+ * counters.c - per-thread batching of the admitted/denied counters (see client.h), the
+ * registry of open clients, and fork safety (the registry is what the fork handlers walk).
  *
  * A thread's pending counts refer to a client that may have been closed meanwhile; they are
  * published only into a client known to be open (a registry of open clients), else dropped.
@@ -128,4 +129,56 @@ void rldc_unregister(rld_client *c)
     pthread_mutex_unlock(&reg_lock);
     if (p->c == c)
         p->c = NULL;
+}
+
+/* ---- fork ---------------------------------------------------------------------------------- */
+
+volatile unsigned rldc_forks;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Across fork(), hold the registry and every open client's locks, so the child inherits
+ * them unlocked and the state they guard whole (a thread of the parent that does not exist
+ * in the child may have been inside). Lock order everywhere: registry, pool, async wait
+ * state; nothing takes the registry while holding a client's lock.
+ */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < reg_n; i++) {
+        rld_client *c = (rld_client *)reg[i];
+        pthread_mutex_lock(&c->pool_lock);
+        pthread_mutex_lock(&c->names_lock);
+        rldc_async_lock(c);
+    }
+}
+
+static void fork_release(void)
+{
+    for (size_t i = reg_n; i-- > 0;) {
+        rld_client *c = (rld_client *)reg[i];
+        rldc_async_unlock(c);
+        pthread_mutex_unlock(&c->names_lock);
+        pthread_mutex_unlock(&c->pool_lock);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void fork_child(void)
+{
+    /* This thread's unpublished counts are the parent's: it publishes them, not us. */
+    rldc_tls.admitted = rldc_tls.denied = 0;
+    rldc_tls.calls = 0;
+    __atomic_add_fetch(&rldc_forks, 1, __ATOMIC_RELEASE);
+    fork_release();
+}
+
+static void atfork_init(void)
+{
+    pthread_atfork(fork_prepare, fork_release, fork_child);
+}
+
+void rldc_atfork_once(void)
+{
+    pthread_once(&atfork_once, atfork_init);
 }

@@ -1,9 +1,12 @@
 /*
- * wait.c - rld_wait: the fast path first, then a queued wait at the daemon, else (daemon
- * unreachable or stopping) a client-side reservation flagged RLD_F_DEGRADED.
+ * wait.c - the blocking waits (rld_wait, rld_wait_ex, rld_wait_multi: one path, a single
+ * wait is the set of one): the fast path first, then a queued wait at the daemon, else
+ * (daemon unreachable or stopping) a client-side reservation flagged RLD_F_DEGRADED. Also
+ * what the non-blocking waits (async.c) share: the request, the result, the reservation.
  *
  * Each waiting thread borrows one connection from the client's pool for the whole wait, so
- * waits of different threads never serialise behind each other; connections are reused.
+ * waits of different threads never serialise behind each other; connections are reused,
+ * but never across fork(): a pool filled by another process image is dropped unused.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,9 +22,28 @@
 #define DOWN_BACKOFF_NS    1000000000ull   /* after a failed connect, degrade without retrying */
 #define POLL_SLICE_MS      1000            /* how often a queued wait checks the daemon's pulse */
 
-static rldi_conn *pool_get(rld_client *c)
+/* Drop pooled connections inherited through fork() (under pool_lock): close this process's
+ * copies of their descriptors, send nothing on them. The parent keeps its own. */
+static void pool_after_fork(rld_client *c)
+{
+    unsigned forks = __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE);
+    if (c->pool_forks == forks)
+        return;
+    for (int i = 0; i < c->npool; i++) {
+        rldi_conn_close(c->pool[i]);
+        free(c->pool[i]);
+    }
+    c->npool = 0;
+    c->daemon_down_until = 0;
+    c->pool_forks = forks;
+}
+
+/* A connection for one wait, and the fork generation it belongs to. */
+static rldi_conn *pool_get(rld_client *c, unsigned *forks)
 {
     pthread_mutex_lock(&c->pool_lock);
+    pool_after_fork(c);
+    *forks = c->pool_forks;
     rldi_conn *k = c->npool ? c->pool[--c->npool] : NULL;
     uint64_t down = c->daemon_down_until;
     pthread_mutex_unlock(&c->pool_lock);
@@ -44,11 +66,12 @@ static rldi_conn *pool_get(rld_client *c)
     return k;
 }
 
-static void pool_put(rld_client *c, rldi_conn *k)
+static void pool_put(rld_client *c, rldi_conn *k, unsigned forks)
 {
     pthread_mutex_lock(&c->pool_lock);
+    pool_after_fork(c);
     c->daemon_down_until = 0;
-    if (c->npool < RLDC_POOL) {
+    if (c->npool < RLDC_POOL && forks == c->pool_forks) {
         c->pool[c->npool++] = k;
         k = NULL;
     }
@@ -72,7 +95,50 @@ void rldc_pool_close(rld_client *c)
     c->npool = 0;
 }
 
-static void fill(rld_result *res, const Rld__V1__WaitReply *w)
+/* ---- shared with async.c --------------------------------------------------------------- */
+
+int rldc_wait_charges(rld_client *c, const rld_charge *ch, size_t n, rld_charge *out,
+                      size_t *m, uint8_t *map)
+{
+    *m = 0;
+    for (size_t i = 0; i < n; i++) {
+        rld_limit lim;
+        int r = rldc_resolve(c, ch[i].limit, &lim);
+        if (r < 0)
+            return r;
+        if (r == 1)
+            continue;                   /* admits: nothing to queue for */
+        out[*m] = (rld_charge){ lim, ch[i].cost };
+        map[*m] = (uint8_t)i;
+        (*m)++;
+    }
+    return 0;
+}
+
+void rldc_wait_request(Rld__V1__Wait *w, Rld__V1__Charge *charges, Rld__V1__Charge **ptrs,
+                       const rld_charge *ch, size_t n, int64_t timeout_ns, int priority)
+{
+    rld__v1__wait__init(w);
+    w->timeout_ns = timeout_ns;
+    w->priority = priority;
+    if (n == 1) {                       /* the form every daemon understands */
+        w->slot = ch[0].limit.slot;
+        w->gen = ch[0].limit.gen;
+        w->cost = ch[0].cost;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rld__v1__charge__init(&charges[i]);
+        charges[i].slot = ch[i].limit.slot;
+        charges[i].gen = ch[i].limit.gen;
+        charges[i].cost = ch[i].cost;
+        ptrs[i] = &charges[i];
+    }
+    w->n_charges = n;
+    w->charges = ptrs;
+}
+
+void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_t *map, size_t m)
 {
     if (!res)
         return;
@@ -84,18 +150,73 @@ static void fill(rld_result *res, const Rld__V1__WaitReply *w)
     res->retry_after_ns = w->retry_after_ns;
     res->reset_after_ns = w->reset_after_ns;
     res->queue_position = w->queue_position;
+    res->index = w->index < m ? map[w->index] : 0;
 }
 
-/* Ask the daemon. Returns the wait's outcome, or 1 when the daemon failed us (degrade). */
-static int ask_daemon(rld_client *c, rldi_conn *k, rld_limit lim, uint64_t cost,
-                      int64_t timeout_ns, int priority, rld_result *res)
+void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n)
 {
-    Rld__V1__Wait w = RLD__V1__WAIT__INIT;
-    w.slot = lim.slot;
-    w.gen = lim.gen;
-    w.cost = cost;
-    w.timeout_ns = timeout_ns;
-    w.priority = priority;
+    while (n-- > 0)
+        rld_refund(c, ch[n].limit, ch[n].cost);
+}
+
+int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t deadline_ns,
+                       rld_result *res, uint64_t *wait_ns)
+{
+    rldi_u128 now = rldi_now_fp();
+    uint64_t longest = 0;
+    rld_result best = { 0 };
+    size_t i;
+    int r = 0;
+    *wait_ns = 0;
+    for (i = 0; i < n; i++) {
+        rldi_verdict vd;
+        uint64_t w;
+        rldi_handle h = { ch[i].limit.slot, ch[i].limit.gen };
+        r = rldi_bucket_reserve(&c->seg, h, ch[i].cost, deadline_ns, now, &vd, &w);
+        if (r < 0) {
+            if (res) {
+                memset(res, 0, sizeof(*res));
+                if (r == -ETIMEDOUT) {
+                    rldc_result(res, &vd);
+                    res->flags |= RLD_F_DEGRADED;
+                }
+                res->index = (uint32_t)i;
+            }
+            break;
+        }
+        if (i == 0 || w > longest) {
+            longest = w;
+            rldc_result(&best, &vd);
+            if (!(vd.flags & RLDI_V_UNLIMITED))
+                best.flags |= RLD_F_DEGRADED;
+            best.index = (uint32_t)i;
+        }
+    }
+    if (r < 0) {
+        rldc_refund_all(c, ch, i);
+        return r;
+    }
+    /* counted at once (no batching): this may run under the async lock (see counters.c) */
+    for (i = 0; i < n; i++)
+        if (ch[i].limit.slot < c->seg.slot_count)
+            rldi_add_relaxed(&c->seg.slots[ch[i].limit.slot].admitted, ch[i].cost);
+    *wait_ns = longest;
+    if (res)
+        *res = best;
+    return 0;
+}
+
+/* ---- the blocking wait -------------------------------------------------------------------- */
+
+/* Ask the daemon. Returns the wait's outcome, or 1 when the daemon failed us (degrade). */
+static int ask_daemon(rld_client *c, rldi_conn *k, const rld_charge *ch, size_t n,
+                      const uint8_t *map, int64_t timeout_ns, int priority, rld_result *res)
+{
+    Rld__V1__Charge charges[RLDC_WAIT_MAX_CHARGES], *ptrs[RLDC_WAIT_MAX_CHARGES];
+    Rld__V1__Wait w;
+    if (n > 1 && !(k->features & RLD__V1__FEATURE__FEATURE_MULTI_WAIT))
+        return 1;                       /* an older daemon: no sets */
+    rldc_wait_request(&w, charges, ptrs, ch, n, timeout_ns, priority);
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_WAIT;
     req.wait = &w;
@@ -120,7 +241,8 @@ static int ask_daemon(rld_client *c, rldi_conn *k, rld_limit lim, uint64_t cost,
             continue;
         }
         int code = rep->code;
-        fill(res, rep->body_case == RLD__V1__REPLY__BODY_WAIT ? rep->wait : NULL);
+        rldc_wait_result(res, rep->body_case == RLD__V1__REPLY__BODY_WAIT ? rep->wait : NULL,
+                         map, n);
         rld__v1__reply__free_unpacked(rep, NULL);
         if (code == -ESHUTDOWN)
             return 1;
@@ -128,45 +250,18 @@ static int ask_daemon(rld_client *c, rldi_conn *k, rld_limit lim, uint64_t cost,
     }
 }
 
-/*
- * The degraded wait: reserve COST now (into debt if need be) when it is due before
- * DEADLINE_NS (0: none), then sleep until it is due. 0, -ETIMEDOUT, or as rld_try.
- */
-static int reserve(rld_client *c, rld_limit lim, uint64_t cost, uint64_t deadline_ns,
-                   rld_result *res)
-{
-    rldi_verdict vd;
-    uint64_t wait_ns;
-    rldi_u128 now = rldi_now_fp();
-    rldi_handle h = { lim.slot, lim.gen };
-    int r = rldi_bucket_reserve(&c->seg, h, cost, deadline_ns, now, &vd, &wait_ns);
-    if (r == 0)
-        rldc_count(c, lim.slot, cost, 0, rldi_fp_to_ns(now));
-    if (r == 0 && wait_ns) {
-        struct timespec ts = { (time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u) };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            ;
-    }
-    if (res && (r == 0 || r == -ETIMEDOUT)) {
-        rldc_result(res, &vd);
-        if (!(vd.flags & RLDI_V_UNLIMITED))
-            res->flags |= RLD_F_DEGRADED;
-    }
-    return r;
-}
-
-int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
-                const rld_wait_opts *opts, rld_result *res)
+int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeout_ns,
+                   const rld_wait_opts *opts, rld_result *res)
 {
     rld_wait_opts def = { 0, 0 };
     if (!opts)
         opts = &def;
-    if (!c || opts->priority < 0 || opts->priority > RLD_PRIORITY_MAX ||
-        (opts->flags & ~RLD_WAIT_BARGE))
+    if (!c || !ch || n == 0 || n > RLD_MULTI_MAX || opts->priority < 0 ||
+        opts->priority > RLD_PRIORITY_MAX || (opts->flags & ~RLD_WAIT_BARGE))
         return -EINVAL;
     uint64_t start = rldi_mono_ns();
     rld_result local;
-    int r = rld_try_ex(c, lim, cost, (opts->flags & RLD_WAIT_BARGE) ? RLD_TRY_BARGE : 0, &local);
+    int r = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &local);
     if (r != -EAGAIN) {
         if (res)
             *res = local;
@@ -177,11 +272,23 @@ int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
             *res = local;
         return -ETIMEDOUT;      /* it cannot fit in time: no need to ask */
     }
-    rldi_conn *k = pool_get(c);
+    /* What to queue for: handles that admit (fail-open, missing names) need no place. */
+    rld_charge q[RLDC_WAIT_MAX_CHARGES];
+    uint8_t map[RLDC_WAIT_MAX_CHARGES];
+    size_t m;
+    if ((r = rldc_wait_charges(c, ch, n, q, &m, map)) < 0)
+        return r;
+    if (m == 0) {
+        if (res)
+            rldc_result_open(res);
+        return 0;
+    }
+    unsigned forks;
+    rldi_conn *k = pool_get(c, &forks);
     if (k) {
-        r = ask_daemon(c, k, lim, cost, timeout_ns, opts->priority, res);
+        r = ask_daemon(c, k, q, m, map, timeout_ns, opts->priority, res);
         if (r != 1) {
-            pool_put(c, k);
+            pool_put(c, k, forks);
             return r;
         }
         conn_drop(k);
@@ -193,7 +300,25 @@ int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
     uint64_t deadline = timeout_ns >= 0 ? start + (uint64_t)timeout_ns : 0;
     if (deadline == 0 && timeout_ns >= 0)
         deadline = 1;
-    return reserve(c, lim, cost, deadline, res);
+    uint64_t wait_ns;
+    r = rldc_reserve_multi(c, q, m, deadline, res, &wait_ns);
+    if (r == 0 && wait_ns) {
+        struct timespec ts = { (time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u) };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    if (res && r < 0 && r != -ETIMEDOUT)
+        res->index = res->index < m ? map[res->index] : 0;
+    else if (res)
+        res->index = res->index < m ? map[res->index] : 0;
+    return r;
+}
+
+int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
+                const rld_wait_opts *opts, rld_result *res)
+{
+    rld_charge ch = { lim, cost };
+    return rld_wait_multi(c, &ch, 1, timeout_ns, opts, res);
 }
 
 int rld_wait(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns, rld_result *res)

@@ -8,6 +8,12 @@
  * Conventions: every int-returning function returns 0 on success or a negative errno value
  * (or one of the RLD_E* codes below); rld_strerror() names them. Pointers to results may be
  * NULL when the caller does not want them. An rld_client may be used by many threads at once.
+ *
+ * fork(): a client opened before fork() may be used in the child (and in the parent) as if
+ * each had opened its own: the child never uses a daemon connection of the parent's (it
+ * drops its copies without a word on them and connects anew), waits the parent had started
+ * do not exist in the child, and counts the parent had not yet published are not counted
+ * twice. Nothing needs to be called around fork(); handles stay valid in both.
  */
 #ifndef RLD_H
 #define RLD_H
@@ -54,11 +60,25 @@ typedef struct rld_charge {
 } rld_charge;
 
 /*
- * Attach instance INSTANCE (NULL: $RLD_INSTANCE, else "default"); FLAGS must be 0.
+ * Attach instance INSTANCE (NULL: $RLD_INSTANCE, else "default"); FLAGS 0 or RLD_OPEN_*.
  * On success *out owns the mapping until rld_close(). Returns -ENOENT when no daemon ever
  * created the instance, -EAGAIN while it is being created, -EACCES without permission,
- * RLD_EABI / RLD_ECORRUPT for a segment this library cannot use, -EINVAL for a bad name.
+ * RLD_EABI / RLD_ECORRUPT for a segment this library cannot use, -EINVAL for a bad name or
+ * an unknown flag.
+ *
+ * RLD_OPEN_FAIL_OPEN: when the instance does not exist or is unusable (any of the codes
+ * above but -EINVAL), rld_open still succeeds with a client that admits everything: every
+ * call that takes tokens succeeds with RLD_F_DEGRADED in res->flags (limit and remaining
+ * UINT64_MAX), rld_find gives handles for any well-formed name. At most once a second, a
+ * call on it tries to attach the instance (no thread of its own); once attached, it behaves
+ * as a client opened normally and the handles it gave resolve to the limits of those names.
+ *
+ * RLD_OPEN_MISSING_ADMIT: rld_find of a name the instance does not have succeeds with a
+ * handle that admits with RLD_F_DEGRADED until a limit of that name exists (looked up at
+ * most once a second), then is that limit. Without it (the default), rld_find says -ENOENT.
  */
+#define RLD_OPEN_FAIL_OPEN     0x1u
+#define RLD_OPEN_MISSING_ADMIT 0x2u
 int rld_open(const char *instance, unsigned flags, rld_client **out);
 
 /* Detach. Handles found through C become meaningless. NULL is accepted. */
@@ -100,6 +120,78 @@ typedef struct rld_wait_opts {
 /* rld_wait with options (NULL: the defaults). -EINVAL for a priority out of range. */
 int rld_wait_ex(rld_client *c, rld_limit lim, uint64_t cost, int64_t timeout_ns,
                 const rld_wait_opts *opts, rld_result *res);
+
+/*
+ * Wait until every charge of CH[0..N) fits (1 <= N <= RLD_MULTI_MAX), then take them all at
+ * once; OPTS may be NULL. The set queues fairly at the daemon (FIFO within a priority,
+ * across processes, as rld_wait) with a place in the queue of each of its limits, and is
+ * served when it is first in all of them and all fit: no retry loop, one request. Refused
+ * at once (-ETIMEDOUT) when it cannot fit the timeout. Result as rld_try_multi: res->index
+ * names the charge that decided (granted: the one left with the least remaining relative to
+ * its burst; refused: the one with the longest wait). Degrades as rld_wait. Blocks.
+ */
+int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeout_ns,
+                   const rld_wait_opts *opts, rld_result *res);
+
+/*
+ * Non-blocking waits, for event loops (asyncio, libuv, epoll servers). A wait is started
+ * and gets a ticket; the client has ONE file descriptor for all its waits, readable when
+ * completions may be collected (poll it for input: loop.add_reader(fd, ...) in asyncio);
+ * rld_wait_collect then hands them over. Nothing blocks, and no thread is started.
+ *
+ *   uint64_t t;
+ *   rld_wait_start(c, ch, 2, 30000000000, NULL, &t);       // queued (or already done)
+ *   ... poll(rld_wait_fd(c), POLLIN) says readable ...
+ *   rld_completion done[64];
+ *   int k = rld_wait_collect(c, done, 64);                 // done[i].ticket, .code, .res
+ *
+ * Every successful rld_wait_start produces exactly one completion of kind RLD_COMPLETION_DONE
+ * for its ticket: code 0 (every charge taken), -ETIMEDOUT, -ECANCELED, or an error of
+ * rld_wait_multi; res as rld_wait_multi's. That includes waits decided at once (the fast
+ * path admitted them, or they could never fit the timeout): their completion is ready
+ * before rld_wait_start returns, so callers have one path. Waits of one client are queued
+ * at the daemon in the order they were started. When the daemon cannot be reached, a wait
+ * reserves its tokens in shared memory and completes (RLD_F_DEGRADED) when they are due;
+ * the descriptor also wakes for that. Thread-safe: each call locks the client's wait state
+ * briefly; completions go to whichever thread collects them.
+ */
+typedef struct rld_completion {
+    uint64_t   ticket;
+    int32_t    code;          /* DONE: the wait's outcome; POSITION: 0                       */
+    uint32_t   kind;          /* RLD_COMPLETION_DONE or RLD_COMPLETION_POSITION              */
+    rld_result res;           /* DONE: as rld_wait_multi's; POSITION: queue_position (callers
+                                 ahead now) and retry_after_ns (the wait foreseen from now)  */
+} rld_completion;
+#define RLD_COMPLETION_DONE     0u
+#define RLD_COMPLETION_POSITION 1u
+
+/*
+ * Start a wait for every charge of CH (as rld_wait_multi; CH is copied). 0 and *TICKET
+ * (never 0) on success; then exactly one DONE completion follows. Errors, with no ticket
+ * and nothing taken: -EINVAL (arguments), -ENOMEM, -ENOSPC (more than 16,384 charges
+ * already queued by this client: collect or cancel first), -EMFILE (no descriptor left).
+ */
+int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeout_ns,
+                   const rld_wait_opts *opts, uint64_t *ticket);
+
+/* The client's wait descriptor (>= 0), owned by the client (do not close or read it; it
+ * stays the same for the client's life, in a forked child too), or -errno. Level-triggered:
+ * readable while a completion may be collected or the client has input to process. */
+int rld_wait_fd(rld_client *c);
+
+/* Process what arrived and copy up to MAX completions into OUT, oldest first. Returns how
+ * many (0: none now), or -EINVAL. Call it whenever the descriptor is readable; it also
+ * sends requests that could not be sent at once. Collected tickets are forgotten. */
+int rld_wait_collect(rld_client *c, rld_completion *out, size_t max);
+
+/* Give up TICKET's place: its DONE completion will say -ECANCELED and nothing is taken (if
+ * it had been granted meanwhile, even granted and not yet collected, the tokens are given
+ * back). 0, or -ENOENT for a ticket that is not pending (collected, or never issued). */
+int rld_wait_cancel(rld_client *c, uint64_t ticket);
+
+/* Ask where TICKET stands: a POSITION completion for it follows (unless its DONE completion
+ * comes first). 0, or -ENOENT when it is not queued any more (done, collected, unknown). */
+int rld_wait_position(rld_client *c, uint64_t ticket);
 
 /*
  * All or nothing over N charges (N >= 1, at most RLD_MULTI_MAX): either every limit takes

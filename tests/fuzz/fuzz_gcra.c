@@ -205,10 +205,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    (unsigned long long)v3.remaining);
     } else {
         FUZZ_CHECK(nt == SENTINEL, "try: new tat written on a denial");
-        u128 want_rem = used >= tau ? 0 : (tau - used) / t;
+        /* the queue ahead counts as taken; remaining stays below the cost asked */
+        u128 q_ahead;
+        if (__builtin_mul_overflow(t, (u128)extra, &q_ahead) || q_ahead > ((u128)1 << 100))
+            q_ahead = (u128)1 << 100;
+        u128 used_q = used + q_ahead;
+        u128 want_rem = used_q >= tau ? 0 : (tau - used_q) / t;
+        if (want_rem >= cost)
+            want_rem = cost ? cost - 1 : 0;
         FUZZ_CHECK(v.remaining == (uint64_t)want_rem, "denied: remaining %llu, want %s",
                    (unsigned long long)v.remaining, u128s(want_rem, b1));
-        FUZZ_CHECK(v.reset_after_ns == rldi_fp_to_ns_ceil(used), "denied: reset_after");
+        FUZZ_CHECK(v.reset_after_ns == rldi_fp_to_ns_ceil(used_q), "denied: reset_after");
+        FUZZ_CHECK(v.remaining < cost || cost == 0, "denied: remaining %llu not below cost %llu",
+                   (unsigned long long)v.remaining, (unsigned long long)cost);
+        FUZZ_CHECK(v.reset_after_ns >= v.retry_after_ns || v.retry_after_ns == 1 ||
+                       cost > burst,
+                   "denied: reset_after %llu before retry_after %llu",
+                   (unsigned long long)v.reset_after_ns, (unsigned long long)v.retry_after_ns);
         rldi_verdict v2, v3;
         rldi_gcra_verdict_denied(t, burst, inv_exact, tat, now, cost, extra, &v2);
         rldi_gcra_verdict_denied(t, burst, inv_garbage, tat, now, cost, extra, &v3);

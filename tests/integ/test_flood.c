@@ -18,6 +18,9 @@
 
 static const char *sock_path;
 
+/* the daemon's bounds (server.h): waits per connection, replies queued per connection */
+enum { PER_CONN = 16384, OUTQ = PER_CONN + 64 };
+
 static long rss_kb(pid_t pid)
 {
     char path[64], line[256];
@@ -91,6 +94,11 @@ int main(void)
     t_daemon d;
     t_instance(&d, "flood", "[rld]\nmax_waiters = 2000\n\n"
                             "[limit open]\nrate = 1000000/s\n\n"
+                            "[limit open0]\nrate = 1000000/s\n\n[limit open1]\nrate = 1000000/s\n\n"
+                            "[limit open2]\nrate = 1000000/s\n\n[limit open3]\nrate = 1000000/s\n\n"
+                            "[limit open4]\nrate = 1000000/s\n\n[limit open5]\nrate = 1000000/s\n\n"
+                            "[limit open6]\nrate = 1000000/s\n\n[limit open7]\nrate = 1000000/s\n\n"
+                            "[limit open8]\nrate = 1000000/s\n\n"
                             "[limit shut]\nrate = 1/day\nburst = 1\n\n"
                             "[limit trickle]\nrate = 1000/s\nburst = 1\n");
     char sock[400];
@@ -167,21 +175,49 @@ int main(void)
         t_sleep_ns(2000000);
     T_CHECK(info.waiters == 0, "disconnected waiters gone: %u", info.waiters);
 
-    /* 4. more waits than one connection may hold */
+    /* 4. more waits than one connection may hold: a multi-wait counts once per limit it
+     * queues on, so 1,821 waits on 9 limits are 16,389 places, over the 16,384 allowed
+     * (and each limit stays under its 2000 waiters) */
     rld_limit open;
     T_CODE(rld_find(c, "open", &open), 0);
+    enum { NL = 9, NW = PER_CONN / NL + 1 };
+    rld_limit many[NL];
+    char names[NL][16];
+    for (int j = 0; j < NL; j++) {
+        snprintf(names[j], sizeof(names[j]), "open%d", j);
+        T_CODE(rld_find(c, names[j], &many[j]), 0);
+        T_CODE(rld_debit(c, many[j], 1000000ull * 3600), 0);   /* an hour of debt: they queue */
+    }
     int one = raw_hello();
-    /* waits on 'shut' would hit max_waiters first: queue behind a long debt on a big limit */
-    T_CODE(rld_debit(c, open, 1000000ull * 3600), 0);
-    for (int i = 0; i < 1025; i++)
-        send_wait(one, (uint64_t)i + 1, "open");
+    for (int i = 0; i < NW; i++) {
+        Rld__V1__Charge ch[NL], *chp[NL];
+        for (int j = 0; j < NL; j++) {
+            rld__v1__charge__init(&ch[j]);
+            ch[j].limit = names[j];
+            ch[j].cost = 1;
+            chp[j] = &ch[j];
+        }
+        Rld__V1__Wait w = RLD__V1__WAIT__INIT;
+        w.timeout_ns = -1;
+        w.n_charges = NL;
+        w.charges = chp;
+        req.id = (uint64_t)i + 1;
+        req.body_case = RLD__V1__REQUEST__BODY_WAIT;
+        req.wait = &w;
+        uint8_t wb[1024];
+        size_t n = rld__v1__request__pack(&req, wb);
+        T_CHECK(send(one, wb, n, 0) == (ssize_t)n, "send multi-wait");
+    }
     rep = recv_reply(one);
-    T_CHECK(rep && rep->id == 1025 && rep->code == -ENOSPC && strstr(rep->message, "this connection"),
-            "1025th wait on one connection refused: %d %s", rep ? rep->code : 0,
+    T_CHECK(rep && rep->id == NW && rep->code == -ENOSPC && strstr(rep->message, "this connection"),
+            "multi-wait %d on one connection refused: %d %s", NW, rep ? rep->code : 0,
             rep ? rep->message : "");
     rld__v1__reply__free_unpacked(rep, NULL);
+    T_CODE(rld_info(c, many[0], &info), 0);
+    T_CHECK(info.waiters == NW - 1, "%u waiters on open0", info.waiters);
     close(one);
-    T_CODE(rld_refund(c, open, UINT64_MAX), 0);
+    for (int j = 0; j < NL; j++)
+        T_CODE(rld_refund(c, many[j], UINT64_MAX), 0);
 
     /* 5. grants trickling to a peer whose reply queue overflows meanwhile: the grant's own
      * reply closes the connection, which drops that very waiter (once a use-after-free) */
@@ -190,8 +226,8 @@ int main(void)
     T_CODE(rld_debit(c, trickle, 200), 0);            /* 200 ms of debt: the waits queue */
     int evil = raw_hello();
     fcntl(evil, F_SETFL, O_NONBLOCK);
-    /* 1000 waits, then 1000 requests whose replies fill the queue to just under its bound */
-    for (int i = 0; i < 2000; i++) {
+    /* 1000 waits, then requests whose replies fill the queue to just under its bound */
+    for (int i = 0; i < OUTQ - 48; i++) {
         if (i < 1000) {
             Rld__V1__Wait w = RLD__V1__WAIT__INIT;
             w.limit = "trickle";

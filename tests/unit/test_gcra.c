@@ -155,12 +155,15 @@ static bool ref_try(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now, u
     rldi_u128 tat0 = tat > now ? tat : now;
     rldi_u128 end = tat0 + t * extra + t * cost;
     bool ok = extra == 0 && end - now <= tau;
-    rldi_u128 used = ok ? end - now : tat0 - now;
+    /* denied: the queue ahead counts as taken; remaining below the cost */
+    rldi_u128 used = ok ? end - now : tat0 - now + t * extra;
     v->limit = burst;
     if (t == 0)
         v->remaining = burst;               /* unlimited */
     else
         v->remaining = used >= tau ? 0 : (uint64_t)((tau - used) / t);
+    if (!ok && t && v->remaining >= cost)
+        v->remaining = cost ? cost - 1 : 0;
     v->reset_after_ns = ref_ceil_ns(used);
     if (ok) {
         *new_tat = end;
@@ -646,15 +649,18 @@ static void test_extra(void **state)
     nt = SENTINEL;
     assert_false(rldi_gcra_try(t, 10, now, now, 1, 5, &nt, &v));
     assert_true(nt == SENTINEL);
-    expect_verdict(&v, 10, 10, 1, 0);
+    /* the queue counts as taken: remaining below the cost, reset after the queue */
+    expect_verdict(&v, 10, 0, 1, 500000000);
     assert_false(rldi_gcra_try(t, 10, now, now, 1, 9, &nt, &v));      /* 10 fit exactly */
-    expect_verdict(&v, 10, 10, 1, 0);
+    expect_verdict(&v, 10, 0, 1, 900000000);
     assert_false(rldi_gcra_try(t, 10, now, now, 1, 10, &nt, &v));     /* 11: 1 token late */
-    expect_verdict(&v, 10, 10, 100000000, 0);
+    expect_verdict(&v, 10, 0, 100000000, 1000000000);
     assert_false(rldi_gcra_try(t, 10, now, now, 1, 12, &nt, &v));
-    expect_verdict(&v, 10, 10, 300000000, 0);
+    expect_verdict(&v, 10, 0, 300000000, 1200000000);
     assert_false(rldi_gcra_try(t, 10, now + 4 * t, now, 3, 12, &nt, &v));
-    expect_verdict(&v, 10, 6, 900000000, 400000000);
+    expect_verdict(&v, 10, 0, 900000000, 1600000000);
+    assert_false(rldi_gcra_try(t, 10, now + 4 * t, now, 5, 2, &nt, &v));
+    expect_verdict(&v, 10, 4, 100000000, 600000000);   /* 4 left behind the queue, 5 asked */
     assert_true(nt == SENTINEL);
 
     rng_init(5);
@@ -673,6 +679,9 @@ static void test_extra(void **state)
         assert_true(nt == SENTINEL);
         ref_try(l.t, l.burst, tat, n, cost, extra, &rnt, &rv);
         check_verdict_eq(&ve, &rv, "try with extra vs reference");
+        /* the header rules: Remaining < cost and Reset >= Retry-After when denied */
+        assert_true(ve.remaining < cost || cost == 0);
+        assert_true(ve.reset_after_ns >= ve.retry_after_ns || ve.retry_after_ns == 1);
         /* never shorter than without the queue (0 when that would be allowed) */
         rldi_gcra_try(l.t, l.burst, tat, n, cost, 0, &nt, &v0);
         assert_true(ve.retry_after_ns >= 1);

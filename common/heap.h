@@ -1,9 +1,10 @@
 /*
  * heap.h - a binary min-heap of intrusive nodes keyed by a time (ns), with removal by node:
- * wait deadlines and the next grant time of each limit. Nodes record their position.
+ * the daemon's wait deadlines and next grant time of each limit, librld's due times of
+ * degraded non-blocking waits. Nodes record their position.
  */
-#ifndef RLD_DAEMON_HEAP_H
-#define RLD_DAEMON_HEAP_H
+#ifndef RLD_COMMON_HEAP_H
+#define RLD_COMMON_HEAP_H
 
 #include <stddef.h>
 #include <stdint.h>

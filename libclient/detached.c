@@ -1,0 +1,188 @@
+/*
+ * detached.c - librld without an instance or without a limit: RLD_OPEN_FAIL_OPEN (a client
+ * that admits everything until the instance can be attached, then attaches by itself) and
+ * RLD_OPEN_MISSING_ADMIT (handles for names the instance lacks, admitting until a limit of
+ * that name exists). No thread: attach and look-up attempts are made by the calls
+ * themselves, at most once a second each.
+ *
+ * A detached client has slot_count 0, so every handle fails the fast path's bounds check
+ * (-EINVAL) and lands in client.c's take_pending, which asks here. Handles given out while
+ * detached, or for a missing name, are pending handles (client.h): an index into a table of
+ * names whose resolution (slot | gen << 32, 0 while unknown) is one atomic word.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomics.h"
+#include "client.h"
+#include "clock.h"
+#include "codes.h"
+
+#define RETRY_NS 1000000000ull        /* attach and look-up attempts: at most once a second */
+
+typedef struct rldc_name {
+    char     name[RLDI_NAME_MAX + 1];
+    uint64_t resolved;                /* slot | gen << 32 of the limit; 0 unknown (atomic) */
+    uint64_t next_lookup_ns;          /* under names_lock */
+    bool     missing;                 /* looked up on an attached instance, not found */
+} rldc_name;
+
+/* Errors of rldi_seg_open that mean "no usable instance" (not a bad argument). */
+static bool unusable(int r)
+{
+    return r == -ENOENT || r == -EAGAIN || r == -EACCES || r == -EPERM || r == RLD_EABI ||
+           r == RLD_ECORRUPT || r == -ENOTDIR || r == -ENAMETOOLONG || r == -ENOMEM ||
+           r == -EMFILE || r == -ENFILE || r == -EINVAL;
+}
+
+int rldc_open_segment(rld_client *c, int open_error)
+{
+    if (open_error == 0)
+        return 0;
+    if ((c->flags & RLD_OPEN_FAIL_OPEN) && unusable(open_error)) {
+        memset(&c->seg, 0, sizeof(c->seg));   /* detached: slot_count 0 */
+        c->next_attach_ns = rldi_mono_ns() + RETRY_NS;
+        return 0;
+    }
+    return open_error;
+}
+
+void rldc_maybe_attach(rld_client *c)
+{
+    if (rldc_attached(c) || !(c->flags & RLD_OPEN_FAIL_OPEN))
+        return;
+    uint64_t now = rldi_mono_ns();
+    if (now < __atomic_load_n(&c->next_attach_ns, __ATOMIC_RELAXED))
+        return;
+    if (pthread_mutex_trylock(&c->names_lock) != 0)
+        return;                       /* another thread is at it */
+    if (!rldc_attached(c) && now >= c->next_attach_ns) {
+        __atomic_store_n(&c->next_attach_ns, now + RETRY_NS, __ATOMIC_RELAXED);
+        rldi_seg seg;
+        if (rldi_seg_open(c->paths.shm_name, &seg) == 0) {
+            /* Every field before slot_count, which says "attached" (release): a thread that
+             * sees it non-zero (acquire, or through a handle found after it) sees them. */
+            uint32_t count = seg.slot_count;
+            seg.slot_count = 0;
+            c->seg.base = seg.base;
+            c->seg.size = seg.size;
+            c->seg.hdr = seg.hdr;
+            c->seg.slots = seg.slots;
+            c->seg.meta = seg.meta;
+            c->seg.index = seg.index;
+            c->seg.index_mask = seg.index_mask;
+            __atomic_store_n(&c->seg.slot_count, count, __ATOMIC_RELEASE);
+            /* names not found before are looked up at once */
+            for (uint32_t i = 0; i < c->nnames; i++)
+                c->names[i]->next_lookup_ns = 0;
+        }
+    }
+    pthread_mutex_unlock(&c->names_lock);
+}
+
+int rldc_find_pending(rld_client *c, const char *name, rld_limit *out)
+{
+    int r = 0;
+    pthread_mutex_lock(&c->names_lock);
+    uint32_t i;
+    for (i = 0; i < c->nnames && strcmp(c->names[i]->name, name) != 0; i++)
+        ;
+    if (i == c->nnames) {
+        if (!c->names)
+            c->names = calloc(RLDC_MAX_PENDING, sizeof(*c->names));
+        rldc_name *n = c->names && c->nnames < RLDC_MAX_PENDING ? calloc(1, sizeof(*n)) : NULL;
+        if (!n) {
+            r = c->names ? -ENOSPC : -ENOMEM;
+        } else {
+            strcpy(n->name, name);      /* checked by rld_find: at most RLDI_NAME_MAX */
+            n->missing = rldc_attached(c);
+            n->next_lookup_ns = rldi_mono_ns() + RETRY_NS;
+            __atomic_store_n(&c->names[c->nnames], n, __ATOMIC_RELEASE);
+            __atomic_store_n(&c->nnames, c->nnames + 1, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&c->names_lock);
+    if (r == 0) {
+        out->slot = RLDC_PENDING_BIT | i;
+        out->gen = RLDC_PENDING_GEN;
+    }
+    return r;
+}
+
+int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out)
+{
+    if (!(lim.slot & RLDC_PENDING_BIT)) {
+        *out = lim;
+        return 0;
+    }
+    uint32_t i = lim.slot & ~RLDC_PENDING_BIT;
+    if (lim.gen != RLDC_PENDING_GEN || i >= __atomic_load_n(&c->nnames, __ATOMIC_ACQUIRE))
+        return -EINVAL;
+    rldc_name *n = __atomic_load_n(&c->names[i], __ATOMIC_ACQUIRE);
+    uint64_t v = __atomic_load_n(&n->resolved, __ATOMIC_ACQUIRE);
+    if (v) {
+        out->slot = (uint32_t)v;
+        out->gen = (uint32_t)(v >> 32);
+        return 0;
+    }
+    rldc_maybe_attach(c);
+    if (!rldc_attached(c))
+        return 1;                       /* fail-open: no instance yet */
+    uint64_t now = rldi_mono_ns();
+    bool missing = false;
+    if (pthread_mutex_trylock(&c->names_lock) == 0) {
+        if (!n->resolved && now >= n->next_lookup_ns) {
+            n->next_lookup_ns = now + RETRY_NS;
+            uint32_t slot, gen;
+            if (rldi_seg_lookup(&c->seg, n->name, &slot, &gen) == 0) {
+                __atomic_store_n(&n->resolved, (uint64_t)slot | (uint64_t)gen << 32,
+                                 __ATOMIC_RELEASE);
+                n->missing = false;
+            } else {
+                n->missing = true;
+            }
+        }
+        missing = n->missing;
+        pthread_mutex_unlock(&c->names_lock);
+    } else {
+        missing = __atomic_load_n(&n->missing, __ATOMIC_RELAXED);
+    }
+    v = __atomic_load_n(&n->resolved, __ATOMIC_ACQUIRE);
+    if (v) {
+        out->slot = (uint32_t)v;
+        out->gen = (uint32_t)(v >> 32);
+        return 0;
+    }
+    /* attached and not there: admit only if asked to */
+    return missing && !(c->flags & RLD_OPEN_MISSING_ADMIT) ? -ENOENT : 1;
+}
+
+void rldc_unresolve(rld_client *c, rld_limit lim)
+{
+    uint32_t i = lim.slot & ~RLDC_PENDING_BIT;
+    if (!(lim.slot & RLDC_PENDING_BIT) || i >= __atomic_load_n(&c->nnames, __ATOMIC_ACQUIRE))
+        return;
+    rldc_name *n = __atomic_load_n(&c->names[i], __ATOMIC_ACQUIRE);
+    pthread_mutex_lock(&c->names_lock);
+    __atomic_store_n(&n->resolved, 0, __ATOMIC_RELEASE);
+    n->next_lookup_ns = 0;
+    pthread_mutex_unlock(&c->names_lock);
+}
+
+void rldc_result_open(rld_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->limit = UINT64_MAX;
+    res->remaining = UINT64_MAX;
+    res->flags = RLD_F_DEGRADED;
+}
+
+void rldc_names_free(rld_client *c)
+{
+    for (uint32_t i = 0; i < c->nnames; i++)
+        free(c->names[i]);
+    free(c->names);
+    c->names = NULL;
+    c->nnames = 0;
+}

@@ -1,0 +1,219 @@
+/*
+ * test_async.c - the non-blocking waits through a real rld: 10,000 waits started from one
+ * thread are served in the order they were started, driven by poll() on the client's one
+ * descriptor; a wait decided at once still completes through the descriptor; cancel gives
+ * up a place (the ones behind move up, nothing is taken) and refunds a grant not yet
+ * collected; live queue positions; waits degrade (reservation, completion when due) when the
+ * daemon is gone.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "rld.h"
+
+static const char *conf_text =
+    "[limit many]\nrate = 20000/s\nburst = 1\n\n"
+    "[limit slow]\nrate = 2/s\nburst = 1\n\n"
+    "[limit quick]\nrate = 100/s\nburst = 10\n";
+
+static t_daemon d;
+
+static rld_limit find(rld_client *c, const char *name)
+{
+    rld_limit l;
+    T_CODE(rld_find(c, name, &l), 0);
+    return l;
+}
+
+/* Wait for the descriptor (at most MS), then collect into OUT. */
+static int collect(rld_client *c, rld_completion *out, size_t max, int ms)
+{
+    struct pollfd p = { rld_wait_fd(c), POLLIN, 0 };
+    T_CHECK(p.fd >= 0, "descriptor");
+    if (poll(&p, 1, ms) < 0)
+        return 0;
+    int k = rld_wait_collect(c, out, max);
+    T_CHECK(k >= 0, "collect: %d", k);
+    return k;
+}
+
+/* Collect until TICKET's DONE completion (at most MS); returns it. */
+static rld_completion await(rld_client *c, uint64_t ticket, int ms)
+{
+    rld_completion x[16];
+    uint64_t deadline = t_now_ns() + (uint64_t)ms * 1000000u;
+    while (t_now_ns() < deadline) {
+        int k = collect(c, x, 16, 50);
+        for (int i = 0; i < k; i++)
+            if (x[i].ticket == ticket && x[i].kind == RLD_COMPLETION_DONE)
+                return x[i];
+    }
+    T_CHECK(0, "no completion for ticket %llu in %d ms", (unsigned long long)ticket, ms);
+    return x[0];
+}
+
+static void test_fifo_10000(rld_client *c)
+{
+    enum { N = 10000 };
+    rld_limit l = find(c, "many");
+    T_CODE(rld_debit(c, l, 2000), 0);                 /* 100 ms of debt: every wait queues */
+    uint64_t *tickets = calloc(N, sizeof(*tickets));
+    rld_charge ch = { l, 1 };
+    uint64_t t0 = t_now_ns();
+    for (int i = 0; i < N; i++)
+        T_CODE(rld_wait_start(c, &ch, 1, 10000000000LL, NULL, &tickets[i]), 0);
+    double start_ms = (double)(t_now_ns() - t0) / 1e6;
+    int done = 0, in_order = 1, max_batch = 0;
+    rld_completion *x = calloc(N, sizeof(*x));
+    uint64_t deadline = t_now_ns() + 15000000000ull;
+    while (done < N && t_now_ns() < deadline) {
+        int k = collect(c, x + done, (size_t)(N - done), 100);
+        if (k > max_batch)
+            max_batch = k;
+        done += k;
+    }
+    double took = (double)(t_now_ns() - t0) / 1e9;
+    T_CHECK(done == N, "%d of %d completed", done, N);
+    for (int i = 0; i < N; i++) {
+        T_CHECK(x[i].kind == RLD_COMPLETION_DONE && x[i].code == 0, "wait %d: kind %u code %d", i,
+                x[i].kind, x[i].code);
+        T_CHECK(!(x[i].res.flags & RLD_F_DEGRADED), "served by the daemon");
+        if (x[i].ticket != tickets[i])
+            in_order = 0;
+    }
+    T_CHECK(in_order, "granted in the order they were started");
+    /* 10,000 at 20,000/s after 100 ms of debt: no sooner than 0.59 s */
+    T_CHECK(took > 0.55 && took < 5.0, "served in %.3f s", took);
+    printf("fifo: 10,000 waits started from one thread in %.1f ms, all granted in start order "
+           "in %.3f s (up to %d per collect)\n", start_ms, took, max_batch);
+    free(tickets);
+    free(x);
+}
+
+static void test_at_once(rld_client *c)
+{
+    rld_limit l = find(c, "quick");
+    rld_charge ch = { l, 1 };
+    uint64_t t;
+    T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &t), 0);
+    struct pollfd p = { rld_wait_fd(c), POLLIN, 0 };
+    T_CHECK(poll(&p, 1, 0) == 1, "readable at once for a wait the fast path admitted");
+    rld_completion x[4];
+    T_CHECK(rld_wait_collect(c, x, 4) == 1 && x[0].ticket == t && x[0].code == 0,
+            "its completion");
+    T_CHECK(poll(&p, 1, 0) == 0, "not readable once collected");
+    /* refused at once: a cost that cannot fit the timeout */
+    rld_charge big = { find(c, "slow"), 1 };
+    T_CODE(rld_try(c, big.limit, 1, NULL), 0);
+    T_CODE(rld_wait_start(c, &big, 1, 1000000, NULL, &t), 0);
+    rld_completion r = await(c, t, 100);
+    T_CHECK(r.code == -ETIMEDOUT && r.res.retry_after_ns > 1000000, "refused: %d", r.code);
+    T_CODE(rld_wait_start(c, NULL, 1, 0, NULL, &t), -EINVAL);
+    T_CODE(rld_wait_cancel(c, 12345), -ENOENT);
+    T_CODE(rld_wait_position(c, 12345), -ENOENT);
+    printf("at once: admitted and refused waits complete through the descriptor\n");
+}
+
+static void test_cancel_position(rld_client *c)
+{
+    rld_limit l = find(c, "slow");                    /* 2/s: a grant every 500 ms */
+    rld_result before;
+    T_CODE(rld_wait(c, l, 1, -1, NULL), 0);            /* empty, and the clock reset */
+    rld_charge ch = { l, 1 };
+    uint64_t a, b, e, t0 = t_now_ns();
+    T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &a), 0);
+    T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &b), 0);
+    T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &e), 0);
+    /* live position of the third: two ahead */
+    t_sleep_ns(20000000);
+    T_CODE(rld_wait_position(c, e), 0);
+    rld_completion x[8];
+    int got = 0;
+    uint32_t pos = 99;
+    uint64_t deadline = t_now_ns() + 300000000ull;
+    while (!got && t_now_ns() < deadline) {
+        int k = collect(c, x, 8, 50);
+        for (int i = 0; i < k; i++)
+            if (x[i].kind == RLD_COMPLETION_POSITION && x[i].ticket == e)
+                got = 1, pos = x[i].res.queue_position;
+    }
+    T_CHECK(got && pos == 2, "position of the third: %u", pos);
+    /* cancel the second: its place is given up at once */
+    T_CODE(rld_wait_cancel(c, b), 0);
+    T_CODE(rld_wait_cancel(c, b), -ENOENT);
+    rld_completion rb = await(c, b, 100);
+    T_CHECK(rb.code == -ECANCELED, "cancelled: %d", rb.code);
+    T_CODE(rld_wait_position(c, e), 0);
+    rld_completion ra = await(c, a, 1500);
+    uint64_t ta = t_now_ns();
+    rld_completion re = await(c, e, 1500);
+    uint64_t te = t_now_ns();
+    T_CHECK(ra.code == 0 && re.code == 0, "granted: %d %d", ra.code, re.code);
+    double gap = (double)(te - ta) / 1e6, first = (double)(ta - t0) / 1e6;
+    T_CHECK(gap > 350 && gap < 700, "the third moved up: %.0f ms after the first", gap);
+    /* nothing was taken for the cancelled one: the bucket refills in 500 ms after the last */
+    t_sleep_ns(520000000);
+    T_CODE(rld_peek(c, l, &before), 0);
+    T_CHECK(before.remaining == 1, "nothing taken by the cancelled wait: %llu left",
+            (unsigned long long)before.remaining);
+    /* a grant not yet collected, cancelled: the tokens go back */
+    T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &a), 0);   /* admitted at once */
+    T_CODE(rld_peek(c, l, &before), 0);
+    T_CHECK(before.remaining == 0, "taken");
+    T_CODE(rld_wait_cancel(c, a), 0);
+    ra = await(c, a, 100);
+    T_CHECK(ra.code == -ECANCELED, "cancelled after its grant: %d", ra.code);
+    T_CODE(rld_peek(c, l, &before), 0);
+    T_CHECK(before.remaining == 1, "refunded: %llu", (unsigned long long)before.remaining);
+    printf("cancel: place given up (the next granted %.0f ms after the first, at %.0f ms), "
+           "a collected-later grant refunded; position 2 reported live\n", gap, first);
+}
+
+static void test_degraded(rld_client *c)
+{
+    rld_limit l = find(c, "slow");
+    T_CODE(rld_try(c, l, 1, NULL), 0);                 /* empty: next token in 500 ms */
+    rld_charge ch = { l, 1 };
+    uint64_t a;
+    T_CODE(rld_wait_start(c, &ch, 1, 5000000000LL, NULL, &a), 0);
+    t_sleep_ns(20000000);
+    uint64_t t0 = t_now_ns();
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop with a wait queued");
+    rld_completion r = await(c, a, 3000);
+    double took = (double)(t_now_ns() - t0) / 1e6;
+    T_CHECK(r.code == 0 && (r.res.flags & RLD_F_DEGRADED), "degraded grant: %d flags %u", r.code,
+            r.res.flags);
+    /* with no daemon, a new wait reserves and completes when due */
+    uint64_t b;
+    t0 = t_now_ns();
+    T_CODE(rld_wait_start(c, &ch, 1, 5000000000LL, NULL, &b), 0);
+    r = await(c, b, 3000);
+    double took2 = (double)(t_now_ns() - t0) / 1e6;
+    T_CHECK(r.code == 0 && (r.res.flags & RLD_F_DEGRADED), "degraded: %d", r.code);
+    T_CHECK(took2 > 300 && took2 < 1200, "completed when due: %.0f ms", took2);
+    printf("degraded: a queued wait served %.0f ms after the daemon stopped, a new one "
+           "reserved and completed when due (%.0f ms)\n", took, took2);
+}
+
+int main(void)
+{
+    t_instance(&d, "async", conf_text);
+    T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
+    rld_client *c;
+    T_CODE(rld_open(NULL, 0, &c), 0);
+    int fd = rld_wait_fd(c);
+    T_CHECK(fd >= 0, "descriptor: %d", fd);
+    test_at_once(c);
+    test_fifo_10000(c);
+    test_cancel_position(c);
+    T_CHECK(rld_wait_fd(c) == fd, "one descriptor for the client's life");
+    test_degraded(c);
+    rld_close(c);
+    T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
+    printf("test_async: ok\n");
+    return 0;
+}

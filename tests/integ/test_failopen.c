@@ -1,0 +1,117 @@
+/*
+ * test_failopen.c - clients without an instance or without a limit. By default rld_open of
+ * a missing instance fails (-ENOENT) and rld_find of a missing name fails. With
+ * RLD_OPEN_FAIL_OPEN, a client opened before the instance exists admits everything
+ * (RLD_F_DEGRADED) through every call, then attaches by itself within a second of the
+ * daemon starting, and the handles it gave out become the real limits. With
+ * RLD_OPEN_MISSING_ADMIT, a handle for a name the instance lacks admits until a limit of that
+ * name is created (here by a reload), then is that limit.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+
+#include "harness.h"
+#include "rld.h"
+
+static void expect_open_admit(rld_client *c, rld_limit l, const char *what)
+{
+    rld_result r;
+    for (int i = 0; i < 5; i++) {
+        T_CODE(rld_try(c, l, 1000, &r), 0);
+        T_CHECK(r.flags & RLD_F_DEGRADED, "%s: degraded", what);
+        T_CHECK(r.remaining == UINT64_MAX, "%s: remaining", what);
+    }
+    T_CODE(rld_wait(c, l, 5, 1000000, &r), 0);
+    T_CHECK(r.flags & RLD_F_DEGRADED, "%s: wait degraded", what);
+    rld_charge ch[2] = { { l, 1 }, { l, 2 } };
+    T_CODE(rld_try_multi(c, ch, 2, &r), 0);
+    T_CODE(rld_wait_multi(c, ch, 2, 0, NULL, &r), 0);
+    T_CODE(rld_refund(c, l, 3), 0);
+    T_CODE(rld_debit(c, l, 3), 0);
+    T_CODE(rld_peek(c, l, &r), 0);
+    uint64_t t;
+    T_CODE(rld_wait_start(c, ch, 2, -1, NULL, &t), 0);
+    struct pollfd p = { rld_wait_fd(c), POLLIN, 0 };
+    T_CHECK(poll(&p, 1, 1000) == 1, "%s: completion ready", what);
+    rld_completion x[2];
+    T_CHECK(rld_wait_collect(c, x, 2) == 1 && x[0].ticket == t && x[0].code == 0 &&
+                (x[0].res.flags & RLD_F_DEGRADED),
+            "%s: non-blocking wait admitted, degraded", what);
+}
+
+/* Wait (at most 3 s) until a try on L stops being degraded. */
+static void expect_attached(rld_client *c, rld_limit l, const char *what)
+{
+    rld_result r;
+    uint64_t deadline = t_now_ns() + 3000000000ull;
+    int rc;
+    do {
+        rc = rld_try(c, l, 1, &r);
+        if (rc == 0 && !(r.flags & RLD_F_DEGRADED))
+            break;
+        t_sleep_ns(20000000);
+    } while (t_now_ns() < deadline);
+    T_CHECK(rc == 0 && !(r.flags & RLD_F_DEGRADED) && r.limit == 1, "%s: attached (%d, flags %u)",
+            what, rc, r.flags);
+    T_CODE(rld_try(c, l, 1, &r), -EAGAIN);            /* the real limit: 1/s, burst 1 */
+}
+
+int main(void)
+{
+    t_daemon d;
+    t_instance(&d, "failopen", "[limit a]\nrate = 1/s\nburst = 1\n");
+    rld_client *c = NULL, *lax = NULL, *strict = NULL;
+
+    /* 1. no instance: the default fails, fail-open admits */
+    T_CODE(rld_open(NULL, 0, &c), -ENOENT);
+    T_CODE(rld_open(NULL, RLD_OPEN_FAIL_OPEN, &c), 0);
+    rld_limit a;
+    T_CODE(rld_find(c, "a", &a), 0);
+    T_CODE(rld_find(c, "bad name!", &a), -EINVAL);
+    T_CODE(rld_find(c, "a", &a), 0);
+    expect_open_admit(c, a, "no instance");
+    rld_instance inst;
+    T_CODE(rld_instance_info(c, &inst), 0);
+    T_CHECK(inst.daemon_pid == 0 && inst.max_limits == 0, "nothing to show yet");
+
+    /* 2. the instance appears: the client attaches by itself, the handle resolves */
+    uint64_t t0 = t_now_ns();
+    T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
+    expect_attached(c, a, "started later");
+    double attach_s = (double)(t_now_ns() - t0) / 1e9;
+    rld_limit a2;
+    T_CODE(rld_find(c, "a", &a2), 0);
+    T_CHECK(a2.slot < 1000000, "a real handle once attached");
+    rld_limit none;
+    T_CODE(rld_find(c, "none", &none), -ENOENT);      /* fail-open is not missing-admit */
+
+    /* 3. missing names: an error by default, admitted with RLD_OPEN_MISSING_ADMIT */
+    T_CODE(rld_open(NULL, 0, &strict), 0);
+    T_CODE(rld_find(strict, "b", &none), -ENOENT);
+    T_CODE(rld_open(NULL, RLD_OPEN_MISSING_ADMIT, &lax), 0);
+    rld_limit b;
+    T_CODE(rld_find(lax, "b", &b), 0);
+    expect_open_admit(lax, b, "missing name");
+    rld_limit_info info;
+    T_CODE(rld_info(lax, b, &info), -ENOENT);
+    /* created by a reload: the handle becomes the limit */
+    t_write_conf(&d, "[limit a]\nrate = 1/s\nburst = 1\n\n[limit b]\nrate = 1/s\nburst = 1\n");
+    kill(d.pid, SIGHUP);
+    expect_attached(lax, b, "created later");
+    T_CODE(rld_info(lax, b, &info), 0);
+    T_CHECK(strcmp(info.name, "b") == 0, "info of the resolved handle: %s", info.name);
+    T_CODE(rld_find(strict, "b", &none), 0);
+
+    rld_close(c);
+    rld_close(lax);
+    rld_close(strict);
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    printf("fail-open: a client opened with no instance admitted everything (degraded), then "
+           "attached %.2f s after rld started; a missing name admitted until a reload "
+           "created it; the defaults stay errors\n", attach_s);
+    printf("test_failopen: ok\n");
+    return 0;
+}

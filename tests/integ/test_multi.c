@@ -1,0 +1,249 @@
+/*
+ * test_multi.c - rld_wait_multi through a real rld: sets of charges queued fairly across
+ * processes (a set is served when it is first in every one of its queues), refused at once
+ * with the index of the charge that cannot fit, nothing taken from the others; one daemon
+ * request per wait; and the result headers (librld(3), HEADERS) consistent on denials with a
+ * queue ahead, in librld's results and in the printed headers of examples/llm_worker.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "rld.h"
+#include "wire.h"
+
+static const char *conf_text =
+    "[limit a]\nrate = 4/s\nburst = 1\n\n"
+    "[limit b]\nrate = 4/s\nburst = 1\n\n"
+    "[limit slow]\nrate = 1/s\nburst = 1\n\n"
+    "[limit fast]\nrate = 1000/s\nburst = 100\n\n"
+    "[limit llm.requests]\nrate = 3500/min\n\n"
+    "[limit llm.tokens]\nrate = 1000/s\nburst = 3000\n";
+
+typedef struct shared {
+    uint64_t granted_at[16];
+    int      code[16];
+    uint32_t index[16];
+} shared;
+
+static shared *sh;
+static t_daemon d;
+
+static rld_limit find(rld_client *c, const char *name)
+{
+    rld_limit l;
+    T_CODE(rld_find(c, name, &l), 0);
+    return l;
+}
+
+static uint32_t waiters(rld_client *c, rld_limit l)
+{
+    rld_limit_info info;
+    T_CODE(rld_info(c, l, &info), 0);
+    return info.waiters;
+}
+
+static void await_waiters(rld_client *c, rld_limit l, uint32_t n)
+{
+    uint64_t deadline = t_now_ns() + 5000000000ull;
+    while (waiters(c, l) != n && t_now_ns() < deadline)
+        t_sleep_ns(1000000);
+    T_CHECK(waiters(c, l) == n, "expected %u waiters, see %u", n, waiters(c, l));
+}
+
+/* A child that waits for COST on each limit named in NAMES ("a", "a,b"...). */
+static pid_t spawn(int i, const char *names, uint64_t cost)
+{
+    pid_t p = fork();
+    T_CHECK(p >= 0, "fork");
+    if (p == 0) {
+        rld_client *c;
+        rld_charge ch[4];
+        size_t n = 0;
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s", names);
+        if (rld_open(NULL, 0, &c) < 0)
+            _exit(2);
+        for (char *s = strtok(buf, ","); s && n < 4; s = strtok(NULL, ",")) {
+            if (rld_find(c, s, &ch[n].limit) < 0)
+                _exit(2);
+            ch[n++].cost = cost;
+        }
+        rld_result r;
+        sh->code[i] = rld_wait_multi(c, ch, n, -1, NULL, &r);
+        sh->granted_at[i] = t_now_ns();
+        sh->index[i] = r.index;
+        rld_close(c);
+        _exit(0);
+    }
+    return p;
+}
+
+static void reap(pid_t p)
+{
+    int st;
+    T_CHECK(waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d", (int)p);
+}
+
+static void test_sets_fifo(rld_client *c)
+{
+    rld_limit a = find(c, "a"), b = find(c, "b");
+    T_CODE(rld_try(c, a, 1, NULL), 0);
+    T_CODE(rld_try(c, b, 1, NULL), 0);
+    memset(sh, 0, sizeof(*sh));
+    /* queued in this order: {a,b}, {a}, {b}, {a,b} */
+    pid_t p0 = spawn(0, "a,b", 1);
+    await_waiters(c, a, 1);
+    await_waiters(c, b, 1);
+    pid_t p1 = spawn(1, "a", 1);
+    await_waiters(c, a, 2);
+    pid_t p2 = spawn(2, "b", 1);
+    await_waiters(c, b, 2);
+    pid_t p3 = spawn(3, "a,b", 1);
+    await_waiters(c, a, 3);
+    await_waiters(c, b, 3);
+    /* the fast path stays behind every queue */
+    rld_charge both[2] = { { a, 1 }, { b, 1 } };
+    T_CODE(rld_try_multi(c, both, 2, NULL), -EAGAIN);
+    reap(p0);
+    reap(p1);
+    reap(p2);
+    reap(p3);
+    for (int i = 0; i < 4; i++)
+        T_CHECK(sh->code[i] == 0, "waiter %d: %d", i, sh->code[i]);
+    uint64_t t0 = sh->granted_at[0];
+    double g1 = (double)(sh->granted_at[1] - t0) / 1e6, g2 = (double)(sh->granted_at[2] - t0) / 1e6,
+           g3 = (double)(sh->granted_at[3] - t0) / 1e6;
+    /* 4/s: {a,b} first; {a} and {b} together 250 ms later; the second {a,b} after them */
+    T_CHECK(g1 > 200 && g1 < 330 && g2 > 200 && g2 < 330, "the singles: %.0f, %.0f ms", g1, g2);
+    T_CHECK(g3 > 450 && g3 < 600, "the second set after both: %.0f ms", g3);
+    printf("sets: {a,b} {a} {b} {a,b} queued across processes, granted at 0, %.0f, %.0f, %.0f ms\n",
+           g1, g2, g3);
+}
+
+static uint64_t daemon_requests(void)
+{
+    rldi_conn k;
+    T_CODE(rldi_conn_open(getenv("RLD_SOCK"), "test", 2000, &k, NULL, 0), 0);
+    Rld__V1__Stats st = RLD__V1__STATS__INIT;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_STATS;
+    req.stats = &st;
+    Rld__V1__Reply *rep;
+    T_CODE(rldi_conn_call(&k, &req, 2000, &rep), 0);
+    uint64_t n = rep->stats->requests;
+    rld__v1__reply__free_unpacked(rep, NULL);
+    rldi_conn_close(&k);
+    return n;   /* this connection's Hello and Stats included */
+}
+
+static void test_refusal(rld_client *c)
+{
+    rld_limit slow = find(c, "slow"), fast = find(c, "fast");
+    T_CODE(rld_try(c, slow, 1, NULL), 0);
+    rld_result before, r;
+    T_CODE(rld_peek(c, fast, &before), 0);
+    rld_charge ch[2] = { { fast, 5 }, { slow, 1 } };
+    uint64_t t0 = t_now_ns();
+    T_CODE(rld_wait_multi(c, ch, 2, 100000000, NULL, &r), -ETIMEDOUT);
+    uint64_t took = t_now_ns() - t0;
+    T_CHECK(took < 50000000ull, "refused at once: %llu ns", (unsigned long long)took);
+    T_CHECK(r.index == 1 && r.retry_after_ns > 800000000ull, "index %u, retry %llu", r.index,
+            (unsigned long long)r.retry_after_ns);
+    rld_result after;
+    T_CODE(rld_peek(c, fast, &after), 0);
+    T_CHECK(after.remaining >= before.remaining, "nothing taken from the other limit");
+    /* granted within the timeout, one Wait request for the pair */
+    uint64_t q0 = daemon_requests();
+    T_CODE(rld_wait_multi(c, ch, 2, 2000000000, NULL, &r), 0);
+    uint64_t q1 = daemon_requests();
+    T_CHECK(q1 - q0 <= 4, "%llu daemon requests for one wait (2 are the probe's)",
+            (unsigned long long)(q1 - q0));
+    T_CHECK(r.index == 1, "the tighter: %u", r.index);
+    /* errors name the charge */
+    rld_charge bad[2] = { { fast, 1 }, { slow, 2 } };
+    T_CODE(rld_wait_multi(c, bad, 2, -1, NULL, &r), -E2BIG);
+    T_CHECK(r.index == 1, "E2BIG on charge %u", r.index);
+    T_CODE(rld_wait_multi(c, ch, 0, -1, NULL, &r), -EINVAL);
+    T_CODE(rld_wait_multi(c, ch, RLD_MULTI_MAX + 1, -1, NULL, &r), -EINVAL);
+    printf("refusal: refused in %.2f ms naming charge %u; granted with %llu daemon request(s)\n",
+           (double)took / 1e6, 1u, (unsigned long long)(q1 - q0 - 2));
+}
+
+/* Run llm_worker --try for one 2,000-token call; parse its headers. */
+static void example_headers(uint64_t *remaining, uint64_t *reset, uint64_t *retry)
+{
+    const char *bin = getenv("LLM_WORKER");
+    T_CHECK(bin && *bin, "LLM_WORKER set");
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "%s 1 2000 --try", bin);
+    FILE *f = popen(cmd, "r");
+    T_CHECK(f != NULL, "popen");
+    char line[256];
+    *remaining = *reset = *retry = UINT64_MAX;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long v;
+        if (sscanf(line, "  X-RateLimit-Remaining: %llu", &v) == 1)
+            *remaining = v;
+        else if (sscanf(line, "  X-RateLimit-Reset: %llu", &v) == 1)
+            *reset = v;
+        else if (sscanf(line, "  Retry-After: %llu", &v) == 1)
+            *retry = v;
+    }
+    T_CHECK(pclose(f) == 0, "llm_worker ran");
+}
+
+static void test_headers(rld_client *c)
+{
+    rld_limit tok = find(c, "llm.tokens"), req = find(c, "llm.requests");
+    /* 2,002 tokens left, and a waiter queued for 3,000 ahead of everyone */
+    rld_result r;
+    T_CODE(rld_peek(c, tok, &r), 0);
+    T_CODE(rld_debit(c, tok, r.remaining - 2002), 0);
+    memset(sh, 0, sizeof(*sh));
+    pid_t p = spawn(0, "llm.tokens", 3000);
+    await_waiters(c, tok, 1);
+    rld_charge ch[2] = { { req, 1 }, { tok, 2000 } };
+    T_CODE(rld_try_multi(c, ch, 2, &r), -EAGAIN);
+    T_CHECK(r.index == 1, "the tokens decided");
+    T_CHECK(r.remaining < 2000, "Remaining %llu below the cost of a denied call",
+            (unsigned long long)r.remaining);
+    T_CHECK(r.reset_after_ns >= r.retry_after_ns, "Reset %llu ns before Retry-After %llu ns",
+            (unsigned long long)r.reset_after_ns, (unsigned long long)r.retry_after_ns);
+    uint64_t rem, reset, retry;
+    example_headers(&rem, &reset, &retry);
+    T_CHECK(retry != UINT64_MAX && rem < 2000 && reset >= retry,
+            "example headers: Remaining %llu, Reset %llu, Retry-After %llu",
+            (unsigned long long)rem, (unsigned long long)reset, (unsigned long long)retry);
+    printf("headers: a denied 2,000-token call behind a queue: Remaining %llu, Reset %llu s, "
+           "Retry-After %llu s (example agrees)\n", (unsigned long long)rem,
+           (unsigned long long)reset, (unsigned long long)retry);
+    kill(p, SIGKILL);
+    waitpid(p, NULL, 0);
+}
+
+int main(void)
+{
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    T_CHECK(sh != MAP_FAILED, "mmap");
+    t_instance(&d, "multi", conf_text);
+    char sock[400];
+    snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
+    setenv("RLD_SOCK", sock, 1);
+    T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
+    rld_client *c;
+    T_CODE(rld_open(NULL, 0, &c), 0);
+    test_sets_fifo(c);
+    test_refusal(c);
+    test_headers(c);
+    rld_close(c);
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
+    printf("test_multi: ok\n");
+    return 0;
+}
