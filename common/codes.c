@@ -21,6 +21,8 @@ const char *rldi_strerror(int err)
     case -ETIMEDOUT: return "the wait would exceed the timeout";
     case RLD_EABI: return "the instance's segment was made by an incompatible rld version";
     case RLD_ECORRUPT: return "the instance's segment is damaged or not an rld segment";
+    case RLD_ECLOCK: return "this process's monotonic clock is not the daemon's (another time "
+                            "namespace?): its times would corrupt every limit";
     default: return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
     }
 }

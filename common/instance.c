@@ -29,7 +29,21 @@ static int fmt(char *buf, size_t len, const char *f, const char *a, const char *
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-int rldi_paths_resolve(const char *instance, rldi_paths *p)
+#define SYSTEM_RUNTIME_DIR "/run/rld"
+
+/* Every path under runtime directory DIR (+ SUFFIX). */
+static int paths_in(rldi_paths *p, const char *dir, const char *suffix)
+{
+    int r;
+    if ((r = fmt(p->runtime_dir, sizeof(p->runtime_dir), "%s%s", dir, suffix)) < 0 ||
+        (r = fmt(p->socket_path, sizeof(p->socket_path), "%s/%s.sock", p->runtime_dir,
+                 p->instance)) < 0 ||
+        (r = fmt(p->seg_path, sizeof(p->seg_path), "%s/%s.seg", p->runtime_dir, p->instance)) < 0)
+        return r;
+    return fmt(p->lock_path, sizeof(p->lock_path), "%s/%s.lock", p->runtime_dir, p->instance);
+}
+
+static int name_of(const char *instance, rldi_paths *p)
 {
     memset(p, 0, sizeof(*p));
     if (!instance) {
@@ -40,21 +54,37 @@ int rldi_paths_resolve(const char *instance, rldi_paths *p)
     if (rldi_instance_check(instance) < 0)
         return -EINVAL;
     strcpy(p->instance, instance);
-    snprintf(p->shm_name, sizeof(p->shm_name), "/rld.%s", instance);
+    return 0;
+}
 
-    const char *dir = getenv("RLD_RUNTIME_DIR");
-    int r;
-    if (dir && *dir)
-        r = fmt(p->runtime_dir, sizeof(p->runtime_dir), "%s%s", dir, "");
-    else if (geteuid() == 0)
-        r = fmt(p->runtime_dir, sizeof(p->runtime_dir), "%s%s", "/run/rld", "");
-    else if ((dir = getenv("XDG_RUNTIME_DIR")) && *dir)
-        r = fmt(p->runtime_dir, sizeof(p->runtime_dir), "%s%s", dir, "/rld");
-    else
-        return -ENOENT;
+int rldi_paths_resolve(const char *instance, rldi_paths *p)
+{
+    int r = name_of(instance, p);
     if (r < 0)
         return r;
-    if ((r = fmt(p->socket_path, sizeof(p->socket_path), "%s/%s.sock", p->runtime_dir, instance)) < 0)
+    const char *dir = getenv("RLD_RUNTIME_DIR");
+    if (dir && *dir)
+        return paths_in(p, dir, "");
+    if (geteuid() == 0)
+        return paths_in(p, SYSTEM_RUNTIME_DIR, "");
+    if ((dir = getenv("XDG_RUNTIME_DIR")) && *dir)
+        return paths_in(p, dir, "/rld");
+    return -ENOENT;
+}
+
+int rldi_paths_find(const char *instance, rldi_paths *p)
+{
+    int r = rldi_paths_resolve(instance, p);
+    const char *env = getenv("RLD_RUNTIME_DIR");
+    if ((r < 0 && r != -ENOENT) || (env && *env) || geteuid() == 0)
         return r;
-    return fmt(p->lock_path, sizeof(p->lock_path), "%s/%s.lock", p->runtime_dir, instance);
+    if (r == 0 && access(p->seg_path, F_OK) == 0)
+        return 0;
+    rldi_paths sys;
+    if (name_of(p->instance, &sys) == 0 && paths_in(&sys, SYSTEM_RUNTIME_DIR, "") == 0 &&
+        access(sys.seg_path, F_OK) == 0) {
+        *p = sys;
+        return 0;
+    }
+    return r;
 }

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define RLDI_MAGIC          "RLDSHM\x00\x01"   /* 8 bytes, NUL inside on purpose */
-#define RLDI_ABI_MAJOR      1u
+#define RLDI_ABI_MAJOR      2u   /* 2: sealed memfd handed out by the keeper; gen parity */
 #define RLDI_ABI_MINOR      0u
 #define RLDI_HEADER_SIZE    4096u
 #define RLDI_SLOT_SIZE      128u
@@ -37,6 +37,7 @@
 /* header->state */
 #define RLDI_STATE_INIT     0u   /* being built: clients treat it as absent */
 #define RLDI_STATE_READY    1u
+#define RLDI_STATE_RETIRED  2u   /* replaced by a new segment (rld --fresh): attach again */
 
 typedef struct rldi_shm_header {
     char     magic[8];          /*   0 RLDI_MAGIC */
@@ -59,7 +60,9 @@ typedef struct rldi_shm_header {
     uint64_t limit_count;       /*  96 live limits */
     uint64_t heartbeat_ns;      /* 104 CLOCK_MONOTONIC, refreshed by the running daemon */
     uint64_t config_gen;        /* 112 bumped on every configuration change */
-    uint64_t reserved0[49];     /* 120 .. 512: room for ABI minor additions */
+    uint32_t keeper_pid;        /* 120 the process holding the segment between daemons */
+    uint32_t reserved1;         /* 124 */
+    uint64_t reserved0[48];     /* 128 .. 512: room for ABI minor additions */
     /* 512 .. 4096: reserved for keyed-limit templates (per-IP, per-user), next ABI minor. */
     uint8_t  reserved_keyed[RLDI_HEADER_SIZE - 512];
 } rldi_shm_header;
@@ -86,7 +89,8 @@ typedef struct rldi_slot {
     /* line 0: hot */
     uint64_t tat;               /*   0 \ 16-byte CAS unit, 16-aligned */
     uint64_t frac_ver;          /*   8 / */
-    uint32_t gen;               /*  16 identity: bumped when the limit is deleted; handles carry it */
+    uint32_t gen;               /*  16 identity, odd while live: +1 at create and at delete;
+                                 *     handles carry it, so a free slot (even) matches none */
     uint32_t waiters;           /*  20 queued waits (daemon): fast path denies while non-zero */
     uint64_t queued;            /*  24 tokens wanted by those waiters */
     uint64_t admitted;          /*  32 tokens admitted (relaxed counter) */
@@ -127,6 +131,7 @@ static_assert(offsetof(rldi_shm_header, index_off) == 64, "ABI");
 static_assert(offsetof(rldi_shm_header, state) == 72, "ABI");
 static_assert(offsetof(rldi_shm_header, index_seq) == 88, "ABI");
 static_assert(offsetof(rldi_shm_header, config_gen) == 112, "ABI");
+static_assert(offsetof(rldi_shm_header, keeper_pid) == 120, "ABI");
 static_assert(offsetof(rldi_shm_header, reserved_keyed) == 512, "ABI");
 
 static_assert(sizeof(rldi_bank) == 32, "ABI");

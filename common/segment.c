@@ -16,6 +16,7 @@
 
 #include "atomics.h"
 #include "codes.h"
+#include "handout.h"
 
 #define LOAD_RELAXED(p) rldi_load_relaxed(p)
 #define LOAD_ACQUIRE(p) rldi_load_acquire(p)
@@ -62,6 +63,8 @@ int rldi_seg_check(const void *base, size_t size, bool require_ready)
         h->segment_size != want.segment_size || h->segment_size != size)
         return RLD_ECORRUPT;
     uint32_t state = LOAD_ACQUIRE(&h->state);
+    if (state == RLDI_STATE_RETIRED && require_ready)
+        return -EAGAIN;               /* replaced: the keeper hands out the new one */
     if (state != RLDI_STATE_READY && (require_ready || state != RLDI_STATE_INIT))
         return state == RLDI_STATE_INIT ? -EAGAIN : RLD_ECORRUPT;
     return 0;
@@ -80,32 +83,34 @@ void rldi_seg_bind(rldi_seg *s, void *base, size_t size)
     s->index_mask = h->index_buckets - 1;
 }
 
-int rldi_seg_open(const char *shm_name, rldi_seg *s)
+int rldi_seg_open(const char *seg_path, rldi_seg *s)
 {
     memset(s, 0, sizeof(*s));
-    int fd = shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = -errno;
-        close(fd);
+    int fd;
+    rldi_handout h;
+    int e = rldi_handout_fetch(seg_path, &fd, &h, NULL, NULL);
+    if (e == -ECONNREFUSED)
+        e = -ENOENT;                  /* a socket file and nobody behind it: no instance */
+    if (e < 0)
         return e;
+    rldi_shm_header geo;
+    if (h.abi_major != RLDI_ABI_MAJOR || rldi_seg_geometry(h.slot_count, &geo) != h.size) {
+        close(fd);                    /* the keeper's word, which a client cannot forge */
+        return h.abi_major != RLDI_ABI_MAJOR ? RLD_EABI : RLD_ECORRUPT;
     }
-    if ((uint64_t)st.st_size < RLDI_HEADER_SIZE) {
-        close(fd);
-        return st.st_size == 0 ? -EAGAIN : RLD_ECORRUPT; /* size 0: created, not sized yet */
-    }
-    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int e = base == MAP_FAILED ? -errno : 0;
-    close(fd);
+    void *base = mmap(NULL, (size_t)h.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    e = base == MAP_FAILED ? -errno : 0;
+    close(fd);                        /* the mapping keeps the segment */
     if (e)
         return e;
-    if ((e = rldi_seg_check(base, (size_t)st.st_size, true)) < 0) {
-        munmap(base, (size_t)st.st_size);
+    if ((e = rldi_seg_check(base, (size_t)h.size, true)) == 0 &&
+        ((const rldi_shm_header *)base)->slot_count != h.slot_count)
+        e = RLD_ECORRUPT;             /* the header says otherwise than its keeper */
+    if (e < 0) {
+        munmap(base, (size_t)h.size);
         return e;
     }
-    rldi_seg_bind(s, base, (size_t)st.st_size);
+    rldi_seg_bind(s, base, (size_t)h.size);
     return 0;
 }
 

@@ -39,10 +39,11 @@ int rldi_seg_check(const void *base, size_t size, bool require_ready);
 void rldi_seg_bind(rldi_seg *s, void *base, size_t size);
 
 /*
- * Map shm object SHM_NAME read-write and check it. 0, or -ENOENT, -EACCES, RLD_ECORRUPT,
- * RLD_EABI, -EAGAIN (being created), another -errno from the system.
+ * Get the segment from the keeper at SEG_PATH (handout.h), map it read-write and check it.
+ * 0, or -ENOENT (no instance), -EACCES, RLD_ECORRUPT, RLD_EABI, RLD_ECLOCK (our monotonic
+ * clock is not the daemon's), -EAGAIN (being created), another -errno from the system.
  */
-int rldi_seg_open(const char *shm_name, rldi_seg *s);
+int rldi_seg_open(const char *seg_path, rldi_seg *s);
 void rldi_seg_close(rldi_seg *s);
 
 /* FNV-1a, 64 bits: the index's hash of a limit name. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rate.h"
 
@@ -459,16 +460,36 @@ static int handler(void *user, const char *section, const char *key, const char 
 
 /* ---- input ---- */
 
-/* Next physical line into ps->line, line end removed: 1, 0 at the end, or -errno. */
+/*
+ * Next physical line into ps->line, line end removed: 1, 0 at the end, or -errno. A read
+ * error is never taken for the end of the file (a reload would then delete every limit
+ * after it): bounded reads, so a file of endless bytes cannot eat memory either; a line
+ * longer than the buffer is kept as it fits and reported by the caller.
+ */
 static int next_line(struct parser *ps)
 {
     size_t n;
     if (ps->fp) {
-        errno = 0;
-        ssize_t r = getline(&ps->line, &ps->linecap, ps->fp);
-        if (r < 0)
-            return ferror(ps->fp) ? -(errno ? errno : EIO) : 0;
-        n = (size_t)r;
+        size_t cap = RLDI_CONF_LINE_MAX + 8;
+        if (ps->linecap < cap) {
+            char *b = realloc(ps->line, cap);
+            if (!b)
+                return -ENOMEM;
+            ps->line = b;
+            ps->linecap = cap;
+        }
+        n = 0;
+        int ch = EOF;
+        while (n < cap - 1 && (ch = getc_unlocked(ps->fp)) != EOF) {
+            ps->line[n++] = (char)ch;
+            if (ch == '\n')
+                break;
+        }
+        if (ch == EOF && ferror(ps->fp))
+            return -(errno ? errno : EIO);
+        if (n == 0)
+            return 0;
+        ps->line[n] = '\0';
     } else {
         if (!*ps->text)
             return 0;
@@ -618,13 +639,15 @@ static int run(struct parser *ps, rldi_config *out)
                  (unsigned)c->max_limits);
         }
     }
-    free(ps->index);
     free(ps->line);
     if (ps->err) {
+        free(ps->index);
         free(c->limits);
         free(c);
         return ps->err;
     }
+    c->index = ps->index;       /* rldi_config_find's */
+    c->index_size = ps->index_size;
     *out = *c;
     free(c);
     return 0;
@@ -661,6 +684,20 @@ int rldi_config_load(const char *path, rldi_config *out, char *err, size_t errle
         fail(&ps, 0, -e, NULL, "%s", strerror(e));
         return ps.err;
     }
+    /* a regular file of sane size: a link to /dev/zero or a FIFO must change nothing */
+    struct stat st;
+    if (fstat(fileno(ps.fp), &st) < 0)
+        fail(&ps, 0, -errno, NULL, "%s", strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+        fail(&ps, 0, -EISDIR, NULL, "%s", strerror(EISDIR));
+    else if (!S_ISREG(st.st_mode))
+        fail(&ps, 0, -EINVAL, NULL, "not a regular file (a device, a FIFO?): refusing to read it");
+    else if (st.st_size > RLDI_CONF_SIZE_MAX)
+        fail(&ps, 0, -EFBIG, NULL, "larger than %d MiB", RLDI_CONF_SIZE_MAX >> 20);
+    if (ps.err) {
+        fclose(ps.fp);
+        return ps.err;
+    }
     int rc = run(&ps, out);
     fclose(ps.fp);
     return rc;
@@ -671,15 +708,20 @@ void rldi_config_free(rldi_config *c)
     if (!c)
         return;
     free(c->limits);
+    free(c->index);
     memset(c, 0, sizeof *c);
 }
 
 const rldi_limitdef *rldi_config_find(const rldi_config *c, const char *name)
 {
-    if (!c || !name)
+    if (!c || !name || !c->index)
         return NULL;
-    for (size_t i = 0; i < c->nlimits; i++)
-        if (strcmp(c->limits[i].name, name) == 0)
-            return &c->limits[i];
-    return NULL;
+    size_t mask = c->index_size - 1;
+    for (size_t i = name_hash(name) & mask;; i = (i + 1) & mask) {
+        uint32_t v = c->index[i];
+        if (v == 0)
+            return NULL;
+        if (strcmp(c->limits[v - 1].name, name) == 0)
+            return &c->limits[v - 1];
+    }
 }

@@ -28,6 +28,7 @@
 #define RLDI_CONF_DEFAULT_MAX_WAITERS  65536u
 #define RLDI_CONF_MAX_WAITERS_MAX      (1u << 24)
 #define RLDI_CONF_LINE_MAX             1024   /* bytes per line, without the newline */
+#define RLDI_CONF_SIZE_MAX             (64 << 20)   /* bytes per file */
 
 typedef struct rldi_config {
     char            path[4096];
@@ -38,6 +39,8 @@ typedef struct rldi_config {
     char            log_level[16];    /* [rld] log_level: error|warn|info|debug, default "info" */
     rldi_limitdef   *limits;          /* in file order; burst resolved (count, or 0 for unlimited) */
     size_t          nlimits;
+    uint32_t        *index;           /* names -> limits index + 1 (open addressing) */
+    size_t          index_size;
 } rldi_config;
 
 /*
@@ -58,7 +61,7 @@ int rldi_config_parse(const char *text, const char *name, rldi_config *out, char
 /* Frees what a successful load allocated and zeroes *c. Safe on a zeroed config. */
 void rldi_config_free(rldi_config *c);
 
-/* Limit NAME, or NULL if absent. Linear search. */
+/* Limit NAME, or NULL if absent (a hash lookup). */
 const rldi_limitdef *rldi_config_find(const rldi_config *c, const char *name);
 
 #endif

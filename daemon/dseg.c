@@ -6,10 +6,12 @@
  * the state into the new rate's terms. Index and names change under a seqlock
  * (header->index_seq odd while writing) that readers retry on.
  */
+#define _GNU_SOURCE
 #include "dseg.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,6 +23,8 @@
 #include "bucket.h"
 #include "clock.h"
 #include "codes.h"
+#include "handout.h"
+#include "keeper.h"
 #include "log.h"
 #include "rate.h"
 
@@ -39,7 +43,21 @@ static void index_unlock(rldi_seg *s)
 
 /* ---- creation and attach ------------------------------------------------------------ */
 
-static int create(const char *shm_name, const dseg_opts *o, rldi_seg *s, char *err, size_t errlen)
+/* The header of a new segment of SLOT_COUNT slots (state INIT), or a repaired one. */
+static void header_write(rldi_shm_header *h, const rldi_shm_header *geo, uint32_t state)
+{
+    uint64_t created = h->created_ns;
+    memset(h, 0, offsetof(rldi_shm_header, reserved_keyed));
+    memcpy(h, geo, offsetof(rldi_shm_header, reserved_keyed));
+    memcpy(h->magic, RLDI_MAGIC, sizeof(h->magic));
+    h->abi_major = RLDI_ABI_MAJOR;
+    h->abi_minor = RLDI_ABI_MINOR;
+    h->created_ns = created ? created : rldi_real_ns();
+    h->state = state;
+}
+
+static int create(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out_fd,
+                  char *err, size_t errlen)
 {
     rldi_shm_header geo;
     memset(&geo, 0, sizeof(geo));
@@ -48,99 +66,133 @@ static int create(const char *shm_name, const dseg_opts *o, rldi_seg *s, char *e
         snprintf(err, errlen, "max_limits %u out of range (1..%u)", o->max_limits, RLDI_MAX_SLOTS);
         return -EINVAL;
     }
-    mode_t old = umask(0);
-    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0660);
-    umask(old);
+    char name[RLDI_INSTANCE_MAX + 8];
+    snprintf(name, sizeof(name), "rld.%s", p->instance);
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
         int e = errno;
-        snprintf(err, errlen, "cannot create segment /dev/shm%s: %s", shm_name, strerror(e));
+        snprintf(err, errlen, "cannot create the segment (memfd_create): %s", strerror(e));
         return -e;
     }
-    /* posix_fallocate, not only ftruncate: a tmpfs without room must fail here with ENOSPC,
-     * not later with SIGBUS in whichever process first touches a missing page. */
+    /* Map first (an address-space limit fails here, cheaply), then posix_fallocate: without
+     * memory the start must fail now with ENOMEM, not later with SIGBUS in whichever process
+     * first touches a missing page. (Under a memory cgroup the kernel may choose to kill us
+     * instead: the daemon's unit should leave room for the segment.) The seals make the size
+     * final for everyone holding the fd, ourselves included. */
+    void *base = MAP_FAILED;
     int fe = 0;
-    if ((o->gid != (gid_t)-1 && fchown(fd, (uid_t)-1, o->gid) < 0) || ftruncate(fd, (off_t)size) < 0 ||
-        (fe = posix_fallocate(fd, 0, (off_t)size)) != 0) {
+    if (ftruncate(fd, (off_t)size) < 0 ||
+        (base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED ||
+        (fe = posix_fallocate(fd, 0, (off_t)size)) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         if (fe)
             errno = fe;
         int e = errno;
-        snprintf(err, errlen, "cannot set up segment /dev/shm%s (%llu bytes): %s%s", shm_name,
-                 (unsigned long long)size, strerror(e),
-                 e == ENOSPC ? ": free room in /dev/shm or lower [rld] max_limits" : "");
+        snprintf(err, errlen, "cannot set up the segment (%llu bytes for %u limits): %s%s",
+                 (unsigned long long)size, o->max_limits, strerror(e),
+                 e == ENOSPC || e == ENOMEM ? ": free memory or lower [rld] max_limits" : "");
+        if (base != MAP_FAILED)
+            munmap(base, size);
         close(fd);
-        shm_unlink(shm_name);
         return -e;
     }
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int e = base == MAP_FAILED ? errno : 0;
-    close(fd);
-    if (e) {
-        snprintf(err, errlen, "cannot map segment /dev/shm%s: %s", shm_name, strerror(e));
-        shm_unlink(shm_name);
-        return -e;
-    }
-    /* tmpfs pages are zero: write the header, state INIT until the first sync is done. */
-    rldi_shm_header *h = base;
-    memcpy(h, &geo, sizeof(geo));
-    memcpy(h->magic, RLDI_MAGIC, sizeof(h->magic));
-    h->abi_major = RLDI_ABI_MAJOR;
-    h->abi_minor = RLDI_ABI_MINOR;
-    h->created_ns = rldi_real_ns();
-    h->state = RLDI_STATE_INIT;
+    /* memfd pages are zero: write the header, state INIT until the first sync is done.
+     * Every slot starts free: an even generation, which no handle names (live ones are odd). */
+    header_write(base, &geo, RLDI_STATE_INIT);
     rldi_seg_bind(s, base, size);
-    for (uint32_t i = 0; i < s->slot_count; i++)
-        s->slots[i].gen = 1;    /* a zeroed rld_limit never names a live limit */
+    *out_fd = fd;
     return 0;
 }
 
-int dseg_open(const char *shm_name, const dseg_opts *o, rldi_seg *s, bool *created,
-              char *err, size_t errlen)
+/*
+ * Rewrite a damaged header of a segment of SIZE bytes whose slot count the keeper knows:
+ * someone with the fd punched a hole in it or scribbled over it. The slots, names and index
+ * are checked by dseg_repair afterwards. 0, or RLD_ECORRUPT when the geometry does not match.
+ */
+static int header_repair(void *base, uint64_t size, uint32_t slot_count)
+{
+    rldi_shm_header geo;
+    memset(&geo, 0, sizeof(geo));
+    if (rldi_seg_geometry(slot_count, &geo) != size)
+        return RLD_ECORRUPT;
+    header_write(base, &geo, RLDI_STATE_INIT);
+    return 0;
+}
+
+int dseg_open(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out_fd, pid_t *keeper,
+              bool *created, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     *created = false;
-    int fd = shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0 && errno != ENOENT) {
-        int e = errno;
-        snprintf(err, errlen, "cannot open segment /dev/shm%s: %s", shm_name, strerror(e));
-        return -e;
+    *out_fd = -1;
+    *keeper = 0;
+    int fd = -1;
+    uint32_t slots = 0;
+    uint16_t abi = RLDI_ABI_MAJOR;
+    const char *from = "the keeper";
+    int r = keeper_fetch(p->seg_path, &fd, keeper, &slots, &abi, err, errlen);
+    if (r < 0 && r != -ENOENT && r != -ECONNREFUSED)
+        return r;
+    if (fd < 0 && o->inherited_fd >= 0) {
+        fd = o->inherited_fd;
+        from = "systemd's file descriptor store";
     }
     if (fd >= 0) {
-        struct stat st;
-        int r = fstat(fd, &st) < 0 ? -errno : 0;
+        uint64_t size = 0;
         void *base = MAP_FAILED;
-        if (r == 0 && st.st_size >= (off_t)RLDI_HEADER_SIZE) {
-            base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (base == MAP_FAILED)
-                r = -errno;
-        }
-        close(fd);
+        r = rldi_handout_check_fd(fd, &size);
+        if (r == 0 && abi != RLDI_ABI_MAJOR)
+            r = RLD_EABI;         /* the keeper's word: the daemon that made it was another */
+        if (r == 0 && (base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+            r = -errno;
         if (r == 0)
-            r = base == MAP_FAILED ? RLD_ECORRUPT : rldi_seg_check(base, (size_t)st.st_size, false);
+            r = rldi_seg_check(base, size, false);
+        /* Of our ABI by the keeper's word, yet the header disagrees: someone with the fd wrote
+         * over it or punched a hole in it. Rebuild it from what the keeper knows. */
+        if ((r == RLD_ECORRUPT || r == RLD_EABI) && abi == RLDI_ABI_MAJOR && slots &&
+            !o->fresh && header_repair(base, size, slots) == 0) {
+            LOG_WARN("the segment's header was damaged (written by a client?): rebuilt from its "
+                     "size and %u slots; limits are checked next", slots);
+            r = rldi_seg_check(base, size, false);
+        }
         if (r == 0 && !o->fresh) {
-            rldi_seg_bind(s, base, (size_t)st.st_size);
+            rldi_seg_bind(s, base, size);
+            *out_fd = fd;
             if (s->slot_count != o->max_limits)
-                LOG_WARN("segment /dev/shm%s keeps its %u slots (max_limits = %u takes effect "
-                         "with a new segment: rld --fresh, which resets every limit)",
-                         shm_name, s->slot_count, o->max_limits);
+                LOG_WARN("the segment keeps its %u slots (max_limits = %u takes effect with a new "
+                         "segment: rld --fresh, which resets every limit)", s->slot_count,
+                         o->max_limits);
             return 0;
         }
-        if (base != MAP_FAILED)
-            munmap(base, (size_t)st.st_size);
+        if (base != MAP_FAILED) {
+            if (r == 0)    /* --fresh: clients still on it learn that it is gone */
+                rldi_store_release(&((rldi_shm_header *)base)->state, RLDI_STATE_RETIRED);
+            munmap(base, size);
+        }
+        close(fd);
         if (!o->fresh) {
             snprintf(err, errlen,
-                     "segment /dev/shm%s exists but %s; stop its clients and start rld with "
-                     "--fresh to replace it (all limit state is lost)",
-                     shm_name, r == RLD_EABI ? "was made by an incompatible rld version"
-                                             : "is damaged or not an rld segment");
+                     "the segment held by %s %s; stop its clients and start rld with --fresh to "
+                     "replace it (all limit state is lost)", from,
+                     r == RLD_EABI ? "was made by an incompatible rld version"
+                                   : "is damaged or not an rld segment");
             return r < 0 ? r : RLD_ECORRUPT;
         }
-        LOG_WARN("--fresh: replacing segment /dev/shm%s", shm_name);
-        shm_unlink(shm_name);
+        LOG_WARN("--fresh: replacing the segment held by %s", from);
     }
-    int r = create(shm_name, o, s, err, errlen);
+    r = create(p, o, s, out_fd, err, errlen);
     if (r == 0)
         *created = true;
     return r;
+}
+
+/* A slot's name as the daemon may trust it: bounded and terminated (clients can write
+ * the segment). */
+static const char *slot_name(const rldi_seg *s, uint32_t slot, char *buf)
+{
+    memcpy(buf, s->meta[slot].name, RLDI_NAME_MAX);
+    buf[RLDI_NAME_MAX] = '\0';
+    return buf;
 }
 
 /* ---- limits ------------------------------------------------------------------------- */
@@ -199,9 +251,22 @@ static bool index_has(const rldi_seg *s, const char *name)
     return false;
 }
 
-static void index_remove(rldi_seg *s, uint32_t slot)
+/* Remove SLOT (named NAME) from the index: a probe from NAME's bucket, and a full sweep
+ * only if a client scribbled it away from there. */
+static void index_remove(rldi_seg *s, uint32_t slot, const char *name)
 {
-    for (uint32_t i = 0; i <= s->index_mask; i++)
+    uint64_t hash = rldi_name_hash(name, strnlen(name, RLDI_NAME_MAX));
+    uint32_t i = (uint32_t)hash & s->index_mask;
+    for (uint32_t n = 0; n <= s->index_mask; n++, i = (i + 1) & s->index_mask) {
+        uint32_t v = s->index[i];
+        if (v == RLDI_INDEX_EMPTY)
+            break;
+        if (v == slot + 1) {
+            rldi_store_relaxed(&s->index[i], RLDI_INDEX_DELETED);
+            return;
+        }
+    }
+    for (i = 0; i <= s->index_mask; i++)
         if (s->index[i] == slot + 1)
             rldi_store_relaxed(&s->index[i], RLDI_INDEX_DELETED);
 }
@@ -226,6 +291,8 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         rldi_store_relaxed(&sl->waiters, 0);
         rldi_store_relaxed(&sl->queued, 0);
         rldi_bucket_publish(sl, t, burst, false);
+        /* a new identity, odd (live): no handle of an earlier limit here matches it */
+        rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) + 1) | 1);
         index_lock(s);
         meta_write(&s->meta[i], l);
         s->meta[i].origin = RLDI_ORIGIN_FILE;
@@ -262,14 +329,15 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
 void dseg_limit_delete(rldi_seg *s, uint32_t slot)
 {
     rldi_slot *sl = &s->slots[slot];
+    char name[RLDI_NAME_MAX + 1];
     index_lock(s);
-    index_remove(s, slot);
+    index_remove(s, slot, slot_name(s, slot, name));
     rldi_store_relaxed(&sl->flags, 0);
     s->hdr->limit_count--;
     index_unlock(s);
-    /* gen first, then the version bump: a client that sees the new version sees the new gen */
-    uint32_t gen = sl->gen + 1;
-    rldi_store_release(&sl->gen, gen ? gen : 1);
+    /* gen first, then the version bump: a client that sees the new version sees the new gen.
+     * Even: a free slot, which no handle names. */
+    rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) | 1) + 1);
     rldi_u128 t;
     uint64_t burst;
     rldi_bucket_config(sl, &t, &burst);
@@ -298,8 +366,11 @@ static void index_rebuild_locked(rldi_seg *s)
         if (rldi_name_check(m->name, &why) < 0 || index_has(s, m->name)) {
             LOG_WARN("segment slot %u has an unusable or duplicate name: dropped", i);
             sl->flags = 0;
+            sl->gen = (sl->gen | 1) + 1;     /* free: even */
             continue;
         }
+        if (!(sl->gen & 1))                  /* live with a free slot's identity: a new one */
+            sl->gen++;
         m->name_hash = rldi_name_hash(m->name, strlen(m->name));
         index_try_insert(s, m->name, i);
         live++;
@@ -319,15 +390,6 @@ uint32_t dseg_repair(rldi_seg *s)
     uint32_t live = (uint32_t)s->hdr->limit_count;
     index_unlock(s);
     return live;
-}
-
-/* A slot's name as the daemon may trust it: bounded and terminated (clients can write
- * the segment). */
-static const char *slot_name(const rldi_seg *s, uint32_t slot, char *buf)
-{
-    memcpy(buf, s->meta[slot].name, RLDI_NAME_MAX);
-    buf[RLDI_NAME_MAX] = '\0';
-    return buf;
 }
 
 int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_fn keep,
@@ -350,6 +412,9 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
     }
     if (need > free_slots + leaving)
         return -ENOSPC;
+    /* odd while the segment is being changed: a daemon killed meanwhile left a partial sync,
+     * which the next start completes (it syncs to the file first thing) */
+    rldi_store_release(&s->hdr->config_gen, rldi_load_relaxed(&s->hdr->config_gen) | 1);
 
     for (uint32_t i = 0; i < s->slot_count; i++) {
         if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, slot_name(s, i, nb)) &&
@@ -379,7 +444,7 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
             ch->created++;
         }
     }
-    rldi_add_relaxed(&s->hdr->config_gen, 1);
+    rldi_store_release(&s->hdr->config_gen, (rldi_load_relaxed(&s->hdr->config_gen) | 1) + 1);
     return 0;
 }
 

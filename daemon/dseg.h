@@ -12,13 +12,13 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "instance.h"
 #include "segment.h"
 
 typedef struct dseg_opts {
     uint32_t max_limits;   /* capacity of a new segment */
     bool     fresh;        /* discard an existing segment instead of re-attaching it */
-    mode_t   mode;         /* file mode of a new segment (0660 or 0600) */
-    gid_t    gid;          /* group of a new segment, (gid_t)-1 to leave it */
+    int      inherited_fd; /* a segment memfd from systemd's fd store, or -1 */
 } dseg_opts;
 
 /* What a sync changed, for the log and for replies. */
@@ -27,12 +27,14 @@ typedef struct dseg_changes {
 } dseg_changes;
 
 /*
- * Re-attach the segment SHM_NAME if it is one of ours, else create it (or, with fresh,
- * replace it). *created tells which. On failure writes a one-line reason that says what to
- * do into ERR and returns a negative errno / RLD_E* code.
+ * The instance's segment: re-attached from its keeper (or systemd's fd store) if it is one of
+ * ours, else a new sealed memfd (or, with fresh, a new one in any case). *fd is the memfd
+ * (the daemon keeps it), *keeper the pid of a keeper that holds it already (0: none runs),
+ * *created tells which. On failure writes a one-line reason that says what to do into ERR
+ * and returns a negative errno / RLD_E* code; a keeper of another user is refused (-EPERM).
  */
-int dseg_open(const char *shm_name, const dseg_opts *o, rldi_seg *s, bool *created,
-              char *err, size_t errlen);
+int dseg_open(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *fd, pid_t *keeper,
+              bool *created, char *err, size_t errlen);
 
 /* Rebuild the name index from the live slots (repairs an index left locked by a daemon
  * that died mid-update) and drop slots whose name is unusable. Returns live limits. */

@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "atomics.h"
@@ -21,6 +23,7 @@
 #include "codes.h"
 #include "dseg.h"
 #include "handlers.h"
+#include "keeper.h"
 #include "log.h"
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
@@ -453,12 +456,35 @@ static void on_closing(void *ctx, conn *c)
     waitq_drop_conn(d->wq, c);
 }
 
+/* The keeper is our segment's lifeline across restarts: one that died is started again. */
+static void keeper_watch(rld_daemon *d)
+{
+    if (d->keeper_pid > 0 && (kill(d->keeper_pid, 0) == 0 || errno != ESRCH))
+        return;
+    int st;
+    while (waitpid(-1, &st, WNOHANG) > 0)
+        ;                                   /* reap it if it was our child */
+    char err[512];
+    pid_t pid = keeper_spawn(d->paths.seg_path, d->seg_fd, d->seg->slot_count, d->sock_mode,
+                             d->sock_gid, err, sizeof(err));
+    if (pid < 0) {
+        rlog_once_at(&d->log_keeper, RLOG_ERROR, "the segment keeper is gone and cannot be "
+                     "started again: %s", err);
+        return;
+    }
+    LOG_WARN("the segment keeper (pid %d) was gone: started again as pid %d", (int)d->keeper_pid,
+             (int)pid);
+    d->keeper_pid = pid;
+    rldi_store_relaxed(&d->seg->hdr->keeper_pid, (uint32_t)pid);
+}
+
 static uint64_t on_tick(void *ctx, uint64_t now)
 {
     rld_daemon *d = ctx;
     uint64_t next = waitq_run(d->wq, now);
     if (now >= d->heartbeat_due) {
         dseg_heartbeat(d->seg);
+        keeper_watch(d);
         d->heartbeat_due = now + HEARTBEAT_NS;
     }
     return next && next < d->heartbeat_due ? next : d->heartbeat_due;

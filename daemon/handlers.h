@@ -22,13 +22,17 @@ typedef struct rld_daemon {
     const char  *config_path;
     rldi_config *conf;
     rldi_seg    *seg;
+    int          seg_fd;         /* its memfd */
+    pid_t        keeper_pid;     /* the process that holds it between daemons */
+    mode_t       sock_mode;      /* of the sockets (a keeper started again uses them) */
+    gid_t        sock_gid;
     rldi_paths   paths;
     gid_t        admin_gid;      /* (gid_t)-1: none */
     server      *srv;
     waitq       *wq;
     uint64_t     started_ns;
     uint64_t     heartbeat_due;
-    rlog_once    log_refused;
+    rlog_once    log_refused, log_keeper;
 } rld_daemon;
 
 /* The transport's callbacks, bound to D. */

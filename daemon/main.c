@@ -18,18 +18,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
+#include "atomics.h"
 #include "clock.h"
 #include "codes.h"
 #include "config.h"
 #include "dseg.h"
 #include "handlers.h"
 #include "instance.h"
+#include "keeper.h"
 #include "log.h"
 #include "rld.h"      /* RLD_VERSION_* */
 #include "server.h"
@@ -166,13 +169,39 @@ static void daemonize(void)
 
 /* ---- the instance lock --------------------------------------------------------------- */
 
-static int take_lock(const rldi_paths *p)
+/*
+ * The runtime directory holds what clients trust (the sockets) and the lock: it must be a
+ * real directory of ours that nobody else can write, or anyone could plant a symlink or a
+ * socket there (as OpenSSH checks its files, refuse with the reason rather than adopt).
+ */
+static void check_runtime_dir(const rldi_paths *p)
 {
     if (mkdir(p->runtime_dir, 0755) < 0 && errno != EEXIST)
         fail("cannot create runtime directory %s: %s", p->runtime_dir, strerror(errno));
-    int fd = open(p->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    struct stat st;
+    if (lstat(p->runtime_dir, &st) < 0)
+        fail("runtime directory %s: %s", p->runtime_dir, strerror(errno));
+    const char *why = !S_ISDIR(st.st_mode)         ? "not a directory (a symlink?)"
+                      : st.st_uid != geteuid()     ? "owned by another user"
+                      : (st.st_mode & 022) != 0    ? "writable by others"
+                                                   : NULL;
+    if (why)
+        fail("runtime directory %s is %s: refusing to use it (it must be a directory of uid %u "
+             "that no one else can write)", p->runtime_dir, why, (unsigned)geteuid());
+}
+
+static int take_lock(const rldi_paths *p)
+{
+    check_runtime_dir(p);
+    /* O_NOFOLLOW and the checks below: never write through a planted symlink or hard link */
+    int fd = open(p->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
     if (fd < 0)
-        fail("cannot open lock file %s: %s", p->lock_path, strerror(errno));
+        fail("cannot open lock file %s: %s%s", p->lock_path, strerror(errno),
+             errno == ELOOP ? " (a symlink: refusing to follow it)" : "");
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1)
+        fail("lock file %s is not a regular file of ours with one link: refusing to use it",
+             p->lock_path);
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         char pid[32] = "";
         ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
@@ -185,6 +214,40 @@ static int take_lock(const rldi_paths *p)
     int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
         LOG_WARN("cannot write pid to %s: %s", p->lock_path, strerror(errno));
+    return fd;
+}
+
+/* ---- resources ------------------------------------------------------------------------ */
+
+/* Descriptors for every connection the daemon accepts, and some: the soft limit up to the
+ * hard one; when even that is short the caps are what the transport says at accept. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    rlim_t want = SRV_MAX_CONNS + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        LOG_WARN("RLIMIT_NOFILE allows %llu descriptors, %llu wanted: fewer connections fit "
+                 "(raise LimitNOFILE)", (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+/* A segment memfd systemd kept for us (FileDescriptorStoreMax, FDNAME=segment), or -1. */
+static int systemd_segment_fd(void)
+{
+    char **names = NULL;
+    int n = sd_listen_fds_with_names(1, &names), fd = -1;
+    for (int i = 0; i < n; i++) {
+        if (fd < 0 && names && names[i] && strcmp(names[i], "segment") == 0)
+            fd = SD_LISTEN_FDS_START + i;
+        else
+            close(SD_LISTEN_FDS_START + i);
+    }
+    if (names)
+        for (int i = 0; i < n; i++)
+            free(names[i]);
+    free(names);
     return fd;
 }
 
@@ -234,37 +297,49 @@ int main(int argc, char **argv)
     if (!o.foreground)
         daemonize();
 
-    dseg_opts so = { .max_limits = conf.max_limits, .fresh = o.fresh, .mode = 0600,
-                     .gid = (gid_t)-1 };
+    /* who may use the instance: the sockets' mode and group */
+    mode_t mode = 0600;
+    gid_t gid = (gid_t)-1;
     if (conf.group[0]) {
         struct group *g = getgrnam(conf.group);
         if (!g)
             fail("%s: [rld] group '%s' does not exist", o.config, conf.group);
-        so.gid = g->gr_gid;
-        so.mode = 0660;
+        gid = g->gr_gid;
+        mode = 0660;
     }
 
     /* Signals are read through the ring (signalfd): block them before anything else runs. */
     sigset_t sigs;
     srv_block_signals(&sigs);
+    raise_nofile();
 
     int lock_fd = take_lock(&paths);
+    dseg_opts so = { .max_limits = conf.max_limits, .fresh = o.fresh,
+                     .inherited_fd = systemd_segment_fd() };
     rldi_seg seg;
     bool created;
-    if ((r = dseg_open(paths.shm_name, &so, &seg, &created, err, sizeof(err))) < 0) {
+    int seg_fd;
+    pid_t keeper;
+    if ((r = dseg_open(&paths, &so, &seg, &seg_fd, &keeper, &created, err, sizeof(err))) < 0) {
         sd_notifyf(0, "STATUS=%s", err);
         fail("%s", err);
     }
+    if (so.inherited_fd >= 0 && so.inherited_fd != seg_fd)
+        close(so.inherited_fd);
     if (!created) {
         uint32_t live = dseg_repair(&seg);
-        LOG_INFO("re-attached segment /dev/shm%s with %u limits (state kept)", paths.shm_name, live);
+        LOG_INFO("re-attached the segment held by %s with %u limits (state kept)",
+                 keeper ? "its keeper" : "systemd", live);
     }
     rld_daemon d;
     memset(&d, 0, sizeof(d));
     d.config_path = o.config;
     d.conf = &conf;
     d.seg = &seg;
+    d.seg_fd = seg_fd;
     d.paths = paths;
+    d.sock_mode = mode;
+    d.sock_gid = gid;
     d.admin_gid = (gid_t)-1;
     if (conf.admin_group[0]) {
         struct group *g = getgrnam(conf.admin_group);
@@ -285,13 +360,24 @@ int main(int argc, char **argv)
     d.srv = &srv;
     if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters)))
         fail("out of memory for the wait queues of %u slots", seg.slot_count);
-    if (srv_listen(&srv, so.gid, err, sizeof(err)) < 0)
+    if (srv_listen(&srv, gid, err, sizeof(err)) < 0)
         fail("%s", err);
+    /* The keeper: one that holds our segment already, told of a new one, or a new keeper. */
+    if (keeper && created && keeper_replace(paths.seg_path, seg_fd, seg.slot_count) < 0)
+        keeper = 0;
+    if (!keeper && (keeper = keeper_spawn(paths.seg_path, seg_fd, seg.slot_count, mode, gid, err,
+                                          sizeof(err))) < 0)
+        fail("%s", err);
+    d.keeper_pid = keeper;
+    rldi_store_relaxed(&seg.hdr->keeper_pid, (uint32_t)keeper);
+    /* under systemd, the segment also outlives the keeper: its file descriptor store */
+    sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=segment", &seg_fd, 1);
     dseg_publish(&seg, getpid());
     d.started_ns = rldi_mono_ns();
     LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted), "
-             "segment /dev/shm%s, %zu bytes, socket %s", paths.instance, conf.nlimits, ch.kept,
-             ch.created, ch.changed, ch.deleted, paths.shm_name, seg.size, paths.socket_path);
+             "segment of %zu bytes held by keeper pid %d at %s, socket %s", paths.instance,
+             conf.nlimits, ch.kept, ch.created, ch.changed, ch.deleted, seg.size, (int)keeper,
+             paths.seg_path, paths.socket_path);
     report("");
     /* Under systemd (Type=notify): ready now, and who we are. No-op elsewhere. */
     sd_notifyf(0, "READY=1\nSTATUS=serving instance %s: %zu limits\nMAINPID=%ld",
@@ -301,6 +387,7 @@ int main(int argc, char **argv)
     sd_notify(0, "STOPPING=1");
     waitq_free(d.wq);
     dseg_detach(&seg);
+    close(seg_fd);
     rldi_config_free(&conf);
     close(lock_fd);
     return r < 0 ? 1 : 0;

@@ -51,15 +51,13 @@ int rld_open(const char *instance, unsigned flags, rld_client **out)
     if (!c)
         return -ENOMEM;
     c->flags = flags;
-    int r = rldi_paths_resolve(instance, &c->paths);
+    int r = rldi_paths_find(instance, &c->paths);
     if (r == -EINVAL || r == -ENAMETOOLONG) {
         free(c);
         return -EINVAL;
     }
-    /* -ENOENT for the runtime dir only matters to waits (the socket); the segment is enough */
     rldi_seg seg;
-    r = rldi_seg_open(c->paths.shm_name, &seg);
-    if (r == 0)
+    if (r == 0 && (r = rldi_seg_open(c->paths.seg_path, &seg)) == 0)
         c->seg = seg;
     if ((r = rldc_open_segment(c, r)) < 0) {
         free(c);
@@ -145,6 +143,7 @@ int rld_instance_info(rld_client *c, rld_instance *out)
     out->limits = (uint32_t)rldi_load_relaxed(&h->limit_count);
     out->segment_bytes = c->seg.size;
     out->daemon_pid = rldi_load_relaxed(&h->daemon_pid);
+    out->keeper_pid = rldi_load_relaxed(&h->keeper_pid);
     uint64_t beat = rldi_load_relaxed(&h->heartbeat_ns), now = rldi_mono_ns();
     out->heartbeat_age_ns = now > beat ? now - beat : 0;
     out->daemon_alive = out->daemon_pid != 0 && !rldi_seg_daemon_stale(&c->seg, now);

@@ -33,7 +33,8 @@ static bool unusable(int r)
 {
     return r == -ENOENT || r == -EAGAIN || r == -EACCES || r == -EPERM || r == RLD_EABI ||
            r == RLD_ECORRUPT || r == -ENOTDIR || r == -ENAMETOOLONG || r == -ENOMEM ||
-           r == -EMFILE || r == -ENFILE || r == -EINVAL;
+           r == -EMFILE || r == -ENFILE || r == -EINVAL || r == -ECONNREFUSED ||
+           r == -ETIMEDOUT || r == RLD_ECLOCK;
 }
 
 int rldc_open_segment(rld_client *c, int open_error)
@@ -60,7 +61,11 @@ void rldc_maybe_attach(rld_client *c)
     if (!rldc_attached(c) && now >= c->next_attach_ns) {
         __atomic_store_n(&c->next_attach_ns, now + RETRY_NS, __ATOMIC_RELAXED);
         rldi_seg seg;
-        if (rldi_seg_open(c->paths.shm_name, &seg) == 0) {
+        rldi_paths p;
+        /* where the instance appears may be where it was not looked for at open (/run/rld) */
+        if (rldi_paths_find(c->paths.instance, &p) == 0 && rldi_seg_open(p.seg_path, &seg) == 0) {
+            if (strcmp(p.runtime_dir, c->paths.runtime_dir) != 0)
+                c->paths = p;
             /* Every field before slot_count, which says "attached" (release): a thread that
              * sees it non-zero (acquire, or through a handle found after it) sees them. */
             uint32_t count = seg.slot_count;

@@ -3,9 +3,9 @@
 # configuration on a private instance, and let several worker processes share one limit.
 # Usage: scripts/demo.sh [LIMIT] [WORKERS] [SECONDS]    (default: demo 4 3)
 #
-# The instance is this run's own, demo-UID-PID, in a temporary runtime directory, and its
-# segment is removed at the end: the demo never touches another user's or another run's
-# instance (a fixed name collided with theirs). RLD_DEMO_BUILD=DIR runs the binaries of
+# The instance is this run's own, demo-UID-PID, in a temporary runtime directory removed at
+# the end (its segment keeper goes with it): the demo never touches another user's or
+# another run's instance (a fixed name collided with theirs). RLD_DEMO_BUILD=DIR runs the binaries of
 # an existing build instead of installing packages and building in build/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +25,7 @@ log=$RLD_RUNTIME_DIR/rld.log
 rld_pid=
 cleanup() {
   if [ -n "$rld_pid" ]; then kill "$rld_pid" 2>/dev/null; wait "$rld_pid" 2>/dev/null || true; fi
-  rm -f "/dev/shm/rld.$RLD_INSTANCE"
-  rm -rf "$RLD_RUNTIME_DIR"
+  rm -rf "$RLD_RUNTIME_DIR"      # the keeper sees its socket gone and exits
 }
 trap cleanup EXIT
 "$build/daemon/rld" --foreground --config examples/rld.conf 2>"$log" &

@@ -7,12 +7,17 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "handout.h"
+#include "layout.h"
 #include "rld.h"
+#include "segment.h"
 
 static t_daemon *registered;
 static pid_t owner;
@@ -60,9 +65,7 @@ void t_cleanup(void)
         return;
     if (d->pid > 0)
         t_daemon_stop(d, SIGKILL);
-    char shm[128];
-    snprintf(shm, sizeof(shm), "/rld.%s", d->instance);
-    shm_unlink(shm);
+    t_keeper_stop(d);
     if (!getenv("RLD_TEST_KEEP")) {
         char cmd[400];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
@@ -129,6 +132,7 @@ int t_daemon_start(t_daemon *d, const char *extra)
         }
         if (getenv("RLD_VALGRIND"))   /* memcheck the daemon: errors make it exit 99 */
             execlp("valgrind", "valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                   "--child-silent-after-fork=yes",
                    "--errors-for-leak-kinds=definite", t_rld_bin(), "--foreground", "--config",
                    d->conf, "--instance", d->instance, extra, (char *)NULL);
         else
@@ -155,6 +159,17 @@ int t_daemon_start(t_daemon *d, const char *extra)
     }
     fprintf(stderr, "rld did not become ready in 10 s\n");
     return -1;
+}
+
+void t_keeper_stop(t_daemon *d)
+{
+    rld_client *c;
+    rld_instance in;
+    if (rld_open(d->instance, 0, &c) < 0)
+        return;
+    if (rld_instance_info(c, &in) == 0 && in.keeper_pid > 0)
+        kill((pid_t)in.keeper_pid, SIGTERM);
+    rld_close(c);
 }
 
 int t_daemon_stop(t_daemon *d, int sig)
@@ -233,4 +248,80 @@ bool t_daemon_stop_clean(t_daemon *d)
 bool t_log_has_since_start(const t_daemon *d, const char *needle)
 {
     return log_has_from(d, needle, d->log_mark);
+}
+
+/*
+ * A keeper of our own making, to see what rld_open says about what it hands out: a memfd
+ * holding DATA (LEN bytes), sealed or not, announced with SLOTS slots, ABI and a clock
+ * SKEW_NS off ours. It answers connections until killed.
+ */
+pid_t t_fake_keeper(const t_daemon *d, const char *inst, const void *data, size_t len,
+                    t_fake f)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/%s.seg", d->dir, inst);
+    unlink(path);
+    int fd = memfd_create("fake", MFD_ALLOW_SEALING);
+    T_CHECK(fd >= 0, "memfd_create: %s", strerror(errno));
+    T_CHECK(ftruncate(fd, (off_t)len) == 0, "ftruncate");
+    if (len && data)
+        T_CHECK(pwrite(fd, data, len, 0) == (ssize_t)len, "pwrite");
+    if (f.sealed)
+        T_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0, "seal");
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    strcpy(sa.sun_path, path);
+    int l = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    T_CHECK(l >= 0 && bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(l, 8) == 0,
+            "fake keeper socket: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (;;) {
+            int c = accept(l, NULL, NULL);
+            if (c < 0)
+                continue;
+            rldi_handout h;
+            memset(&h, 0, sizeof(h));
+            memcpy(h.magic, RLDI_HANDOUT_MAGIC, sizeof(h.magic));
+            h.version = RLDI_HANDOUT_VERSION;
+            h.keeper_pid = (uint32_t)getpid();
+            h.size = len;
+            h.slot_count = f.slots;
+            h.abi_major = f.abi;
+            h.mono_ns = t_now_ns() + (uint64_t)f.skew_ns;
+            union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+            } ctl;
+            memset(&ctl, 0, sizeof(ctl));
+            struct iovec iov = { &h, sizeof(h) };
+            struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                                 .msg_controllen = sizeof(ctl.buf) };
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+            (void)sendmsg(c, &mh, MSG_NOSIGNAL);
+            close(c);
+        }
+    }
+    close(l);
+    close(fd);
+    return pid;
+}
+
+void t_fake_keeper_stop(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+pid_t t_foreign_keeper(const t_daemon *d, uint16_t abi)
+{
+    static char zero[1 << 20];
+    rldi_shm_header geo;
+    memset(&geo, 0, sizeof(geo));
+    uint64_t size = rldi_seg_geometry(16, &geo);
+    t_fake f = { 16, abi, true, 0 };
+    return t_fake_keeper(d, d->instance, zero, size <= sizeof(zero) ? size : sizeof(zero), f);
 }

@@ -60,7 +60,24 @@ int t_daemon_stop(t_daemon *d, int sig);
 /* SIGTERM, and true if it exited 0 (under RLD_VALGRIND=1: with no memcheck error). */
 bool t_daemon_stop_clean(t_daemon *d);
 
-/* Remove the segment and the runtime dir; stops a daemon still running. Registered with
+/* A keeper of a test's own making for instance INST in D's runtime directory: it hands out
+ * a memfd holding DATA (LEN bytes), sealed or not, announced with SLOTS slots, ABI and a
+ * clock SKEW_NS off ours, until stopped. */
+typedef struct t_fake {
+    uint32_t slots;
+    uint16_t abi;
+    bool     sealed;
+    int64_t  skew_ns;
+} t_fake;
+pid_t t_fake_keeper(const t_daemon *d, const char *inst, const void *data, size_t len, t_fake f);
+void t_fake_keeper_stop(pid_t pid);
+/* A fake keeper of D's own instance: an empty segment of 16 slots made by ABI ABI. */
+pid_t t_foreign_keeper(const t_daemon *d, uint16_t abi);
+
+/* Stop D's segment keeper: the segment goes with its last mapping. */
+void t_keeper_stop(t_daemon *d);
+
+/* Stop a daemon still running and its keeper, remove the runtime dir. Registered with
  * atexit by t_instance. */
 void t_cleanup(void);
 

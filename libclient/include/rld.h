@@ -240,6 +240,7 @@ typedef struct rld_instance {
     uint32_t limits;             /* live limits */
     uint64_t segment_bytes;
     uint32_t daemon_pid;         /* the daemon attached now; 0 if none */
+    uint32_t keeper_pid;         /* the process holding the segment between daemons */
     int      daemon_alive;       /* its heartbeat is fresh (else waits degrade) */
     uint64_t heartbeat_age_ns;   /* since the daemon's last heartbeat */
     uint64_t config_gen;         /* bumped on every configuration change */

@@ -10,5 +10,7 @@
 
 #define RLD_EABI      (-1001) /* the segment was made by an rld of another ABI version */
 #define RLD_ECORRUPT  (-1002) /* the segment is not an rld segment, or is damaged      */
+#define RLD_ECLOCK    (-1003) /* this process's CLOCK_MONOTONIC is not the daemon's:
+                                 it runs in another time namespace                      */
 
 #endif

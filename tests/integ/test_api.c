@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,84 +108,88 @@ static void test_open(const t_daemon *d)
     rld_close(NULL);
 }
 
-/* A segment file of our own making, to see what rld_open says about it. */
-static void fake_segment(const char *inst, const void *data, size_t len)
+/* rld_open's answer about what a fake keeper hands out. */
+static int open_fake(const t_daemon *d, const char *inst, const void *data, size_t len,
+                     t_fake f)
 {
-    char name[128];
-    snprintf(name, sizeof(name), "/rld.%s", inst);
-    shm_unlink(name);
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
-    T_CHECK(fd >= 0, "shm_open %s: %s", name, strerror(errno));
-    T_CHECK(ftruncate(fd, (off_t)len) == 0, "ftruncate");
-    if (len && data)
-        T_CHECK(pwrite(fd, data, len, 0) == (ssize_t)len, "pwrite");
-    close(fd);
-}
-
-static void drop_segment(const char *inst)
-{
-    char name[128];
-    snprintf(name, sizeof(name), "/rld.%s", inst);
-    shm_unlink(name);
+    pid_t k = t_fake_keeper(d, inst, data, len, f);
+    rld_client *c;
+    int r = rld_open(inst, 0, &c);
+    if (r == 0)
+        rld_close(c);
+    t_fake_keeper_stop(k);
+    return r;
 }
 
 static void test_bad_segments(const t_daemon *d)
 {
-    /* Copy the real segment, then damage the copy in each way a header check must catch. */
-    rld_client *c;
+    /* Copy the real segment, then hand out damaged copies: each must be refused by name. */
     rldi_seg seg;
-    char shm[128];
-    snprintf(shm, sizeof(shm), "/rld.%s", d->instance);
-    T_CODE(rldi_seg_open(shm, &seg), 0);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/%s.seg", d->dir, d->instance);
+    T_CODE(rldi_seg_open(path, &seg), 0);
     size_t len = seg.size;
+    uint32_t slots = seg.slot_count;
     char *copy = malloc(len);
     memcpy(copy, seg.base, len);
     rldi_seg_close(&seg);
     char inst[96];
     snprintf(inst, sizeof(inst), "%s-fake", d->instance);
+    t_fake ok = { slots, RLDI_ABI_MAJOR, true, 0 };
 
-    fake_segment(inst, copy, len);
-    T_CODE(rld_open(inst, 0, &c), 0);            /* the copy itself is fine */
-    rld_close(c);
+    T_CODE(open_fake(d, inst, copy, len, ok), 0);          /* the copy itself is fine */
+
+    t_fake f = ok;
+    f.abi = RLDI_ABI_MAJOR + 1;                             /* the keeper of another rld */
+    T_CODE(open_fake(d, inst, copy, len, f), RLD_EABI);
+    f = ok;
+    f.sealed = false;                                       /* shrinkable: SIGBUS for all */
+    T_CODE(open_fake(d, inst, copy, len, f), RLD_ECORRUPT);
+    f = ok;
+    f.skew_ns = 10000000000;                                /* another time namespace */
+    T_CODE(open_fake(d, inst, copy, len, f), RLD_ECLOCK);
+    f.skew_ns = -10000000000;
+    T_CODE(open_fake(d, inst, copy, len, f), RLD_ECLOCK);
+    f = ok;
+    f.slots = slots + 64;                                   /* size and slots disagree */
+    T_CODE(open_fake(d, inst, copy, len, f), RLD_ECORRUPT);
 
     rldi_shm_header *h = (rldi_shm_header *)copy;
     h->abi_major = RLDI_ABI_MAJOR + 1;
-    fake_segment(inst, copy, len);
-    T_CODE(rld_open(inst, 0, &c), RLD_EABI);
+    T_CODE(open_fake(d, inst, copy, len, ok), RLD_EABI);
     h->abi_major = RLDI_ABI_MAJOR;
 
     h->magic[0] = 'X';
-    fake_segment(inst, copy, len);
-    T_CODE(rld_open(inst, 0, &c), RLD_ECORRUPT);
+    T_CODE(open_fake(d, inst, copy, len, ok), RLD_ECORRUPT);
     h->magic[0] = 'R';
 
     h->slot_count += 1;                          /* geometry no longer adds up */
-    fake_segment(inst, copy, len);
-    T_CODE(rld_open(inst, 0, &c), RLD_ECORRUPT);
+    T_CODE(open_fake(d, inst, copy, len, ok), RLD_ECORRUPT);
     h->slot_count -= 1;
 
     h->index_off += 64;                          /* an offset pointing elsewhere */
-    fake_segment(inst, copy, len);
-    T_CODE(rld_open(inst, 0, &c), RLD_ECORRUPT);
+    T_CODE(open_fake(d, inst, copy, len, ok), RLD_ECORRUPT);
     h->index_off -= 64;
 
-    fake_segment(inst, copy, len / 2);           /* truncated */
-    T_CODE(rld_open(inst, 0, &c), RLD_ECORRUPT);
-    fake_segment(inst, copy, 100);               /* shorter than a header */
-    T_CODE(rld_open(inst, 0, &c), RLD_ECORRUPT);
-    fake_segment(inst, NULL, 0);                 /* created, not sized yet */
-    T_CODE(rld_open(inst, 0, &c), -EAGAIN);
+    h->state = RLDI_STATE_INIT;                  /* still being built */
+    T_CODE(open_fake(d, inst, copy, len, ok), -EAGAIN);
+    h->state = RLDI_STATE_RETIRED;               /* replaced by rld --fresh */
+    T_CODE(open_fake(d, inst, copy, len, ok), -EAGAIN);
+    h->state = RLDI_STATE_READY;
+
+    T_CODE(open_fake(d, inst, copy, len / 2, ok), RLD_ECORRUPT);   /* truncated */
+    T_CODE(open_fake(d, inst, copy, 100, ok), RLD_ECORRUPT);       /* shorter than a header */
 
     memset(copy, 0, len);                        /* zeroed */
-    fake_segment(inst, copy, len);
-    T_CODE(rld_open(inst, 0, &c), RLD_ECORRUPT);
+    T_CODE(open_fake(d, inst, copy, len, ok), RLD_ECORRUPT);
 
     for (size_t i = 0; i < len; i++)             /* garbage */
         copy[i] = (char)(i * 2654435761u >> 13);
-    fake_segment(inst, copy, len);
-    T_CODE(rld_open(inst, 0, &c), RLD_ECORRUPT);
+    T_CODE(open_fake(d, inst, copy, len, ok), RLD_ECORRUPT);
 
-    drop_segment(inst);
+    snprintf(path, sizeof(path), "%s/%s.seg", d->dir, inst);
+    unlink(path);
+    T_CODE(rld_open(inst, 0, &(rld_client *){ NULL }), -ENOENT);   /* no keeper: no instance */
     free(copy);
 }
 

@@ -1,28 +1,29 @@
 #!/bin/sh
-# scripts/demo.sh runs on an instance of its own: it leaves another user's "demo" segment
-# alone (the fixed instance name collided with it, and --fresh would have discarded it),
-# two demos run at once, and each removes its own segment at the end.
+# scripts/demo.sh runs on an instance of its own: two demos run at once beside another
+# user's instance named "demo" (the fixed name collided with it, and --fresh would have
+# discarded it), and each leaves nothing behind (its runtime directory and segment keeper).
 #   test_demo.sh BUILD_DIR SRCDIR        exit 0 pass, 1 fail
 set -eu
 build=$1 src=$2
 tmp=$(mktemp -d /tmp/rldtest.demo.XXXXXX)
-made=
+chmod 700 "$tmp"
+other=
 cleanup() {
-  [ -n "$made" ] && rm -f /dev/shm/rld.demo
-  rm -rf "$tmp"
+  [ -n "$other" ] && kill "$other" 2>/dev/null
+  rm -rf "$tmp"                  # the other instance's keeper goes with its directory
 }
 trap cleanup EXIT
 fail() { echo "test_demo: $*" >&2; exit 1; }
+keepers() { pgrep -x rld-keeper | wc -l; }
 
-# Another user's instance "demo" (as root: a file owned by nobody; otherwise our own file,
-# which the old script would have discarded with --fresh all the same).
-if [ ! -e /dev/shm/rld.demo ]; then
-  echo "someone else's segment" >/dev/shm/rld.demo
-  made=1
-  [ "$(id -u)" = 0 ] && chown nobody /dev/shm/rld.demo
-fi
-before=$(stat -c '%i %s %Y %U' /dev/shm/rld.demo)
-sum=$(md5sum </dev/shm/rld.demo)
+# Another instance named "demo", running: the demos must not touch it.
+printf '[limit demo]\nrate = 5/s\n' > "$tmp/other.conf"
+RLD_RUNTIME_DIR=$tmp "$build/daemon/rld" --foreground --config "$tmp/other.conf" \
+  --instance demo 2>"$tmp/other.log" &
+other=$!
+for _ in $(seq 100); do grep -q " ready: " "$tmp/other.log" && break; sleep 0.05; done
+before_keepers=$(keepers)
+before=$(RLD_RUNTIME_DIR=$tmp "$build/tools/rlctl/rlctl" -i demo status demo --json)
 
 RLD_DEMO_BUILD=$build "$src/scripts/demo.sh" demo 2 1 >"$tmp/a" 2>&1 &
 a=$!
@@ -32,9 +33,10 @@ for f in "$tmp/a" "$tmp/b"; do
   grep -q "^total [0-9]* tokens in" "$f" || fail "no total in: $(cat "$f")"
   grep -q "instance demo-$(id -u)-[0-9]*" "$f" || fail "not a private instance: $(cat "$f")"
 done
-[ "$(stat -c '%i %s %Y %U' /dev/shm/rld.demo)" = "$before" ] &&
-  [ "$(md5sum </dev/shm/rld.demo)" = "$sum" ] || fail "the demo touched /dev/shm/rld.demo"
-for i in $(sed -n 's/.*(instance \(demo-[0-9-]*\):.*/\1/p' "$tmp/a" "$tmp/b"); do
-  [ ! -e "/dev/shm/rld.$i" ] || fail "the demo left /dev/shm/rld.$i behind"
-done
+after=$(RLD_RUNTIME_DIR=$tmp "$build/tools/rlctl/rlctl" -i demo status demo --json)
+[ "$(echo "$before" | jq .admitted)" = "$(echo "$after" | jq .admitted)" ] ||
+  fail "the demo took from the other instance 'demo': $before -> $after"
+kill "$other"; wait "$other" 2>/dev/null || true; other=
+sleep 1.5                        # keepers check their socket once a second
+[ "$(keepers)" -le "$before_keepers" ] || fail "the demos left a segment keeper running"
 echo "test_demo: ok"

@@ -66,10 +66,10 @@ int main(void)
                               "[limit b]\nrate = 5/min\n");
     snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
     T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
-    char shm[128];
-    snprintf(shm, sizeof(shm), "/rld.%s", d.instance);
+    char segpath[400];
+    snprintf(segpath, sizeof(segpath), "%s/%s.seg", d.dir, d.instance);
     rldi_seg seg;
-    T_CODE(rldi_seg_open(shm, &seg), 0);
+    T_CODE(rldi_seg_open(segpath, &seg), 0);
 
     /* the index: every bucket taken by some slot, nothing free to insert into */
     for (uint32_t i = 0; i <= seg.index_mask; i++)

@@ -13,7 +13,6 @@ tmp=$(mktemp -d /tmp/rldtest.install.XXXXXX)
 inst="t-install-$$"
 cleanup() {
   [ -n "${rld_pid:-}" ] && kill "$rld_pid" 2>/dev/null && wait "$rld_pid" 2>/dev/null
-  rm -f "/dev/shm/rld.$inst"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -58,6 +57,7 @@ rld_pid=$!
 for _ in $(seq 200); do grep -q " ready: " "$tmp/log" && break; sleep 0.05; done
 grep -q " ready: " "$tmp/log" || fail "rld did not start: $(cat "$tmp/log")"
 
+export RLD_RUNTIME_DIR=$tmp      # where the consumers find the instance (its segment socket)
 LD_LIBRARY_PATH=$(dirname "$(find "$tmp/prefix" -name 'librld.so.*' | head -1)") \
   "$tmp/consumer" "$inst" | grep -q "took 1 token, 9 left" || fail "shared consumer"
 # the bucket is now in use: the coarse-clock path may report one token less (toward denying)

@@ -23,7 +23,6 @@ apt() { apt-get -q -y -o DPkg::Lock::Timeout=120 "$@" >>"$tmp/apt.log" 2>&1; }
 cleanup() {
   set +e
   [ -n "$rld_pid" ] && kill "$rld_pid" 2>/dev/null && wait "$rld_pid" 2>/dev/null
-  rm -f "/dev/shm/rld.$inst"
   [ -n "$installed" ] && apt purge rld
   rm -rf "$tmp"
 }
@@ -126,7 +125,6 @@ printf 'cmake_minimum_required(VERSION 3.25)\nproject(c C)\nfind_package(rld %s 
   fail "find_package(rld CONFIG) against the package: $(cat "$tmp/cm.log")"
 "$tmp/cm/b/c" "$inst" >/dev/null || fail "a program linked with rld::rld"
 kill "$rld_pid"; wait "$rld_pid" 2>/dev/null || true; rld_pid=
-rm -f "/dev/shm/rld.$inst"
 
 # ---- remove: only the conffile stays; purge: nothing ------------------------------------
 apt remove rld || fail "apt-get remove: $(tail -20 "$tmp/apt.log")"

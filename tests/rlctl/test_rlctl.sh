@@ -28,7 +28,6 @@ cleanup() {
   set +e
   tmux -L "$tsock" kill-server 2>/dev/null
   if [ -n "$rld_pid" ]; then kill "$rld_pid" 2>/dev/null; wait "$rld_pid" 2>/dev/null; fi
-  rm -f "/dev/shm/rld.$inst"
   if [ -n "${RLD_TEST_KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT

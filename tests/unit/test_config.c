@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +479,25 @@ static void test_load_missing(void **state)
     snprintf(want, sizeof want, "%s: ", path);
     assert_memory_equal(err, want, strlen(want));
     assert_zeroed(&c);
+
+    /* not a regular file: a device that never ends (a reload reading it to ENOMEM took the
+     * error for the end of the file and deleted every limit), a FIFO nobody writes */
+    memset(&c, 0xa5, sizeof c);
+    assert_int_equal(rldi_config_load("/dev/zero", &c, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_zeroed(&c);
+    snprintf(path, sizeof path, "%s/zero.conf", tmpdir);
+    assert_int_equal(symlink("/dev/zero", path), 0);
+    memset(&c, 0xa5, sizeof c);
+    assert_int_equal(rldi_config_load(path, &c, err, sizeof err), -EINVAL);
+    assert_zeroed(&c);
+    snprintf(path, sizeof path, "%s/fifo.conf", tmpdir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    int w = open(path, O_RDWR | O_NONBLOCK);   /* a writer, so opening it to read does not block */
+    memset(&c, 0xa5, sizeof c);
+    assert_int_equal(rldi_config_load(path, &c, err, sizeof err), -EINVAL);
+    assert_zeroed(&c);
+    close(w);
 
     /* unreadable (root reads anything: nothing to test then) */
     if (geteuid() != 0) {

@@ -231,7 +231,7 @@ int main(int argc, char **argv)
     int r = parse(&ctx, argc, argv);
     if (r != 0)
         return r;
-    ctx.paths_err = rldi_paths_resolve(ctx.instance, &ctx.paths);
+    ctx.paths_err = rldi_paths_find(ctx.instance, &ctx.paths);
     if (ctx.paths_err == -EINVAL)
         return rlctl_usage_error(&ctx, "bad instance name '%s' (1-64 bytes of A-Z a-z 0-9 . _ -, "
                                  "not starting with '.')", ctx.instance ? ctx.instance : "");

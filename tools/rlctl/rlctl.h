@@ -56,7 +56,7 @@ typedef struct rlctl_cmd {
 typedef struct rlctl_ctx {
     const char *instance;       /* --instance, or NULL: $RLD_INSTANCE, else "default" */
     rldi_paths paths;
-    int paths_err;              /* rldi_paths_resolve's result (-ENOENT: no runtime dir) */
+    int paths_err;              /* rldi_paths_find's result (-ENOENT: no runtime dir) */
     bool json;
     const rlctl_cmd *cmd;
     int argc;                   /* positional arguments after the command name */

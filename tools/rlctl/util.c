@@ -97,12 +97,12 @@ int rlctl_open_segment(rlctl_ctx *ctx)
         return 0;
     case -ENOENT:
         return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
-                          "instance '%s' not found (no /dev/shm/rld.%s): is rld running? "
-                          "start it with: %s", inst, inst, rlctl_start_hint(ctx));
+                          "instance '%s' not found (nothing answers on %s): is rld running? "
+                          "start it with: %s", inst, ctx->paths.seg_path, rlctl_start_hint(ctx));
     case -EACCES:
         return rlctl_fail(RLCTL_EXIT_PERM,
-                          "permission denied on /dev/shm/rld.%s: run rlctl as rld's user, "
-                          "or as a member of the group set by [rld] group in rld.conf", inst);
+                          "permission denied on %s: run rlctl as rld's user, or as a member of "
+                          "the group set by [rld] group in rld.conf", ctx->paths.seg_path);
     case -EAGAIN:
         return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
                           "instance '%s' is still being created: try again in a moment", inst);
@@ -112,8 +112,11 @@ int rlctl_open_segment(rlctl_ctx *ctx)
                           "rlctl installed with that rld", inst);
     case RLD_ECORRUPT:
         return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
-                          "instance '%s': /dev/shm/rld.%s is damaged or not an rld segment: "
-                          "restart rld with --fresh (all limits restart full)", inst, inst);
+                          "instance '%s': its segment is damaged or not an rld segment: "
+                          "restart rld with --fresh (all limits restart full)", inst);
+    case RLD_ECLOCK:
+        return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
+                          "instance '%s': %s", inst, rld_strerror(r));
     default:
         return rlctl_fail(rlctl_exit_for(r), "cannot open instance '%s': %s", inst,
                           rld_strerror(r));
