@@ -186,6 +186,14 @@ int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint6
  * a negative code (nothing to publish). Unlimited limits have no state to change. */
 typedef int (*update_fn)(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u128 *new_tat);
 
+/* The most one call may put H's limit into debt: its configuration's (the daemon keeps it
+ * in the slot's meta; a config change racing with the call may apply the old cap, which is
+ * policy, not an invariant). */
+static uint64_t rldi_max_debt(const rldi_seg *s, uint32_t slot)
+{
+    return rldi_load_relaxed(&s->meta[slot].max_debt_ns);
+}
+
 static int update(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now, update_fn f)
 {
     rldi_slot *sl = rldi_slot_of(s, h);
@@ -197,6 +205,7 @@ static int update(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 n
         int r = rldi_view_fill(sl, h.gen, word, &v);
         if (r < 0)
             return r;
+        v.max_debt_ns = rldi_max_debt(s, h.slot);
         rldi_u128 new_tat = v.tat;
         if (v.t != 0)
             r = f(&v, now, amount, &new_tat);
@@ -218,7 +227,7 @@ static int do_refund(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u1
 
 static int do_debit(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u128 *new_tat)
 {
-    return rldi_gcra_debit(v->t, v->burst, v->tat, now, amount, new_tat);
+    return rldi_gcra_debit_max(v->t, v->burst, v->tat, now, amount, v->max_debt_ns, new_tat);
 }
 
 int rldi_bucket_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now)
@@ -285,7 +294,7 @@ int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_
          * let the caller wait until the debt is due */
         rldi_u128 nt, tau = v.t * v.burst;
         uint64_t wait = 0;
-        r = rldi_gcra_debit(v.t, v.burst, v.tat, now, cost, &nt);
+        r = rldi_gcra_debit_max(v.t, v.burst, v.tat, now, cost, rldi_max_debt(s, h.slot), &nt);
         if (r == 0) {
             wait = nt - now > tau ? rldi_fp_to_ns_ceil(nt - now - tau) : 0;
             if (deadline_ns && rldi_fp_to_ns(now) + wait > deadline_ns)

@@ -46,6 +46,7 @@ typedef struct rldi_view {
     double    inv;       /* ~1/T, a hint for the division (checked on use) */
     uint32_t  ver;
     uint32_t  waiters;
+    uint64_t  max_debt_ns;   /* filled by the paths that can make debt (debit, reserve) */
 } rldi_view;
 
 /* rldi_bucket_take flags */

@@ -218,13 +218,15 @@ static inline rldi_u128 rldi_gcra_refund(rldi_u128 t, rldi_u128 tat, rldi_u128 n
     return tat - back;
 }
 
-/* Take AMOUNT unconditionally. -ERANGE (nothing to publish) when the debt would exceed
- * RLDI_DEBT_MAX_NS beyond the burst. */
-static inline int rldi_gcra_debit(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
-                                  uint64_t amount, rldi_u128 *new_tat)
+/* Take AMOUNT unconditionally, into debt of at most MAX_DEBT_NS beyond the burst (never
+ * more than RLDI_DEBT_MAX_NS). -ERANGE (nothing to publish) when it would go further. */
+static inline int rldi_gcra_debit_max(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
+                                      uint64_t amount, uint64_t max_debt_ns, rldi_u128 *new_tat)
 {
     rldi_u128 tat0 = tat > now ? tat : now;
-    rldi_u128 cap = t * burst + rldi_fp_from_ns(RLDI_DEBT_MAX_NS);
+    if (max_debt_ns > RLDI_DEBT_MAX_NS)
+        max_debt_ns = RLDI_DEBT_MAX_NS;
+    rldi_u128 cap = t * burst + rldi_fp_from_ns(max_debt_ns);
     rldi_u128 need;
     /* compare before adding: tat0 + need may wrap around 2^128 when need is near it */
     if (__builtin_mul_overflow(t, (rldi_u128)amount, &need) || tat0 - now > cap ||
@@ -232,6 +234,13 @@ static inline int rldi_gcra_debit(rldi_u128 t, uint64_t burst, rldi_u128 tat, rl
         return -ERANGE;
     *new_tat = tat0 + need;
     return 0;
+}
+
+/* rldi_gcra_debit_max with the largest debt there is (146 years). */
+static inline int rldi_gcra_debit(rldi_u128 t, uint64_t burst, rldi_u128 tat, rldi_u128 now,
+                                  uint64_t amount, rldi_u128 *new_tat)
+{
+    return rldi_gcra_debit_max(t, burst, tat, now, amount, RLDI_DEBT_MAX_NS, new_tat);
 }
 
 /*

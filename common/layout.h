@@ -113,7 +113,8 @@ typedef struct rldi_meta {
     uint32_t unlimited;               /*  96 */
     uint32_t origin;                  /* 100 RLDI_ORIGIN_*: who created it */
     uint64_t name_hash;               /* 104 */
-    uint64_t reserved2[2];            /* 112 */
+    uint64_t max_debt_ns;             /* 112 the most one call may put it in debt (beyond tau) */
+    uint64_t reserved2;               /* 120 */
 } rldi_meta;
 
 #define RLDI_ORIGIN_FILE    0u   /* declared in the configuration file */
@@ -152,6 +153,7 @@ static_assert(sizeof(rldi_meta) == RLDI_META_SIZE, "ABI");
 static_assert(offsetof(rldi_meta, rate_count) == 72, "ABI");
 static_assert(offsetof(rldi_meta, origin) == 100, "ABI");
 static_assert(offsetof(rldi_meta, name_hash) == 104, "ABI");
+static_assert(offsetof(rldi_meta, max_debt_ns) == 112, "ABI");
 
 static_assert(RLDI_HEADER_SIZE % RLDI_SLOT_SIZE == 0, "slots start aligned");
 

@@ -7,6 +7,7 @@
 #ifndef RLD_COMMON_LIMITDEF_H
 #define RLD_COMMON_LIMITDEF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gcra.h"
@@ -17,11 +18,19 @@ typedef struct rldi_limitdef {
     uint64_t count;       /* tokens per period; 0 = unlimited */
     uint64_t period_ns;   /* 0 when unlimited */
     uint64_t burst;       /* tokens at once; 0 = the default (the count) */
+    uint64_t max_debt_ns; /* the most one call (debit, degraded wait) may put it in debt */
+    bool     max_debt_set;   /* else the default: one burst's worth of time, at least 1 h */
     int      line;        /* line of its [limit] header in the configuration; 0 otherwise */
 } rldi_limitdef;
 
+#define RLDI_DEBT_DEFAULT_MIN_NS  (3600ull * 1000000000ull)
+/* The smallest emission interval enforced within 10^-6 (T rounds up by < 1 unit): a rate
+ * above 2^32 / 10^6 per ns (4.29 x 10^12 per second) cannot be. */
+#define RLDI_T_MIN_UNITS          1000000u
+
 /* What fails, so that each caller can point at the right place (a file's line, a field). */
-enum rldi_limitdef_field { RLDI_LD_OK, RLDI_LD_NAME, RLDI_LD_RATE, RLDI_LD_BURST };
+enum rldi_limitdef_field { RLDI_LD_OK, RLDI_LD_NAME, RLDI_LD_RATE, RLDI_LD_BURST,
+                           RLDI_LD_DEBT };
 
 /*
  * Check DEF: a valid name, a rate within the parser's bounds, a positive burst (0 stands for
@@ -39,5 +48,8 @@ static inline uint64_t rldi_limitdef_burst(const rldi_limitdef *def)
 
 /* The config bank values of a checked DEF: emission interval (0 = unlimited) and burst. */
 int rldi_limitdef_bank(const rldi_limitdef *def, rldi_u128 *t, uint64_t *burst);
+
+/* The debt cap DEF means, in ns: its own, else max(1 h, the burst's worth of time). */
+uint64_t rldi_limitdef_max_debt(const rldi_limitdef *def);
 
 #endif

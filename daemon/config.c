@@ -22,13 +22,15 @@
 
 enum section { SEC_NONE, SEC_RLD, SEC_LIMIT };
 
-enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, N_RLD_KEYS };
-enum { K_RATE, K_BURST, N_LIMIT_KEYS };
+enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, K_CONNS_PER_UID,
+       K_WAITS_PER_UID, N_RLD_KEYS };
+enum { K_RATE, K_BURST, K_MAX_DEBT, N_LIMIT_KEYS };
 
 static const char *const rld_keys[N_RLD_KEYS] = {
     "max_limits", "group", "admin_group", "max_waiters", "log_level",
+    "max_connections_per_uid", "max_waits_per_uid",
 };
-static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst"};
+static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst", "max_debt"};
 static const char *const log_levels[] = {"error", "warn", "info", "debug"};
 
 struct parser {
@@ -345,6 +347,16 @@ static bool rld_key(struct parser *ps, int k, const char *value)
             return false;
         c->max_waiters = (uint32_t)v;
         return true;
+    case K_CONNS_PER_UID:
+        if (!range_value(ps, "max_connections_per_uid", value, 1, 4096, &v))
+            return false;
+        c->max_conns_per_uid = (uint32_t)v;
+        return true;
+    case K_WAITS_PER_UID:
+        if (!range_value(ps, "max_waits_per_uid", value, 1, RLDI_CONF_MAX_WAITERS_MAX, &v))
+            return false;
+        c->max_waits_per_uid = (uint32_t)v;
+        return true;
     case K_GROUP:
     case K_ADMIN_GROUP:
         if (!group_ok(value)) {
@@ -387,7 +399,15 @@ static bool limit_key(struct parser *ps, int k, const char *value)
             fail(ps, ps->lineno, -EINVAL, value, "bad rate: %s", why);
             return false;
         }
-        return !ps->key_line[K_BURST] || tolerance_ok(ps, l, value);
+        return tolerance_ok(ps, l, value);
+    }
+    if (k == K_MAX_DEBT) {
+        if ((rc = rldi_parse_duration(value, &l->max_debt_ns, &why)) < 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad max_debt: %s", why);
+            return false;
+        }
+        l->max_debt_set = true;
+        return tolerance_ok(ps, l, value);
     }
     if ((rc = rldi_parse_u64(value, &l->burst, &why)) < 0) {
         fail(ps, ps->lineno, -EINVAL, value, "bad burst: %s",
@@ -438,7 +458,7 @@ static int handler(void *user, const char *section, const char *key, const char 
     case SEC_LIMIT:
         k = key_index(limit_keys, N_LIMIT_KEYS, key);
         if (k < 0) {
-            fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate or burst)");
+            fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate, burst or max_debt)");
             return 0;
         }
         break;
@@ -606,6 +626,8 @@ static int run(struct parser *ps, rldi_config *out)
     snprintf(c->path, sizeof c->path, "%s", ps->name);
     c->max_limits = RLDI_CONF_DEFAULT_MAX_LIMITS;
     c->max_waiters = RLDI_CONF_DEFAULT_MAX_WAITERS;
+    c->max_conns_per_uid = RLDI_CONF_DEFAULT_CONNS_PER_UID;
+    c->max_waits_per_uid = RLDI_CONF_DEFAULT_WAITS_PER_UID;
     strcpy(c->log_level, "info");
     ps->cfg = c;
 

@@ -5,6 +5,8 @@
  *   [rld]                      optional, at most once
  *   max_limits  = 4096         1..2^24, capacity of the shared segment
  *   max_waiters = 65536        1..2^24, queued waits per limit
+ *   max_connections_per_uid = 256    1..4096, connections of one user (admins: no cap)
+ *   max_waits_per_uid = 16384  1..2^24, queued waits of one user, across limits
  *   group       = rld          group owning the socket and segment ("" = daemon's own)
  *   admin_group = rldadmin     group allowed to change configuration (besides root)
  *   log_level   = info         error | warn | info | debug
@@ -27,6 +29,8 @@
 #define RLDI_CONF_DEFAULT_MAX_LIMITS   4096u
 #define RLDI_CONF_DEFAULT_MAX_WAITERS  65536u
 #define RLDI_CONF_MAX_WAITERS_MAX      (1u << 24)
+#define RLDI_CONF_DEFAULT_CONNS_PER_UID 256u
+#define RLDI_CONF_DEFAULT_WAITS_PER_UID 16384u
 #define RLDI_CONF_LINE_MAX             1024   /* bytes per line, without the newline */
 #define RLDI_CONF_SIZE_MAX             (64 << 20)   /* bytes per file */
 
@@ -36,6 +40,8 @@ typedef struct rldi_config {
     char            group[64];        /* [rld] group (socket/segment group), "" if unset */
     char            admin_group[64];  /* [rld] admin_group, "" if unset */
     uint32_t        max_waiters;      /* [rld] max_waiters per limit, default 65536 */
+    uint32_t        max_conns_per_uid;   /* [rld] max_connections_per_uid, default 256 */
+    uint32_t        max_waits_per_uid;   /* [rld] max_waits_per_uid, default 16384 */
     char            log_level[16];    /* [rld] log_level: error|warn|info|debug, default "info" */
     rldi_limitdef   *limits;          /* in file order; burst resolved (count, or 0 for unlimited) */
     size_t          nlimits;

@@ -206,6 +206,7 @@ static void meta_write(rldi_meta *m, const rldi_limitdef *l)
     m->rate_period_ns = l->period_ns;
     m->burst = l->burst;
     m->unlimited = l->count == 0;
+    rldi_store_relaxed(&m->max_debt_ns, rldi_limitdef_max_debt(l));
 }
 
 /* Insert; false when no bucket is free, which only a client scribbling over the index can
@@ -318,7 +319,8 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
     *changed = ot != t || ob != burst;
     if (*changed)
         rldi_bucket_publish(sl, t, burst, true);
-    if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns) {
+    if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns ||
+        m->max_debt_ns != rldi_limitdef_max_debt(l)) {
         index_lock(s);
         meta_write(m, l);   /* "60/min" -> "1/s" keeps the bank but shows the new words */
         index_unlock(s);

@@ -28,40 +28,24 @@
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
 
-#define HEARTBEAT_NS  1000000000ull
+#define HEARTBEAT_NS      1000000000ull
+#define HELLO_TIMEOUT_NS  5000000000ull
 
-static bool in_group(pid_t pid, gid_t want)
-{
-    char path[64], line[4096];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "Groups:", 7) != 0)
-            continue;
-        char *p = line + 7, *end;
-        for (;;) {
-            unsigned long g = strtoul(p, &end, 10);
-            if (end == p)
-                break;
-            if ((gid_t)g == want)
-                found = true;
-            p = end;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
+/* Root, rld's own user, or a member of [rld] admin_group: from the credentials the kernel
+ * gave at connect time (SO_PEERCRED, SO_PEERGROUPS). /proc/<pid> is not asked: the pid may
+ * belong to another process by the time we look. */
 static bool is_admin(const rld_daemon *s, const conn *c)
 {
     if (c->uid == 0 || c->uid == geteuid())
         return true;
     if (s->admin_gid == (gid_t)-1)
         return false;
-    return c->gid == s->admin_gid || in_group(c->pid, s->admin_gid);
+    if (c->gid == s->admin_gid)
+        return true;
+    for (uint32_t i = 0; i < c->ngroups; i++)
+        if (c->groups[i] == s->admin_gid)
+            return true;
+    return false;
 }
 
 static void escape(const char *in, char *out, size_t len)
@@ -99,7 +83,7 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
     }
     rldi_config_free(s->conf);
     *s->conf = next;
-    waitq_set_max_waiters(s->wq, s->conf->max_waiters);
+    waitq_set_max_waiters(s->wq, s->conf->max_waiters, s->conf->max_waits_per_uid);
     uint32_t cursor = 0, slot, gen;
     while (rldi_seg_next(s->seg, &cursor, &slot, &gen) == 0)
         waitq_limit_changed(s->wq, slot);
@@ -321,7 +305,6 @@ static void do_hello(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Hello *
         return;
     }
     c->hello = true;
-    c->admin = is_admin(s, c);
     Rld__V1__HelloReply hr = RLD__V1__HELLO_REPLY__INIT;
     char ver[32];
     snprintf(ver, sizeof(ver), "rld %d.%d.%d", RLD_VERSION_MAJOR, RLD_VERSION_MINOR, RLD_VERSION_PATCH);
@@ -450,10 +433,57 @@ static void on_request(void *ctx, conn *c, const uint8_t *buf, size_t len)
     daemon_request(ctx, c, buf, len);
 }
 
+/*
+ * Who may connect: admins always, up to the last connection there is room for; others up to
+ * [rld] max_connections_per_uid each, and not into the SRV_ADMIN_RESERVE connections kept
+ * so that root can still reload a daemon a flood has filled.
+ */
+static bool on_accepted(void *ctx, conn *c)
+{
+    rld_daemon *d = ctx;
+    c->admin = is_admin(d, c);
+    if (c->admin)
+        return true;
+    uint32_t max = srv_max_conns();
+    if (d->srv->conn_count > max - SRV_ADMIN_RESERVE) {
+        rlog_once_at(&d->log_conns, RLOG_WARN, "%u connections: the last %u are kept for admins; "
+                     "refused uid %u (pid %d)", d->srv->conn_count, SRV_ADMIN_RESERVE,
+                     (unsigned)c->uid, (int)c->pid);
+        srv_reply_code(d->srv, c, 0, -EUSERS, "rld has no room for more connections");
+        return false;
+    }
+    if (!uidcount_take(&d->conns_by_uid, c->uid, 1, d->conf->max_conns_per_uid)) {
+        rlog_once_at(&d->log_conns, RLOG_WARN, "uid %u has %u connections: refused one more "
+                     "([rld] max_connections_per_uid)", (unsigned)c->uid,
+                     uidcount_get(&d->conns_by_uid, c->uid));
+        srv_reply_code(d->srv, c, 0, -EUSERS, "too many connections from uid %u (max %u)",
+                       (unsigned)c->uid, d->conf->max_conns_per_uid);
+        return false;
+    }
+    c->counted = true;
+    return true;
+}
+
 static void on_closing(void *ctx, conn *c)
 {
     rld_daemon *d = ctx;
     waitq_drop_conn(d->wq, c);
+    if (c->counted)
+        uidcount_give(&d->conns_by_uid, c->uid, 1);
+    c->counted = false;
+}
+
+/* A peer that has not said Hello within HELLO_TIMEOUT_NS holds a connection for nothing. */
+static void hello_due(void *ctx, conn *c)
+{
+    rld_daemon *d = ctx;
+    if (!c->hello && rldi_mono_ns() - c->accepted_ns > HELLO_TIMEOUT_NS) {
+        rlog_once_at(&d->log_conns, RLOG_INFO, "pid %d (uid %u) sent no Hello in %llu s: "
+                     "disconnected", (int)c->pid, (unsigned)c->uid,
+                     (unsigned long long)(HELLO_TIMEOUT_NS / 1000000000u));
+        srv_reply_code(d->srv, c, 0, -ETIMEDOUT, "no Hello in time");
+        srv_close_conn(d->srv, c, "no Hello in time");
+    }
 }
 
 /* The keeper is our segment's lifeline across restarts: one that died is started again. */
@@ -485,6 +515,7 @@ static uint64_t on_tick(void *ctx, uint64_t now)
     if (now >= d->heartbeat_due) {
         dseg_heartbeat(d->seg);
         keeper_watch(d);
+        srv_each_conn(d->srv, hello_due, d);
         d->heartbeat_due = now + HEARTBEAT_NS;
     }
     return next && next < d->heartbeat_due ? next : d->heartbeat_due;
@@ -505,5 +536,5 @@ static void on_stopping(void *ctx)
 
 srv_ops daemon_ops(rld_daemon *d)
 {
-    return (srv_ops){ d, on_request, on_closing, on_tick, on_reload, on_stopping };
+    return (srv_ops){ d, on_accepted, on_request, on_closing, on_tick, on_reload, on_stopping };
 }

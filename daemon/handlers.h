@@ -16,6 +16,7 @@
 #include "instance.h"
 #include "segment.h"
 #include "server.h"
+#include "uidcount.h"
 #include "waitq.h"
 
 typedef struct rld_daemon {
@@ -32,7 +33,8 @@ typedef struct rld_daemon {
     waitq       *wq;
     uint64_t     started_ns;
     uint64_t     heartbeat_due;
-    rlog_once    log_refused, log_keeper;
+    uidcount     conns_by_uid;   /* connections of non-admin peers, by uid */
+    rlog_once    log_refused, log_keeper, log_conns;
 } rld_daemon;
 
 /* The transport's callbacks, bound to D. */

@@ -358,7 +358,7 @@ int main(int argc, char **argv)
     srv.listen_fd = srv.signal_fd = -1;
     srv.ops = daemon_ops(&d);
     d.srv = &srv;
-    if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters)))
+    if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters, conf.max_waits_per_uid)))
         fail("out of memory for the wait queues of %u slots", seg.slot_count);
     if (srv_listen(&srv, gid, err, sizeof(err)) < 0)
         fail("%s", err);

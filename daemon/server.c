@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,7 +32,8 @@
 
 enum { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER };
 
-#define RING_ENTRIES  512
+#define RING_ENTRIES     512
+#define ACCEPT_PAUSE_NS  100000000ull     /* after EMFILE: try accepting again then */
 
 static struct io_uring ring;
 static struct signalfd_siginfo siginfo;
@@ -102,6 +104,7 @@ static void arm_send(conn *c)
 
 static void arm_accept(server *s)
 {
+    s->accept_armed = true;
     struct io_uring_sqe *sqe = sqe_get();
     if (s->multishot_accept)
         io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -189,33 +192,61 @@ void srv_close_conn(server *s, conn *c, const char *why)
     s->closing = c;
 }
 
+uint32_t srv_max_conns(void)
+{
+    static uint32_t max;
+    if (!max) {
+        struct rlimit rl;
+        uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                           ? rl.rlim_cur : SRV_MAX_CONNS + 64;
+        /* the daemon's own descriptors (ring, segment, log, signals...) come first */
+        max = fds > 64 + SRV_ADMIN_RESERVE ? (uint32_t)(fds - 64) : SRV_ADMIN_RESERVE + 1;
+        if (max > SRV_MAX_CONNS)
+            max = SRV_MAX_CONNS;
+    }
+    return max;
+}
+
 static void on_accept(server *s, int fd)
 {
-    if (s->conn_nfree == 0) {
-        rlog_once_at(&s->log_full, RLOG_WARN, "more than %u connections: refusing", SRV_MAX_CONNS);
-        close(fd);
-        return;
-    }
-    conn *c = calloc(1, sizeof(*c));
+    conn *c = s->conn_nfree && s->conn_count < srv_max_conns() ? calloc(1, sizeof(*c)) : NULL;
     if (!c) {
+        rlog_once_at(&s->log_full, RLOG_WARN, "%u connections: refusing more", s->conn_count);
         close(fd);
         return;
     }
     c->fd = fd;
     c->idx = s->conn_free[--s->conn_nfree];
     c->gen = ++s->next_gen & 0xffffff;
+    c->accepted_ns = rldi_mono_ns();
     struct ucred cred;
     socklen_t len = sizeof(cred);
+    c->uid = (uid_t)-1;
+    c->gid = (gid_t)-1;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
         c->pid = cred.pid;
         c->uid = cred.uid;
         c->gid = cred.gid;
-    } else {
-        c->uid = (uid_t)-1;
     }
+    len = sizeof(c->groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+        c->ngroups = len / sizeof(gid_t);
+    /* (ERANGE: more than SRV_MAX_GROUPS groups; the first ones are not filled then, and the
+     * peer counts as in none of them: never more rights than the kernel vouched for) */
     s->conns[c->idx] = c;
     s->conn_count++;
+    if (!s->ops.accepted(s->ops.ctx, c)) {
+        srv_close_conn(s, c, "refused at accept");
+        return;
+    }
     arm_recv(c);
+}
+
+void srv_each_conn(server *s, void (*fn)(void *ctx, conn *c), void *ctx)
+{
+    for (uint32_t i = 0; i < SRV_MAX_CONNS; i++)
+        if (s->conns[i] && !s->conns[i]->closing)
+            fn(ctx, s->conns[i]);
 }
 
 static conn *conn_of(server *s, uint64_t data)
@@ -382,15 +413,21 @@ int srv_run(server *s)
             conn *c;
             switch ((int)(data >> 56)) {
             case K_ACCEPT:
+                if (!s->multishot_accept || !(cqe->flags & IORING_CQE_F_MORE))
+                    s->accept_armed = false;
                 if (res >= 0)
                     on_accept(s, res);
                 else if (res == -EINVAL && s->multishot_accept) {
                     s->multishot_accept = false;    /* kernel without multishot accept */
                     LOG_DEBUG("multishot accept unavailable: single-shot accepts");
+                } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+                    /* out of descriptors: re-arming now would spin on the same error; wait
+                     * for a connection to close, or 100 ms */
+                    rlog_once_at(&s->log_full, RLOG_WARN, "accept: %s: pausing new connections",
+                                 strerror(-res));
+                    s->accept_resume_ns = rldi_mono_ns() + ACCEPT_PAUSE_NS;
                 } else if (res != -ECANCELED)
                     rlog_once_at(&s->log_full, RLOG_WARN, "accept: %s", strerror(-res));
-                if (!s->multishot_accept || !(cqe->flags & IORING_CQE_F_MORE))
-                    arm_accept(s);
                 break;
             case K_RECV:
                 if ((c = conn_of(s, data)))
@@ -409,8 +446,16 @@ int srv_run(server *s)
             }
         }
         io_uring_cq_advance(&ring, seen);
+        uint32_t before = s->conn_count;
         reap_closing(s);
-        next = s->ops.tick(s->ops.ctx, rldi_mono_ns());
+        uint64_t now = rldi_mono_ns();
+        if (s->conn_count < before)
+            s->accept_resume_ns = 0;           /* a descriptor came free */
+        if (!s->accept_armed && !s->stopping && now >= s->accept_resume_ns)
+            arm_accept(s);
+        next = s->ops.tick(s->ops.ctx, now);
+        if (!s->accept_armed && s->accept_resume_ns && (!next || s->accept_resume_ns < next))
+            next = s->accept_resume_ns;
         if (next)
             arm_timer(s, next);
     }

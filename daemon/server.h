@@ -48,13 +48,21 @@ typedef struct outmsg {
     uint8_t  data[];
 } outmsg;
 
+#define SRV_MAX_GROUPS         64u      /* supplementary groups of a peer we look at */
+
 typedef struct conn {
     int       fd;
     uint32_t  idx, gen;            /* gen: 24 bits, tells a reused index apart */
+    /* who the peer is, from the kernel at connect time (SO_PEERCRED, SO_PEERGROUPS): never
+     * from /proc/<pid>, whose pid another process may have by the time we look */
     pid_t     pid;
     uid_t     uid;
     gid_t     gid;
+    uint32_t  ngroups;
+    gid_t     groups[SRV_MAX_GROUPS];
+    uint64_t  accepted_ns;
     bool      hello, admin, closing, recv_armed, send_armed;
+    bool      counted;             /* the layer above counts it against its uid's cap */
     outmsg   *out_head, *out_tail;
     uint32_t  out_count;
     struct conn *next_closing;     /* in server.closing once closing */
@@ -64,6 +72,9 @@ typedef struct conn {
 /* What the transport asks of the layer above. CTX is srv_ops.ctx. */
 typedef struct srv_ops {
     void    *ctx;
+    /* C was accepted, its credentials filled: true to serve it (the layer above may set
+     * C->admin), false to refuse it (a reply already queued says why; it is then closed). */
+    bool     (*accepted)(void *ctx, conn *c);
     /* One packet from C, at most RLDI_MAX_MESSAGE bytes (bigger ones never come up). */
     void     (*request)(void *ctx, conn *c, const uint8_t *buf, size_t len);
     /* C is closing: forget it (its waits); C stays valid until this loop turn ends. */
@@ -86,12 +97,21 @@ typedef struct server {
     uint32_t         conn_nfree, conn_count;
     uint32_t         next_gen;
     conn            *closing;      /* closed connections the ring may still refer to */
-    bool             multishot_accept;
+    bool             multishot_accept, accept_armed;
+    uint64_t         accept_resume_ns;   /* out of descriptors: accept again then (0: now) */
     uint64_t         armed_ns;     /* earliest timeout armed in the ring, 0 none */
     bool             stopping;
     uint64_t         requests, bad_messages;
     rlog_once        log_bad, log_full;
 } server;
+
+/* Connections beyond which only admins are let in (SRV_ADMIN_RESERVE are kept for them),
+ * from SRV_MAX_CONNS and the descriptors RLIMIT_NOFILE allows. */
+#define SRV_ADMIN_RESERVE      16u
+uint32_t srv_max_conns(void);
+
+/* Call FN for every open connection (not closing). */
+void srv_each_conn(server *s, void (*fn)(void *ctx, conn *c), void *ctx);
 
 /* Create the socket at S->socket_path (replacing a stale one: we hold the instance lock)
  * with mode 0600, or 0660 and group GID. 0 or -errno with ERR set. */

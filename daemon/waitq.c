@@ -29,6 +29,7 @@
 #include "codes.h"
 #include "heap.h"
 #include "log.h"
+#include "uidcount.h"
 #include "rate.h"
 
 typedef struct limitq limitq;
@@ -78,7 +79,10 @@ typedef struct conn_waits {
 struct waitq {
     server     *srv;
     rldi_seg   *seg;
-    uint32_t    max_waiters;
+    uint32_t    max_waiters;        /* per limit */
+    uint32_t    max_per_uid;        /* waits of one user, across limits */
+    uidcount    by_uid;
+    rlog_once   log_uid;
     limitq    **queues;             /* by slot, lazily */
     heap        deadlines, grants;
     conn_waits  conns[SRV_MAX_CONNS];
@@ -95,7 +99,7 @@ typedef struct charge {
     uint32_t    index;
 } charge;
 
-waitq *waitq_new(server *srv, rldi_seg *seg, uint32_t max_waiters)
+waitq *waitq_new(server *srv, rldi_seg *seg, uint32_t max_waiters, uint32_t max_per_uid)
 {
     waitq *q = calloc(1, sizeof(*q));
     if (!q)
@@ -108,6 +112,7 @@ waitq *waitq_new(server *srv, rldi_seg *seg, uint32_t max_waiters)
     q->srv = srv;
     q->seg = seg;
     q->max_waiters = max_waiters;
+    q->max_per_uid = max_per_uid;
     return q;
 }
 
@@ -118,14 +123,16 @@ void waitq_free(waitq *q)
     for (uint32_t i = 0; i < q->seg->slot_count; i++)
         free(q->queues[i]);
     free(q->queues);
+    uidcount_free(&q->by_uid);
     free(q->deadlines.v);
     free(q->grants.v);
     free(q);
 }
 
-void waitq_set_max_waiters(waitq *q, uint32_t max_waiters)
+void waitq_set_max_waiters(waitq *q, uint32_t max_waiters, uint32_t max_per_uid)
 {
     q->max_waiters = max_waiters;
+    q->max_per_uid = max_per_uid;
 }
 
 /* The slot's queue facts, as the fast path reads them. */
@@ -188,6 +195,7 @@ static void finish(waitq *wq, waiter *w)
     if (w->cnext)
         w->cnext->cprev = w->cprev;
     cw->count -= w->n;
+    uidcount_give(&wq->by_uid, w->c->uid, w->n);
     heap_remove(&wq->deadlines, &w->deadline);
     wq->waiters--;
     free(w);
@@ -575,6 +583,16 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
                        SRV_MAX_WAITS_PER_CONN);
         return;
     }
+    /* One user's waits, across its connections and limits: what it can hold the others
+     * back by is bounded (admins too: their waits stand in the same queues). */
+    if (uidcount_get(&wq->by_uid, c->uid) + (uint64_t)n > wq->max_per_uid) {
+        rlog_once_at(&wq->log_uid, RLOG_WARN, "uid %u has %u queued waits: refused more "
+                     "([rld] max_waits_per_uid)", (unsigned)c->uid,
+                     uidcount_get(&wq->by_uid, c->uid));
+        srv_reply_code(wq->srv, c, id, -ENOSPC, "too many queued waits for uid %u (max %u)",
+                       (unsigned)c->uid, wq->max_per_uid);
+        return;
+    }
     limitq *qs[WAITQ_MAX_CHARGES];
     uint64_t ahead[WAITQ_MAX_CHARGES];
     uint32_t position = 0;
@@ -653,6 +671,8 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
         cw->head->cprev = nw;
     cw->head = nw;
     cw->count += n;
+    if (!uidcount_take(&wq->by_uid, c->uid, n, UINT32_MAX))
+        LOG_ERROR("out of memory counting the waits of uid %u", (unsigned)c->uid);
     wq->waiters++;
     if (w->timeout_ns >= 0 &&
         heap_set(&wq->deadlines, &nw->deadline, now + (uint64_t)w->timeout_ns) < 0)

@@ -23,11 +23,11 @@
 
 typedef struct waitq waitq;
 
-/* Wait queues over SEG, replying through SRV; at most MAX_WAITERS per limit. NULL when out
- * of memory. */
-waitq *waitq_new(server *srv, rldi_seg *seg, uint32_t max_waiters);
+/* Wait queues over SEG, replying through SRV; at most MAX_WAITERS per limit and MAX_PER_UID
+ * per user (across limits). NULL when out of memory. */
+waitq *waitq_new(server *srv, rldi_seg *seg, uint32_t max_waiters, uint32_t max_per_uid);
 void waitq_free(waitq *q);
-void waitq_set_max_waiters(waitq *q, uint32_t max_waiters);
+void waitq_set_max_waiters(waitq *q, uint32_t max_waiters, uint32_t max_per_uid);
 
 /* A Wait request from C: queue it, grant it at once, or refuse it; every outcome replies. */
 void waitq_add(waitq *q, conn *c, uint64_t id, const Rld__V1__Wait *w);

@@ -47,6 +47,16 @@ void srv_reply(server *s, conn *c, const Rld__V1__Reply *rep, const srv_undo *un
         undo->fn(undo, !c->closing && c->out_count < SRV_MAX_OUTQ);
 }
 
+uint32_t srv_max_conns(void)
+{
+    return SRV_MAX_CONNS;
+}
+
+void srv_each_conn(server *s, void (*fn)(void *ctx, conn *c), void *ctx)
+{
+    (void)s, (void)fn, (void)ctx;      /* one connection per input, never timed out */
+}
+
 void srv_close_conn(server *s, conn *c, const char *why)
 {
     (void)why;
@@ -97,7 +107,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     rldi_paths_resolve(shm + 5, &d.paths);
     d.srv = &srv;
     srv.ops = daemon_ops(&d);
-    if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters)))
+    if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters, conf.max_waits_per_uid)))
         abort();
     shm_unlink(shm);                   /* the mapping lives on; nothing left behind */
     return 0;
@@ -126,6 +136,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->uid = (flag & 2) ? 0 : 4242;
     c->gid = 4242;
     c->pid = getpid();
+    if (!srv.ops.accepted(srv.ops.ctx, c)) {    /* the per-uid cap: never in one input */
+        free(c);
+        return 0;
+    }
     if (flag & 1) {
         Rld__V1__Hello h = RLD__V1__HELLO__INIT;
         h.protocol_version = RLDI_PROTOCOL_VERSION;
@@ -152,6 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_published();
     }
     srv_close_conn(&srv, c, "end of input");
+    srv.conn_count = 0;
     if (waitq_conn_waits(d.wq, c))
         abort();
     check_published();
