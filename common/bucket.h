@@ -82,7 +82,7 @@ static inline int rldi_view_fill(const rldi_slot *s, uint32_t gen, rldi_u128 wor
 {
     uint64_t tat = (uint64_t)word, fv = (uint64_t)(word >> 64);
     uint64_t gw = rldi_load_relaxed((const uint64_t *)&s->gen);   /* gen | waiters << 32 */
-    if (rldi_unlikely((uint32_t)gw != gen))
+    if (rldi_unlikely((uint32_t)gw != gen || !(gen & 1)))   /* live limits' gens are odd */
         return -ESTALE;
     const rldi_bank *b = &s->bank[(fv >> 32) & 1];
     v->word = word;
@@ -161,8 +161,8 @@ static inline int rldi_bucket_take_fast(const rldi_seg *s, rldi_handle h, uint64
     const rldi_bank *b = &sl->bank[(fv >> 32) & 1];
     uint64_t t = rldi_load_relaxed(&b->t_lo);
     uint64_t burst = rldi_load_relaxed(&b->burst);
-    if (rldi_unlikely(gw != h.gen || rldi_load_relaxed(&b->t_hi) != 0 || t == 0 ||
-                      cost - 1 >= burst))
+    if (rldi_unlikely(gw != h.gen || !(h.gen & 1) || rldi_load_relaxed(&b->t_hi) != 0 ||
+                      t == 0 || cost - 1 >= burst))
         return rldi_bucket_take_word(s, h, cost, now, 0, word, v);
     rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
     rldi_u128 tat0 = tat > now ? tat : now;
@@ -238,7 +238,8 @@ static inline int rldi_bucket_take_coarse(const rldi_seg *s, rldi_handle h, uint
     const rldi_bank *b = &sl->bank[(fv >> 32) & 1];
     uint64_t t = rldi_load_relaxed(&b->t_lo);
     uint64_t burst = rldi_load_relaxed(&b->burst);
-    if (gw != h.gen || rldi_load_relaxed(&b->t_hi) != 0 || t == 0 || cost - 1 >= burst)
+    if (gw != h.gen || !(h.gen & 1) || rldi_load_relaxed(&b->t_hi) != 0 || t == 0 ||
+        cost - 1 >= burst)
         return RLDI_TAKE_PRECISE;
     rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
     if (tat < lo + margin)

@@ -394,6 +394,10 @@ uint32_t dseg_repair(rldi_seg *s)
     return live;
 }
 
+/* Limits named one by one in the log per kind of change; the rest are counted (the caller
+ * logs the totals): a reload of 100,000 changed limits is one line, not 100,000. */
+#define SYNC_LOG_EACH 16
+
 int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_fn keep,
               dseg_delete_fn deleting, void *ctx)
 {
@@ -421,7 +425,8 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
     for (uint32_t i = 0; i < s->slot_count; i++) {
         if ((s->slots[i].flags & RLDI_SLOT_LIVE) && !rldi_config_find(conf, slot_name(s, i, nb)) &&
             !(keep && keep(i, ctx))) {
-            LOG_INFO("limit %s: deleted (not in the configuration)", nb);
+            if (ch->deleted < SYNC_LOG_EACH)
+                LOG_INFO("limit %s: deleted (not in the configuration)", nb);
             if (deleting)
                 deleting(i, ctx);
             dseg_limit_delete(s, i);
@@ -436,7 +441,8 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
             dseg_limit_change(s, slot, l, &changed);
             rldi_store_relaxed(&s->meta[slot].origin, RLDI_ORIGIN_FILE);
             if (changed) {
-                LOG_INFO("limit %s: changed, state carried proportionally", l->name);
+                if (ch->changed < SYNC_LOG_EACH)
+                    LOG_INFO("limit %s: changed, state carried proportionally", l->name);
                 ch->changed++;
             } else {
                 ch->kept++;
@@ -453,13 +459,30 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
 void dseg_publish(rldi_seg *s, pid_t pid)
 {
     rldi_store_relaxed(&s->hdr->daemon_pid, (uint32_t)pid);
-    dseg_heartbeat(s);
+    rldi_store_relaxed(&s->hdr->heartbeat_ns, rldi_mono_ns());
     rldi_store_release(&s->hdr->state, RLDI_STATE_READY);
 }
 
-void dseg_heartbeat(rldi_seg *s)
+int dseg_heartbeat(rldi_seg *s, pid_t keeper)
 {
-    rldi_store_relaxed(&s->hdr->heartbeat_ns, rldi_mono_ns());
+    /* The header as we made it: a process holding the segment's fd may have written over it
+     * or punched a hole in it (zeros). Clients already attached do not look at it again,
+     * but new ones would be refused, so it is rebuilt from what only we know. */
+    rldi_shm_header geo;
+    memset(&geo, 0, sizeof(geo));
+    rldi_seg_geometry(s->slot_count, &geo);
+    rldi_shm_header *h = s->hdr;
+    int r = 0;
+    if (memcmp(h->magic, RLDI_MAGIC, sizeof(h->magic)) != 0 || h->abi_major != RLDI_ABI_MAJOR ||
+        rldi_seg_check(s->base, s->size, true) != 0 || h->slot_count != s->slot_count) {
+        header_write(h, &geo, RLDI_STATE_INIT);
+        dseg_repair(s);
+        rldi_store_relaxed(&h->keeper_pid, (uint32_t)keeper);
+        dseg_publish(s, getpid());
+        r = 1;
+    }
+    rldi_store_relaxed(&h->heartbeat_ns, rldi_mono_ns());
+    return r;
 }
 
 void dseg_detach(rldi_seg *s)

@@ -54,7 +54,9 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
 void dseg_publish(rldi_seg *s, pid_t pid);
 
 /* Refresh the daemon heartbeat; on shutdown, clear the pid. */
-void dseg_heartbeat(rldi_seg *s);
+/* Refresh the daemon's heartbeat, after checking the header: one someone wrote over is
+ * rebuilt (with KEEPER's pid) and the index with it. 1 when it was, else 0. */
+int dseg_heartbeat(rldi_seg *s, pid_t keeper);
 void dseg_detach(rldi_seg *s);
 
 /* One limit, by slot: create / change / delete. Exposed for the protocol (Put/Delete). */

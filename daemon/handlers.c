@@ -70,6 +70,7 @@ static void deleting(uint32_t slot, void *ctx)
 
 int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen)
 {
+    uint64_t t0 = rldi_mono_ns();
     rldi_config next;
     int r = rldi_config_load(s->config_path, &next, err, errlen);
     if (r < 0)
@@ -93,8 +94,9 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
         counts->changed = ch.changed;
         counts->deleted = ch.deleted;
     }
-    LOG_INFO("reloaded %s: %u kept, %u created, %u changed, %u deleted", s->config_path,
-             ch.kept, ch.created, ch.changed, ch.deleted);
+    LOG_INFO("reloaded %s: %u kept, %u created, %u changed, %u deleted in %.3f s",
+             s->config_path, ch.kept, ch.created, ch.changed, ch.deleted,
+             (double)(rldi_mono_ns() - t0) / 1e9);
     return 0;
 }
 
@@ -513,7 +515,14 @@ static uint64_t on_tick(void *ctx, uint64_t now)
     rld_daemon *d = ctx;
     uint64_t next = waitq_run(d->wq, now);
     if (now >= d->heartbeat_due) {
-        dseg_heartbeat(d->seg);
+        if (dseg_heartbeat(d->seg, d->keeper_pid)) {
+            /* what the damage took from the file's limits comes back (full) */
+            LOG_WARN("the segment's header was damaged (by a process holding the segment?): "
+                     "rebuilt; limits checked and the configuration applied again");
+            dseg_changes ch;
+            if (dseg_sync(d->seg, d->conf, &ch, keep_runtime, deleting, d) == 0 && ch.created)
+                LOG_WARN("%u limits of the configuration were lost and are back, full", ch.created);
+        }
         keeper_watch(d);
         srv_each_conn(d->srv, hello_due, d);
         d->heartbeat_due = now + HEARTBEAT_NS;

@@ -262,6 +262,7 @@ static bool keep_runtime(uint32_t slot, void *ctx)
 
 int main(int argc, char **argv)
 {
+    uint64_t t_start = rldi_mono_ns();
     opts o;
     if (parse_args(argc, argv, &o) < 0)
         return 2;
@@ -375,9 +376,10 @@ int main(int argc, char **argv)
     dseg_publish(&seg, getpid());
     d.started_ns = rldi_mono_ns();
     LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted), "
-             "segment of %zu bytes held by keeper pid %d at %s, socket %s", paths.instance,
-             conf.nlimits, ch.kept, ch.created, ch.changed, ch.deleted, seg.size, (int)keeper,
-             paths.seg_path, paths.socket_path);
+             "segment of %zu bytes held by keeper pid %d at %s, socket %s; started in %.3f s",
+             paths.instance, conf.nlimits, ch.kept, ch.created, ch.changed, ch.deleted, seg.size,
+             (int)keeper, paths.seg_path, paths.socket_path,
+             (double)(rldi_mono_ns() - t_start) / 1e9);
     report("");
     /* Under systemd (Type=notify): ready now, and who we are. No-op elsewhere. */
     sd_notifyf(0, "READY=1\nSTATUS=serving instance %s: %zu limits\nMAINPID=%ld",
@@ -386,6 +388,7 @@ int main(int argc, char **argv)
     r = srv_run(&srv);
     sd_notify(0, "STOPPING=1");
     waitq_free(d.wq);
+    uidcount_free(&d.conns_by_uid);
     dseg_detach(&seg);
     close(seg_fd);
     rldi_config_free(&conf);

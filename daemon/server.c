@@ -423,7 +423,7 @@ int srv_run(server *s)
                 } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
                     /* out of descriptors: re-arming now would spin on the same error; wait
                      * for a connection to close, or 100 ms */
-                    rlog_once_at(&s->log_full, RLOG_WARN, "accept: %s: pausing new connections",
+                    rlog_once_at(&s->log_fds, RLOG_WARN, "accept: %s: pausing new connections",
                                  strerror(-res));
                     s->accept_resume_ns = rldi_mono_ns() + ACCEPT_PAUSE_NS;
                 } else if (res != -ECANCELED)

@@ -102,7 +102,7 @@ typedef struct server {
     uint64_t         armed_ns;     /* earliest timeout armed in the ring, 0 none */
     bool             stopping;
     uint64_t         requests, bad_messages;
-    rlog_once        log_bad, log_full;
+    rlog_once        log_bad, log_full, log_fds;
 } server;
 
 /* Connections beyond which only admins are let in (SRV_ADMIN_RESERVE are kept for them),

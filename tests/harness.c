@@ -19,7 +19,9 @@
 #include "rld.h"
 #include "segment.h"
 
-static t_daemon *registered;
+/* The instance t_cleanup removes. A copy: the test's t_daemon usually lives in main's frame,
+ * which is gone by the time exit handlers run. Kept in step by t_daemon_start/stop. */
+static t_daemon *registered, shadow;
 static pid_t owner;
 
 uint64_t t_now_ns(void)
@@ -44,12 +46,12 @@ const char *t_rld_bin(void)
 
 void t_fail(void)
 {
-    if (registered && getpid() == owner && registered->log[0]) {
+    if (registered && getpid() == owner && shadow.log[0]) {
         /* Show the daemon's log: the first thing one wants when a test fails. */
-        FILE *f = fopen(registered->log, "r");
+        FILE *f = fopen(shadow.log, "r");
         if (f) {
             char line[512];
-            fprintf(stderr, "---- rld log (%s) ----\n", registered->log);
+            fprintf(stderr, "---- rld log (%s) ----\n", shadow.log);
             while (fgets(line, sizeof(line), f))
                 fputs(line, stderr);
             fclose(f);
@@ -60,8 +62,8 @@ void t_fail(void)
 
 void t_cleanup(void)
 {
-    t_daemon *d = registered;
-    if (!d || getpid() != owner)
+    t_daemon *d = &shadow;
+    if (!registered || getpid() != owner)
         return;
     if (d->pid > 0)
         t_daemon_stop(d, SIGKILL);
@@ -101,6 +103,7 @@ void t_instance(t_daemon *d, const char *tag, const char *conf_text)
     setenv("RLD_RUNTIME_DIR", d->dir, 1);
     t_write_conf(d, conf_text);
     registered = d;
+    shadow = *d;
     owner = getpid();
     atexit(t_cleanup);
 }
@@ -142,12 +145,16 @@ int t_daemon_start(t_daemon *d, const char *extra)
         _exit(127);
     }
     d->pid = pid;
+    if (d == registered)
+        shadow.pid = pid;
     /* Ready when the daemon says so in its log (a re-attached segment is readable before). */
     uint64_t deadline = t_now_ns() + (getenv("RLD_VALGRIND") ? 60000000000ull : 10000000000ull);
     while (t_now_ns() < deadline) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             d->pid = 0;
+            if (d == registered)
+                shadow.pid = 0;
             return -1;
         }
         rld_client *c;
@@ -181,6 +188,8 @@ int t_daemon_stop(t_daemon *d, int sig)
     while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
         ;
     d->pid = 0;
+    if (d == registered || d == &shadow)
+        shadow.pid = 0;
     return status;
 }
 

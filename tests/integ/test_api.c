@@ -230,6 +230,15 @@ static void test_try(rld_client *c)
     T_CODE(rld_find(c, "free", &freel), 0);
 
     T_CODE(rld_try(NULL, a, 1, &r), -EINVAL);
+    /* a slot that never held a limit (the configuration has 6 of 4096): whatever its
+     * generation, it names nothing; it was admitted as unlimited before generations were
+     * made odd while live */
+    for (uint32_t g = 0; g < 4; g++) {
+        forged = (rld_limit){ 40, g };
+        T_CODE(rld_try(c, forged, 1, &r), -ESTALE);
+        T_CODE(rld_peek(c, forged, &r), -ESTALE);
+        T_CODE(rld_wait(c, forged, 1000000000, 1000000, &r), -ESTALE);
+    }
     forged = a;
     forged.slot = 1u << 30;
     T_CODE(rld_try(c, forged, 1, &r), -EINVAL);

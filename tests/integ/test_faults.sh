@@ -35,10 +35,14 @@ check "runtime dir under a file" 1 "cannot create runtime directory" \
 # no address space for a segment of 2,000,000 limits (~520 MiB): refused before any memory
 # is committed, naming the way out
 mkdir -p "$tmp/mem" && chmod 700 "$tmp/mem"
-check "no memory for the segment" 1 "cannot set up the segment.*lower \[rld\] max_limits" \
-  prlimit --as=$((256 << 20)) env RLD_RUNTIME_DIR="$tmp/mem" \
-  "$rld" --foreground --config "$tmp/big.conf" --instance "$inst"
-nothing_left "no memory" "$tmp/mem"
+if prlimit --as=$((256 << 20)) "$rld" --version >/dev/null 2>&1; then
+  check "no memory for the segment" 1 "cannot set up the segment.*lower \[rld\] max_limits" \
+    prlimit --as=$((256 << 20)) env RLD_RUNTIME_DIR="$tmp/mem" \
+    "$rld" --foreground --config "$tmp/big.conf" --instance "$inst"
+  nothing_left "no memory" "$tmp/mem"
+else
+  echo "skip no memory for the segment (this rld cannot run in 256 MiB of address space: a sanitizer build)"
+fi
 
 # a runtime directory others can write: anyone could plant a socket or a symlink there
 mkdir -p "$tmp/wide" && chmod 777 "$tmp/wide"

@@ -290,6 +290,11 @@ static const struct err_case errors[] = {
     {"[limit a]\nrate = 1/365d\nburst = 1000\n", 3, "1000", "146 years"},
     {"[limit a]\nburst = 1000\nrate = 1/365d\n", 3, "1/365d", "146 years"},
     {"[limit a]\nrate = 1/ms\nburst = 4611686018428\n", 3, "4611686018428", "146 years"},
+    /* enforced 14% low: T of 5 units where 4.29 is exact (10^-6 promised) */
+    {"[limit a]\nrate = 1000000000000000/ms\n", 2, "1000000000000000/ms", "within 10^-6"},
+    {"[limit a]\nrate = 5000000000000/s\n", 2, "5000000000000/s", "within 10^-6"},
+    {"[limit a]\nrate = 1/s\nmax_debt = 200000d\n", 3, "200000d", "146 years"},
+    {"[limit a]\nrate = 1/s\nmax_debt = soon\n", 3, "soon", "bad max_debt"},
     /* [rld] values */
     {"[rld]\nmax_limits = 0\n", 2, "0", "max_limits"},
     {"[rld]\nmax_limits = 16777217\n", 2, "16777217", "max_limits"},
