@@ -1,11 +1,14 @@
 """Forked children (multiprocessing's fork start method, as gunicorn --preload and celery
 prefork do) keep using the Client their parent opened."""
+import json
 import multiprocessing
 import os
+import subprocess
 import time
 
 import pytest
 
+import conftest
 import rld
 
 CONF = """
@@ -55,44 +58,65 @@ def test_try_acquire_in_forked_children(make_daemon):
     assert sum(1 for _, n in got if n) >= 2
 
 
-def _waiter(q, n):
+def _waiter(q, go, n):
     try:
+        go.wait(5)
         out = []
         for _ in range(n):
-            r = _lim.acquire(timeout=0.5)   # 12 grants at 50/s: 80 ms at most each
+            r = _lim.acquire(timeout=5)
             out.append(bool(r) and not r.degraded)
         q.put((os.getpid(), out, None))
     except BaseException as e:          # report, do not hang the parent
         q.put((os.getpid(), [], repr(e)))
 
 
+def rlctl_stats(d):
+    rlctl = os.environ.get("RLCTL_BIN") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(conftest.rld_bin()))), "tools", "rlctl",
+        "rlctl")
+    out = subprocess.run([rlctl, "--instance", d.instance, "--json", "stats"], check=True,
+                         capture_output=True, text=True,
+                         env=dict(os.environ, RLD_RUNTIME_DIR=d.dir)).stdout
+    return json.loads(out)
+
+
 @pytest.mark.xfail(strict=True, reason=(
-    "librld defect: a client opened before fork shares its pooled daemon connection with "
-    "the children, so their waits read each other's replies (or the parent's) and break; "
-    "remove this mark when librld's fork-safe waits land"))
+    "librld defect: a client that waited before fork shares its pooled daemon connection "
+    "with the children: their waits go over the parent's connection, read each other's "
+    "replies, time out and degrade, or block in recv() for ever; remove this mark when "
+    "librld's fork-safe waits land"))
 def test_acquire_in_forked_children_after_parent_waited(make_daemon):
     global _lim
-    d = make_daemon(CONF)
+    d = make_daemon("[limit w]\nrate = 5/s\nburst = 1\n")
     _lim = d.client().limit("w")
     assert _lim.try_acquire()
     r = _lim.acquire(timeout=5)          # a real wait: the client now pools a connection
-    assert r and not r.degraded
+    assert r and not r.degraded and r.queue_position == 0
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
-    per_child = 3
-    t0 = time.monotonic()
-    procs = [ctx.Process(target=_waiter, args=(q, per_child)) for _ in range(CHILDREN)]
+    go = ctx.Barrier(CHILDREN + 1)
+    procs = [ctx.Process(target=_waiter, args=(q, go, 1)) for _ in range(CHILDREN)]
     for p in procs:
         p.start()
-    got = []
-    for _ in procs:
-        got.append(q.get(timeout=20))
-    for p in procs:
-        p.join(10)
-    elapsed = time.monotonic() - t0
+    try:
+        go.wait(5)
+        t0 = time.monotonic()
+        time.sleep(0.1)                  # the four queue; grants come every 200 ms
+        st = rlctl_stats(d)
+        # Each child waits over a connection of its own (the daemon counts rlctl's too);
+        # with the defect they all share the parent's one.
+        assert st["connections"] >= CHILDREN + 1, st
+        got = [q.get(timeout=10) for _ in procs]
+        elapsed = time.monotonic() - t0
+    finally:
+        for p in procs:
+            p.join(0.5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
     errors = [e for _, _, e in got if e]
     assert not errors, errors
-    # every child waited at the daemon (not degraded) and got its tokens
-    assert all(len(out) == per_child and all(out) for _, out, _ in got), got
-    # burst 1 at 50/s: the 12 grants need 11 intervals
-    assert elapsed >= (CHILDREN * per_child - 1) / 50 - 0.001
+    # every child waited at the daemon (not degraded) and got its token
+    assert all(out == [True] for _, out, _ in got), got
+    # burst 1 at 5/s, the bucket empty: the 4 grants need 4 intervals
+    assert elapsed >= 4 * 0.2 - 0.1 - 0.01, elapsed
