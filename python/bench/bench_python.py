@@ -277,6 +277,7 @@ def main():
 
 
 def bench(a, priv):
+    load_before = os.getloadavg()[0]
     inst = start_rld(priv)
     url, why = (None, "--no-redis") if a.no_redis else start_redis(priv)
     rows = [("rld try_acquire(1)", row_rld, inst),
@@ -294,10 +295,20 @@ def bench(a, priv):
         runs[name] = make(arg)
     samples = {name: [] for name in runs}
     names = list(runs)
+    pids = [os.getpid()] + [p.pid for p in priv.procs]
+    busy0, steal0 = cpu_ticks()
+    own0 = own_ticks(pids)
+    wall0 = time.monotonic()
     for rep in range(a.reps):
         order = names[rep % len(names):] + names[:rep % len(names)]
         for name in order:
             samples[name].append(measure(runs[name], a.ms))
+    busy1, steal1 = cpu_ticks()
+    own1 = own_ticks(pids)
+    hz = os.sysconf("SC_CLK_TCK")
+    capacity = (time.monotonic() - wall0) * hz * (os.cpu_count() or 1)
+    others = max(0.0, (busy1 - busy0) - (own1 - own0)) / capacity
+    steal = (steal1 - steal0) / capacity
     med = {n: statistics.median(s) for n, s in samples.items()}
     ref = med["rld try_acquire(1)"]
     targets = []
@@ -322,7 +333,8 @@ def bench(a, priv):
     env = {"python": sys.version.split()[0], "executable": sys.executable,
            "cpus": os.cpu_count(), "cpu": cpu_model(), "kernel": platform.release(),
            "redis": redis_version, "limits": limits.__version__, "redis_py": redis_py.__version__,
-           "reps": a.reps, "ms": a.ms}
+           "reps": a.reps, "ms": a.ms, "load_before": load_before,
+           "others_cpu": others, "steal": steal}
     if a.json:
         print(json.dumps({"env": env, "rows": [
             {"name": n, "unit": "ns/call", "median": med[n], "min": min(samples[n]),
@@ -334,6 +346,9 @@ def bench(a, priv):
         print(f"bench_python: {a.reps} reps x {a.ms:g} ms per row; Python {env['python']} "
               f"({sys.executable}); {env['cpus']} CPUs ({env['cpu']}); Linux {env['kernel']}; "
               f"limits {env['limits']}, redis-py {env['redis_py']}, redis {redis_version}")
+        print(f"load before the run {env['load_before']:.2f}; during it other processes used "
+              f"{others:.1%} of the CPUs' time, steal {steal:.1%}"
+              + ("  ** busy machine: figures inflated **" if others > 0.05 else ""))
         print("every call admitted; median and min-max over the reps; "
               "x rld = row / try_acquire\n")
         print(f"  {'':38} {'unit':8} {'median':>9} {'min-max':>19} {'x rld':>9}")
@@ -352,8 +367,28 @@ def bench(a, priv):
     return 0
 
 
+def cpu_ticks():
+    """(busy ticks of every CPU, ticks of this process and the ones it started)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(v) - v[3] - v[4]                 # minus idle and iowait
+    return busy, v[7] if len(v) > 7 else 0      # steal
+
+
+def own_ticks(pids):
+    n = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            n += int(fields[11]) + int(fields[12])    # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return n
+
+
 def fmt(v):
-    return f"{v:.4g}" if v < 1e5 else f"{v:.0f}"
+    return f"{v:.4g}" if v < 1000 else f"{v:.0f}"
 
 
 def cpu_model():
