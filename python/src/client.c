@@ -196,11 +196,11 @@ static PyGetSetDef client_getset[] = {
 
 static PyMethodDef client_methods[] = {
     { "limit", client_limit, METH_O,
-      "limit(name: str) -> Limit\n\n"
+      "limit($self, name, /)\n--\n\n"
       "The limit NAME of this instance. Raises rld.NotFound (a LookupError) when there is\n"
       "none, rld.InvalidArgument for a malformed name. Find once, use many times." },
     { "close", client_close, METH_NOARGS,
-      "close() -> None\n\nDetach from the instance. Limits found through it then raise\n"
+      "close($self, /)\n--\n\nDetach from the instance. Limits found through it then raise\n"
       "rld.Error (EBADF). Waits still running finish first. Idempotent." },
     { "__enter__", client_enter, METH_NOARGS, NULL },
     { "__exit__", client_exit, METH_VARARGS, NULL },
@@ -214,7 +214,7 @@ PyTypeObject rldpy_client_type = {
     .tp_dealloc = client_dealloc,
     .tp_repr = client_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Client(instance: str | None = None)\n\n"
+    .tp_doc = "Client(instance=None)\n--\n\n"
               "Attach rld instance INSTANCE (None: $RLD_INSTANCE, else \"default\"): its\n"
               "shared-memory segment, created by the daemon rld. Make one per process and share\n"
               "it between threads. Raises rld.NotFound when no daemon ever created the instance.\n"

@@ -320,15 +320,14 @@ static PyGetSetDef limit_getset[] = {
 
 static PyMethodDef limit_methods[] = {
     { "try_acquire", RLDPY_METH(limit_try), METH_FASTCALL | METH_KEYWORDS,
-      "try_acquire(cost: int = 1, *, barge: bool = False) -> Result\n\n"
+      "try_acquire($self, /, cost=1, *, barge=False)\n--\n\n"
       "Take COST tokens if they fit now: one compare-and-swap in shared memory, no system\n"
       "call (the GIL is kept). The Result is truthy when taken; when not, retry_after says\n"
       "when they would fit. While callers are queued at the daemon a try is denied so the\n"
       "queue is not starved, unless BARGE. Cost 0 always succeeds and takes nothing.\n"
       "Raises rld.CostTooHigh when COST exceeds the burst (it can never fit)." },
     { "acquire", RLDPY_METH(limit_acquire), METH_VARARGS | METH_KEYWORDS,
-      "acquire(cost: int = 1, timeout: float | None = None, priority: int = 0,\n"
-      "        barge: bool = False) -> Result\n\n"
+      "acquire($self, /, cost=1, timeout=None, priority=0, barge=False)\n--\n\n"
       "Wait until COST tokens fit, then take them: the fast path first, then a queued wait\n"
       "at the daemon (FIFO across processes within a priority 0..7, higher first). Blocks\n"
       "with the GIL released. Raises rld.Timeout (a TimeoutError) at once, without waiting,\n"
@@ -340,18 +339,18 @@ static PyMethodDef limit_methods[] = {
       "to an interrupted wait are given back (refunded) when the grant arrives. See\n"
       "python/README.md." },
     { "refund", limit_refund, METH_O,
-      "refund(amount: int) -> None\n\nGive back AMOUNT tokens taken earlier (the bucket never "
+      "refund($self, amount, /)\n--\n\nGive back AMOUNT tokens taken earlier (the bucket never\n"
       "exceeds its burst)." },
     { "debit", limit_debit, METH_O,
-      "debit(amount: int) -> None\n\nTake AMOUNT tokens without asking: may go into debt,\n"
+      "debit($self, amount, /)\n--\n\nTake AMOUNT tokens without asking: may go into debt,\n"
       "which later callers wait out. rld.DebtOverflow when the debt would exceed 2^62 ns\n"
       "of the rate (nothing taken)." },
     { "peek", limit_peek, METH_NOARGS,
-      "peek() -> Result\n\nThe limit's state now, taking nothing. Truthy when at least one\n"
+      "peek($self, /)\n--\n\nThe limit's state now, taking nothing. Truthy when at least one\n"
       "token is available; retry_after > 0 only while in debt; queue_position is the number\n"
       "of callers queued at the daemon." },
     { "info", limit_info, METH_NOARGS,
-      "info() -> Info\n\nThe limit's configuration (rate, burst) and counters." },
+      "info($self, /)\n--\n\nThe limit's configuration (rate, burst) and counters: an rld.Info." },
     { "__reduce__", limit_reduce, METH_NOARGS, NULL },
     { NULL },
 };
@@ -363,7 +362,7 @@ PyTypeObject rldpy_limit_type = {
     .tp_dealloc = limit_dealloc,
     .tp_repr = limit_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Limit(client: Client, name: str)\n\n"
+    .tp_doc = "Limit(client, name)\n--\n\n"
               "A limit of an rld instance, found by name (Client.limit(name) makes one).\n"
               "Raises rld.NotFound when there is none. Cheap to keep: find once, take often.\n"
               "A limit deleted and created again under the same name is found again on use.",

@@ -31,10 +31,10 @@ static PyObject *mod_error(PyObject *m, PyObject *args)
 
 static PyMethodDef mod_methods[] = {
     { "strerror", mod_strerror, METH_O,
-      "strerror(code: int) -> str\n\nlibrld's message for CODE (an errno value, either sign, "
+      "strerror(code, /)\n--\n\nlibrld's message for CODE (an errno value, either sign, "
       "or EABI/ECORRUPT)." },
     { "_error", mod_error, METH_VARARGS,
-      "_error(code: int, detail: str | None = None) -> Error\n\nThe exception instance for "
+      "_error(code, detail=None, /)\n--\n\nThe exception instance for "
       "librld code CODE." },
     { NULL },
 };

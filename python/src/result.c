@@ -144,7 +144,7 @@ static PyObject *result_repr(PyObject *self)
 
 static PyMethodDef result_methods[] = {
     { "headers", result_headers, METH_NOARGS,
-      "headers() -> dict[str, str]\n\n"
+      "headers($self, /)\n--\n\n"
       "HTTP headers for this result, as librld(3) maps them: X-RateLimit-Limit (burst),\n"
       "X-RateLimit-Remaining, X-RateLimit-Reset (seconds until full, rounded up) and, when\n"
       "denied, Retry-After (seconds, rounded up: never too early). Empty when unlimited." },
