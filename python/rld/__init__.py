@@ -20,13 +20,14 @@ estimate and adjust(actual) settles the difference afterwards.
 Errors are rld.Error (an OSError carrying the errno) and its subclasses: NotFound
 (LookupError), Deleted, Timeout (TimeoutError), Denied, CostTooHigh and InvalidArgument
 (ValueError), DebtOverflow (OverflowError), PermissionDenied (PermissionError), NotReady,
-ABIMismatch, Corrupt, OutOfMemory (MemoryError).
+ABIMismatch, Corrupt, ClockMismatch, OutOfMemory (MemoryError).
 
 See python/README.md, librld(3), rld.conf(5).
 """
-from ._rld import (ABIMismatch, Corrupt, CostTooHigh, DebtOverflow, Deleted, Denied, EABI,
-                   ECORRUPT, Error, Info, InvalidArgument, NotFound, NotReady, OutOfMemory,
-                   PermissionDenied, PRIORITY_MAX, Result, Timeout, librld_version, strerror)
+from ._rld import (ABIMismatch, ClockMismatch, Corrupt, CostTooHigh, DebtOverflow, Deleted,
+                   Denied, EABI, ECLOCK, ECORRUPT, Error, Info, InvalidArgument, NotFound,
+                   NotReady, OutOfMemory, PermissionDenied, PRIORITY_MAX, Result, Timeout,
+                   librld_version, strerror)
 from ._rld import __version__
 from ._core import Client, Limit, default_client
 from ._helpers import Reservation, limited
@@ -34,6 +35,6 @@ from ._helpers import Reservation, limited
 __all__ = [
     "Client", "Limit", "Result", "Info", "default_client", "limited", "Reservation",
     "Error", "NotFound", "Deleted", "Timeout", "Denied", "CostTooHigh", "InvalidArgument",
-    "DebtOverflow", "PermissionDenied", "NotReady", "ABIMismatch", "Corrupt", "OutOfMemory",
-    "EABI", "ECORRUPT", "PRIORITY_MAX", "strerror", "librld_version", "__version__",
+    "DebtOverflow", "PermissionDenied", "NotReady", "ABIMismatch", "Corrupt", "ClockMismatch",
+    "OutOfMemory", "EABI", "ECORRUPT", "ECLOCK", "PRIORITY_MAX", "strerror", "librld_version", "__version__",
 ]

@@ -1,10 +1,11 @@
 /*
  * errors.c - librld's codes as Python exceptions.
  *
- * rld.Error is an OSError whose errno is the positive code (ENOENT, ..., and 1001/1002 for
- * RLD_EABI/RLD_ECORRUPT, which are not errno values). Each code rld_strerror() names has a
- * subclass that also derives from the built-in exception a Python user would catch for it:
- * NotFound is a LookupError, Timeout a TimeoutError, CostTooHigh a ValueError, and so on.
+ * rld.Error is an OSError whose errno is the positive code (ENOENT, ..., and 1001-1003 for
+ * RLD_EABI, RLD_ECORRUPT and RLD_ECLOCK, which are not errno values). Each code
+ * rld_strerror() names has a subclass that also derives from the built-in exception a
+ * Python user would catch for it: NotFound is a LookupError, Timeout a TimeoutError,
+ * CostTooHigh a ValueError, and so on.
  */
 #include "rldpy.h"
 
@@ -12,7 +13,8 @@
 
 PyObject *rldpy_Error, *rldpy_NotFound, *rldpy_Deleted, *rldpy_Timeout, *rldpy_Denied,
     *rldpy_CostTooHigh, *rldpy_InvalidArgument, *rldpy_DebtOverflow, *rldpy_PermissionDenied,
-    *rldpy_NotReady, *rldpy_ABIMismatch, *rldpy_Corrupt, *rldpy_OutOfMemory;
+    *rldpy_NotReady, *rldpy_ABIMismatch, *rldpy_Corrupt, *rldpy_ClockMismatch,
+    *rldpy_OutOfMemory;
 
 typedef struct {
     PyObject  **slot;
@@ -28,8 +30,8 @@ static PyObject *py_LookupError, *py_TimeoutError, *py_ValueError, *py_OverflowE
 static const exc_def defs[] = {
     { &rldpy_Error, "Error", NULL, NULL,
       "Base of every rld exception: an OSError whose errno is librld's code made positive\n"
-      "(errno.ENOENT, ..., rld.EABI = 1001, rld.ECORRUPT = 1002). .result and .retry_after\n"
-      "are set on Timeout and Denied, None otherwise." },
+      "(errno.ENOENT, ..., rld.EABI = 1001, rld.ECORRUPT = 1002, rld.ECLOCK = 1003).\n"
+      ".result and .retry_after are set on Timeout and Denied, None otherwise." },
     { &rldpy_NotFound, "NotFound", &rldpy_Error, &py_LookupError,
       "No such instance (is rld running?) or no such limit (ENOENT)." },
     { &rldpy_Deleted, "Deleted", &rldpy_NotFound, NULL,
@@ -54,6 +56,9 @@ static const exc_def defs[] = {
       "The segment was made by an rld of another ABI version (RLD_EABI, errno 1001)." },
     { &rldpy_Corrupt, "Corrupt", &rldpy_Error, NULL,
       "The segment is damaged or not an rld segment (RLD_ECORRUPT, errno 1002)." },
+    { &rldpy_ClockMismatch, "ClockMismatch", &rldpy_Error, NULL,
+      "This process's CLOCK_MONOTONIC is not the daemon's: it runs in another time namespace,\n"
+      "and its times would corrupt every limit (RLD_ECLOCK, errno 1003)." },
     { &rldpy_OutOfMemory, "OutOfMemory", &rldpy_Error, &py_MemoryError,
       "librld could not allocate memory (ENOMEM)." },
 };
@@ -93,7 +98,8 @@ int rldpy_errors_init(PyObject *m)
             return -1;
     }
     if (PyModule_AddIntConstant(m, "EABI", -RLD_EABI) < 0 ||
-        PyModule_AddIntConstant(m, "ECORRUPT", -RLD_ECORRUPT) < 0)
+        PyModule_AddIntConstant(m, "ECORRUPT", -RLD_ECORRUPT) < 0 ||
+        PyModule_AddIntConstant(m, "ECLOCK", -RLD_ECLOCK) < 0)
         return -1;
     return 0;
 }
@@ -112,6 +118,7 @@ static PyObject *class_for(int err)
     case -ENOMEM: return rldpy_OutOfMemory;
     case RLD_EABI: return rldpy_ABIMismatch;
     case RLD_ECORRUPT: return rldpy_Corrupt;
+    case RLD_ECLOCK: return rldpy_ClockMismatch;
     default: return rldpy_Error;
     }
 }

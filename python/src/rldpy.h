@@ -67,7 +67,7 @@ extern PyTypeObject *rldpy_info_type;
 extern PyObject *rldpy_Error, *rldpy_NotFound, *rldpy_Deleted, *rldpy_Timeout,
     *rldpy_Denied, *rldpy_CostTooHigh, *rldpy_InvalidArgument, *rldpy_DebtOverflow,
     *rldpy_PermissionDenied, *rldpy_NotReady, *rldpy_ABIMismatch, *rldpy_Corrupt,
-    *rldpy_OutOfMemory;
+    *rldpy_ClockMismatch, *rldpy_OutOfMemory;
 int rldpy_errors_init(PyObject *m);
 /* The exception instance for librld code ERR (negative) with message "strerror: DETAIL"
  * (DETAIL may be NULL). Its errno is -ERR (RLD_EABI -> 1001). */

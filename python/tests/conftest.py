@@ -48,8 +48,9 @@ def rld_bin():
 
 
 class Daemon:
-    """A private rld instance and its daemon. instance, dir, conf, log; start(), stop(),
-    reload(text), client(), shm (the segment's path)."""
+    """A private rld instance and its daemon. instance, dir (runtime directory: the daemon's
+    and the segment keeper's sockets), conf, log; start(), stop(), reload(text), client().
+    The keeper the daemon starts exits by itself once dir is removed (within a second)."""
 
     def __init__(self, tag, conf_text):
         self.dir = tempfile.mkdtemp(prefix=f"rldtest.py-{tag}.")
@@ -57,7 +58,6 @@ class Daemon:
         self.instance = f"t-py-{tag}-{os.getpid()}-{os.path.basename(self.dir).rsplit('.', 1)[1]}"
         self.conf = os.path.join(self.dir, "rld.conf")
         self.log = os.path.join(self.dir, "rld.log")
-        self.shm = f"/dev/shm/rld.{self.instance}"
         self.proc = None
         self._mark = 0
         self.write_conf(conf_text)
@@ -118,10 +118,6 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
-        try:
-            os.unlink(self.shm)
-        except FileNotFoundError:
-            pass
         if not os.environ.get("RLD_TEST_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -1,10 +1,13 @@
 """rld.Client, Limit lookup, the package surface, and every error code as an exception."""
 import errno
-import mmap
+import fcntl
 import os
 import pickle
 import pydoc
+import socket
 import struct
+import threading
+import time
 
 import pytest
 
@@ -125,6 +128,7 @@ CODES = [
     (errno.ETIMEDOUT, rld.Timeout, (TimeoutError,)),
     (rld.EABI, rld.ABIMismatch, ()),
     (rld.ECORRUPT, rld.Corrupt, ()),
+    (rld.ECLOCK, rld.ClockMismatch, ()),
     (errno.ECONNREFUSED, rld.Error, ()),
 ]
 
@@ -146,46 +150,110 @@ def test_every_code_is_an_exception(code, cls, bases):
 
 
 def test_abi_constants():
-    assert (rld.EABI, rld.ECORRUPT) == (1001, 1002)
+    assert (rld.EABI, rld.ECORRUPT, rld.ECLOCK) == (1001, 1002, 1003)
+    assert "time namespace" in rld.strerror(rld.ECLOCK)
     assert "incompatible" in rld.strerror(rld.EABI)
     assert "damaged" in rld.strerror(rld.ECORRUPT)
 
 
-def _patched_copy(daemon, tmp_name, patch):
-    """Copy DAEMON's segment to /dev/shm/rld.TMP_NAME with PATCH(mmap) applied."""
-    with open(daemon.shm, "rb") as f:
-        data = bytearray(f.read())
-    patch(data)
-    path = f"/dev/shm/rld.{tmp_name}"
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
-    return path
+# The segment comes from the instance's keeper: a sealed memfd handed out on
+# <runtime>/<instance>.seg with this header (common/handout.h, rldi_handout).
+HANDOUT = struct.Struct("<8sIIQQIHH")   # magic, version, keeper pid, its CLOCK_MONOTONIC,
+                                        # size, slot count, ABI major, reserved
 
 
-@pytest.mark.parametrize("what,exc,code", [
-    ("abi", rld.ABIMismatch, rld.EABI),
-    ("magic", rld.Corrupt, rld.ECORRUPT),
-    ("state", rld.NotReady, errno.EAGAIN),
-])
-def test_bad_segments(daemon, what, exc, code):
-    name = f"{daemon.instance}-{what}"
-
-    def patch(data):
-        if what == "abi":
-            struct.pack_into("<H", data, 8, 99)        # abi_major
-        elif what == "magic":
-            data[0:8] = b"NOTRLD\0\0"
-        else:
-            struct.pack_into("<I", data, 72, 0)       # state: not READY (being created)
-    path = _patched_copy(daemon, name, patch)
+def fetch_segment(daemon):
+    """The real keeper's handout fields and a copy of the segment's bytes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(os.path.join(daemon.dir, daemon.instance + ".seg"))
+        msg, fds, _, _ = socket.recv_fds(s, HANDOUT.size + 1, 1)
+    magic, version, _, _, size, slots, abi, _ = HANDOUT.unpack(msg)
+    assert magic == b"RLDSEG01" and len(fds) == 1
     try:
-        with pytest.raises(exc) as ei:
-            rld.Client(name)
-        assert ei.value.errno == code
-        assert name in str(ei.value)
+        data = bytearray(os.pread(fds[0], size, 0))
     finally:
-        os.unlink(path)
+        os.close(fds[0])
+    return {"version": version, "slots": slots, "abi": abi}, data
+
+
+class FakeKeeper:
+    """A keeper of the test's own making for instance NAME in DIR: it hands DATA out in a
+    memfd (sealed or not) announced with SLOTS, ABI and a clock SKEW_NS off ours."""
+
+    def __init__(self, dirpath, name, data, version, slots, abi, sealed=True, skew_ns=0):
+        self.fd = os.memfd_create("fake", os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, len(data))
+        os.pwrite(self.fd, bytes(data), 0)
+        if sealed:
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        self.head = (version, slots, abi, skew_ns, len(data))
+        self.path = os.path.join(dirpath, name + ".seg")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+        self.sock.settimeout(0.02)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self):
+        version, slots, abi, skew_ns, size = self.head
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with c:
+                h = HANDOUT.pack(b"RLDSEG01", version, os.getpid(),
+                                 time.monotonic_ns() + skew_ns, size, slots, abi, 0)
+                socket.send_fds(c, [h], [self.fd])
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join()
+        self.sock.close()
+        os.unlink(self.path)
+        os.close(self.fd)
+
+
+def _open_fake(daemon, name, data, head, **kw):
+    k = FakeKeeper(daemon.dir, name, data, head["version"], head["slots"], head["abi"], **kw)
+    try:
+        rld.Client(name).close()
+        return None
+    except rld.Error as e:
+        return e
+    finally:
+        k.stop()
+
+
+def test_bad_segments(daemon):
+    """Damaged or foreign segments, as a keeper could hand them out: each refused by name."""
+    head, data = fetch_segment(daemon)
+    name = daemon.instance + "-fake"
+    assert _open_fake(daemon, name, data, head) is None          # the copy itself is fine
+    cases = [
+        ("another rld's keeper", rld.ABIMismatch, rld.EABI, data,
+         dict(head, abi=head["abi"] + 1), {}),
+        ("not sealed", rld.Corrupt, rld.ECORRUPT, data, head, {"sealed": False}),
+        ("another time namespace", rld.ClockMismatch, rld.ECLOCK, data, head,
+         {"skew_ns": 10 ** 10}),
+    ]
+    for what, off, fmt, value, exc, code in [
+            ("header of another ABI", 8, "<H", head["abi"] + 1, rld.ABIMismatch, rld.EABI),
+            ("bad magic", 0, "<8s", b"NOTRLD\0\0", rld.Corrupt, rld.ECORRUPT),
+            ("still being built", 72, "<I", 0, rld.NotReady, errno.EAGAIN)]:
+        bad = bytearray(data)
+        struct.pack_into(fmt, bad, off, value)
+        cases.append((what, exc, code, bad, head, {}))
+    cases.append(("zeroed", rld.Corrupt, rld.ECORRUPT, bytearray(len(data)), head, {}))
+    for what, exc, code, d, h, kw in cases:
+        e = _open_fake(daemon, name, d, h, **kw)
+        assert type(e) is exc, (what, e)
+        assert e.errno == code and name in str(e), (what, e)
+    with pytest.raises(rld.NotFound):                             # no keeper: no instance
+        rld.Client(name)
 
 
 def test_permission_denied(daemon):
