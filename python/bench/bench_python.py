@@ -63,12 +63,12 @@ RATE = 10 ** 9        # every call admitted, as in bench_peers
 
 
 class Private:
-    """Processes this run started (rld, redis-server) and their directory; stopped at exit."""
+    """Processes this run started (rld, redis-server) and their directory; stopped at exit.
+    rld's segment keeper goes by itself once the directory holding its socket is removed."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="rldbench.py.")
         self.procs = []
-        self.shm = None
 
     def close(self):
         for p in self.procs:
@@ -79,8 +79,6 @@ class Private:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        if self.shm and os.path.exists(self.shm):
-            os.unlink(self.shm)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -102,7 +100,7 @@ def start_rld(priv):
         priv.procs.append(subprocess.Popen(
             [rld_bin, "--foreground", "--config", conf, "--instance", inst],
             stdout=lf, stderr=lf, env=dict(os.environ, RLD_RUNTIME_DIR=priv.dir)))
-    priv.shm = f"/dev/shm/rld.{inst}"
+    os.environ["RLD_RUNTIME_DIR"] = priv.dir    # where librld finds the instance (and ctypes)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if " ready: " in open(log).read():
