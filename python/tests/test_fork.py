@@ -1,12 +1,11 @@
 """Forked children (multiprocessing's fork start method, as gunicorn --preload and celery
-prefork do) keep using the Client their parent opened."""
+prefork do) keep using the Client their parent opened: the fast path, and waits at the
+daemon even after the parent waited (librld drops the parent's connections in a child)."""
 import json
 import multiprocessing
 import os
 import subprocess
 import time
-
-import pytest
 
 import conftest
 import rld
@@ -80,11 +79,6 @@ def rlctl_stats(d):
     return json.loads(out)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "librld defect: a client that waited before fork shares its pooled daemon connection "
-    "with the children: their waits go over the parent's connection, read each other's "
-    "replies, time out and degrade, or block in recv() for ever; remove this mark when "
-    "librld's fork-safe waits land"))
 def test_acquire_in_forked_children_after_parent_waited(make_daemon):
     global _lim
     d = make_daemon("[limit w]\nrate = 5/s\nburst = 1\n")
@@ -104,7 +98,8 @@ def test_acquire_in_forked_children_after_parent_waited(make_daemon):
         time.sleep(0.1)                  # the four queue; grants come every 200 ms
         st = rlctl_stats(d)
         # Each child waits over a connection of its own (the daemon counts rlctl's too);
-        # with the defect they all share the parent's one.
+        # librld before its fork-safe waits shared the parent's one with all of them, and
+        # they read each other's replies (then timed out, degraded, or hung in recv()).
         assert st["connections"] >= CHILDREN + 1, st
         got = [q.get(timeout=10) for _ in procs]
         elapsed = time.monotonic() - t0
