@@ -30,10 +30,10 @@ def _timeout(lim: Limit, r: _rld.Result) -> _rld.Error:
 
 async def _acquire_async_polling(lim: Limit, cost: int, timeout: Optional[float],
                                  barge: bool = False) -> _rld.Result:
-    """INTERIM async wait, until librld's non-blocking wait API lands: try_acquire, and when
+    """INTERIM async wait, until Limit.acquire_async exists: try_acquire, and when
     denied asyncio.sleep(retry_after) and try again. It blocks no thread, but it is not the
     daemon's fair queue: no FIFO order among waiters, no priorities. It will be replaced by
-    Limit.acquire_async (the wait's file descriptor added to the running loop).
+    Limit.acquire_async (librld's wait descriptor added to the running loop).
 
     Like acquire, it raises rld.Timeout at once when the tokens cannot fit in time."""
     loop = asyncio.get_running_loop()
@@ -67,7 +67,7 @@ class limited:
     there now (its .retry_after says when they will be). The context manager's value is
     the rld.Result.
 
-    async code: until librld's non-blocking wait API lands, the async forms poll
+    async code: until Limit.acquire_async exists, the async forms poll
     (try_acquire, then asyncio.sleep(retry_after)): no thread is blocked, but waiters are
     not served in FIFO order and priority is ignored. They will switch to
     Limit.acquire_async, which queues fairly at the daemon.

@@ -18,9 +18,9 @@
  * The contract an interrupted acquire keeps: it takes nothing (the grant is refunded), and
  * no token is lost or created. What it cannot do is give up its place in the daemon's queue
  * at once: callers behind it are served as if it were still there until its grant (at most
- * COST tokens' worth of time later than they would have been). librld's coming
- * non-blocking wait API (a file descriptor and a cancel) will remove the helper thread and
- * that delay: the caller will poll the wait's own descriptor and cancel it on a signal.
+ * COST tokens' worth of time later than they would have been). librld's non-blocking
+ * waits (rld_wait_start, rld_wait_fd, rld_wait_cancel) will remove the helper thread and
+ * that delay: the caller will poll the client's wait descriptor and cancel on a signal.
  *
  * The fast path is tried first with the GIL held, exactly as rld_wait_ex would, so an
  * acquire that is admitted at once or refused at once costs no thread and no GIL switch.
