@@ -88,7 +88,9 @@ static PyObject *result_headers(PyObject *self, PyObject *unused)
 {
     const rld_result *r = R(self);
     PyObject *d = PyDict_New();
-    if (!d || (r->flags & RLD_F_UNLIMITED))
+    /* librld(3), HEADERS: none for an unlimited limit or a handle admitting without an
+     * instance or a limit (fail-open): both say remaining = UINT64_MAX */
+    if (!d || (r->flags & RLD_F_UNLIMITED) || r->remaining == UINT64_MAX)
         return d;
     char buf[32];
     struct { const char *k; unsigned long long v; bool on; } h[] = {
@@ -147,7 +149,8 @@ static PyMethodDef result_methods[] = {
       "headers($self, /)\n--\n\n"
       "HTTP headers for this result, as librld(3) maps them: X-RateLimit-Limit (burst),\n"
       "X-RateLimit-Remaining, X-RateLimit-Reset (seconds until full, rounded up) and, when\n"
-      "denied, Retry-After (seconds, rounded up: never too early). Empty when unlimited." },
+      "denied, Retry-After (seconds, rounded up: never too early). Empty when remaining is\n"
+      "2**64-1 (an unlimited limit, or one admitting without an instance)." },
     { "__reduce__", result_reduce, METH_NOARGS, NULL },
     { NULL },
 };

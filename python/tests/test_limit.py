@@ -127,6 +127,8 @@ def test_headers_follow_librld3(client):
     assert rld.Result(False, 5, 0, 2_000_000_000, 3_000_000_001).headers() == {
         "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "4",
         "Retry-After": "2"}
+    # none at all when remaining is 2**64-1 (unlimited, or admitted without an instance)
+    assert rld.Result(True, 2 ** 64 - 1, 2 ** 64 - 1, 0, 0, 0, rld._rld.F_DEGRADED).headers() == {}
 
 
 def test_result_repr_and_construct():
