@@ -9,7 +9,8 @@ PKGS=(gcc make cmake pkg-config
       procps psmisc tmux man-db jq valgrind
       dpkg-dev file
       clang libclang-rt-14-dev
-      redis-server libhiredis-dev)
+      redis-server libhiredis-dev
+      python3-dev python3-pytest python3-limits python3-redis)
 
 missing=()
 for p in "${PKGS[@]}"; do

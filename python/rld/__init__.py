@@ -1,0 +1,40 @@
+"""rld: host-local rate limits, shared by every process on the host, at memory speed.
+
+A daemon (rld) keeps the limits of an instance in shared memory; this package attaches it
+through librld. Taking tokens is one compare-and-swap, no system call; waiting queues
+fairly at the daemon (FIFO across processes, priorities)::
+
+    import rld
+    c = rld.Client()                      # $RLD_INSTANCE, else "default"
+    lim = c.limit("llm.requests")         # rld.NotFound (a LookupError) when there is none
+    r = lim.try_acquire(1)                # rld.Result, truthy when admitted
+    if not r:
+        print("retry in", r.retry_after, "s")
+    r = lim.acquire(1, timeout=5)         # waits (GIL released); rld.Timeout if it cannot fit
+    lim.refund(1); lim.debit(10); lim.peek(); lim.info()
+
+Helpers: @rld.limited(name, cost=1, timeout=None) decorates sync and async functions and
+is a context manager (``with`` / ``async with``); Limit.reserve(estimate) takes an
+estimate and adjust(actual) settles the difference afterwards.
+
+Errors are rld.Error (an OSError carrying the errno) and its subclasses: NotFound
+(LookupError), Deleted, Timeout (TimeoutError), Denied, CostTooHigh and InvalidArgument
+(ValueError), DebtOverflow (OverflowError), PermissionDenied (PermissionError), NotReady,
+ABIMismatch, Corrupt, ClockMismatch, OutOfMemory (MemoryError).
+
+See python/README.md, librld(3), rld.conf(5).
+"""
+from ._rld import (ABIMismatch, ClockMismatch, Corrupt, CostTooHigh, DebtOverflow, Deleted,
+                   Denied, EABI, ECLOCK, ECORRUPT, Error, Info, InvalidArgument, NotFound,
+                   NotReady, OutOfMemory, PermissionDenied, PRIORITY_MAX, Result, Timeout,
+                   librld_version, strerror)
+from ._rld import __version__
+from ._core import Client, Limit, default_client
+from ._helpers import Reservation, limited
+
+__all__ = [
+    "Client", "Limit", "Result", "Info", "default_client", "limited", "Reservation",
+    "Error", "NotFound", "Deleted", "Timeout", "Denied", "CostTooHigh", "InvalidArgument",
+    "DebtOverflow", "PermissionDenied", "NotReady", "ABIMismatch", "Corrupt", "ClockMismatch",
+    "OutOfMemory", "EABI", "ECORRUPT", "ECLOCK", "PRIORITY_MAX", "strerror", "librld_version", "__version__",
+]

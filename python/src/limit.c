@@ -1,0 +1,379 @@
+/*
+ * limit.c - rld.Limit: one limit of a Client, named; the calls that take and give tokens.
+ *
+ * try_acquire is the hot call: it parses its arguments by hand (vectorcall, no tuple or
+ * dict), keeps the GIL (rld_try is ~35 ns: releasing and retaking the GIL would cost more)
+ * and returns a fresh Result. acquire releases the GIL while it waits (wait.c).
+ *
+ * A Limit names the limit: when librld says the handle is stale (the limit was deleted, and
+ * maybe created again by a reload or rlctl), the call looks the name up again and retries
+ * once; only when the name is gone does it raise rld.Deleted (a NotFound).
+ */
+#include "rldpy.h"
+
+#include <errno.h>
+#include <string.h>
+
+int rldpy_parse_u64(PyObject *o, const char *what, uint64_t *out)
+{
+    if (PyLong_CheckExact(o)) {
+        unsigned long long v = PyLong_AsUnsignedLongLong(o);
+        if (!(v == (unsigned long long)-1 && PyErr_Occurred())) {
+            *out = v;
+            return 0;
+        }
+        PyErr_Clear();
+    }
+    PyObject *i = PyNumber_Index(o);
+    if (!i) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what,
+                         Py_TYPE(o)->tp_name);
+        }
+        return -1;
+    }
+    int neg = PyObject_RichCompareBool(i, Py_False, Py_LT);   /* i < 0 */
+    unsigned long long v = neg ? 0 : PyLong_AsUnsignedLongLong(i);
+    Py_DECREF(i);
+    if (neg < 0)
+        return -1;
+    if (neg) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= 0", what);
+        return -1;
+    }
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;   /* OverflowError: above 2**64-1 */
+    *out = v;
+    return 0;
+}
+
+int rldpy_parse_timeout(PyObject *o, int64_t *out)
+{
+    if (!o || o == Py_None) {
+        *out = -1;
+        return 0;
+    }
+    double s = PyFloat_AsDouble(o);
+    if (s == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(s >= 0.0)) {   /* also NaN */
+        PyErr_SetString(PyExc_ValueError, "timeout must be None or a number of seconds >= 0");
+        return -1;
+    }
+    /* 2^62 ns is 146 years: longer timeouts are none */
+    *out = s >= 4.6e9 ? -1 : (int64_t)(s * 1e9 + 0.5);
+    return 0;
+}
+
+static PyObject *limit_raise(rldpy_limit *self, int err, const rld_result *res)
+{
+    char detail[200];
+    PyOS_snprintf(detail, sizeof(detail), "limit '%.64s'", PyUnicode_AsUTF8(self->name));
+    return rldpy_raise(err, detail, res);
+}
+
+/* The handle went stale: find the name again. 0: found (retry), -1: exception set. */
+static int limit_refind(rldpy_limit *self, rld_client *c)
+{
+    rld_limit lim;
+    int r = rld_find(c, PyUnicode_AsUTF8(self->name), &lim);
+    if (r == 0) {
+        self->lim = lim;
+        return 0;
+    }
+    limit_raise(self, r == -ENOENT ? -ESTALE : r, NULL);
+    return -1;
+}
+
+static PyObject *limit_tp_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = { "client", "name", NULL };
+    PyObject *client;
+    PyObject *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!U:Limit", kwlist, &rldpy_client_type,
+                                     &client, &name))
+        return NULL;
+    rld_client *c = rldpy_client_get((rldpy_client *)client);
+    if (!c)
+        return NULL;
+    Py_ssize_t len;
+    const char *n = PyUnicode_AsUTF8AndSize(name, &len);
+    if (!n)
+        return NULL;
+    rld_limit lim;
+    int r = strlen(n) == (size_t)len ? rld_find(c, n, &lim) : -EINVAL;   /* no NUL inside */
+    if (r < 0) {
+        char detail[200];
+        PyOS_snprintf(detail, sizeof(detail), "limit '%.64s%s' on instance '%.64s'", n,
+                      strlen(n) > 64 ? "..." : "",
+                      PyUnicode_AsUTF8(((rldpy_client *)client)->instance));
+        return rldpy_raise(r, detail, NULL);
+    }
+    rldpy_limit *self = (rldpy_limit *)t->tp_alloc(t, 0);
+    if (!self)
+        return NULL;
+    self->client = (rldpy_client *)Py_NewRef(client);
+    self->name = Py_NewRef(name);
+    self->lim = lim;
+    return (PyObject *)self;
+}
+
+static void limit_dealloc(PyObject *op)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    Py_CLEAR(self->client);
+    Py_CLEAR(self->name);
+    Py_TYPE(op)->tp_free(op);
+}
+
+/* try_acquire(cost=1, *, barge=False) */
+static PyObject *limit_try(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    uint64_t cost = 1;
+    int barge = 0;
+    PyObject *costo = nargs >= 1 ? args[0] : NULL;
+    if (nargs > 1)
+        return PyErr_Format(PyExc_TypeError,
+                            "try_acquire() takes at most 1 positional argument (%zd given)",
+                            nargs);
+    if (kwnames) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i), *v = args[nargs + i];
+            if (PyUnicode_CompareWithASCIIString(k, "cost") == 0 && !costo) {
+                costo = v;
+            } else if (PyUnicode_CompareWithASCIIString(k, "barge") == 0) {
+                if ((barge = PyObject_IsTrue(v)) < 0)
+                    return NULL;
+            } else {
+                return PyErr_Format(PyExc_TypeError,
+                                    "try_acquire() got an unexpected or repeated keyword "
+                                    "argument '%U'", k);
+            }
+        }
+    }
+    if (costo && rldpy_parse_u64(costo, "cost", &cost) < 0)
+        return NULL;
+    rld_client *c = rldpy_client_get(self->client);
+    if (!c)
+        return NULL;
+    rld_result res;
+    for (int attempt = 0;; attempt++) {
+        int r = barge ? rld_try_ex(c, self->lim, cost, RLD_TRY_BARGE, &res)
+                      : rld_try(c, self->lim, cost, &res);
+        if (r == 0 || r == -EAGAIN)
+            return rldpy_result_new(&res, r == 0);
+        if (r == -ESTALE && attempt == 0) {
+            if (limit_refind(self, c) < 0)
+                return NULL;
+            continue;
+        }
+        return limit_raise(self, r, NULL);
+    }
+}
+
+/* acquire(cost=1, timeout=None, priority=0, barge=False) */
+static PyObject *limit_acquire(PyObject *op, PyObject *args, PyObject *kw)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    static char *kwlist[] = { "cost", "timeout", "priority", "barge", NULL };
+    PyObject *costo = NULL, *timeo = Py_None;
+    int priority = 0, barge = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOip:acquire", kwlist, &costo, &timeo,
+                                     &priority, &barge))
+        return NULL;
+    uint64_t cost = 1;
+    int64_t timeout_ns;
+    if ((costo && rldpy_parse_u64(costo, "cost", &cost) < 0) ||
+        rldpy_parse_timeout(timeo, &timeout_ns) < 0)
+        return NULL;
+    if (priority < 0 || priority > RLD_PRIORITY_MAX)
+        return PyErr_Format(rldpy_InvalidArgument, "priority must be 0 to %d, not %d",
+                            RLD_PRIORITY_MAX, priority);
+    if (!rldpy_client_get(self->client))
+        return NULL;
+    rldpy_handle *h = self->client->h;
+    rld_wait_opts opts = { priority, barge ? RLD_WAIT_BARGE : 0 };
+    rld_result res;
+    memset(&res, 0, sizeof(res));
+    rldpy_handle_ref(h);   /* the client may be closed by another thread while we wait */
+    int r;
+    for (int attempt = 0;; attempt++) {
+        uint64_t start = 0;
+        if (timeout_ns > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            start = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        }
+        r = rldpy_wait(h, self->lim, cost, timeout_ns, &opts, &res);
+        if (r != -ESTALE || attempt > 0)
+            break;
+        if (limit_refind(self, h->c) < 0) {
+            r = RLDPY_EXC;
+            break;
+        }
+        if (timeout_ns > 0) {   /* what is left of the timeout */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t spent = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - start;
+            timeout_ns = spent >= (uint64_t)timeout_ns ? 0 : timeout_ns - (int64_t)spent;
+        }
+    }
+    rldpy_handle_unref(h);
+    if (r == 0)
+        return rldpy_result_new(&res, true);
+    if (r == RLDPY_EXC)
+        return NULL;
+    return limit_raise(self, r, r == -ETIMEDOUT ? &res : NULL);
+}
+
+typedef int (*amount_fn)(rld_client *, rld_limit, uint64_t);
+
+static PyObject *limit_amount(rldpy_limit *self, PyObject *arg, amount_fn f)
+{
+    uint64_t n;
+    if (rldpy_parse_u64(arg, "amount", &n) < 0)
+        return NULL;
+    rld_client *c = rldpy_client_get(self->client);
+    if (!c)
+        return NULL;
+    int r = f(c, self->lim, n);
+    if (r == -ESTALE) {
+        if (limit_refind(self, c) < 0)
+            return NULL;
+        r = f(c, self->lim, n);
+    }
+    if (r < 0)
+        return limit_raise(self, r, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *limit_refund(PyObject *op, PyObject *arg)
+{
+    return limit_amount((rldpy_limit *)op, arg, rld_refund);
+}
+
+static PyObject *limit_debit(PyObject *op, PyObject *arg)
+{
+    return limit_amount((rldpy_limit *)op, arg, rld_debit);
+}
+
+static PyObject *limit_peek(PyObject *op, PyObject *unused)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    rld_client *c = rldpy_client_get(self->client);
+    if (!c)
+        return NULL;
+    rld_result res;
+    int r = rld_peek(c, self->lim, &res);
+    if (r == -ESTALE) {
+        if (limit_refind(self, c) < 0)
+            return NULL;
+        r = rld_peek(c, self->lim, &res);
+    }
+    if (r < 0)
+        return limit_raise(self, r, NULL);
+    return rldpy_result_new(&res, res.remaining > 0 || (res.flags & RLD_F_UNLIMITED));
+}
+
+static PyObject *limit_info(PyObject *op, PyObject *unused)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    rld_client *c = rldpy_client_get(self->client);
+    if (!c)
+        return NULL;
+    rld_limit_info in;
+    int r = rld_info(c, self->lim, &in);
+    if (r == -ESTALE) {
+        if (limit_refind(self, c) < 0)
+            return NULL;
+        r = rld_info(c, self->lim, &in);
+    }
+    if (r < 0)
+        return limit_raise(self, r, NULL);
+    return rldpy_info_new(&in);
+}
+
+static PyObject *limit_reduce(PyObject *op, PyObject *unused)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    return Py_BuildValue("O(OO)", (PyObject *)Py_TYPE(op), (PyObject *)self->client, self->name);
+}
+
+static PyObject *limit_repr(PyObject *op)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    return PyUnicode_FromFormat("<rld.Limit %R instance=%R>", self->name,
+                                self->client->instance);
+}
+
+static PyObject *get_name(PyObject *op, void *c) { return Py_NewRef(((rldpy_limit *)op)->name); }
+static PyObject *get_client(PyObject *op, void *c) { return Py_NewRef(((rldpy_limit *)op)->client); }
+
+static PyGetSetDef limit_getset[] = {
+    { "name", get_name, NULL, "The limit's name.", NULL },
+    { "client", get_client, NULL, "The Client it was found through.", NULL },
+    { NULL },
+};
+
+static PyMethodDef limit_methods[] = {
+    { "try_acquire", RLDPY_METH(limit_try), METH_FASTCALL | METH_KEYWORDS,
+      "try_acquire($self, /, cost=1, *, barge=False)\n--\n\n"
+      "Take COST tokens if they fit now: one compare-and-swap in shared memory, no system\n"
+      "call (the GIL is kept). The Result is truthy when taken; when not, retry_after says\n"
+      "when they would fit. While callers are queued at the daemon a try is denied so the\n"
+      "queue is not starved, unless BARGE. Cost 0 always succeeds and takes nothing.\n"
+      "Raises rld.CostTooHigh when COST exceeds the burst (it can never fit)." },
+    { "acquire", RLDPY_METH(limit_acquire), METH_VARARGS | METH_KEYWORDS,
+      "acquire($self, /, cost=1, timeout=None, priority=0, barge=False)\n--\n\n"
+      "Wait until COST tokens fit, then take them: the fast path first, then a queued wait\n"
+      "at the daemon (FIFO across processes within a priority 0..7, higher first). Blocks\n"
+      "with the GIL released. Raises rld.Timeout (a TimeoutError) at once, without waiting,\n"
+      "when the wait cannot be served within TIMEOUT seconds (None: no limit); its\n"
+      "retry_after is the wait it would have needed. When the daemon is down the wait is\n"
+      "served client-side and Result.degraded is True.\n\n"
+      "Signals: in the main thread the wait runs in a helper thread and the caller handles\n"
+      "signals while it waits, so Ctrl-C raises KeyboardInterrupt at once; tokens granted\n"
+      "to an interrupted wait are given back (refunded) when the grant arrives. See\n"
+      "python/README.md." },
+    { "refund", limit_refund, METH_O,
+      "refund($self, amount, /)\n--\n\nGive back AMOUNT tokens taken earlier (the bucket never\n"
+      "exceeds its burst)." },
+    { "debit", limit_debit, METH_O,
+      "debit($self, amount, /)\n--\n\nTake AMOUNT tokens without asking: may go into debt,\n"
+      "which later callers wait out. rld.DebtOverflow when the debt would exceed 2^62 ns\n"
+      "of the rate (nothing taken)." },
+    { "peek", limit_peek, METH_NOARGS,
+      "peek($self, /)\n--\n\nThe limit's state now, taking nothing. Truthy when at least one\n"
+      "token is available; retry_after > 0 only while in debt; queue_position is the number\n"
+      "of callers queued at the daemon." },
+    { "info", limit_info, METH_NOARGS,
+      "info($self, /)\n--\n\nThe limit's configuration (rate, burst) and counters: an rld.Info." },
+    { "__reduce__", limit_reduce, METH_NOARGS, NULL },
+    { NULL },
+};
+
+PyTypeObject rldpy_limit_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "rld._rld.Limit",
+    .tp_basicsize = sizeof(rldpy_limit),
+    .tp_dealloc = limit_dealloc,
+    .tp_repr = limit_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Limit(client, name)\n--\n\n"
+              "A limit of an rld instance, found by name (Client.limit(name) makes one).\n"
+              "Raises rld.NotFound when there is none. Cheap to keep: find once, take often.\n"
+              "A limit deleted and created again under the same name is found again on use.",
+    .tp_getset = limit_getset,
+    .tp_methods = limit_methods,
+    .tp_new = limit_tp_new,
+};
+
+int rldpy_limit_init(PyObject *m)
+{
+    if (PyType_Ready(&rldpy_limit_type) < 0)
+        return -1;
+    return PyModule_AddObjectRef(m, "Limit", (PyObject *)&rldpy_limit_type);
+}
