@@ -69,8 +69,8 @@ void t_cleanup(void)
         t_daemon_stop(d, SIGKILL);
     t_keeper_stop(d);
     if (!getenv("RLD_TEST_KEEP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
+        char cmd[sizeof(d->dir) + 16];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%.255s'", d->dir);
         if (system(cmd) != 0)
             fprintf(stderr, "cannot remove %s\n", d->dir);
     }
