@@ -1,5 +1,6 @@
 /*
- * layout.h - the shared-memory segment of one rld instance: /dev/shm/rld.<instance>.
+ * layout.h - the shared-memory segment of one rld instance: a sealed memfd handed out by its
+ * keeper on <runtime>/<instance>.seg (handout.h).
  *
  * The daemon creates it and owns its shape; clients map it read-write and only move the
  * per-limit state words. Every process maps it at its own address, so nothing in it is a
