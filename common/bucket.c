@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "window.h"
 
 void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_bank *b, uint64_t t, uint64_t burst,
                               uint64_t cost, rldi_u128 nt, rldi_u128 now)
@@ -22,7 +23,7 @@ void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_bank *b, uint64_t t, u
         v->remaining = burst - cost;
         v->retry_after_ns = 0;
         v->reset_after_ns = rldi_fp_to_ns_ceil(nt - now);
-        v->flags = v->waiters = 0;
+        v->flags = v->waiters = v->window = 0;
         return;
     }
     uint64_t bits = rldi_load_relaxed(&b->inv_t);
@@ -42,6 +43,8 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
         int r = rldi_view_fill(sl, h.gen, word, &v);
         if (rldi_unlikely(r < 0))
             return r;
+        if (rldi_view_algo(&v) != RLDI_ALGO_GCRA)
+            return rldi_win_take(s, h, cost, now, flags, word, out);
         rldi_u128 new_tat;
         /* waiters of a daemon that stopped beating are stale: a dead daemon must not
          * block the fast path until it is restarted */
@@ -86,6 +89,7 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
  * if the state word did not move while it ran (else it runs again on the new state).
  */
 typedef int (*view_fn)(const rldi_slot *sl, const rldi_view *v, void *arg);
+#define NOT_GCRA 2      /* the view is a window algorithm's: window.c decides */
 
 static int with_view(const rldi_seg *s, rldi_handle h, view_fn f, void *arg)
 {
@@ -97,7 +101,7 @@ static int with_view(const rldi_seg *s, rldi_handle h, view_fn f, void *arg)
         int r = rldi_view_fill(sl, h.gen, rldi_load16_split(&sl->tat), &v);
         if (r < 0)
             return r;
-        r = f(sl, &v, arg);
+        r = rldi_view_algo(&v) == RLDI_ALGO_GCRA ? f(sl, &v, arg) : NOT_GCRA;
         if (rldi_view_still(sl, &v))
             return r;
     }
@@ -133,6 +137,8 @@ int rldi_bucket_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128
 {
     struct probe_arg a = { cost, 0, flags, now, { 0 } };
     int r = with_view(s, h, probe_fn, &a);
+    if (r == NOT_GCRA)
+        return rldi_win_probe(s, h, cost, now, flags, out);
     if (out && (r == 0 || r == -EAGAIN))
         *out = a.vd;
     return r;
@@ -153,6 +159,13 @@ int rldi_bucket_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdi
 {
     struct probe_arg a = { 0, 0, 0, now, { 0 } };
     int r = with_view(s, h, peek_fn, &a);
+    if (r == NOT_GCRA) {
+        rldi_verdict vd;
+        r = rldi_win_peek(s, h, now, &vd);
+        if (out && r == 0)
+            *out = vd;
+        return r;
+    }
     if (out && r == 0)
         *out = a.vd;
     return r;
@@ -177,10 +190,14 @@ int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint6
 {
     struct probe_arg a = { cost, extra, 0, now, { 0 } };
     int r = with_view(s, h, estimate_fn, &a);
+    if (r == NOT_GCRA)
+        return rldi_win_estimate(s, h, extra, cost, now, out);
     if (r == 0)
         *out = a.vd;
     return r;
 }
+
+static int do_debit(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u128 *new_tat);
 
 /* Apply F to a limit's state in a CAS loop (refund, debit). F returns 0 with *new_tat, or
  * a negative code (nothing to publish). Unlimited limits have no state to change. */
@@ -194,7 +211,8 @@ static uint64_t rldi_max_debt(const rldi_seg *s, uint32_t slot)
     return rldi_load_relaxed(&s->meta[slot].max_debt_ns);
 }
 
-static int update(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now, update_fn f)
+static int update(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
+                  rldi_u128 now, update_fn f)
 {
     rldi_slot *sl = rldi_slot_of(s, h);
     if (!sl)
@@ -205,6 +223,9 @@ static int update(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 n
         int r = rldi_view_fill(sl, h.gen, word, &v);
         if (r < 0)
             return r;
+        if (rldi_view_algo(&v) != RLDI_ALGO_GCRA)
+            return f == do_debit ? rldi_win_debit(s, h, amount, rldi_max_debt(s, h.slot), now)
+                                 : rldi_win_refund(s, h, amount, window, now);
         v.max_debt_ns = rldi_max_debt(s, h.slot);
         rldi_u128 new_tat = v.tat;
         if (v.t != 0)
@@ -230,14 +251,15 @@ static int do_debit(const rldi_view *v, rldi_u128 now, uint64_t amount, rldi_u12
     return rldi_gcra_debit_max(v->t, v->burst, v->tat, now, amount, v->max_debt_ns, new_tat);
 }
 
-int rldi_bucket_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now)
+int rldi_bucket_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
+                       rldi_u128 now)
 {
-    return update(s, h, amount, now, do_refund);
+    return update(s, h, amount, window, now, do_refund);
 }
 
 int rldi_bucket_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now)
 {
-    return update(s, h, amount, now, do_debit);
+    return update(s, h, amount, 0, now, do_debit);
 }
 
 int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t due_ns,
@@ -252,7 +274,7 @@ int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t 
         int r = rldi_view_fill(sl, h.gen, word, &v);
         if (r < 0)
             return r;
-        if (v.t == 0 || cost == 0 || cost > v.burst)
+        if (v.t == 0 || cost == 0 || cost > v.burst || rldi_view_algo(&v) != RLDI_ALGO_GCRA)
             return rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
         /* Charged as of its due time, but never more than one emission interval back:
          * at most one token beyond burst + rate x elapsed over any window. */
@@ -288,6 +310,18 @@ int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_
         int r = rldi_view_fill(sl, h.gen, word, &v);
         if (r < 0)
             return r;
+        if (rldi_view_algo(&v) != RLDI_ALGO_GCRA) {
+            /* A window cannot be booked ahead: take if it fits, else say how long to sleep
+             * before trying again (-EINPROGRESS), within the deadline. */
+            r = rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
+            if (r != -EAGAIN)
+                return r;
+            uint64_t w = out ? out->retry_after_ns : 1000000;
+            if (deadline_ns && rldi_fp_to_ns(now) + w > deadline_ns)
+                return -ETIMEDOUT;
+            *wait_ns = w ? w : 1;
+            return -EINPROGRESS;
+        }
         if (v.t == 0 || cost > v.burst || cost == 0)   /* nothing to wait for */
             return rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
         /* take the tokens now, into debt (capped, as a debit: TAT must never wrap), and
@@ -320,49 +354,74 @@ int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_
 
 /* ---- the daemon's writes ------------------------------------------------------------------ */
 
-static void bank_read(const rldi_bank *b, rldi_u128 *t, uint64_t *burst)
+static void bank_read(const rldi_bank *b, rldi_bank *out)
 {
-    *t = ((rldi_u128)rldi_load_relaxed(&b->t_hi) << 64) | rldi_load_relaxed(&b->t_lo);
-    *burst = rldi_load_relaxed(&b->burst);
+    out->t_lo = rldi_load_relaxed(&b->t_lo);
+    out->t_hi = rldi_load_relaxed(&b->t_hi);
+    out->burst = rldi_load_relaxed(&b->burst);
+    out->inv_t = rldi_load_relaxed(&b->inv_t);
 }
 
-static void bank_write(rldi_bank *b, rldi_u128 t, uint64_t burst)
+static void bank_write(rldi_bank *b, const rldi_bank *in)
 {
-    rldi_store_relaxed(&b->t_lo, (uint64_t)t);
-    rldi_store_relaxed(&b->t_hi, (uint64_t)(t >> 64));
-    rldi_store_relaxed(&b->burst, burst);
+    rldi_store_relaxed(&b->t_lo, in->t_lo);
+    rldi_store_relaxed(&b->t_hi, in->t_hi);
+    rldi_store_relaxed(&b->burst, in->burst);
+    rldi_store_relaxed(&b->inv_t, in->inv_t);
+}
+
+void rldi_bank_gcra(rldi_bank *b, rldi_u128 t, uint64_t burst)
+{
+    b->t_lo = (uint64_t)t;
+    b->t_hi = (uint64_t)(t >> 64);
+    b->burst = burst;
     double inv = t ? 1.0 / ((double)(uint64_t)(t >> 64) * 18446744073709551616.0 + (double)(uint64_t)t)
                    : 0.0;
-    uint64_t bits;
-    memcpy(&bits, &inv, sizeof(bits));
-    rldi_store_relaxed(&b->inv_t, bits);
+    memcpy(&b->inv_t, &inv, sizeof(inv));
 }
 
-void rldi_bucket_config(const rldi_slot *sl, rldi_u128 *t, uint64_t *burst)
+void rldi_bucket_config(const rldi_slot *sl, rldi_bank *out)
 {
     uint32_t ver = (uint32_t)(rldi_load_relaxed(&sl->frac_ver) >> 32);
-    bank_read(&sl->bank[ver & 1], t, burst);
+    bank_read(&sl->bank[ver & 1], out);
 }
 
-void rldi_bucket_publish(rldi_slot *sl, rldi_u128 t, uint64_t burst, bool carry)
+bool rldi_bank_same(const rldi_bank *a, const rldi_bank *b)
+{
+    /* inv_t is GCRA's hint, derived from T; for windows it is a parameter */
+    return a->t_lo == b->t_lo && a->t_hi == b->t_hi && a->burst == b->burst &&
+           (RLDI_BANK_ALGO(a->t_hi) == RLDI_ALGO_GCRA || a->inv_t == b->inv_t);
+}
+
+void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry)
 {
     rldi_u128 word = rldi_load16_split(&sl->tat);
     uint32_t ver = (uint32_t)(word >> 96);
-    bank_write(&sl->bank[(ver + 1) & 1], t, burst);
+    bank_write(&sl->bank[(ver + 1) & 1], nb);
     rldi_fence_release();
+    uint32_t nalgo = RLDI_BANK_ALGO(nb->t_hi);
     for (;;) {
         uint64_t fv = (uint64_t)(word >> 64);
         ver = (uint32_t)(fv >> 32);
-        rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
-        rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns());
-        rldi_u128 nt = now;
-        if (carry) {
-            rldi_u128 ot;
-            uint64_t ob;
-            bank_read(&sl->bank[ver & 1], &ot, &ob);
-            nt = rldi_gcra_carry(ot, ob, t, burst, tat, now);
+        rldi_bank ob;
+        bank_read(&sl->bank[ver & 1], &ob);
+        rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns()), nw;
+        bool same = carry && RLDI_BANK_ALGO(ob.t_hi) == nalgo;
+        if (nalgo != RLDI_ALGO_GCRA) {
+            /* a window: its own carry (same algorithm) or a fresh window */
+            nw = same ? rldi_win_carry(&ob, nb, ring, word, now, ver + 1)
+                      : rldi_win_fresh(nb, now, ver + 1);
+        } else {
+            rldi_u128 nt = now;
+            if (same) {
+                rldi_u128 ot = ((rldi_u128)ob.t_hi << 64) | ob.t_lo;
+                rldi_u128 t = ((rldi_u128)nb->t_hi << 64) | nb->t_lo;
+                nt = rldi_gcra_carry(ot, ob.burst, t, nb->burst,
+                                     rldi_tat_unpack((uint64_t)word, fv), now);
+            }
+            nw = rldi_word_make(nt, ver + 1);
         }
-        if (rldi_cas16(&sl->tat, &word, rldi_word_make(nt, ver + 1)))
+        if (rldi_cas16(&sl->tat, &word, nw))
             return;
     }
 }
@@ -371,8 +430,13 @@ void rldi_bucket_fill(rldi_slot *sl)
 {
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
+        uint32_t ver = (uint32_t)(word >> 96);
+        rldi_bank b;
+        bank_read(&sl->bank[ver & 1], &b);
         rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns());
-        if (rldi_cas16(&sl->tat, &word, rldi_word_make(now, (uint32_t)(word >> 96))))
+        rldi_u128 nw = RLDI_BANK_ALGO(b.t_hi) != RLDI_ALGO_GCRA ? rldi_win_fresh(&b, now, ver)
+                                                               : rldi_word_make(now, ver);
+        if (rldi_cas16(&sl->tat, &word, nw))
             return;
     }
 }

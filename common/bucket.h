@@ -112,10 +112,16 @@ static inline bool rldi_view_moved(const rldi_slot *s, const rldi_view *v, rldi_
     return true;
 }
 
+/* The algorithm of V's bank (layout.h RLDI_ALGO_*). */
+static inline uint32_t rldi_view_algo(const rldi_view *v)
+{
+    return RLDI_BANK_ALGO((uint64_t)(v->t >> 64));
+}
+
 /* The verdict of a limit that admits everything. */
 static inline void rldi_verdict_unlimited(rldi_verdict *v)
 {
-    *v = (rldi_verdict){ UINT64_MAX, UINT64_MAX, 0, 0, RLDI_V_UNLIMITED, 0 };
+    *v = (rldi_verdict){ UINT64_MAX, UINT64_MAX, 0, 0, RLDI_V_UNLIMITED, 0, 0 };
 }
 
 /* ---- taking tokens ---------------------------------------------------------------------- */
@@ -277,8 +283,12 @@ int rldi_bucket_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128
 /* The state now, taking nothing: what a take of 0 would say, V->waiters the queue. */
 int rldi_bucket_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict *v);
 
-/* Give back AMOUNT tokens; the bucket never exceeds its burst. 0, -ESTALE, -EINVAL. */
-int rldi_bucket_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u128 now);
+/* Give back AMOUNT tokens; the bucket never exceeds its burst. WINDOW: for window
+ * algorithms, the (sub-)window the tokens were taken in (rldi_verdict.window): they go back
+ * only while it is current; 0 there is -EOPNOTSUPP (an earlier window's tokens given to this
+ * one could over-admit). 0, -ESTALE, -EINVAL. */
+int rldi_bucket_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
+                       rldi_u128 now);
 
 /* Take AMOUNT without asking, into debt. -ERANGE when the debt would exceed the cap
  * (nothing taken); 0, -ESTALE, -EINVAL. */
@@ -308,17 +318,48 @@ int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint6
 
 /* ---- the daemon's writes ------------------------------------------------------------------ */
 
-/* The config bank the state word names now: emission interval and burst. */
-void rldi_bucket_config(const rldi_slot *sl, rldi_u128 *t, uint64_t *burst);
+/* A GCRA bank of emission interval T and BURST (with its 1/T hint). */
+void rldi_bank_gcra(rldi_bank *b, rldi_u128 t, uint64_t burst);
+/* Do two banks mean the same limit? */
+bool rldi_bank_same(const rldi_bank *a, const rldi_bank *b);
+
+/* The config bank the state word names now. */
+void rldi_bucket_config(const rldi_slot *sl, rldi_bank *out);
 
 /*
- * Publish (T, BURST) for slot SL: write the bank clients do not read, then swap state and
- * version in one CAS, the state carried proportionally into the new terms (CARRY), or the
- * bucket full. The daemon's only way to change a limit's rate or identity.
+ * Publish bank NB for slot SL (RING: its sliding-window ring): write the bank clients do not
+ * read, then swap state and version in one CAS, the state carried into the new terms (CARRY,
+ * same algorithm: GCRA proportionally, windows as window.c says), or fresh: full, or an empty
+ * window. The daemon's only way to change a limit's rate, algorithm or identity.
  */
-void rldi_bucket_publish(rldi_slot *sl, rldi_u128 t, uint64_t burst, bool carry);
+void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry);
 
-/* Make the bucket full: debt forgiven, the configuration unchanged. */
+/* Make the bucket full (an empty window): debt forgiven, the configuration unchanged. */
 void rldi_bucket_fill(rldi_slot *sl);
+
+/* The calling thread's last take from a window limit (window.c sets it), so that a refund
+ * that does not say which window its tokens came from can still give them to the right one
+ * (librld's rld_refund). */
+typedef struct rldi_win_take_rec {
+    const void *seg;       /* the segment's base in this process */
+    uint32_t    slot, gen, window;
+} rldi_win_take_rec;
+extern __thread rldi_win_take_rec rldi_win_last __attribute__((tls_model("initial-exec")));
+
+/* window.c: the window algorithms, with bucket.c's contracts */
+int rldi_win_take(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                  unsigned flags, rldi_u128 word, rldi_verdict *out);
+int rldi_win_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                   unsigned flags, rldi_verdict *out);
+int rldi_win_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t cost,
+                      rldi_u128 now, rldi_verdict *out);
+int rldi_win_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict *out);
+int rldi_win_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
+                    rldi_u128 now);
+int rldi_win_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, uint64_t max_debt_ns,
+                   rldi_u128 now);
+rldi_u128 rldi_win_fresh(const rldi_bank *b, rldi_u128 now, uint32_t ver);
+rldi_u128 rldi_win_carry(const rldi_bank *ob, const rldi_bank *nb, rldi_ring *ring,
+                         rldi_u128 word, rldi_u128 now, uint32_t ver);
 
 #endif

@@ -92,6 +92,7 @@ typedef struct rldi_verdict {
     uint64_t limit, remaining, retry_after_ns, reset_after_ns;
     uint32_t flags;        /* RLDI_V_*: the bits of rld_result.flags */
     uint32_t waiters;      /* callers queued at the daemon, when it matters (denied, peek) */
+    uint32_t window;       /* window algorithms: the (sub-)window it was decided in; 0 GCRA */
 } rldi_verdict;
 #define RLDI_V_DEGRADED   0x1u   /* = RLD_F_DEGRADED */
 #define RLDI_V_UNLIMITED  0x2u   /* = RLD_F_UNLIMITED */
@@ -144,7 +145,7 @@ static inline void rldi_gcra_verdict_ok(rldi_u128 t, uint64_t burst, double inv,
     v->remaining = rldi_div_floor_inv(t * burst - used, t, inv, burst);
     v->retry_after_ns = 0;
     v->reset_after_ns = rldi_fp_to_ns_ceil(used);
-    v->flags = v->waiters = 0;
+    v->flags = v->waiters = v->window = 0;
 }
 
 /*
@@ -172,7 +173,7 @@ static inline void rldi_gcra_verdict_denied(rldi_u128 t, uint64_t burst, double 
     /* with a queue ahead: at least 1 ns, as the queue is served first */
     v->retry_after_ns = end > tau ? rldi_fp_to_ns_ceil(end - tau) : 1;
     v->reset_after_ns = rldi_fp_to_ns_ceil(used);
-    v->flags = v->waiters = 0;
+    v->flags = v->waiters = v->window = 0;
 }
 
 /* decide + verdict in one call (the unit tests, bucket.c's probe). */
@@ -203,7 +204,7 @@ static inline void rldi_gcra_peek(rldi_u128 t, uint64_t burst, rldi_u128 tat, rl
     v->remaining = used >= tau ? 0 : rldi_div_floor(tau - used, t, burst);
     v->retry_after_ns = used > tau ? rldi_fp_to_ns_ceil(used - tau) : 0;
     v->reset_after_ns = rldi_fp_to_ns_ceil(used);
-    v->flags = v->waiters = 0;
+    v->flags = v->waiters = v->window = 0;
 }
 
 /* Give back AMOUNT: TAT moves back, never before now (a bucket cannot exceed its burst). */

@@ -12,6 +12,8 @@
  *   | rldi_slot[n]       |   128 B each: hot state line + read-mostly config line
  *   +--------------------+ header->meta_off
  *   | rldi_meta[n]       |   128 B each: name and the rate as configured (cold)
+ *   +--------------------+ header->rings_off
+ *   | rldi_ring[n]       |   128 B each: a sliding window's past sub-windows (window.h)
  *   +--------------------+ header->index_off
  *   | uint32_t index[m]  |   open-addressing hash: name -> slot + 1 (0 empty, ~0 deleted)
  *   +--------------------+ header->segment_size
@@ -63,7 +65,8 @@ typedef struct rldi_shm_header {
     uint64_t config_gen;        /* 112 bumped on every configuration change */
     uint32_t keeper_pid;        /* 120 the process holding the segment between daemons */
     uint32_t reserved1;         /* 124 */
-    uint64_t reserved0[48];     /* 128 .. 512: room for ABI minor additions */
+    uint64_t rings_off;         /* 128 */
+    uint64_t reserved0[47];     /* 136 .. 512: room for ABI minor additions */
     /* 512 .. 4096: reserved for keyed-limit templates (per-IP, per-user), next ABI minor. */
     uint8_t  reserved_keyed[RLDI_HEADER_SIZE - 512];
 } rldi_shm_header;
@@ -86,6 +89,18 @@ typedef struct rldi_bank {
     uint64_t inv_t;             /* bits of the IEEE double 1.0 / T: a hint, checked on use */
 } rldi_bank;
 
+/*
+ * The algorithm of a bank is in the top byte of t_hi: 0 is GCRA (T never reaches 2^120
+ * units), so the fast path's test "t_hi == 0" sends every other algorithm to the slow path.
+ * A window bank (window.h) reads: t_lo = PERIOD in ns, burst = COUNT, inv_t = the alignment
+ * (fixed) or the sub-window width in ns (sliding).
+ */
+#define RLDI_ALGO_SHIFT     56
+#define RLDI_ALGO_GCRA      0u
+#define RLDI_ALGO_SLIDING   1u
+#define RLDI_ALGO_FIXED     2u
+#define RLDI_BANK_ALGO(b_t_hi) ((uint32_t)((b_t_hi) >> RLDI_ALGO_SHIFT))
+
 typedef struct rldi_slot {
     /* line 0: hot */
     uint64_t tat;               /*   0 \ 16-byte CAS unit, 16-aligned */
@@ -107,7 +122,8 @@ typedef struct rldi_slot {
 
 typedef struct rldi_meta {
     char     name[RLDI_NAME_MAX + 1]; /*   0 NUL-terminated */
-    uint8_t  reserved0[7];            /*  65 */
+    uint8_t  algo;                    /*  65 RLDI_ALGO_*, as configured */
+    uint8_t  reserved0[6];            /*  66 */
     uint64_t rate_count;              /*  72 as configured: COUNT/PERIOD */
     uint64_t rate_period_ns;          /*  80 */
     uint64_t burst;                   /*  88 */
@@ -115,8 +131,15 @@ typedef struct rldi_meta {
     uint32_t origin;                  /* 100 RLDI_ORIGIN_*: who created it */
     uint64_t name_hash;               /* 104 */
     uint64_t max_debt_ns;             /* 112 the most one call may put it in debt (beyond tau) */
-    uint64_t reserved2;               /* 120 */
+    uint64_t align_ns;                /* 120 fixed windows: their offset from the period's multiples */
 } rldi_meta;
+
+/* A sliding window's 16 past sub-windows: entry j % 16 holds sub-window j's count (24 bits)
+ * and index (40 bits), written before the head moves past it (window.h). */
+#define RLDI_RING_ENTRIES   16u
+typedef struct rldi_ring {
+    uint64_t e[RLDI_RING_ENTRIES];
+} rldi_ring;
 
 #define RLDI_ORIGIN_FILE    0u   /* declared in the configuration file */
 #define RLDI_ORIGIN_RUNTIME 1u   /* created by a Put request: survives reloads */
@@ -134,6 +157,8 @@ static_assert(offsetof(rldi_shm_header, state) == 72, "ABI");
 static_assert(offsetof(rldi_shm_header, index_seq) == 88, "ABI");
 static_assert(offsetof(rldi_shm_header, config_gen) == 112, "ABI");
 static_assert(offsetof(rldi_shm_header, keeper_pid) == 120, "ABI");
+static_assert(offsetof(rldi_shm_header, rings_off) == 128, "ABI");
+static_assert(sizeof(rldi_ring) == 128, "a ring is two cache lines");
 static_assert(offsetof(rldi_shm_header, reserved_keyed) == 512, "ABI");
 
 static_assert(sizeof(rldi_bank) == 32, "ABI");
@@ -155,6 +180,8 @@ static_assert(offsetof(rldi_meta, rate_count) == 72, "ABI");
 static_assert(offsetof(rldi_meta, origin) == 100, "ABI");
 static_assert(offsetof(rldi_meta, name_hash) == 104, "ABI");
 static_assert(offsetof(rldi_meta, max_debt_ns) == 112, "ABI");
+static_assert(offsetof(rldi_meta, algo) == 65, "ABI");
+static_assert(offsetof(rldi_meta, align_ns) == 120, "ABI");
 
 static_assert(RLDI_HEADER_SIZE % RLDI_SLOT_SIZE == 0, "slots start aligned");
 

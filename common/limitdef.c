@@ -2,8 +2,27 @@
 #include "limitdef.h"
 
 #include <errno.h>
+#include <string.h>
 
+#include "bucket.h"
 #include "rate.h"
+#include "window.h"
+
+int rldi_algo_parse(const char *s, uint32_t *algo)
+{
+    static const char *const names[] = { "gcra", "sliding", "fixed" };
+    for (uint32_t i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *algo = i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+const char *rldi_algo_name(uint32_t algo)
+{
+    return algo == RLDI_ALGO_SLIDING ? "sliding" : algo == RLDI_ALGO_FIXED ? "fixed" : "gcra";
+}
 
 int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
                         enum rldi_limitdef_field *field)
@@ -21,6 +40,36 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
                                      def->period_ns > RLDI_PERIOD_MAX_NS) {
         w = "rate out of range (1..10^15 per 1 ms..365 days)";
         f = RLDI_LD_RATE;
+        r = -EINVAL;
+    } else if (def->algo > RLDI_ALGO_FIXED) {
+        w = "algorithm must be gcra, sliding or fixed";
+        f = RLDI_LD_ALGO;
+        r = -EINVAL;
+    } else if (def->algo != RLDI_ALGO_GCRA) {
+        /* a window: COUNT per PERIOD is the cap, there is no burst */
+        if (def->count == 0) {
+            w = "a window algorithm needs a rate (COUNT/PERIOD), not unlimited";
+            f = RLDI_LD_RATE;
+        } else if (def->burst != 0) {
+            w = "burst does not apply to a window algorithm: COUNT is the cap";
+            f = RLDI_LD_BURST;
+        } else if (def->count > (def->algo == RLDI_ALGO_SLIDING ? RLDI_WIN_SLIDING_MAX
+                                                                : RLDI_WIN_FIXED_MAX)) {
+            w = def->algo == RLDI_ALGO_SLIDING ? "a sliding window counts at most 16777215 "
+                                                 "tokens per period"
+                                               : "a fixed window counts at most 4294967295 "
+                                                 "tokens per period";
+            f = RLDI_LD_RATE;
+        } else if (def->align_set && (def->algo != RLDI_ALGO_FIXED || def->align_ns >= def->period_ns)) {
+            w = def->algo != RLDI_ALGO_FIXED ? "align applies to fixed windows only"
+                                             : "align must be shorter than the period";
+            f = RLDI_LD_ALIGN;
+        }
+        if (w)
+            r = -EINVAL;
+    } else if (def->align_set) {
+        w = "align applies to fixed windows only";
+        f = RLDI_LD_ALIGN;
         r = -EINVAL;
     } else if (def->count != 0 && (rldi_interval(def->count, def->period_ns, &t) < 0 ||
                                    t < RLDI_T_MIN_UNITS)) {
@@ -44,19 +93,32 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
     return r;
 }
 
-int rldi_limitdef_bank(const rldi_limitdef *def, rldi_u128 *t, uint64_t *burst)
+int rldi_limitdef_bank(const rldi_limitdef *def, rldi_bank *b)
 {
     int r = rldi_limitdef_check(def, NULL, NULL);
     if (r < 0)
         return r;
-    *burst = rldi_limitdef_burst(def);
-    return rldi_interval(def->count, def->period_ns, t);
+    if (def->algo != RLDI_ALGO_GCRA) {
+        b->t_lo = def->period_ns;
+        b->t_hi = (uint64_t)def->algo << RLDI_ALGO_SHIFT;
+        b->burst = def->count;
+        b->inv_t = def->algo == RLDI_ALGO_SLIDING ? rldi_win_sub_width(def->period_ns)
+                                                  : def->align_ns;
+        return 0;
+    }
+    rldi_u128 t;
+    if ((r = rldi_interval(def->count, def->period_ns, &t)) < 0)
+        return r;
+    rldi_bank_gcra(b, t, rldi_limitdef_burst(def));
+    return 0;
 }
 
 uint64_t rldi_limitdef_max_debt(const rldi_limitdef *def)
 {
     if (def->max_debt_set)
         return def->max_debt_ns;
+    if (def->algo != RLDI_ALGO_GCRA)      /* a window's worth, at least 1 h */
+        return def->period_ns > RLDI_DEBT_DEFAULT_MIN_NS ? def->period_ns : RLDI_DEBT_DEFAULT_MIN_NS;
     rldi_u128 t, tau = 0;
     if (def->count && rldi_interval(def->count, def->period_ns, &t) == 0)
         (void)rldi_tau(t, rldi_limitdef_burst(def), &tau);

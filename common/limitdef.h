@@ -20,6 +20,9 @@ typedef struct rldi_limitdef {
     uint64_t burst;       /* tokens at once; 0 = the default (the count) */
     uint64_t max_debt_ns; /* the most one call (debit, degraded wait) may put it in debt */
     bool     max_debt_set;   /* else the default: one burst's worth of time, at least 1 h */
+    uint32_t algo;        /* RLDI_ALGO_GCRA (default), _SLIDING or _FIXED (window.h) */
+    uint64_t align_ns;    /* fixed windows: their start after each multiple of the period */
+    bool     align_set;
     int      line;        /* line of its [limit] header in the configuration; 0 otherwise */
 } rldi_limitdef;
 
@@ -30,7 +33,11 @@ typedef struct rldi_limitdef {
 
 /* What fails, so that each caller can point at the right place (a file's line, a field). */
 enum rldi_limitdef_field { RLDI_LD_OK, RLDI_LD_NAME, RLDI_LD_RATE, RLDI_LD_BURST,
-                           RLDI_LD_DEBT };
+                           RLDI_LD_DEBT, RLDI_LD_ALGO, RLDI_LD_ALIGN };
+
+/* "gcra", "sliding", "fixed" <-> RLDI_ALGO_*; -EINVAL for another word. */
+int rldi_algo_parse(const char *s, uint32_t *algo);
+const char *rldi_algo_name(uint32_t algo);
 
 /*
  * Check DEF: a valid name, a rate within the parser's bounds, a positive burst (0 stands for
@@ -46,8 +53,9 @@ static inline uint64_t rldi_limitdef_burst(const rldi_limitdef *def)
     return def->burst ? def->burst : def->count;
 }
 
-/* The config bank values of a checked DEF: emission interval (0 = unlimited) and burst. */
-int rldi_limitdef_bank(const rldi_limitdef *def, rldi_u128 *t, uint64_t *burst);
+/* The config bank of a checked DEF (layout.h): GCRA's interval (0 = unlimited) and burst,
+ * or a window's tagged parameters. */
+int rldi_limitdef_bank(const rldi_limitdef *def, rldi_bank *b);
 
 /* The debt cap DEF means, in ns: its own, else max(1 h, the burst's worth of time). */
 uint64_t rldi_limitdef_max_debt(const rldi_limitdef *def);

@@ -40,7 +40,8 @@ uint64_t rldi_seg_geometry(uint32_t slot_count, rldi_shm_header *hdr)
     hdr->index_buckets = pow2_at_least((uint64_t)slot_count * 2);
     hdr->slots_off = RLDI_HEADER_SIZE;
     hdr->meta_off = hdr->slots_off + (uint64_t)slot_count * RLDI_SLOT_SIZE;
-    hdr->index_off = hdr->meta_off + (uint64_t)slot_count * RLDI_META_SIZE;
+    hdr->rings_off = hdr->meta_off + (uint64_t)slot_count * RLDI_META_SIZE;
+    hdr->index_off = hdr->rings_off + (uint64_t)slot_count * sizeof(rldi_ring);
     uint64_t end = hdr->index_off + (uint64_t)hdr->index_buckets * sizeof(uint32_t);
     uint64_t page = 4096;
     hdr->segment_size = (end + page - 1) / page * page;
@@ -60,6 +61,7 @@ int rldi_seg_check(const void *base, size_t size, bool require_ready)
         h->slot_size != want.slot_size || h->meta_size != want.meta_size ||
         h->index_buckets != want.index_buckets || h->slots_off != want.slots_off ||
         h->meta_off != want.meta_off || h->index_off != want.index_off ||
+        h->rings_off != want.rings_off ||
         h->segment_size != want.segment_size || h->segment_size != size)
         return RLD_ECORRUPT;
     uint32_t state = LOAD_ACQUIRE(&h->state);
@@ -79,6 +81,7 @@ void rldi_seg_bind(rldi_seg *s, void *base, size_t size)
     s->slots = (rldi_slot *)((char *)base + h->slots_off);
     s->meta = (rldi_meta *)((char *)base + h->meta_off);
     s->index = (uint32_t *)((char *)base + h->index_off);
+    s->rings = (rldi_ring *)((char *)base + h->rings_off);
     s->slot_count = h->slot_count;
     s->index_mask = h->index_buckets - 1;
 }

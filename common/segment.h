@@ -19,6 +19,7 @@ typedef struct rldi_seg {
     rldi_shm_header *hdr;
     rldi_slot       *slots;
     rldi_meta       *meta;
+    rldi_ring       *rings;
     uint32_t        *index;
     uint32_t         slot_count;
     uint32_t         index_mask;

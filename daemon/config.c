@@ -24,13 +24,14 @@ enum section { SEC_NONE, SEC_RLD, SEC_LIMIT };
 
 enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, K_CONNS_PER_UID,
        K_WAITS_PER_UID, N_RLD_KEYS };
-enum { K_RATE, K_BURST, K_MAX_DEBT, N_LIMIT_KEYS };
+enum { K_RATE, K_BURST, K_MAX_DEBT, K_ALGORITHM, K_ALIGN, N_LIMIT_KEYS };
 
 static const char *const rld_keys[N_RLD_KEYS] = {
     "max_limits", "group", "admin_group", "max_waiters", "log_level",
     "max_connections_per_uid", "max_waits_per_uid",
 };
-static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst", "max_debt"};
+static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst", "max_debt", "algorithm",
+                                                     "align"};
 static const char *const log_levels[] = {"error", "warn", "info", "debug"};
 
 struct parser {
@@ -188,7 +189,7 @@ static bool end_section(struct parser *ps)
             fail(ps, ps->sec_line, -EINVAL, l->name, "limit has no rate");
             return false;
         }
-        if (!ps->key_line[K_BURST])
+        if (!ps->key_line[K_BURST] && l->algo == RLDI_ALGO_GCRA)
             l->burst = l->count;
     }
     ps->sec = SEC_NONE;
@@ -401,6 +402,24 @@ static bool limit_key(struct parser *ps, int k, const char *value)
         }
         return tolerance_ok(ps, l, value);
     }
+    if (k == K_ALGORITHM) {
+        if (rldi_algo_parse(value, &l->algo) < 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "algorithm must be gcra, sliding or fixed");
+            return false;
+        }
+        return tolerance_ok(ps, l, value);
+    }
+    if (k == K_ALIGN) {
+        const char *v = value;
+        if (*v == '+')
+            v++;
+        if ((rc = rldi_parse_duration(v, &l->align_ns, &why)) < 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad align: %s", why);
+            return false;
+        }
+        l->align_set = true;
+        return tolerance_ok(ps, l, value);
+    }
     if (k == K_MAX_DEBT) {
         if ((rc = rldi_parse_duration(value, &l->max_debt_ns, &why)) < 0) {
             fail(ps, ps->lineno, -EINVAL, value, "bad max_debt: %s", why);
@@ -458,7 +477,7 @@ static int handler(void *user, const char *section, const char *key, const char 
     case SEC_LIMIT:
         k = key_index(limit_keys, N_LIMIT_KEYS, key);
         if (k < 0) {
-            fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate, burst or max_debt)");
+            fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate, burst, algorithm, align or max_debt)");
             return 0;
         }
         break;

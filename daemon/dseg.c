@@ -204,8 +204,10 @@ static void meta_write(rldi_meta *m, const rldi_limitdef *l)
     m->name_hash = rldi_name_hash(l->name, strlen(l->name));
     m->rate_count = l->count;
     m->rate_period_ns = l->period_ns;
-    m->burst = l->burst;
+    m->burst = l->algo == RLDI_ALGO_GCRA ? l->burst : l->count;   /* a window's cap: COUNT */
     m->unlimited = l->count == 0;
+    m->algo = (uint8_t)l->algo;
+    m->align_ns = l->align_ns;
     rldi_store_relaxed(&m->max_debt_ns, rldi_limitdef_max_debt(l));
 }
 
@@ -276,9 +278,8 @@ static uint32_t alloc_cursor;
 
 int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
 {
-    rldi_u128 t;
-    uint64_t burst;
-    if (rldi_limitdef_bank(l, &t, &burst) < 0)
+    rldi_bank nb;
+    if (rldi_limitdef_bank(l, &nb) < 0)
         return -EINVAL;
     /* Round-robin from the last allocation: a freed slot is reused as late as possible. */
     for (uint32_t n = 0; n < s->slot_count; n++) {
@@ -291,7 +292,7 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         rldi_store_relaxed(&sl->denied, 0);
         rldi_store_relaxed(&sl->waiters, 0);
         rldi_store_relaxed(&sl->queued, 0);
-        rldi_bucket_publish(sl, t, burst, false);
+        rldi_bucket_publish(sl, &s->rings[i], &nb, false);
         /* a new identity, odd (live): no handle of an earlier limit here matches it */
         rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) + 1) | 1);
         index_lock(s);
@@ -310,17 +311,21 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
 int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *changed)
 {
     rldi_slot *sl = &s->slots[slot];
-    rldi_u128 t, ot;
-    uint64_t burst, ob;
-    if (rldi_limitdef_bank(l, &t, &burst) < 0)
+    rldi_bank nb, ob;
+    if (rldi_limitdef_bank(l, &nb) < 0)
         return -EINVAL;
-    rldi_bucket_config(sl, &ot, &ob);
+    rldi_bucket_config(sl, &ob);
     rldi_meta *m = &s->meta[slot];
-    *changed = ot != t || ob != burst;
-    if (*changed)
-        rldi_bucket_publish(sl, t, burst, true);
+    *changed = !rldi_bank_same(&ob, &nb);
+    if (*changed) {
+        if (RLDI_BANK_ALGO(ob.t_hi) != l->algo)
+            LOG_INFO("limit %s: algorithm %s -> %s: it starts full", l->name,
+                     rldi_algo_name(RLDI_BANK_ALGO(ob.t_hi)), rldi_algo_name(l->algo));
+        rldi_bucket_publish(sl, &s->rings[slot], &nb, true);
+    }
     if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns ||
-        m->max_debt_ns != rldi_limitdef_max_debt(l)) {
+        m->max_debt_ns != rldi_limitdef_max_debt(l) || m->algo != l->algo ||
+        m->align_ns != l->align_ns) {
         index_lock(s);
         meta_write(m, l);   /* "60/min" -> "1/s" keeps the bank but shows the new words */
         index_unlock(s);
@@ -340,10 +345,9 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
     /* gen first, then the version bump: a client that sees the new version sees the new gen.
      * Even: a free slot, which no handle names. */
     rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) | 1) + 1);
-    rldi_u128 t;
-    uint64_t burst;
-    rldi_bucket_config(sl, &t, &burst);
-    rldi_bucket_publish(sl, t, burst, false);
+    rldi_bank b;
+    rldi_bucket_config(sl, &b);
+    rldi_bucket_publish(sl, &s->rings[slot], &b, false);
 }
 
 void dseg_limit_reset(rldi_seg *s, uint32_t slot)

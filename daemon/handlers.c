@@ -114,6 +114,20 @@ static bool find_live(rld_daemon *s, conn *c, uint64_t id, const char *name, uin
     return r == 0;
 }
 
+/* "burst 7", "sliding window", "fixed window aligned +15m": for the log. */
+static const char *shape(const rldi_limitdef *l, char *buf, size_t len)
+{
+    char al[32] = "";
+    if (l->algo == RLDI_ALGO_GCRA) {
+        snprintf(buf, len, "burst %llu", (unsigned long long)l->burst);
+    } else {
+        if (l->algo == RLDI_ALGO_FIXED && l->align_ns)
+            rldi_format_duration(al, sizeof(al), l->align_ns);
+        snprintf(buf, len, "%s window%s%s", rldi_algo_name(l->algo), *al ? " aligned +" : "", al);
+    }
+    return buf;
+}
+
 static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
 {
     if (!p->limit) {
@@ -138,18 +152,31 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         return;
     }
     l.burst = p->limit->burst;
+    if (p->limit->algorithm && *p->limit->algorithm &&
+        rldi_algo_parse(p->limit->algorithm, &l.algo) < 0) {
+        char alg[64];
+        escape(p->limit->algorithm, alg, sizeof(alg));
+        srv_reply_code(s->srv, c, id, -EINVAL, "bad algorithm '%s': gcra, sliding or fixed", alg);
+        return;
+    }
+    l.align_ns = p->limit->align_ns;
+    l.align_set = p->limit->align_ns != 0;
     enum rldi_limitdef_field field;
     int bad = rldi_limitdef_check(&l, &why, &field);
     if (bad < 0) {
         if (field == RLDI_LD_NAME)
             srv_reply_code(s->srv, c, id, bad, "bad limit name '%s': %s", esc, why);
-        else
+        else if (field == RLDI_LD_BURST && l.algo == RLDI_ALGO_GCRA)
             srv_reply_code(s->srv, c, id, bad, "limit '%s': burst %llu: %s", esc,
                            (unsigned long long)rldi_limitdef_burst(&l), why);
+        else
+            srv_reply_code(s->srv, c, id, bad, "limit '%s': %s", esc, why);
         return;
     }
-    l.burst = rldi_limitdef_burst(&l);
+    if (l.algo == RLDI_ALGO_GCRA)
+        l.burst = rldi_limitdef_burst(&l);
     uint32_t slot, gen;
+    char shp[64];
     int r = rldi_seg_lookup(s->seg, l.name, &slot, &gen);
     if (r == 0) {
         if (p->create_only) {
@@ -159,9 +186,10 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         bool changed;
         dseg_limit_change(s->seg, slot, &l, &changed);
         waitq_limit_changed(s->wq, slot);
-        LOG_INFO("limit %s: set to %s, burst %llu by pid %d (uid %d)%s", esc, p->limit->rate,
-                 (unsigned long long)l.burst, (int)c->pid, (int)c->uid,
-                 changed ? ", state carried proportionally" : ", unchanged");
+        LOG_INFO("limit %s: set to %s, %s by pid %d (uid %d)%s", esc, p->limit->rate,
+                 shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid,
+                 !changed ? ", unchanged" : l.algo == RLDI_ALGO_GCRA ? ", state carried proportionally"
+                                                                    : "");
     } else {
         if (p->update_only) {
             srv_reply_code(s->srv, c, id, -ENOENT, "no limit '%s'", esc);
@@ -174,8 +202,8 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
             return;
         }
         rldi_store_relaxed(&s->seg->meta[slot].origin, RLDI_ORIGIN_RUNTIME);
-        LOG_INFO("limit %s: created (%s, burst %llu) by pid %d (uid %d)", esc, p->limit->rate,
-                 (unsigned long long)l.burst, (int)c->pid, (int)c->uid);
+        LOG_INFO("limit %s: created (%s, %s) by pid %d (uid %d)", esc, p->limit->rate,
+                 shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid);
     }
     srv_reply_code(s->srv, c, id, 0, "ok");
 }
@@ -235,6 +263,8 @@ static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, c
     ls->granted_waits = ws.granted;
     ls->timed_out_waits = ws.timed_out;
     ls->from_file = m->origin != RLDI_ORIGIN_RUNTIME;
+    ls->algorithm = (char *)rldi_algo_name(m->algo);
+    ls->align_ns = m->align_ns;
     return 0;
 }
 

@@ -97,6 +97,7 @@ typedef struct charge {
     rldi_handle h;
     uint64_t    cost;
     uint32_t    index;
+    uint32_t    window;     /* set by grant_all: the window the tokens came from (0: GCRA) */
 } charge;
 
 waitq *waitq_new(server *srv, rldi_seg *seg, uint32_t max_waiters, uint32_t max_per_uid)
@@ -205,16 +206,18 @@ static void finish(waitq *wq, waiter *w)
 typedef struct undo_charge {
     uint32_t slot, gen;
     uint64_t cost;
+    uint32_t window;
 } undo_charge;
 
-/* A grant's tokens go back when its reply cannot be delivered (one charge, inline). */
+/* A grant's tokens go back when its reply cannot be delivered (one charge, inline: arg[0]
+ * the slot and generation, arg[1] the cost, arg[2] the window they came from). */
 static void grant_undo1(const srv_undo *u, bool delivered)
 {
     if (delivered)
         return;
     waitq *wq = u->ctx;
-    rldi_handle h = { (uint32_t)u->arg[0], (uint32_t)u->arg[1] };
-    rldi_bucket_refund(wq->seg, h, u->arg[2], rldi_now_fp());
+    rldi_handle h = { (uint32_t)u->arg[0], (uint32_t)(u->arg[0] >> 32) };
+    rldi_bucket_refund(wq->seg, h, u->arg[1], (uint32_t)u->arg[2], rldi_now_fp());
 }
 
 /* The same for a set: arg[0] is an undo_charge array of arg[1] entries, owned here. */
@@ -225,7 +228,8 @@ static void grant_undo_n(const srv_undo *u, bool delivered)
     if (!delivered) {
         rldi_u128 now = rldi_now_fp();
         for (uint64_t i = u->arg[1]; i-- > 0;)
-            rldi_bucket_refund(wq->seg, (rldi_handle){ uc[i].slot, uc[i].gen }, uc[i].cost, now);
+            rldi_bucket_refund(wq->seg, (rldi_handle){ uc[i].slot, uc[i].gen }, uc[i].cost,
+                               uc[i].window, now);
     }
     free(uc);
 }
@@ -253,6 +257,20 @@ static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const
     wr.expected_wait_ns = a->expected_ns;
     wr.waited_ns = a->enq_ns ? now - a->enq_ns : 0;
     wr.index = a->index;
+    /* For the client's refunds, in request order (a limit named twice was one charge: its
+     * window is at its first place, 0 at the others). */
+    uint32_t windows[WAITQ_MAX_CHARGES] = { 0 }, nw = 0;
+    bool any_window = false;
+    for (uint32_t i = 0; i < a->n; i++) {
+        windows[a->ch[i].index] = a->ch[i].window;
+        any_window |= a->ch[i].window != 0;
+        if (a->ch[i].index >= nw)
+            nw = a->ch[i].index + 1;
+    }
+    if (code == 0 && any_window) {
+        wr.n_windows = nw;
+        wr.windows = windows;
+    }
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = a->id;
     rep.code = code;
@@ -261,19 +279,21 @@ static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const
     rep.wait = &wr;
     srv_undo u = { NULL, wq, { 0, 0, 0 } };
     if (code == 0 && a->n == 1) {
-        u = (srv_undo){ grant_undo1, wq, { a->ch[0].h.slot, a->ch[0].h.gen, a->ch[0].cost } };
+        u = (srv_undo){ grant_undo1, wq, { a->ch[0].h.slot | (uint64_t)a->ch[0].h.gen << 32,
+                                            a->ch[0].cost, a->ch[0].window } };
     } else if (code == 0 && a->n > 1) {
         undo_charge *uc = malloc(a->n * sizeof(*uc));
         if (!uc) {
             /* no undo to carry: give the tokens back now and say why */
             rldi_u128 t = rldi_now_fp();
             for (uint32_t i = 0; i < a->n; i++)
-                rldi_bucket_refund(wq->seg, a->ch[i].h, a->ch[i].cost, t);
+                rldi_bucket_refund(wq->seg, a->ch[i].h, a->ch[i].cost, a->ch[i].window, t);
             srv_reply_code(wq->srv, c, a->id, -ENOMEM, "out of memory");
             return;
         }
         for (uint32_t i = 0; i < a->n; i++)
-            uc[i] = (undo_charge){ a->ch[i].h.slot, a->ch[i].h.gen, a->ch[i].cost };
+            uc[i] = (undo_charge){ a->ch[i].h.slot, a->ch[i].h.gen, a->ch[i].cost,
+                                   a->ch[i].window };
         u = (srv_undo){ grant_undo_n, wq, { (uint64_t)(uintptr_t)uc, a->n, 0 } };
     }
     srv_reply(wq->srv, c, &rep, u.fn ? &u : NULL);
@@ -290,7 +310,7 @@ static void reply_error(waitq *wq, conn *c, uint64_t id, uint32_t index, int cod
 static uint32_t charges_of(const waitq *wq, const waiter *w, charge *ch)
 {
     for (uint32_t i = 0; i < w->n; i++)
-        ch[i] = (charge){ { w->e[i].q->slot, w->e[i].q->gen }, w->e[i].cost, w->e[i].index };
+        ch[i] = (charge){ { w->e[i].q->slot, w->e[i].q->gen }, w->e[i].cost, w->e[i].index, 0 };
     (void)wq;
     return w->n;
 }
@@ -318,7 +338,7 @@ static void finish_reply(waitq *wq, waiter *w, int code, const rldi_verdict *v, 
  * relative to its burst) and *INDEX its position in CH; or a take's code with *V and *INDEX
  * for the charge that failed. Counted in the slots when granted.
  */
-static int grant_all(waitq *wq, const charge *ch, uint32_t n, uint64_t due_ns, uint64_t now,
+static int grant_all(waitq *wq, charge *ch, uint32_t n, uint64_t due_ns, uint64_t now,
                      rldi_verdict *v, uint32_t *index)
 {
     rldi_u128 at = rldi_fp_from_ns(now);
@@ -329,6 +349,7 @@ static int grant_all(waitq *wq, const charge *ch, uint32_t n, uint64_t due_ns, u
         r = rldi_bucket_grant(wq->seg, ch[i].h, ch[i].cost, due_ns, at, &one);
         if (r < 0)
             break;
+        ch[i].window = one.window;
         if (i == 0 || (unsigned __int128)one.remaining * v->limit <
                           (unsigned __int128)v->remaining * one.limit) {
             *v = one;
@@ -340,7 +361,7 @@ static int grant_all(waitq *wq, const charge *ch, uint32_t n, uint64_t due_ns, u
         *index = i;
         rldi_u128 later = rldi_now_fp();
         while (i-- > 0)
-            rldi_bucket_refund(wq->seg, ch[i].h, ch[i].cost, later);
+            rldi_bucket_refund(wq->seg, ch[i].h, ch[i].cost, ch[i].window, later);
         return r;
     }
     for (i = 0; i < n; i++)
@@ -519,7 +540,7 @@ static int wait_charges(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w,
                 ch[j].cost = UINT64_MAX;
             continue;
         }
-        ch[m++] = (charge){ h, cost, (uint32_t)i };
+        ch[m++] = (charge){ h, cost, (uint32_t)i, 0 };
     }
     return (int)m;
 }

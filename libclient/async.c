@@ -68,6 +68,7 @@ typedef struct arec {
     uint32_t       idx;                 /* its own index */
     uint64_t       deadline_ns;         /* absolute, 0 none */
     heap_node      due;                 /* R_LOCAL: when its reserved tokens are due */
+    bool           retry;               /* R_LOCAL: nothing reserved (a window): reserve then */
     rld_charge    *ch;                  /* N charges, owned (one block with MAP) */
     uint8_t       *map;                 /* MAP[j]: the caller's index of charge j */
     rld_completion done;                /* R_DONE: what will be collected; R_LOCAL: its result */
@@ -470,7 +471,8 @@ static void degrade(rld_client *c, rldc_async *a, arec *r, uint32_t i)
     rld_result res;
     int rc = rldc_reserve_multi(c, r->ch, r->n, deadline, &res, &wait_ns);
     res.index = res.index < r->n ? r->map[res.index] : 0;
-    if (rc == 0 && wait_ns) {
+    r->retry = rc == -EINPROGRESS;     /* a window: nothing reserved, try again then */
+    if ((rc == 0 && wait_ns) || r->retry) {
         set_state(a, r, R_LOCAL);
         r->done.res = res;
         if (heap_set(&a->dues, &r->due, now + wait_ns) == 0)
@@ -559,6 +561,10 @@ static void timers(rld_client *c, rldc_async *a, uint64_t now)
     while ((h = heap_min(&a->dues)) && h->key <= now) {
         arec *r = (arec *)((char *)h - offsetof(arec, due));
         heap_remove(&a->dues, h);
+        if (r->retry) {
+            degrade(c, a, r, r->idx);
+            continue;
+        }
         rld_result res = r->done.res;
         done_push(a, r, r->idx, 0, &res);
     }
@@ -818,7 +824,8 @@ int rld_wait_cancel(rld_client *c, uint64_t ticket)
         r->done.res.retry_after_ns = 0;
     } else if (r->state == R_LOCAL) {
         heap_remove(&a->dues, &r->due);
-        rldc_refund_all(c, r->ch, r->n);
+        if (!r->retry)                  /* a retry holds nothing yet */
+            rldc_refund_all(c, r->ch, r->n);
         rld_result res = r->done.res;
         res.retry_after_ns = 0;
         done_push(a, r, i, -ECANCELED, &res);

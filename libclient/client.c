@@ -31,6 +31,7 @@ static inline void result_fill(rld_result *res, const rldi_verdict *vd)
     res->queue_position = vd->waiters;
     res->flags = vd->flags;
     res->index = 0;
+    res->window = vd->window;
 }
 
 void rldc_result(rld_result *res, const rldi_verdict *vd)
@@ -252,14 +253,23 @@ static int pending(rld_client *c, rld_limit *lim)
     return rldc_resolve(c, *lim, lim);
 }
 
-int rld_refund(rld_client *c, rld_limit lim, uint64_t amount)
+int rld_refund_ex(rld_client *c, rld_limit lim, uint64_t amount, uint32_t window)
 {
     if (!c)
         return -EINVAL;
     int p = pending(c, &lim);
     if (p != 0)
         return p > 0 ? 0 : p;
-    return rldi_bucket_refund(&c->seg, handle(lim), amount, rldi_now_fp());
+    return rldi_bucket_refund(&c->seg, handle(lim), amount, window, rldi_now_fp());
+}
+
+int rld_refund(rld_client *c, rld_limit lim, uint64_t amount)
+{
+    /* a window limit's tokens go back to the window of this thread's last take of it */
+    const rldi_win_take_rec *w = &rldi_win_last;
+    uint32_t window = c && w->seg == c->seg.base && w->slot == lim.slot && w->gen == lim.gen
+                          ? w->window : 0;
+    return rld_refund_ex(c, lim, amount, window);
 }
 
 int rld_debit(rld_client *c, rld_limit lim, uint64_t amount)
@@ -307,10 +317,12 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
     rld_result one = { 0 }, best = { 0 };
     size_t i;
     int r = 0;
+    uint32_t windows[RLD_MULTI_MAX];
     for (i = 0; i < n; i++) {
         r = take(c, ch[i].limit, ch[i].cost, &one, now, flags);
         if (r < 0)
             break;
+        windows[i] = one.window;
         /* the tightest: least remaining relative to its burst (128-bit cross products) */
         if (i == 0 || (unsigned __int128)one.remaining * best.limit <
                           (unsigned __int128)best.remaining * one.limit) {
@@ -324,10 +336,11 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
         return 0;
     }
     /* Roll back, newest first. A refund of exactly what was taken restores the state
-     * unless the bucket refilled meanwhile, in which case it is full either way. */
+     * unless the bucket refilled meanwhile, in which case it is full either way (a window
+     * gets its tokens back while the window they were taken in is current). */
     size_t failed = i;
     while (i-- > 0)
-        rld_refund(c, ch[i].limit, ch[i].cost);
+        rld_refund_ex(c, ch[i].limit, ch[i].cost, windows[i]);
     if (r != -EAGAIN) {
         if (res) {
             memset(res, 0, sizeof(*res));
@@ -384,6 +397,8 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
         out->rate_count = rldi_load_relaxed(&m->rate_count);
         out->rate_period_ns = rldi_load_relaxed(&m->rate_period_ns);
         out->burst = rldi_load_relaxed(&m->burst);
+        out->algorithm = rldi_load_relaxed(&m->algo);
+        out->align_ns = rldi_load_relaxed(&m->align_ns);
         rldi_fence_acquire();
         if (rldi_load_relaxed(&c->seg.hdr->index_seq) != seq)
             continue;

@@ -173,6 +173,17 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
         uint64_t w;
         rldi_handle h = { ch[i].limit.slot, ch[i].limit.gen };
         r = rldi_bucket_reserve(&c->seg, h, ch[i].cost, deadline_ns, now, &vd, &w);
+        if (r == -EINPROGRESS) {
+            /* a window cannot be booked ahead: none of the set now, all of it again later */
+            rldc_refund_all(c, ch, i);
+            *wait_ns = w;
+            if (res) {
+                rldc_result(res, &vd);
+                res->flags |= RLD_F_DEGRADED;
+                res->index = (uint32_t)i;
+            }
+            return r;
+        }
         if (r < 0) {
             if (res) {
                 memset(res, 0, sizeof(*res));
@@ -301,7 +312,11 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     if (deadline == 0 && timeout_ns >= 0)
         deadline = 1;
     uint64_t wait_ns;
-    r = rldc_reserve_multi(c, q, m, deadline, res, &wait_ns);
+    while ((r = rldc_reserve_multi(c, q, m, deadline, res, &wait_ns)) == -EINPROGRESS) {
+        struct timespec ts = { (time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u) };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
     if (r == 0 && wait_ns) {
         struct timespec ts = { (time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u) };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)

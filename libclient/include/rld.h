@@ -52,6 +52,8 @@ typedef struct rld_result {
     uint32_t queue_position;  /* waits: callers ahead of this one; else 0                    */
     uint32_t flags;           /* RLD_F_DEGRADED, ...                                         */
     uint32_t index;           /* rld_try_multi: which charge decided                         */
+    uint32_t window;          /* window limits: the (sub-)window the tokens were taken in, for
+                                 rld_refund_ex; 0 for GCRA limits                            */
 } rld_result;
 
 typedef struct rld_charge {
@@ -202,8 +204,14 @@ int rld_wait_position(rld_client *c, uint64_t ticket);
 #define RLD_MULTI_MAX 64
 int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res);
 
-/* Give back AMOUNT tokens taken earlier; the bucket never exceeds its burst. */
+/* Give back AMOUNT tokens taken earlier; the bucket never exceeds its burst. On a window
+ * limit (algorithm sliding or fixed) the tokens go back to the window (for sliding: the
+ * sub-window, PERIOD/16) they were taken in while it is current, and not after: rld_refund
+ * knows that window when the calling thread's last take on this limit took them, and says
+ * -EOPNOTSUPP (nothing given back) when it cannot know; rld_refund_ex is told. */
 int rld_refund(rld_client *c, rld_limit lim, uint64_t amount);
+/* rld_refund of tokens taken in WINDOW (the taking call's rld_result.window). */
+int rld_refund_ex(rld_client *c, rld_limit lim, uint64_t amount, uint32_t window);
 
 /* Take AMOUNT tokens without asking: may go into debt, which later callers wait out.
  * -ERANGE when the debt would exceed 2^62 ns of the limit's rate (nothing is taken). */
@@ -217,11 +225,19 @@ typedef struct rld_limit_info {
     char     name[65];
     uint64_t rate_count;      /* tokens per period as configured; 0 when unlimited */
     uint64_t rate_period_ns;
-    uint64_t burst;
+    uint64_t burst;           /* GCRA: tokens at once; a window: its COUNT (the cap) */
     uint64_t admitted;        /* tokens admitted since the limit was created (see librld(3): */
     uint64_t denied;          /* calls denied      each thread publishes its counts in batches) */
     uint32_t waiters;         /* callers queued at the daemon now */
+    uint32_t algorithm;       /* RLD_ALGO_GCRA, RLD_ALGO_SLIDING or RLD_ALGO_FIXED */
+    uint64_t align_ns;        /* fixed windows: start this long after each multiple of the
+                                 period since the Unix epoch */
 } rld_limit_info;
+
+/* rld_limit_info.algorithm (rld.conf(5): algorithm = gcra | sliding | fixed) */
+#define RLD_ALGO_GCRA    0u   /* a steady rate with a burst */
+#define RLD_ALGO_SLIDING 1u   /* at most COUNT in any PERIOD (sub-windows of PERIOD/16) */
+#define RLD_ALGO_FIXED   2u   /* at most COUNT per wall-clock window of PERIOD */
 
 /* Fill *out for LIM. -ESTALE when the limit was deleted. */
 int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out);

@@ -204,7 +204,9 @@ class Reservation:
         if diff > 0:
             self.limit.debit(diff)
         elif diff < 0:
-            self.limit.refund(-diff)
+            # a window limit's tokens go back to the window they were taken in
+            w = self.result.window if self.result is not None else 0
+            self.limit.refund(-diff, window=w) if w else self.limit.refund(-diff)
         self.charged = actual
         self.adjusted = True
 

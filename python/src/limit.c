@@ -250,9 +250,35 @@ static PyObject *limit_amount(rldpy_limit *self, PyObject *arg, amount_fn f)
     Py_RETURN_NONE;
 }
 
-static PyObject *limit_refund(PyObject *op, PyObject *arg)
+/* refund(amount, /, window=None): librld's rld_refund, or rld_refund_ex given a window. */
+static PyObject *limit_refund(PyObject *op, PyObject *args, PyObject *kw)
 {
-    return limit_amount((rldpy_limit *)op, arg, rld_refund);
+    static char *kwlist[] = { "", "window", NULL };
+    rldpy_limit *self = (rldpy_limit *)op;
+    PyObject *amount, *window = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:refund", kwlist, &amount, &window))
+        return NULL;
+    if (window == Py_None)
+        return limit_amount(self, amount, rld_refund);
+    uint64_t n, w;
+    if (rldpy_parse_u64(amount, "amount", &n) < 0 || rldpy_parse_u64(window, "window", &w) < 0)
+        return NULL;
+    if (w > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "window: not a window of a Result (0 .. 2**32-1)");
+        return NULL;
+    }
+    rld_client *c = rldpy_client_get(self->client);
+    if (!c)
+        return NULL;
+    int r = rld_refund_ex(c, self->lim, n, (uint32_t)w);
+    if (r == -ESTALE) {
+        if (limit_refind(self, c) < 0)
+            return NULL;
+        r = rld_refund_ex(c, self->lim, n, (uint32_t)w);
+    }
+    if (r < 0)
+        return limit_raise(self, r, NULL);
+    Py_RETURN_NONE;
 }
 
 static PyObject *limit_debit(PyObject *op, PyObject *arg)
@@ -338,9 +364,12 @@ static PyMethodDef limit_methods[] = {
       "signals while it waits, so Ctrl-C raises KeyboardInterrupt at once; tokens granted\n"
       "to an interrupted wait are given back (refunded) when the grant arrives. See\n"
       "python/README.md." },
-    { "refund", limit_refund, METH_O,
-      "refund($self, amount, /)\n--\n\nGive back AMOUNT tokens taken earlier (the bucket never\n"
-      "exceeds its burst)." },
+    { "refund", (PyCFunction)(void (*)(void))limit_refund, METH_VARARGS | METH_KEYWORDS,
+      "refund($self, amount, /, window=None)\n--\n\nGive back AMOUNT tokens taken earlier (the bucket never\n"
+      "exceeds its burst). On a window limit (sliding, fixed) they go back to the window\n"
+      "they were taken in while it is current: WINDOW is the taking call's Result.window;\n"
+      "without it, the window of this thread's last take of this limit, and rld.Error\n"
+      "(EOPNOTSUPP) when that is not known." },
     { "debit", limit_debit, METH_O,
       "debit($self, amount, /)\n--\n\nTake AMOUNT tokens without asking: may go into debt,\n"
       "which later callers wait out. rld.DebtOverflow when the debt would exceed 2^62 ns\n"

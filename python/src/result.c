@@ -28,18 +28,19 @@ static void result_dealloc(PyObject *self)
 }
 
 /* Result(admitted, limit, remaining, retry_after_ns, reset_after_ns, queue_position=0,
- * flags=0, index=0): for pickling and for tests; librld makes the real ones. */
+ * flags=0, index=0, window=0): for pickling and for tests; librld makes the real ones. */
 static PyObject *result_tp_new(PyTypeObject *t, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = { "admitted", "limit", "remaining", "retry_after_ns",
-                              "reset_after_ns", "queue_position", "flags", "index", NULL };
+                              "reset_after_ns", "queue_position", "flags", "index", "window",
+                              NULL };
     int ok;
     unsigned long long lim, rem, ra, rs;
-    unsigned int qp = 0, flags = 0, index = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "pKKKK|III:Result", kwlist, &ok, &lim, &rem, &ra,
-                                     &rs, &qp, &flags, &index))
+    unsigned int qp = 0, flags = 0, index = 0, window = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "pKKKK|IIII:Result", kwlist, &ok, &lim, &rem, &ra,
+                                     &rs, &qp, &flags, &index, &window))
         return NULL;
-    rld_result r = { lim, rem, ra, rs, qp, flags, index };
+    rld_result r = { lim, rem, ra, rs, qp, flags, index, window };
     return rldpy_result_new(&r, ok);
 }
 
@@ -62,6 +63,7 @@ static PyObject *get_degraded(PyObject *self, void *c) { return PyBool_FromLong(
 static PyObject *get_unlimited(PyObject *self, void *c) { return PyBool_FromLong(R(self)->flags & RLD_F_UNLIMITED); }
 static PyObject *get_flags(PyObject *self, void *c) { return PyLong_FromUnsignedLong(R(self)->flags); }
 static PyObject *get_index(PyObject *self, void *c) { return PyLong_FromUnsignedLong(R(self)->index); }
+static PyObject *get_window(PyObject *self, void *c) { return PyLong_FromUnsignedLong(R(self)->window); }
 
 static PyGetSetDef result_getset[] = {
     { "admitted", get_admitted, NULL, "True when the tokens were taken (also bool(result)).", NULL },
@@ -76,6 +78,7 @@ static PyGetSetDef result_getset[] = {
     { "unlimited", get_unlimited, NULL, "True when the limit's rate is unlimited (it admits everything).", NULL },
     { "flags", get_flags, NULL, "The raw RLD_F_* flags.", NULL },
     { "index", get_index, NULL, "Multi-limit calls: the index of the charge that decided.", NULL },
+    { "window", get_window, NULL, "Window limits (sliding, fixed): the window the tokens were taken in, for Limit.refund(n, window=...); 0 for GCRA limits.", NULL },
     { NULL },
 };
 
@@ -117,12 +120,12 @@ static PyObject *result_headers(PyObject *self, PyObject *unused)
 static PyObject *result_reduce(PyObject *self, PyObject *unused)
 {
     const rld_result *r = R(self);
-    return Py_BuildValue("O(OKKKKIII)", (PyObject *)Py_TYPE(self),
+    return Py_BuildValue("O(OKKKKIIII)", (PyObject *)Py_TYPE(self),
                          ((rldpy_result *)self)->ok ? Py_True : Py_False,
                          (unsigned long long)r->limit, (unsigned long long)r->remaining,
                          (unsigned long long)r->retry_after_ns,
                          (unsigned long long)r->reset_after_ns, r->queue_position, r->flags,
-                         r->index);
+                         r->index, r->window);
 }
 
 static PyObject *result_repr(PyObject *self)

@@ -14,7 +14,12 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "test_demo: $*" >&2; exit 1; }
-keepers() { pgrep -x rld-keeper | wc -l; }
+# keepers serving instance $1 (they inherit the environment of the rld that started them)
+keepers_of() {
+  for p in $(pgrep -x rld-keeper); do
+    tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx "RLD_INSTANCE=$1" && echo "$p"
+  done
+}
 
 # Another instance named "demo", running: the demos must not touch it.
 printf '[limit demo]\nrate = 5/s\n' > "$tmp/other.conf"
@@ -22,7 +27,6 @@ RLD_RUNTIME_DIR=$tmp "$build/daemon/rld" --foreground --config "$tmp/other.conf"
   --instance demo 2>"$tmp/other.log" &
 other=$!
 for _ in $(seq 100); do grep -q " ready: " "$tmp/other.log" && break; sleep 0.05; done
-before_keepers=$(keepers)
 before=$(RLD_RUNTIME_DIR=$tmp "$build/tools/rlctl/rlctl" -i demo status demo --json)
 
 RLD_DEMO_BUILD=$build "$src/scripts/demo.sh" demo 2 1 >"$tmp/a" 2>&1 &
@@ -38,5 +42,7 @@ after=$(RLD_RUNTIME_DIR=$tmp "$build/tools/rlctl/rlctl" -i demo status demo --js
   fail "the demo took from the other instance 'demo': $before -> $after"
 kill "$other"; wait "$other" 2>/dev/null || true; other=
 sleep 1.5                        # keepers check their socket once a second
-[ "$(keepers)" -le "$before_keepers" ] || fail "the demos left a segment keeper running"
+for i in $(sed -n 's/.*(instance \(demo-[0-9-]*\):.*/\1/p' "$tmp/a" "$tmp/b"); do
+  [ -z "$(keepers_of "$i")" ] || fail "the demo left the segment keeper of $i running"
+done
 echo "test_demo: ok"

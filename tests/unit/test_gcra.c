@@ -188,7 +188,7 @@ static void check_verdict_eq(const rldi_verdict *got, const rldi_verdict *want, 
 static void expect_verdict(const rldi_verdict *v, uint64_t limit, uint64_t remaining,
                            uint64_t retry, uint64_t reset)
 {
-    rldi_verdict want = { limit, remaining, retry, reset, 0, 0 };
+    rldi_verdict want = { limit, remaining, retry, reset, 0, 0, 0 };
     check_verdict_eq(v, &want, "exact case");
 }
 

@@ -1,6 +1,7 @@
 /*
  * cmd_config.c - the commands that change limits at run time, through the daemon (only it
- * shapes the segment): `create NAME rate=R [burst=B]`, `set NAME [rate=R] [burst=B]`,
+ * shapes the segment): `create NAME rate=R [burst=B] [algorithm=A] [align=D]`,
+ * `set NAME [rate=R] [burst=B] [algorithm=A] [align=D]`,
  * `delete NAME`, `reset NAME`. Arguments are checked here first with rld.conf's parsers,
  * so a typo exits 2 before anything is sent; the daemon checks again and decides
  * permissions (root or [rld] admin_group).
@@ -8,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "limitdef.h"
 #include "rate.h"
 #include "rlctl.h"
 
@@ -16,9 +18,13 @@ typedef struct put_args {
     const char *rate_text;      /* as given, NULL if absent */
     uint64_t    count, period_ns;
     uint64_t    burst;          /* 0: absent */
+    const char *algo_text;      /* as given, NULL if absent */
+    uint32_t    algo;
+    uint64_t    align_ns;
+    bool        align_set;
 } put_args;
 
-/* NAME then key=value words: rate=R, burst=B, each at most once. */
+/* NAME then key=value words: rate=R, burst=B, algorithm=A, align=D, each at most once. */
 static int parse_put(const rlctl_ctx *ctx, put_args *a)
 {
     memset(a, 0, sizeof(*a));
@@ -42,14 +48,38 @@ static int parse_put(const rlctl_ctx *ctx, put_args *a)
                 return rlctl_usage_error(ctx, "bad burst '%s': %s", w + 6, why);
             if (a->burst == 0)
                 return rlctl_usage_error(ctx, "bad burst '0': must be at least 1");
+        } else if (strncmp(w, "algorithm=", 10) == 0) {
+            if (a->algo_text)
+                return rlctl_usage_error(ctx, "algorithm= given twice");
+            a->algo_text = w + 10;
+            if (rldi_algo_parse(a->algo_text, &a->algo) < 0)
+                return rlctl_usage_error(ctx, "bad algorithm '%s': gcra, sliding or fixed",
+                                         a->algo_text);
+        } else if (strncmp(w, "align=", 6) == 0) {
+            if (a->align_set)
+                return rlctl_usage_error(ctx, "align= given twice");
+            const char *v = w + 6;
+            if (*v == '+')
+                v++;
+            if (rldi_parse_duration(v, &a->align_ns, &why) < 0)
+                return rlctl_usage_error(ctx, "bad align '%s': %s (e.g. align=+15min)", w + 6,
+                                         why);
+            a->align_set = true;
         } else {
-            return rlctl_usage_error(ctx, "unexpected '%s' (expected rate=R or burst=B)", w);
+            return rlctl_usage_error(ctx, "unexpected '%s' (expected rate=R, burst=B, "
+                                     "algorithm=A or align=D)", w);
         }
     }
     if (ctx->cmd == &rlctl_cmd_create && !a->rate_text)
         return rlctl_usage_error(ctx, "rate=R is required (e.g. rate=10/s)");
-    if (!a->rate_text && !a->burst)
-        return rlctl_usage_error(ctx, "nothing to change: give rate=R and/or burst=B");
+    if (!a->rate_text && !a->burst && !a->algo_text && !a->align_set)
+        return rlctl_usage_error(ctx, "nothing to change: give rate=R, burst=B, algorithm=A "
+                                 "or align=D");
+    if (a->algo_text && a->algo != RLDI_ALGO_GCRA && a->burst)
+        return rlctl_usage_error(ctx, "burst= is for algorithm=gcra: a window admits the "
+                                 "rate's count per period");
+    if (a->algo_text && a->algo != RLDI_ALGO_FIXED && a->align_set)
+        return rlctl_usage_error(ctx, "align= is for algorithm=fixed");
     return 0;
 }
 
@@ -79,8 +109,26 @@ static int fill_current(rlctl_ctx *ctx, put_args *a)
         a->period_ns = cur.info.rate_period_ns;
         a->rate_text = "";
     }
-    if (!a->burst)
-        a->burst = cur.info.burst;
+    if (!a->algo_text) {
+        a->algo = cur.info.algorithm;       /* RLD_ALGO_* are the RLDI_ALGO_* values */
+        if (a->burst && a->algo != RLDI_ALGO_GCRA)
+            return rlctl_usage_error(ctx, "limit '%s' is a %s window: burst= is for gcra "
+                                     "(give algorithm=gcra to change it)", a->name,
+                                     rldi_algo_name(a->algo));
+    }
+    if (a->algo == RLDI_ALGO_GCRA && !a->burst) {
+        /* Keep the burst, except that it follows the rate when it was the rate's count. */
+        a->burst = cur.info.algorithm == RLDI_ALGO_GCRA ? cur.info.burst : 0;
+    }
+    if (a->algo != RLDI_ALGO_GCRA)
+        a->burst = 0;
+    if (a->algo == RLDI_ALGO_FIXED && !a->align_set && cur.info.algorithm == RLDI_ALGO_FIXED) {
+        a->align_ns = cur.info.align_ns;
+        a->align_set = a->align_ns != 0;
+    }
+    if (a->align_set && a->algo != RLDI_ALGO_FIXED)
+        return rlctl_usage_error(ctx, "align= is for algorithm=fixed ('%s' is %s)", a->name,
+                                 rldi_algo_name(a->algo));
     return 0;
 }
 
@@ -119,12 +167,27 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
         rlctl_json_str(&j, "name", name);
         if (put) {
             rlctl_json_str(&j, "rate", rate);
-            if (put->burst)
+            rlctl_json_str(&j, "algorithm", rldi_algo_name(put->algo));
+            if (put->algo != RLDI_ALGO_GCRA)
+                rlctl_json_u64(&j, "burst", put->count);
+            else if (put->burst)
                 rlctl_json_u64(&j, "burst", put->burst);
             else
                 rlctl_json_u64(&j, "burst", put->count);
+            if (put->algo == RLDI_ALGO_FIXED)
+                rlctl_json_u64(&j, "align_ns", put->align_ns);
         }
         rlctl_json_end(&j, '}');
+    } else if (put && put->algo == RLDI_ALGO_SLIDING) {
+        printf("%s %s: rate %s, sliding window\n", verb, name, rate);
+    } else if (put && put->algo == RLDI_ALGO_FIXED) {
+        char al[48] = "";
+        if (put->align_ns) {
+            al[0] = '+';
+            rldi_format_duration(al + 1, sizeof(al) - 1, put->align_ns);
+        }
+        printf("%s %s: rate %s, fixed window%s%s\n", verb, name, rate,
+               put->align_ns ? " aligned " : "", al);
     } else if (put) {
         printf("%s %s: rate %s, burst %llu\n", verb, name, rate,
                (unsigned long long)(put->burst ? put->burst : put->count));
@@ -146,6 +209,8 @@ static int put(rlctl_ctx *ctx, bool create)
     lc.name = (char *)a.name;
     lc.rate = rate;
     lc.burst = a.burst;            /* 0: the rate's count, as in rld.conf */
+    lc.algorithm = (char *)rldi_algo_name(a.algo);
+    lc.align_ns = a.align_set ? a.align_ns : 0;
     Rld__V1__Put p = RLD__V1__PUT__INIT;
     p.limit = &lc;
     p.create_only = create;
@@ -179,23 +244,26 @@ static int cmd_reset(rlctl_ctx *ctx)
     return simple_call(ctx, &req, ctx->argv[0], "reset (full again):", NULL);
 }
 
-/* --json for all four: {"ok": true, "name": NAME}, create and set add "rate" and "burst". */
+/* --json for all four: {"ok": true, "name": NAME}, create and set add "rate", "algorithm",
+ * "burst" (the count for a window) and, for fixed windows, "align_ns". */
 const rlctl_cmd rlctl_cmd_create = {
-    .name = "create", .args = "NAME rate=R [burst=B]",
+    .name = "create", .args = "NAME rate=R [burst=B] [algorithm=A] [align=D]",
     .summary = "Create a limit at run time",
-    .help = "The burst defaults to the rate's count. Exit 1 if the limit exists already.\n"
+    .help = "The burst defaults to the rate's count. algorithm= is gcra (the default),\n"
+            "sliding (at most COUNT in any PERIOD) or fixed (COUNT per wall-clock window;\n"
+            "align=+15min shifts the windows). Exit 1 if the limit exists already.\n"
             "It lives until deleted, or until a reload whose file does not declare it.\n"
             "Needs root or [rld] admin_group (else exit 4).\n",
-    .min_args = 1, .max_args = 3, .needs_daemon = true, .check = check_put, .exec = cmd_create,
+    .min_args = 1, .max_args = 5, .needs_daemon = true, .check = check_put, .exec = cmd_create,
 };
 
 const rlctl_cmd rlctl_cmd_set = {
-    .name = "set", .args = "NAME [rate=R] [burst=B]",
-    .summary = "Change a limit's rate and/or burst",
+    .name = "set", .args = "NAME [rate=R] [burst=B] [algorithm=A] [align=D]",
+    .summary = "Change a limit's rate, burst or algorithm",
     .help = "What is not given is kept. The state carries over proportionally (half used\n"
-            "stays half used). Exit 5 if there is no such limit. Needs root or [rld]\n"
-            "admin_group (else exit 4).\n",
-    .min_args = 1, .max_args = 3, .needs_daemon = true, .check = check_put, .exec = cmd_set,
+            "stays half used); a change of algorithm starts the limit full. Exit 5 if\n"
+            "there is no such limit. Needs root or [rld] admin_group (else exit 4).\n",
+    .min_args = 1, .max_args = 5, .needs_daemon = true, .check = check_put, .exec = cmd_set,
 };
 
 const rlctl_cmd rlctl_cmd_delete = {

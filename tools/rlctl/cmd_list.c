@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "limitdef.h"
 #include "rate.h"
 #include "rlctl.h"
 
@@ -69,9 +70,13 @@ static int cmd_list(rlctl_ctx *ctx)
     rlctl_table_init(&t, 7, head, right);
     for (size_t i = 0; i < n; i++) {
         const rlctl_limit *l = &v[i];
-        char burst[24], rem[24], w[24], adm[24], den[24];
-        rlctl_table_row(&t, l->info.name, l->rate,
-                        l->unlimited ? "-" : num(burst, sizeof(burst), l->info.burst),
+        char rate[64], burst[24], rem[24], w[24], adm[24], den[24];
+        bool window = l->info.algorithm != RLD_ALGO_GCRA && !l->unlimited;
+        /* A window has no burst: its count per period is in RATE, with the algorithm. */
+        snprintf(rate, sizeof(rate), "%s%s%s", l->rate, window ? " " : "",
+                 window ? rldi_algo_name(l->info.algorithm) : "");
+        rlctl_table_row(&t, l->info.name, rate,
+                        l->unlimited || window ? "-" : num(burst, sizeof(burst), l->info.burst),
                         l->unlimited ? "-" : num(rem, sizeof(rem), l->peek.remaining),
                         num(w, sizeof(w), l->info.waiters), num(adm, sizeof(adm), l->info.admitted),
                         num(den, sizeof(den), l->info.denied));
@@ -157,10 +162,22 @@ static int cmd_status(rlctl_ctx *ctx)
                 printf("%-16s %s\n", "rate", l.rate);
             else
                 printf("%-16s %s (%.6g/s)\n", "rate", l.rate, rlctl_rate_per_s(&l.info));
-            printf("%-16s %llu\n", "burst", (unsigned long long)l.info.burst);
+            if (l.info.algorithm == RLD_ALGO_SLIDING) {
+                printf("%-16s %s\n", "algorithm", "sliding window (at most the count in any "
+                       "period; 16 sub-windows)");
+            } else if (l.info.algorithm == RLD_ALGO_FIXED) {
+                printf("%-16s fixed window (the count per wall-clock period", "algorithm");
+                if (l.info.align_ns)
+                    printf(", starting +%s", rlctl_dur(l.info.align_ns));
+                printf(")\n");
+            } else {
+                printf("%-16s %s\n", "algorithm", "gcra");
+                printf("%-16s %llu\n", "burst", (unsigned long long)l.info.burst);
+            }
             printf("%-16s %llu\n", "remaining", (unsigned long long)l.peek.remaining);
             if (l.peek.retry_after_ns)
-                printf("%-16s %s (in debt)\n", "retry after", rlctl_dur(l.peek.retry_after_ns));
+                printf("%-16s %s (%s)\n", "retry after", rlctl_dur(l.peek.retry_after_ns),
+                       l.info.algorithm == RLD_ALGO_GCRA ? "in debt" : "window full");
             printf("%-16s %s\n", "full in", l.peek.reset_after_ns ?
                    rlctl_dur(l.peek.reset_after_ns) : "0 (full)");
         }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "limitdef.h"
 #include "rate.h"
 #include "rlctl.h"
 
@@ -259,7 +260,9 @@ void rlctl_json_null(rlctl_json *j, const char *key)
 /*
  * The fields of one limit, shared by list, status and watch (documented in README.md):
  *   name, rate (human form), rate_count, rate_period_ns (0/0 when unlimited), unlimited,
- *   burst, remaining (null when unlimited), retry_after_ns (> 0 only while in debt),
+ *   algorithm ("gcra", "sliding", "fixed"), align_ns (fixed windows; else 0), burst (a window's
+ *   count), remaining (null when unlimited), retry_after_ns (> 0 only while in debt or
+ *   while the window is full),
  *   reset_after_ns (until full again), waiters, admitted (tokens), denied (calls).
  */
 void rlctl_json_limit_fields(rlctl_json *j, const rlctl_limit *l)
@@ -269,6 +272,8 @@ void rlctl_json_limit_fields(rlctl_json *j, const rlctl_limit *l)
     rlctl_json_u64(j, "rate_count", l->info.rate_count);
     rlctl_json_u64(j, "rate_period_ns", l->info.rate_period_ns);
     rlctl_json_bool(j, "unlimited", l->unlimited);
+    rlctl_json_str(j, "algorithm", rldi_algo_name(l->info.algorithm));
+    rlctl_json_u64(j, "align_ns", l->info.align_ns);
     rlctl_json_u64(j, "burst", l->info.burst);
     if (l->unlimited)
         rlctl_json_null(j, "remaining");

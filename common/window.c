@@ -1,0 +1,578 @@
+/*
+ * window.c - the window algorithms' admission (see window.h for the state, docs/DESIGN.md
+ * for the proofs). Called by bucket.c when a slot's bank is tagged sliding or fixed; the
+ * same contract as the bucket functions: every change of the state word is one 16-byte CAS
+ * retried with the value it returned, every verdict built on a view is checked against the
+ * word (or published with it), and nothing read from the segment is trusted unchecked.
+ */
+#include "window.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "atomics.h"
+#include "bucket.h"
+#include "clock.h"
+
+__thread rldi_win_take_rec rldi_win_last __attribute__((tls_model("initial-exec")));
+
+/* One consistent reading of a window limit. */
+typedef struct wview {
+    rldi_u128      word;
+    uint64_t       lo;        /* tat field: fixed end / sliding head|count */
+    uint32_t       frac;      /* fixed count / sliding sum of the 16 before */
+    uint32_t       ver;
+    uint32_t       waiters;
+    rldi_winparams p;
+} wview;
+
+static int wview_fill(const rldi_slot *sl, uint32_t gen, rldi_u128 word, wview *v)
+{
+    uint64_t fv = (uint64_t)(word >> 64);
+    uint64_t gw = rldi_load_relaxed((const uint64_t *)&sl->gen);
+    if ((uint32_t)gw != gen || !(gen & 1))
+        return -ESTALE;
+    const rldi_bank *b = &sl->bank[(fv >> 32) & 1];
+    v->word = word;
+    v->lo = (uint64_t)word;
+    v->frac = (uint32_t)fv;
+    v->ver = (uint32_t)(fv >> 32);
+    v->waiters = (uint32_t)(gw >> 32);
+    v->p.algo = RLDI_BANK_ALGO(rldi_load_relaxed(&b->t_hi));
+    v->p.period_ns = rldi_load_relaxed(&b->t_lo);
+    v->p.count = rldi_load_relaxed(&b->burst);
+    v->p.aux_ns = rldi_load_relaxed(&b->inv_t);
+    return 0;
+}
+
+/* Parameters a hostile writer could have made unusable (no division by them then). */
+static bool wparams_ok(const rldi_winparams *p)
+{
+    if (p->period_ns == 0 || p->count == 0)
+        return false;
+    if (p->algo == RLDI_ALGO_SLIDING)
+        return p->aux_ns != 0 && p->count <= RLDI_WIN_SLIDING_MAX &&
+               p->aux_ns <= UINT64_MAX / (RLDI_WIN_SUBS + 2);
+    return p->algo == RLDI_ALGO_FIXED && p->count <= RLDI_WIN_FIXED_MAX;
+}
+
+static inline rldi_u128 wword(uint64_t lo, uint32_t frac, uint32_t ver)
+{
+    return ((rldi_u128)(((uint64_t)ver << 32) | frac) << 64) | lo;
+}
+
+/* A window id for rld_result.window: never 0 (0: GCRA, or not known). */
+static inline uint32_t win_id(uint64_t idx)
+{
+    return (uint32_t)(idx & 0x7fffffffu) | 0x80000000u;
+}
+
+static bool queue_ahead(const rldi_seg *s, const wview *v, unsigned flags, uint64_t now_ns)
+{
+    return v->waiters && !(flags & RLDI_TAKE_BARGE) && !rldi_seg_daemon_stale(s, now_ns);
+}
+
+/* ---- fixed windows --------------------------------------------------------------------- */
+
+/* The window at NOW_NS: its end and what it holds (a fresh window when the current ended:
+ * its end from the wall clock, read here only when a window starts). */
+static void fixed_now(const wview *v, uint64_t now_ns, uint64_t *end, uint64_t *count)
+{
+    if (now_ns < v->lo) {
+        *end = v->lo;
+        *count = v->frac;
+        return;
+    }
+    *end = rldi_win_fixed_end(rldi_real_ns(), now_ns, v->p.period_ns,
+                              v->p.aux_ns % v->p.period_ns);
+    *count = 0;
+}
+
+/* When COST fits behind EXTRA tokens, at NOW_NS in a window ending at END holding COUNT:
+ * the current window's room first, then whole windows. */
+static uint64_t fixed_wait(const wview *v, uint64_t now_ns, uint64_t end, uint64_t count,
+                           uint64_t extra, uint64_t cost)
+{
+    uint64_t c = v->p.count, room = count < c ? c - count : 0;
+    if (extra + cost <= room)
+        return 0;
+    uint64_t later = extra + cost - room;             /* tokens for windows after this one */
+    uint64_t windows = (later + c - 1) / c;           /* the one it lands in, 1-based */
+    uint64_t wait = end - now_ns;
+    if (windows > 1)
+        wait += (windows - 1 > UINT64_MAX / v->p.period_ns) ? UINT64_MAX / 2
+                                                            : (windows - 1) * v->p.period_ns;
+    return wait;
+}
+
+static void fixed_verdict(rldi_verdict *out, const wview *v, uint64_t now_ns, uint64_t end,
+                          uint64_t count, uint64_t wait, uint32_t window)
+{
+    out->limit = v->p.count;
+    out->remaining = count < v->p.count ? v->p.count - count : 0;
+    out->retry_after_ns = wait;
+    out->reset_after_ns = end - now_ns;
+    out->flags = 0;
+    out->waiters = 0;
+    out->window = window;
+}
+
+/* ---- sliding windows ------------------------------------------------------------------- */
+
+/* Sub-window J's tokens from the ring, 0 when the entry is another sub-window's (one with no
+ * tokens was never written; the ring never holds a sub-window newer than the head). */
+static uint64_t ring_get(const rldi_ring *r, uint64_t j)
+{
+    uint64_t e = rldi_load_relaxed(&r->e[j % RLDI_WIN_SUBS]);
+    return (e & RLDI_WIN_IDX_MASK) == (j & RLDI_WIN_IDX_MASK) ? e >> RLDI_WIN_IDX_BITS : 0;
+}
+
+/*
+ * Record sub-window J's CNT tokens before the head moves past J. Only ever raises what the
+ * entry says for J, and never overwrites a newer sub-window's entry: a writer that read an
+ * old state may write late, and what it writes can then only over-count (never lose tokens).
+ */
+static void ring_put(rldi_ring *r, uint64_t j, uint64_t cnt)
+{
+    uint64_t *e = &r->e[j % RLDI_WIN_SUBS];
+    uint64_t cur = rldi_load_relaxed(e);
+    for (;;) {
+        uint64_t tag = cur & RLDI_WIN_IDX_MASK;
+        int64_t d = rldi_win_dist(tag, j);
+        if (d < 0 || (d == 0 && (cur >> RLDI_WIN_IDX_BITS) >= cnt))
+            return;
+        uint64_t want = rldi_win_pack(j, cnt);
+        if (__atomic_compare_exchange_n(e, &cur, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+            return;
+    }
+}
+
+/* What an admission at sub-window k sees: its tokens and those of the 16 before it, each by
+ * index (cnt[0] is k - 16, cnt[16] is k), from the state word's head (its tokens, and the 16
+ * before it summing to S) and the ring. k >= head. */
+typedef struct sliding_at {
+    uint64_t k;                   /* 40-bit index of the sub-window of now (>= head) */
+    uint64_t k_abs;               /* its absolute index: start at k_abs * w */
+    uint64_t cnt[RLDI_WIN_SUBS + 1];
+    uint64_t sum;                 /* of the 16 before k (the state word's S at k) */
+    uint64_t kc;                  /* tokens in k */
+    bool     have_cnt;            /* cnt[] filled */
+} sliding_at;
+
+static void sliding_now(const rldi_ring *ring, const wview *v, uint64_t now_ns, sliding_at *a)
+{
+    uint64_t w = v->p.aux_ns, head = rldi_win_head(v->lo), hc = rldi_win_headcnt(v->lo);
+    a->k_abs = now_ns / w;
+    uint64_t kt = a->k_abs & RLDI_WIN_IDX_MASK;
+    int64_t d = rldi_win_dist(head, kt);
+    if (d <= 0) {
+        /* our clock is in the head's sub-window, or behind it (read before another process
+         * moved the head): we count as the head's, later than we are, which only denies */
+        a->k = head;
+        a->k_abs -= (uint64_t)(-d);
+        a->sum = v->frac;
+        a->kc = hc;
+        a->have_cnt = false;
+        return;
+    }
+    /* the head is behind now: sub-windows head+1 .. k-1 are empty, head holds hc, the ones
+     * before it are in the ring */
+    a->k = kt;
+    a->kc = 0;
+    a->sum = 0;
+    a->cnt[RLDI_WIN_SUBS] = 0;
+    for (uint64_t i = 0; i < RLDI_WIN_SUBS; i++) {
+        int64_t rel = d - (int64_t)(RLDI_WIN_SUBS - i);         /* (kt - 16 + i) - head */
+        uint64_t c = 0;
+        if (rel == 0)
+            c = hc;
+        else if (rel < 0 && rel > -(int64_t)RLDI_WIN_SUBS)
+            c = ring_get(ring, (kt - RLDI_WIN_SUBS + i) & RLDI_WIN_IDX_MASK);
+        a->cnt[i] = c;
+        a->sum += c;
+    }
+    a->have_cnt = true;
+}
+
+/* The per-sub-window counts of A when sliding_now did not need them (head in place). */
+static void sliding_cnt(const rldi_ring *ring, sliding_at *a)
+{
+    if (a->have_cnt)
+        return;
+    for (uint64_t i = 0; i < RLDI_WIN_SUBS; i++)
+        a->cnt[i] = ring_get(ring, (a->k - RLDI_WIN_SUBS + i) & RLDI_WIN_IDX_MASK);
+    a->cnt[RLDI_WIN_SUBS] = a->kc;
+    a->have_cnt = true;
+}
+
+/* When COST fits behind EXTRA tokens, from sub-window A->k on: the oldest sub-windows leave
+ * the window one by one, and the queue ahead fills the room that frees, in order. */
+static uint64_t sliding_wait(const wview *v, const sliding_at *a, uint64_t now_ns,
+                             uint64_t extra, uint64_t cost)
+{
+    uint64_t c = v->p.count, w = v->p.aux_ns, want = extra + cost;
+    uint64_t cnt[RLDI_WIN_SUBS + 1];
+    memcpy(cnt, a->cnt, sizeof(cnt));
+    uint64_t total = a->sum + a->kc;
+    /* m: how many sub-windows ahead of k we look at; cnt[] is the window there */
+    for (uint64_t m = 0;; m++) {
+        if (m > 0) {
+            total -= cnt[0];
+            memmove(cnt, cnt + 1, RLDI_WIN_SUBS * sizeof(cnt[0]));
+            cnt[RLDI_WIN_SUBS] = 0;
+        }
+        uint64_t room = total < c ? c - total : 0;
+        if (want <= room)
+            return m == 0 ? 0 : (a->k_abs + m) * w - now_ns;
+        if (m > 0 && room) {              /* the queue ahead takes this sub-window's room */
+            uint64_t q = room < extra ? room : extra;
+            extra -= q;
+            want -= q;
+            cnt[RLDI_WIN_SUBS] += q;
+            total += q;
+        }
+        if (m > (RLDI_WIN_SUBS + 1) * 64) {
+            /* a queue of many windows: the rest at COUNT per 17 sub-windows */
+            uint64_t windows = want / c + 1;
+            return (a->k_abs + m) * w - now_ns + windows * (RLDI_WIN_SUBS + 1) * w;
+        }
+    }
+}
+
+static void sliding_verdict(rldi_verdict *out, const wview *v, const sliding_at *a,
+                            uint64_t now_ns, uint64_t taken_here, uint64_t wait)
+{
+    uint64_t c = v->p.count, w = v->p.aux_ns;
+    uint64_t total = a->sum + a->kc + taken_here;
+    out->limit = c;
+    out->remaining = total < c ? c - total : 0;
+    out->retry_after_ns = wait;
+    /* full again when the newest tokens leave: 17 sub-windows after the last one holding any */
+    int64_t last = -1;
+    if (a->kc + taken_here > 0)
+        last = RLDI_WIN_SUBS;
+    else if (a->have_cnt)
+        for (int64_t i = RLDI_WIN_SUBS - 1; i >= 0 && last < 0; i--)
+            if (a->cnt[i])
+                last = i;
+    out->reset_after_ns = last < 0 ? 0
+        : (a->k_abs - RLDI_WIN_SUBS + (uint64_t)last + RLDI_WIN_SUBS + 1) * w - now_ns;
+    out->flags = 0;
+    out->waiters = 0;
+    out->window = win_id(a->k);
+}
+
+/* ---- the operations -------------------------------------------------------------------- */
+
+/* The word still is what V was read from: nothing published, so check before trusting V. */
+static bool wview_moved(const rldi_slot *sl, const wview *v, rldi_u128 *word)
+{
+    rldi_view rv = { .word = v->word };
+    return rldi_view_moved(sl, &rv, word);
+}
+
+/* DRY: decide only (probe, estimate): nothing is published, the view is checked instead. */
+static int take_fixed(rldi_slot *sl, wview *v, uint64_t cost, uint64_t now_ns, bool queued,
+                      uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
+{
+    uint64_t end, count;
+    fixed_now(v, now_ns, &end, &count);
+    uint32_t id = win_id(end / v->p.period_ns);
+    if (!queued && count + cost <= v->p.count) {
+        if (cost == 0 || dry ? wview_moved(sl, v, word)
+                             : !rldi_cas16(&sl->tat, word, wword(end, (uint32_t)(count + cost), v->ver)))
+            return 1;                                   /* again */
+        if (out)
+            fixed_verdict(out, v, now_ns, end, count + cost, 0, id);
+        return 0;
+    }
+    /* denied; a window that ended is published as ended (cheaper for the next caller) */
+    if (end != v->lo && !dry ? !rldi_cas16(&sl->tat, word, wword(end, 0, v->ver))
+                             : wview_moved(sl, v, word))
+        return 1;
+    if (out) {
+        fixed_verdict(out, v, now_ns, end, count, fixed_wait(v, now_ns, end, count, extra, cost), id);
+        out->waiters = v->waiters;
+    }
+    return -EAGAIN;
+}
+
+static int take_sliding(rldi_slot *sl, rldi_ring *ring, wview *v, uint64_t cost, uint64_t now_ns,
+                        bool queued, uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
+{
+    sliding_at a;
+    uint64_t head = rldi_win_head(v->lo);
+    sliding_now(ring, v, now_ns, &a);
+    bool moved = a.k != head;
+    if (moved && !dry)  /* the head's tokens go to the ring before the head moves past it */
+        ring_put(ring, head, rldi_win_headcnt(v->lo));
+    if (!queued && a.sum + a.kc + cost <= v->p.count) {
+        if (cost == 0 || dry ? wview_moved(sl, v, word)
+                             : !rldi_cas16(&sl->tat, word, wword(rldi_win_pack(a.k, a.kc + cost),
+                                                                  (uint32_t)a.sum, v->ver)))
+            return 1;
+        if (out)
+            sliding_verdict(out, v, &a, now_ns, cost, 0);
+        return 0;
+    }
+    if (moved && !dry ? !rldi_cas16(&sl->tat, word, wword(rldi_win_pack(a.k, a.kc),
+                                                          (uint32_t)a.sum, v->ver))
+                      : wview_moved(sl, v, word))
+        return 1;
+    if (out) {
+        sliding_cnt(ring, &a);
+        sliding_verdict(out, v, &a, now_ns, 0, sliding_wait(v, &a, now_ns, extra, cost));
+        out->waiters = v->waiters;
+    }
+    return -EAGAIN;
+}
+
+/* Take (or, DRY, decide) COST at NOW behind the queue (EXTRA: its tokens, ~0 to read them
+ * from the slot) unless FLAGS barge. */
+static int take(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now, unsigned flags,
+                uint64_t extra_in, bool dry, rldi_u128 word, rldi_verdict *out)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    uint64_t now_ns = rldi_fp_to_ns(now);
+    for (;;) {
+        wview v;
+        int r = wview_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        if (!wparams_ok(&v.p) || cost > v.p.count) {
+            if (wview_moved(sl, &v, &word))
+                continue;
+            return !wparams_ok(&v.p) ? -ESTALE : -E2BIG;   /* garbage: a segment writer's doing */
+        }
+        bool queued;
+        uint64_t extra;
+        if (extra_in != UINT64_MAX) {
+            queued = extra_in != 0;
+            extra = extra_in;
+        } else {
+            queued = queue_ahead(s, &v, flags, now_ns);
+            extra = queued ? rldi_load_relaxed(&sl->queued) | 1 : 0;
+        }
+        rldi_verdict vd;
+        rldi_verdict *o = out ? out : &vd;      /* the window is recorded for rld_refund */
+        r = v.p.algo == RLDI_ALGO_FIXED
+                ? take_fixed(sl, &v, cost, now_ns, queued, extra, dry, &word, o)
+                : take_sliding(sl, &s->rings[h.slot], &v, cost, now_ns, queued, extra, dry, &word,
+                               o);
+        if (r == 0 && !dry && cost)
+            rldi_win_last = (rldi_win_take_rec){ s->base, h.slot, h.gen, o->window };
+        if (r != 1)
+            return r;
+    }
+}
+
+int rldi_win_take(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                  unsigned flags, rldi_u128 word, rldi_verdict *out)
+{
+    return take(s, h, cost, now, flags, UINT64_MAX, false, word, out);
+}
+
+int rldi_win_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                   unsigned flags, rldi_verdict *out)
+{
+    const rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    return take(s, h, cost, now, flags, UINT64_MAX, true, rldi_load16_split(&sl->tat), out);
+}
+
+int rldi_win_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t cost,
+                      rldi_u128 now, rldi_verdict *out)
+{
+    const rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    int r = take(s, h, cost, now, 0, extra, true, rldi_load16_split(&sl->tat), out);
+    if (r == 0)
+        out->retry_after_ns = 0;          /* fits now */
+    return r == -EAGAIN ? 0 : r;
+}
+
+/* The state now, taking nothing; retry_after > 0 only in debt (more taken than COUNT),
+ * until that is no longer so. */
+int rldi_win_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict *out)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    uint64_t now_ns = rldi_fp_to_ns(now);
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        wview v;
+        int r = wview_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        rldi_verdict vd;
+        if (!wparams_ok(&v.p)) {
+            r = -ESTALE;
+        } else if (v.p.algo == RLDI_ALGO_FIXED) {
+            uint64_t end, count;
+            fixed_now(&v, now_ns, &end, &count);
+            fixed_verdict(&vd, &v, now_ns, end, count, count > v.p.count ? end - now_ns : 0,
+                          win_id(end / v.p.period_ns));
+        } else {
+            sliding_at a;
+            sliding_now(&s->rings[h.slot], &v, now_ns, &a);
+            sliding_cnt(&s->rings[h.slot], &a);
+            uint64_t wait = 0, total = a.sum + a.kc;
+            if (total > v.p.count) {          /* in debt: until enough has left */
+                uint64_t cnt[RLDI_WIN_SUBS + 1];
+                memcpy(cnt, a.cnt, sizeof(cnt));
+                for (uint64_t m = 1; m <= RLDI_WIN_SUBS + 1 && total > v.p.count; m++) {
+                    total -= cnt[m - 1];
+                    wait = (a.k_abs + m) * v.p.aux_ns - now_ns;
+                }
+            }
+            sliding_verdict(&vd, &v, &a, now_ns, 0, wait);
+        }
+        if (wview_moved(sl, &v, &word))
+            continue;
+        if (r == 0) {
+            vd.waiters = rldi_load_relaxed(&sl->waiters);
+            *out = vd;
+        }
+        return r;
+    }
+}
+
+/*
+ * Give back AMOUNT taken in WINDOW (rld_result.window): to that window or sub-window while
+ * it is current; after that there is nothing to give back to (it no longer counts, or still
+ * does as part of the past that leaves the window in its time). -EOPNOTSUPP for WINDOW 0:
+ * the tokens may come from an earlier window, and giving them to this one could over-admit.
+ */
+int rldi_win_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
+                    rldi_u128 now)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    uint64_t now_ns = rldi_fp_to_ns(now);
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        wview v;
+        int r = wview_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        if (!wparams_ok(&v.p) || window == 0 || amount == 0) {
+            if (wview_moved(sl, &v, &word))
+                continue;
+            return !wparams_ok(&v.p) ? -ESTALE : window == 0 && amount ? -EOPNOTSUPP : 0;
+        }
+        rldi_u128 want;
+        if (v.p.algo == RLDI_ALGO_FIXED) {
+            if (now_ns >= v.lo || win_id(v.lo / v.p.period_ns) != window) {
+                if (wview_moved(sl, &v, &word))
+                    continue;
+                return 0;                  /* that window is over */
+            }
+            uint64_t cnt = v.frac > amount ? v.frac - amount : 0;
+            want = wword(v.lo, (uint32_t)cnt, v.ver);
+        } else {
+            uint64_t head = rldi_win_head(v.lo), hc = rldi_win_headcnt(v.lo);
+            sliding_at a;
+            sliding_now(&s->rings[h.slot], &v, now_ns, &a);
+            if (a.k != head || win_id(head) != window) {
+                if (wview_moved(sl, &v, &word))
+                    continue;
+                return 0;                  /* that sub-window is in the past */
+            }
+            want = wword(rldi_win_pack(head, hc > amount ? hc - amount : 0), v.frac, v.ver);
+        }
+        if (rldi_cas16(&sl->tat, &word, want))
+            return 0;
+    }
+}
+
+/* Take AMOUNT without asking: into debt up to MAX_DEBT_NS's worth of the window's tokens
+ * (COUNT per PERIOD); -ERANGE beyond, nothing taken. */
+int rldi_win_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, uint64_t max_debt_ns,
+                   rldi_u128 now)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    uint64_t now_ns = rldi_fp_to_ns(now);
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        wview v;
+        int r = wview_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        if (!wparams_ok(&v.p)) {
+            if (wview_moved(sl, &v, &word))
+                continue;
+            return -ESTALE;
+        }
+        uint64_t c = v.p.count, debt = (uint64_t)((long double)c * (long double)max_debt_ns /
+                                                  (long double)v.p.period_ns);
+        uint64_t cap = c + (debt < UINT32_MAX ? debt : UINT32_MAX);
+        rldi_u128 want;
+        if (v.p.algo == RLDI_ALGO_FIXED) {
+            uint64_t end, count;
+            fixed_now(&v, now_ns, &end, &count);
+            if (cap > RLDI_WIN_FIXED_MAX)
+                cap = RLDI_WIN_FIXED_MAX;
+            if (amount > cap || count + amount > cap)
+                r = -ERANGE;
+            want = wword(end, (uint32_t)(count + amount), v.ver);
+        } else {
+            rldi_ring *ring = &s->rings[h.slot];
+            uint64_t head = rldi_win_head(v.lo);
+            sliding_at a;
+            sliding_now(ring, &v, now_ns, &a);
+            if (cap > RLDI_WIN_SLIDING_MAX)
+                cap = RLDI_WIN_SLIDING_MAX;
+            if (amount > cap || a.kc + amount > RLDI_WIN_SLIDING_MAX ||
+                a.sum + a.kc + amount > cap)
+                r = -ERANGE;
+            else if (a.k != head)
+                ring_put(ring, head, rldi_win_headcnt(v.lo));
+            want = wword(rldi_win_pack(a.k, a.kc + amount), (uint32_t)a.sum, v.ver);
+        }
+        if (r < 0 || amount == 0) {
+            if (wview_moved(sl, &v, &word))
+                continue;
+            return r;
+        }
+        if (rldi_cas16(&sl->tat, &word, want))
+            return 0;
+    }
+}
+
+/* ---- the daemon's writes ------------------------------------------------------------------ */
+
+rldi_u128 rldi_win_fresh(const rldi_bank *b, rldi_u128 now, uint32_t ver)
+{
+    uint64_t lo = 0;
+    if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_SLIDING && b->inv_t)
+        lo = rldi_win_pack(rldi_fp_to_ns(now) / b->inv_t, 0);
+    return wword(lo, 0, ver);
+}
+
+rldi_u128 rldi_win_carry(const rldi_bank *ob, const rldi_bank *nb, rldi_ring *ring,
+                         rldi_u128 word, rldi_u128 now, uint32_t ver)
+{
+    uint64_t lo = (uint64_t)word;
+    uint32_t frac = (uint32_t)(word >> 64);
+    if (RLDI_BANK_ALGO(nb->t_hi) == RLDI_ALGO_FIXED)
+        return wword(lo, frac, ver);      /* the window keeps its end and what it holds */
+    if (ob->inv_t == nb->inv_t)
+        return wword(lo, frac, ver);      /* same sub-windows: all of it carries */
+    /* New sub-windows: everything the window holds is put in the current one, where it
+     * leaves later than it would have (toward denying); the ring no longer means anything. */
+    for (unsigned i = 0; i < RLDI_RING_ENTRIES; i++)
+        rldi_store_relaxed(&ring->e[i], 0);
+    uint64_t held = rldi_win_headcnt(lo) + frac;
+    if (held > RLDI_WIN_SLIDING_MAX)
+        held = RLDI_WIN_SLIDING_MAX;
+    return wword(rldi_win_pack(rldi_fp_to_ns(now) / nb->inv_t, held), 0, ver);
+}
+

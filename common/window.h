@@ -1,0 +1,87 @@
+/*
+ * window.h - window algorithms: at most COUNT tokens per PERIOD, counted in windows, the
+ * alternatives to GCRA's steady rate (bucket.h dispatches to window.c by the bank's tag).
+ *
+ * fixed    Windows aligned to the wall clock: multiples of PERIOD since the Unix epoch,
+ *          shifted by an alignment. The state word holds the current window's end as a
+ *          CLOCK_MONOTONIC time and the tokens taken in it. The end is fixed when the window
+ *          starts (from CLOCK_REALTIME, read then), so a step of the wall clock can neither
+ *          shorten the current window nor make one longer than PERIOD: a window is never
+ *          re-opened early and never holds more than COUNT (debts aside).
+ *
+ *   state:  tat = end (ns, monotonic)   frac = tokens taken (32 bits)   ver
+ *
+ * sliding  Never more than COUNT tokens in any interval of length PERIOD, kept exactly in
+ *          sub-windows of width w = ceil(PERIOD / 16): an admission at time t counts the
+ *          tokens of its sub-window and of the 16 before it (these 17 cover (t - PERIOD, t]),
+ *          so it may under-admit by at most one sub-window, never over-admit. Throughput
+ *          under saturation is at least 16/17 (94%) of COUNT per PERIOD. The head sub-window
+ *          and the sum of the 16 before it live in the state word; the 16 past sub-windows
+ *          in the slot's ring (layout.h), each written before the head moves past it.
+ *
+ *   state:  tat = head index (40 bits) | head tokens (24 bits)   frac = sum of the 16 before
+ *           ring:  e[j % 16] = index j (40 bits) | tokens of j (24 bits)
+ *
+ * docs/DESIGN.md proves both exact under any interleaving of processes.
+ */
+#ifndef RLD_COMMON_WINDOW_H
+#define RLD_COMMON_WINDOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+#define RLDI_WIN_SUBS        16u                 /* sub-windows of a sliding PERIOD */
+#define RLDI_WIN_IDX_BITS    40u
+#define RLDI_WIN_IDX_MASK    ((UINT64_C(1) << RLDI_WIN_IDX_BITS) - 1)
+#define RLDI_WIN_CNT_BITS    24u
+#define RLDI_WIN_SLIDING_MAX ((UINT64_C(1) << RLDI_WIN_CNT_BITS) - 1)  /* COUNT, sliding */
+#define RLDI_WIN_FIXED_MAX   UINT32_MAX                                  /* COUNT, fixed */
+
+/* A window bank's parameters. */
+typedef struct rldi_winparams {
+    uint32_t algo;       /* RLDI_ALGO_SLIDING or RLDI_ALGO_FIXED */
+    uint64_t period_ns;
+    uint64_t count;
+    uint64_t aux_ns;     /* fixed: the alignment (0 <= aux < period); sliding: the width w */
+} rldi_winparams;
+
+static inline uint64_t rldi_win_sub_width(uint64_t period_ns)
+{
+    return (period_ns + RLDI_WIN_SUBS - 1) / RLDI_WIN_SUBS;
+}
+
+/* ---- sliding: the state word and the ring -------------------------------------------- */
+
+static inline uint64_t rldi_win_head(uint64_t lo) { return lo & RLDI_WIN_IDX_MASK; }
+static inline uint64_t rldi_win_headcnt(uint64_t lo) { return lo >> RLDI_WIN_IDX_BITS; }
+static inline uint64_t rldi_win_pack(uint64_t idx, uint64_t cnt)
+{
+    return (idx & RLDI_WIN_IDX_MASK) | (cnt << RLDI_WIN_IDX_BITS);
+}
+
+/* Index distance B - A in the 40-bit circle, as a signed number: sub-window indexes wrap
+ * after 2^40 sub-windows (2.2 years of 62.5 us ones: the shortest); a limit idle for half
+ * of that reads as the future, which only over-counts (denies), never over-admits. */
+static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
+{
+    uint64_t d = (b - a) & RLDI_WIN_IDX_MASK;
+    return d >= (UINT64_C(1) << (RLDI_WIN_IDX_BITS - 1)) ? (int64_t)d - (INT64_C(1) << RLDI_WIN_IDX_BITS)
+                                                        : (int64_t)d;
+}
+
+/* ---- fixed: where windows end ----------------------------------------------------------- */
+
+/*
+ * The end, in CLOCK_MONOTONIC ns, of the fixed window that contains wall-clock time REAL_NS
+ * read at monotonic time MONO_NS: the next multiple of PERIOD (shifted by ALIGN) after it.
+ */
+static inline uint64_t rldi_win_fixed_end(uint64_t real_ns, uint64_t mono_ns, uint64_t period_ns,
+                                          uint64_t align_ns)
+{
+    uint64_t into = (real_ns + period_ns - align_ns % period_ns) % period_ns;
+    return mono_ns + (period_ns - into);
+}
+
+#endif
