@@ -111,7 +111,7 @@ start_rld() {
 }
 start_rld
 
-LIMIT_KEYS='["admitted","burst","denied","name","rate","rate_count","rate_period_ns",
+LIMIT_KEYS='["admitted","algorithm","align_ns","burst","denied","name","rate","rate_count","rate_period_ns",
   "remaining","reset_after_ns","retry_after_ns","unlimited","waiters"]'
 
 # ---- usage errors (2): nothing is opened, so they hold with no instance at all ---------
@@ -143,6 +143,11 @@ rc 2 create c rate=5/s burst=0
 rc 2 create c rate=5/s rate=6/s
 rc 2 create c rate=5/s color=red
 rc 2 set a;                has "$err" "nothing to change"
+rc 2 create c rate=5/s algorithm=leaky;       has "$err" "bad algorithm 'leaky'"
+rc 2 create c rate=5/s algorithm=sliding burst=3; has "$err" "burst= is for algorithm=gcra"
+rc 2 create c rate=5/s algorithm=sliding align=+1s; has "$err" "align= is for algorithm=fixed"
+rc 2 create c rate=5/h algorithm=fixed align=+15q; has "$err" "bad align '+15q'"
+rc 2 create c rate=5/s algorithm=fixed algorithm=fixed; has "$err" "algorithm= given twice"
 rc 2 -i .hidden list;      has "$err" "bad instance name"
 rc 2 watch --interval 1ms
 rc 2 watch --count 0
@@ -412,6 +417,34 @@ if [ "$proto" = 1 ]; then
   rc 0 status -j c
   jq_fields . "rate rate_count rate_period_ns burst" "20/min 20 60000000000 7"
   rc 5 set zz rate=1/s
+  # window limits: create, show, set (the algorithm kept, or changed), the errors
+  rc 0 create w rate=120/60s algorithm=sliding;  has "$out" "^created w: rate 120/min, sliding window$"
+  rc 0 create h rate=1000/h algorithm=fixed align=+15min -j
+  jq_fields . "ok name rate algorithm burst align_ns" "true h 1000/h fixed 1000 900000000000"
+  rc 0 list -j
+  jq_fields "$(lim w)" "algorithm burst remaining" "sliding 120 120"
+  jq_fields "$(lim h)" "algorithm align_ns" "fixed 900000000000"
+  jq_fields "$(lim c)" "algorithm" "gcra"
+  rc 0 list
+  [ "$(row w)" = "w 120/min sliding - 120 0 0 0" ] || fail "list row w: $(row w)"
+  [ "$(row h)" = "h 1000/h fixed - 1000 0 0 0" ] || fail "list row h: $(row h)"
+  rc 0 status w;                   has "$out" "^algorithm  *sliding window"
+  lacks "$out" "^burst"
+  rc 0 status h;                   has "$out" "^algorithm  *fixed window (the count per wall-clock period, starting +15m"
+  rc 0 try w 120
+  rc 1 try w;                      has "$out" "window full\|retry"
+  rc 0 set w rate=240/60s -j;      jq_fields . "rate algorithm burst" "240/min sliding 240"
+  rc 0 status -j w;                jq_fields . "algorithm remaining" "sliding 120"
+  rc 2 set w burst=5;              has "$err" "is a sliding window: burst= is for gcra"
+  rc 2 set h align=+2h
+  has "$err" "align must be shorter than the period"
+  rc 0 set w algorithm=gcra;       has "$out" "^changed w: rate 240/min, burst 240$"
+  rc 0 status -j w;                jq_fields . "algorithm burst remaining" "gcra 240 240"
+  grep -q "limit w: algorithm sliding -> gcra: it starts full" "$log" || fail "algorithm change not logged"
+  rc 0 set c algorithm=fixed;      has "$out" "^changed c: rate 20/min, fixed window$"
+  rc 0 set c algorithm=gcra burst=7
+  rc 0 delete w
+  rc 0 delete h
   rc 0 try c 7
   rc 1 try c
   rc 0 reset c
