@@ -408,7 +408,11 @@ void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bo
         rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns()), nw;
         bool same = carry && RLDI_BANK_ALGO(ob.t_hi) == nalgo;
         if (nalgo != RLDI_ALGO_GCRA) {
-            /* a window: its own carry (same algorithm) or a fresh window */
+            /* a window: its own carry (same algorithm) or a fresh window, whose ring holds
+             * nothing of a limit this slot held before */
+            if (!same)
+                for (unsigned i = 0; i < RLDI_RING_ENTRIES; i++)
+                    rldi_store_relaxed(&ring->e[i], 0);
             nw = same ? rldi_win_carry(&ob, nb, ring, word, now, ver + 1)
                       : rldi_win_fresh(nb, now, ver + 1);
         } else {
@@ -426,9 +430,13 @@ void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bo
     }
 }
 
-void rldi_bucket_fill(rldi_slot *sl)
+void rldi_bucket_fill(rldi_slot *sl, rldi_ring *ring)
 {
     rldi_u128 word = rldi_load16_split(&sl->tat);
+    /* A sliding window's past goes first; a take racing with this may write back what it
+     * read before, which only over-counts (denies) until that sub-window leaves. */
+    for (unsigned i = 0; i < RLDI_RING_ENTRIES; i++)
+        rldi_store_relaxed(&ring->e[i], 0);
     for (;;) {
         uint32_t ver = (uint32_t)(word >> 96);
         rldi_bank b;

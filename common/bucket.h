@@ -334,8 +334,9 @@ void rldi_bucket_config(const rldi_slot *sl, rldi_bank *out);
  */
 void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry);
 
-/* Make the bucket full (an empty window): debt forgiven, the configuration unchanged. */
-void rldi_bucket_fill(rldi_slot *sl);
+/* Make the bucket full (an empty window, its past in RING forgotten too): debt forgiven,
+ * the configuration unchanged. */
+void rldi_bucket_fill(rldi_slot *sl, rldi_ring *ring);
 
 /* The calling thread's last take from a window limit (window.c sets it), so that a refund
  * that does not say which window its tokens came from can still give them to the right one

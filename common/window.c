@@ -74,8 +74,20 @@ static bool queue_ahead(const rldi_seg *s, const wview *v, unsigned flags, uint6
 
 /* ---- fixed windows --------------------------------------------------------------------- */
 
-/* The window at NOW_NS: its end and what it holds (a fresh window when the current ended:
- * its end from the wall clock, read here only when a window starts). */
+static int64_t wall_offset(void)
+{
+    uint64_t m = rldi_mono_ns(), r = rldi_real_ns();
+    return (int64_t)(r - m);
+}
+
+int64_t (*rldi_win_wall_offset)(void) = wall_offset;
+
+/*
+ * The window at NOW_NS: its end and what it holds (a fresh window when the current ended).
+ * A window's end is the wall clock's next boundary after NOW_NS, through the offset between
+ * the two clocks read together now (only when a window starts): NOW_NS may be a stale read
+ * (a retry), and mixing it with a fresh CLOCK_REALTIME would end the window early.
+ */
 static void fixed_now(const wview *v, uint64_t now_ns, uint64_t *end, uint64_t *count)
 {
     if (now_ns < v->lo) {
@@ -83,7 +95,7 @@ static void fixed_now(const wview *v, uint64_t now_ns, uint64_t *end, uint64_t *
         *count = v->frac;
         return;
     }
-    *end = rldi_win_fixed_end(rldi_real_ns(), now_ns, v->p.period_ns,
+    *end = rldi_win_fixed_end(now_ns + (uint64_t)rldi_win_wall_offset(), now_ns, v->p.period_ns,
                               v->p.aux_ns % v->p.period_ns);
     *count = 0;
 }

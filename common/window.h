@@ -84,4 +84,8 @@ static inline uint64_t rldi_win_fixed_end(uint64_t real_ns, uint64_t mono_ns, ui
     return mono_ns + (period_ns - into);
 }
 
+/* CLOCK_REALTIME minus CLOCK_MONOTONIC now (ns), read when a fixed window starts; the unit
+ * tests point it at a clock of their own. */
+extern int64_t (*rldi_win_wall_offset)(void);
+
 #endif

@@ -352,7 +352,7 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
 
 void dseg_limit_reset(rldi_seg *s, uint32_t slot)
 {
-    rldi_bucket_fill(&s->slots[slot]);
+    rldi_bucket_fill(&s->slots[slot], &s->rings[slot]);
 }
 
 /* ---- whole-segment operations ------------------------------------------------------- */

@@ -1,0 +1,595 @@
+/*
+ * test_window.c - unit tests of common/window.c, the sliding and fixed window algorithms,
+ * through bucket.c's entry points (as librld and the daemon call them) on a segment in
+ * memory, with simulated clocks.
+ *
+ * Why: the window algorithms promise "never more than COUNT in any PERIOD" (sliding) and
+ * "never more than COUNT per wall-clock window" (fixed) under any interleaving; an error
+ * here admits silently. So, besides exact values (retry_after to the ns, reset_after at the
+ * boundary), the randomized parts replay what concurrent processes do to the state word:
+ * callers whose clock reads are stale by up to several sub-windows when their CAS lands (a
+ * preempted process, a lost race retried with the old "now"), refunds to the window the
+ * tokens came from, and then check the bound the way an outside observer can (docs/
+ * DESIGN.md, "Window algorithms"): every admission happened at some time between its
+ * caller's clock read (t_before) and the return (t_after), so the admissions with
+ * t_before >= x and t_after < x + PERIOD all lie in [x, x + PERIOD) and must sum to at most
+ * COUNT, for every x.
+ *
+ * Covered: sliding exactness and retry_after (never early, tight to the ns), the soundness
+ * bound with stale clocks and refunds, throughput >= 16/17 of COUNT per PERIOD under
+ * saturation, refund to current / past windows, window 0, debit and its cap, peek in debt,
+ * estimate behind a queue, fixed windows at wall-clock boundaries (aligned), reset_after,
+ * clock steps forward and back, carry across a change of count or period, fill (reset).
+ *
+ * Randomized parts use xorshift64* seeded from RLD_TEST_SEED (printed at the start).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bucket.h"
+#include "limitdef.h"
+#include "segment.h"
+#include "window.h"
+
+#define MS  1000000ull
+#define SEC 1000000000ull
+
+static uint64_t seed_base = 0x9e3779b97f4a7c15ull, rng_state;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static void reseed(uint64_t salt)
+{
+    rng_state = seed_base ^ (salt * 0x9e3779b97f4a7c15ull);
+    if (!rng_state)
+        rng_state = 1;
+}
+
+/* ---- a segment in memory, one limit per test ------------------------------------------ */
+
+static rldi_seg seg;
+static void *seg_mem;
+static int64_t wall_off;                      /* the simulated CLOCK_REALTIME - MONOTONIC */
+
+static int64_t test_wall_offset(void) { return wall_off; }
+
+static int setup(void **state)
+{
+    (void)state;
+    rldi_shm_header geo;
+    memset(&geo, 0, sizeof(geo));
+    uint64_t size = rldi_seg_geometry(4, &geo);
+    if (posix_memalign(&seg_mem, 4096, size) != 0)
+        return -1;
+    memset(seg_mem, 0, size);
+    memcpy(seg_mem, &geo, sizeof(geo));
+    rldi_seg_bind(&seg, seg_mem, size);
+    rldi_win_wall_offset = test_wall_offset;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    free(seg_mem);
+    return 0;
+}
+
+/* Slot 0 becomes a limit of COUNT per PERIOD with ALGO (ALIGN for fixed), fresh. */
+static rldi_handle make_limit(uint32_t algo, uint64_t count, uint64_t period, uint64_t align)
+{
+    rldi_limitdef def;
+    memset(&def, 0, sizeof(def));
+    snprintf(def.name, sizeof(def.name), "w");
+    def.count = count;
+    def.period_ns = period;
+    def.algo = algo;
+    def.align_ns = align;
+    def.align_set = align != 0;
+    rldi_bank b;
+    assert_int_equal(rldi_limitdef_bank(&def, &b), 0);
+    rldi_slot *sl = &seg.slots[0];
+    memset(sl, 0, sizeof(*sl));
+    sl->gen = 1;
+    sl->flags = RLDI_SLOT_LIVE;
+    memset(&seg.rings[0], 0xa5, sizeof(seg.rings[0]));   /* a previous tenant's garbage */
+    rldi_bucket_publish(sl, &seg.rings[0], &b, false);
+    return (rldi_handle){ 0, 1 };
+}
+
+/* Change slot 0's definition, carrying the state (a reload that keeps the algorithm). */
+static void change_limit(uint32_t algo, uint64_t count, uint64_t period, uint64_t align)
+{
+    rldi_limitdef def;
+    memset(&def, 0, sizeof(def));
+    snprintf(def.name, sizeof(def.name), "w");
+    def.count = count;
+    def.period_ns = period;
+    def.algo = algo;
+    def.align_ns = align;
+    def.align_set = align != 0;
+    rldi_bank b;
+    assert_int_equal(rldi_limitdef_bank(&def, &b), 0);
+    rldi_bucket_publish(&seg.slots[0], &seg.rings[0], &b, true);
+}
+
+static int take(rldi_handle h, uint64_t cost, uint64_t now, rldi_verdict *v)
+{
+    return rldi_bucket_take(&seg, h, cost, rldi_fp_from_ns(now), 0, v);
+}
+
+static uint64_t remaining(rldi_handle h, uint64_t now)
+{
+    rldi_verdict v;
+    assert_int_equal(rldi_bucket_peek(&seg, h, rldi_fp_from_ns(now), &v), 0);
+    return v.remaining;
+}
+
+/* A time well after the publish (which read the real clock), on a sub-window boundary. */
+static uint64_t start_time(uint64_t w)
+{
+    uint64_t t = rldi_mono_ns() + 10 * SEC;
+    return (t / w + 1) * w;
+}
+
+/* ---- sliding ----------------------------------------------------------------------------- */
+
+/* 10/s: w = 62.5 ms. All 10 at t0 (a sub-window's start): the 11th fits exactly when that
+ * sub-window leaves, 17 sub-windows later, and not a ns before. */
+static void test_sliding_exact(void **state)
+{
+    (void)state;
+    rldi_handle h = make_limit(RLDI_ALGO_SLIDING, 10, SEC, 0);
+    uint64_t w = rldi_win_sub_width(SEC);
+    assert_int_equal(w, 62500000);
+    uint64_t t0 = start_time(w) + 5 * MS;
+    rldi_verdict v;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(take(h, 1, t0, &v), 0);
+        assert_int_equal(v.remaining, 9 - i);
+        assert_int_equal(v.limit, 10);
+        assert_int_equal(v.retry_after_ns, 0);
+        assert_true(v.window != 0);
+    }
+    /* full again when the sub-window of t0 leaves: (k + 17) * w */
+    uint64_t k = t0 / w, leaves = (k + 17) * w;
+    assert_int_equal(v.reset_after_ns, leaves - t0);
+    assert_int_equal(take(h, 1, t0 + 1, &v), -EAGAIN);
+    assert_int_equal(v.retry_after_ns, leaves - t0 - 1);
+    assert_int_equal(v.remaining, 0);
+    /* the oldest call leaves the 1 s window at t0 + 1 s: retry_after is within w after it */
+    assert_true(t0 + 1 + v.retry_after_ns >= t0 + SEC);
+    assert_true(t0 + 1 + v.retry_after_ns <= t0 + SEC + w);
+    assert_int_equal(take(h, 1, leaves - 1, &v), -EAGAIN);
+    assert_int_equal(v.retry_after_ns, 1);
+    assert_int_equal(take(h, 10, leaves, &v), 0);
+    assert_int_equal(take(h, 1, leaves, &v), -EAGAIN);
+    /* cost 0 passes, more than COUNT never can */
+    assert_int_equal(take(h, 0, leaves, &v), 0);
+    assert_int_equal(take(h, 11, leaves, &v), -E2BIG);
+    /* a cost of 3 spread: 2 at a, 8 at a + 5w: at a + 17w the first 2 left, 2 fit, not 3 */
+    uint64_t a = leaves + 100 * w;
+    assert_int_equal(take(h, 2, a, &v), 0);
+    assert_int_equal(take(h, 8, a + 5 * w, &v), 0);
+    assert_int_equal(take(h, 3, a + 17 * w, &v), -EAGAIN);
+    assert_int_equal(v.retry_after_ns, 5 * w);
+    assert_int_equal(v.remaining, 2);
+    assert_int_equal(take(h, 2, a + 17 * w, &v), 0);
+}
+
+/* Periods that 16 does not divide: w rounds up, still never more than COUNT per PERIOD. */
+static void test_sliding_odd_period(void **state)
+{
+    (void)state;
+    uint64_t period = 300 * MS + 7;
+    rldi_handle h = make_limit(RLDI_ALGO_SLIDING, 37, period, 0);
+    uint64_t w = rldi_win_sub_width(period);
+    assert_true(w * 16 >= period && w * 15 < period);
+    uint64_t t = start_time(w);
+    /* greedy, one token per ns-step probe: admissions recorded, bound checked exactly */
+    enum { N = 4000 };
+    static uint64_t at[N];
+    size_t n = 0;
+    rldi_verdict v;
+    while (n < N) {
+        int r = take(h, 1, t, &v);
+        if (r == 0) {
+            at[n++] = t;
+            t += rnd() % (w / 3);
+        } else {
+            assert_int_equal(r, -EAGAIN);
+            assert_true(v.retry_after_ns > 0);
+            t += v.retry_after_ns;
+        }
+    }
+    size_t lo = 0;
+    for (size_t i = 0; i < n; i++) {
+        while (at[lo] + period <= at[i])
+            lo++;
+        assert_true(i - lo + 1 <= 37);
+    }
+}
+
+/* Stale clocks, refunds, mixed costs: the outside observer's bound. */
+typedef struct adm {
+    uint64_t t_before, t_after, cost;
+} adm;
+
+static void check_bound(const adm *a, size_t n, uint64_t period, uint64_t count)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = a[i].t_before, sum = 0;
+        for (size_t j = 0; j < n; j++)
+            if (a[j].t_before >= x && a[j].t_after < x + period)
+                sum += a[j].cost;
+        if (sum > count)
+            fail_msg("%" PRIu64 " admitted within [%" PRIu64 ", +%" PRIu64 "): more than %" PRIu64,
+                     sum, x, period, count);
+    }
+}
+
+static void test_sliding_stale_random(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 40; round++) {
+        reseed(100 + (uint64_t)round);
+        uint64_t count = 1 + rnd() % 40, period = (50 + rnd() % 500) * MS + rnd() % 1000;
+        rldi_handle h = make_limit(RLDI_ALGO_SLIDING, count, period, 0);
+        uint64_t w = rldi_win_sub_width(period);
+        uint64_t real = start_time(w);
+        enum { PROCS = 5, N = 1500 };
+        static adm a[N];
+        size_t n = 0;
+        /* each process: a clock read not yet used (stale by the time it is) */
+        uint64_t pending[PROCS];
+        for (int p = 0; p < PROCS; p++)
+            pending[p] = real;
+        for (int step = 0; step < 20000 && n < N; step++) {
+            real += rnd() % (w / 4 + 1);
+            int p = (int)(rnd() % PROCS);
+            uint64_t t = pending[p];            /* read at some earlier real time */
+            uint64_t cost = 1 + rnd() % 3;
+            if (cost > count)
+                cost = count;
+            rldi_verdict v;
+            int r = take(h, cost, t, &v);
+            if (r == 0) {
+                assert_true(n < N);
+                a[n++] = (adm){ t, real, cost };
+                /* sometimes give some back right away, to the window it came from */
+                if (rnd() % 4 == 0) {
+                    uint64_t back = 1 + rnd() % cost, before = remaining(h, real);
+                    assert_int_equal(rldi_bucket_refund(&seg, h, back, v.window,
+                                                        rldi_fp_from_ns(real)), 0);
+                    /* what came back (0 when the sub-window is no longer current) is no
+                     * longer admitted */
+                    uint64_t given = remaining(h, real) - before;
+                    assert_true(given <= back);
+                    a[n - 1].cost -= given;
+                }
+            } else {
+                assert_int_equal(r, -EAGAIN);
+                assert_true(v.retry_after_ns > 0);
+            }
+            /* the next read of P: now, or stale by up to 3 sub-windows when used */
+            pending[p] = rnd() % 3 == 0 && real > 3 * w ? real - rnd() % (3 * w) : real;
+            if (pending[p] < t && rnd() % 2)
+                pending[p] = t;
+        }
+        check_bound(a, n, period, count);
+        assert_true(n > 10);
+    }
+}
+
+/* A refund frees room in its window, and not in another. */
+static void test_sliding_refund(void **state)
+{
+    (void)state;
+    rldi_handle h = make_limit(RLDI_ALGO_SLIDING, 10, SEC, 0);
+    uint64_t w = rldi_win_sub_width(SEC);
+    uint64_t t = start_time(w);
+    rldi_verdict v;
+    assert_int_equal(take(h, 6, t, &v), 0);
+    uint32_t win = v.window;
+    assert_int_equal(rldi_bucket_refund(&seg, h, 4, win, rldi_fp_from_ns(t + 1)), 0);
+    assert_int_equal(remaining(h, t + 1), 8);
+    /* never more than the sub-window holds */
+    assert_int_equal(rldi_bucket_refund(&seg, h, 100, win, rldi_fp_from_ns(t + 2)), 0);
+    assert_int_equal(remaining(h, t + 2), 10);
+    assert_int_equal(take(h, 5, t + 3, &v), 0);
+    /* the next sub-window: the refund of the old one's tokens gives nothing back */
+    assert_int_equal(take(h, 1, t + w, &v), 0);
+    assert_int_equal(remaining(h, t + w), 4);
+    assert_int_equal(rldi_bucket_refund(&seg, h, 5, win, rldi_fp_from_ns(t + w + 1)), 0);
+    assert_int_equal(remaining(h, t + w + 1), 4);
+    /* window 0: not known: nothing back, said */
+    assert_int_equal(rldi_bucket_refund(&seg, h, 1, 0, rldi_fp_from_ns(t + w + 2)), -EOPNOTSUPP);
+    assert_int_equal(remaining(h, t + w + 2), 4);
+    /* a refund of 0 is nothing, whatever the window */
+    assert_int_equal(rldi_bucket_refund(&seg, h, 0, 0, rldi_fp_from_ns(t + w + 2)), 0);
+    /* a window id of another limit or another time: nothing back */
+    assert_int_equal(rldi_bucket_refund(&seg, h, 1, v.window ^ 0x40, rldi_fp_from_ns(t + w + 3)), 0);
+    assert_int_equal(remaining(h, t + w + 3), 4);
+    assert_int_equal(rldi_bucket_refund(&seg, h, 1, v.window, rldi_fp_from_ns(t + w + 3)), 0);
+    assert_int_equal(remaining(h, t + w + 3), 5);
+}
+
+/* Saturating demand: at least 16/17 of COUNT per PERIOD, never more than COUNT per PERIOD. */
+static void test_sliding_throughput(void **state)
+{
+    (void)state;
+    reseed(7);
+    uint64_t count = 1000, period = SEC;
+    rldi_handle h = make_limit(RLDI_ALGO_SLIDING, count, period, 0);
+    uint64_t w = rldi_win_sub_width(period);
+    uint64_t t0 = start_time(w), t = t0, admitted = 0;
+    uint64_t end = t0 + 100 * period;
+    rldi_verdict v;
+    while (t < end) {
+        uint64_t cost = 1 + rnd() % 4;
+        if (take(h, cost, t, &v) == 0)
+            admitted += cost;
+        t += rnd() % (200 * 1000);          /* a call every 0..200 us */
+    }
+    double per_period = (double)admitted / 100.0;
+    assert_true(admitted <= count * 101);
+    if (per_period < count * 16.0 / 17.0 - 4)
+        fail_msg("throughput %.1f per period, below 16/17 of %" PRIu64, per_period, count);
+}
+
+/* Debit: into debt up to max_debt's worth; peek says when the debt has left. */
+static void test_sliding_debit_peek(void **state)
+{
+    (void)state;
+    rldi_handle h = make_limit(RLDI_ALGO_SLIDING, 10, SEC, 0);
+    seg.meta[0].max_debt_ns = SEC;                 /* one more window's worth: 10 */
+    uint64_t w = rldi_win_sub_width(SEC), t = start_time(w);
+    rldi_verdict v;
+    assert_int_equal(rldi_bucket_debit(&seg, h, 15, rldi_fp_from_ns(t)), 0);
+    assert_int_equal(rldi_bucket_peek(&seg, h, rldi_fp_from_ns(t), &v), 0);
+    assert_int_equal(v.remaining, 0);
+    assert_int_equal(v.retry_after_ns, 17 * w);          /* all in one sub-window */
+    assert_int_equal(rldi_bucket_debit(&seg, h, 6, rldi_fp_from_ns(t)), -ERANGE);
+    assert_int_equal(rldi_bucket_debit(&seg, h, 5, rldi_fp_from_ns(t)), 0);
+    assert_int_equal(take(h, 1, t + 17 * w - 1, &v), -EAGAIN);
+    assert_int_equal(take(h, 10, t + 17 * w, &v), 0);
+}
+
+/* What the daemon tells a waiter behind EXTRA queued tokens. */
+static void test_sliding_estimate(void **state)
+{
+    (void)state;
+    rldi_handle h = make_limit(RLDI_ALGO_SLIDING, 4, 800 * MS, 0);
+    uint64_t w = rldi_win_sub_width(800 * MS), t = start_time(w);
+    rldi_verdict v;
+    assert_int_equal(take(h, 4, t, &v), 0);
+    /* alone: when the 4 leave */
+    assert_int_equal(rldi_bucket_estimate(&seg, h, 0, 2, rldi_fp_from_ns(t), &v), 0);
+    assert_int_equal(v.retry_after_ns, 17 * w);
+    /* behind 4 queued: they take the room that frees at 17w, this one waits for theirs to
+     * leave, 17 sub-windows after that */
+    assert_int_equal(rldi_bucket_estimate(&seg, h, 4, 2, rldi_fp_from_ns(t), &v), 0);
+    assert_int_equal(v.retry_after_ns, 34 * w);
+    /* behind 2: 2 of the room that frees at 17w is left for it */
+    assert_int_equal(rldi_bucket_estimate(&seg, h, 2, 2, rldi_fp_from_ns(t), &v), 0);
+    assert_int_equal(v.retry_after_ns, 17 * w);
+    /* the grant when it is due */
+    assert_int_equal(rldi_bucket_grant(&seg, h, 2, t + 17 * w, rldi_fp_from_ns(t + 17 * w), &v), 0);
+    /* a huge queue: finite, growing */
+    assert_int_equal(rldi_bucket_estimate(&seg, h, 4000, 1, rldi_fp_from_ns(t + 17 * w), &v), 0);
+    assert_true(v.retry_after_ns >= 999 * 17 * w && v.retry_after_ns < 1100 * 17 * w);
+}
+
+/* ---- fixed ------------------------------------------------------------------------------- */
+
+/* Wall clock = monotonic + wall_off. Windows are the multiples of the period since the epoch,
+ * plus align. */
+static void test_fixed_boundaries(void **state)
+{
+    (void)state;
+    uint64_t P = 3600 * SEC, align = 15 * 60 * SEC;
+    for (int aligned = 0; aligned < 2; aligned++) {
+        uint64_t al = aligned ? align : 0;
+        rldi_handle h = make_limit(RLDI_ALGO_FIXED, 1000, P, al);
+        uint64_t mono = rldi_mono_ns() + SEC;
+        /* the wall clock says 10:40:00.5 UTC on some day */
+        uint64_t wall = 1700000000ull / 86400 * 86400 * SEC + (10 * 3600 + 40 * 60) * SEC + SEC / 2;
+        wall_off = (int64_t)(wall - mono);
+        uint64_t boundary = aligned ? wall - (25 * 60) * SEC - SEC / 2 + P      /* 11:15 */
+                                    : wall - (40 * 60) * SEC - SEC / 2 + P;     /* 11:00 */
+        rldi_verdict v;
+        assert_int_equal(take(h, 999, mono, &v), 0);
+        assert_int_equal(v.reset_after_ns, boundary - wall);
+        assert_int_equal(v.remaining, 1);
+        assert_int_equal(take(h, 2, mono + 1, &v), -EAGAIN);
+        assert_int_equal(v.retry_after_ns, boundary - wall - 1);
+        assert_int_equal(v.reset_after_ns, boundary - wall - 1);
+        assert_int_equal(take(h, 1, boundary - wall + mono - 1, &v), 0);
+        assert_int_equal(take(h, 1, boundary - wall + mono - 1, &v), -EAGAIN);
+        /* the boundary: all of it again */
+        assert_int_equal(take(h, 1000, boundary - wall + mono, &v), 0);
+        assert_int_equal(v.reset_after_ns, P);
+        /* behind a queue of 1500: the rest of this window, the next, then half the one after */
+        assert_int_equal(rldi_bucket_estimate(&seg, h, 1500, 1, rldi_fp_from_ns(boundary - wall + mono), &v), 0);
+        assert_int_equal(v.retry_after_ns, 2 * P);
+    }
+}
+
+/* A step of the wall clock during a window: the window keeps its end (never reopened early,
+ * never longer than PERIOD); the next one ends at the stepped clock's boundary. */
+static void test_fixed_clock_steps(void **state)
+{
+    (void)state;
+    uint64_t P = 10 * SEC;
+    rldi_handle h = make_limit(RLDI_ALGO_FIXED, 5, P, 0);
+    uint64_t mono = rldi_mono_ns() + SEC;
+    uint64_t wall = 1800000000ull * SEC + 2 * SEC;        /* 2 s into a window */
+    wall_off = (int64_t)(wall - mono);
+    rldi_verdict v;
+    assert_int_equal(take(h, 5, mono, &v), 0);
+    uint64_t end = mono + 8 * SEC;
+    assert_int_equal(v.reset_after_ns, 8 * SEC);
+    /* forward 7 s: the wall clock is past the boundary, the window is not */
+    wall_off += 7 * SEC;
+    assert_int_equal(take(h, 1, mono + SEC, &v), -EAGAIN);
+    assert_int_equal(v.retry_after_ns, end - (mono + SEC));
+    /* back 20 s: still the same end */
+    wall_off -= 20 * SEC;
+    assert_int_equal(take(h, 1, mono + 2 * SEC, &v), -EAGAIN);
+    assert_int_equal(v.reset_after_ns, end - (mono + 2 * SEC));
+    /* at the end the next window starts, ending at the stepped clock's next boundary */
+    assert_int_equal(take(h, 5, end, &v), 0);
+    uint64_t w_now = end + (uint64_t)wall_off;
+    uint64_t into = w_now % P;
+    assert_int_equal(v.reset_after_ns, P - into);
+    assert_true(v.reset_after_ns <= P);
+    assert_int_equal(take(h, 1, end + 1, &v), -EAGAIN);
+}
+
+/* Random: each wall-clock window (no steps) holds at most COUNT, under stale clocks. */
+static void test_fixed_random(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 30; round++) {
+        reseed(500 + (uint64_t)round);
+        uint64_t count = 1 + rnd() % 20, P = (20 + rnd() % 300) * MS, al = rnd() % P;
+        rldi_handle h = make_limit(RLDI_ALGO_FIXED, count, P, round % 2 ? al : 0);
+        uint64_t real = rldi_mono_ns() + SEC;
+        wall_off = (int64_t)(1800000000ull * SEC + rnd() % (10 * SEC) - real);
+        enum { N = 3000 };
+        static adm a[N];
+        size_t n = 0;
+        uint64_t pending = real;
+        for (int step = 0; step < 20000 && n < N; step++) {
+            real += rnd() % (P / 20 + 1);
+            uint64_t t = pending, cost = 1 + rnd() % 2;
+            if (cost > count)
+                cost = count;
+            rldi_verdict v;
+            int r = take(h, cost, t, &v);
+            if (r == 0)
+                a[n++] = (adm){ t, real, cost };
+            else
+                assert_int_equal(r, -EAGAIN);
+            pending = rnd() % 3 == 0 && real > P ? real - rnd() % (P / 3) : real;
+            if (pending < t)
+                pending = t;                /* one process: its clock does not go back */
+        }
+        /* by wall-clock window, counting those whose whole call was inside one */
+        uint64_t shift = round % 2 ? al : 0;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t wi = (a[i].t_before + (uint64_t)wall_off - shift) / P, sum = 0;
+            for (size_t j = 0; j < n; j++) {
+                uint64_t b = (a[j].t_before + (uint64_t)wall_off - shift) / P;
+                uint64_t e = (a[j].t_after + (uint64_t)wall_off - shift) / P;
+                if (b == wi && e == wi)
+                    sum += a[j].cost;
+            }
+            if (sum > count)
+                fail_msg("round %d: %" PRIu64 " in one window of %" PRIu64, round, sum, count);
+        }
+        assert_true(n > 10);
+    }
+}
+
+static void test_fixed_refund_debit(void **state)
+{
+    (void)state;
+    uint64_t P = 60 * SEC;
+    rldi_handle h = make_limit(RLDI_ALGO_FIXED, 10, P, 0);
+    seg.meta[0].max_debt_ns = P;
+    uint64_t mono = rldi_mono_ns() + SEC;
+    wall_off = (int64_t)(1800000000ull * SEC + 30 * SEC - mono);    /* half-way */
+    rldi_verdict v;
+    assert_int_equal(take(h, 7, mono, &v), 0);
+    uint32_t win = v.window;
+    assert_int_equal(rldi_bucket_refund(&seg, h, 3, win, rldi_fp_from_ns(mono + 1)), 0);
+    assert_int_equal(remaining(h, mono + 1), 6);
+    assert_int_equal(rldi_bucket_refund(&seg, h, 3, 0, rldi_fp_from_ns(mono + 1)), -EOPNOTSUPP);
+    /* debit past COUNT: until the boundary */
+    assert_int_equal(rldi_bucket_debit(&seg, h, 14, rldi_fp_from_ns(mono + 2)), 0);
+    assert_int_equal(rldi_bucket_peek(&seg, h, rldi_fp_from_ns(mono + 2), &v), 0);
+    assert_int_equal(v.remaining, 0);
+    assert_int_equal(v.retry_after_ns, 30 * SEC - 2);
+    assert_int_equal(rldi_bucket_debit(&seg, h, 3, rldi_fp_from_ns(mono + 2)), -ERANGE);
+    /* the next window: the debt is gone with its window, and the old window's refund too */
+    assert_int_equal(take(h, 10, mono + 30 * SEC, &v), 0);
+    assert_int_equal(rldi_bucket_refund(&seg, h, 5, win, rldi_fp_from_ns(mono + 30 * SEC)), 0);
+    assert_int_equal(remaining(h, mono + 30 * SEC), 0);
+}
+
+/* ---- the daemon's writes ------------------------------------------------------------------ */
+
+static void test_carry_and_fill(void **state)
+{
+    (void)state;
+    /* sliding, count changes, period kept: everything carries */
+    rldi_handle h = make_limit(RLDI_ALGO_SLIDING, 10, SEC, 0);
+    uint64_t now = rldi_mono_ns();
+    rldi_verdict v;
+    assert_int_equal(take(h, 6, now, &v), 0);
+    change_limit(RLDI_ALGO_SLIDING, 20, SEC, 0);
+    now = rldi_mono_ns();
+    assert_int_equal(remaining(h, now), 14);
+    /* period changes: what the window holds stays, in the current sub-window (it leaves
+     * later than it would have: toward denying) */
+    change_limit(RLDI_ALGO_SLIDING, 20, 2 * SEC, 0);
+    now = rldi_mono_ns();
+    assert_int_equal(remaining(h, now), 14);
+    uint64_t w = rldi_win_sub_width(2 * SEC);
+    assert_int_equal(take(h, 1, now + 16 * w, &v), 0);
+    assert_int_equal(v.remaining, 13);
+    /* fill: empty again, the past forgotten */
+    rldi_bucket_fill(&seg.slots[0], &seg.rings[0]);
+    now = rldi_mono_ns();
+    assert_int_equal(remaining(h, now), 20);
+    assert_int_equal(remaining(h, now + 5 * w), 20);
+    /* fixed keeps its window and what it holds */
+    wall_off = (int64_t)(1800000000ull * SEC - now);
+    h = make_limit(RLDI_ALGO_FIXED, 10, 60 * SEC, 0);
+    assert_int_equal(take(h, 4, now + 1, &v), 0);
+    change_limit(RLDI_ALGO_FIXED, 5, 60 * SEC, 0);
+    assert_int_equal(remaining(h, now + 2), 1);
+    /* a new tenant of a slot does not inherit the old one's ring */
+    h = make_limit(RLDI_ALGO_SLIDING, 10, SEC, 0);
+    now = rldi_mono_ns();
+    assert_int_equal(remaining(h, now + 3 * rldi_win_sub_width(SEC)), 10);
+}
+
+int main(void)
+{
+    const char *env = getenv("RLD_TEST_SEED");
+    if (env)
+        seed_base = strtoull(env, NULL, 0);
+    printf("test_window: RLD_TEST_SEED=0x%016" PRIx64 "\n", seed_base);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sliding_exact),
+        cmocka_unit_test(test_sliding_odd_period),
+        cmocka_unit_test(test_sliding_stale_random),
+        cmocka_unit_test(test_sliding_refund),
+        cmocka_unit_test(test_sliding_throughput),
+        cmocka_unit_test(test_sliding_debit_peek),
+        cmocka_unit_test(test_sliding_estimate),
+        cmocka_unit_test(test_fixed_boundaries),
+        cmocka_unit_test(test_fixed_clock_steps),
+        cmocka_unit_test(test_fixed_random),
+        cmocka_unit_test(test_fixed_refund_debit),
+        cmocka_unit_test(test_carry_and_fill),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
