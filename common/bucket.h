@@ -312,7 +312,8 @@ int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_
                         rldi_u128 now, rldi_verdict *v, uint64_t *wait_ns);
 
 /* The daemon's estimate for a waiter of COST behind EXTRA queued tokens: V->retry_after_ns
- * is 0 when it fits now. 0 or -ESTALE / -EINVAL. */
+ * is 0 when it fits now. 0 or -ESTALE / -EINVAL; -E2BIG when COST exceeds a window limit's
+ * count (it never fits: a waiter's limit can shrink under it). */
 int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t cost,
                          rldi_u128 now, rldi_verdict *v);
 

@@ -80,7 +80,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     rlog_init(RLOG_ERROR - 1);         /* quiet */
-    static char dir[] = "/tmp/rldfuzz.XXXXXX", path[64], shm[64];
+    static char dir[] = "/tmp/rldfuzz.XXXXXX", path[64], inst[64];
     if (!mkdtemp(dir))
         abort();
     snprintf(path, sizeof(path), "%s/rld.conf", dir);
@@ -90,11 +90,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char err[512];
     if (rldi_config_load(path, &conf, err, sizeof(err)) < 0)
         abort();
-    snprintf(shm, sizeof(shm), "/rld.fuzz-dispatch-%d", (int)getpid());
-    shm_unlink(shm);
-    dseg_opts o = { .max_limits = conf.max_limits, .fresh = true, .mode = 0600, .gid = (gid_t)-1 };
+    /* a private runtime directory: no keeper there, so a new sealed memfd (none is spawned) */
+    setenv("RLD_RUNTIME_DIR", dir, 1);
+    snprintf(inst, sizeof(inst), "fuzz-dispatch-%d", (int)getpid());
+    if (rldi_paths_resolve(inst, &d.paths) < 0)
+        abort();
+    dseg_opts o = { .max_limits = conf.max_limits, .fresh = true, .inherited_fd = -1 };
     bool created;
-    if (dseg_open(shm, &o, &seg, &created, err, sizeof(err)) < 0)
+    int seg_fd;
+    pid_t keeper;
+    if (dseg_open(&d.paths, &o, &seg, &seg_fd, &keeper, &created, err, sizeof(err)) < 0)
         abort();
     dseg_changes ch;
     if (dseg_sync(&seg, &conf, &ch, NULL, NULL, NULL) < 0)
@@ -104,12 +109,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     d.conf = &conf;
     d.seg = &seg;
     d.admin_gid = (gid_t)-1;
-    rldi_paths_resolve(shm + 5, &d.paths);
     d.srv = &srv;
     srv.ops = daemon_ops(&d);
     if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters, conf.max_waits_per_uid)))
         abort();
-    shm_unlink(shm);                   /* the mapping lives on; nothing left behind */
     return 0;
 }
 

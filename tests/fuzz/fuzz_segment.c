@@ -42,6 +42,7 @@
 #include "layout.h"
 #include "rate.h"
 #include "segment.h"
+#include "window.h"
 
 #define MAX_SEG       (256u * 1024)   /* raw headers may ask for more: capped */
 #define MAX_SLOTS_RUN 256u            /* slots examined per input */
@@ -54,7 +55,7 @@ static const char *const probe_names[] = {
 #define NPROBE (sizeof probe_names / sizeof probe_names[0])
 
 /* Rates the daemon can publish, and a few edges. */
-static const struct { uint64_t count, period_ns, burst; } rates[] = {
+static const struct { uint64_t count, period_ns, burst; uint32_t algo; } rates[] = {
     {3500, 60000000000ull, 3500},      {90000, 60000000000ull, 90000},
     {1000, 3600000000000ull, 1000},    {5, 60000000000ull, 5},
     {20, 1000000000ull, 10},           {0, 0, 0},                      /* unlimited */
@@ -62,6 +63,10 @@ static const struct { uint64_t count, period_ns, burst; } rates[] = {
     {1, 31536000000000000ull, 1},      /* 1 per 365 days */
     {1, 31536000000000000ull, 146},    /* the longest tau that fits */
     {7, 500000000ull, 1},
+    /* window limits (burst = COUNT); the fuzzer's burst override makes COUNT anything */
+    {120, 60000000000ull, 120, RLDI_ALGO_SLIDING}, {37, 300000007ull, 37, RLDI_ALGO_SLIDING},
+    {16777215, 1000000ull, 16777215, RLDI_ALGO_SLIDING},
+    {1000, 3600000000000ull, 1000, RLDI_ALGO_FIXED},  {5, 1000000000ull, 5, RLDI_ALGO_FIXED},
 };
 #define NRATES (sizeof rates / sizeof rates[0])
 
@@ -69,6 +74,15 @@ static void fill_bank(rldi_bank *b, unsigned which, uint64_t burst_override)
 {
     rldi_u128 t = 0;
     uint64_t burst = burst_override ? burst_override : rates[which].burst;
+    if (rates[which].algo != RLDI_ALGO_GCRA) {      /* as rldi_limitdef_bank writes them */
+        b->t_lo = rates[which].period_ns;
+        b->t_hi = (uint64_t)rates[which].algo << RLDI_ALGO_SHIFT;
+        b->burst = burst;
+        b->inv_t = rates[which].algo == RLDI_ALGO_SLIDING
+                       ? rldi_win_sub_width(rates[which].period_ns)
+                       : (burst_override ? burst_override % rates[which].period_ns : 0);
+        return;
+    }
     (void)rldi_interval(rates[which].count, rates[which].period_ns, &t);
     b->t_lo = (uint64_t)t;
     b->t_hi = (uint64_t)(t >> 64);
@@ -112,6 +126,7 @@ static void populate(uint8_t *base, const rldi_shm_header *g, fuzz_in *in)
         m->rate_period_ns = rates[r0].period_ns;
         m->burst = rates[r0].burst;
         m->unlimited = rates[r0].count == 0;
+        m->algo = (uint8_t)rates[r0].algo;
         m->name_hash = rldi_name_hash(name, strlen(name));
         uint32_t b = (uint32_t)m->name_hash & mask;
         while (index[b] != RLDI_INDEX_EMPTY)
@@ -152,14 +167,23 @@ static void buckets(const rldi_seg *s, uint32_t i)
                 FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "grant: %d", r);
                 uint64_t wait;
                 r = rldi_bucket_reserve(s, hs[k], costs[c], rldi_fp_to_ns(now) + 1000, now, &v, &wait);
-                FUZZ_CHECK(r == 0 || r == -ETIMEDOUT || r == -E2BIG || r == -ESTALE, "reserve: %d", r);
+                /* -EINPROGRESS: a window limit (the caller sleeps, then takes) */
+                FUZZ_CHECK(r == 0 || r == -ETIMEDOUT || r == -E2BIG || r == -ESTALE ||
+                           r == -EINPROGRESS, "reserve: %d", r);
                 r = rldi_bucket_estimate(s, hs[k], costs[c], costs[c], now, &v);
-                FUZZ_CHECK(r == 0 || r == -ESTALE, "estimate: %d", r);
+                FUZZ_CHECK(r == 0 || r == -ESTALE || r == -E2BIG, "estimate: %d", r);
             }
-            int r = rldi_bucket_peek(s, hs[k], now, &v);
+            int r = rldi_bucket_take(s, hs[k], 1, now, 0, &v);
+            uint32_t win = r == 0 ? v.window : 0;
+            r = rldi_bucket_peek(s, hs[k], now, &v);
             FUZZ_CHECK(r == 0 || r == -ESTALE, "peek: %d", r);
-            r = rldi_bucket_refund(s, hs[k], 7, now);
-            FUZZ_CHECK(r == 0 || r == -ESTALE, "refund: %d", r);
+            /* the window of a take, none (window limits: -EOPNOTSUPP), and a made-up one */
+            const uint32_t wins[] = { win, 0, (uint32_t)sl->tat | 0x80000000u };
+            for (size_t w = 0; w < 3; w++) {
+                r = rldi_bucket_refund(s, hs[k], 7, wins[w], now);
+                FUZZ_CHECK(r == 0 || r == -ESTALE || (r == -EOPNOTSUPP && wins[w] == 0),
+                           "refund: %d", r);
+            }
             r = rldi_bucket_debit(s, hs[k], j ? 7 : UINT64_MAX, now);
             FUZZ_CHECK(r == 0 || r == -ERANGE || r == -ESTALE, "debit: %d", r);
         }
