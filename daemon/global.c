@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@
 #include "redis.h"
 
 #define BACKOFF_MIN_NS   100000000ull      /* first reconnect after 100 ms, doubling... */
-#define BACKOFF_MAX_NS  5000000000ull      /* ...up to 5 s, with jitter */
+#define BACKOFF_MAX_NS  2000000000ull      /* ...up to 2 s, with jitter */
 #define STOP_SHIELD_NS  3600000000000ull   /* a stopped daemon's pools: no refill for 1 h */
 #define IDLE_NS         1000000000ull      /* unused for 1 s: give the pool back */
 #define STALE_MIN_MS    2000u              /* a host not heard of for 2 s has no share */
@@ -244,8 +245,8 @@ static bool update_demand(global *g, glimit *L, uint64_t now, uint64_t *queued)
         double floor_d = sample * 1.5 + (double)*queued / period;
         if (d < floor_d)
             d = floor_d;
-        if (d < L->rate / 1024)
-            d = L->rate / 1024;
+        if (d < L->rate / 8)                /* full rate within 3 periods */
+            d = L->rate / 8;
         L->demand = d < L->rate ? d : L->rate;
         L->last_use_ns = now;
     } else {
@@ -340,7 +341,7 @@ static void lim_tick(global *g, glimit *L, uint64_t now)
     if (want == 0 || (!hungry && L->value * 2 >= (int64_t)target && L->value > 0))
         return;
     lease_args a = { L->key, g->host_id, want, L->demand, L->t_ns, L->burst, L->rate,
-                     ttl_ms(L), stale_ms(g) };
+                     ttl_ms(L), stale_ms(g), g->rc.lease_period_ns };
     char key[sizeof(L->key)], host[sizeof(g->host_id)], err[512];
     memcpy(key, L->key, sizeof(key));
     memcpy(host, g->host_id, sizeof(host));
@@ -425,6 +426,12 @@ static void give_all_back(global *g)
 static void *lease_thread(void *arg)
 {
     global *g = arg;
+    /* hiredis writes with write(2): a Redis gone away must be an EPIPE, not SIGPIPE (which
+     * would be delivered to this thread and end the daemon) */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uint32_t round = 0;
     pthread_mutex_lock(&g->mu);
     uint64_t next = rldi_mono_ns();

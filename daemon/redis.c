@@ -24,22 +24,30 @@
 #include "clock.h"
 
 /* KEYS[1] the limit's hash. ARGV: host, want, demand (tokens/s), T (ns), burst, ttl (ms),
- * rate (tokens/s), stale (ms). Returns {granted, left, hosts, share_ppm, fresh}. */
+ * rate (tokens/s), stale (ms), the host's lease period (ns). Returns {granted, left, hosts,
+ * share_ppm, fresh}.
+ *
+ * Fair shares: when the demands of the hosts heard of lately add up to more than the rate,
+ * each host also has a bucket of its own (t:HOST) refilling at its share of the rate
+ * (demand / total demand) with the global tolerance (at least two lease periods), and takes
+ * at most what that holds: whatever the timing of the calls, the hosts split the rate in
+ * proportion to their demands. */
 static const char lease_lua[] =
     "local key, host = KEYS[1], ARGV[1]\n"
     "local want, demand = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local T, burst, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "local rate, stale = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "local rate, stale, period = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])\n"
     "local t = redis.call('TIME')\n"
     "local sec, usec = tonumber(t[1]), tonumber(t[2])\n"
     "local now_ms = sec * 1000 + math.floor(usec / 1000)\n"
-    "local st = redis.call('HMGET', key, 'ep', 'tat')\n"
-    "local ep, tat = tonumber(st[1]), tonumber(st[2])\n"
+    "local st = redis.call('HMGET', key, 'ep', 'tat', 't:' .. host)\n"
+    "local ep, tat, th = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])\n"
     "local fresh = 0\n"
-    "if not ep or not tat then ep = sec; tat = 0; fresh = 1 end\n"
+    "if not ep or not tat then ep = sec; tat = 0; fresh = 1; th = nil end\n"
     "local now = (sec - ep) * 1000000000 + usec * 1000\n"
     "if now >= 1125899906842624 then\n"              /* 2^50 ns: move the epoch */
-    "  tat = tat - (sec - ep) * 1000000000; ep = sec; now = usec * 1000\n"
+    "  local shift = (sec - ep) * 1000000000\n"
+    "  tat = tat - shift; if th then th = th - shift end; ep = sec; now = usec * 1000\n"
     "end\n"
     "if tat < now then tat = now end\n"
     "local tau = T * burst\n"
@@ -55,21 +63,30 @@ static const char lease_lua[] =
     "    if d and seen and now_ms - seen <= stale then\n"
     "      D = D + d; hosts = hosts + 1\n"
     "    else\n"
-    "      redis.call('HDEL', key, f)\n"
+    "      redis.call('HDEL', key, f, 't:' .. string.sub(f, 3))\n"
     "    end\n"
     "  end\n"
     "end\n"
     "local g, share = want, 1000000\n"
-    "if D > rate and D > 0 then\n"                   /* contended: in proportion to demand */
-    "  share = math.floor(1000000 * demand / D)\n"
-    "  local cap = math.ceil(avail * demand / D)\n"
-    "  if g > cap then g = cap end\n"
-    "end\n"
     "if g > avail then g = avail end\n"
+    "if D > rate and D > 0 and demand > 0 then\n"     /* contended */
+    "  local s = demand / D\n"
+    "  share = math.floor(1000000 * s)\n"
+    "  local Th, tauh = T / s, tau\n"
+    "  if tauh < 2 * period then tauh = 2 * period end\n"
+    "  if not th or th < now then th = now end\n"
+    "  if th > now + tauh then th = now + tauh end\n"
+    "  local ah = math.floor((now + tauh - th) / Th)\n"
+    "  if ah < 0 then ah = 0 end\n"
+    "  if g > ah then g = ah end\n"
+    "  th = th + g * Th\n"
+    "else th = nil end\n"
     "if g < 0 then g = 0 end\n"
     "tat = tat + g * T\n"
     "redis.call('HSET', key, 'ep', string.format('%.0f', ep), 'tat', string.format('%.0f', tat),\n"
     "           'h:' .. host, string.format('%.3f %.0f', demand, now_ms))\n"
+    "if th then redis.call('HSET', key, 't:' .. host, string.format('%.0f', th))\n"
+    "else redis.call('HDEL', key, 't:' .. host) end\n"
     "redis.call('PEXPIRE', key, ttl)\n"
     "return {g, avail - g, hosts, share, fresh}\n";
 
@@ -279,7 +296,7 @@ static redisReply *evalsha(rconn *c, char *sha, const char *src, int argc, const
 int rconn_lease(rconn *c, const lease_args *a, lease_reply *out, uint64_t *rtt_ns, char *err,
                 size_t errlen)
 {
-    char want[24], demand[40], t[24], burst[24], ttl[24], rate[40], stale[24];
+    char want[24], demand[40], t[24], burst[24], ttl[24], rate[40], stale[24], period[24];
     snprintf(want, sizeof(want), "%llu", (unsigned long long)a->want);
     snprintf(demand, sizeof(demand), "%.3f", a->demand);
     snprintf(t, sizeof(t), "%llu", (unsigned long long)a->t_ns);
@@ -287,11 +304,12 @@ int rconn_lease(rconn *c, const lease_args *a, lease_reply *out, uint64_t *rtt_n
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)a->ttl_ms);
     snprintf(rate, sizeof(rate), "%.6f", a->rate);
     snprintf(stale, sizeof(stale), "%llu", (unsigned long long)a->stale_ms);
+    snprintf(period, sizeof(period), "%llu", (unsigned long long)a->period_ns);
     const char *argv[] = { "EVALSHA", NULL, "1", a->key, a->host, want, demand, t, burst, ttl,
-                           rate, stale };
+                           rate, stale, period };
     uint64_t t0 = rldi_mono_ns();
     int code;
-    redisReply *rep = evalsha(c, c->lease_sha, lease_lua, 12, argv, err, errlen, &code);
+    redisReply *rep = evalsha(c, c->lease_sha, lease_lua, 13, argv, err, errlen, &code);
     *rtt_ns = rldi_mono_ns() - t0;
     if (!rep)
         return code;

@@ -38,6 +38,7 @@ typedef struct lease_args {
     uint64_t t_ns, burst;   /* the global GCRA: interval (ns, rounded up) and burst */
     double   rate;          /* tokens per second */
     uint64_t ttl_ms, stale_ms;
+    uint64_t period_ns;     /* this host's lease period */
 } lease_args;
 
 typedef struct lease_reply {
