@@ -548,7 +548,7 @@ int global_sync(global *g, const rldi_config *conf)
         if (!rc.host_id[0]) {
             char hn[64] = "localhost";
             gethostname(hn, sizeof(hn) - 1);
-            snprintf(rc.host_id, sizeof(rc.host_id), "%s/%s", hn, g->instance);
+            snprintf(rc.host_id, sizeof(rc.host_id), "%.63s/%.63s", hn, g->instance);
         }
         if (g->have_rc && memcmp(&rc, &g->rc, sizeof(rc)) != 0) {
             g->rc_changed = true;
