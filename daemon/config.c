@@ -697,12 +697,14 @@ static bool redis_key(struct parser *ps, int k, const char *value)
     case K_USERNAME:
         return str_value(ps, "username", value, r->username, sizeof(r->username));
     case K_CONNECT_TIMEOUT:
-        return duration_value(ps, "connect_timeout", value, 1000000, 60000000000ull,
+        /* a lease round must come back within 4.29 s (a pool's refill of one token): at
+         * most a lease period and one timeout, so these stay small */
+        return duration_value(ps, "connect_timeout", value, 1000000, 2000000000ull,
                               &r->connect_timeout_ns);
     case K_TIMEOUT:
-        return duration_value(ps, "timeout", value, 1000000, 60000000000ull, &r->timeout_ns);
+        return duration_value(ps, "timeout", value, 1000000, 2000000000ull, &r->timeout_ns);
     case K_LEASE_PERIOD:
-        return duration_value(ps, "lease_period", value, 10000000, 10000000000ull,
+        return duration_value(ps, "lease_period", value, 10000000, 1000000000ull,
                               &r->lease_period_ns);
     case K_KEY_PREFIX:
         return str_value(ps, "key_prefix", value, r->key_prefix, sizeof(r->key_prefix));
