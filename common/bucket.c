@@ -14,8 +14,34 @@
 #include "clock.h"
 #include "window.h"
 
-void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_bank *b, uint64_t t, uint64_t burst,
-                              uint64_t cost, rldi_u128 nt, rldi_u128 now)
+/* NS of a pool's bank (RLDI_POOL_T a token) in the terms of its leases (HINT ns a token),
+ * rounded up. */
+static uint64_t pool_scale(uint64_t ns, uint64_t hint)
+{
+    if (ns == 0)
+        return 0;
+    rldi_u128 x = (rldi_u128)ns * hint;
+    x = x / RLDI_POOL_T_NS + (x % RLDI_POOL_T_NS != 0);
+    return x > UINT64_MAX ? UINT64_MAX : (uint64_t)x;
+}
+
+/* A global limit's pool refills from leases, not from its bank's 4.29 s a token: when the
+ * daemon left a hint, the verdict's times (retry_after, reset_after) follow it. Counts are
+ * the pool's own. Host limits (hint 0) and a pool's fallback bank (another T) are as is. */
+static void pool_times(const rldi_slot *sl, rldi_u128 t, rldi_verdict *v)
+{
+    if (rldi_likely(t != RLDI_POOL_T))
+        return;
+    uint64_t hint = rldi_load_relaxed(&sl->lease_hint_ns);
+    if (hint == 0)
+        return;
+    v->retry_after_ns = pool_scale(v->retry_after_ns, hint);
+    v->reset_after_ns = pool_scale(v->reset_after_ns, hint);
+}
+
+void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_slot *sl, const rldi_bank *b,
+                              uint64_t t, uint64_t burst, uint64_t cost, rldi_u128 nt,
+                              rldi_u128 now)
 {
     if (nt - now == (rldi_u128)t * cost) {
         /* The bucket was full: exactly burst - cost remain, no division needed. */
@@ -24,12 +50,14 @@ void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_bank *b, uint64_t t, u
         v->retry_after_ns = 0;
         v->reset_after_ns = rldi_fp_to_ns_ceil(nt - now);
         v->flags = v->waiters = v->window = 0;
-        return;
+    } else {
+        uint64_t bits = rldi_load_relaxed(&b->inv_t);
+        double inv;
+        memcpy(&inv, &bits, sizeof(inv));
+        rldi_gcra_verdict_ok(t, burst, inv, nt, now, v);
     }
-    uint64_t bits = rldi_load_relaxed(&b->inv_t);
-    double inv;
-    memcpy(&inv, &bits, sizeof(inv));
-    rldi_gcra_verdict_ok(t, burst, inv, nt, now, v);
+    if (rldi_unlikely(t == (uint64_t)RLDI_POOL_T))
+        pool_times(sl, t, v);
 }
 
 int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
@@ -54,8 +82,10 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
         if (rldi_likely(cost - 1 < v.burst && v.t != 0) &&
             rldi_gcra_decide(v.t, v.burst, v.tat, now, cost, v.waiters, &new_tat)) {
             if (rldi_likely(rldi_cas16(&sl->tat, &word, rldi_word_make(new_tat, v.ver)))) {
-                if (out)
+                if (out) {
                     rldi_gcra_verdict_ok(v.t, v.burst, v.inv, new_tat, now, out);
+                    pool_times(sl, v.t, out);
+                }
                 return 0;
             }
             continue;   /* lost a race: WORD now holds the current state */
@@ -71,13 +101,16 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
         if (cost > v.burst)
             return -E2BIG;
         if (cost == 0) {                        /* takes nothing, always succeeds */
-            if (out)
+            if (out) {
                 rldi_gcra_peek(v.t, v.burst, v.tat, now, out);
+                pool_times(sl, v.t, out);
+            }
             return 0;
         }
         if (out) {
             uint64_t extra = v.waiters ? rldi_load_relaxed(&sl->queued) : 0;
             rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, extra, out);
+            pool_times(sl, v.t, out);
             out->waiters = v.waiters;
         }
         return -EAGAIN;
@@ -128,6 +161,7 @@ static int probe_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
     uint64_t extra = v->waiters && !(a->flags & RLDI_TAKE_BARGE)
                          ? rldi_load_relaxed(&sl->queued) | 1 : 0;
     bool ok = rldi_gcra_try(v->t, v->burst, v->tat, a->now, a->cost, extra, &unused, &a->vd);
+    pool_times(sl, v->t, &a->vd);
     a->vd.waiters = v->waiters;
     return ok ? 0 : -EAGAIN;
 }
@@ -151,6 +185,7 @@ static int peek_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
         rldi_verdict_unlimited(&a->vd);
     else
         rldi_gcra_peek(v->t, v->burst, v->tat, a->now, &a->vd);
+    pool_times(sl, v->t, &a->vd);
     a->vd.waiters = rldi_load_relaxed(&sl->waiters);
     return 0;
 }
@@ -174,7 +209,6 @@ int rldi_bucket_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdi
 static int estimate_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
 {
     struct probe_arg *a = arg;
-    (void)sl;
     if (v->t == 0) {
         rldi_verdict_unlimited(&a->vd);
         return 0;
@@ -182,6 +216,7 @@ static int estimate_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
     rldi_gcra_verdict_denied(v->t, v->burst, v->inv, v->tat, a->now, a->cost, a->extra, &a->vd);
     if (a->extra == 0 && a->vd.retry_after_ns == 1)
         a->vd.retry_after_ns = 0;               /* fits now */
+    pool_times(sl, v->t, &a->vd);               /* a pool: when leases bring it */
     return 0;
 }
 
@@ -285,14 +320,18 @@ int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t 
         if (!rldi_gcra_decide(v.t, v.burst, v.tat, at, cost, 0, &nt)) {
             if (rldi_view_moved(sl, &v, &word))
                 continue;
-            if (out)
+            if (out) {
                 rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, out);
+                pool_times(sl, v.t, out);
+            }
             return -EAGAIN;
         }
         if (!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, v.ver)))
             continue;
-        if (out)
+        if (out) {
             rldi_gcra_peek(v.t, v.burst, nt, now, out);
+            pool_times(sl, v.t, out);
+        }
         return 0;
     }
 }
@@ -446,5 +485,94 @@ void rldi_bucket_fill(rldi_slot *sl, rldi_ring *ring)
                                                                : rldi_word_make(now, ver);
         if (rldi_cas16(&sl->tat, &word, nw))
             return;
+    }
+}
+
+/* ---- a global limit's pool ----------------------------------------------------------------- */
+
+int rldi_bucket_pool(const rldi_seg *s, rldi_handle h, uint64_t hold_ns, uint64_t credit,
+                     uint64_t take, rldi_u128 now, rldi_pool_state *out)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (!sl)
+        return -EINVAL;
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        rldi_view v;
+        int r = rldi_view_fill(sl, h.gen, word, &v);
+        if (r < 0)
+            return r;
+        if (v.t != RLDI_POOL_T || v.burst == 0 || v.burst > RLDI_POOL_BURST_MAX) {
+            if (rldi_view_moved(sl, &v, &word))
+                continue;
+            return -EAGAIN;                     /* not a pool now: the daemon's fallback */
+        }
+        /* "used" is the pool's TAT ahead of now: tau - used is what it holds */
+        rldi_u128 tau = v.t * v.burst, cap = tau + rldi_fp_from_ns(RLDI_DEBT_MAX_NS);
+        rldi_u128 used = v.tat > now ? v.tat - now : 0, hold = rldi_fp_from_ns(hold_ns);
+        used = used > cap ? cap : used;
+        used = hold >= cap - used ? cap : used + hold;      /* the refill since, cancelled */
+        uint64_t moved = 0;
+        if (credit) {
+            uint64_t room = (uint64_t)(used / v.t);         /* whole tokens that still fit */
+            moved = credit < room ? credit : room;
+            used -= (rldi_u128)moved * v.t;
+        } else if (take) {
+            uint64_t have = used >= tau ? 0 : (uint64_t)((tau - used) / v.t);
+            moved = take < have ? take : have;
+            used += (rldi_u128)moved * v.t;
+        }
+        rldi_u128 nt = now + used;
+        if (nt != v.tat) {
+            if (!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, v.ver)))
+                continue;
+        } else if (rldi_view_moved(sl, &v, &word)) {
+            continue;
+        }
+        if (out) {
+            out->moved = moved;
+            out->avail = used >= tau ? 0 : (uint64_t)((tau - used) / v.t);
+            out->debt = used > tau ? (uint64_t)((used - tau + v.t - 1) / v.t) : 0;
+        }
+        return 0;
+    }
+}
+
+void rldi_bucket_publish_tokens(rldi_slot *sl, rldi_u128 t, uint64_t burst, uint64_t max_tokens,
+                                uint64_t *held)
+{
+    rldi_bank nb;
+    rldi_bank_gcra(&nb, t, burst);
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    uint32_t ver = (uint32_t)(word >> 96);
+    bank_write(&sl->bank[(ver + 1) & 1], &nb);
+    rldi_fence_release();
+    for (;;) {
+        uint64_t fv = (uint64_t)(word >> 64);
+        ver = (uint32_t)(fv >> 32);
+        rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
+        rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns());
+        rldi_bank ob;
+        uint64_t have;
+        bank_read(&sl->bank[ver & 1], &ob);
+        rldi_u128 ot = ((rldi_u128)ob.t_hi << 64) | ob.t_lo;
+        if (RLDI_BANK_ALGO(ob.t_hi) != RLDI_ALGO_GCRA) {
+            have = 0;                           /* a window's counts are not tokens in hand */
+        } else if (ot == 0) {
+            have = ob.burst;                    /* unlimited: as full as it gets */
+        } else {
+            rldi_u128 used = tat > now ? tat - now : 0, tau;
+            if (__builtin_mul_overflow(ot, (rldi_u128)ob.burst, &tau))
+                tau = 0;                        /* a scribbled bank: holds nothing */
+            have = used >= tau ? 0 : rldi_div_floor(tau - used, ot, UINT64_MAX);
+        }
+        uint64_t keep = have < max_tokens ? have : max_tokens;
+        keep = keep < burst ? keep : burst;
+        rldi_u128 nt = now + t * (burst - keep);
+        if (rldi_cas16(&sl->tat, &word, rldi_word_make(nt, ver + 1))) {
+            if (held)
+                *held = have;
+            return;
+        }
     }
 }

@@ -146,8 +146,9 @@ static inline int rldi_bucket_take(const rldi_seg *s, rldi_handle h, uint64_t co
 }
 
 /* The verdict of an admission by the fast path: out of line, to keep the CAS loop tight. */
-void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_bank *b, uint64_t t, uint64_t burst,
-                              uint64_t cost, rldi_u128 nt, rldi_u128 now);
+void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_slot *sl, const rldi_bank *b,
+                              uint64_t t, uint64_t burst, uint64_t cost, rldi_u128 nt,
+                              rldi_u128 now);
 
 /*
  * rldi_bucket_take without flags, the common case inline and small: a live limit with no
@@ -177,7 +178,7 @@ static inline int rldi_bucket_take_fast(const rldi_seg *s, rldi_handle h, uint64
         rldi_unlikely(!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, (uint32_t)(fv >> 32)))))
         return rldi_bucket_take_word(s, h, cost, now, 0, word, v);
     if (v)
-        rldi_bucket_verdict_fast(v, b, t, burst, cost, nt, now);
+        rldi_bucket_verdict_fast(v, sl, b, t, burst, cost, nt, now);
     return 0;
 }
 
@@ -258,7 +259,7 @@ static inline int rldi_bucket_take_coarse(const rldi_seg *s, rldi_handle h, uint
             return RLDI_TAKE_PRECISE;
         }
         if (v)
-            rldi_bucket_verdict_fast(v, b, t, burst, cost, nt, lo);
+            rldi_bucket_verdict_fast(v, sl, b, t, burst, cost, nt, lo);
         return 0;
     }
     if (want_verdict || nt - (lo + margin) <= tau) {
@@ -363,5 +364,33 @@ int rldi_win_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, uint64_t m
 rldi_u128 rldi_win_fresh(const rldi_bank *b, rldi_u128 now, uint32_t ver);
 rldi_u128 rldi_win_carry(const rldi_bank *ob, const rldi_bank *nb, rldi_ring *ring,
                          rldi_u128 word, rldi_u128 now, uint32_t ver);
+
+/* ---- a global limit's pool (gcra.h: RLDI_POOL_T; daemon/global.c) ------------------------- */
+
+/* What a pool holds after rldi_bucket_pool: whole tokens available, tokens owed (debt). */
+typedef struct rldi_pool_state {
+    uint64_t avail, debt;
+    uint64_t moved;     /* tokens credited or taken back by the call */
+} rldi_pool_state;
+
+/*
+ * The daemon's one change of a pool, in one CAS: first cancel the natural refill of
+ * HOLD_NS (TAT moves forward by it: called with the time since the last call, the pool
+ * holds only what was credited), then credit CREDIT tokens (TAT back; a full pool takes no
+ * more: OUT->moved says how many went in) or take back up to TAKE tokens (never into debt:
+ * OUT->moved says how many came out). 0; -EAGAIN when the bank is not a pool's (the daemon
+ * published another: nothing done); -ESTALE, -EINVAL.
+ */
+int rldi_bucket_pool(const rldi_seg *s, rldi_handle h, uint64_t hold_ns, uint64_t credit,
+                     uint64_t take, rldi_u128 now, rldi_pool_state *out);
+
+/*
+ * Publish (T, BURST) for slot SL keeping the tokens available, not the proportion: after it
+ * the bucket holds min(what it held, MAX_TOKENS, BURST) whole tokens (debt forgiven). How a
+ * global limit's pool moves to and from its fallback bank and across a change of burst, so
+ * that no token appears that was not leased. *HELD (may be NULL): tokens held before.
+ */
+void rldi_bucket_publish_tokens(rldi_slot *sl, rldi_u128 t, uint64_t burst, uint64_t max_tokens,
+                                uint64_t *held);
 
 #endif

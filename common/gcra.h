@@ -34,6 +34,17 @@ static_assert(RLDI_FRAC_BITS == 32, "the state word keeps a 32-bit fraction");
 #define RLDI_TAU_MAX_NS    ((uint64_t)1 << 62)
 #define RLDI_DEBT_MAX_NS   ((uint64_t)1 << 62)
 
+/*
+ * A global limit's pool: the local bucket of a limit leased from Redis (daemon/global.c).
+ * Its bank has the slowest emission interval the inline fast path takes (T below 2^64
+ * units: 2^32 - 1 ns, 4.29 s), so rld_try costs what it costs on a host limit; the daemon
+ * cancels that natural refill as time passes and credits the tokens it leased. Its burst is
+ * the limit's, at most RLDI_POOL_BURST_MAX (tau within 2^62 ns).
+ */
+#define RLDI_POOL_T_NS       0xffffffffull
+#define RLDI_POOL_T          ((rldi_u128)RLDI_POOL_T_NS << 32)
+#define RLDI_POOL_BURST_MAX  ((uint64_t)1 << 30)
+
 static inline rldi_u128 rldi_fp_from_ns(uint64_t ns) { return (rldi_u128)ns << RLDI_FRAC_BITS; }
 
 /* Whole ns, rounded down (a time read from the clock has no fraction). */

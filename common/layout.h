@@ -30,7 +30,7 @@
 
 #define RLDI_MAGIC          "RLDSHM\x00\x01"   /* 8 bytes, NUL inside on purpose */
 #define RLDI_ABI_MAJOR      2u   /* 2: sealed memfd handed out by the keeper; gen parity */
-#define RLDI_ABI_MINOR      0u
+#define RLDI_ABI_MINOR      1u   /* 1: rldi_slot.lease_hint_ns (global limits) */
 #define RLDI_HEADER_SIZE    4096u
 #define RLDI_SLOT_SIZE      128u
 #define RLDI_META_SIZE      128u
@@ -113,7 +113,10 @@ typedef struct rldi_slot {
     uint64_t denied;            /*  40 calls denied (relaxed counter) */
     uint32_t flags;             /*  48 RLDI_SLOT_* */
     uint32_t reserved0;         /*  52 */
-    uint64_t reserved1;         /*  56 */
+    uint64_t lease_hint_ns;     /*  56 a global limit's pool (limitdef.h): the ns per token its
+                                 *     leases bring, written by the daemon; denials and wait
+                                 *     estimates use it instead of the pool's slow bank. 0: a
+                                 *     host limit */
     /* line 1: config banks, written by the daemon only while not current */
     rldi_bank bank[2];          /*  64 */
 } rldi_slot;
@@ -171,6 +174,7 @@ static_assert(offsetof(rldi_slot, queued) == 24, "ABI");
 static_assert(offsetof(rldi_slot, admitted) == 32, "ABI");
 static_assert(offsetof(rldi_slot, denied) == 40, "ABI");
 static_assert(offsetof(rldi_slot, flags) == 48, "ABI");
+static_assert(offsetof(rldi_slot, lease_hint_ns) == 56, "ABI minor 1");
 static_assert(offsetof(rldi_slot, bank) == 64, "config on its own cache line");
 static_assert(offsetof(rldi_slot, waiters) == offsetof(rldi_slot, gen) + 4,
               "gen and waiters are read as one 8-byte word");

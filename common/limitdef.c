@@ -85,12 +85,46 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         w = "max_debt exceeds 146 years";
         f = RLDI_LD_DEBT;
         r = -ERANGE;
+    } else if (def->scope == RLDI_SCOPE_GLOBAL && def->algo != RLDI_ALGO_GCRA) {
+        w = "a global limit is a GCRA bucket in Redis: algorithm = gcra";
+        f = RLDI_LD_SCOPE;
+        r = -EINVAL;
+    } else if (def->scope == RLDI_SCOPE_GLOBAL && def->count == 0) {
+        w = "an unlimited limit cannot be global (nothing to share)";
+        f = RLDI_LD_SCOPE;
+        r = -EINVAL;
+    } else if (def->scope == RLDI_SCOPE_GLOBAL && def->count > def->period_ns) {
+        w = "a global limit's rate is at most 10^9 per second";
+        f = RLDI_LD_SCOPE;
+        r = -ERANGE;
+    } else if (def->scope == RLDI_SCOPE_GLOBAL &&
+               (rldi_limitdef_burst(def) > RLDI_POOL_BURST_MAX ||
+                (unsigned __int128)rldi_limitdef_global_t_ns(def) * rldi_limitdef_burst(def) >
+                    RLDI_GLOBAL_TAU_MAX_NS)) {
+        w = "a global limit's burst is at most 2^30 tokens and 13 days of its rate";
+        f = RLDI_LD_SCOPE;
+        r = -ERANGE;
+    } else if (def->scope != RLDI_SCOPE_GLOBAL && def->fallback_num) {
+        w = "fallback applies to scope = global only";
+        f = RLDI_LD_SCOPE;
+        r = -EINVAL;
+    } else if (def->fallback_num && (def->fallback_den == 0 || def->fallback_num > def->fallback_den)) {
+        w = "fallback share must be a fraction in (0, 1]";
+        f = RLDI_LD_SCOPE;
+        r = -EINVAL;
     }
     if (why)
         *why = w;
     if (field)
         *field = f;
     return r;
+}
+
+uint64_t rldi_limitdef_global_t_ns(const rldi_limitdef *def)
+{
+    if (def->count == 0)
+        return 0;
+    return def->period_ns / def->count + (def->period_ns % def->count != 0);
 }
 
 int rldi_limitdef_bank(const rldi_limitdef *def, rldi_bank *b)
@@ -104,6 +138,10 @@ int rldi_limitdef_bank(const rldi_limitdef *def, rldi_bank *b)
         b->burst = def->count;
         b->inv_t = def->algo == RLDI_ALGO_SLIDING ? rldi_win_sub_width(def->period_ns)
                                                   : def->align_ns;
+        return 0;
+    }
+    if (def->scope == RLDI_SCOPE_GLOBAL) {      /* its pool (gcra.h) */
+        rldi_bank_gcra(b, RLDI_POOL_T, rldi_limitdef_burst(def));
         return 0;
     }
     rldi_u128 t;

@@ -24,7 +24,18 @@ typedef struct rldi_limitdef {
     uint64_t align_ns;    /* fixed windows: their start after each multiple of the period */
     bool     align_set;
     int      line;        /* line of its [limit] header in the configuration; 0 otherwise */
+    /* scope = global (issue 17): shared by every rld through Redis (daemon/global.c); the
+     * slot holds a pool the daemon fills with leased tokens (gcra.h: RLDI_POOL_T) */
+    uint8_t  scope;          /* RLDI_SCOPE_* */
+    uint32_t fallback_num;   /* while Redis is unreachable: this host admits num/den of the */
+    uint32_t fallback_den;   /* global rate; num 0: deny (the default) */
 } rldi_limitdef;
+
+#define RLDI_SCOPE_HOST    0u
+#define RLDI_SCOPE_GLOBAL  1u
+/* A global limit's tolerance is kept in Redis as integer ns in a Lua double: at most 2^50 ns
+ * (13 days), its emission interval at least 1 ns (10^9 per second). */
+#define RLDI_GLOBAL_TAU_MAX_NS  ((uint64_t)1 << 50)
 
 #define RLDI_DEBT_DEFAULT_MIN_NS  (3600ull * 1000000000ull)
 /* The smallest emission interval enforced within 10^-6 (T rounds up by < 1 unit): a rate
@@ -33,7 +44,7 @@ typedef struct rldi_limitdef {
 
 /* What fails, so that each caller can point at the right place (a file's line, a field). */
 enum rldi_limitdef_field { RLDI_LD_OK, RLDI_LD_NAME, RLDI_LD_RATE, RLDI_LD_BURST,
-                           RLDI_LD_DEBT, RLDI_LD_ALGO, RLDI_LD_ALIGN };
+                           RLDI_LD_DEBT, RLDI_LD_ALGO, RLDI_LD_ALIGN, RLDI_LD_SCOPE };
 
 /* "gcra", "sliding", "fixed" <-> RLDI_ALGO_*; -EINVAL for another word. */
 int rldi_algo_parse(const char *s, uint32_t *algo);
@@ -53,8 +64,11 @@ static inline uint64_t rldi_limitdef_burst(const rldi_limitdef *def)
     return def->burst ? def->burst : def->count;
 }
 
+/* The global emission interval of DEF in whole ns, rounded up (Redis's GCRA works in them). */
+uint64_t rldi_limitdef_global_t_ns(const rldi_limitdef *def);
+
 /* The config bank of a checked DEF (layout.h): GCRA's interval (0 = unlimited) and burst,
- * or a window's tagged parameters. */
+ * or a window's tagged parameters; for a global limit, its pool's (RLDI_POOL_T, the burst). */
 int rldi_limitdef_bank(const rldi_limitdef *def, rldi_bank *b);
 
 /* The debt cap DEF means, in ns: its own, else max(1 h, the burst's worth of time). */

@@ -20,18 +20,25 @@
 
 #include "rate.h"
 
-enum section { SEC_NONE, SEC_RLD, SEC_LIMIT };
+enum section { SEC_NONE, SEC_RLD, SEC_LIMIT, SEC_REDIS };
 
 enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, K_CONNS_PER_UID,
        K_WAITS_PER_UID, N_RLD_KEYS };
-enum { K_RATE, K_BURST, K_MAX_DEBT, K_ALGORITHM, K_ALIGN, N_LIMIT_KEYS };
+enum { K_RATE, K_BURST, K_MAX_DEBT, K_ALGORITHM, K_ALIGN, K_SCOPE, K_FALLBACK, N_LIMIT_KEYS };
+enum { K_URL, K_PASSWORD_FILE, K_USERNAME, K_CONNECT_TIMEOUT, K_TIMEOUT, K_LEASE_PERIOD,
+       K_KEY_PREFIX, K_HOST_ID, N_REDIS_KEYS };
+#define N_KEYS_MAX 16
 
 static const char *const rld_keys[N_RLD_KEYS] = {
     "max_limits", "group", "admin_group", "max_waiters", "log_level",
     "max_connections_per_uid", "max_waits_per_uid",
 };
 static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst", "max_debt", "algorithm",
-                                                     "align"};
+                                                     "align", "scope", "fallback"};
+static const char *const redis_keys[N_REDIS_KEYS] = {
+    "url", "password_file", "username", "connect_timeout", "timeout", "lease_period",
+    "key_prefix", "host_id",
+};
 static const char *const log_levels[] = {"error", "warn", "info", "debug"};
 
 struct parser {
@@ -49,8 +56,9 @@ struct parser {
 
     enum section sec;
     int sec_line;
-    int key_line[N_RLD_KEYS]; /* per key of the current section: line, 0 if not yet seen */
+    int key_line[N_KEYS_MAX]; /* per key of the current section: line, 0 if not yet seen */
     int rld_line;             /* line of [rld], 0 if none yet */
+    int redis_line;           /* line of [redis], 0 if none yet */
     int max_limits_line;      /* line that set max_limits, 0 while the default holds */
 
     int err;                  /* first error, a negative errno; parsing stops there */
@@ -191,6 +199,19 @@ static bool end_section(struct parser *ps)
         }
         if (!ps->key_line[K_BURST] && l->algo == RLDI_ALGO_GCRA)
             l->burst = l->count;
+        /* scope and fallback against the rest, once all is known: on their own lines */
+        const char *why;
+        enum rldi_limitdef_field f;
+        if (rldi_limitdef_check(l, &why, &f) < 0) {
+            int at = ps->key_line[K_SCOPE] ? ps->key_line[K_SCOPE] : ps->sec_line;
+            if (l->fallback_num && l->scope != RLDI_SCOPE_GLOBAL)
+                at = ps->key_line[K_FALLBACK];
+            fail(ps, at, -EINVAL, l->name, "%s", why);
+            return false;
+        }
+    } else if (ps->sec == SEC_REDIS && !ps->key_line[K_URL]) {
+        fail(ps, ps->sec_line, -EINVAL, "redis", "[redis] has no url");
+        return false;
     }
     ps->sec = SEC_NONE;
     memset(ps->key_line, 0, sizeof ps->key_line);
@@ -254,8 +275,29 @@ static bool section_header(struct parser *ps, char *p)
         ps->sec_line = line;
         return true;
     }
+    if (strcmp(w[0], "redis") == 0) {
+        if (n > 1) {
+            fail(ps, line, -EINVAL, w[1], "section [redis] takes no name");
+            return false;
+        }
+        if (ps->redis_line) {
+            fail(ps, line, -EINVAL, "redis", "duplicate section (first at line %d)", ps->redis_line);
+            return false;
+        }
+        rldi_redisconf *r = &ps->cfg->redis;
+        ps->redis_line = line;
+        r->set = true;
+        r->line = line;
+        r->connect_timeout_ns = RLDI_REDIS_DEFAULT_CONNECT_TIMEOUT_NS;
+        r->timeout_ns = RLDI_REDIS_DEFAULT_TIMEOUT_NS;
+        r->lease_period_ns = RLDI_REDIS_DEFAULT_LEASE_PERIOD_NS;
+        strcpy(r->key_prefix, "rld:");
+        ps->sec = SEC_REDIS;
+        ps->sec_line = line;
+        return true;
+    }
     if (strcmp(w[0], "limit") != 0) {
-        fail(ps, line, -EINVAL, w[0], "unknown section (expected [rld] or [limit NAME])");
+        fail(ps, line, -EINVAL, w[0], "unknown section (expected [rld], [redis] or [limit NAME])");
         return false;
     }
     if (n == 1) {
@@ -382,10 +424,64 @@ static bool rld_key(struct parser *ps, int k, const char *value)
 static bool tolerance_ok(struct parser *ps, const rldi_limitdef *l, const char *value)
 {
     const char *why;
-    if (rldi_limitdef_check(l, &why, NULL) < 0) {
+    enum rldi_limitdef_field f;
+    /* scope and fallback errors wait for the end of the section (keys come in any order) */
+    if (rldi_limitdef_check(l, &why, &f) < 0 && f != RLDI_LD_SCOPE) {
         fail(ps, ps->lineno, -EINVAL, value, "%s", why);
         return false;
     }
+    return true;
+}
+
+/* "deny", or "share F" with F a fraction of the global rate in (0, 1]: 1/3, 0.25, 25%. */
+static bool fallback_value(struct parser *ps, rldi_limitdef *l, const char *value)
+{
+    if (strcmp(value, "deny") == 0) {
+        l->fallback_num = 0;
+        l->fallback_den = 1;
+        return true;
+    }
+    const char *f = NULL;
+    if (strncmp(value, "share", 5) == 0 && (value[5] == ' ' || value[5] == '\t'))
+        f = value + 5;
+    while (f && (*f == ' ' || *f == '\t'))
+        f++;
+    uint64_t num = 0, den = 0;
+    if (f && *f) {
+        char buf[64];
+        const char *why;
+        snprintf(buf, sizeof(buf), "%s", f);
+        char *slash = strchr(buf, '/'), *pct = strchr(buf, '%'), *dot = strchr(buf, '.');
+        if (slash) {
+            *slash = '\0';
+            if (rldi_parse_u64(buf, &num, &why) < 0 || rldi_parse_u64(slash + 1, &den, &why) < 0)
+                num = den = 0;
+        } else if (pct && pct[1] == '\0') {
+            *pct = '\0';
+            den = 100;
+            if (rldi_parse_u64(buf, &num, &why) < 0)
+                num = den = 0;
+        } else if (dot && dot == buf + 1 && (buf[0] == '0' || buf[0] == '1') &&
+                   strlen(dot + 1) >= 1 && strlen(dot + 1) <= 6) {
+            uint64_t whole = (uint64_t)(buf[0] - '0'), frac;
+            den = 1;
+            for (size_t i = 0; i < strlen(dot + 1); i++)
+                den *= 10;
+            if (rldi_parse_u64(dot + 1, &frac, &why) < 0)
+                num = den = 0;
+            else
+                num = whole * den + frac;
+        } else if (strcmp(buf, "1") == 0) {
+            num = den = 1;
+        }
+    }
+    if (num == 0 || den == 0 || num > den || den > UINT32_MAX) {
+        fail(ps, ps->lineno, -EINVAL, value,
+             "fallback must be deny or share FRACTION in (0, 1] (1/3, 0.25, 25%%)");
+        return false;
+    }
+    l->fallback_num = (uint32_t)num;
+    l->fallback_den = (uint32_t)den;
     return true;
 }
 
@@ -420,6 +516,19 @@ static bool limit_key(struct parser *ps, int k, const char *value)
         l->align_set = true;
         return tolerance_ok(ps, l, value);
     }
+    if (k == K_SCOPE) {
+        if (strcmp(value, "host") == 0)
+            l->scope = RLDI_SCOPE_HOST;
+        else if (strcmp(value, "global") == 0)
+            l->scope = RLDI_SCOPE_GLOBAL;
+        else {
+            fail(ps, ps->lineno, -EINVAL, value, "scope must be host or global");
+            return false;
+        }
+        return true;                            /* checked at the end of the section */
+    }
+    if (k == K_FALLBACK)
+        return fallback_value(ps, l, value);
     if (k == K_MAX_DEBT) {
         if ((rc = rldi_parse_duration(value, &l->max_debt_ns, &why)) < 0) {
             fail(ps, ps->lineno, -EINVAL, value, "bad max_debt: %s", why);
@@ -438,6 +547,177 @@ static bool limit_key(struct parser *ps, int k, const char *value)
         return false;
     }
     return !ps->key_line[K_RATE] || tolerance_ok(ps, l, value);
+}
+
+/* A string value of at most CAP - 1 bytes, without control bytes. */
+static bool str_value(struct parser *ps, const char *key, const char *value, char *out,
+                      size_t cap)
+{
+    if (strlen(value) >= cap) {
+        fail(ps, ps->lineno, -EINVAL, value, "%s longer than %zu bytes", key, cap - 1);
+        return false;
+    }
+    for (const char *p = value; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            fail(ps, ps->lineno, -EINVAL, value, "control byte in %s", key);
+            return false;
+        }
+    strcpy(out, value);
+    return true;
+}
+
+static bool duration_value(struct parser *ps, const char *key, const char *value, uint64_t lo,
+                           uint64_t hi, uint64_t *out)
+{
+    const char *why;
+    if (rldi_parse_duration(value, out, &why) < 0) {
+        fail(ps, ps->lineno, -EINVAL, value, "bad %s: %s", key, why);
+        return false;
+    }
+    if (*out < lo || *out > hi) {
+        fail(ps, ps->lineno, -EINVAL, value, "%s must be %llu ms..%llu s", key,
+             (unsigned long long)(lo / 1000000), (unsigned long long)(hi / 1000000000));
+        return false;
+    }
+    return true;
+}
+
+int rldi_redis_url_parse(const char *url, rldi_redisconf *r, const char **why)
+{
+    r->host[0] = r->path[0] = '\0';
+    r->port = 6379;
+    r->db = 0;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7, *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n == 0 || p[0] != '/' || n >= sizeof(r->path)) {
+            *why = "unix:// needs an absolute socket path (at most 107 bytes)";
+            return -EINVAL;
+        }
+        if (strchr(p, '@')) {
+            *why = "no password in the url: use password_file";
+            return -EINVAL;
+        }
+        memcpy(r->path, p, n);
+        r->path[n] = '\0';
+        if (q) {
+            uint64_t db;
+            const char *w;
+            if (strncmp(q, "?db=", 4) != 0 || rldi_parse_u64(q + 4, &db, &w) < 0 || db > 1000000) {
+                *why = "unix:// takes only ?db=N";
+                return -EINVAL;
+            }
+            r->db = (uint32_t)db;
+        }
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        *why = "url must start with redis:// or unix://";
+        return -EINVAL;
+    }
+    const char *p = url + 8;
+    if (strchr(p, '@')) {
+        *why = "no user or password in the url: use username and password_file";
+        return -EINVAL;
+    }
+    const char *end;
+    if (*p == '[') {                            /* [IPv6]:port */
+        end = strchr(p, ']');
+        if (!end || (size_t)(end - p - 1) >= sizeof(r->host) || end == p + 1) {
+            *why = "bad [address] in the url";
+            return -EINVAL;
+        }
+        memcpy(r->host, p + 1, (size_t)(end - p - 1));
+        r->host[end - p - 1] = '\0';
+        p = end + 1;
+    } else {
+        size_t n = strcspn(p, ":/");
+        if (n == 0 || n >= sizeof(r->host)) {
+            *why = "the url has no host";
+            return -EINVAL;
+        }
+        memcpy(r->host, p, n);
+        r->host[n] = '\0';
+        p += n;
+    }
+    if (*p == ':') {
+        char port[8];
+        size_t n = strcspn(p + 1, "/");
+        uint64_t v;
+        const char *w;
+        if (n == 0 || n >= sizeof(port)) {
+            *why = "bad port in the url";
+            return -EINVAL;
+        }
+        memcpy(port, p + 1, n);
+        port[n] = '\0';
+        if (rldi_parse_u64(port, &v, &w) < 0 || v == 0 || v > 65535) {
+            *why = "bad port in the url";
+            return -EINVAL;
+        }
+        r->port = (uint16_t)v;
+        p += 1 + n;
+    }
+    if (*p == '/' && p[1]) {
+        uint64_t db;
+        const char *w;
+        if (rldi_parse_u64(p + 1, &db, &w) < 0 || db > 1000000) {
+            *why = "bad database number in the url";
+            return -EINVAL;
+        }
+        r->db = (uint32_t)db;
+    } else if (*p && strcmp(p, "/") != 0) {
+        *why = "unexpected text in the url";
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static bool redis_key(struct parser *ps, int k, const char *value)
+{
+    rldi_redisconf *r = &ps->cfg->redis;
+    const char *why;
+    switch (k) {
+    case K_URL:
+        if (!str_value(ps, "url", value, r->url, sizeof(r->url)))
+            return false;
+        if (rldi_redis_url_parse(value, r, &why) < 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad url: %s", why);
+            return false;
+        }
+        return true;
+    case K_PASSWORD_FILE:
+        if (!str_value(ps, "password_file", value, r->password_file, sizeof(r->password_file)))
+            return false;
+        if (value[0] != '/') {
+            fail(ps, ps->lineno, -EINVAL, value, "password_file must be an absolute path");
+            return false;
+        }
+        return true;
+    case K_USERNAME:
+        return str_value(ps, "username", value, r->username, sizeof(r->username));
+    case K_CONNECT_TIMEOUT:
+        /* a lease round must come back within 4.29 s (a pool's refill of one token): at
+         * most a lease period and one timeout, so these stay small */
+        return duration_value(ps, "connect_timeout", value, 1000000, 2000000000ull,
+                              &r->connect_timeout_ns);
+    case K_TIMEOUT:
+        return duration_value(ps, "timeout", value, 1000000, 2000000000ull, &r->timeout_ns);
+    case K_LEASE_PERIOD:
+        return duration_value(ps, "lease_period", value, 10000000, 1000000000ull,
+                              &r->lease_period_ns);
+    case K_KEY_PREFIX:
+        return str_value(ps, "key_prefix", value, r->key_prefix, sizeof(r->key_prefix));
+    case K_HOST_ID:
+        if (!str_value(ps, "host_id", value, r->host_id, sizeof(r->host_id)))
+            return false;
+        if (strchr(value, ' ')) {
+            fail(ps, ps->lineno, -EINVAL, value, "host_id must not contain spaces");
+            return false;
+        }
+        return true;
+    }
+    return false;
 }
 
 static int key_index(const char *const *keys, int n, const char *key)
@@ -477,7 +757,15 @@ static int handler(void *user, const char *section, const char *key, const char 
     case SEC_LIMIT:
         k = key_index(limit_keys, N_LIMIT_KEYS, key);
         if (k < 0) {
-            fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate, burst, algorithm, align or max_debt)");
+            fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate, burst, algorithm, "
+                 "align, max_debt, scope or fallback)");
+            return 0;
+        }
+        break;
+    case SEC_REDIS:
+        k = key_index(redis_keys, N_REDIS_KEYS, key);
+        if (k < 0) {
+            fail(ps, line, -EINVAL, key, "unknown key in [redis]");
             return 0;
         }
         break;
@@ -492,7 +780,9 @@ static int handler(void *user, const char *section, const char *key, const char 
         fail(ps, line, -EINVAL, key, "empty value");
         return 0;
     }
-    bool ok = ps->sec == SEC_RLD ? rld_key(ps, k, value) : limit_key(ps, k, value);
+    bool ok = ps->sec == SEC_RLD     ? rld_key(ps, k, value)
+              : ps->sec == SEC_REDIS ? redis_key(ps, k, value)
+                                     : limit_key(ps, k, value);
     ps->key_line[k] = line;
     return ok;
 }
@@ -678,6 +968,14 @@ static int run(struct parser *ps, rldi_config *out)
             const rldi_limitdef *l = &c->limits[c->max_limits];
             fail(ps, l->line, -EINVAL, l->name, "more limits than max_limits (%u, the default)",
                  (unsigned)c->max_limits);
+        }
+        for (size_t i = 0; !ps->err && i < c->nlimits; i++) {
+            const rldi_limitdef *l = &c->limits[i];
+            if (l->scope != RLDI_SCOPE_GLOBAL)
+                continue;
+            c->nglobal++;
+            if (!c->redis.set)
+                fail(ps, l->line, -EINVAL, l->name, "scope = global needs a [redis] section");
         }
     }
     free(ps->line);

@@ -11,9 +11,19 @@
  *   admin_group = rldadmin     group allowed to change configuration (besides root)
  *   log_level   = info         error | warn | info | debug
  *
+ *   [redis]                    optional, at most once; needed by global limits
+ *   url = redis://HOST[:PORT][/DB] | unix:///PATH[?db=DB]    (no password in it)
+ *   password_file = /etc/rld/redis.pass    AUTH password (first line), 0600/0640 file
+ *   username = NAME            AUTH user (Redis ACL); default: none
+ *   connect_timeout = 1s, timeout = 500ms, lease_period = 100ms
+ *   key_prefix = rld:          keys are PREFIX{NAME}
+ *   host_id = NAME             this rld among the others; default HOSTNAME/INSTANCE
+ *
  *   [limit NAME]               one per limit, NAME as rldi_name_check()
  *   rate  = 3500/min           required: COUNT/PERIOD or "unlimited" (see rate.h)
  *   burst = 3500               optional, positive; defaults to the count
+ *   scope = host | global      optional: global = shared through Redis (daemon/global.c)
+ *   fallback = deny | share F  global only: while Redis is unreachable (F: 1/3, 0.25, 25%)
  *
  * Comments start with ';' or '#', at the start of a line or after white space.
  * Errors read "FILE:LINE: message 'token'", and only the first one is reported.
@@ -34,6 +44,29 @@
 #define RLDI_CONF_LINE_MAX             1024   /* bytes per line, without the newline */
 #define RLDI_CONF_SIZE_MAX             (64 << 20)   /* bytes per file */
 
+/* [redis]: where global limits are kept (daemon/global.c). */
+typedef struct rldi_redisconf {
+    bool     set;                 /* the section was given */
+    int      line;                /* of its header */
+    char     url[512];            /* as written */
+    char     host[256];           /* redis://: host name or address ("" for unix://) */
+    uint16_t port;
+    char     path[108];           /* unix://: the socket */
+    uint32_t db;
+    char     password_file[1024]; /* "" = no AUTH */
+    char     username[128];       /* "" = the default user */
+    uint64_t connect_timeout_ns, timeout_ns, lease_period_ns;
+    char     key_prefix[64];
+    char     host_id[128];        /* "" = HOSTNAME/INSTANCE, filled by the daemon */
+} rldi_redisconf;
+
+#define RLDI_REDIS_DEFAULT_CONNECT_TIMEOUT_NS 1000000000ull
+#define RLDI_REDIS_DEFAULT_TIMEOUT_NS          500000000ull
+#define RLDI_REDIS_DEFAULT_LEASE_PERIOD_NS     100000000ull
+
+/* Parse a [redis] url into R (host, port, path, db). 0, or -EINVAL with *why. */
+int rldi_redis_url_parse(const char *url, rldi_redisconf *r, const char **why);
+
 typedef struct rldi_config {
     char            path[4096];
     uint32_t        max_limits;       /* [rld] max_limits, default 4096, 1..(1<<24) */
@@ -43,6 +76,8 @@ typedef struct rldi_config {
     uint32_t        max_conns_per_uid;   /* [rld] max_connections_per_uid, default 256 */
     uint32_t        max_waits_per_uid;   /* [rld] max_waits_per_uid, default 16384 */
     char            log_level[16];    /* [rld] log_level: error|warn|info|debug, default "info" */
+    rldi_redisconf  redis;            /* [redis] */
+    size_t          nglobal;          /* limits with scope = global */
     rldi_limitdef   *limits;          /* in file order; burst resolved (count, or 0 for unlimited) */
     size_t          nlimits;
     uint32_t        *index;           /* names -> limits index + 1 (open addressing) */

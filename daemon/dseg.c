@@ -292,7 +292,10 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         rldi_store_relaxed(&sl->denied, 0);
         rldi_store_relaxed(&sl->waiters, 0);
         rldi_store_relaxed(&sl->queued, 0);
+        rldi_store_relaxed(&sl->lease_hint_ns, 0);
         rldi_bucket_publish(sl, &s->rings[i], &nb, false);
+        if (l->scope == RLDI_SCOPE_GLOBAL)   /* a pool starts empty: only leases fill it */
+            rldi_bucket_publish_tokens(sl, RLDI_POOL_T, nb.burst, 0, NULL);
         /* a new identity, odd (live): no handle of an earlier limit here matches it */
         rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) + 1) | 1);
         index_lock(s);
@@ -317,7 +320,13 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
     rldi_bucket_config(sl, &ob);
     rldi_meta *m = &s->meta[slot];
     *changed = !rldi_bank_same(&ob, &nb);
-    if (*changed) {
+    if (*changed && l->scope == RLDI_SCOPE_GLOBAL) {
+        /* a pool holds leased tokens, counted, never a proportion: a new burst keeps them
+         * (up to it); a limit that becomes global (or leaves its fallback bank) starts
+         * empty, as its tokens were not leased */
+        bool pool = ob.t_hi == 0 && ob.t_lo == (uint64_t)RLDI_POOL_T;
+        rldi_bucket_publish_tokens(sl, RLDI_POOL_T, nb.burst, pool ? UINT64_MAX : 0, NULL);
+    } else if (*changed) {
         if (RLDI_BANK_ALGO(ob.t_hi) != l->algo)
             LOG_INFO("limit %s: algorithm %s -> %s: it starts full", l->name,
                      rldi_algo_name(RLDI_BANK_ALGO(ob.t_hi)), rldi_algo_name(l->algo));

@@ -75,6 +75,10 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
     int r = rldi_config_load(s->config_path, &next, err, errlen);
     if (r < 0)
         return r;
+    if ((r = global_check(&next, err, errlen)) < 0) {
+        rldi_config_free(&next);
+        return r;
+    }
     dseg_changes ch;
     if ((r = dseg_sync(s->seg, &next, &ch, keep_runtime, deleting, s)) < 0) {
         snprintf(err, errlen, "%zu limits do not fit in the segment's %u slots", next.nlimits,
@@ -85,6 +89,7 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
     rldi_config_free(s->conf);
     *s->conf = next;
     waitq_set_max_waiters(s->wq, s->conf->max_waiters, s->conf->max_waits_per_uid);
+    global_sync(s->global, s->conf);
     uint32_t cursor = 0, slot, gen;
     while (rldi_seg_next(s->seg, &cursor, &slot, &gen) == 0)
         waitq_limit_changed(s->wq, slot);
@@ -178,6 +183,11 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
     uint32_t slot, gen;
     char shp[64];
     int r = rldi_seg_lookup(s->seg, l.name, &slot, &gen);
+    if (r == 0 && global_has(s->global, slot)) {
+        srv_reply_code(s->srv, c, id, -EPERM, "limit '%s' is global (scope in %s): change it "
+                       "there and reload", esc, s->config_path);
+        return;
+    }
     if (r == 0) {
         if (p->create_only) {
             srv_reply_code(s->srv, c, id, -EEXIST, "limit '%s' exists", esc);
@@ -226,6 +236,12 @@ static void do_reset(rld_daemon *s, conn *c, uint64_t id, const char *name)
     uint32_t slot;
     if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
+    if (global_has(s->global, slot)) {
+        /* a full pool would hold tokens nobody leased */
+        srv_reply_code(s->srv, c, id, -EPERM, "limit '%s' is global: its pool holds only "
+                       "leased tokens and cannot be reset", esc);
+        return;
+    }
     dseg_limit_reset(s->seg, slot);
     waitq_limit_changed(s->wq, slot);
     LOG_INFO("limit %s: reset by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
@@ -235,7 +251,7 @@ static void do_reset(rld_daemon *s, conn *c, uint64_t id, const char *name)
 /* ---- reads --------------------------------------------------------------------------------- */
 
 static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, char *name,
-                       char *rate, size_t ratelen)
+                       char *rate, size_t ratelen, char *gbuf, size_t gbuflen)
 {
     if (rldi_seg_name(s->seg, slot, name) < 0)
         return -ENOENT;
@@ -265,6 +281,7 @@ static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, c
     ls->from_file = m->origin != RLDI_ORIGIN_RUNTIME;
     ls->algorithm = (char *)rldi_algo_name(m->algo);
     ls->align_ns = m->align_ns;
+    global_limit_status(s->global, slot, ls, gbuf, gbuflen);
     return 0;
 }
 
@@ -273,7 +290,7 @@ static void do_status(rld_daemon *s, conn *c, uint64_t id, const char *name)
     /* One packet per reply: a full list may not fit; it says so (rlctl reads the segment). */
     enum { MAXN = 24 };
     Rld__V1__LimitStatus st[MAXN], *ptrs[MAXN];
-    char names[MAXN][RLDI_NAME_MAX + 1], rates[MAXN][48];
+    char names[MAXN][RLDI_NAME_MAX + 1], rates[MAXN][48], gbufs[MAXN][40];
     size_t n = 0;
     if (name && *name) {
         char esc[96];
@@ -281,13 +298,15 @@ static void do_status(rld_daemon *s, conn *c, uint64_t id, const char *name)
         if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
             return;
         rld__v1__limit_status__init(&st[0]);
-        if (fill_status(s, slot, &st[0], names[0], rates[0], sizeof(rates[0])) == 0)
+        if (fill_status(s, slot, &st[0], names[0], rates[0], sizeof(rates[0]), gbufs[0],
+                        sizeof(gbufs[0])) == 0)
             ptrs[n] = &st[n], n++;
     } else {
         uint32_t cursor = 0, slot, gen;
         while (n < MAXN && rldi_seg_next(s->seg, &cursor, &slot, &gen) == 0) {
             rld__v1__limit_status__init(&st[n]);
-            if (fill_status(s, slot, &st[n], names[n], rates[n], sizeof(rates[n])) == 0)
+            if (fill_status(s, slot, &st[n], names[n], rates[n], sizeof(rates[n]), gbufs[n],
+                            sizeof(gbufs[n])) == 0)
                 ptrs[n] = &st[n], n++;
         }
     }
@@ -318,6 +337,8 @@ static void do_stats(rld_daemon *s, conn *c, uint64_t id)
     st.max_limits = s->seg->slot_count;
     st.segment_bytes = s->seg->size;
     st.pid = (uint32_t)getpid();
+    char gbuf[1024];
+    global_stats(s->global, &st, gbuf, sizeof(gbuf));
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_STATS;
@@ -543,6 +564,7 @@ static void keeper_watch(rld_daemon *d)
 static uint64_t on_tick(void *ctx, uint64_t now)
 {
     rld_daemon *d = ctx;
+    global_tick(d->global, d->wq, now);
     uint64_t next = waitq_run(d->wq, now);
     if (now >= d->heartbeat_due) {
         if (dseg_heartbeat(d->seg, d->keeper_pid)) {
@@ -571,6 +593,7 @@ static void on_stopping(void *ctx)
 {
     rld_daemon *d = ctx;
     waitq_shutdown(d->wq);
+    global_stop(d->global);     /* leased tokens go back to Redis */
 }
 
 srv_ops daemon_ops(rld_daemon *d)

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "global.h"
 #include "instance.h"
 #include "segment.h"
 #include "server.h"
@@ -31,6 +32,7 @@ typedef struct rld_daemon {
     gid_t        admin_gid;      /* (gid_t)-1: none */
     server      *srv;
     waitq       *wq;
+    global      *global;         /* limits shared through Redis (scope = global) */
     uint64_t     started_ns;
     uint64_t     heartbeat_due;
     uidcount     conns_by_uid;   /* connections of non-admin peers, by uid */

@@ -30,6 +30,7 @@
 #include "codes.h"
 #include "config.h"
 #include "dseg.h"
+#include "global.h"
 #include "handlers.h"
 #include "instance.h"
 #include "keeper.h"
@@ -274,6 +275,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "rld: %s\n", err);
         return 1;
     }
+    if (global_check(&conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rld: %s: %s\n", o.config, err);
+        rldi_config_free(&conf);
+        return 1;
+    }
     if (o.check) {
         printf("rld: configuration %s is valid: %zu limit%s\n", o.config, conf.nlimits,
                conf.nlimits == 1 ? "" : "s");
@@ -327,6 +333,8 @@ int main(int argc, char **argv)
     }
     if (so.inherited_fd >= 0 && so.inherited_fd != seg_fd)
         close(so.inherited_fd);
+    /* the previous daemon's last heartbeat: global pools cancel their refill since then */
+    uint64_t last_heartbeat = created ? 0 : rldi_load_relaxed(&seg.hdr->heartbeat_ns);
     if (!created) {
         uint32_t live = dseg_repair(&seg);
         LOG_INFO("re-attached the segment held by %s with %u limits (state kept)",
@@ -361,6 +369,10 @@ int main(int argc, char **argv)
     d.srv = &srv;
     if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters, conf.max_waits_per_uid)))
         fail("out of memory for the wait queues of %u slots", seg.slot_count);
+    if (!(d.global = global_new(&seg, paths.instance, last_heartbeat)))
+        fail("out of memory for global limits");
+    global_sync(d.global, &conf);
+    srv.wake_fd = global_wake_fd(d.global);
     if (srv_listen(&srv, gid, err, sizeof(err)) < 0)
         fail("%s", err);
     /* The keeper: one that holds our segment already, told of a new one, or a new keeper. */
@@ -387,6 +399,7 @@ int main(int argc, char **argv)
 
     r = srv_run(&srv);
     sd_notify(0, "STOPPING=1");
+    global_free(d.global);
     waitq_free(d.wq);
     uidcount_free(&d.conns_by_uid);
     dseg_detach(&seg);

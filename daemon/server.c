@@ -30,7 +30,7 @@
 
 #include "clock.h"
 
-enum { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER };
+enum { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_WAKE };
 
 #define RING_ENTRIES     512
 #define ACCEPT_PAUSE_NS  100000000ull     /* after EMFILE: try accepting again then */
@@ -118,6 +118,18 @@ static void arm_signal(server *s)
     struct io_uring_sqe *sqe = sqe_get();
     io_uring_prep_read(sqe, s->signal_fd, &siginfo, sizeof(siginfo), 0);
     io_uring_sqe_set_data64(sqe, ud(K_SIGNAL, NULL));
+}
+
+static uint64_t wake_count;
+
+/* Another thread's wake-ups (server.h: wake_fd): a read through the ring. */
+static void arm_wake(server *s)
+{
+    if (s->wake_fd <= 0)                /* 0: a zeroed server has none */
+        return;
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_read(sqe, s->wake_fd, &wake_count, sizeof(wake_count), 0);
+    io_uring_sqe_set_data64(sqe, ud(K_WAKE, NULL));
 }
 
 static struct __kernel_timespec timer_ts;
@@ -394,6 +406,7 @@ int srv_run(server *s)
     s->multishot_accept = true;
     arm_accept(s);
     arm_signal(s);
+    arm_wake(s);
     uint64_t next = s->ops.tick(s->ops.ctx, rldi_mono_ns());
     if (next)
         arm_timer(s, next);
@@ -442,6 +455,10 @@ int srv_run(server *s)
                 break;
             case K_TIMER:
                 s->armed_ns = 0;
+                break;
+            case K_WAKE:
+                if (!s->stopping && res != -ECANCELED)
+                    arm_wake(s);            /* the tick below does the work */
                 break;
             }
         }

@@ -92,6 +92,8 @@ typedef struct server {
     srv_ops          ops;
     const char      *socket_path;
     int              listen_fd, signal_fd;
+    int              wake_fd;      /* an eventfd another thread writes to wake the loop (<= 0: none);
+                                    * the loop reads it and calls ops.tick */
     conn           **conns;        /* by index */
     uint32_t        *conn_free;
     uint32_t         conn_nfree, conn_count;

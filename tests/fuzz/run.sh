@@ -82,6 +82,7 @@ sources() {   # the sources of target $1
     fuzz_gcra)    echo "$here/fuzz_gcra.c $src/common/rate.c";;
     fuzz_dispatch) echo "$here/fuzz_dispatch.c $src/daemon/handlers.c $src/daemon/waitq.c $src/daemon/keeper.c" \
                         "$src/daemon/dseg.c $src/daemon/config.c $src/daemon/log.c" \
+                        "$src/daemon/global.c $src/daemon/redis.c" \
                         "$src/common/rate.c $src/common/instance.c $src/common/segment.c $src/common/handout.c" \
                         "$src/common/bucket.c $src/common/window.c $src/common/limitdef.c $src/common/codes.c" \
                         "$src/common/wire.c $out/proto/rld.pb-c.c";;
@@ -122,7 +123,7 @@ build_target() {   # compile $1 unless the binary is newer than every input
   [ $stale -eq 0 ] && return 0
   echo "== build $t ($cc)"
   # shellcheck disable=SC2086
-  "$cc" "${CFLAGS[@]}" $srcs $inih $pbc -lrt -lpthread -o "$bin.tmp" && mv "$bin.tmp" "$bin"
+  "$cc" "${CFLAGS[@]}" $srcs $inih $pbc -lhiredis -lm -lrt -lpthread -o "$bin.tmp" && mv "$bin.tmp" "$bin"
 }
 
 regressions() {   # run target $1 over tests/fuzz/regressions/$1/*

@@ -228,8 +228,10 @@ rc 0 status -j slow
 jq_true "del(.daemon) | keys == $LIMIT_KEYS"
 jq_fields . "name burst remaining admitted denied retry_after_ns" "slow 2 0 2 2 0"
 if [ "$proto" = 1 ]; then
-  jq_true '.daemon | keys == ["from_file","granted_waits","queued_tokens","timed_out_waits"]'
+  jq_true '.daemon | keys == ["from_file","global","granted_waits","queued_tokens","scope","timed_out_waits"]'
   jq_is '.daemon.from_file' true
+  jq_is '.daemon.scope' host
+  jq_is '.daemon.global' null
 fi
 rc 5 status nope
 rc 0 status free;          has "$out" "^rate  *unlimited"
@@ -478,8 +480,11 @@ if [ "$proto" = 1 ]; then
   rc 0 stats
   has "$out" "^daemon  *rld [0-9.]*, pid $rld_pid, instance $inst$"
   rc 0 stats -j
-  jq_true 'keys == ["bad_messages","connections","grants","instance","limits","max_limits",
-                   "pid","requests","segment_bytes","server","timeouts","uptime_ns","waiters"]'
+  jq_true 'keys == ["bad_messages","connections","global_limits","grants","instance","limits",
+                   "max_limits","pid","redis","requests","segment_bytes","server","timeouts",
+                   "uptime_ns","waiters"]'
+  jq_is '.redis' null
+  jq_is '.global_limits' 0
   jq_fields . "pid limits max_limits instance" "$rld_pid 5 64 $inst"
   jq_true '.uptime_ns > 0 and .requests > 0 and .grants >= 1'
   # reload: 'gone' removed from the file, 'a' changed

@@ -240,6 +240,17 @@ struct err_case {
 };
 
 static const struct err_case errors[] = {
+    /* global limits (issue 17): [redis], scope, fallback */
+    {"[limit g]\nrate = 10/s\nscope = global\n", 1, "g", "needs a [redis] section"},
+    {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = 10/s\nscope = galactic\n", 5, "galactic", "host or global"},
+    {"[limit g]\nrate = 10/s\nfallback = share 1/3\n", 3, "g", "global only"},
+    {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = 10/s\nscope = global\nfallback = share 2\n", 6, "share 2", "FRACTION"},
+    {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = unlimited\nscope = global\n", 5, "g", "unlimited"},
+    {"[redis]\nurl = redis://user:pw@h:1/0\n", 2, "redis://user:pw@h:1/0", "password_file"},
+    {"[redis]\nurl = http://h/\n", 2, "http://h/", "redis://"},
+    {"[redis]\npassword_file = /etc/x\n", 1, "redis", "no url"},
+    {"[redis]\nurl = redis://h\ntimeout = 10s\n", 3, "10s", "timeout"},
+    {"[redis]\nurl = unix://relative\n", 2, "unix://relative", "absolute"},
     /* sections */
     {"[foo]\n", 1, "foo", "unknown section"},
     {"[limits a]\nrate = 1/s\n", 1, "limits", "unknown section"},

@@ -62,7 +62,9 @@ const rlctl_cmd rlctl_cmd_reload = {
 /*
  * stats --json: {"instance", "server" (e.g. "rld 0.1.0"), "pid", "uptime_ns",
  * "connections", "waiters", "requests", "grants", "timeouts", "bad_messages", "limits",
- * "max_limits", "segment_bytes"}.
+ * "max_limits", "segment_bytes", "global_limits", "redis"}; "redis" is null without global
+ * limits, else {"state" ("up"/"down"), "url", "error", "rtt_ns", "lease_calls", "errors",
+ * "reconnects", "fallback_ns"}.
  */
 static int cmd_stats(rlctl_ctx *ctx)
 {
@@ -98,6 +100,21 @@ static int cmd_stats(rlctl_ctx *ctx)
         rlctl_json_u64(&j, "limits", s->limits);
         rlctl_json_u64(&j, "max_limits", s->max_limits);
         rlctl_json_u64(&j, "segment_bytes", s->segment_bytes);
+        rlctl_json_u64(&j, "global_limits", s->global_limits);
+        if (s->redis && s->redis[0]) {
+            rlctl_json_obj(&j, "redis");
+            rlctl_json_str(&j, "state", s->redis);
+            rlctl_json_str(&j, "url", s->redis_url);
+            rlctl_json_str(&j, "error", s->redis_error);
+            rlctl_json_u64(&j, "rtt_ns", s->redis_rtt_ns);
+            rlctl_json_u64(&j, "lease_calls", s->lease_calls);
+            rlctl_json_u64(&j, "errors", s->redis_errors);
+            rlctl_json_u64(&j, "reconnects", s->redis_reconnects);
+            rlctl_json_u64(&j, "fallback_ns", s->fallback_ns);
+            rlctl_json_end(&j, '}');
+        } else {
+            rlctl_json_null(&j, "redis");
+        }
         rlctl_json_end(&j, '}');
     } else {
         printf("%-14s %s, pid %u, instance %s\n", "daemon", ctx->conn.server, s->pid,
@@ -111,6 +128,17 @@ static int cmd_stats(rlctl_ctx *ctx)
         printf("%-14s %llu\n", "bad messages", (unsigned long long)s->bad_messages);
         printf("%-14s %u of %u\n", "limits", s->limits, s->max_limits);
         printf("%-14s %llu bytes\n", "segment", (unsigned long long)s->segment_bytes);
+        if (s->redis && s->redis[0]) {
+            printf("%-14s %s, %s%s%s\n", "redis", s->redis_url, s->redis,
+                   s->redis_error && s->redis_error[0] ? ": " : "",
+                   s->redis_error ? s->redis_error : "");
+            printf("%-14s %u global, round trip %s\n", "leases", s->global_limits,
+                   rlctl_dur(s->redis_rtt_ns));
+            printf("%-14s %llu calls, %llu errors, %llu reconnects\n", "redis calls",
+                   (unsigned long long)s->lease_calls, (unsigned long long)s->redis_errors,
+                   (unsigned long long)s->redis_reconnects);
+            printf("%-14s %s\n", "on fallback", rlctl_dur(s->fallback_ns));
+        }
     }
     rld__v1__reply__free_unpacked(rep, NULL);
     return RLCTL_EXIT_OK;
@@ -120,6 +148,7 @@ const rlctl_cmd rlctl_cmd_stats = {
     .name = "stats", .args = "",
     .summary = "The daemon's own counters",
     .help = "Uptime, connections, queued waiters, requests, grants, timeouts, malformed\n"
-            "messages, limits and capacity, segment size, pid.\n",
+            "messages, limits and capacity, segment size, pid; with global limits, Redis:\n"
+            "health, last error, lease round trip, calls, errors, reconnects, fallback time.\n",
     .min_args = 0, .max_args = 0, .needs_daemon = true, .exec = cmd_stats,
 };

@@ -123,7 +123,9 @@ static Rld__V1__Reply *daemon_status(rlctl_ctx *ctx, const char *name,
 /*
  * status --json: one object, the fields of rlctl_json_limit_fields plus
  *   "daemon": null when rld does not answer, else {"queued_tokens", "granted_waits",
- *   "timed_out_waits", "from_file"} from its Status reply.
+ *   "timed_out_waits", "from_file", "scope", "global"} from its Status reply; "global" is
+ *   null for a host limit, else {"state", "leased_tokens", "share", "hosts", "demand",
+ *   "leased_total", "returned_total", "lease_calls"}.
  */
 static int cmd_status(rlctl_ctx *ctx)
 {
@@ -148,6 +150,22 @@ static int cmd_status(rlctl_ctx *ctx)
             rlctl_json_u64(&j, "granted_waits", ls->granted_waits);
             rlctl_json_u64(&j, "timed_out_waits", ls->timed_out_waits);
             rlctl_json_bool(&j, "from_file", ls->from_file);
+            bool global = ls->scope && strcmp(ls->scope, "global") == 0;
+            rlctl_json_str(&j, "scope", global ? "global" : "host");
+            if (global) {
+                rlctl_json_obj(&j, "global");
+                rlctl_json_str(&j, "state", ls->lease_state);
+                rlctl_json_u64(&j, "leased_tokens", ls->leased_tokens);
+                rlctl_json_num(&j, "share", ls->global_share);
+                rlctl_json_u64(&j, "hosts", ls->global_hosts);
+                rlctl_json_num(&j, "demand", ls->demand);
+                rlctl_json_u64(&j, "leased_total", ls->leased_total);
+                rlctl_json_u64(&j, "returned_total", ls->returned_total);
+                rlctl_json_u64(&j, "lease_calls", ls->lease_calls);
+                rlctl_json_end(&j, '}');
+            } else {
+                rlctl_json_null(&j, "global");
+            }
             rlctl_json_end(&j, '}');
         } else {
             rlctl_json_null(&j, "daemon");
@@ -190,6 +208,20 @@ static int cmd_status(rlctl_ctx *ctx)
             printf("%-16s %llu\n", "timed-out waits", (unsigned long long)ls->timed_out_waits);
             printf("%-16s %s\n", "declared", ls->from_file ? "in the configuration file"
                                                             : "at run time (rlctl create)");
+            if (ls->scope && strcmp(ls->scope, "global") == 0) {
+                printf("%-16s global (shared through Redis), %s\n", "scope",
+                       ls->lease_state ? ls->lease_state : "");
+                printf("%-16s %llu tokens in this host's pool\n", "leased",
+                       (unsigned long long)ls->leased_tokens);
+                printf("%-16s %.3g of the rate when contended, %u host%s, demand %.6g/s\n",
+                       "share", ls->global_share, ls->global_hosts,
+                       ls->global_hosts == 1 ? "" : "s", ls->demand);
+                printf("%-16s %llu leased, %llu given back, %llu calls\n", "leases",
+                       (unsigned long long)ls->leased_total, (unsigned long long)ls->returned_total,
+                       (unsigned long long)ls->lease_calls);
+            } else {
+                printf("%-16s host\n", "scope");
+            }
         } else {
             printf("%-16s %s\n", "daemon", "not answering: queue details unavailable");
         }

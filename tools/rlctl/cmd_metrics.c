@@ -115,6 +115,46 @@ static const char *value_of(char *buf, size_t len, const rlctl_limit *l, int m)
     return dbls(buf, len, rlctl_rate_per_s(&l->info));
 }
 
+/* The daemon's Redis figures (global limits), when it answers and has any. */
+static void redis_metrics(rlctl_ctx *ctx, const char *inst)
+{
+    Rld__V1__Stats st = RLD__V1__STATS__INIT;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_STATS;
+    req.stats = &st;
+    Rld__V1__Reply *rep;
+    if (rlctl_call(ctx, &req, RLCTL_CALL_MS, &rep) != 0)
+        return;
+    const Rld__V1__StatsReply *s = rep->body_case == RLD__V1__REPLY__BODY_STATS ? rep->stats : NULL;
+    char buf[64];
+    if (s && s->redis && s->redis[0]) {
+        family(stdout, "rld_redis_up", "gauge",
+               "Whether Redis answers the daemon's lease calls (1) or its global limits are on "
+               "their fallback (0).");
+        sample(stdout, "rld_redis_up", inst, NULL, strcmp(s->redis, "up") == 0 ? "1" : "0");
+        family(stdout, "rld_redis_rtt_seconds", "gauge",
+               "Round trip of a lease call to Redis (moving average).");
+        sample(stdout, "rld_redis_rtt_seconds", inst, NULL,
+               dbls(buf, sizeof(buf), (double)s->redis_rtt_ns / 1e9));
+        family(stdout, "rld_redis_calls_total", "counter",
+               "Calls to Redis for global limits (leases and returns).");
+        sample(stdout, "rld_redis_calls_total", inst, NULL, u64s(buf, sizeof(buf), s->lease_calls));
+        family(stdout, "rld_redis_errors_total", "counter",
+               "Failed Redis calls and connection attempts.");
+        sample(stdout, "rld_redis_errors_total", inst, NULL, u64s(buf, sizeof(buf), s->redis_errors));
+        family(stdout, "rld_redis_reconnects_total", "counter", "Reconnections to Redis.");
+        sample(stdout, "rld_redis_reconnects_total", inst, NULL,
+               u64s(buf, sizeof(buf), s->redis_reconnects));
+        family(stdout, "rld_global_fallback_seconds_total", "counter",
+               "Time Redis was unreachable, global limits on their fallback.");
+        sample(stdout, "rld_global_fallback_seconds_total", inst, NULL,
+               dbls(buf, sizeof(buf), (double)s->fallback_ns / 1e9));
+        family(stdout, "rld_global_limits", "gauge", "Limits with scope = global.");
+        sample(stdout, "rld_global_limits", inst, NULL, u64s(buf, sizeof(buf), s->global_limits));
+    }
+    rld__v1__reply__free_unpacked(rep, NULL);
+}
+
 static int check_metrics(rlctl_ctx *ctx)
 {
     if (!ctx->optv[0])
@@ -131,6 +171,8 @@ static int cmd_metrics(rlctl_ctx *ctx)
     family(stdout, "rld_up", "gauge",
            "Whether the rld daemon answers on its socket (1) or not (0).");
     sample(stdout, "rld_up", inst, NULL, up ? "1" : "0");
+    if (up)
+        redis_metrics(ctx, inst);
     rlctl_limit *v;
     size_t n;
     rlctl_seg_info si;
@@ -172,7 +214,10 @@ const rlctl_cmd rlctl_cmd_metrics = {
     .help = "Metrics: rld_up, rld_daemon_attached, rld_daemon_heartbeat_age_seconds,\n"
             "rld_limits, rld_limits_max, and per limit rld_limit_admitted_tokens_total,\n"
             "rld_limit_denied_total, rld_limit_remaining_tokens, rld_limit_burst_tokens,\n"
-            "rld_limit_rate_tokens_per_second, rld_limit_waiters, rld_limit_debt_seconds.\n"
+            "rld_limit_rate_tokens_per_second, rld_limit_waiters, rld_limit_debt_seconds;\n"
+            "with global limits, from the daemon: rld_redis_up, rld_redis_rtt_seconds,\n"
+            "rld_redis_calls_total, rld_redis_errors_total, rld_redis_reconnects_total,\n"
+            "rld_global_fallback_seconds_total, rld_global_limits.\n"
             "Labels: rld_instance, limit. With no instance, prints rld_up 0 and exits 3.\n"
             "--match GLOB keeps the per-limit samples of the matching limits only (the\n"
             "instance's gauges, rld_limits included, stay whole).\n"
