@@ -261,6 +261,7 @@ for l in \
   "rld_limit_rate_tokens_per_second{$I,limit=\"b.x\"} 58.333333333333336" \
   "rld_limit_remaining_tokens{$I,limit=\"free\"} +Inf" \
   "rld_limit_waiters{$I,limit=\"a\"} 0" \
+  "rld_limit_info{$I,limit=\"a\",algorithm=\"gcra\"} 1" \
   "# TYPE rld_limit_admitted_tokens_total counter" \
   "# TYPE rld_limit_remaining_tokens gauge"; do
   grep -qxF "$l" "$out" || fail "metrics lack: $l"; ok
@@ -268,7 +269,7 @@ done
 # --match GLOB: the per-limit samples of the matching limits only; instance gauges whole
 rc 0 metrics --match 'b.*'
 check_metrics
-[ "$(grep -c 'limit="' "$out")" = 7 ] || fail "metrics --match 'b.*': not 7 per-limit samples"
+[ "$(grep -c 'limit="' "$out")" = 8 ] || fail "metrics --match 'b.*': not 8 per-limit samples"
 grep -q 'limit="b.x"' "$out" || fail "metrics --match 'b.*' lacks b.x"
 grep -qxF "rld_limits{$I} 5" "$out" || fail "metrics --match: rld_limits is not the instance's 5"
 rc 0 metrics --match=nothing.here
@@ -433,6 +434,8 @@ if [ "$proto" = 1 ]; then
   rc 0 status w;                   has "$out" "^algorithm  *sliding window"
   lacks "$out" "^burst"
   rc 0 status h;                   has "$out" "^algorithm  *fixed window (the count per wall-clock period, starting +15m"
+  rc 0 metrics --match 'w'
+  grep -q 'rld_limit_info{.*limit="w",algorithm="sliding"} 1' "$out" || fail "metrics: w's algorithm"
   rc 0 try w 120
   rc 1 try w;                      has "$out" "window full\|retry"
   rc 0 set w rate=240/60s -j;      jq_fields . "rate algorithm burst" "240/min sliding 240"

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "limitdef.h"
 #include "clock.h"
 #include "rlctl.h"
 
@@ -89,7 +90,7 @@ static const struct {
     { "rld_limit_remaining_tokens", "gauge",
       "Tokens available now (+Inf when the limit is unlimited)." },
     { "rld_limit_burst_tokens", "gauge",
-      "Tokens available at once when full (+Inf when unlimited)." },
+      "Tokens available at once when full; a window limit's count (+Inf when unlimited)." },
     { "rld_limit_rate_tokens_per_second", "gauge",
       "Configured refill rate in tokens per second (+Inf when unlimited)." },
     { "rld_limit_waiters", "gauge", "Callers queued at the daemon for the limit." },
@@ -199,6 +200,18 @@ static int cmd_metrics(rlctl_ctx *ctx)
             sample(stdout, per_limit[m].name, inst, v[i].info.name,
                    value_of(buf, sizeof(buf), &v[i], m));
     }
+    if (n > 0) {
+        /* an info metric: join on it to tell window limits from GCRA ones */
+        family(stdout, "rld_limit_info", "gauge",
+               "Always 1; the label algorithm is the limit's: gcra, sliding or fixed.");
+        for (size_t i = 0; i < n; i++) {
+            fputs("rld_limit_info{rld_instance=\"", stdout);
+            put_label(stdout, inst);
+            fputs("\",limit=\"", stdout);
+            put_label(stdout, v[i].info.name);
+            printf("\",algorithm=\"%s\"} 1\n", rldi_algo_name(v[i].info.algorithm));
+        }
+    }
     free(v);
     return RLCTL_EXIT_OK;
 }
@@ -214,7 +227,8 @@ const rlctl_cmd rlctl_cmd_metrics = {
     .help = "Metrics: rld_up, rld_daemon_attached, rld_daemon_heartbeat_age_seconds,\n"
             "rld_limits, rld_limits_max, and per limit rld_limit_admitted_tokens_total,\n"
             "rld_limit_denied_total, rld_limit_remaining_tokens, rld_limit_burst_tokens,\n"
-            "rld_limit_rate_tokens_per_second, rld_limit_waiters, rld_limit_debt_seconds;\n"
+            "rld_limit_rate_tokens_per_second, rld_limit_waiters, rld_limit_debt_seconds,\n"
+            "rld_limit_info (label algorithm);\n"
             "with global limits, from the daemon: rld_redis_up, rld_redis_rtt_seconds,\n"
             "rld_redis_calls_total, rld_redis_errors_total, rld_redis_reconnects_total,\n"
             "rld_global_fallback_seconds_total, rld_global_limits.\n"
