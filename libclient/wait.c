@@ -322,9 +322,7 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
     }
-    if (res && r < 0 && r != -ETIMEDOUT)
-        res->index = res->index < m ? map[res->index] : 0;
-    else if (res)
+    if (res)                    /* the reservation's index is into Q: the caller's is MAP's */
         res->index = res->index < m ? map[res->index] : 0;
     return r;
 }
