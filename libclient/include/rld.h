@@ -199,7 +199,9 @@ int rld_wait_position(rld_client *c, uint64_t ticket);
  * All or nothing over N charges (N >= 1, at most RLD_MULTI_MAX): either every limit takes
  * its cost, or none does. A denial rolls back what was taken, exactly. res->index names the
  * charge that decided: the one denying with the longest retry_after, or when allowed, the
- * one with the least remaining relative to its burst.
+ * one with the least remaining relative to its burst. -E2BIG (and -ESTALE) name the charge
+ * concerned; -E2BIG also for a limit named more than once whose summed cost exceeds its
+ * burst (its first charge): every call taking a set says so, the waits too.
  */
 #define RLD_MULTI_MAX 64
 int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res);

@@ -175,6 +175,30 @@ static void test_refusal(rld_client *c)
            (double)took / 1e6, 1u, (unsigned long long)(q1 - q0 - 2));
 }
 
+/* A limit named twice whose summed cost exceeds its burst (fast: burst 100) can never fit:
+ * -E2BIG naming its first charge from every call, the daemon up (WITH_DAEMON) or not;
+ * before, rld_try_multi said -EAGAIN for ever and a degraded wait took it into debt. */
+static void test_twice_too_big(rld_client *c, bool with_daemon)
+{
+    rld_limit a = find(c, "a"), fast = find(c, "fast");
+    rld_charge ch[3] = { { a, 1 }, { fast, 60 }, { fast, 60 } };
+    rld_result r;
+    T_CODE(rld_try_multi(c, ch, 3, &r), -E2BIG);
+    T_CHECK(r.index == 1, "try_multi names charge %u", r.index);
+    memset(&r, 0xff, sizeof(r));
+    T_CODE(rld_wait_multi(c, ch, 3, 1000000000, NULL, &r), -E2BIG);
+    T_CHECK(r.index == 1, "wait_multi names charge %u", r.index);
+    T_CODE(rld_peek(c, fast, &r), 0);
+    T_CHECK(r.retry_after_ns == 0, "nothing taken into debt: %llu ns",
+            (unsigned long long)r.retry_after_ns);
+    /* twice within the burst is fine */
+    rld_charge ok[2] = { { fast, 30 }, { fast, 30 } };
+    T_CODE(rld_try_multi(c, ok, 2, &r), 0);
+    T_CODE(rld_refund(c, fast, 60), 0);
+    printf("twice: a limit named twice above its burst is -E2BIG (charge 1) from try_multi and "
+           "wait_multi, %s\n", with_daemon ? "daemon up" : "degraded");
+}
+
 /* Run llm_worker --try for one 2,000-token call; parse its headers. */
 static void example_headers(uint64_t *remaining, uint64_t *reset, uint64_t *retry)
 {
@@ -241,8 +265,10 @@ int main(void)
     test_sets_fifo(c);
     test_refusal(c);
     test_headers(c);
-    rld_close(c);
+    test_twice_too_big(c, true);
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    test_twice_too_big(c, false);
+    rld_close(c);
     T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
     printf("test_multi: ok\n");
     return 0;
