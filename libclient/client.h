@@ -87,7 +87,8 @@ int rldc_find_pending(rld_client *c, const char *name, rld_limit *out);
 /*
  * What handle LIM stands for: 0 with *OUT the real handle (LIM itself when it is not
  * pending); 1 when it admits (pending and unresolved: RLD_F_DEGRADED); -ENOENT (a pending
- * name that is known to be missing, without RLD_OPEN_MISSING_ADMIT), -EINVAL.
+ * name that is known to be missing, without RLD_OPEN_MISSING_ADMIT), -EINVAL. A pending
+ * handle whose limit was deleted is looked up again at once, by any call that resolves it.
  */
 int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out);
 /* A pending handle's real limit was deleted: look it up again. */

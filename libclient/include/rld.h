@@ -77,7 +77,10 @@ typedef struct rld_charge {
  *
  * RLD_OPEN_MISSING_ADMIT: rld_find of a name the instance does not have succeeds with a
  * handle that admits with RLD_F_DEGRADED until a limit of that name exists (looked up at
- * most once a second), then is that limit. Without it (the default), rld_find says -ENOENT.
+ * most once a second), then is that limit; should it be deleted, every call given the
+ * handle looks the name up again and admits until it exists again (a fail-open client's
+ * handle, without this flag, says -ENOENT meanwhile). Without it (the default), rld_find
+ * says -ENOENT.
  */
 #define RLD_OPEN_FAIL_OPEN     0x1u
 #define RLD_OPEN_MISSING_ADMIT 0x2u
