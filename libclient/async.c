@@ -93,7 +93,8 @@ typedef struct rldc_async {
     rld_completion *xq;                 /* ring: cancellations and positions */
     size_t          xq_head, xq_n, xq_cap;
     heap            dues;
-    uint32_t        at_daemon, queued;  /* waits and charges at the daemon (zombies too) */
+    uint32_t        at_daemon;          /* waits at the daemon, cancelled ones too */
+    uint32_t        queued;             /* their charges, cancelled ones not */
 } rldc_async;
 
 static arec *rec_at(rldc_async *a, uint32_t i)
@@ -168,18 +169,21 @@ static void rec_free(rldc_async *a, arec *r, uint32_t i)
     a->free_head = i + 1;
 }
 
-/* Leaving or entering the daemon's queue: the counts that bound what we send. */
+/* Leaving or entering the daemon's queue: the counts that bound what we send. A cancelled
+ * wait (R_ZOMBIE) still waits for the daemon's answer, but holds no place there for a later
+ * Wait: its Cancel goes first on the connection. */
 static void set_state(rldc_async *a, arec *r, int state)
 {
     bool was = r->state == R_DAEMON || r->state == R_ZOMBIE;
     bool is = state == R_DAEMON || state == R_ZOMBIE;
-    if (was && !is) {
+    if (was && !is)
         a->at_daemon--;
-        a->queued -= r->n;
-    } else if (!was && is) {
+    else if (!was && is)
         a->at_daemon++;
+    if (r->state == R_DAEMON && state != R_DAEMON)
+        a->queued -= r->n;
+    else if (r->state != R_DAEMON && state == R_DAEMON)
         a->queued += r->n;
-    }
     r->state = (uint8_t)state;
 }
 
@@ -680,7 +684,9 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     /* the fast path first, outside the lock (it counts, and counting may take the registry) */
     rld_result res;
     int rc = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &res);
-    bool now_done = rc != -EAGAIN;
+    if (rc != 0 && rc != -EAGAIN)
+        return rc;                      /* a charge that can never be served: no ticket */
+    bool now_done = rc == 0;
     if (rc == -EAGAIN && timeout_ns >= 0 && res.retry_after_ns > (uint64_t)timeout_ns) {
         rc = -ETIMEDOUT;                /* it cannot fit in time: no need to ask */
         now_done = true;
@@ -693,9 +699,7 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         for (size_t j = 0; j < n; j++)
             map[j] = (uint8_t)j;
     } else if ((rc = rldc_wait_charges(c, ch, n, q, &m, map)) < 0) {
-        memset(&res, 0, sizeof(res));
-        now_done = true;
-        m = 0;
+        return rc;                      /* a handle went bad since the fast path */
     } else if (m == 0) {
         rldc_result_open(&res);         /* every charge admits (fail-open) */
         rc = 0;

@@ -151,10 +151,12 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
  *   int k = rld_wait_collect(c, done, 64);                 // done[i].ticket, .code, .res
  *
  * Every successful rld_wait_start produces exactly one completion of kind RLD_COMPLETION_DONE
- * for its ticket: code 0 (every charge taken), -ETIMEDOUT, -ECANCELED, or an error of
- * rld_wait_multi; res as rld_wait_multi's. That includes waits decided at once (the fast
- * path admitted them, or they could never fit the timeout): their completion is ready
- * before rld_wait_start returns, so callers have one path. Waits of one client are queued
+ * for its ticket: code 0 (every charge taken), -ETIMEDOUT, -ECANCELED, or an error the
+ * daemon gave or that arose while the wait was queued (-ESTALE: a limit deleted meanwhile,
+ * -ENOSPC: the daemon's queue full...); res as rld_wait_multi's. That includes waits decided
+ * at once (the fast path admitted them, or they could never fit the timeout): their
+ * completion is ready before rld_wait_start returns, so callers have one path. A charge
+ * that can never be served is rld_wait_start's own error instead. Waits of one client are queued
  * at the daemon in the order they were started. When the daemon cannot be reached, a wait
  * reserves its tokens in shared memory and completes (RLD_F_DEGRADED) when they are due;
  * the descriptor also wakes for that. Thread-safe: each call locks the client's wait state
@@ -172,9 +174,13 @@ typedef struct rld_completion {
 
 /*
  * Start a wait for every charge of CH (as rld_wait_multi; CH is copied). 0 and *TICKET
- * (never 0) on success; then exactly one DONE completion follows. Errors, with no ticket
- * and nothing taken: -EINVAL (arguments), -ENOMEM, -ENOSPC (more than 16,384 charges
- * already queued by this client: collect or cancel first), -EMFILE (no descriptor left).
+ * (never 0) on success; then exactly one DONE completion follows. Errors, with no ticket,
+ * nothing taken and no completion: -EINVAL (arguments, or an invalid handle), -E2BIG (a
+ * cost above its limit's burst, or a limit named twice above it), -ESTALE (a limit deleted),
+ * -ENOENT (a fail-open handle whose name the instance lacks), -ENOMEM, -ENOSPC (this wait's
+ * charges would bring the client's charges queued at the daemon above 16,384; a cancelled
+ * wait stops counting at once), -EMFILE (no descriptor left). rld_try_multi with the same
+ * set names the charge in res.index.
  */
 int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeout_ns,
                    const rld_wait_opts *opts, uint64_t *ticket);

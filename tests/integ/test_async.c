@@ -4,21 +4,25 @@
  * descriptor; a wait decided at once still completes through the descriptor; cancel gives
  * up a place (the ones behind move up, nothing is taken) and refunds a grant not yet
  * collected; live queue positions; waits degrade (reservation, completion when due) when the
- * daemon is gone.
+ * daemon is gone. A charge that can never be served fails rld_wait_start itself; the client's
+ * cap of 16,384 queued charges, which a cancel relieves at once.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "rld.h"
 
-static const char *conf_text =
-    "[limit many]\nrate = 20000/s\nburst = 1\n\n"
-    "[limit slow]\nrate = 2/s\nburst = 1\n\n"
-    "[limit quick]\nrate = 100/s\nburst = 10\n";
+#define CONF_KEPT                                                                      \
+    "[limit many]\nrate = 20000/s\nburst = 1\n\n"                                       \
+    "[limit slow]\nrate = 2/s\nburst = 1\n\n"                                           \
+    "[limit quick]\nrate = 100/s\nburst = 10\n\n"                                       \
+    "[limit hold]\nrate = 1/h\nburst = 100\n\n"
+static const char *conf_text = CONF_KEPT "[limit gone]\nrate = 1/s\n";
 
 static t_daemon d;
 
@@ -118,6 +122,72 @@ static void test_at_once(rld_client *c)
     printf("at once: admitted and refused waits complete through the descriptor\n");
 }
 
+/* Only the set, nothing else, is ready or queued: the descriptor stays quiet. */
+static void expect_nothing(rld_client *c, const char *what)
+{
+    struct pollfd p = { rld_wait_fd(c), POLLIN, 0 };
+    T_CHECK(poll(&p, 1, 20) == 0, "%s: descriptor not readable", what);
+    rld_completion x[4];
+    T_CODE(rld_wait_collect(c, x, 4), 0);
+}
+
+/* A charge that can never be served fails rld_wait_start itself, with no ticket and no
+ * completion (it used to give a ticket whose completion carried the error). */
+static void test_start_errors(rld_client *c)
+{
+    rld_limit slow = find(c, "slow"), gone = find(c, "gone");
+    uint64_t t = 99;
+    rld_charge big = { slow, 2 };                     /* burst 1 */
+    T_CODE(rld_wait_start(c, &big, 1, -1, NULL, &t), -E2BIG);
+    T_CHECK(t == 0, "no ticket: %llu", (unsigned long long)t);
+    rld_charge bogus = { { 7777777, 3 }, 1 };
+    T_CODE(rld_wait_start(c, &bogus, 1, -1, NULL, &t), -EINVAL);
+    t_write_conf(&d, CONF_KEPT);                      /* gone is deleted */
+    kill(d.pid, SIGHUP);
+    uint64_t deadline = t_now_ns() + 3000000000ull;
+    while (rld_peek(c, gone, NULL) != -ESTALE && t_now_ns() < deadline)
+        t_sleep_ns(10000000);
+    rld_charge set[2] = { { slow, 1 }, { gone, 1 } };
+    t_sleep_ns(500000000);                            /* slow has its token again */
+    T_CODE(rld_wait_start(c, set, 2, -1, NULL, &t), -ESTALE);
+    rld_result r;
+    T_CODE(rld_peek(c, slow, &r), 0);
+    T_CHECK(r.remaining == 1, "nothing taken from the other charge");
+    expect_nothing(c, "bad charges");
+    printf("start errors: -E2BIG, -EINVAL, -ESTALE returned by rld_wait_start, no ticket, no "
+           "completion\n");
+}
+
+/* The client's cap: 16,384 charges queued at the daemon; a cancelled wait frees its share at
+ * once (its Cancel reaches the daemon before any later Wait), not when its answer is read. */
+static void test_nospc(rld_client *c)
+{
+    enum { N = 256 };
+    rld_limit h = find(c, "hold");                    /* 1/h: nothing is granted here */
+    T_CODE(rld_debit(c, h, 100), 0);
+    rld_charge set[64];
+    for (int i = 0; i < 64; i++)
+        set[i] = (rld_charge){ h, 1 };
+    uint64_t t[N + 1];
+    for (int i = 0; i < N; i++)
+        T_CODE(rld_wait_start(c, set, 64, -1, NULL, &t[i]), 0);
+    T_CODE(rld_wait_start(c, set, 64, -1, NULL, &t[N]), -ENOSPC);
+    T_CODE(rld_wait_cancel(c, t[0]), 0);
+    T_CODE(rld_wait_start(c, set, 64, -1, NULL, &t[N]), 0);
+    for (int i = 1; i <= N; i++)
+        T_CODE(rld_wait_cancel(c, t[i]), 0);
+    rld_completion x[N + 1];
+    int done = 0;
+    uint64_t deadline = t_now_ns() + 3000000000ull;
+    while (done <= N && t_now_ns() < deadline)
+        done += collect(c, x + done, (size_t)(N + 1 - done), 50);
+    T_CHECK(done == N + 1, "%d completions", done);
+    for (int i = 0; i < done; i++)
+        T_CHECK(x[i].code == -ECANCELED, "cancelled: %d", x[i].code);
+    printf("nospc: 16,384 charges queued, the next start -ENOSPC, one cancel makes room at "
+           "once\n");
+}
+
 static void test_cancel_position(rld_client *c)
 {
     rld_limit l = find(c, "slow");                    /* 2/s: a grant every 500 ms */
@@ -208,6 +278,8 @@ int main(void)
     int fd = rld_wait_fd(c);
     T_CHECK(fd >= 0, "descriptor: %d", fd);
     test_at_once(c);
+    test_start_errors(c);
+    test_nospc(c);
     test_fifo_10000(c);
     test_cancel_position(c);
     T_CHECK(rld_wait_fd(c) == fd, "one descriptor for the client's life");
