@@ -66,6 +66,7 @@ typedef struct arec {
     uint16_t       n;                   /* charges: resolved (queued) or as given (decided) */
     uint32_t       next;                /* free list / done list: index + 1, 0 = end */
     uint32_t       idx;                 /* its own index */
+    uint64_t       seq;                 /* R_DONE: when it became ready (see rldc_async.seq) */
     uint64_t       deadline_ns;         /* absolute, 0 none */
     heap_node      due;                 /* R_LOCAL: when its reserved tokens are due */
     bool           retry;               /* R_LOCAL: nothing reserved (a window): reserve then */
@@ -73,6 +74,12 @@ typedef struct arec {
     uint8_t       *map;                 /* MAP[j]: the caller's index of charge j */
     rld_completion done;                /* R_DONE: what will be collected; R_LOCAL: its result */
 } arec;
+
+/* A completion not held by its wait's record (cancelled at the daemon; positions). */
+typedef struct xent {
+    uint64_t       seq;
+    rld_completion x;
+} xent;
 
 typedef struct pkt {
     struct pkt *next;
@@ -90,8 +97,10 @@ typedef struct rldc_async {
     pkt            *out_head, *out_tail;
     arec          **chunks;
     uint32_t        nchunks, free_head, done_head, done_tail;
-    rld_completion *xq;                 /* ring: cancellations and positions */
+    xent           *xq;                 /* ring: cancellations and positions */
     size_t          xq_head, xq_n, xq_cap;
+    uint64_t        seq;                /* completions made ready so far: xq and the done list
+                                           are each in this order, collect merges them */
     heap            dues;
     uint32_t        at_daemon;          /* waits at the daemon, cancelled ones too */
     uint32_t        queued;             /* their charges, cancelled ones not */
@@ -190,6 +199,7 @@ static void set_state(rldc_async *a, arec *r, int state)
 static void done_push(rldc_async *a, arec *r, uint32_t i, int code, const rld_result *res)
 {
     set_state(a, r, R_DONE);
+    r->seq = a->seq++;
     r->done.ticket = ticket_of(a, r, i);
     r->done.code = code;
     r->done.kind = RLD_COMPLETION_DONE;
@@ -209,7 +219,7 @@ static int xq_push(rldc_async *a, const rld_completion *x)
 {
     if (a->xq_n == a->xq_cap) {
         size_t cap = a->xq_cap ? a->xq_cap * 2 : 64;
-        rld_completion *q = malloc(cap * sizeof(*q));
+        xent *q = malloc(cap * sizeof(*q));
         if (!q)
             return -ENOMEM;
         for (size_t j = 0; j < a->xq_n; j++)
@@ -219,7 +229,7 @@ static int xq_push(rldc_async *a, const rld_completion *x)
         a->xq_cap = cap;
         a->xq_head = 0;
     }
-    a->xq[(a->xq_head + a->xq_n++) % a->xq_cap] = *x;
+    a->xq[(a->xq_head + a->xq_n++) % a->xq_cap] = (xent){ a->seq++, *x };
     return 0;
 }
 
@@ -784,15 +794,17 @@ int rld_wait_collect(rld_client *c, rld_completion *out, size_t max)
     if (!a)
         return err;
     pump(c, a);
+    /* oldest first: the two queues merged by the order they were made ready in */
     size_t k = 0;
-    while (k < max && a->xq_n) {
-        out[k++] = a->xq[a->xq_head];
-        a->xq_head = (a->xq_head + 1) % a->xq_cap;
-        a->xq_n--;
-    }
-    while (k < max && a->done_head) {
+    while (k < max && (a->xq_n || a->done_head)) {
         uint32_t i = a->done_head - 1;
-        arec *r = rec_at(a, i);
+        arec *r = a->done_head ? rec_at(a, i) : NULL;
+        if (a->xq_n && (!r || a->xq[a->xq_head].seq < r->seq)) {
+            out[k++] = a->xq[a->xq_head].x;
+            a->xq_head = (a->xq_head + 1) % a->xq_cap;
+            a->xq_n--;
+            continue;
+        }
         a->done_head = r->next;
         if (!a->done_head)
             a->done_tail = 0;

@@ -190,9 +190,12 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
  * readable while a completion may be collected or the client has input to process. */
 int rld_wait_fd(rld_client *c);
 
-/* Process what arrived and copy up to MAX completions into OUT, oldest first. Returns how
- * many (0: none now), or -EINVAL. Call it whenever the descriptor is readable; it also
- * sends requests that could not be sent at once. Collected tickets are forgotten. */
+/* Process what arrived and copy up to MAX completions into OUT, oldest first: in the order
+ * they became ready, of any kind (a wait decided at once or cancelled: at that call; a
+ * daemon's reply or a due degraded wait: when a collect processes it), so DONE completions of
+ * waits the daemon grants come in its grant order. Returns how many (0: none now), or
+ * -EINVAL. Call it whenever the descriptor is readable; it also sends requests that could
+ * not be sent at once. Collected tickets are forgotten. */
 int rld_wait_collect(rld_client *c, rld_completion *out, size_t max);
 
 /* Give up TICKET's place: its DONE completion will say -ECANCELED and nothing is taken (if

@@ -243,6 +243,26 @@ static void test_cancel_position(rld_client *c)
            "a collected-later grant refunded; position 2 reported live\n", gap, first);
 }
 
+/* Completions come in the order they were made ready, whatever their kind: a wait decided
+ * at once comes before a cancellation made after it (cancellations and positions used to be
+ * handed over before every other DONE completion). */
+static void test_order(rld_client *c)
+{
+    rld_limit hold = find(c, "hold"), quick = find(c, "quick");   /* hold: in debt */
+    rld_charge a = { hold, 1 }, b = { quick, 1 };
+    uint64_t ta, tb;
+    T_CODE(rld_wait_start(c, &a, 1, -1, NULL, &ta), 0);   /* queued at the daemon */
+    T_CODE(rld_wait_start(c, &b, 1, -1, NULL, &tb), 0);   /* admitted at once */
+    T_CODE(rld_wait_cancel(c, ta), 0);
+    rld_completion x[4];
+    int k = rld_wait_collect(c, x, 4);
+    T_CHECK(k == 2 && x[0].ticket == tb && x[0].code == 0 && x[1].ticket == ta &&
+                x[1].code == -ECANCELED,
+            "decided first, cancelled second: %d completions, first %s %d", k,
+            k > 0 && x[0].ticket == tb ? "the decided" : "the cancelled", k > 0 ? x[0].code : 0);
+    printf("order: a wait decided at once is handed over before a later cancellation\n");
+}
+
 static void test_degraded(rld_client *c)
 {
     rld_limit l = find(c, "slow");
@@ -282,6 +302,7 @@ int main(void)
     test_nospc(c);
     test_fifo_10000(c);
     test_cancel_position(c);
+    test_order(c);
     T_CHECK(rld_wait_fd(c) == fd, "one descriptor for the client's life");
     test_degraded(c);
     rld_close(c);
