@@ -63,6 +63,7 @@ typedef struct arec {
     uint32_t       gen;                 /* ticket = gen << 32 | (index + 1) */
     uint8_t        state;
     uint8_t        prio;
+    bool           cancelled;           /* R_DONE: by rld_wait_cancel (a second one: -ENOENT) */
     uint16_t       n;                   /* charges: resolved (queued) or as given (decided) */
     uint32_t       next;                /* free list / done list: index + 1, 0 = end */
     uint32_t       idx;                 /* its own index */
@@ -160,6 +161,7 @@ static arec *rec_alloc(rldc_async *a, uint32_t *idx)
     if (r->gen == 0)
         r->gen = 1;
     r->n = 0;
+    r->cancelled = false;
     r->ch = NULL;
     r->map = NULL;
     r->deadline_ns = 0;
@@ -830,21 +832,24 @@ int rld_wait_cancel(rld_client *c, uint64_t ticket)
     uint32_t i;
     arec *r = rec_find(a, ticket, &i);
     int rc = 0;
-    if (!r || r->state == R_ZOMBIE) {
+    /* One rule: a ticket whose DONE completion is not collected, and that was not cancelled
+     * before, is cancelled: that completion says -ECANCELED (res all 0) whatever the wait's
+     * outcome was, and nothing stays taken. Any other ticket: -ENOENT. */
+    if (!r || r->state == R_ZOMBIE || r->cancelled) {
         rc = -ENOENT;
     } else if (r->state == R_DONE) {
-        /* decided but not collected: it says cancelled, and what it took goes back */
+        /* decided, not collected: cancelled where it stands, what it took goes back */
         if (r->done.code == 0)
             rldc_refund_all(c, r->ch, r->n);
         r->done.code = -ECANCELED;
-        r->done.res.retry_after_ns = 0;
+        memset(&r->done.res, 0, sizeof(r->done.res));
+        r->cancelled = true;
     } else if (r->state == R_LOCAL) {
         heap_remove(&a->dues, &r->due);
         if (!r->retry)                  /* a retry holds nothing yet */
             rldc_refund_all(c, r->ch, r->n);
-        rld_result res = r->done.res;
-        res.retry_after_ns = 0;
-        done_push(a, r, i, -ECANCELED, &res);
+        done_push(a, r, i, -ECANCELED, NULL);
+        r->cancelled = true;
     } else {                            /* R_DAEMON */
         rld_completion x = { ticket, -ECANCELED, RLD_COMPLETION_DONE, { 0 } };
         if (xq_push(a, &x) < 0) {

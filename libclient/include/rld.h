@@ -198,9 +198,11 @@ int rld_wait_fd(rld_client *c);
  * not be sent at once. Collected tickets are forgotten. */
 int rld_wait_collect(rld_client *c, rld_completion *out, size_t max);
 
-/* Give up TICKET's place: its DONE completion will say -ECANCELED and nothing is taken (if
- * it had been granted meanwhile, even granted and not yet collected, the tokens are given
- * back). 0, or -ENOENT for a ticket that is not pending (collected, or never issued). */
+/* Give up TICKET's wait. One rule: a ticket whose DONE completion is not collected yet, and
+ * that was not cancelled before, is cancelled (0): that completion then says -ECANCELED with
+ * res all 0, whatever the outcome was (a grant, even one decided and not collected, is given
+ * back; an error is replaced), and nothing stays taken. Any other ticket (collected,
+ * cancelled already, never issued): -ENOENT, nothing changes. */
 int rld_wait_cancel(rld_client *c, uint64_t ticket);
 
 /* Ask where TICKET stands: a POSITION completion for it follows (unless its DONE completion

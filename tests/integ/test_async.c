@@ -263,6 +263,35 @@ static void test_order(rld_client *c)
     printf("order: a wait decided at once is handed over before a later cancellation\n");
 }
 
+/* One rule for cancel: a ticket whose completion is not collected is cancelled once (0),
+ * then -ENOENT, whatever its state; its completion then says -ECANCELED with res all 0 and
+ * nothing stays taken. A decided wait used to answer 0 to every cancel. */
+static void test_cancel_once(rld_client *c)
+{
+    rld_limit hold = find(c, "hold"), quick = find(c, "quick");
+    rld_result before, after;
+    T_CODE(rld_peek(c, quick, &before), 0);
+    rld_charge a = { quick, 2 }, b = { hold, 1 };
+    uint64_t ta, tb;
+    T_CODE(rld_wait_start(c, &a, 1, -1, NULL, &ta), 0);        /* admitted at once */
+    T_CODE(rld_wait_start(c, &b, 1, 1000000, NULL, &tb), 0);   /* refused at once */
+    T_CODE(rld_wait_cancel(c, ta), 0);
+    T_CODE(rld_wait_cancel(c, ta), -ENOENT);
+    T_CODE(rld_wait_cancel(c, tb), 0);
+    T_CODE(rld_wait_cancel(c, tb), -ENOENT);
+    rld_completion x[4];
+    T_CHECK(rld_wait_collect(c, x, 4) == 2, "two completions");
+    rld_result zero;
+    memset(&zero, 0, sizeof(zero));
+    for (int i = 0; i < 2; i++)
+        T_CHECK(x[i].code == -ECANCELED && memcmp(&x[i].res, &zero, sizeof(zero)) == 0,
+                "cancelled, res all 0: %d", x[i].code);
+    T_CODE(rld_peek(c, quick, &after), 0);
+    T_CHECK(after.remaining >= before.remaining, "the admitted one given back: %llu of %llu",
+            (unsigned long long)after.remaining, (unsigned long long)before.remaining);
+    printf("cancel once: decided waits cancelled once, then -ENOENT; -ECANCELED with res 0\n");
+}
+
 static void test_degraded(rld_client *c)
 {
     rld_limit l = find(c, "slow");
@@ -285,6 +314,13 @@ static void test_degraded(rld_client *c)
     double took2 = (double)(t_now_ns() - t0) / 1e6;
     T_CHECK(r.code == 0 && (r.res.flags & RLD_F_DEGRADED), "degraded: %d", r.code);
     T_CHECK(took2 > 300 && took2 < 1200, "completed when due: %.0f ms", took2);
+    /* a degraded wait not due yet is cancelled once, too */
+    uint64_t e;
+    T_CODE(rld_wait_start(c, &ch, 1, 5000000000LL, NULL, &e), 0);
+    T_CODE(rld_wait_cancel(c, e), 0);
+    T_CODE(rld_wait_cancel(c, e), -ENOENT);
+    r = await(c, e, 100);
+    T_CHECK(r.code == -ECANCELED && !(r.res.flags & RLD_F_DEGRADED), "cancelled: %d", r.code);
     printf("degraded: a queued wait served %.0f ms after the daemon stopped, a new one "
            "reserved and completed when due (%.0f ms)\n", took, took2);
 }
@@ -303,6 +339,7 @@ int main(void)
     test_fifo_10000(c);
     test_cancel_position(c);
     test_order(c);
+    test_cancel_once(c);
     T_CHECK(rld_wait_fd(c) == fd, "one descriptor for the client's life");
     test_degraded(c);
     rld_close(c);
