@@ -64,6 +64,7 @@ typedef struct arec {
     uint8_t        state;
     uint8_t        prio;
     bool           cancelled;           /* R_DONE: by rld_wait_cancel (a second one: -ENOENT) */
+    uint32_t       pos_owed;            /* R_DAEMON: POSITION completions promised, room held */
     uint16_t       n;                   /* charges: resolved (queued) or as given (decided) */
     uint32_t       next;                /* free list / done list: index + 1, 0 = end */
     uint32_t       idx;                 /* its own index */
@@ -100,6 +101,7 @@ typedef struct rldc_async {
     uint32_t        nchunks, free_head, done_head, done_tail;
     xent           *xq;                 /* ring: cancellations and positions */
     size_t          xq_head, xq_n, xq_cap;
+    size_t          xq_held;            /* room held in it for the positions owed */
     uint64_t        seq;                /* completions made ready so far: xq and the done list
                                            are each in this order, collect merges them */
     heap            dues;
@@ -162,6 +164,7 @@ static arec *rec_alloc(rldc_async *a, uint32_t *idx)
         r->gen = 1;
     r->n = 0;
     r->cancelled = false;
+    r->pos_owed = 0;
     r->ch = NULL;
     r->map = NULL;
     r->deadline_ns = 0;
@@ -198,8 +201,71 @@ static void set_state(rldc_async *a, arec *r, int state)
     r->state = (uint8_t)state;
 }
 
+/* Room in the ring for K completions beyond those it holds and the room held: 0, -ENOMEM. */
+static int xq_room(rldc_async *a, size_t k)
+{
+    size_t need = a->xq_n + a->xq_held + k;
+    if (need <= a->xq_cap)
+        return 0;
+    size_t cap = a->xq_cap ? a->xq_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    xent *q = malloc(cap * sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    for (size_t j = 0; j < a->xq_n; j++)
+        q[j] = a->xq[(a->xq_head + j) % a->xq_cap];
+    free(a->xq);
+    a->xq = q;
+    a->xq_cap = cap;
+    a->xq_head = 0;
+    return 0;
+}
+
+/* Queue X, ready now, in room made by xq_room. */
+static void xq_put(rldc_async *a, const rld_completion *x)
+{
+    a->xq[(a->xq_head + a->xq_n++) % a->xq_cap] = (xent){ a->seq++, *x };
+}
+
+static int xq_push(rldc_async *a, const rld_completion *x)
+{
+    if (xq_room(a, 1) < 0)
+        return -ENOMEM;
+    xq_put(a, x);
+    return 0;
+}
+
+/* A degraded wait's position: nobody ahead that we know of; due when its reservation is. */
+static void pos_local(rld_completion *x, const arec *r)
+{
+    uint64_t now = rldi_mono_ns();
+    x->res.retry_after_ns = r->due.key > now ? r->due.key - now : 0;
+    x->res.flags = RLD_F_DEGRADED;
+}
+
+/*
+ * Every POSITION completion promised for R is handed over, before its DONE completion, in
+ * room held since rld_wait_position: the daemon's answer when it comes while R is queued
+ * there, else at the moment R leaves the daemon's queue: CODE (-ECANCELED, -ENOENT: decided)
+ * or, for a wait that goes on degraded (R_LOCAL), its local position.
+ */
+static void pos_settle(rldc_async *a, arec *r, uint32_t i, int code)
+{
+    for (; r->pos_owed; r->pos_owed--) {
+        rld_completion x = { ticket_of(a, r, i), code, RLD_COMPLETION_POSITION, { 0 } };
+        if (r->state == R_LOCAL) {
+            x.code = 0;
+            pos_local(&x, r);
+        }
+        a->xq_held--;
+        xq_put(a, &x);
+    }
+}
+
 static void done_push(rldc_async *a, arec *r, uint32_t i, int code, const rld_result *res)
 {
+    pos_settle(a, r, i, -ENOENT);       /* decided before the daemon said where it stood */
     set_state(a, r, R_DONE);
     r->seq = a->seq++;
     r->done.ticket = ticket_of(a, r, i);
@@ -217,23 +283,6 @@ static void done_push(rldc_async *a, arec *r, uint32_t i, int code, const rld_re
     a->done_tail = i + 1;
 }
 
-static int xq_push(rldc_async *a, const rld_completion *x)
-{
-    if (a->xq_n == a->xq_cap) {
-        size_t cap = a->xq_cap ? a->xq_cap * 2 : 64;
-        xent *q = malloc(cap * sizeof(*q));
-        if (!q)
-            return -ENOMEM;
-        for (size_t j = 0; j < a->xq_n; j++)
-            q[j] = a->xq[(a->xq_head + j) % a->xq_cap];
-        free(a->xq);
-        a->xq = q;
-        a->xq_cap = cap;
-        a->xq_head = 0;
-    }
-    a->xq[(a->xq_head + a->xq_n++) % a->xq_cap] = (xent){ a->seq++, *x };
-    return 0;
-}
 
 /* ---- descriptors ------------------------------------------------------------------------ */
 
@@ -343,7 +392,7 @@ static void recs_clear(rldc_async *a)
     memset(&a->dues, 0, sizeof(a->dues));
     free(a->xq);
     a->xq = NULL;
-    a->xq_head = a->xq_n = a->xq_cap = 0;
+    a->xq_head = a->xq_n = a->xq_cap = a->xq_held = 0;
     a->at_daemon = a->queued = 0;
 }
 
@@ -491,8 +540,10 @@ static void degrade(rld_client *c, rldc_async *a, arec *r, uint32_t i)
     if ((rc == 0 && wait_ns) || r->retry) {
         set_state(a, r, R_LOCAL);
         r->done.res = res;
-        if (heap_set(&a->dues, &r->due, now + wait_ns) == 0)
+        if (heap_set(&a->dues, &r->due, now + wait_ns) == 0) {
+            pos_settle(a, r, i, 0);
             return;
+        }
         /* no room to remember it: hand it over now, the caller learns the wait */
         res.retry_after_ns = wait_ns;
     }
@@ -512,14 +563,20 @@ static void on_reply(rld_client *c, rldc_async *a, Rld__V1__Reply *rep)
     if (id & ID_CANCEL)
         return;                         /* the Wait's own reply says what happened */
     if (id & ID_POSITION) {
+        /* answered already when the wait left the queue first (then this is -ENOENT) */
         r = rec_find(a, id & ~ID_POSITION, &i);
-        if (r && r->state == R_DAEMON && rep->code == 0 &&
-            rep->body_case == RLD__V1__REPLY__BODY_POSITION) {
-            rld_completion x = { ticket_of(a, r, i), 0, RLD_COMPLETION_POSITION, { 0 } };
+        if (!r || r->state != R_DAEMON || !r->pos_owed)
+            return;
+        rld_completion x = { ticket_of(a, r, i), rep->code, RLD_COMPLETION_POSITION, { 0 } };
+        if (rep->code == 0 && rep->body_case == RLD__V1__REPLY__BODY_POSITION) {
             x.res.queue_position = rep->position->queue_position;
             x.res.retry_after_ns = rep->position->expected_wait_ns;
-            xq_push(a, &x);
+        } else if (rep->code == 0) {
+            x.code = -EPROTO;
         }
+        r->pos_owed--;
+        a->xq_held--;
+        xq_put(a, &x);
         return;
     }
     if (!(r = rec_find(a, id, &i)))
@@ -852,9 +909,11 @@ int rld_wait_cancel(rld_client *c, uint64_t ticket)
         r->cancelled = true;
     } else {                            /* R_DAEMON */
         rld_completion x = { ticket, -ECANCELED, RLD_COMPLETION_DONE, { 0 } };
-        if (xq_push(a, &x) < 0) {
+        if (xq_room(a, 1) < 0) {
             rc = -ENOMEM;
         } else {
+            pos_settle(a, r, i, -ECANCELED);
+            xq_put(a, &x);
             /* its place is given up at the daemon; a grant that crossed the Cancel comes
              * back to a zombie, which refunds it */
             set_state(a, r, R_ZOMBIE);
@@ -890,21 +949,23 @@ int rld_wait_position(rld_client *c, uint64_t ticket)
     if (!r || (r->state != R_DAEMON && r->state != R_LOCAL)) {
         rc = -ENOENT;
     } else if (r->state == R_LOCAL) {
-        /* degraded: nobody ahead that we know of; due when its reservation is */
         rld_completion x = { ticket, 0, RLD_COMPLETION_POSITION, { 0 } };
-        uint64_t now = rldi_mono_ns();
-        x.res.retry_after_ns = r->due.key > now ? r->due.key - now : 0;
-        x.res.flags = RLD_F_DEGRADED;
+        pos_local(&x, r);
         rc = xq_push(a, &x);
-    } else {
+    } else if ((rc = xq_room(a, 1)) == 0) {
+        /* the answer is promised: room for it is held until it is handed over */
         Rld__V1__Position p = RLD__V1__POSITION__INIT;
         p.wait_id = ticket;
         Rld__V1__Request req = RLD__V1__REQUEST__INIT;
         req.id = ticket | ID_POSITION;
         req.body_case = RLD__V1__REQUEST__BODY_POSITION;
         req.position = &p;
-        if ((rc = send_req(a, &req)) == 0 && flush(a) < 0)
-            conn_fail(c, a);
+        if ((rc = send_req(a, &req)) == 0) {
+            a->xq_held++;
+            r->pos_owed++;
+            if (flush(a) < 0)
+                conn_fail(c, a);        /* the wait degrades: answered locally */
+        }
     }
     sync_ev(a);
     pthread_mutex_unlock(&a->lock);

@@ -164,7 +164,7 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
  */
 typedef struct rld_completion {
     uint64_t   ticket;
-    int32_t    code;          /* DONE: the wait's outcome; POSITION: 0                       */
+    int32_t    code;          /* DONE: the wait's outcome; POSITION: 0, or why no figures    */
     uint32_t   kind;          /* RLD_COMPLETION_DONE or RLD_COMPLETION_POSITION              */
     rld_result res;           /* DONE: as rld_wait_multi's; POSITION: queue_position (callers
                                  ahead now) and retry_after_ns (the wait foreseen from now)  */
@@ -205,8 +205,11 @@ int rld_wait_collect(rld_client *c, rld_completion *out, size_t max);
  * cancelled already, never issued): -ENOENT, nothing changes. */
 int rld_wait_cancel(rld_client *c, uint64_t ticket);
 
-/* Ask where TICKET stands: a POSITION completion for it follows (unless its DONE completion
- * comes first). 0, or -ENOENT when it is not queued any more (done, collected, unknown). */
+/* Ask where TICKET stands. 0: exactly one POSITION completion for it follows, always before
+ * its DONE completion: code 0 with the figures (degraded waits: RLD_F_DEGRADED, the time to
+ * their due reservation), or, when the wait left the daemon's queue before the answer was
+ * read, -ECANCELED (cancelled) or -ENOENT (decided; its DONE completion follows). -ENOENT
+ * from the call when it is not waiting any more (decided, collected, unknown), -ENOMEM. */
 int rld_wait_position(rld_client *c, uint64_t ticket);
 
 /*

@@ -21,7 +21,8 @@
     "[limit many]\nrate = 20000/s\nburst = 1\n\n"                                       \
     "[limit slow]\nrate = 2/s\nburst = 1\n\n"                                           \
     "[limit quick]\nrate = 100/s\nburst = 10\n\n"                                       \
-    "[limit hold]\nrate = 1/h\nburst = 100\n\n"
+    "[limit hold]\nrate = 1/h\nburst = 100\n\n"                                         \
+    "[limit tenth]\nrate = 10/s\nburst = 1\n\n"
 static const char *conf_text = CONF_KEPT "[limit gone]\nrate = 1/s\n";
 
 static t_daemon d;
@@ -292,6 +293,113 @@ static void test_cancel_once(rld_client *c)
     printf("cancel once: decided waits cancelled once, then -ENOENT; -ECANCELED with res 0\n");
 }
 
+/* Collect (at most MS) until TICKET's DONE completion; store the POSITION completions for it
+ * seen before (at most 4) in POS, their count in *NPOS. Fails on one after the DONE. */
+static rld_completion await_pos(rld_client *c, uint64_t ticket, int ms, rld_completion *pos,
+                                int *npos)
+{
+    rld_completion x[16], done = { 0 };
+    bool got = false;
+    *npos = 0;
+    uint64_t deadline = t_now_ns() + (uint64_t)ms * 1000000u;
+    while (!got && t_now_ns() < deadline) {
+        int k = collect(c, x, 16, 50);
+        for (int i = 0; i < k; i++) {
+            if (x[i].ticket != ticket)
+                continue;
+            if (x[i].kind == RLD_COMPLETION_DONE) {
+                T_CHECK(!got, "one DONE completion");
+                done = x[i];
+                got = true;
+            } else {
+                T_CHECK(!got, "a POSITION completion after the DONE one");
+                if (*npos < 4)
+                    pos[*npos] = x[i];
+                (*npos)++;
+            }
+        }
+    }
+    T_CHECK(got, "no completion for ticket %llu in %d ms", (unsigned long long)ticket, ms);
+    /* nothing more for it arrives later (the daemon's late answers are dropped) */
+    int k = collect(c, x, 16, 50);
+    for (int i = 0; i < k; i++)
+        T_CHECK(x[i].ticket != ticket, "a completion after the DONE one: kind %u", x[i].kind);
+    return done;
+}
+
+/* Every rld_wait_position that returned 0 is answered by one POSITION completion, before
+ * the ticket's DONE one: with the daemon's figures, or -ECANCELED / -ENOENT when the wait
+ * was cancelled / decided before the answer was read (it used to never come then). */
+static void test_position_answered(rld_client *c)
+{
+    rld_limit hold = find(c, "hold"), tenth = find(c, "tenth");
+    rld_completion pos[4], done;
+    int npos;
+    /* cancelled before the answer is read */
+    rld_charge a = { hold, 1 };
+    uint64_t ta;
+    T_CODE(rld_wait_start(c, &a, 1, -1, NULL, &ta), 0);
+    T_CODE(rld_wait_position(c, ta), 0);
+    T_CODE(rld_wait_cancel(c, ta), 0);
+    done = await_pos(c, ta, 500, pos, &npos);
+    T_CHECK(npos == 1 && pos[0].code == -ECANCELED && done.code == -ECANCELED,
+            "cancelled: %d position(s), code %d", npos, npos ? pos[0].code : 0);
+    /* decided (granted) before the answer is read: the daemon says -ENOENT to the question */
+    T_CODE(rld_try(c, tenth, 1, NULL), 0);
+    rld_charge b = { tenth, 1 };
+    uint64_t tb;
+    T_CODE(rld_wait_start(c, &b, 1, -1, NULL, &tb), 0);   /* granted in 100 ms */
+    t_sleep_ns(200000000);
+    T_CODE(rld_wait_position(c, tb), 0);
+    done = await_pos(c, tb, 500, pos, &npos);
+    T_CHECK(npos == 1 && pos[0].code == -ENOENT && done.code == 0,
+            "decided: %d position(s), code %d, done %d", npos, npos ? pos[0].code : 0, done.code);
+    /* answered by the daemon: figures */
+    T_CODE(rld_wait_start(c, &a, 1, -1, NULL, &ta), 0);
+    T_CODE(rld_wait_position(c, ta), 0);
+    t_sleep_ns(20000000);
+    rld_completion x[4];
+    T_CHECK(collect(c, x, 4, 100) == 1 && x[0].kind == RLD_COMPLETION_POSITION &&
+                x[0].code == 0 && x[0].res.retry_after_ns > 1000000000ull,
+            "answered: code %d", x[0].code);
+    T_CODE(rld_wait_cancel(c, ta), 0);
+    done = await_pos(c, ta, 500, pos, &npos);
+    T_CHECK(npos == 0 && done.code == -ECANCELED, "then cancelled");
+    printf("positions: answered when cancelled (-ECANCELED) or decided (-ENOENT) before the "
+           "daemon's answer, always before the DONE completion\n");
+}
+
+/* The daemon dies with a position question unanswered: the wait degrades and the question
+ * is answered with its local position. Needs a daemon: restarted here, killed at the end. */
+static void test_position_degraded(rld_client *c)
+{
+    T_CHECK(t_daemon_start(&d, NULL) == 0, "rld restarted");
+    t_sleep_ns(1100000000);                           /* past the client's 1 s back-off */
+    rld_charge a = { find(c, "hold"), 1 };
+    uint64_t ta;
+    T_CODE(rld_wait_start(c, &a, 1, -1, NULL, &ta), 0);
+    rld_completion x[4];
+    T_CHECK(collect(c, x, 4, 50) == 0, "queued at the daemon");
+    kill(d.pid, SIGSTOP);
+    T_CODE(rld_wait_position(c, ta), 0);
+    t_daemon_stop(&d, SIGKILL);
+    rld_completion pos[4];
+    int npos = 0;
+    uint64_t deadline = t_now_ns() + 2000000000ull;
+    while (npos == 0 && t_now_ns() < deadline) {
+        int k = collect(c, x, 4, 50);
+        for (int i = 0; i < k; i++)
+            if (x[i].ticket == ta)
+                pos[npos++] = x[i];
+    }
+    T_CHECK(npos == 1 && pos[0].kind == RLD_COMPLETION_POSITION && pos[0].code == 0 &&
+                (pos[0].res.flags & RLD_F_DEGRADED) && pos[0].res.retry_after_ns > 1000000000ull,
+            "answered degraded: %d completions, kind %u code %d flags %u", npos,
+            npos ? pos[0].kind : 9, npos ? pos[0].code : 0, npos ? pos[0].res.flags : 0);
+    T_CODE(rld_wait_cancel(c, ta), 0);
+    printf("positions: a question the dead daemon never answered is answered degraded\n");
+}
+
 static void test_degraded(rld_client *c)
 {
     rld_limit l = find(c, "slow");
@@ -341,7 +449,9 @@ int main(void)
     test_order(c);
     test_cancel_once(c);
     T_CHECK(rld_wait_fd(c) == fd, "one descriptor for the client's life");
+    test_position_answered(c);
     test_degraded(c);
+    test_position_degraded(c);
     rld_close(c);
     T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
     printf("test_async: ok\n");
