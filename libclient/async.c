@@ -709,6 +709,37 @@ void rldc_async_unlock(rld_client *c)
         pthread_mutex_unlock(&c->async->lock);
 }
 
+/*
+ * rld_close: take no more from the daemon, and give back every grant it delivered. Reading
+ * is shut down first: from then on the daemon's sends fail, and it gives back the grants
+ * they carried (a reply's undo); what it had delivered before is still queued here, read
+ * now, and each grant in it given back. Nothing degrades (no reservation is made here).
+ */
+static void close_drain(rld_client *c, rldc_async *a)
+{
+    uint8_t buf[RLDI_MAX_MESSAGE + 1];
+    shutdown(a->sock, SHUT_RD);
+    for (;;) {
+        ssize_t n = recv(a->sock, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (size_t)n > RLDI_MAX_MESSAGE)
+            return;                     /* all read (0 once shut down), or broken */
+        Rld__V1__Reply *rep = rld__v1__reply__unpack(NULL, (size_t)n, buf);
+        if (!rep)
+            return;
+        uint32_t i;
+        arec *r;
+        if (rep->code == 0 && !(rep->id & (ID_CANCEL | ID_POSITION | ID_HELLO)) &&
+            (r = rec_find(a, rep->id, &i)) && (r->state == R_DAEMON || r->state == R_ZOMBIE)) {
+            rldc_refund_all(c, r->ch, r->n);
+            set_state(a, r, R_FREE);
+            rec_free(a, r, i);
+        }
+        rld__v1__reply__free_unpacked(rep, NULL);
+    }
+}
+
 void rldc_async_free(rld_client *c)
 {
     rldc_async *a = c->async;
@@ -716,7 +747,8 @@ void rldc_async_free(rld_client *c)
         return;
     if (a->forks == __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE)) {
         /* grants that arrived, and reservations, that nobody will collect: given back */
-        read_all(c, a);
+        if (a->sock >= 0)
+            close_drain(c, a);
         for (uint32_t k = 0; k < a->nchunks; k++)
             for (uint32_t j = 0; j < CHUNK; j++) {
                 arec *r = &a->chunks[k][j];

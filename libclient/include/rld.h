@@ -86,7 +86,9 @@ typedef struct rld_charge {
 #define RLD_OPEN_MISSING_ADMIT 0x2u
 int rld_open(const char *instance, unsigned flags, rld_client **out);
 
-/* Detach. Handles found through C become meaningless. NULL is accepted. */
+/* Detach. Handles found through C become meaningless. NULL is accepted. Non-blocking waits
+ * end without a completion and nothing stays taken for them: grants not collected, even one
+ * the daemon sends during the call, and degraded reservations are given back. */
 void rld_close(rld_client *c);
 
 /* Look up limit NAME. -ENOENT when there is none, -EINVAL for a malformed name. */

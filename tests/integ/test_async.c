@@ -14,8 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "harness.h"
 #include "rld.h"
+#include "wire.h"
 
 #define CONF_KEPT                                                                      \
     "[limit many]\nrate = 20000/s\nburst = 1\n\n"                                       \
@@ -400,6 +405,83 @@ static void test_position_degraded(rld_client *c)
     printf("positions: a question the dead daemon never answered is answered degraded\n");
 }
 
+/* Make limit NAME full through the daemon (Reset): it serves its queue at once. */
+static void reset_limit(const char *name)
+{
+    char sock[400];
+    snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
+    rldi_conn k;
+    T_CODE(rldi_conn_open(sock, "test", 2000, &k, NULL, 0), 0);
+    Rld__V1__Reset rs = RLD__V1__RESET__INIT;
+    rs.limit = (char *)name;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_RESET;
+    req.reset = &rs;
+    Rld__V1__Reply *rep;
+    T_CODE(rldi_conn_call(&k, &req, 2000, &rep), 0);
+    T_CODE(rep->code, 0);
+    rld__v1__reply__free_unpacked(rep, NULL);
+    rldi_conn_close(&k);
+}
+
+/* close(2), interposed for librld (a shared library's calls come here first): once armed,
+ * the first SEQPACKET socket closed (rld_close's wait connection) first has its limit
+ * "hold" reset, so the daemon grants every wait queued there after rld_close's last read. */
+static volatile int close_hook;
+
+int close(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (close_hook && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+        type == SOCK_SEQPACKET) {
+        close_hook = 0;
+        reset_limit("hold");
+        t_sleep_ns(100000000);                        /* the daemon sends its grants */
+    }
+    return (int)syscall(SYS_close, fd);
+}
+
+/* rld_close with waits queued: the grants the daemon makes while it runs are given back
+ * (they used to count as delivered once in the socket, and were lost); so are those it
+ * made before, delivered and not collected (HOOK 0: the reset comes before rld_close). */
+static void test_close_refunds(rld_client *c, int hook)
+{
+    enum { N = 20 };
+    rld_client *c2;
+    T_CODE(rld_open(NULL, 0, &c2), 0);
+    rld_limit hold = find(c2, "hold");
+    rld_result r;
+    T_CODE(rld_peek(c2, hold, &r), 0);
+    T_CHECK(r.remaining == 0, "hold empty: %llu", (unsigned long long)r.remaining);
+    rld_charge ch = { hold, 1 };
+    uint64_t t;
+    for (int i = 0; i < N; i++)
+        T_CODE(rld_wait_start(c2, &ch, 1, -1, NULL, &t), 0);
+    rld_limit_info info;
+    uint64_t deadline = t_now_ns() + 2000000000ull;
+    do {
+        t_sleep_ns(5000000);
+        T_CODE(rld_info(c, hold, &info), 0);
+    } while (info.waiters < N && t_now_ns() < deadline);
+    T_CHECK(info.waiters == N, "%u queued", info.waiters);
+    close_hook = hook;
+    if (!hook) {
+        reset_limit("hold");
+        t_sleep_ns(50000000);
+    }
+    rld_close(c2);
+    T_CHECK(close_hook == 0, "the wait connection was closed");
+    T_CODE(rld_peek(c, hold, &r), 0);
+    T_CHECK(r.remaining == 100, "every grant given back: %llu of 100 left",
+            (unsigned long long)r.remaining);
+    T_CODE(rld_info(c, hold, &info), 0);
+    T_CHECK(info.waiters == 0, "no waiter left: %u", info.waiters);
+    T_CODE(rld_debit(c, hold, 100), 0);               /* in debt again, for the others */
+    printf("close: %d grants made %s rld_close ran were given back\n", N,
+           hook ? "while" : "before");
+}
+
 static void test_degraded(rld_client *c)
 {
     rld_limit l = find(c, "slow");
@@ -450,6 +532,8 @@ int main(void)
     test_cancel_once(c);
     T_CHECK(rld_wait_fd(c) == fd, "one descriptor for the client's life");
     test_position_answered(c);
+    test_close_refunds(c, 0);
+    test_close_refunds(c, 1);
     test_degraded(c);
     test_position_degraded(c);
     rld_close(c);
