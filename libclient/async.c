@@ -85,6 +85,8 @@ typedef struct xent {
 
 typedef struct pkt {
     struct pkt *next;
+    uint64_t    id;                     /* the request's */
+    bool        multi;                  /* needs FEATURE_MULTI_WAIT: a set's Wait, a Position */
     uint32_t    len;
     uint8_t     data[];
 } pkt;
@@ -94,6 +96,8 @@ typedef struct rldc_async {
     unsigned        forks;              /* rldc_forks when built */
     int             epfd, evfd, tfd, sock;
     bool            out_armed, ev_set;
+    bool            hello_done;         /* the daemon's HelloReply read: FEATURES known */
+    uint32_t        features;
     uint64_t        timer_at;           /* armed, absolute ns; 0 none */
     uint64_t        down_until, next_check;
     pkt            *out_head, *out_tail;
@@ -428,6 +432,9 @@ static int send_req(rldc_async *a, Rld__V1__Request *req)
     if (!p)
         return -ENOMEM;
     p->next = NULL;
+    p->id = req->id;
+    p->multi = (req->body_case == RLD__V1__REQUEST__BODY_WAIT && req->wait->n_charges > 0) ||
+               req->body_case == RLD__V1__REQUEST__BODY_POSITION;
     p->len = (uint32_t)rld__v1__request__pack(req, p->data);
     if (a->out_tail)
         a->out_tail->next = p;
@@ -463,6 +470,8 @@ static int flush(rldc_async *a)
 {
     while (a->out_head) {
         pkt *p = a->out_head;
+        if (p->multi && !a->hello_done)
+            break;                      /* until the daemon says it knows sets (on_hello) */
         ssize_t w = send(a->sock, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
@@ -506,6 +515,8 @@ static int conn_up(rld_client *c, rldc_async *a)
     }
     a->sock = fd;
     a->out_armed = false;
+    a->hello_done = false;
+    a->features = 0;
     if (epoll_set(a, EPOLL_CTL_ADD, fd, EPOLLIN) < 0) {
         close(fd);
         a->sock = -1;
@@ -550,14 +561,61 @@ static void degrade(rld_client *c, rldc_async *a, arec *r, uint32_t i)
     done_push(a, r, i, rc, &res);
 }
 
+/*
+ * The daemon's HelloReply: its features are known. Requests that need FEATURE_MULTI_WAIT
+ * waited in the out queue until now (flush). A daemon without it would read a set's Wait as
+ * its first fields alone (-EINVAL) and not know Position: there, sets degrade as blocking
+ * ones do, and positions are answered -EOPNOTSUPP. The rest goes out in order.
+ */
+static void on_hello(rld_client *c, rldc_async *a, const Rld__V1__Reply *rep)
+{
+    a->hello_done = true;
+    a->features = rep->body_case == RLD__V1__REPLY__BODY_HELLO ? rep->hello->features : 0;
+    if (a->features & RLD__V1__FEATURE__FEATURE_MULTI_WAIT)
+        return;
+    pkt **pp = &a->out_head, *last = NULL;
+    while (*pp) {
+        pkt *p = *pp;
+        if (!p->multi) {
+            last = p;
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        uint32_t i;
+        arec *r = rec_find(a, p->id & ~ID_POSITION, &i);
+        if (r && (p->id & ID_POSITION))
+            pos_settle(a, r, i, -EOPNOTSUPP);
+        else if (r && r->state == R_DAEMON)
+            degrade(c, a, r, i);
+        else if (r && r->state == R_ZOMBIE) {   /* cancelled before it went out */
+            set_state(a, r, R_FREE);
+            rec_free(a, r, i);
+        }
+        free(p);
+    }
+    a->out_tail = last;
+}
+
+/* A set can be sent (or degrades at once): one charge, or a daemon known to take sets. */
+static bool sets_ok(const rldc_async *a, size_t m)
+{
+    return m <= 1 || !a->hello_done || (a->features & RLD__V1__FEATURE__FEATURE_MULTI_WAIT);
+}
+
 static void on_reply(rld_client *c, rldc_async *a, Rld__V1__Reply *rep)
 {
     uint64_t id = rep->id;
     uint32_t i;
     arec *r;
     if (id == ID_HELLO || id == 0) {
-        if (rep->code != 0)
+        if (rep->code != 0) {
             conn_fail(c, a);            /* refused (version, ...), or a protocol error */
+        } else if (id == ID_HELLO && !a->hello_done) {
+            on_hello(c, a, rep);
+            if (flush(a) < 0)
+                conn_fail(c, a);
+        }
         return;
     }
     if (id & ID_CANCEL)
@@ -840,7 +898,7 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     *ticket = ticket_of(a, r, i);
     if (now_done) {
         done_push(a, r, i, rc, &res);
-    } else if (conn_up(c, a) == 0) {
+    } else if (conn_up(c, a) == 0 && sets_ok(a, m)) {
         Rld__V1__Charge charges[RLDC_WAIT_MAX_CHARGES], *ptrs[RLDC_WAIT_MAX_CHARGES];
         Rld__V1__Wait w;
         rldc_wait_request(&w, charges, ptrs, q, m, timeout_ns, opts->priority);
@@ -984,6 +1042,9 @@ int rld_wait_position(rld_client *c, uint64_t ticket)
         rld_completion x = { ticket, 0, RLD_COMPLETION_POSITION, { 0 } };
         pos_local(&x, r);
         rc = xq_push(a, &x);
+    } else if (!sets_ok(a, 2)) {
+        rld_completion x = { ticket, -EOPNOTSUPP, RLD_COMPLETION_POSITION, { 0 } };
+        rc = xq_push(a, &x);            /* a daemon of before positions */
     } else if ((rc = xq_room(a, 1)) == 0) {
         /* the answer is promised: room for it is held until it is handed over */
         Rld__V1__Position p = RLD__V1__POSITION__INIT;

@@ -219,14 +219,15 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
 
 /* ---- the blocking wait -------------------------------------------------------------------- */
 
-/* Ask the daemon. Returns the wait's outcome, or 1 when the daemon failed us (degrade). */
+/* Ask the daemon. Returns the wait's outcome, 1 when the daemon failed us (degrade), or 2
+ * when it does not take sets (degrade this wait; the connection is fine). */
 static int ask_daemon(rld_client *c, rldi_conn *k, const rld_charge *ch, size_t n,
                       const uint8_t *map, int64_t timeout_ns, int priority, rld_result *res)
 {
     Rld__V1__Charge charges[RLDC_WAIT_MAX_CHARGES], *ptrs[RLDC_WAIT_MAX_CHARGES];
     Rld__V1__Wait w;
     if (n > 1 && !(k->features & RLD__V1__FEATURE__FEATURE_MULTI_WAIT))
-        return 1;                       /* an older daemon: no sets */
+        return 2;                       /* an older daemon: no sets */
     rldc_wait_request(&w, charges, ptrs, ch, n, timeout_ns, priority);
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_WAIT;
@@ -300,12 +301,14 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         r = ask_daemon(c, k, q, m, map, timeout_ns, opts->priority, res);
         if (r != 1) {
             pool_put(c, k, forks);
-            return r;
+            if (r != 2)
+                return r;
+        } else {
+            conn_drop(k);
+            pthread_mutex_lock(&c->pool_lock);
+            c->daemon_down_until = rldi_mono_ns() + DOWN_BACKOFF_NS;
+            pthread_mutex_unlock(&c->pool_lock);
         }
-        conn_drop(k);
-        pthread_mutex_lock(&c->pool_lock);
-        c->daemon_down_until = rldi_mono_ns() + DOWN_BACKOFF_NS;
-        pthread_mutex_unlock(&c->pool_lock);
     }
     /* Degraded: no daemon to queue at. Reserve and sleep, within what is left of the timeout. */
     uint64_t deadline = timeout_ns >= 0 ? start + (uint64_t)timeout_ns : 0;

@@ -161,7 +161,9 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
  * that can never be served is rld_wait_start's own error instead. Waits of one client are queued
  * at the daemon in the order they were started. When the daemon cannot be reached, a wait
  * reserves its tokens in shared memory and completes (RLD_F_DEGRADED) when they are due;
- * the descriptor also wakes for that. Thread-safe: each call locks the client's wait state
+ * the descriptor also wakes for that. So does a set (more than one charge) when the daemon
+ * is too old for sets (no FEATURE_MULTI_WAIT), as rld_wait_multi: a set waits in the client
+ * until the daemon's greeting says which. Thread-safe: each call locks the client's wait state
  * briefly; completions go to whichever thread collects them.
  */
 typedef struct rld_completion {
