@@ -755,6 +755,20 @@ static rldc_async *engine(rld_client *c, int *err)
     return a;
 }
 
+void rldc_async_forget(rld_client *c)
+{
+    rldc_async *a = c->async;
+    if (!a)
+        return;
+    if (a->sock >= 0)
+        close(a->sock);
+    if (a->evfd >= 0)
+        close(a->evfd);
+    if (a->tfd >= 0)
+        close(a->tfd);
+    a->sock = a->evfd = a->tfd = -1;
+}
+
 void rldc_async_lock(rld_client *c)
 {
     if (c->async)

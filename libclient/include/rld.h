@@ -10,10 +10,11 @@
  * NULL when the caller does not want them. An rld_client may be used by many threads at once.
  *
  * fork(): a client opened before fork() may be used in the child (and in the parent) as if
- * each had opened its own: the child never uses a daemon connection of the parent's (it
- * drops its copies without a word on them and connects anew), waits the parent had started
- * do not exist in the child, and counts the parent had not yet published are not counted
- * twice. Nothing needs to be called around fork(); handles stay valid in both.
+ * each had opened its own: the child never uses a daemon connection of the parent's (a fork
+ * handler closes the child's copies of all of them at the fork, those lent to threads of the
+ * parent's too, without a word on them; the child connects anew), waits the parent had
+ * started do not exist in the child, and counts the parent had not yet published are not
+ * counted twice. Nothing needs to be called around fork(); handles stay valid in both.
  */
 #ifndef RLD_H
 #define RLD_H

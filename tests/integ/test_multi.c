@@ -19,7 +19,7 @@
 
 #include "harness.h"
 #include "rld.h"
-#include "wire.h"
+#include "wire.h"   /* old_daemon() speaks the protocol */
 
 static const char *conf_text =
     "[limit a]\nrate = 4/s\nburst = 1\n\n"
@@ -133,18 +133,9 @@ static void test_sets_fifo(rld_client *c)
 
 static uint64_t daemon_requests(void)
 {
-    rldi_conn k;
-    T_CODE(rldi_conn_open(getenv("RLD_SOCK"), "test", 2000, &k, NULL, 0), 0);
-    Rld__V1__Stats st = RLD__V1__STATS__INIT;
-    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
-    req.body_case = RLD__V1__REQUEST__BODY_STATS;
-    req.stats = &st;
-    Rld__V1__Reply *rep;
-    T_CODE(rldi_conn_call(&k, &req, 2000, &rep), 0);
-    uint64_t n = rep->stats->requests;
-    rld__v1__reply__free_unpacked(rep, NULL);
-    rldi_conn_close(&k);
-    return n;   /* this connection's Hello and Stats included */
+    t_stats st;
+    t_daemon_stats(&d, &st);
+    return st.requests;   /* this connection's Hello and Stats included */
 }
 
 static void test_refusal(rld_client *c)
@@ -432,9 +423,6 @@ int main(void)
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     T_CHECK(sh != MAP_FAILED, "mmap");
     t_instance(&d, "multi", conf_text);
-    char sock[400];
-    snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
-    setenv("RLD_SOCK", sock, 1);
     T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
     rld_client *c;
     T_CODE(rld_open(NULL, 0, &c), 0);

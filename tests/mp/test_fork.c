@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -62,12 +63,84 @@ static int async_waits(rld_limit l, int n, int *degraded)
     return bad + (n - done);
 }
 
+static void *wait_on(void *arg)
+{
+    rld_limit *l = arg;
+    rld_result r;
+    int rc = rld_wait(c, *l, 1, 5000000000LL, &r);
+    return (void *)(intptr_t)(rc == 0 && !(r.flags & RLD_F_DEGRADED) ? 0 : 1);
+}
+
+/*
+ * A child that never uses the client closes its copies of the parent's daemon connections at
+ * the fork, all of them: idle in the pool, lent to a thread blocked in a wait, and the
+ * non-blocking waits' one. So the parent's rld_close ends them at the daemon at once, its
+ * queued wait leaves the queue, while the child still lives. (They stayed open until the
+ * child used the client, or for good for the lent one: the daemon kept the parent's wait
+ * queued until the child exited.)
+ */
+static void test_child_closes(t_daemon *d)
+{
+    t_stats s0, s1;
+    t_daemon_stats(d, &s0);
+    T_CODE(rld_open(NULL, 0, &c), 0);
+    rld_limit f, k, h;
+    T_CODE(rld_find(c, "f", &f), 0);
+    T_CODE(rld_find(c, "k", &k), 0);
+    T_CODE(rld_find(c, "h", &h), 0);
+    /* two connections in the pool: two threads wait at once */
+    rld_try(c, f, 1, NULL);
+    pthread_t th[2];
+    void *rv;
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, wait_on, &f);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], &rv);
+        T_CHECK(rv == NULL, "wait %d", i);
+    }
+    /* one of them lent to a thread blocked across the fork, the other idle */
+    rld_try(c, k, 1, NULL);
+    pthread_create(&th[0], NULL, wait_on, &k);
+    /* and a non-blocking wait queued (h: one a minute) */
+    rld_try(c, h, 1, NULL);
+    rld_charge ch = { h, 1 };
+    uint64_t t;
+    T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &t), 0);
+    t_sleep_ns(50000000);
+    t_daemon_stats(d, &s1);
+    T_CHECK(s1.connections == s0.connections + 3 && s1.waiters == 2,
+            "3 connections (%u, from %u), 2 waits queued (%u)", s1.connections, s0.connections,
+            s1.waiters);
+    pid_t p = fork();
+    T_CHECK(p >= 0, "fork");
+    if (p == 0) {
+        t_sleep_ns(5000000000ull);      /* never touches the client */
+        _exit(0);
+    }
+    pthread_join(th[0], &rv);
+    T_CHECK(rv == NULL, "the thread waiting across the fork was served");
+    rld_close(c);
+    uint64_t deadline = t_now_ns() + 1000000000ull;
+    do {
+        t_sleep_ns(10000000);
+        t_daemon_stats(d, &s1);
+    } while ((s1.connections != s0.connections || s1.waiters) && t_now_ns() < deadline);
+    kill(p, SIGKILL);
+    waitpid(p, NULL, 0);
+    T_CHECK(s1.connections == s0.connections && s1.waiters == 0,
+            "after the parent's rld_close, with the child alive: %u connections (from %u), "
+            "%u waits queued", s1.connections, s0.connections, s1.waiters);
+    printf("fork: a child that never used the client kept none of the parent's 3 daemon "
+           "connections (idle, lent to a waiting thread, non-blocking)\n");
+}
+
 int main(void)
 {
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     T_CHECK(sh != MAP_FAILED, "mmap");
     t_daemon d;
-    t_instance(&d, "fork", "[limit f]\nrate = 20/s\nburst = 1\n\n[limit g]\nrate = 1/s\nburst = 1\n");
+    t_instance(&d, "fork", "[limit f]\nrate = 20/s\nburst = 1\n\n[limit g]\nrate = 1/s\nburst = 1\n\n"
+               "[limit k]\nrate = 4/s\nburst = 1\n\n[limit h]\nrate = 1/min\nburst = 1\n");
     T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
     T_CODE(rld_open(NULL, 0, &c), 0);
     rld_limit f, g;
@@ -140,6 +213,7 @@ int main(void)
             "admitted %llu after the fork, at most %llu", (unsigned long long)(info1.admitted - info0.admitted),
             (unsigned long long)expect);
     rld_close(c);
+    test_child_closes(&d);
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     printf("fork: %d children x %d waits (%d blocking, %d non-blocking) through the parent's "
            "client in %.2f s (slowest child %.2f s; the rate needs %.2f s), none degraded; "
