@@ -400,22 +400,34 @@ static void recs_clear(rldc_async *a)
     a->at_daemon = a->queued = 0;
 }
 
-/* In a forked child: drop this process's copies of the parent's descriptors and waits. */
-static int after_fork(rldc_async *a)
+/* Close this process's copies of the connection, event and timer descriptors (close(2) only:
+ * also the fork's child handler's work). The epoll descriptor keeps its number. */
+static void forget_fds(rldc_async *a)
 {
     if (a->sock >= 0)
         close(a->sock);
-    a->sock = -1;
     if (a->evfd >= 0)
         close(a->evfd);
     if (a->tfd >= 0)
         close(a->tfd);
-    a->evfd = a->tfd = -1;
+    a->sock = a->evfd = a->tfd = -1;
+}
+
+/* In a forked child: forget the parent's waits and make descriptors of the child's own (the
+ * fork's child handler closed its copies of the parent's, rldc_async_forget). The engine
+ * counts as this process's only once that worked: after a failure (no descriptor left) the
+ * epoll descriptor is still the parent's instance and there is no event or timer
+ * descriptor, so nothing may use it, and the next call tries again. */
+static int after_fork(rldc_async *a)
+{
+    forget_fds(a);
     out_clear(a);
     recs_clear(a);
     a->down_until = a->next_check = 0;
-    a->forks = __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE);
-    return build_fds(a);
+    int err = build_fds(a);
+    if (err == 0)
+        a->forks = __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE);
+    return err;
 }
 
 /* ---- the connection ---------------------------------------------------------------------- */
@@ -757,17 +769,10 @@ static rldc_async *engine(rld_client *c, int *err)
 
 void rldc_async_forget(rld_client *c)
 {
-    rldc_async *a = c->async;
-    if (!a)
-        return;
-    if (a->sock >= 0)
-        close(a->sock);
-    if (a->evfd >= 0)
-        close(a->evfd);
-    if (a->tfd >= 0)
-        close(a->tfd);
-    a->sock = a->evfd = a->tfd = -1;
+    if (c->async)
+        forget_fds(c->async);
 }
+
 
 void rldc_async_lock(rld_client *c)
 {

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,13 +135,73 @@ static void test_child_closes(t_daemon *d)
            "connections (idle, lent to a waiting thread, non-blocking)\n");
 }
 
+/* In the child: start a wait on L and await its completion through the descriptor FD (at
+ * most 1 s). 0 when it came, granted. */
+static int one_wait(int fd, rld_limit l)
+{
+    rld_charge ch = { l, 1 };
+    uint64_t t;
+    if (rld_wait_start(c, &ch, 1, 2000000000LL, NULL, &t) < 0)
+        return 1;
+    uint64_t deadline = t_now_ns() + 1000000000ull;
+    while (t_now_ns() < deadline) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        rld_completion x[4];
+        int k = rld_wait_collect(c, x, 4);
+        for (int i = 0; i < k; i++)
+            if (x[i].ticket == t && x[i].kind == RLD_COMPLETION_DONE)
+                return x[i].code != 0;
+    }
+    return 1;
+}
+
+/* A child with no descriptor left at its first non-blocking call: the rebuild of the wait
+ * descriptor fails (-EMFILE) and the next call tries again, on the same number. (It used to
+ * count as rebuilt: no event nor timer descriptor, still the parent's epoll instance.) */
+static void test_rebuild_retry(void)
+{
+    T_CODE(rld_open(NULL, 0, &c), 0);
+    rld_limit q, k;
+    T_CODE(rld_find(c, "q", &q), 0);
+    T_CODE(rld_find(c, "k", &k), 0);
+    int pfd = rld_wait_fd(c);
+    T_CHECK(pfd >= 0, "descriptor");
+    pid_t p = fork();
+    T_CHECK(p >= 0, "fork");
+    if (p == 0) {
+        struct rlimit rl = { 64, 64 };
+        int fds[64], n = 0, bad = 0;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            _exit(2);
+        while (n < 64 && (fds[n] = dup(2)) >= 0)
+            n++;
+        bad += rld_wait_fd(c) >= 0;                 /* nothing left: it fails */
+        while (n > 0)
+            close(fds[--n]);
+        bad += (rld_wait_fd(c) != pfd) << 1;        /* tried again, the same number */
+        bad += one_wait(pfd, q) << 2;               /* admitted at once: the eventfd */
+        rld_try(c, k, 1, NULL);
+        bad += one_wait(pfd, k) << 3;               /* queued at the daemon: the socket */
+        _exit(bad);
+    }
+    int st;
+    T_CHECK(waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+            "child: exit status %d (bits: 1 no failure, 2 other number, 4 and 8 no completion)",
+            WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    rld_close(c);
+    printf("fork: a child's failed rebuild (-EMFILE) was tried again by its next call\n");
+}
+
 int main(void)
 {
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     T_CHECK(sh != MAP_FAILED, "mmap");
     t_daemon d;
     t_instance(&d, "fork", "[limit f]\nrate = 20/s\nburst = 1\n\n[limit g]\nrate = 1/s\nburst = 1\n\n"
-               "[limit k]\nrate = 4/s\nburst = 1\n\n[limit h]\nrate = 1/min\nburst = 1\n");
+               "[limit k]\nrate = 4/s\nburst = 1\n\n[limit h]\nrate = 1/min\nburst = 1\n\n"
+               "[limit q]\nrate = 1000/s\nburst = 100\n");
     T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
     T_CODE(rld_open(NULL, 0, &c), 0);
     rld_limit f, g;
@@ -214,6 +275,7 @@ int main(void)
             (unsigned long long)expect);
     rld_close(c);
     test_child_closes(&d);
+    test_rebuild_retry();
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     printf("fork: %d children x %d waits (%d blocking, %d non-blocking) through the parent's "
            "client in %.2f s (slowest child %.2f s; the rate needs %.2f s), none degraded; "
