@@ -16,18 +16,26 @@
  * An epoll descriptor is readable when any of them is, so one poll(fd, POLLIN) or
  * asyncio loop.add_reader(fd) covers everything; rld_wait_collect does the work.
  *
+ * Completions are handed over in the order they became ready, of any kind: a DONE held by
+ * its wait's record (the done list) or one that is not (a cancellation at the daemon, a
+ * POSITION: the xq ring), each stamped from one sequence, collect merging the two. A
+ * POSITION is promised by rld_wait_position with room held in the ring, and always handed
+ * over before its wait's DONE.
+ *
  * The connection is made without blocking (a SOCK_SEQPACKET connect completes at once) and
- * Hello is pipelined ahead of the first Wait. When it fails, or the daemon says it stops,
- * or its heartbeat goes stale, every wait queued there degrades as rld_wait does: its
- * tokens reserved in shared memory, its completion (RLD_F_DEGRADED) due when they are.
+ * Hello is pipelined ahead of the first Wait; requests that need FEATURE_MULTI_WAIT (a set,
+ * Position) wait until the HelloReply says the daemon has it. When it fails, or the daemon
+ * says it stops, or its heartbeat goes stale, every wait queued there degrades as rld_wait
+ * does: its tokens reserved in shared memory, its completion (RLD_F_DEGRADED) due when they
+ * are. rld_close shuts it for reading first, so that no grant is lost in between.
  *
  * Request ids on the connection: a Wait's id is its ticket; Cancel and Position requests
  * use the ticket with a high bit set, so every reply finds its wait in O(1).
  *
- * fork(): the child finds the engine built by another process image (rldc_forks moved) and
- * rebuilds it: its copies of the parent's descriptors are closed without a word sent, the
- * parent's waits forgotten, and a new epoll instance is put on the same descriptor number
- * with dup3, so rld_wait_fd stays the same.
+ * fork(): the fork's child handler closes the child's copies of the connection, eventfd
+ * and timerfd (rldc_async_forget); the child's first call finds the engine built by another
+ * process image (rldc_forks moved) and rebuilds it: the parent's waits forgotten, and a new
+ * epoll instance put on the same descriptor number with dup3, so rld_wait_fd stays the same.
  */
 #define _GNU_SOURCE
 #include <errno.h>
