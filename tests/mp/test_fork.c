@@ -85,16 +85,15 @@ static void test_child_closes(t_daemon *d)
     t_stats s0, s1;
     t_daemon_stats(d, &s0);
     T_CODE(rld_open(NULL, 0, &c), 0);
-    rld_limit f, k, h;
-    T_CODE(rld_find(c, "f", &f), 0);
+    rld_limit k, h;
     T_CODE(rld_find(c, "k", &k), 0);
     T_CODE(rld_find(c, "h", &h), 0);
-    /* two connections in the pool: two threads wait at once */
-    rld_try(c, f, 1, NULL);
+    /* two connections in the pool: two threads wait at once (250 and 500 ms) */
+    rld_try(c, k, 1, NULL);
     pthread_t th[2];
     void *rv;
     for (int i = 0; i < 2; i++)
-        pthread_create(&th[i], NULL, wait_on, &f);
+        pthread_create(&th[i], NULL, wait_on, &k);
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], &rv);
         T_CHECK(rv == NULL, "wait %d", i);
@@ -108,10 +107,12 @@ static void test_child_closes(t_daemon *d)
     uint64_t t;
     T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &t), 0);
     t_sleep_ns(50000000);
+    fflush(stdout);
     t_daemon_stats(d, &s1);
-    T_CHECK(s1.connections == s0.connections + 3 && s1.waiters == 2,
-            "3 connections (%u, from %u), 2 waits queued (%u)", s1.connections, s0.connections,
-            s1.waiters);
+    uint32_t made = s1.connections - s0.connections;    /* 3, or 2 if the first wait of the
+                                                           two ended before the second began */
+    T_CHECK(made >= 2 && s1.waiters == 2, "%u connections (from %u), 2 waits queued (%u)",
+            s1.connections, s0.connections, s1.waiters);
     pid_t p = fork();
     T_CHECK(p >= 0, "fork");
     if (p == 0) {
@@ -131,8 +132,8 @@ static void test_child_closes(t_daemon *d)
     T_CHECK(s1.connections == s0.connections && s1.waiters == 0,
             "after the parent's rld_close, with the child alive: %u connections (from %u), "
             "%u waits queued", s1.connections, s0.connections, s1.waiters);
-    printf("fork: a child that never used the client kept none of the parent's 3 daemon "
-           "connections (idle, lent to a waiting thread, non-blocking)\n");
+    printf("fork: a child that never used the client kept none of the parent's %u daemon "
+           "connections (idle, lent to a waiting thread, non-blocking)\n", made);
 }
 
 /* In the child: start a wait on L and await its completion through the descriptor FD (at
@@ -168,13 +169,16 @@ static void test_rebuild_retry(void)
     T_CODE(rld_find(c, "k", &k), 0);
     int pfd = rld_wait_fd(c);
     T_CHECK(pfd >= 0, "descriptor");
+    fflush(stdout);
     pid_t p = fork();
     T_CHECK(p >= 0, "fork");
     if (p == 0) {
-        struct rlimit rl = { 64, 64 };
+        struct rlimit rl;
         int fds[64], n = 0, bad = 0;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = 64;                           /* the soft limit only (valgrind) */
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            _exit(2);
+            _exit(16);
         while (n < 64 && (fds[n] = dup(2)) >= 0)
             n++;
         bad += rld_wait_fd(c) >= 0;                 /* nothing left: it fails */
@@ -188,7 +192,8 @@ static void test_rebuild_retry(void)
     }
     int st;
     T_CHECK(waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-            "child: exit status %d (bits: 1 no failure, 2 other number, 4 and 8 no completion)",
+            "child: exit status %d (bits: 1 no failure, 2 other number, 4 and 8 no completion, "
+            "16 setrlimit)",
             WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     rld_close(c);
     printf("fork: a child's failed rebuild (-EMFILE) was tried again by its next call\n");
