@@ -295,7 +295,6 @@ static void done_push(rldc_async *a, arec *r, uint32_t i, int code, const rld_re
     a->done_tail = i + 1;
 }
 
-
 /* ---- descriptors ------------------------------------------------------------------------ */
 
 /* The eventfd is set exactly while completions wait to be collected. */
@@ -780,7 +779,6 @@ void rldc_async_forget(rld_client *c)
     if (c->async)
         forget_fds(c->async);
 }
-
 
 void rldc_async_lock(rld_client *c)
 {
