@@ -829,13 +829,15 @@ void rldc_async_free(rld_client *c)
     if (!a)
         return;
     if (a->forks == __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE)) {
-        /* grants that arrived, and reservations, that nobody will collect: given back */
+        /* grants that arrived, and reservations, that nobody will collect: given back (a
+         * degraded wait on a window that tries again later holds nothing) */
         if (a->sock >= 0)
             close_drain(c, a);
         for (uint32_t k = 0; k < a->nchunks; k++)
             for (uint32_t j = 0; j < CHUNK; j++) {
                 arec *r = &a->chunks[k][j];
-                if ((r->state == R_DONE && r->done.code == 0) || r->state == R_LOCAL)
+                if ((r->state == R_DONE && r->done.code == 0) ||
+                    (r->state == R_LOCAL && !r->retry))
                     rldc_refund_all(c, r->ch, r->n);
             }
     }

@@ -16,6 +16,7 @@
 
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -27,7 +28,9 @@
     "[limit slow]\nrate = 2/s\nburst = 1\n\n"                                           \
     "[limit quick]\nrate = 100/s\nburst = 10\n\n"                                       \
     "[limit hold]\nrate = 1/h\nburst = 100\n\n"                                         \
-    "[limit tenth]\nrate = 10/s\nburst = 1\n\n"
+    "[limit tenth]\nrate = 10/s\nburst = 1\n\n"                                        \
+    "[limit half]\nrate = 1/h\nburst = 10\n\n"                                          \
+    "[limit win]\nrate = 1/h\nalgorithm = sliding\n\n"
 static const char *conf_text = CONF_KEPT "[limit gone]\nrate = 1/s\n";
 
 static t_daemon d;
@@ -482,6 +485,48 @@ static void test_close_refunds(rld_client *c, int hook)
            hook ? "while" : "before");
 }
 
+/* No daemon: a set with a window that is full waits client-side holding nothing (a window
+ * cannot be booked ahead; it tries again when the window allows). rld_close then gives
+ * back nothing for it: it used to give back the other charges it never held. */
+static void test_close_retry(void)
+{
+    /* a killed rld's listening socket outlives it briefly (its io_uring is torn down after
+     * the process is reaped): wait until nothing answers there */
+    char sock[400];
+    snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    T_CHECK(strlen(sock) < sizeof(sa.sun_path), "socket path fits");
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    uint64_t deadline = t_now_ns() + 2000000000ull;
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        int up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        if (!up || t_now_ns() > deadline)
+            break;
+        t_sleep_ns(10000000);
+    }
+    rld_client *c3;
+    T_CODE(rld_open(NULL, 0, &c3), 0);
+    rld_limit half = find(c3, "half"), win = find(c3, "win");
+    T_CODE(rld_try(c3, half, 5, NULL), 0);
+    T_CODE(rld_try(c3, win, 1, NULL), 0);             /* full for an hour */
+    rld_charge set[2] = { { half, 1 }, { win, 1 } };
+    uint64_t t;
+    T_CODE(rld_wait_start(c3, set, 2, -1, NULL, &t), 0);
+    rld_result r;
+    T_CODE(rld_peek(c3, half, &r), 0);
+    T_CHECK(r.remaining == 5, "nothing held for the set: %llu", (unsigned long long)r.remaining);
+    rld_close(c3);
+    rld_client *c4;
+    T_CODE(rld_open(NULL, 0, &c4), 0);
+    T_CODE(rld_peek(c4, find(c4, "half"), &r), 0);
+    T_CHECK(r.remaining == 5, "rld_close gave back nothing it did not hold: %llu left of 5",
+            (unsigned long long)r.remaining);
+    rld_close(c4);
+    printf("close: a degraded set waiting on a full window gives back nothing at rld_close\n");
+}
+
 static void test_degraded(rld_client *c)
 {
     rld_limit l = find(c, "slow");
@@ -536,6 +581,7 @@ int main(void)
     test_close_refunds(c, 1);
     test_degraded(c);
     test_position_degraded(c);
+    test_close_retry();
     rld_close(c);
     T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
     printf("test_async: ok\n");
