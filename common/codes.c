@@ -10,7 +10,8 @@ const char *rldi_strerror(int err)
     switch (err) {
     case 0: return "success";
     case -EAGAIN: return "denied: not enough tokens now (see retry_after)";
-    case -ENOENT: return "not found: no such instance (rld_open) or no such limit (rld_find)";
+    case -ENOENT: return "not found: no such instance (rld_open), no such limit (rld_find) or "
+                         "no such wait (rld_wait_cancel, rld_wait_position)";
     case -ESTALE: return "the limit was deleted or replaced since it was found";
     case -E2BIG: return "the cost exceeds the limit's burst and can never be admitted";
     case -EINVAL: return "invalid argument";

@@ -96,6 +96,21 @@ int rldi_conn_call(rldi_conn *c, Rld__V1__Request *req, int timeout_ms, Rld__V1_
 int rldi_conn_open(const char *socket_path, const char *client_name, int timeout_ms,
                    rldi_conn *c, char *err, size_t errlen)
 {
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        memset(c, 0, sizeof(*c));
+        c->fd = -1;
+        return -errno;
+    }
+    int r = rldi_conn_open_fd(fd, socket_path, client_name, timeout_ms, c, err, errlen);
+    if (r < 0)
+        close(fd);
+    return r;
+}
+
+int rldi_conn_open_fd(int fd, const char *socket_path, const char *client_name, int timeout_ms,
+                      rldi_conn *c, char *err, size_t errlen)
+{
     memset(c, 0, sizeof(*c));
     c->fd = -1;
     c->max_message = RLDI_MAX_MESSAGE;
@@ -105,12 +120,8 @@ int rldi_conn_open(const char *socket_path, const char *client_name, int timeout
         return -ENAMETOOLONG;
     }
     strcpy(sa.sun_path, socket_path);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
-        close(fd);
         say(err, errlen, "cannot connect to %s: %s", socket_path, strerror(e));
         return -e;
     }
@@ -125,14 +136,14 @@ int rldi_conn_open(const char *socket_path, const char *client_name, int timeout
     int r = rldi_conn_call(c, &req, timeout_ms, &rep);
     if (r < 0) {
         say(err, errlen, "no answer from rld at %s: %s", socket_path, strerror(-r));
-        rldi_conn_close(c);
+        c->fd = -1;                     /* the caller's to close */
         return r;
     }
     if (rep->code != 0 || rep->body_case != RLD__V1__REPLY__BODY_HELLO) {
         r = rep->code ? rep->code : -EPROTO;
         say(err, errlen, "rld refused the connection: %s%s", rep->message, "");
         rld__v1__reply__free_unpacked(rep, NULL);
-        rldi_conn_close(c);
+        c->fd = -1;
         return r;
     }
     c->admin = rep->hello->admin;

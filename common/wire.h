@@ -31,6 +31,10 @@ typedef struct rldi_conn {
  */
 int rldi_conn_open(const char *socket_path, const char *client_name, int timeout_ms,
                    rldi_conn *c, char *err, size_t errlen);
+/* rldi_conn_open on FD, a SOCK_SEQPACKET socket the caller made (and closes: C->fd is -1 on
+ * failure, FD left open), so that the caller knows the descriptor from its creation on. */
+int rldi_conn_open_fd(int fd, const char *socket_path, const char *client_name, int timeout_ms,
+                      rldi_conn *c, char *err, size_t errlen);
 void rldi_conn_close(rldi_conn *c);
 
 /* Send REQ (its id is assigned from next_id when 0 and returned in *id). 0 or -errno. */

@@ -16,18 +16,26 @@
  * An epoll descriptor is readable when any of them is, so one poll(fd, POLLIN) or
  * asyncio loop.add_reader(fd) covers everything; rld_wait_collect does the work.
  *
+ * Completions are handed over in the order they became ready, of any kind: a DONE held by
+ * its wait's record (the done list) or one that is not (a cancellation at the daemon, a
+ * POSITION: the xq ring), each stamped from one sequence, collect merging the two. A
+ * POSITION is promised by rld_wait_position with room held in the ring, and always handed
+ * over before its wait's DONE.
+ *
  * The connection is made without blocking (a SOCK_SEQPACKET connect completes at once) and
- * Hello is pipelined ahead of the first Wait. When it fails, or the daemon says it stops,
- * or its heartbeat goes stale, every wait queued there degrades as rld_wait does: its
- * tokens reserved in shared memory, its completion (RLD_F_DEGRADED) due when they are.
+ * Hello is pipelined ahead of the first Wait; requests that need FEATURE_MULTI_WAIT (a set,
+ * Position) wait until the HelloReply says the daemon has it. When it fails, or the daemon
+ * says it stops, or its heartbeat goes stale, every wait queued there degrades as rld_wait
+ * does: its tokens reserved in shared memory, its completion (RLD_F_DEGRADED) due when they
+ * are. rld_close shuts it for reading first, so that no grant is lost in between.
  *
  * Request ids on the connection: a Wait's id is its ticket; Cancel and Position requests
  * use the ticket with a high bit set, so every reply finds its wait in O(1).
  *
- * fork(): the child finds the engine built by another process image (rldc_forks moved) and
- * rebuilds it: its copies of the parent's descriptors are closed without a word sent, the
- * parent's waits forgotten, and a new epoll instance is put on the same descriptor number
- * with dup3, so rld_wait_fd stays the same.
+ * fork(): the fork's child handler closes the child's copies of the connection, eventfd
+ * and timerfd (rldc_async_forget); the child's first call finds the engine built by another
+ * process image (rldc_forks moved) and rebuilds it: the parent's waits forgotten, and a new
+ * epoll instance put on the same descriptor number with dup3, so rld_wait_fd stays the same.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,9 +71,12 @@ typedef struct arec {
     uint32_t       gen;                 /* ticket = gen << 32 | (index + 1) */
     uint8_t        state;
     uint8_t        prio;
+    bool           cancelled;           /* R_DONE: by rld_wait_cancel (a second one: -ENOENT) */
+    uint32_t       pos_owed;            /* R_DAEMON: POSITION completions promised, room held */
     uint16_t       n;                   /* charges: resolved (queued) or as given (decided) */
     uint32_t       next;                /* free list / done list: index + 1, 0 = end */
     uint32_t       idx;                 /* its own index */
+    uint64_t       seq;                 /* R_DONE: when it became ready (see rldc_async.seq) */
     uint64_t       deadline_ns;         /* absolute, 0 none */
     heap_node      due;                 /* R_LOCAL: when its reserved tokens are due */
     bool           retry;               /* R_LOCAL: nothing reserved (a window): reserve then */
@@ -74,8 +85,16 @@ typedef struct arec {
     rld_completion done;                /* R_DONE: what will be collected; R_LOCAL: its result */
 } arec;
 
+/* A completion not held by its wait's record (cancelled at the daemon; positions). */
+typedef struct xent {
+    uint64_t       seq;
+    rld_completion x;
+} xent;
+
 typedef struct pkt {
     struct pkt *next;
+    uint64_t    id;                     /* the request's */
+    bool        multi;                  /* needs FEATURE_MULTI_WAIT: a set's Wait, a Position */
     uint32_t    len;
     uint8_t     data[];
 } pkt;
@@ -85,15 +104,21 @@ typedef struct rldc_async {
     unsigned        forks;              /* rldc_forks when built */
     int             epfd, evfd, tfd, sock;
     bool            out_armed, ev_set;
+    bool            hello_done;         /* the daemon's HelloReply read: FEATURES known */
+    uint32_t        features;
     uint64_t        timer_at;           /* armed, absolute ns; 0 none */
     uint64_t        down_until, next_check;
     pkt            *out_head, *out_tail;
     arec          **chunks;
     uint32_t        nchunks, free_head, done_head, done_tail;
-    rld_completion *xq;                 /* ring: cancellations and positions */
+    xent           *xq;                 /* ring: cancellations and positions */
     size_t          xq_head, xq_n, xq_cap;
+    size_t          xq_held;            /* room held in it for the positions owed */
+    uint64_t        seq;                /* completions made ready so far: xq and the done list
+                                           are each in this order, collect merges them */
     heap            dues;
-    uint32_t        at_daemon, queued;  /* waits and charges at the daemon (zombies too) */
+    uint32_t        at_daemon;          /* waits at the daemon, cancelled ones too */
+    uint32_t        queued;             /* their charges, cancelled ones not */
 } rldc_async;
 
 static arec *rec_at(rldc_async *a, uint32_t i)
@@ -150,6 +175,8 @@ static arec *rec_alloc(rldc_async *a, uint32_t *idx)
     if (r->gen == 0)
         r->gen = 1;
     r->n = 0;
+    r->cancelled = false;
+    r->pos_owed = 0;
     r->ch = NULL;
     r->map = NULL;
     r->deadline_ns = 0;
@@ -168,24 +195,91 @@ static void rec_free(rldc_async *a, arec *r, uint32_t i)
     a->free_head = i + 1;
 }
 
-/* Leaving or entering the daemon's queue: the counts that bound what we send. */
+/* Leaving or entering the daemon's queue: the counts that bound what we send. A cancelled
+ * wait (R_ZOMBIE) still waits for the daemon's answer, but holds no place there for a later
+ * Wait: its Cancel goes first on the connection. */
 static void set_state(rldc_async *a, arec *r, int state)
 {
     bool was = r->state == R_DAEMON || r->state == R_ZOMBIE;
     bool is = state == R_DAEMON || state == R_ZOMBIE;
-    if (was && !is) {
+    if (was && !is)
         a->at_daemon--;
-        a->queued -= r->n;
-    } else if (!was && is) {
+    else if (!was && is)
         a->at_daemon++;
+    if (r->state == R_DAEMON && state != R_DAEMON)
+        a->queued -= r->n;
+    else if (r->state != R_DAEMON && state == R_DAEMON)
         a->queued += r->n;
-    }
     r->state = (uint8_t)state;
+}
+
+/* Room in the ring for K completions beyond those it holds and the room held: 0, -ENOMEM. */
+static int xq_room(rldc_async *a, size_t k)
+{
+    size_t need = a->xq_n + a->xq_held + k;
+    if (need <= a->xq_cap)
+        return 0;
+    size_t cap = a->xq_cap ? a->xq_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    xent *q = malloc(cap * sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    for (size_t j = 0; j < a->xq_n; j++)
+        q[j] = a->xq[(a->xq_head + j) % a->xq_cap];
+    free(a->xq);
+    a->xq = q;
+    a->xq_cap = cap;
+    a->xq_head = 0;
+    return 0;
+}
+
+/* Queue X, ready now, in room made by xq_room. */
+static void xq_put(rldc_async *a, const rld_completion *x)
+{
+    a->xq[(a->xq_head + a->xq_n++) % a->xq_cap] = (xent){ a->seq++, *x };
+}
+
+static int xq_push(rldc_async *a, const rld_completion *x)
+{
+    if (xq_room(a, 1) < 0)
+        return -ENOMEM;
+    xq_put(a, x);
+    return 0;
+}
+
+/* A degraded wait's position: nobody ahead that we know of; due when its reservation is. */
+static void pos_local(rld_completion *x, const arec *r)
+{
+    uint64_t now = rldi_mono_ns();
+    x->res.retry_after_ns = r->due.key > now ? r->due.key - now : 0;
+    x->res.flags = RLD_F_DEGRADED;
+}
+
+/*
+ * Every POSITION completion promised for R is handed over, before its DONE completion, in
+ * room held since rld_wait_position: the daemon's answer when it comes while R is queued
+ * there, else at the moment R leaves the daemon's queue: CODE (-ECANCELED, -ENOENT: decided)
+ * or, for a wait that goes on degraded (R_LOCAL), its local position.
+ */
+static void pos_settle(rldc_async *a, arec *r, uint32_t i, int code)
+{
+    for (; r->pos_owed; r->pos_owed--) {
+        rld_completion x = { ticket_of(a, r, i), code, RLD_COMPLETION_POSITION, { 0 } };
+        if (r->state == R_LOCAL) {
+            x.code = 0;
+            pos_local(&x, r);
+        }
+        a->xq_held--;
+        xq_put(a, &x);
+    }
 }
 
 static void done_push(rldc_async *a, arec *r, uint32_t i, int code, const rld_result *res)
 {
+    pos_settle(a, r, i, -ENOENT);       /* decided before the daemon said where it stood */
     set_state(a, r, R_DONE);
+    r->seq = a->seq++;
     r->done.ticket = ticket_of(a, r, i);
     r->done.code = code;
     r->done.kind = RLD_COMPLETION_DONE;
@@ -199,24 +293,6 @@ static void done_push(rldc_async *a, arec *r, uint32_t i, int code, const rld_re
     else
         a->done_head = i + 1;
     a->done_tail = i + 1;
-}
-
-static int xq_push(rldc_async *a, const rld_completion *x)
-{
-    if (a->xq_n == a->xq_cap) {
-        size_t cap = a->xq_cap ? a->xq_cap * 2 : 64;
-        rld_completion *q = malloc(cap * sizeof(*q));
-        if (!q)
-            return -ENOMEM;
-        for (size_t j = 0; j < a->xq_n; j++)
-            q[j] = a->xq[(a->xq_head + j) % a->xq_cap];
-        free(a->xq);
-        a->xq = q;
-        a->xq_cap = cap;
-        a->xq_head = 0;
-    }
-    a->xq[(a->xq_head + a->xq_n++) % a->xq_cap] = *x;
-    return 0;
 }
 
 /* ---- descriptors ------------------------------------------------------------------------ */
@@ -327,26 +403,38 @@ static void recs_clear(rldc_async *a)
     memset(&a->dues, 0, sizeof(a->dues));
     free(a->xq);
     a->xq = NULL;
-    a->xq_head = a->xq_n = a->xq_cap = 0;
+    a->xq_head = a->xq_n = a->xq_cap = a->xq_held = 0;
     a->at_daemon = a->queued = 0;
 }
 
-/* In a forked child: drop this process's copies of the parent's descriptors and waits. */
-static int after_fork(rldc_async *a)
+/* Close this process's copies of the connection, event and timer descriptors (close(2) only:
+ * also the fork's child handler's work). The epoll descriptor keeps its number. */
+static void forget_fds(rldc_async *a)
 {
     if (a->sock >= 0)
         close(a->sock);
-    a->sock = -1;
     if (a->evfd >= 0)
         close(a->evfd);
     if (a->tfd >= 0)
         close(a->tfd);
-    a->evfd = a->tfd = -1;
+    a->sock = a->evfd = a->tfd = -1;
+}
+
+/* In a forked child: forget the parent's waits and make descriptors of the child's own (the
+ * fork's child handler closed its copies of the parent's, rldc_async_forget). The engine
+ * counts as this process's only once that worked: after a failure (no descriptor left) the
+ * epoll descriptor is still the parent's instance and there is no event or timer
+ * descriptor, so nothing may use it, and the next call tries again. */
+static int after_fork(rldc_async *a)
+{
+    forget_fds(a);
     out_clear(a);
     recs_clear(a);
     a->down_until = a->next_check = 0;
-    a->forks = __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE);
-    return build_fds(a);
+    int err = build_fds(a);
+    if (err == 0)
+        a->forks = __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE);
+    return err;
 }
 
 /* ---- the connection ---------------------------------------------------------------------- */
@@ -363,6 +451,9 @@ static int send_req(rldc_async *a, Rld__V1__Request *req)
     if (!p)
         return -ENOMEM;
     p->next = NULL;
+    p->id = req->id;
+    p->multi = (req->body_case == RLD__V1__REQUEST__BODY_WAIT && req->wait->n_charges > 0) ||
+               req->body_case == RLD__V1__REQUEST__BODY_POSITION;
     p->len = (uint32_t)rld__v1__request__pack(req, p->data);
     if (a->out_tail)
         a->out_tail->next = p;
@@ -398,6 +489,8 @@ static int flush(rldc_async *a)
 {
     while (a->out_head) {
         pkt *p = a->out_head;
+        if (p->multi && !a->hello_done)
+            break;                      /* until the daemon says it knows sets (on_hello) */
         ssize_t w = send(a->sock, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
@@ -441,6 +534,8 @@ static int conn_up(rld_client *c, rldc_async *a)
     }
     a->sock = fd;
     a->out_armed = false;
+    a->hello_done = false;
+    a->features = 0;
     if (epoll_set(a, EPOLL_CTL_ADD, fd, EPOLLIN) < 0) {
         close(fd);
         a->sock = -1;
@@ -475,12 +570,56 @@ static void degrade(rld_client *c, rldc_async *a, arec *r, uint32_t i)
     if ((rc == 0 && wait_ns) || r->retry) {
         set_state(a, r, R_LOCAL);
         r->done.res = res;
-        if (heap_set(&a->dues, &r->due, now + wait_ns) == 0)
+        if (heap_set(&a->dues, &r->due, now + wait_ns) == 0) {
+            pos_settle(a, r, i, 0);
             return;
+        }
         /* no room to remember it: hand it over now, the caller learns the wait */
         res.retry_after_ns = wait_ns;
     }
     done_push(a, r, i, rc, &res);
+}
+
+/*
+ * The daemon's HelloReply: its features are known. Requests that need FEATURE_MULTI_WAIT
+ * waited in the out queue until now (flush). A daemon without it would read a set's Wait as
+ * its first fields alone (-EINVAL) and not know Position: there, sets degrade as blocking
+ * ones do, and positions are answered -EOPNOTSUPP. The rest goes out in order.
+ */
+static void on_hello(rld_client *c, rldc_async *a, const Rld__V1__Reply *rep)
+{
+    a->hello_done = true;
+    a->features = rep->body_case == RLD__V1__REPLY__BODY_HELLO ? rep->hello->features : 0;
+    if (a->features & RLD__V1__FEATURE__FEATURE_MULTI_WAIT)
+        return;
+    pkt **pp = &a->out_head, *last = NULL;
+    while (*pp) {
+        pkt *p = *pp;
+        if (!p->multi) {
+            last = p;
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        uint32_t i;
+        arec *r = rec_find(a, p->id & ~ID_POSITION, &i);
+        if (r && (p->id & ID_POSITION))
+            pos_settle(a, r, i, -EOPNOTSUPP);
+        else if (r && r->state == R_DAEMON)
+            degrade(c, a, r, i);
+        else if (r && r->state == R_ZOMBIE) {   /* cancelled before it went out */
+            set_state(a, r, R_FREE);
+            rec_free(a, r, i);
+        }
+        free(p);
+    }
+    a->out_tail = last;
+}
+
+/* A set can be sent (or degrades at once): one charge, or a daemon known to take sets. */
+static bool sets_ok(const rldc_async *a, size_t m)
+{
+    return m <= 1 || !a->hello_done || (a->features & RLD__V1__FEATURE__FEATURE_MULTI_WAIT);
 }
 
 static void on_reply(rld_client *c, rldc_async *a, Rld__V1__Reply *rep)
@@ -489,21 +628,32 @@ static void on_reply(rld_client *c, rldc_async *a, Rld__V1__Reply *rep)
     uint32_t i;
     arec *r;
     if (id == ID_HELLO || id == 0) {
-        if (rep->code != 0)
+        if (rep->code != 0) {
             conn_fail(c, a);            /* refused (version, ...), or a protocol error */
+        } else if (id == ID_HELLO && !a->hello_done) {
+            on_hello(c, a, rep);
+            if (flush(a) < 0)
+                conn_fail(c, a);
+        }
         return;
     }
     if (id & ID_CANCEL)
         return;                         /* the Wait's own reply says what happened */
     if (id & ID_POSITION) {
+        /* answered already when the wait left the queue first (then this is -ENOENT) */
         r = rec_find(a, id & ~ID_POSITION, &i);
-        if (r && r->state == R_DAEMON && rep->code == 0 &&
-            rep->body_case == RLD__V1__REPLY__BODY_POSITION) {
-            rld_completion x = { ticket_of(a, r, i), 0, RLD_COMPLETION_POSITION, { 0 } };
+        if (!r || r->state != R_DAEMON || !r->pos_owed)
+            return;
+        rld_completion x = { ticket_of(a, r, i), rep->code, RLD_COMPLETION_POSITION, { 0 } };
+        if (rep->code == 0 && rep->body_case == RLD__V1__REPLY__BODY_POSITION) {
             x.res.queue_position = rep->position->queue_position;
             x.res.retry_after_ns = rep->position->expected_wait_ns;
-            xq_push(a, &x);
+        } else if (rep->code == 0) {
+            x.code = -EPROTO;
         }
+        r->pos_owed--;
+        a->xq_held--;
+        xq_put(a, &x);
         return;
     }
     if (!(r = rec_find(a, id, &i)))
@@ -624,6 +774,12 @@ static rldc_async *engine(rld_client *c, int *err)
     return a;
 }
 
+void rldc_async_forget(rld_client *c)
+{
+    if (c->async)
+        forget_fds(c->async);
+}
+
 void rldc_async_lock(rld_client *c)
 {
     if (c->async)
@@ -636,18 +792,52 @@ void rldc_async_unlock(rld_client *c)
         pthread_mutex_unlock(&c->async->lock);
 }
 
+/*
+ * rld_close: take no more from the daemon, and give back every grant it delivered. Reading
+ * is shut down first: from then on the daemon's sends fail, and it gives back the grants
+ * they carried (a reply's undo); what it had delivered before is still queued here, read
+ * now, and each grant in it given back. Nothing degrades (no reservation is made here).
+ */
+static void close_drain(rld_client *c, rldc_async *a)
+{
+    uint8_t buf[RLDI_MAX_MESSAGE + 1];
+    shutdown(a->sock, SHUT_RD);
+    for (;;) {
+        ssize_t n = recv(a->sock, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (size_t)n > RLDI_MAX_MESSAGE)
+            return;                     /* all read (0 once shut down), or broken */
+        Rld__V1__Reply *rep = rld__v1__reply__unpack(NULL, (size_t)n, buf);
+        if (!rep)
+            return;
+        uint32_t i;
+        arec *r;
+        if (rep->code == 0 && !(rep->id & (ID_CANCEL | ID_POSITION | ID_HELLO)) &&
+            (r = rec_find(a, rep->id, &i)) && (r->state == R_DAEMON || r->state == R_ZOMBIE)) {
+            rldc_refund_all(c, r->ch, r->n);
+            set_state(a, r, R_FREE);
+            rec_free(a, r, i);
+        }
+        rld__v1__reply__free_unpacked(rep, NULL);
+    }
+}
+
 void rldc_async_free(rld_client *c)
 {
     rldc_async *a = c->async;
     if (!a)
         return;
     if (a->forks == __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE)) {
-        /* grants that arrived, and reservations, that nobody will collect: given back */
-        read_all(c, a);
+        /* grants that arrived, and reservations, that nobody will collect: given back (a
+         * degraded wait on a window that tries again later holds nothing) */
+        if (a->sock >= 0)
+            close_drain(c, a);
         for (uint32_t k = 0; k < a->nchunks; k++)
             for (uint32_t j = 0; j < CHUNK; j++) {
                 arec *r = &a->chunks[k][j];
-                if ((r->state == R_DONE && r->done.code == 0) || r->state == R_LOCAL)
+                if ((r->state == R_DONE && r->done.code == 0) ||
+                    (r->state == R_LOCAL && !r->retry))
                     rldc_refund_all(c, r->ch, r->n);
             }
     }
@@ -680,7 +870,9 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     /* the fast path first, outside the lock (it counts, and counting may take the registry) */
     rld_result res;
     int rc = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &res);
-    bool now_done = rc != -EAGAIN;
+    if (rc != 0 && rc != -EAGAIN)
+        return rc;                      /* a charge that can never be served: no ticket */
+    bool now_done = rc == 0;
     if (rc == -EAGAIN && timeout_ns >= 0 && res.retry_after_ns > (uint64_t)timeout_ns) {
         rc = -ETIMEDOUT;                /* it cannot fit in time: no need to ask */
         now_done = true;
@@ -693,9 +885,7 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         for (size_t j = 0; j < n; j++)
             map[j] = (uint8_t)j;
     } else if ((rc = rldc_wait_charges(c, ch, n, q, &m, map)) < 0) {
-        memset(&res, 0, sizeof(res));
-        now_done = true;
-        m = 0;
+        return rc;                      /* a handle went bad since the fast path */
     } else if (m == 0) {
         rldc_result_open(&res);         /* every charge admits (fail-open) */
         rc = 0;
@@ -735,7 +925,7 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     *ticket = ticket_of(a, r, i);
     if (now_done) {
         done_push(a, r, i, rc, &res);
-    } else if (conn_up(c, a) == 0) {
+    } else if (conn_up(c, a) == 0 && sets_ok(a, m)) {
         Rld__V1__Charge charges[RLDC_WAIT_MAX_CHARGES], *ptrs[RLDC_WAIT_MAX_CHARGES];
         Rld__V1__Wait w;
         rldc_wait_request(&w, charges, ptrs, q, m, timeout_ns, opts->priority);
@@ -780,15 +970,17 @@ int rld_wait_collect(rld_client *c, rld_completion *out, size_t max)
     if (!a)
         return err;
     pump(c, a);
+    /* oldest first: the two queues merged by the order they were made ready in */
     size_t k = 0;
-    while (k < max && a->xq_n) {
-        out[k++] = a->xq[a->xq_head];
-        a->xq_head = (a->xq_head + 1) % a->xq_cap;
-        a->xq_n--;
-    }
-    while (k < max && a->done_head) {
+    while (k < max && (a->xq_n || a->done_head)) {
         uint32_t i = a->done_head - 1;
-        arec *r = rec_at(a, i);
+        arec *r = a->done_head ? rec_at(a, i) : NULL;
+        if (a->xq_n && (!r || a->xq[a->xq_head].seq < r->seq)) {
+            out[k++] = a->xq[a->xq_head].x;
+            a->xq_head = (a->xq_head + 1) % a->xq_cap;
+            a->xq_n--;
+            continue;
+        }
         a->done_head = r->next;
         if (!a->done_head)
             a->done_tail = 0;
@@ -814,26 +1006,31 @@ int rld_wait_cancel(rld_client *c, uint64_t ticket)
     uint32_t i;
     arec *r = rec_find(a, ticket, &i);
     int rc = 0;
-    if (!r || r->state == R_ZOMBIE) {
+    /* One rule: a ticket whose DONE completion is not collected, and that was not cancelled
+     * before, is cancelled: that completion says -ECANCELED (res all 0) whatever the wait's
+     * outcome was, and nothing stays taken. Any other ticket: -ENOENT. */
+    if (!r || r->state == R_ZOMBIE || r->cancelled) {
         rc = -ENOENT;
     } else if (r->state == R_DONE) {
-        /* decided but not collected: it says cancelled, and what it took goes back */
+        /* decided, not collected: cancelled where it stands, what it took goes back */
         if (r->done.code == 0)
             rldc_refund_all(c, r->ch, r->n);
         r->done.code = -ECANCELED;
-        r->done.res.retry_after_ns = 0;
+        memset(&r->done.res, 0, sizeof(r->done.res));
+        r->cancelled = true;
     } else if (r->state == R_LOCAL) {
         heap_remove(&a->dues, &r->due);
         if (!r->retry)                  /* a retry holds nothing yet */
             rldc_refund_all(c, r->ch, r->n);
-        rld_result res = r->done.res;
-        res.retry_after_ns = 0;
-        done_push(a, r, i, -ECANCELED, &res);
+        done_push(a, r, i, -ECANCELED, NULL);
+        r->cancelled = true;
     } else {                            /* R_DAEMON */
         rld_completion x = { ticket, -ECANCELED, RLD_COMPLETION_DONE, { 0 } };
-        if (xq_push(a, &x) < 0) {
+        if (xq_room(a, 1) < 0) {
             rc = -ENOMEM;
         } else {
+            pos_settle(a, r, i, -ECANCELED);
+            xq_put(a, &x);
             /* its place is given up at the daemon; a grant that crossed the Cancel comes
              * back to a zombie, which refunds it */
             set_state(a, r, R_ZOMBIE);
@@ -869,21 +1066,26 @@ int rld_wait_position(rld_client *c, uint64_t ticket)
     if (!r || (r->state != R_DAEMON && r->state != R_LOCAL)) {
         rc = -ENOENT;
     } else if (r->state == R_LOCAL) {
-        /* degraded: nobody ahead that we know of; due when its reservation is */
         rld_completion x = { ticket, 0, RLD_COMPLETION_POSITION, { 0 } };
-        uint64_t now = rldi_mono_ns();
-        x.res.retry_after_ns = r->due.key > now ? r->due.key - now : 0;
-        x.res.flags = RLD_F_DEGRADED;
+        pos_local(&x, r);
         rc = xq_push(a, &x);
-    } else {
+    } else if (!sets_ok(a, 2)) {
+        rld_completion x = { ticket, -EOPNOTSUPP, RLD_COMPLETION_POSITION, { 0 } };
+        rc = xq_push(a, &x);            /* a daemon of before positions */
+    } else if ((rc = xq_room(a, 1)) == 0) {
+        /* the answer is promised: room for it is held until it is handed over */
         Rld__V1__Position p = RLD__V1__POSITION__INIT;
         p.wait_id = ticket;
         Rld__V1__Request req = RLD__V1__REQUEST__INIT;
         req.id = ticket | ID_POSITION;
         req.body_case = RLD__V1__REQUEST__BODY_POSITION;
         req.position = &p;
-        if ((rc = send_req(a, &req)) == 0 && flush(a) < 0)
-            conn_fail(c, a);
+        if ((rc = send_req(a, &req)) == 0) {
+            a->xq_held++;
+            r->pos_owed++;
+            if (flush(a) < 0)
+                conn_fail(c, a);        /* the wait degrades: answered locally */
+        }
     }
     sync_ev(a);
     pthread_mutex_unlock(&a->lock);

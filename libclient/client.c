@@ -303,6 +303,42 @@ int rld_peek(rld_client *c, rld_limit lim, rld_result *res)
     return r;
 }
 
+/*
+ * A limit named more than once in CH whose summed cost exceeds its burst: the set can never
+ * fit (each take alone may). The index of that limit's first charge, or -1. Called on the
+ * denial path only, so that rld_try_multi, the waits and their degraded reservations all
+ * say -E2BIG for it, as the daemon does.
+ */
+static int set_too_big(rld_client *c, const rld_charge *ch, size_t n, rldi_u128 now)
+{
+    rld_limit lim[RLD_MULTI_MAX];
+    bool real[RLD_MULTI_MAX];
+    for (size_t i = 0; i < n; i++) {
+        lim[i] = ch[i].limit;
+        real[i] = pending(c, &lim[i]) == 0;     /* admitting handles take nothing */
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        size_t j;
+        for (j = 0; j < i && !(real[j] && lim[j].slot == lim[i].slot && lim[j].gen == lim[i].gen); j++)
+            ;
+        if (!real[i] || j < i)
+            continue;                   /* admits, or counted with its first charge */
+        uint64_t sum = ch[i].cost;
+        bool twice = false;
+        for (j = i + 1; j < n; j++)
+            if (real[j] && lim[j].slot == lim[i].slot && lim[j].gen == lim[i].gen) {
+                twice = true;
+                if (__builtin_add_overflow(sum, ch[j].cost, &sum))
+                    sum = UINT64_MAX;
+            }
+        rldi_verdict vd;
+        if (twice && rldi_bucket_peek(&c->seg, handle(lim[i]), now, &vd) == 0 &&
+            !(vd.flags & RLDI_V_UNLIMITED) && sum > vd.limit)
+            return (int)i;
+    }
+    return -1;
+}
+
 int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res)
 {
     return rldc_try_multi(c, ch, n, 0, res);
@@ -347,6 +383,14 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
             res->index = (uint32_t)failed;
         }
         return r;
+    }
+    int big = n > 1 ? set_too_big(c, ch, n, now) : -1;
+    if (big >= 0) {
+        if (res) {
+            memset(res, 0, sizeof(*res));
+            res->index = (uint32_t)big;
+        }
+        return -E2BIG;
     }
     /* Report the longest wait among the denying charge and those after it. */
     best = one;

@@ -18,7 +18,7 @@
 
 #define RLDC_POOL 16                    /* idle daemon connections kept for waits */
 
-struct rldi_conn;
+struct rldc_conn;
 struct rldc_async;
 struct rldc_name;
 
@@ -39,10 +39,11 @@ struct rld_client {
     rldi_paths paths;
     uint64_t   serial;     /* unique per rld_open in this process: tells reused addresses apart */
     unsigned   flags;      /* RLD_OPEN_* */
-    /* waits: connections to the daemon, one per waiting thread, reused */
+    /* waits: connections to the daemon, one per waiting thread, reused (wait.c) */
     pthread_mutex_t   pool_lock;
-    struct rldi_conn *pool[RLDC_POOL];
+    struct rldc_conn *pool[RLDC_POOL];  /* idle */
     int               npool;
+    struct rldc_conn *lent;             /* lent to waiting threads */
     unsigned          pool_forks;         /* rldc_forks when the pool was filled */
     uint64_t          daemon_down_until;  /* ns: skip connecting until then */
     /* non-blocking waits (async.c), created on first use; the pointer is set once */
@@ -63,6 +64,12 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
                    rld_result *res);
 /* wait.c: close the pooled daemon connections. */
 void rldc_pool_close(rld_client *c);
+/* In a fork's child handler (pool_lock held; close(2) only, async-signal-safe): close the
+ * child's copies of every daemon connection of C, idle or lent, and of the non-blocking
+ * waits' connection, event and timer descriptors (async.c; not the epoll instance, whose
+ * number the child keeps). */
+void rldc_pool_forget(rld_client *c);
+void rldc_async_forget(rld_client *c);
 
 /*
  * fork safety: rldc_forks counts the fork()s this process came out of (a pthread_atfork
@@ -87,7 +94,8 @@ int rldc_find_pending(rld_client *c, const char *name, rld_limit *out);
 /*
  * What handle LIM stands for: 0 with *OUT the real handle (LIM itself when it is not
  * pending); 1 when it admits (pending and unresolved: RLD_F_DEGRADED); -ENOENT (a pending
- * name that is known to be missing, without RLD_OPEN_MISSING_ADMIT), -EINVAL.
+ * name that is known to be missing, without RLD_OPEN_MISSING_ADMIT), -EINVAL. A pending
+ * handle whose limit was deleted is looked up again at once, by any call that resolves it.
  */
 int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out);
 /* A pending handle's real limit was deleted: look it up again. */

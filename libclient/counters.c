@@ -164,8 +164,20 @@ static void fork_release(void)
     pthread_mutex_unlock(&reg_lock);
 }
 
+/*
+ * In the child, before anything else runs: its copies of the parent's daemon connections
+ * are closed at once (close(2) only: async-signal-safe), every client's, idle or lent to a
+ * thread of the parent's: a copy left open would keep the parent's connection alive at the
+ * daemon after the parent closed it, its waits queued and later granted to nobody. The rest
+ * (freeing, a new epoll instance) is done by each client's first slow path in the child.
+ */
 static void fork_child(void)
 {
+    for (size_t i = 0; i < reg_n; i++) {
+        rld_client *c = (rld_client *)reg[i];
+        rldc_pool_forget(c);
+        rldc_async_forget(c);
+    }
     /* This thread's unpublished counts are the parent's: it publishes them, not us. */
     rldc_tls.admitted = rldc_tls.denied = 0;
     rldc_tls.calls = 0;

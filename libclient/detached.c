@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "bucket.h"
 #include "client.h"
 #include "clock.h"
 #include "codes.h"
@@ -115,6 +116,13 @@ int rldc_find_pending(rld_client *c, const char *name, rld_limit *out)
     return r;
 }
 
+/* The limit behind a resolved handle still exists (its slot's generation is the handle's). */
+static bool live(rld_client *c, rld_limit lim)
+{
+    const rldi_slot *s = rldi_slot_of(&c->seg, (rldi_handle){ lim.slot, lim.gen });
+    return s && rldi_load_relaxed(&s->gen) == lim.gen;
+}
+
 int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out)
 {
     if (!(lim.slot & RLDC_PENDING_BIT)) {
@@ -129,7 +137,9 @@ int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out)
     if (v) {
         out->slot = (uint32_t)v;
         out->gen = (uint32_t)(v >> 32);
-        return 0;
+        if (live(c, *out))
+            return 0;
+        rldc_unresolve(c, lim);         /* deleted: looked up again now, whatever the call */
     }
     rldc_maybe_attach(c);
     if (!rldc_attached(c))

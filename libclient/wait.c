@@ -6,12 +6,15 @@
  *
  * Each waiting thread borrows one connection from the client's pool for the whole wait, so
  * waits of different threads never serialise behind each other; connections are reused,
- * but never across fork(): a pool filled by another process image is dropped unused.
+ * but never across fork(): a forked child closes its copies of all of them at once, in the
+ * fork's child handler, lent ones included, and forgets them at its first wait.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bucket.h"
 #include "client.h"
@@ -22,76 +25,138 @@
 #define DOWN_BACKOFF_NS    1000000000ull   /* after a failed connect, degrade without retrying */
 #define POLL_SLICE_MS      1000            /* how often a queued wait checks the daemon's pulse */
 
-/* Drop pooled connections inherited through fork() (under pool_lock): close this process's
- * copies of their descriptors, send nothing on them. The parent keeps its own. */
+/*
+ * A daemon connection of the pool: idle in c->pool[], or lent to one waiting thread and then
+ * on c->lent. Its descriptor is made and closed under pool_lock, which the fork handlers
+ * hold, and it is on one of the two from its making to its closing: so a fork's child finds
+ * every descriptor of the pool, lent or not, and closes its copies at once
+ * (rldc_pool_forget), before the daemon could take them for the parent's.
+ */
+typedef struct rldc_conn {
+    rldi_conn         k;
+    struct rldc_conn *prev, *next;      /* on c->lent while lent */
+} rldc_conn;
+
+static void lend(rld_client *c, rldc_conn *k)
+{
+    k->prev = NULL;
+    k->next = c->lent;
+    if (c->lent)
+        c->lent->prev = k;
+    c->lent = k;
+}
+
+static void unlend(rld_client *c, rldc_conn *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else if (c->lent == k)
+        c->lent = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+}
+
+static void forget(rldi_conn *k)
+{
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+}
+
+void rldc_pool_forget(rld_client *c)
+{
+    for (int i = 0; i < c->npool; i++)
+        forget(&c->pool[i]->k);
+    for (rldc_conn *k = c->lent; k; k = k->next)
+        forget(&k->k);
+}
+
+/* In a forked child (under pool_lock): free what the pool held in the parent. Their
+ * descriptors were closed by the fork's child handler; the threads that had borrowed some
+ * do not exist here. */
 static void pool_after_fork(rld_client *c)
 {
     unsigned forks = __atomic_load_n(&rldc_forks, __ATOMIC_ACQUIRE);
     if (c->pool_forks == forks)
         return;
-    for (int i = 0; i < c->npool; i++) {
-        rldi_conn_close(c->pool[i]);
+    for (int i = 0; i < c->npool; i++)
         free(c->pool[i]);
-    }
     c->npool = 0;
+    while (c->lent) {
+        rldc_conn *k = c->lent;
+        c->lent = k->next;
+        free(k);
+    }
     c->daemon_down_until = 0;
     c->pool_forks = forks;
 }
 
 /* A connection for one wait, and the fork generation it belongs to. */
-static rldi_conn *pool_get(rld_client *c, unsigned *forks)
+static rldc_conn *pool_get(rld_client *c, unsigned *forks)
 {
     pthread_mutex_lock(&c->pool_lock);
     pool_after_fork(c);
     *forks = c->pool_forks;
-    rldi_conn *k = c->npool ? c->pool[--c->npool] : NULL;
-    uint64_t down = c->daemon_down_until;
-    pthread_mutex_unlock(&c->pool_lock);
-    if (k)
-        return k;
-    if (down && rldi_mono_ns() < down)
-        return NULL;
-    if (!c->paths.socket_path[0])
-        return NULL;
-    k = malloc(sizeof(*k));
-    if (!k)
-        return NULL;
-    if (rldi_conn_open(c->paths.socket_path, "librld", CONNECT_TIMEOUT_MS, k, NULL, 0) < 0) {
-        free(k);
-        pthread_mutex_lock(&c->pool_lock);
-        c->daemon_down_until = rldi_mono_ns() + DOWN_BACKOFF_NS;
-        pthread_mutex_unlock(&c->pool_lock);
-        return NULL;
+    rldc_conn *k = c->npool ? c->pool[--c->npool] : NULL;
+    bool fresh = false;
+    if (!k && (!c->daemon_down_until || rldi_mono_ns() >= c->daemon_down_until) &&
+        c->paths.socket_path[0] && (k = calloc(1, sizeof(*k)))) {
+        if ((k->k.fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) < 0) {
+            free(k);
+            k = NULL;
+        }
+        fresh = k != NULL;
     }
-    return k;
+    if (k)
+        lend(c, k);
+    pthread_mutex_unlock(&c->pool_lock);
+    if (!fresh)
+        return k;
+    /* connect and Hello outside the lock; K keeps the descriptor meanwhile */
+    rldi_conn made;
+    int r = rldi_conn_open_fd(k->k.fd, c->paths.socket_path, "librld", CONNECT_TIMEOUT_MS,
+                              &made, NULL, 0);
+    pthread_mutex_lock(&c->pool_lock);
+    if (r == 0) {
+        made.fd = k->k.fd;              /* the same, or -1 if a fork's handler closed it */
+        k->k = made;
+    } else {
+        unlend(c, k);
+        forget(&k->k);
+        c->daemon_down_until = rldi_mono_ns() + DOWN_BACKOFF_NS;
+    }
+    pthread_mutex_unlock(&c->pool_lock);
+    if (r == 0)
+        return k;
+    free(k);
+    return NULL;
 }
 
-static void pool_put(rld_client *c, rldi_conn *k, unsigned forks)
+/* Back to the pool (or closed) after a wait; DROP: closed, the daemon failed us (waits
+ * degrade without trying it for a while). */
+static void pool_put(rld_client *c, rldc_conn *k, unsigned forks, bool drop)
 {
     pthread_mutex_lock(&c->pool_lock);
+    unlend(c, k);
     pool_after_fork(c);
-    c->daemon_down_until = 0;
-    if (c->npool < RLDC_POOL && forks == c->pool_forks) {
+    c->daemon_down_until = drop ? rldi_mono_ns() + DOWN_BACKOFF_NS : 0;
+    if (!drop && c->npool < RLDC_POOL && forks == c->pool_forks) {
         c->pool[c->npool++] = k;
         k = NULL;
+    } else {
+        forget(&k->k);
     }
     pthread_mutex_unlock(&c->pool_lock);
-    if (k) {
-        rldi_conn_close(k);
-        free(k);
-    }
-}
-
-static void conn_drop(rldi_conn *k)
-{
-    rldi_conn_close(k);
     free(k);
 }
 
 void rldc_pool_close(rld_client *c)
 {
-    for (int i = 0; i < c->npool; i++)
-        conn_drop(c->pool[i]);
+    for (int i = 0; i < c->npool; i++) {
+        forget(&c->pool[i]->k);
+        free(c->pool[i]);
+    }
     c->npool = 0;
 }
 
@@ -219,14 +284,15 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
 
 /* ---- the blocking wait -------------------------------------------------------------------- */
 
-/* Ask the daemon. Returns the wait's outcome, or 1 when the daemon failed us (degrade). */
+/* Ask the daemon. Returns the wait's outcome, 1 when the daemon failed us (degrade), or 2
+ * when it does not take sets (degrade this wait; the connection is fine). */
 static int ask_daemon(rld_client *c, rldi_conn *k, const rld_charge *ch, size_t n,
                       const uint8_t *map, int64_t timeout_ns, int priority, rld_result *res)
 {
     Rld__V1__Charge charges[RLDC_WAIT_MAX_CHARGES], *ptrs[RLDC_WAIT_MAX_CHARGES];
     Rld__V1__Wait w;
     if (n > 1 && !(k->features & RLD__V1__FEATURE__FEATURE_MULTI_WAIT))
-        return 1;                       /* an older daemon: no sets */
+        return 2;                       /* an older daemon: no sets */
     rldc_wait_request(&w, charges, ptrs, ch, n, timeout_ns, priority);
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_WAIT;
@@ -295,17 +361,12 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         return 0;
     }
     unsigned forks;
-    rldi_conn *k = pool_get(c, &forks);
+    rldc_conn *k = pool_get(c, &forks);
     if (k) {
-        r = ask_daemon(c, k, q, m, map, timeout_ns, opts->priority, res);
-        if (r != 1) {
-            pool_put(c, k, forks);
+        r = ask_daemon(c, &k->k, q, m, map, timeout_ns, opts->priority, res);
+        pool_put(c, k, forks, r == 1);
+        if (r != 1 && r != 2)
             return r;
-        }
-        conn_drop(k);
-        pthread_mutex_lock(&c->pool_lock);
-        c->daemon_down_until = rldi_mono_ns() + DOWN_BACKOFF_NS;
-        pthread_mutex_unlock(&c->pool_lock);
     }
     /* Degraded: no daemon to queue at. Reserve and sleep, within what is left of the timeout. */
     uint64_t deadline = timeout_ns >= 0 ? start + (uint64_t)timeout_ns : 0;
@@ -322,9 +383,7 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
     }
-    if (res && r < 0 && r != -ETIMEDOUT)
-        res->index = res->index < m ? map[res->index] : 0;
-    else if (res)
+    if (res)                    /* the reservation's index is into Q: the caller's is MAP's */
         res->index = res->index < m ? map[res->index] : 0;
     return r;
 }

@@ -18,6 +18,7 @@
 #include "layout.h"
 #include "rld.h"
 #include "segment.h"
+#include "wire.h"
 
 /* The instance t_cleanup removes. A copy: the test's t_daemon usually lives in main's frame,
  * which is gone by the time exit handlers run. Kept in step by t_daemon_start/stop. */
@@ -166,6 +167,26 @@ int t_daemon_start(t_daemon *d, const char *extra)
     }
     fprintf(stderr, "rld did not become ready in 10 s\n");
     return -1;
+}
+
+void t_daemon_stats(const t_daemon *d, t_stats *out)
+{
+    char sock[400];
+    snprintf(sock, sizeof(sock), "%s/%s.sock", d->dir, d->instance);
+    rldi_conn k;
+    T_CODE(rldi_conn_open(sock, "test", 2000, &k, NULL, 0), 0);
+    Rld__V1__Stats st = RLD__V1__STATS__INIT;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_STATS;
+    req.stats = &st;
+    Rld__V1__Reply *rep;
+    T_CODE(rldi_conn_call(&k, &req, 2000, &rep), 0);
+    T_CHECK(rep->code == 0 && rep->body_case == RLD__V1__REPLY__BODY_STATS, "Stats: %d", rep->code);
+    out->requests = rep->stats->requests;
+    out->connections = rep->stats->connections;
+    out->waiters = rep->stats->waiters;
+    rld__v1__reply__free_unpacked(rep, NULL);
+    rldi_conn_close(&k);
 }
 
 void t_keeper_stop(t_daemon *d)

@@ -74,6 +74,15 @@ void t_fake_keeper_stop(pid_t pid);
 /* A fake keeper of D's own instance: an empty segment of 16 slots made by ABI ABI. */
 pid_t t_foreign_keeper(const t_daemon *d, uint16_t abi);
 
+/* The daemon's own counts: a Stats request on a connection of the test's (counted in them:
+ * its Hello and Stats in requests, itself in connections). */
+typedef struct t_stats {
+    uint64_t requests;
+    uint32_t connections;
+    uint32_t waiters;
+} t_stats;
+void t_daemon_stats(const t_daemon *d, t_stats *out);
+
 /* Stop D's segment keeper: the segment goes with its last mapping. */
 void t_keeper_stop(t_daemon *d);
 

@@ -10,10 +10,11 @@
  * NULL when the caller does not want them. An rld_client may be used by many threads at once.
  *
  * fork(): a client opened before fork() may be used in the child (and in the parent) as if
- * each had opened its own: the child never uses a daemon connection of the parent's (it
- * drops its copies without a word on them and connects anew), waits the parent had started
- * do not exist in the child, and counts the parent had not yet published are not counted
- * twice. Nothing needs to be called around fork(); handles stay valid in both.
+ * each had opened its own: the child never uses a daemon connection of the parent's (a fork
+ * handler closes the child's copies of all of them at the fork, those lent to threads of the
+ * parent's too, without a word on them; the child connects anew), waits the parent had
+ * started do not exist in the child, and counts the parent had not yet published are not
+ * counted twice. Nothing needs to be called around fork(); handles stay valid in both.
  */
 #ifndef RLD_H
 #define RLD_H
@@ -77,13 +78,18 @@ typedef struct rld_charge {
  *
  * RLD_OPEN_MISSING_ADMIT: rld_find of a name the instance does not have succeeds with a
  * handle that admits with RLD_F_DEGRADED until a limit of that name exists (looked up at
- * most once a second), then is that limit. Without it (the default), rld_find says -ENOENT.
+ * most once a second), then is that limit; should it be deleted, every call given the
+ * handle looks the name up again and admits until it exists again (a fail-open client's
+ * handle, without this flag, says -ENOENT meanwhile). Without it (the default), rld_find
+ * says -ENOENT.
  */
 #define RLD_OPEN_FAIL_OPEN     0x1u
 #define RLD_OPEN_MISSING_ADMIT 0x2u
 int rld_open(const char *instance, unsigned flags, rld_client **out);
 
-/* Detach. Handles found through C become meaningless. NULL is accepted. */
+/* Detach. Handles found through C become meaningless. NULL is accepted. Non-blocking waits
+ * end without a completion and nothing stays taken for them: grants not collected, even one
+ * the daemon sends during the call, and degraded reservations are given back. */
 void rld_close(rld_client *c);
 
 /* Look up limit NAME. -ENOENT when there is none, -EINVAL for a malformed name. */
@@ -148,18 +154,22 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
  *   int k = rld_wait_collect(c, done, 64);                 // done[i].ticket, .code, .res
  *
  * Every successful rld_wait_start produces exactly one completion of kind RLD_COMPLETION_DONE
- * for its ticket: code 0 (every charge taken), -ETIMEDOUT, -ECANCELED, or an error of
- * rld_wait_multi; res as rld_wait_multi's. That includes waits decided at once (the fast
- * path admitted them, or they could never fit the timeout): their completion is ready
- * before rld_wait_start returns, so callers have one path. Waits of one client are queued
+ * for its ticket: code 0 (every charge taken), -ETIMEDOUT, -ECANCELED, or an error the
+ * daemon gave or that arose while the wait was queued (-ESTALE: a limit deleted meanwhile,
+ * -ENOSPC: the daemon's queue full...); res as rld_wait_multi's. That includes waits decided
+ * at once (the fast path admitted them, or they could never fit the timeout): their
+ * completion is ready before rld_wait_start returns, so callers have one path. A charge
+ * that can never be served is rld_wait_start's own error instead. Waits of one client are queued
  * at the daemon in the order they were started. When the daemon cannot be reached, a wait
  * reserves its tokens in shared memory and completes (RLD_F_DEGRADED) when they are due;
- * the descriptor also wakes for that. Thread-safe: each call locks the client's wait state
+ * the descriptor also wakes for that. So does a set (more than one charge) when the daemon
+ * is too old for sets (no FEATURE_MULTI_WAIT), as rld_wait_multi: a set waits in the client
+ * until the daemon's greeting says which. Thread-safe: each call locks the client's wait state
  * briefly; completions go to whichever thread collects them.
  */
 typedef struct rld_completion {
     uint64_t   ticket;
-    int32_t    code;          /* DONE: the wait's outcome; POSITION: 0                       */
+    int32_t    code;          /* DONE: the wait's outcome; POSITION: 0, or why no figures    */
     uint32_t   kind;          /* RLD_COMPLETION_DONE or RLD_COMPLETION_POSITION              */
     rld_result res;           /* DONE: as rld_wait_multi's; POSITION: queue_position (callers
                                  ahead now) and retry_after_ns (the wait foreseen from now)  */
@@ -169,9 +179,13 @@ typedef struct rld_completion {
 
 /*
  * Start a wait for every charge of CH (as rld_wait_multi; CH is copied). 0 and *TICKET
- * (never 0) on success; then exactly one DONE completion follows. Errors, with no ticket
- * and nothing taken: -EINVAL (arguments), -ENOMEM, -ENOSPC (more than 16,384 charges
- * already queued by this client: collect or cancel first), -EMFILE (no descriptor left).
+ * (never 0) on success; then exactly one DONE completion follows. Errors, with no ticket,
+ * nothing taken and no completion: -EINVAL (arguments, or an invalid handle), -E2BIG (a
+ * cost above its limit's burst, or a limit named twice above it), -ESTALE (a limit deleted),
+ * -ENOENT (a fail-open handle whose name the instance lacks), -ENOMEM, -ENOSPC (this wait's
+ * charges would bring the client's charges queued at the daemon above 16,384; a cancelled
+ * wait stops counting at once), -EMFILE (no descriptor left). rld_try_multi with the same
+ * set names the charge in res.index.
  */
 int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeout_ns,
                    const rld_wait_opts *opts, uint64_t *ticket);
@@ -181,25 +195,35 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
  * readable while a completion may be collected or the client has input to process. */
 int rld_wait_fd(rld_client *c);
 
-/* Process what arrived and copy up to MAX completions into OUT, oldest first. Returns how
- * many (0: none now), or -EINVAL. Call it whenever the descriptor is readable; it also
- * sends requests that could not be sent at once. Collected tickets are forgotten. */
+/* Process what arrived and copy up to MAX completions into OUT, oldest first: in the order
+ * they became ready, of any kind (a wait decided at once or cancelled: at that call; a
+ * daemon's reply or a due degraded wait: when a collect processes it), so DONE completions of
+ * waits the daemon grants come in its grant order. Returns how many (0: none now), or
+ * -EINVAL. Call it whenever the descriptor is readable; it also sends requests that could
+ * not be sent at once. Collected tickets are forgotten. */
 int rld_wait_collect(rld_client *c, rld_completion *out, size_t max);
 
-/* Give up TICKET's place: its DONE completion will say -ECANCELED and nothing is taken (if
- * it had been granted meanwhile, even granted and not yet collected, the tokens are given
- * back). 0, or -ENOENT for a ticket that is not pending (collected, or never issued). */
+/* Give up TICKET's wait. One rule: a ticket whose DONE completion is not collected yet, and
+ * that was not cancelled before, is cancelled (0): that completion then says -ECANCELED with
+ * res all 0, whatever the outcome was (a grant, even one decided and not collected, is given
+ * back; an error is replaced), and nothing stays taken. Any other ticket (collected,
+ * cancelled already, never issued): -ENOENT, nothing changes. */
 int rld_wait_cancel(rld_client *c, uint64_t ticket);
 
-/* Ask where TICKET stands: a POSITION completion for it follows (unless its DONE completion
- * comes first). 0, or -ENOENT when it is not queued any more (done, collected, unknown). */
+/* Ask where TICKET stands. 0: exactly one POSITION completion for it follows, always before
+ * its DONE completion: code 0 with the figures (degraded waits: RLD_F_DEGRADED, the time to
+ * their due reservation), or, when the wait left the daemon's queue before the answer was
+ * read, -ECANCELED (cancelled) or -ENOENT (decided; its DONE completion follows). -ENOENT
+ * from the call when it is not waiting any more (decided, collected, unknown), -ENOMEM. */
 int rld_wait_position(rld_client *c, uint64_t ticket);
 
 /*
  * All or nothing over N charges (N >= 1, at most RLD_MULTI_MAX): either every limit takes
  * its cost, or none does. A denial rolls back what was taken, exactly. res->index names the
  * charge that decided: the one denying with the longest retry_after, or when allowed, the
- * one with the least remaining relative to its burst.
+ * one with the least remaining relative to its burst. -E2BIG (and -ESTALE) name the charge
+ * concerned; -E2BIG also for a limit named more than once whose summed cost exceeds its
+ * burst (its first charge): every call taking a set says so, the waits too.
  */
 #define RLD_MULTI_MAX 64
 int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res);

@@ -5,7 +5,8 @@
  * (RLD_F_DEGRADED) through every call, then attaches by itself within a second of the
  * daemon starting, and the handles it gave out become the real limits. With
  * RLD_OPEN_MISSING_ADMIT, a handle for a name the instance lacks admits until a limit of that
- * name is created (here by a reload), then is that limit.
+ * name is created (here by a reload), then is that limit. When it is deleted, every call
+ * with such a handle (peek, refund, debit, info too, not only takes) looks the name up again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -104,6 +105,41 @@ int main(void)
     T_CODE(rld_info(lax, b, &info), 0);
     T_CHECK(strcmp(info.name, "b") == 0, "info of the resolved handle: %s", info.name);
     T_CODE(rld_find(strict, "b", &none), 0);
+
+    /* 4. deleted (a reload without a and b): every call looks a pending handle's name up
+     * again, not only a take (they said -ESTALE until one came) */
+    t_write_conf(&d, "[limit z]\nrate = 1/s\n");
+    kill(d.pid, SIGHUP);
+    rld_result r;
+    uint64_t deadline = t_now_ns() + 3000000000ull;
+    while (rld_peek(strict, none, &r) != -ESTALE && t_now_ns() < deadline)
+        t_sleep_ns(10000000);
+    T_CODE(rld_peek(strict, none, &r), -ESTALE);      /* a handle found normally: for good */
+    T_CODE(rld_peek(lax, b, &r), 0);
+    T_CHECK(r.flags & RLD_F_DEGRADED, "missing again: peek admits, degraded");
+    T_CODE(rld_refund(lax, b, 1), 0);
+    T_CODE(rld_debit(lax, b, 1), 0);
+    T_CODE(rld_info(lax, b, &info), -ENOENT);
+    T_CODE(rld_peek(c, a, &r), -ENOENT);              /* fail-open only: as rld_find says */
+    T_CODE(rld_refund(c, a, 1), -ENOENT);
+    T_CODE(rld_debit(c, a, 1), -ENOENT);
+    T_CODE(rld_info(c, a, &info), -ENOENT);
+    /* created again: the handles find the new limits, through peek alone */
+    t_write_conf(&d, "[limit a]\nrate = 1/s\nburst = 1\n\n[limit b]\nrate = 1/s\nburst = 2\n");
+    kill(d.pid, SIGHUP);
+    deadline = t_now_ns() + 3000000000ull;
+    int ra, rb;
+    rld_result pa, pb;
+    do {
+        t_sleep_ns(20000000);
+        ra = rld_peek(c, a, &pa);
+        rb = rld_peek(lax, b, &pb);
+    } while ((ra != 0 || rb != 0 || (pb.flags & RLD_F_DEGRADED)) && t_now_ns() < deadline);
+    T_CHECK(ra == 0 && pa.limit == 1 && rb == 0 && pb.limit == 2 && !(pb.flags & RLD_F_DEGRADED),
+            "recreated: peek %d (limit %llu), %d (limit %llu, flags %u)", ra,
+            (unsigned long long)pa.limit, rb, (unsigned long long)pb.limit, pb.flags);
+    T_CODE(rld_info(lax, b, &info), 0);
+    T_CHECK(info.burst == 2, "info of the new b: burst %llu", (unsigned long long)info.burst);
 
     rld_close(c);
     rld_close(lax);

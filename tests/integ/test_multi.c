@@ -7,15 +7,19 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "rld.h"
-#include "wire.h"
+#include "wire.h"   /* old_daemon() speaks the protocol */
 
 static const char *conf_text =
     "[limit a]\nrate = 4/s\nburst = 1\n\n"
@@ -29,6 +33,7 @@ typedef struct shared {
     uint64_t granted_at[16];
     int      code[16];
     uint32_t index[16];
+    int      old_sets, old_singles, old_positions;   /* what old_daemon() was sent */
 } shared;
 
 static shared *sh;
@@ -128,18 +133,9 @@ static void test_sets_fifo(rld_client *c)
 
 static uint64_t daemon_requests(void)
 {
-    rldi_conn k;
-    T_CODE(rldi_conn_open(getenv("RLD_SOCK"), "test", 2000, &k, NULL, 0), 0);
-    Rld__V1__Stats st = RLD__V1__STATS__INIT;
-    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
-    req.body_case = RLD__V1__REQUEST__BODY_STATS;
-    req.stats = &st;
-    Rld__V1__Reply *rep;
-    T_CODE(rldi_conn_call(&k, &req, 2000, &rep), 0);
-    uint64_t n = rep->stats->requests;
-    rld__v1__reply__free_unpacked(rep, NULL);
-    rldi_conn_close(&k);
-    return n;   /* this connection's Hello and Stats included */
+    t_stats st;
+    t_daemon_stats(&d, &st);
+    return st.requests;   /* this connection's Hello and Stats included */
 }
 
 static void test_refusal(rld_client *c)
@@ -173,6 +169,201 @@ static void test_refusal(rld_client *c)
     T_CODE(rld_wait_multi(c, ch, RLD_MULTI_MAX + 1, -1, NULL, &r), -EINVAL);
     printf("refusal: refused in %.2f ms naming charge %u; granted with %llu daemon request(s)\n",
            (double)took / 1e6, 1u, (unsigned long long)(q1 - q0 - 2));
+}
+
+/* A limit named twice whose summed cost exceeds its burst (fast: burst 100) can never fit:
+ * -E2BIG naming its first charge from every call, the daemon up (WITH_DAEMON) or not;
+ * before, rld_try_multi said -EAGAIN for ever and a degraded wait took it into debt. */
+static void test_twice_too_big(rld_client *c, bool with_daemon)
+{
+    rld_limit a = find(c, "a"), fast = find(c, "fast");
+    rld_charge ch[3] = { { a, 1 }, { fast, 60 }, { fast, 60 } };
+    rld_result r;
+    T_CODE(rld_try_multi(c, ch, 3, &r), -E2BIG);
+    T_CHECK(r.index == 1, "try_multi names charge %u", r.index);
+    memset(&r, 0xff, sizeof(r));
+    T_CODE(rld_wait_multi(c, ch, 3, 1000000000, NULL, &r), -E2BIG);
+    T_CHECK(r.index == 1, "wait_multi names charge %u", r.index);
+    T_CODE(rld_peek(c, fast, &r), 0);
+    T_CHECK(r.retry_after_ns == 0, "nothing taken into debt: %llu ns",
+            (unsigned long long)r.retry_after_ns);
+    /* twice within the burst is fine */
+    rld_charge ok[2] = { { fast, 30 }, { fast, 30 } };
+    T_CODE(rld_try_multi(c, ok, 2, &r), 0);
+    T_CODE(rld_refund(c, fast, 60), 0);
+    printf("twice: a limit named twice above its burst is -E2BIG (charge 1) from try_multi and "
+           "wait_multi, %s\n", with_daemon ? "daemon up" : "degraded");
+}
+
+/* One reply of old_daemon(). */
+static void old_reply(int fd, uint64_t id, int code, Rld__V1__HelloReply *hello,
+                      Rld__V1__WaitReply *wait)
+{
+    Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
+    rep.id = id;
+    rep.code = code;
+    if (hello) {
+        rep.body_case = RLD__V1__REPLY__BODY_HELLO;
+        rep.hello = hello;
+    } else if (wait) {
+        rep.body_case = RLD__V1__REPLY__BODY_WAIT;
+        rep.wait = wait;
+    }
+    uint8_t buf[RLDI_MAX_MESSAGE];
+    size_t n = rld__v1__reply__pack(&rep, buf);
+    if (send(fd, buf, n, MSG_NOSIGNAL) < 0)
+        perror("old daemon: send");
+}
+
+/*
+ * An rld from before sets, on PATH until killed: its HelloReply has no FEATURE_MULTI_WAIT; a
+ * Wait's charges are a field it does not know, so it reads the charge of fields 1-4 (none
+ * here: -EINVAL); a single Wait is granted at once (it takes nothing: a protocol check);
+ * Position is a request it does not know (-EOPNOTSUPP). Counts what it gets in SH.
+ */
+static pid_t old_daemon(const char *path)
+{
+    int ls = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    T_CHECK(strlen(path) < sizeof(sa.sun_path), "socket path fits");
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    T_CHECK(ls >= 0 && bind(ls, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(ls, 16) == 0,
+            "old daemon listens on %s", path);
+    pid_t p = fork();
+    T_CHECK(p >= 0, "fork");
+    if (p > 0) {
+        close(ls);
+        return p;
+    }
+    struct pollfd fds[16] = { { ls, POLLIN, 0 } };
+    int n = 1;
+    for (;;) {
+        if (poll(fds, (nfds_t)n, -1) < 0)
+            continue;
+        for (int j = n - 1; j >= 0; j--) {
+            if (!fds[j].revents)
+                continue;
+            if (j == 0) {
+                int fd = accept(ls, NULL, NULL);
+                if (fd >= 0 && n < 16)
+                    fds[n++] = (struct pollfd){ fd, POLLIN, 0 };
+                continue;
+            }
+            uint8_t buf[RLDI_MAX_MESSAGE];
+            ssize_t len = recv(fds[j].fd, buf, sizeof(buf), 0);
+            Rld__V1__Request *req = len > 0 ? rld__v1__request__unpack(NULL, (size_t)len, buf) : NULL;
+            if (!req) {
+                close(fds[j].fd);
+                fds[j] = fds[--n];
+                continue;
+            }
+            Rld__V1__HelloReply h = RLD__V1__HELLO_REPLY__INIT;
+            Rld__V1__WaitReply w = RLD__V1__WAIT_REPLY__INIT;
+            switch (req->body_case) {
+            case RLD__V1__REQUEST__BODY_HELLO:
+                h.protocol_version = 1;
+                h.server_version = "rld 0.0.9";
+                h.max_message = RLDI_MAX_MESSAGE;
+                old_reply(fds[j].fd, req->id, 0, &h, NULL);
+                break;
+            case RLD__V1__REQUEST__BODY_WAIT:
+                if (req->wait->n_charges) {
+                    sh->old_sets++;
+                    old_reply(fds[j].fd, req->id, -EINVAL, NULL, NULL);
+                } else {
+                    sh->old_singles++;
+                    w.limit = 1;
+                    old_reply(fds[j].fd, req->id, 0, NULL, &w);
+                }
+                break;
+            case RLD__V1__REQUEST__BODY_POSITION:
+                sh->old_positions++;
+                old_reply(fds[j].fd, req->id, -EOPNOTSUPP, NULL, NULL);
+                break;
+            default:
+                old_reply(fds[j].fd, req->id, -ENOENT, NULL, NULL);
+                break;
+            }
+            rld__v1__request__free_unpacked(req, NULL);
+        }
+    }
+}
+
+/* Collect C's completions until TICKETS' N DONE ones are in (at most 2 s); POSITION ones
+ * for them go to POS (its code, 1 while none). */
+static void old_collect(rld_client *c, const uint64_t *tickets, rld_completion *done, int *pos,
+                        int n)
+{
+    int got = 0;
+    uint64_t deadline = t_now_ns() + 2000000000ull;
+    while (got < n && t_now_ns() < deadline) {
+        struct pollfd p = { rld_wait_fd(c), POLLIN, 0 };
+        poll(&p, 1, 50);
+        rld_completion x[8];
+        int k = rld_wait_collect(c, x, 8);
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < n; j++) {
+                if (x[i].ticket != tickets[j])
+                    continue;
+                if (x[i].kind == RLD_COMPLETION_POSITION) {
+                    pos[j] = x[i].code;
+                } else {
+                    done[j] = x[i];
+                    got++;
+                }
+            }
+    }
+    T_CHECK(got == n, "%d of %d completions", got, n);
+}
+
+/* A daemon without FEATURE_MULTI_WAIT: sets degrade (client-side reservations), blocking or
+ * not, and are never sent to it; single waits still queue there, and the blocking ones keep
+ * their connection. The non-blocking waits used to send sets anyway (-EINVAL back). */
+static void test_old_daemon(void)
+{
+    char sock[400], real[420];
+    snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
+    snprintf(real, sizeof(real), "%s.real", sock);
+    T_CHECK(rename(sock, real) == 0, "socket moved aside");   /* rld goes on beating */
+    sh->old_sets = sh->old_singles = sh->old_positions = 0;
+    pid_t od = old_daemon(sock);
+    rld_client *c;
+    T_CODE(rld_open(NULL, 0, &c), 0);
+    rld_limit a = find(c, "a"), b = find(c, "b");
+    rld_try(c, a, 1, NULL);
+    rld_try(c, b, 1, NULL);
+    rld_charge set[2] = { { a, 1 }, { b, 1 } }, one = { a, 1 };
+    rld_result r;
+    T_CODE(rld_wait_multi(c, set, 2, 2000000000, NULL, &r), 0);
+    T_CHECK(r.flags & RLD_F_DEGRADED, "a blocking set degrades");
+    T_CODE(rld_wait(c, a, 1, 2000000000, &r), 0);
+    T_CHECK(!(r.flags & RLD_F_DEGRADED), "then a single wait queues there (connection kept)");
+    /* non-blocking: before the daemon's Hello is read, then after */
+    uint64_t t[3];
+    rld_completion done[3];
+    int pos[3] = { 1, 1, 1 };
+    T_CODE(rld_wait_start(c, set, 2, 2000000000, NULL, &t[0]), 0);
+    T_CODE(rld_wait_start(c, &one, 1, 2000000000, NULL, &t[1]), 0);
+    T_CODE(rld_wait_position(c, t[1]), 0);
+    old_collect(c, t, done, pos, 2);
+    T_CODE(rld_wait_start(c, set, 2, 2000000000, NULL, &t[2]), 0);
+    old_collect(c, t + 2, done + 2, pos + 2, 1);
+    T_CHECK(done[0].code == 0 && (done[0].res.flags & RLD_F_DEGRADED) && done[2].code == 0 &&
+                (done[2].res.flags & RLD_F_DEGRADED),
+            "non-blocking sets degrade: %d (flags %u), %d (flags %u)", done[0].code,
+            done[0].res.flags, done[2].code, done[2].res.flags);
+    T_CHECK(done[1].code == 0 && !(done[1].res.flags & RLD_F_DEGRADED), "a single one queues there");
+    T_CHECK(pos[1] == -EOPNOTSUPP, "its position: %d", pos[1]);
+    T_CHECK(sh->old_sets == 0 && sh->old_positions == 0 && sh->old_singles == 2,
+            "sent to the old daemon: %d sets, %d positions, %d single waits", sh->old_sets,
+            sh->old_positions, sh->old_singles);
+    rld_close(c);
+    kill(od, SIGKILL);
+    waitpid(od, NULL, 0);
+    unlink(sock);
+    T_CHECK(rename(real, sock) == 0, "socket back");
+    printf("old daemon: sets degrade, blocking or not, and are never sent; single waits queue "
+           "there; positions -EOPNOTSUPP\n");
 }
 
 /* Run llm_worker --try for one 2,000-token call; parse its headers. */
@@ -232,17 +423,17 @@ int main(void)
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     T_CHECK(sh != MAP_FAILED, "mmap");
     t_instance(&d, "multi", conf_text);
-    char sock[400];
-    snprintf(sock, sizeof(sock), "%s/%s.sock", d.dir, d.instance);
-    setenv("RLD_SOCK", sock, 1);
     T_CHECK(t_daemon_start(&d, NULL) == 0, "rld started");
     rld_client *c;
     T_CODE(rld_open(NULL, 0, &c), 0);
     test_sets_fifo(c);
     test_refusal(c);
     test_headers(c);
-    rld_close(c);
+    test_twice_too_big(c, true);
+    test_old_daemon();
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    test_twice_too_big(c, false);
+    rld_close(c);
     T_CHECK(!t_log_has(&d, "error:"), "no errors in the daemon's log");
     printf("test_multi: ok\n");
     return 0;
