@@ -80,7 +80,9 @@ typedef struct arec {
     uint64_t       deadline_ns;         /* absolute, 0 none */
     heap_node      due;                 /* R_LOCAL: when its reserved tokens are due */
     bool           retry;               /* R_LOCAL: nothing reserved (a window): reserve then */
-    rld_charge    *ch;                  /* N charges, owned (one block with MAP) */
+    rld_charge    *ch;                  /* N charges, owned (one block with WIN and MAP) */
+    uint32_t      *win;                 /* WIN[j]: the window charge j's tokens were taken in,
+                                         * once taken (0: GCRA), to give them back exactly */
     uint8_t       *map;                 /* MAP[j]: the caller's index of charge j */
     rld_completion done;                /* R_DONE: what will be collected; R_LOCAL: its result */
 } arec;
@@ -178,6 +180,7 @@ static arec *rec_alloc(rldc_async *a, uint32_t *idx)
     r->cancelled = false;
     r->pos_owed = 0;
     r->ch = NULL;
+    r->win = NULL;
     r->map = NULL;
     r->deadline_ns = 0;
     memset(&r->done, 0, sizeof(r->done));
@@ -189,6 +192,7 @@ static void rec_free(rldc_async *a, arec *r, uint32_t i)
 {
     free(r->ch);
     r->ch = NULL;
+    r->win = NULL;
     r->map = NULL;
     r->state = R_FREE;
     r->next = a->free_head;
@@ -564,7 +568,7 @@ static void degrade(rld_client *c, rldc_async *a, arec *r, uint32_t i)
     if (deadline && deadline < now)
         deadline = now;
     rld_result res;
-    int rc = rldc_reserve_multi(c, r->ch, r->n, deadline, &res, &wait_ns);
+    int rc = rldc_reserve_multi(c, r->ch, r->n, deadline, &res, &wait_ns, r->win);
     res.index = res.index < r->n ? r->map[res.index] : 0;
     r->retry = rc == -EINPROGRESS;     /* a window: nothing reserved, try again then */
     if ((rc == 0 && wait_ns) || r->retry) {
@@ -659,8 +663,11 @@ static void on_reply(rld_client *c, rldc_async *a, Rld__V1__Reply *rep)
     if (!(r = rec_find(a, id, &i)))
         return;
     if (r->state == R_ZOMBIE) {
-        if (rep->code == 0)
-            rldc_refund_all(c, r->ch, r->n);   /* granted as it was cancelled: give it back */
+        if (rep->code == 0) {              /* granted as it was cancelled: give it back */
+            rldc_wait_result(NULL, rep->body_case == RLD__V1__REPLY__BODY_WAIT ? rep->wait : NULL,
+                             r->map, r->n, r->win);
+            rldc_refund_all(c, r->ch, r->n, r->win);
+        }
         set_state(a, r, R_FREE);
         rec_free(a, r, i);
         return;
@@ -673,7 +680,7 @@ static void on_reply(rld_client *c, rldc_async *a, Rld__V1__Reply *rep)
     }
     rld_result res;
     rldc_wait_result(&res, rep->body_case == RLD__V1__REPLY__BODY_WAIT ? rep->wait : NULL,
-                     r->map, r->n);
+                     r->map, r->n, r->win);
     done_push(a, r, i, rep->code, &res);
 }
 
@@ -815,7 +822,9 @@ static void close_drain(rld_client *c, rldc_async *a)
         arec *r;
         if (rep->code == 0 && !(rep->id & (ID_CANCEL | ID_POSITION | ID_HELLO)) &&
             (r = rec_find(a, rep->id, &i)) && (r->state == R_DAEMON || r->state == R_ZOMBIE)) {
-            rldc_refund_all(c, r->ch, r->n);
+            rldc_wait_result(NULL, rep->body_case == RLD__V1__REPLY__BODY_WAIT ? rep->wait : NULL,
+                             r->map, r->n, r->win);
+            rldc_refund_all(c, r->ch, r->n, r->win);
             set_state(a, r, R_FREE);
             rec_free(a, r, i);
         }
@@ -838,7 +847,7 @@ void rldc_async_free(rld_client *c)
                 arec *r = &a->chunks[k][j];
                 if ((r->state == R_DONE && r->done.code == 0) ||
                     (r->state == R_LOCAL && !r->retry))
-                    rldc_refund_all(c, r->ch, r->n);
+                    rldc_refund_all(c, r->ch, r->n, r->win);
             }
     }
     if (a->sock >= 0)
@@ -869,7 +878,9 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     int err = 0;
     /* the fast path first, outside the lock (it counts, and counting may take the registry) */
     rld_result res;
-    int rc = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &res);
+    uint32_t win[RLDC_WAIT_MAX_CHARGES] = { 0 };
+    int rc = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &res,
+                            win);
     if (rc != 0 && rc != -EAGAIN)
         return rc;                      /* a charge that can never be served: no ticket */
     bool now_done = rc == 0;
@@ -894,7 +905,7 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     rldc_async *a = engine(c, &err);
     if (!a) {
         if (now_done && rc == 0)
-            rldc_refund_all(c, q, m);
+            rldc_refund_all(c, q, m, win);
         return err;
     }
     uint32_t i;
@@ -903,19 +914,21 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         err = -ENOSPC;
     else if (!(r = rec_alloc(a, &i)))
         err = -ENOMEM;
-    else if (m && !(r->ch = malloc(m * (sizeof(rld_charge) + 1)))) {
+    else if (m && !(r->ch = malloc(m * (sizeof(rld_charge) + sizeof(uint32_t) + 1)))) {
         rec_free(a, r, i);
         err = -ENOMEM;
     }
     if (err) {
         pthread_mutex_unlock(&a->lock);
         if (now_done && rc == 0)
-            rldc_refund_all(c, q, m);
+            rldc_refund_all(c, q, m, win);
         return err;
     }
     r->n = (uint16_t)m;
-    r->map = (uint8_t *)(r->ch + m);
+    r->win = (uint32_t *)(r->ch + m);
+    r->map = (uint8_t *)(r->win + m);
     memcpy(r->ch, q, m * sizeof(*q));
+    memcpy(r->win, win, m * sizeof(*win));     /* the fast path's, when it took them */
     memcpy(r->map, map, m);
     r->prio = (uint8_t)opts->priority;
     uint64_t now = rldi_mono_ns();
@@ -1014,14 +1027,14 @@ int rld_wait_cancel(rld_client *c, uint64_t ticket)
     } else if (r->state == R_DONE) {
         /* decided, not collected: cancelled where it stands, what it took goes back */
         if (r->done.code == 0)
-            rldc_refund_all(c, r->ch, r->n);
+            rldc_refund_all(c, r->ch, r->n, r->win);
         r->done.code = -ECANCELED;
         memset(&r->done.res, 0, sizeof(r->done.res));
         r->cancelled = true;
     } else if (r->state == R_LOCAL) {
         heap_remove(&a->dues, &r->due);
         if (!r->retry)                  /* a retry holds nothing yet */
-            rldc_refund_all(c, r->ch, r->n);
+            rldc_refund_all(c, r->ch, r->n, r->win);
         done_push(a, r, i, -ECANCELED, NULL);
         r->cancelled = true;
     } else {                            /* R_DAEMON */

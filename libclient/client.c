@@ -341,11 +341,11 @@ static int set_too_big(rld_client *c, const rld_charge *ch, size_t n, rldi_u128 
 
 int rld_try_multi(rld_client *c, const rld_charge *ch, size_t n, rld_result *res)
 {
-    return rldc_try_multi(c, ch, n, 0, res);
+    return rldc_try_multi(c, ch, n, 0, res, NULL);
 }
 
 int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags,
-                   rld_result *res)
+                   rld_result *res, uint32_t *windows_out)
 {
     if (!c || !ch || n == 0 || n > RLD_MULTI_MAX)
         return -EINVAL;
@@ -369,6 +369,8 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
     if (r == 0) {
         if (res)
             *res = best;
+        if (windows_out)
+            memcpy(windows_out, windows, n * sizeof(*windows));
         return 0;
     }
     /* Roll back, newest first. A refund of exactly what was taken restores the state

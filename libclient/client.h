@@ -60,8 +60,10 @@ struct rld_client {
 /* client.c: copy a bucket verdict into RES (may be NULL). */
 void rldc_result(rld_result *res, const rldi_verdict *vd);
 /* client.c: rld_try_multi with rldi_bucket_take FLAGS (RLDI_TAKE_BARGE). */
+/* WINDOWS (may be NULL): on success, the window each charge's tokens were taken in (0 for
+ * GCRA limits), for giving them back exactly (rldc_refund_all). */
 int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags,
-                   rld_result *res);
+                   rld_result *res, uint32_t *windows);
 /* wait.c: close the pooled daemon connections. */
 void rldc_pool_close(rld_client *c);
 /* In a fork's child handler (pool_lock held; close(2) only, async-signal-safe): close the
@@ -120,14 +122,17 @@ int rldc_wait_charges(rld_client *c, const rld_charge *ch, size_t n, rld_charge 
  * due by DEADLINE_NS (0: none), all or nothing. 0 with *WAIT_NS until they are due, -ETIMEDOUT
  * (nothing taken; res says when it would fit), or a take's code. Counts at once. */
 int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t deadline_ns,
-                       rld_result *res, uint64_t *wait_ns);
-/* Give back every charge (a grant not wanted any more). */
-void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n);
+                       rld_result *res, uint64_t *wait_ns, uint32_t *windows);
+/* Give back every charge (a grant not wanted any more); WINDOWS (may be NULL: this thread's
+ * last take, see rld_refund) the window each was taken in, for window limits. */
+void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n, const uint32_t *windows);
 /* Build the Wait request for CH (legacy single fields when N == 1). CHARGES/PTRS: N each. */
 void rldc_wait_request(Rld__V1__Wait *w, Rld__V1__Charge *charges, Rld__V1__Charge **ptrs,
                        const rld_charge *ch, size_t n, int64_t timeout_ns, int priority);
-/* Fill RES from a WaitReply (W may be NULL), its index mapped through MAP. */
-void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_t *map, size_t m);
+/* Fill RES from a WaitReply (W may be NULL), its index mapped through MAP; res->window is
+ * the deciding charge's. WINDOWS (may be NULL): each charge's window, 0s when not said. */
+void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_t *map, size_t m,
+                      uint32_t *windows);
 
 /*
  * Counters. A locked add per call on the limit's line would cost as much as the rest of the

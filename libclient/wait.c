@@ -203,13 +203,20 @@ void rldc_wait_request(Rld__V1__Wait *w, Rld__V1__Charge *charges, Rld__V1__Char
     w->charges = ptrs;
 }
 
-void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_t *map, size_t m)
+void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_t *map, size_t m,
+                      uint32_t *windows)
 {
+    bool said = w && w->n_windows == m;
+    if (windows)
+        for (size_t j = 0; j < m; j++)
+            windows[j] = said ? w->windows[j] : 0;
     if (!res)
         return;
     memset(res, 0, sizeof(*res));
     if (!w)
         return;
+    if (said && w->index < m)
+        res->window = w->windows[w->index];
     res->limit = w->limit;
     res->remaining = w->remaining;
     res->retry_after_ns = w->retry_after_ns;
@@ -218,15 +225,20 @@ void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_
     res->index = w->index < m ? map[w->index] : 0;
 }
 
-void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n)
+void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n, const uint32_t *windows)
 {
-    while (n-- > 0)
-        rld_refund(c, ch[n].limit, ch[n].cost);
+    while (n-- > 0) {
+        if (windows)
+            rld_refund_ex(c, ch[n].limit, ch[n].cost, windows[n]);
+        else
+            rld_refund(c, ch[n].limit, ch[n].cost);
+    }
 }
 
 int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t deadline_ns,
-                       rld_result *res, uint64_t *wait_ns)
+                       rld_result *res, uint64_t *wait_ns, uint32_t *windows)
 {
+    uint32_t taken[RLD_MULTI_MAX];
     rldi_u128 now = rldi_now_fp();
     uint64_t longest = 0;
     rld_result best = { 0 };
@@ -238,9 +250,10 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
         uint64_t w;
         rldi_handle h = { ch[i].limit.slot, ch[i].limit.gen };
         r = rldi_bucket_reserve(&c->seg, h, ch[i].cost, deadline_ns, now, &vd, &w);
+        taken[i] = r == 0 ? vd.window : 0;
         if (r == -EINPROGRESS) {
             /* a window cannot be booked ahead: none of the set now, all of it again later */
-            rldc_refund_all(c, ch, i);
+            rldc_refund_all(c, ch, i, taken);
             *wait_ns = w;
             if (res) {
                 rldc_result(res, &vd);
@@ -269,9 +282,11 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
         }
     }
     if (r < 0) {
-        rldc_refund_all(c, ch, i);
+        rldc_refund_all(c, ch, i, taken);
         return r;
     }
+    if (windows)
+        memcpy(windows, taken, n * sizeof(*taken));
     /* counted at once (no batching): this may run under the async lock (see counters.c) */
     for (i = 0; i < n; i++)
         if (ch[i].limit.slot < c->seg.slot_count)
@@ -318,9 +333,13 @@ static int ask_daemon(rld_client *c, rldi_conn *k, const rld_charge *ch, size_t 
             continue;
         }
         int code = rep->code;
+        uint32_t wins[RLDC_WAIT_MAX_CHARGES];
         rldc_wait_result(res, rep->body_case == RLD__V1__REPLY__BODY_WAIT ? rep->wait : NULL,
-                         map, n);
+                         map, n, wins);
         rld__v1__reply__free_unpacked(rep, NULL);
+        if (code == 0 && n == 1 && wins[0])     /* rld_refund knows this thread's take */
+            rldi_win_last = (rldi_win_take_rec){ c->seg.base, ch[0].limit.slot, ch[0].limit.gen,
+                                                 wins[0] };
         if (code == -ESHUTDOWN)
             return 1;
         return code;
@@ -338,7 +357,8 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         return -EINVAL;
     uint64_t start = rldi_mono_ns();
     rld_result local;
-    int r = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &local);
+    int r = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &local,
+                           NULL);
     if (r != -EAGAIN) {
         if (res)
             *res = local;
@@ -373,7 +393,7 @@ int rld_wait_multi(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
     if (deadline == 0 && timeout_ns >= 0)
         deadline = 1;
     uint64_t wait_ns;
-    while ((r = rldc_reserve_multi(c, q, m, deadline, res, &wait_ns)) == -EINPROGRESS) {
+    while ((r = rldc_reserve_multi(c, q, m, deadline, res, &wait_ns, NULL)) == -EINPROGRESS) {
         struct timespec ts = { (time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u) };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -349,6 +350,63 @@ static void test_waits(rld_client *c, t_daemon *d)
             waited / 1e9, boundary_in / 1e9);
 }
 
+/* 5b. What a wait took on a window limit can be given back to its window: rld_refund after
+ * rld_wait (the thread's take), rld_refund_ex with the result's window, and a non-blocking
+ * wait granted by the daemon then cancelled before it is collected. */
+static void test_wait_refunds(rld_client *c, t_daemon *d)
+{
+    reload(d, "[limit sr]\nrate = 4/2s\nalgorithm = sliding\n\n"
+              "[limit fr]\nrate = 4/h\nalgorithm = fixed\n\n"
+              "[limit fq]\nrate = 2/3s\nalgorithm = fixed\n");
+    rld_limit sr, fr;
+    T_CODE(rld_find(c, "sr", &sr), 0);
+    T_CODE(rld_find(c, "fr", &fr), 0);
+    rld_result r, p;
+    /* served by the daemon: full first, then a wait of 1 */
+    T_CODE(rld_try(c, sr, 4, &r), 0);
+    T_CODE(rld_wait(c, sr, 1, 5 * SEC, &r), 0);
+    T_CHECK(r.window != 0, "a granted wait names its window");
+    T_CODE(rld_peek(c, sr, &p), 0);
+    uint64_t before = p.remaining;
+    T_CODE(rld_refund(c, sr, 1), 0);                 /* the thread's last take: the wait */
+    T_CODE(rld_peek(c, sr, &p), 0);
+    T_CHECK(p.remaining == before + 1, "refund after a wait: %llu -> %llu",
+            (unsigned long long)before, (unsigned long long)p.remaining);
+    /* the fast path of a wait (room now) names its window too */
+    T_CODE(rld_wait(c, fr, 2, 0, &r), 0);
+    T_CHECK(r.window != 0, "window of a wait served at once");
+    T_CODE(rld_refund_ex(c, fr, 2, r.window), 0);
+    T_CODE(rld_peek(c, fr, &p), 0);
+    T_CHECK(p.remaining == 4, "fr back to 4: %llu", (unsigned long long)p.remaining);
+    /* a non-blocking wait the daemon grants, cancelled before it is collected: given back
+     * to the window it was granted in (fq's windows last 3 s: time enough to see it) */
+    rld_limit fq;
+    T_CODE(rld_find(c, "fq", &fq), 0);
+    T_CODE(rld_peek(c, fq, &p), 0);
+    if (p.reset_after_ns < 1500000000ull)            /* not at the end of a window */
+        t_sleep_ns(p.reset_after_ns + 10000000);
+    T_CODE(rld_try(c, fq, 2, NULL), 0);
+    uint64_t t;
+    rld_charge ch = { fq, 1 };
+    T_CODE(rld_wait_start(c, &ch, 1, 10 * SEC, NULL, &t), 0);
+    uint64_t deadline = t_now_ns() + 5 * SEC;
+    do {                                             /* granted at the boundary */
+        t_sleep_ns(20000000);
+        T_CODE(rld_peek(c, fq, &p), 0);
+    } while (p.remaining != 1 && t_now_ns() < deadline);
+    T_CHECK(p.remaining == 1, "the wait was granted in the new window: %llu",
+            (unsigned long long)p.remaining);
+    struct pollfd pf = { rld_wait_fd(c), POLLIN, 0 };
+    T_CHECK(poll(&pf, 1, 2000) == 1, "its reply arrived");
+    T_CODE(rld_wait_cancel(c, t), 0);
+    rld_completion x[2];
+    int got = rld_wait_collect(c, x, 2);            /* reads the grant: gives it back */
+    T_CODE(rld_peek(c, fq, &p), 0);
+    T_CHECK(p.remaining == 2, "the cancelled grant is back in fq's window: %llu",
+            (unsigned long long)p.remaining);
+    T_CHECK(got == 1 && x[0].code == -ECANCELED, "the cancel is what is collected");
+}
+
 /* 6. Debit and peek: past COUNT, peek says when the debt has left. */
 static void test_debit(rld_client *c, t_daemon *d)
 {
@@ -473,6 +531,7 @@ int main(void)
     test_refund(c);
     test_multi(c, &d);
     test_waits(c, &d);
+    test_wait_refunds(c, &d);
     test_debit(c, &d);
     test_reload(c, &d);
     rld_close(c);
