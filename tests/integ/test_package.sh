@@ -119,11 +119,11 @@ int main(int argc, char **argv)
 C
 # shellcheck disable=SC2046
 cc -Wall -Werror -o "$tmp/c" "$tmp/cm/c.c" $(pkg-config --cflags --libs rld) || fail "cc with rld.pc"
-"$tmp/c" "$inst" >/dev/null || fail "a program linked with -lrld: $("$tmp/c" "$inst")"
+RLD_RUNTIME_DIR=$tmp "$tmp/c" "$inst" >/dev/null || fail "a program linked with -lrld: $(RLD_RUNTIME_DIR=$tmp "$tmp/c" "$inst")"
 printf 'cmake_minimum_required(VERSION 3.25)\nproject(c C)\nfind_package(rld %s CONFIG REQUIRED)\nadd_executable(c c.c)\ntarget_link_libraries(c PRIVATE rld::rld)\n' "$v" >"$tmp/cm/CMakeLists.txt"
 { cmake -S "$tmp/cm" -B "$tmp/cm/b" && cmake --build "$tmp/cm/b"; } >"$tmp/cm.log" 2>&1 ||
   fail "find_package(rld CONFIG) against the package: $(cat "$tmp/cm.log")"
-"$tmp/cm/b/c" "$inst" >/dev/null || fail "a program linked with rld::rld"
+RLD_RUNTIME_DIR=$tmp "$tmp/cm/b/c" "$inst" >/dev/null || fail "a program linked with rld::rld"
 kill "$rld_pid"; wait "$rld_pid" 2>/dev/null || true; rld_pid=
 
 # ---- remove: only the conffile stays; purge: nothing ------------------------------------
