@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "cell.h"
 #include "clock.h"
 #include "window.h"
 
@@ -60,19 +61,18 @@ void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_slot *sl, const rldi_b
         pool_times(sl, t, v);
 }
 
-int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
-                          unsigned flags, rldi_u128 word, rldi_verdict *out)
+/* rldi_bucket_take_word on a resolved cell. */
+static int take_cell(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now,
+                     unsigned flags, rldi_u128 word, rldi_verdict *out)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (rldi_unlikely(!sl))
-        return -EINVAL;
+    const rldi_slot *sl = c->cfg;
     for (;;) {
         rldi_view v;
-        int r = rldi_view_fill(sl, h.gen, word, &v);
+        int r = rldi_cell_view(c, word, &v);
         if (rldi_unlikely(r < 0))
             return r;
         if (rldi_view_algo(&v) != RLDI_ALGO_GCRA)
-            return rldi_win_take(s, h, cost, now, flags, word, out);
+            return rldi_win_take(s, c, cost, now, flags, word, out);
         rldi_u128 new_tat;
         /* waiters of a daemon that stopped beating are stale: a dead daemon must not
          * block the fast path until it is restarted */
@@ -81,7 +81,7 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
         /* 1 <= cost <= burst on a limited limit: the decision; all else below */
         if (rldi_likely(cost - 1 < v.burst && v.t != 0) &&
             rldi_gcra_decide(v.t, v.burst, v.tat, now, cost, v.waiters, &new_tat)) {
-            if (rldi_likely(rldi_cas16(&sl->tat, &word, rldi_word_make(new_tat, v.ver)))) {
+            if (rldi_likely(rldi_cas16(c->word, &word, rldi_word_make(new_tat, v.ver)))) {
                 if (out) {
                     rldi_gcra_verdict_ok(v.t, v.burst, v.inv, new_tat, now, out);
                     pool_times(sl, v.t, out);
@@ -91,7 +91,7 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
             continue;   /* lost a race: WORD now holds the current state */
         }
         /* Nothing to publish: trust the bank read only if the state word did not move. */
-        if (rldi_view_moved(sl, &v, &word))
+        if (rldi_cell_moved(c, &v, &word))
             continue;
         if (v.t == 0) {
             if (out)
@@ -108,7 +108,7 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
             return 0;
         }
         if (out) {
-            uint64_t extra = v.waiters ? rldi_load_relaxed(&sl->queued) : 0;
+            uint64_t extra = v.waiters ? rldi_cell_queued(c) : 0;
             rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, extra, out);
             pool_times(sl, v.t, out);
             out->waiters = v.waiters;
@@ -117,25 +117,53 @@ int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_
     }
 }
 
+int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                          unsigned flags, rldi_u128 word, rldi_verdict *out)
+{
+    rldi_cell c;
+    int r = rldi_cell_of(s, h, &c);
+    if (rldi_unlikely(r < 0))
+        return r;
+    if (c.keyed)                    /* the caller read a slot's word, not the key's */
+        word = rldi_load16_split(c.word);
+    return take_cell(s, &c, cost, now, flags, word, out);
+}
+
+int rldi_bucket_take_cell(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now,
+                          unsigned flags, rldi_verdict *out)
+{
+    return take_cell(s, c, cost, now, flags, rldi_load16_split(c->word), out);
+}
+
+int rldi_bucket_take_any(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                         unsigned flags, rldi_verdict *out)
+{
+    rldi_cell c;
+    int r = rldi_cell_of(s, h, &c);
+    if (rldi_unlikely(r < 0))
+        return r;
+    return take_cell(s, &c, cost, now, flags, rldi_load16_split(c.word), out);
+}
+
 /*
  * Run F on a consistent view of H: F publishes nothing, and what it computed is kept only
  * if the state word did not move while it ran (else it runs again on the new state).
  */
-typedef int (*view_fn)(const rldi_slot *sl, const rldi_view *v, void *arg);
+typedef int (*view_fn)(const rldi_cell *c, const rldi_view *v, void *arg);
 #define NOT_GCRA 2      /* the view is a window algorithm's: window.c decides */
 
-static int with_view(const rldi_seg *s, rldi_handle h, view_fn f, void *arg)
+static int with_view(const rldi_seg *s, rldi_handle h, view_fn f, void *arg, rldi_cell *c)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
+    int r = rldi_cell_of(s, h, c);
+    if (r < 0)
+        return r;
     for (;;) {
         rldi_view v;
-        int r = rldi_view_fill(sl, h.gen, rldi_load16_split(&sl->tat), &v);
+        r = rldi_cell_view(c, rldi_load16_split(c->word), &v);
         if (r < 0)
             return r;
-        r = rldi_view_algo(&v) == RLDI_ALGO_GCRA ? f(sl, &v, arg) : NOT_GCRA;
-        if (rldi_view_still(sl, &v))
+        r = rldi_view_algo(&v) == RLDI_ALGO_GCRA ? f(c, &v, arg) : NOT_GCRA;
+        if (rldi_cell_still(c, &v))
             return r;
     }
 }
@@ -147,9 +175,10 @@ struct probe_arg {
     rldi_verdict vd;
 };
 
-static int probe_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
+static int probe_fn(const rldi_cell *c, const rldi_view *v, void *arg)
 {
     struct probe_arg *a = arg;
+    const rldi_slot *sl = c->cfg;
     rldi_u128 unused;
     if (v->t == 0) {
         rldi_verdict_unlimited(&a->vd);
@@ -158,8 +187,7 @@ static int probe_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
     if (a->cost > v->burst)
         return -E2BIG;
     /* a queue counts as at least one token ahead */
-    uint64_t extra = v->waiters && !(a->flags & RLDI_TAKE_BARGE)
-                         ? rldi_load_relaxed(&sl->queued) | 1 : 0;
+    uint64_t extra = v->waiters && !(a->flags & RLDI_TAKE_BARGE) ? rldi_cell_queued(c) | 1 : 0;
     bool ok = rldi_gcra_try(v->t, v->burst, v->tat, a->now, a->cost, extra, &unused, &a->vd);
     pool_times(sl, v->t, &a->vd);
     a->vd.waiters = v->waiters;
@@ -170,33 +198,35 @@ int rldi_bucket_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128
                       unsigned flags, rldi_verdict *out)
 {
     struct probe_arg a = { cost, 0, flags, now, { 0 } };
-    int r = with_view(s, h, probe_fn, &a);
+    rldi_cell c;
+    int r = with_view(s, h, probe_fn, &a, &c);
     if (r == NOT_GCRA)
-        return rldi_win_probe(s, h, cost, now, flags, out);
+        return rldi_win_probe(s, &c, cost, now, flags, out);
     if (out && (r == 0 || r == -EAGAIN))
         *out = a.vd;
     return r;
 }
 
-static int peek_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
+static int peek_fn(const rldi_cell *c, const rldi_view *v, void *arg)
 {
     struct probe_arg *a = arg;
     if (v->t == 0)
         rldi_verdict_unlimited(&a->vd);
     else
         rldi_gcra_peek(v->t, v->burst, v->tat, a->now, &a->vd);
-    pool_times(sl, v->t, &a->vd);
-    a->vd.waiters = rldi_load_relaxed(&sl->waiters);
+    pool_times(c->cfg, v->t, &a->vd);
+    a->vd.waiters = rldi_cell_waiters(c);
     return 0;
 }
 
 int rldi_bucket_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict *out)
 {
     struct probe_arg a = { 0, 0, 0, now, { 0 } };
-    int r = with_view(s, h, peek_fn, &a);
+    rldi_cell c;
+    int r = with_view(s, h, peek_fn, &a, &c);
     if (r == NOT_GCRA) {
         rldi_verdict vd;
-        r = rldi_win_peek(s, h, now, &vd);
+        r = rldi_win_peek(s, &c, now, &vd);
         if (out && r == 0)
             *out = vd;
         return r;
@@ -206,8 +236,9 @@ int rldi_bucket_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdi
     return r;
 }
 
-static int estimate_fn(const rldi_slot *sl, const rldi_view *v, void *arg)
+static int estimate_fn(const rldi_cell *c, const rldi_view *v, void *arg)
 {
+    const rldi_slot *sl = c->cfg;
     struct probe_arg *a = arg;
     if (v->t == 0) {
         rldi_verdict_unlimited(&a->vd);
@@ -224,9 +255,10 @@ int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint6
                          rldi_u128 now, rldi_verdict *out)
 {
     struct probe_arg a = { cost, extra, 0, now, { 0 } };
-    int r = with_view(s, h, estimate_fn, &a);
+    rldi_cell c;
+    int r = with_view(s, h, estimate_fn, &a, &c);
     if (r == NOT_GCRA)
-        return rldi_win_estimate(s, h, extra, cost, now, out);
+        return rldi_win_estimate(s, &c, extra, cost, now, out);
     if (r == 0)
         *out = a.vd;
     return r;
@@ -249,28 +281,29 @@ static uint64_t rldi_max_debt(const rldi_seg *s, uint32_t slot)
 static int update(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
                   rldi_u128 now, update_fn f)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
-    rldi_u128 word = rldi_load16_split(&sl->tat);
+    rldi_cell c;
+    int r = rldi_cell_of(s, h, &c);
+    if (r < 0)
+        return r;
+    rldi_u128 word = rldi_load16_split(c.word);
     for (;;) {
         rldi_view v;
-        int r = rldi_view_fill(sl, h.gen, word, &v);
+        r = rldi_cell_view(&c, word, &v);
         if (r < 0)
             return r;
         if (rldi_view_algo(&v) != RLDI_ALGO_GCRA)
-            return f == do_debit ? rldi_win_debit(s, h, amount, rldi_max_debt(s, h.slot), now)
-                                 : rldi_win_refund(s, h, amount, window, now);
-        v.max_debt_ns = rldi_max_debt(s, h.slot);
+            return f == do_debit ? rldi_win_debit(s, &c, amount, rldi_max_debt(s, c.meta), now)
+                                 : rldi_win_refund(s, &c, amount, window, now);
+        v.max_debt_ns = rldi_max_debt(s, c.meta);
         rldi_u128 new_tat = v.tat;
         if (v.t != 0)
             r = f(&v, now, amount, &new_tat);
         if (r < 0 || new_tat == v.tat) {
-            if (rldi_view_moved(sl, &v, &word))
+            if (rldi_cell_moved(&c, &v, &word))
                 continue;
             return r;
         }
-        if (rldi_cas16(&sl->tat, &word, rldi_word_make(new_tat, v.ver)))
+        if (rldi_cas16(c.word, &word, rldi_word_make(new_tat, v.ver)))
             return 0;
     }
 }
@@ -300,17 +333,19 @@ int rldi_bucket_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, rldi_u1
 int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t due_ns,
                       rldi_u128 now, rldi_verdict *out)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
-    rldi_u128 word = rldi_load16_split(&sl->tat);
+    rldi_cell c;
+    int r = rldi_cell_of(s, h, &c);
+    if (r < 0)
+        return r;
+    const rldi_slot *sl = c.cfg;
+    rldi_u128 word = rldi_load16_split(c.word);
     for (;;) {
         rldi_view v;
-        int r = rldi_view_fill(sl, h.gen, word, &v);
+        r = rldi_cell_view(&c, word, &v);
         if (r < 0)
             return r;
         if (v.t == 0 || cost == 0 || cost > v.burst || rldi_view_algo(&v) != RLDI_ALGO_GCRA)
-            return rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
+            return take_cell(s, &c, cost, now, RLDI_TAKE_BARGE, word, out);
         /* Charged as of its due time, but never more than one emission interval back:
          * at most one token beyond burst + rate x elapsed over any window. */
         rldi_u128 due = rldi_fp_from_ns(due_ns), at = now;
@@ -318,7 +353,7 @@ int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t 
             at = now - due > v.t ? now - v.t : due;
         rldi_u128 nt;
         if (!rldi_gcra_decide(v.t, v.burst, v.tat, at, cost, 0, &nt)) {
-            if (rldi_view_moved(sl, &v, &word))
+            if (rldi_cell_moved(&c, &v, &word))
                 continue;
             if (out) {
                 rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, out);
@@ -326,7 +361,7 @@ int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t 
             }
             return -EAGAIN;
         }
-        if (!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, v.ver)))
+        if (!rldi_cas16(c.word, &word, rldi_word_make(nt, v.ver)))
             continue;
         if (out) {
             rldi_gcra_peek(v.t, v.burst, nt, now, out);
@@ -339,20 +374,21 @@ int rldi_bucket_grant(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t 
 int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t deadline_ns,
                         rldi_u128 now, rldi_verdict *out, uint64_t *wait_ns)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
+    rldi_cell c;
     *wait_ns = 0;
-    if (!sl)
-        return -EINVAL;
-    rldi_u128 word = rldi_load16_split(&sl->tat);
+    int r = rldi_cell_of(s, h, &c);
+    if (r < 0)
+        return r;
+    rldi_u128 word = rldi_load16_split(c.word);
     for (;;) {
         rldi_view v;
-        int r = rldi_view_fill(sl, h.gen, word, &v);
+        r = rldi_cell_view(&c, word, &v);
         if (r < 0)
             return r;
         if (rldi_view_algo(&v) != RLDI_ALGO_GCRA) {
             /* A window cannot be booked ahead: take if it fits, else say how long to sleep
              * before trying again (-EINPROGRESS), within the deadline. */
-            r = rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
+            r = take_cell(s, &c, cost, now, RLDI_TAKE_BARGE, word, out);
             if (r != -EAGAIN)
                 return r;
             uint64_t w = out ? out->retry_after_ns : 1000000;
@@ -362,25 +398,25 @@ int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_
             return -EINPROGRESS;
         }
         if (v.t == 0 || cost > v.burst || cost == 0)   /* nothing to wait for */
-            return rldi_bucket_take_word(s, h, cost, now, RLDI_TAKE_BARGE, word, out);
+            return take_cell(s, &c, cost, now, RLDI_TAKE_BARGE, word, out);
         /* take the tokens now, into debt (capped, as a debit: TAT must never wrap), and
          * let the caller wait until the debt is due */
         rldi_u128 nt, tau = v.t * v.burst;
         uint64_t wait = 0;
-        r = rldi_gcra_debit_max(v.t, v.burst, v.tat, now, cost, rldi_max_debt(s, h.slot), &nt);
+        r = rldi_gcra_debit_max(v.t, v.burst, v.tat, now, cost, rldi_max_debt(s, c.meta), &nt);
         if (r == 0) {
             wait = nt - now > tau ? rldi_fp_to_ns_ceil(nt - now - tau) : 0;
             if (deadline_ns && rldi_fp_to_ns(now) + wait > deadline_ns)
                 r = -ETIMEDOUT;
         }
         if (r < 0) {
-            if (rldi_view_moved(sl, &v, &word))
+            if (rldi_cell_moved(&c, &v, &word))
                 continue;
             if (out)
                 rldi_gcra_verdict_denied(v.t, v.burst, v.inv, v.tat, now, cost, 0, out);
             return -ETIMEDOUT;
         }
-        if (!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, v.ver)))
+        if (!rldi_cas16(c.word, &word, rldi_word_make(nt, v.ver)))
             continue;
         *wait_ns = wait;
         if (out) {
@@ -465,6 +501,19 @@ void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bo
             nw = rldi_word_make(nt, ver + 1);
         }
         if (rldi_cas16(&sl->tat, &word, nw))
+            return;
+    }
+}
+
+void rldi_bucket_publish_template(rldi_slot *sl, const rldi_bank *nb, uint32_t epoch)
+{
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    uint32_t ver = (uint32_t)(word >> 96);
+    bank_write(&sl->bank[(ver + 1) & 1], nb);
+    rldi_fence_release();
+    for (;;) {
+        ver = (uint32_t)(word >> 96);
+        if (rldi_cas16(&sl->tat, &word, ((rldi_u128)(ver + 1) << 96) | epoch))
             return;
     }
 }

@@ -47,6 +47,7 @@ typedef struct rldi_view {
     uint32_t  ver;
     uint32_t  waiters;
     uint64_t  max_debt_ns;   /* filled by the paths that can make debt (debit, reserve) */
+    rldi_u128 cfg_word;  /* a key's: its template's word when the bank was read (cell.h) */
 } rldi_view;
 
 /* rldi_bucket_take flags */
@@ -85,6 +86,7 @@ static inline int rldi_view_fill(const rldi_slot *s, uint32_t gen, rldi_u128 wor
     if (rldi_unlikely((uint32_t)gw != gen || !(gen & 1)))   /* live limits' gens are odd */
         return -ESTALE;
     const rldi_bank *b = &s->bank[(fv >> 32) & 1];
+    v->cfg_word = 0;
     v->word = word;
     v->tat = rldi_tat_unpack(tat, fv);
     v->ver = (uint32_t)(fv >> 32);
@@ -135,13 +137,16 @@ static inline void rldi_verdict_unlimited(rldi_verdict *v)
  */
 int rldi_bucket_take_word(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
                           unsigned flags, rldi_u128 word, rldi_verdict *v);
+/* The same when the caller has not read the word (a key's handle, or any). */
+int rldi_bucket_take_any(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                         unsigned flags, rldi_verdict *v);
 
 static inline int rldi_bucket_take(const rldi_seg *s, rldi_handle h, uint64_t cost,
                                    rldi_u128 now, unsigned flags, rldi_verdict *v)
 {
     const rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
+    if (!sl)                        /* a key's handle, or one no lookup made */
+        return rldi_bucket_take_any(s, h, cost, now, flags, v);
     return rldi_bucket_take_word(s, h, cost, now, flags, rldi_load16_split(&sl->tat), v);
 }
 
@@ -159,8 +164,8 @@ void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_slot *sl, const rldi_b
 static inline int rldi_bucket_take_fast(const rldi_seg *s, rldi_handle h, uint64_t cost,
                                         rldi_u128 now, rldi_verdict *v)
 {
-    if (rldi_unlikely(h.slot >= s->slot_count))
-        return -EINVAL;
+    if (rldi_unlikely(h.slot >= s->slot_count))     /* a key's handle, or one no lookup made */
+        return rldi_bucket_take_any(s, h, cost, now, 0, v);
     rldi_slot *sl = &s->slots[h.slot];
     rldi_u128 word = rldi_load16_split(&sl->tat);
     uint64_t fv = (uint64_t)(word >> 64);
@@ -336,6 +341,10 @@ void rldi_bucket_config(const rldi_slot *sl, rldi_bank *out);
  */
 void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry);
 
+/* A template's slot (keys.h): its keys' bank NB, and in the word's tat field the EPOCH of
+ * its keys (keys of another epoch are stale), in one CAS as rldi_bucket_publish. */
+void rldi_bucket_publish_template(rldi_slot *sl, const rldi_bank *nb, uint32_t epoch);
+
 /* Make the bucket full (an empty window, its past in RING forgotten too): debt forgiven,
  * the configuration unchanged. */
 void rldi_bucket_fill(rldi_slot *sl, rldi_ring *ring);
@@ -349,18 +358,7 @@ typedef struct rldi_win_take_rec {
 } rldi_win_take_rec;
 extern __thread rldi_win_take_rec rldi_win_last __attribute__((tls_model("initial-exec")));
 
-/* window.c: the window algorithms, with bucket.c's contracts */
-int rldi_win_take(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
-                  unsigned flags, rldi_u128 word, rldi_verdict *out);
-int rldi_win_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
-                   unsigned flags, rldi_verdict *out);
-int rldi_win_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t cost,
-                      rldi_u128 now, rldi_verdict *out);
-int rldi_win_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict *out);
-int rldi_win_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
-                    rldi_u128 now);
-int rldi_win_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, uint64_t max_debt_ns,
-                   rldi_u128 now);
+/* window.c's daemon-side writes (its admission functions are in cell.h) */
 rldi_u128 rldi_win_fresh(const rldi_bank *b, rldi_u128 now, uint32_t ver);
 rldi_u128 rldi_win_carry(const rldi_bank *ob, const rldi_bank *nb, rldi_ring *ring,
                          rldi_u128 word, rldi_u128 now, uint32_t ver);

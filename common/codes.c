@@ -10,9 +10,14 @@ const char *rldi_strerror(int err)
     switch (err) {
     case 0: return "success";
     case -EAGAIN: return "denied: not enough tokens now (see retry_after)";
-    case -ENOENT: return "not found: no such instance (rld_open), no such limit (rld_find) or "
-                         "no such wait (rld_wait_cancel, rld_wait_position)";
-    case -ESTALE: return "the limit was deleted or replaced since it was found";
+    case -ENOENT: return "not found: no such instance (rld_open), no such limit (rld_find), "
+                         "template (rld_find_template) or wait (rld_wait_cancel, "
+                         "rld_wait_position)";
+    case -ESTALE: return "the limit was deleted or replaced since it was found (a key: "
+                         "reclaimed once idle; look it up again)";
+    case -ENOSPC: return "no room: the template's key table is full of keys with state "
+                         "(raise max_keys), or too many waits queued";
+    case -EBUSY: return "the key's insertion is blocked by a stopped process (try again)";
     case -E2BIG: return "the cost exceeds the limit's burst and can never be admitted";
     case -EINVAL: return "invalid argument";
     case -ERANGE: return "amount out of range (debt would exceed the maximum)";

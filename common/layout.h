@@ -16,6 +16,9 @@
  *   | rldi_ring[n]       |   128 B each: a sliding window's past sub-windows (window.h)
  *   +--------------------+ header->index_off
  *   | uint32_t index[m]  |   open-addressing hash: name -> slot + 1 (0 empty, ~0 deleted)
+ *   +--------------------+ header->keys_off (a page boundary)
+ *   | key tables         |   per template (header->tmpl[]): bucket headers (64 B each),
+ *   |                    |   then entries (48 B each, 8 per bucket): keys.h
  *   +--------------------+ header->segment_size
  *
  * Any change of a field's meaning or offset bumps RLDI_ABI_MAJOR; appending into reserved
@@ -30,17 +33,79 @@
 
 #define RLDI_MAGIC          "RLDSHM\x00\x01"   /* 8 bytes, NUL inside on purpose */
 #define RLDI_ABI_MAJOR      2u   /* 2: sealed memfd handed out by the keeper; gen parity */
-#define RLDI_ABI_MINOR      1u   /* 1: rldi_slot.lease_hint_ns (global limits) */
+#define RLDI_ABI_MINOR      2u   /* 1: rldi_slot.lease_hint_ns (global limits); 2: keyed
+                                  *    limits (templates, key tables: RLDI_FEATURE_KEYS) */
 #define RLDI_HEADER_SIZE    4096u
 #define RLDI_SLOT_SIZE      128u
 #define RLDI_META_SIZE      128u
 #define RLDI_NAME_MAX       64u                 /* bytes, without the NUL */
 #define RLDI_MAX_SLOTS      (1u << 24)          /* hard cap on max_limits */
 
+/* header->features */
+#define RLDI_FEATURE_KEYS   0x1u /* key tables and templates (ABI minor 2) */
+
 /* header->state */
 #define RLDI_STATE_INIT     0u   /* being built: clients treat it as absent */
 #define RLDI_STATE_READY    1u
 #define RLDI_STATE_RETIRED  2u   /* replaced by a new segment (rld --fresh): attach again */
+
+/*
+ * A template's key table (keyed limits, keys.h): where it lives and its counters. The
+ * template itself is a slot (name, config banks, counters; meta kind RLDI_KIND_TEMPLATE);
+ * its state word's tat field holds the table's epoch (keys of another epoch are stale).
+ * Written by the daemon when the segment is built; counters by everyone (relaxed).
+ */
+#define RLDI_MAX_TEMPLATES  56u
+typedef struct rldi_tmpl {
+    uint32_t slot;              /*   0 the template's slot */
+    uint32_t gen;               /*   4 that slot's gen when the table was made */
+    uint32_t nbuckets;          /*   8 buckets of RLDI_KEY_BUCKET entries */
+    uint32_t max_keys;          /*  12 as configured */
+    uint64_t buckets_off;       /*  16 rldi_key_bucket[nbuckets] */
+    uint64_t entries_off;       /*  24 rldi_key_entry[nbuckets * RLDI_KEY_BUCKET] */
+    uint32_t entry_base;        /*  32 handles of its keys: slot = slot_count + base + i */
+    uint32_t flags;             /*  36 RLDI_TMPL_* */
+    uint64_t live;              /*  40 keys live now (relaxed, approximate under races) */
+    uint64_t evictions;         /*  48 idle keys reclaimed (insertions and the daemon) */
+    uint64_t overflows;         /*  56 new keys refused or let through: the table was full */
+} rldi_tmpl;
+
+#define RLDI_TMPL_OVERFLOW_ALLOW 0x1u   /* overflow = allow: a new key that finds no room is admitted */
+#define RLDI_TMPL_CALLER_RATE    0x2u   /* rate = caller: each key's rate is in its entry */
+
+/*
+ * The key tables. A bucket is a header line and RLDI_KEY_BUCKET entries of 48 bytes (56 B
+ * per entry, 64 B per key of capacity at the 7/8 load the tables are sized for).
+ *
+ * Entry: the state word (as a slot's: GCRA tat|frac, fixed end|count; the ver field holds
+ * the entry's gen, so no CAS built on another incarnation can land), gen (bits 0-23 a
+ * counter, odd while a key lives there; bits 24-31 the template epoch it was made in),
+ * waiters (daemon), and the key's identity: a keyed 64-bit hash, its length and first bytes.
+ */
+#define RLDI_KEY_BUCKET     8u
+#define RLDI_KEY_MAX        256u          /* bytes of a key */
+#define RLDI_KEY_PREFIX     15u           /* bytes of the key kept in the entry */
+#define RLDI_KEY_RATE_PREFIX 7u           /* rate = caller: the rest holds the key's rate */
+
+typedef struct rldi_key_bucket {
+    uint64_t lock;              /*   0 0, or the pid inserting a key whose first bucket this is */
+    uint16_t tag[RLDI_KEY_BUCKET];   /*   8 a hint per entry: 16 bits of its hash | 1, 0 empty */
+    uint32_t queued[RLDI_KEY_BUCKET];/*  24 daemon: tokens wanted by each entry's waiters */
+    uint64_t reserved;          /*  56 */
+} rldi_key_bucket;
+
+typedef struct rldi_key_entry {
+    uint64_t tat;               /*   0 \ 16-byte CAS unit, as a slot's; ver = gen */
+    uint64_t frac_ver;          /*   8 / */
+    uint32_t gen;               /*  16 */
+    uint32_t waiters;           /*  20 */
+    uint64_t hash;              /*  24 */
+    uint8_t  len1;              /*  32 key length - 1 (keys are 1..256 bytes) */
+    uint8_t  prefix[RLDI_KEY_PREFIX];   /*  33 the key's first bytes (rate = caller: 7) */
+} rldi_key_entry;
+/* rate = caller: the key's rate at offset 40, one 8-byte word read and written whole:
+ * COUNT (32 bits) | PERIOD in ms (32 bits) */
+#define RLDI_KEY_RATE_OFF   40u
 
 typedef struct rldi_shm_header {
     char     magic[8];          /*   0 RLDI_MAGIC */
@@ -66,9 +131,13 @@ typedef struct rldi_shm_header {
     uint32_t keeper_pid;        /* 120 the process holding the segment between daemons */
     uint32_t reserved1;         /* 124 */
     uint64_t rings_off;         /* 128 */
-    uint64_t reserved0[47];     /* 136 .. 512: room for ABI minor additions */
-    /* 512 .. 4096: reserved for keyed-limit templates (per-IP, per-user), next ABI minor. */
-    uint8_t  reserved_keyed[RLDI_HEADER_SIZE - 512];
+    uint64_t keys_off;          /* 136 the key tables: a page boundary after the index */
+    uint64_t keys_size;         /* 144 bytes: segment_size - keys_off */
+    uint64_t key_secret[2];     /* 152 SipHash key of this segment's key hashes (keys.h) */
+    uint32_t tmpl_count;        /* 168 entries of tmpl[] in use */
+    uint32_t reserved2;         /* 172 */
+    uint64_t reserved0[42];     /* 176 .. 512: room for ABI minor additions */
+    rldi_tmpl tmpl[RLDI_MAX_TEMPLATES];   /* 512 .. 4096: the templates' key tables */
 } rldi_shm_header;
 
 /*
@@ -126,7 +195,9 @@ typedef struct rldi_slot {
 typedef struct rldi_meta {
     char     name[RLDI_NAME_MAX + 1]; /*   0 NUL-terminated */
     uint8_t  algo;                    /*  65 RLDI_ALGO_*, as configured */
-    uint8_t  reserved0[6];            /*  66 */
+    uint8_t  kind;                    /*  66 RLDI_KIND_*: a limit or a template */
+    uint8_t  tmpl;                    /*  67 a template: its index in header->tmpl[] */
+    uint8_t  reserved0[4];            /*  68 */
     uint64_t rate_count;              /*  72 as configured: COUNT/PERIOD */
     uint64_t rate_period_ns;          /*  80 */
     uint64_t burst;                   /*  88 */
@@ -143,6 +214,9 @@ typedef struct rldi_meta {
 typedef struct rldi_ring {
     uint64_t e[RLDI_RING_ENTRIES];
 } rldi_ring;
+
+#define RLDI_KIND_LIMIT     0u   /* meta.kind: a limit (rld_find) */
+#define RLDI_KIND_TEMPLATE  1u   /* a template of keyed limits (rld_find_template) */
 
 #define RLDI_ORIGIN_FILE    0u   /* declared in the configuration file */
 #define RLDI_ORIGIN_RUNTIME 1u   /* created by a Put request: survives reloads */
@@ -162,7 +236,6 @@ static_assert(offsetof(rldi_shm_header, config_gen) == 112, "ABI");
 static_assert(offsetof(rldi_shm_header, keeper_pid) == 120, "ABI");
 static_assert(offsetof(rldi_shm_header, rings_off) == 128, "ABI");
 static_assert(sizeof(rldi_ring) == 128, "a ring is two cache lines");
-static_assert(offsetof(rldi_shm_header, reserved_keyed) == 512, "ABI");
 
 static_assert(sizeof(rldi_bank) == 32, "ABI");
 static_assert(sizeof(rldi_slot) == RLDI_SLOT_SIZE, "slot is two cache lines");
@@ -188,5 +261,22 @@ static_assert(offsetof(rldi_meta, algo) == 65, "ABI");
 static_assert(offsetof(rldi_meta, align_ns) == 120, "ABI");
 
 static_assert(RLDI_HEADER_SIZE % RLDI_SLOT_SIZE == 0, "slots start aligned");
+static_assert(offsetof(rldi_shm_header, keys_off) == 136, "ABI");
+static_assert(offsetof(rldi_shm_header, key_secret) == 152, "ABI");
+static_assert(offsetof(rldi_shm_header, tmpl_count) == 168, "ABI");
+static_assert(offsetof(rldi_shm_header, tmpl) == 512, "ABI");
+static_assert(sizeof(rldi_tmpl) == 64, "ABI");
+static_assert(offsetof(rldi_meta, kind) == 66, "ABI");
+static_assert(offsetof(rldi_meta, tmpl) == 67, "ABI");
+static_assert(sizeof(rldi_key_bucket) == 64, "a bucket's header is one cache line");
+static_assert(sizeof(rldi_key_entry) == 48, "48 B per entry: 64 B per key of capacity");
+static_assert(offsetof(rldi_key_entry, tat) == 0 && offsetof(rldi_key_entry, frac_ver) == 8,
+              "the entry's state word is a slot's");
+static_assert(offsetof(rldi_key_entry, gen) == 16 && offsetof(rldi_key_entry, waiters) == 20,
+              "gen and waiters are read as one 8-byte word, as a slot's");
+static_assert(offsetof(rldi_key_entry, hash) == 24 && offsetof(rldi_key_entry, len1) == 32,
+              "ABI");
+static_assert(RLDI_KEY_RATE_OFF % 8 == 0 && RLDI_KEY_RATE_OFF == 33 + RLDI_KEY_RATE_PREFIX,
+              "a caller's rate is one aligned 8-byte word after the short prefix");
 
 #endif

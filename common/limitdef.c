@@ -112,6 +112,27 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         w = "fallback share must be a fraction in (0, 1]";
         f = RLDI_LD_SCOPE;
         r = -EINVAL;
+    } else if (def->kind == RLDI_KIND_TEMPLATE) {
+        /* a template: its keys' definition (keys.h) */
+        if (def->max_keys == 0 || def->max_keys > RLDI_MAX_KEYS_MAX) {
+            w = "max_keys must be 1..268435456";
+            f = RLDI_LD_KEYS;
+        } else if (def->scope == RLDI_SCOPE_GLOBAL) {
+            w = "a template's keys are host limits (scope = global is for [limit])";
+            f = RLDI_LD_SCOPE;
+        } else if (def->algo == RLDI_ALGO_SLIDING) {
+            w = "keys with algorithm = sliding are not available yet: use fixed or gcra";
+            f = RLDI_LD_ALGO;
+        } else if (def->caller_rate) {
+            w = "rate = caller is not available yet";
+            f = RLDI_LD_RATE;
+        }
+        if (w)
+            r = -EINVAL;
+    } else if (def->max_keys || def->overflow_allow || def->caller_rate) {
+        w = "max_keys, overflow and rate = caller are for [template]";
+        f = RLDI_LD_KEYS;
+        r = -EINVAL;
     }
     if (why)
         *why = w;

@@ -29,7 +29,15 @@ typedef struct rldi_limitdef {
     uint8_t  scope;          /* RLDI_SCOPE_* */
     uint32_t fallback_num;   /* while Redis is unreachable: this host admits num/den of the */
     uint32_t fallback_den;   /* global rate; num 0: deny (the default) */
+    /* [template NAME] (issue 13): a limit per key, created by the clients (keys.h) */
+    uint8_t  kind;           /* RLDI_KIND_LIMIT or RLDI_KIND_TEMPLATE (layout.h) */
+    bool     overflow_allow; /* overflow = allow: a new key that finds the table full passes */
+    bool     caller_rate;    /* rate = caller: each key's rate comes from the client */
+    uint32_t max_keys;       /* capacity of the template's key table */
 } rldi_limitdef;
+
+#define RLDI_MAX_KEYS_DEFAULT  100000u
+#define RLDI_MAX_KEYS_MAX      (1u << 28)     /* per template; all tables share 2^31 handles */
 
 #define RLDI_SCOPE_HOST    0u
 #define RLDI_SCOPE_GLOBAL  1u
@@ -44,7 +52,8 @@ typedef struct rldi_limitdef {
 
 /* What fails, so that each caller can point at the right place (a file's line, a field). */
 enum rldi_limitdef_field { RLDI_LD_OK, RLDI_LD_NAME, RLDI_LD_RATE, RLDI_LD_BURST,
-                           RLDI_LD_DEBT, RLDI_LD_ALGO, RLDI_LD_ALIGN, RLDI_LD_SCOPE };
+                           RLDI_LD_DEBT, RLDI_LD_ALGO, RLDI_LD_ALIGN, RLDI_LD_SCOPE,
+                           RLDI_LD_KEYS };
 
 /* "gcra", "sliding", "fixed" <-> RLDI_ALGO_*; -EINVAL for another word. */
 int rldi_algo_parse(const char *s, uint32_t *algo);

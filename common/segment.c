@@ -31,7 +31,12 @@ static uint32_t pow2_at_least(uint64_t v)
 
 uint64_t rldi_seg_geometry(uint32_t slot_count, rldi_shm_header *hdr)
 {
-    if (slot_count == 0 || slot_count > RLDI_MAX_SLOTS)
+    return rldi_seg_geometry_keys(slot_count, 0, hdr);
+}
+
+uint64_t rldi_seg_geometry_keys(uint32_t slot_count, uint64_t keys_size, rldi_shm_header *hdr)
+{
+    if (slot_count == 0 || slot_count > RLDI_MAX_SLOTS || keys_size > RLDI_MAX_KEYS_SIZE)
         return 0;
     hdr->header_size = RLDI_HEADER_SIZE;
     hdr->slot_size = RLDI_SLOT_SIZE;
@@ -44,7 +49,9 @@ uint64_t rldi_seg_geometry(uint32_t slot_count, rldi_shm_header *hdr)
     hdr->index_off = hdr->rings_off + (uint64_t)slot_count * sizeof(rldi_ring);
     uint64_t end = hdr->index_off + (uint64_t)hdr->index_buckets * sizeof(uint32_t);
     uint64_t page = 4096;
-    hdr->segment_size = (end + page - 1) / page * page;
+    hdr->keys_off = (end + page - 1) / page * page;
+    hdr->keys_size = (keys_size + page - 1) / page * page;
+    hdr->segment_size = hdr->keys_off + hdr->keys_size;
     return hdr->segment_size;
 }
 
@@ -55,9 +62,14 @@ int rldi_seg_check(const void *base, size_t size, bool require_ready)
         return RLD_ECORRUPT;
     if (h->abi_major != RLDI_ABI_MAJOR)
         return RLD_EABI;
-    /* Recompute the geometry from slot_count: any other value is damage or hostility. */
+    /* Recompute the geometry from slot_count and the size (the key tables take the rest):
+     * any other value is damage or hostility. */
     rldi_shm_header want;
-    if (rldi_seg_geometry(h->slot_count, &want) == 0 || h->header_size != want.header_size ||
+    uint64_t base_size = rldi_seg_geometry(h->slot_count, &want);
+    if (base_size == 0 || size < base_size ||
+        rldi_seg_geometry_keys(h->slot_count, size - base_size, &want) != size ||
+        h->keys_off != want.keys_off || h->keys_size != want.keys_size ||
+        h->tmpl_count > RLDI_MAX_TEMPLATES || h->header_size != want.header_size ||
         h->slot_size != want.slot_size || h->meta_size != want.meta_size ||
         h->index_buckets != want.index_buckets || h->slots_off != want.slots_off ||
         h->meta_off != want.meta_off || h->index_off != want.index_off ||
@@ -84,6 +96,8 @@ void rldi_seg_bind(rldi_seg *s, void *base, size_t size)
     s->rings = (rldi_ring *)((char *)base + h->rings_off);
     s->slot_count = h->slot_count;
     s->index_mask = h->index_buckets - 1;
+    s->keys = (uint8_t *)base + h->keys_off;
+    s->keys_size = h->keys_size;
 }
 
 int rldi_seg_open(const char *seg_path, rldi_seg *s)
@@ -97,7 +111,9 @@ int rldi_seg_open(const char *seg_path, rldi_seg *s)
     if (e < 0)
         return e;
     rldi_shm_header geo;
-    if (h.abi_major != RLDI_ABI_MAJOR || rldi_seg_geometry(h.slot_count, &geo) != h.size) {
+    uint64_t base_size = rldi_seg_geometry(h.slot_count, &geo);
+    if (h.abi_major != RLDI_ABI_MAJOR || base_size == 0 || h.size < base_size ||
+        rldi_seg_geometry_keys(h.slot_count, h.size - base_size, &geo) != h.size) {
         close(fd);                    /* the keeper's word, which a client cannot forge */
         return h.abi_major != RLDI_ABI_MAJOR ? RLD_EABI : RLD_ECORRUPT;
     }

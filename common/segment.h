@@ -23,11 +23,16 @@ typedef struct rldi_seg {
     uint32_t        *index;
     uint32_t         slot_count;
     uint32_t         index_mask;
+    uint8_t         *keys;          /* the key tables (keys.h): header->keys_off */
+    uint64_t         keys_size;
 } rldi_seg;
 
 /* Offsets and size of a segment holding SLOT_COUNT limits, written into HDR's geometry
  * fields (nothing else). Returns the segment size, 0 if SLOT_COUNT is out of range. */
 uint64_t rldi_seg_geometry(uint32_t slot_count, rldi_shm_header *hdr);
+/* The same with KEYS_SIZE bytes of key tables after the index (keys.h), page-rounded. */
+uint64_t rldi_seg_geometry_keys(uint32_t slot_count, uint64_t keys_size, rldi_shm_header *hdr);
+#define RLDI_MAX_KEYS_SIZE (UINT64_C(1) << 40)   /* 1 TiB of key tables: a sanity bound */
 
 /*
  * Check that BASE..BASE+SIZE is a usable segment of our ABI: magic, version, sizes and

@@ -12,6 +12,7 @@
 
 #include "atomics.h"
 #include "bucket.h"
+#include "cell.h"
 #include "clock.h"
 
 __thread rldi_win_take_rec rldi_win_last __attribute__((tls_model("initial-exec")));
@@ -19,6 +20,7 @@ __thread rldi_win_take_rec rldi_win_last __attribute__((tls_model("initial-exec"
 /* One consistent reading of a window limit. */
 typedef struct wview {
     rldi_u128      word;
+    rldi_u128      cfg_word;  /* a key's: its template's word (cell.h) */
     uint64_t       lo;        /* tat field: fixed end / sliding head|count */
     uint32_t       frac;      /* fixed count / sliding sum of the 16 before */
     uint32_t       ver;
@@ -26,22 +28,25 @@ typedef struct wview {
     rldi_winparams p;
 } wview;
 
-static int wview_fill(const rldi_slot *sl, uint32_t gen, rldi_u128 word, wview *v)
+static int wview_fill(const rldi_cell *c, rldi_u128 word, wview *v)
 {
+    rldi_view gv;                 /* the identity checks and the bank, as for GCRA */
+    int r = rldi_cell_view(c, word, &gv);
+    if (r < 0)
+        return r;
     uint64_t fv = (uint64_t)(word >> 64);
-    uint64_t gw = rldi_load_relaxed((const uint64_t *)&sl->gen);
-    if ((uint32_t)gw != gen || !(gen & 1))
-        return -ESTALE;
-    const rldi_bank *b = &sl->bank[(fv >> 32) & 1];
     v->word = word;
+    v->cfg_word = gv.cfg_word;
     v->lo = (uint64_t)word;
     v->frac = (uint32_t)fv;
     v->ver = (uint32_t)(fv >> 32);
-    v->waiters = (uint32_t)(gw >> 32);
-    v->p.algo = RLDI_BANK_ALGO(rldi_load_relaxed(&b->t_hi));
-    v->p.period_ns = rldi_load_relaxed(&b->t_lo);
-    v->p.count = rldi_load_relaxed(&b->burst);
-    v->p.aux_ns = rldi_load_relaxed(&b->inv_t);
+    v->waiters = gv.waiters;
+    v->p.algo = RLDI_BANK_ALGO((uint64_t)(gv.t >> 64));
+    v->p.period_ns = (uint64_t)gv.t;
+    v->p.count = gv.burst;
+    memcpy(&v->p.aux_ns, &gv.inv, sizeof(v->p.aux_ns));
+    if (v->p.algo == RLDI_ALGO_SLIDING && !c->ring)
+        return -EOPNOTSUPP;       /* a key's sliding window: not in this version */
     return 0;
 }
 
@@ -277,30 +282,30 @@ static void sliding_verdict(rldi_verdict *out, const wview *v, const sliding_at 
 /* ---- the operations -------------------------------------------------------------------- */
 
 /* The word still is what V was read from: nothing published, so check before trusting V. */
-static bool wview_moved(const rldi_slot *sl, const wview *v, rldi_u128 *word)
+static bool wview_moved(const rldi_cell *c, const wview *v, rldi_u128 *word)
 {
-    rldi_view rv = { .word = v->word };
-    return rldi_view_moved(sl, &rv, word);
+    rldi_view rv = { .word = v->word, .cfg_word = v->cfg_word };
+    return rldi_cell_moved(c, &rv, word);
 }
 
 /* DRY: decide only (probe, estimate): nothing is published, the view is checked instead. */
-static int take_fixed(rldi_slot *sl, wview *v, uint64_t cost, uint64_t now_ns, bool queued,
+static int take_fixed(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns, bool queued,
                       uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
 {
     uint64_t end, count;
     fixed_now(v, now_ns, &end, &count);
     uint32_t id = win_id(end / v->p.period_ns);
     if (!queued && count + cost <= v->p.count) {
-        if (cost == 0 || dry ? wview_moved(sl, v, word)
-                             : !rldi_cas16(&sl->tat, word, wword(end, (uint32_t)(count + cost), v->ver)))
+        if (cost == 0 || dry ? wview_moved(c, v, word)
+                             : !rldi_cas16(c->word, word, wword(end, (uint32_t)(count + cost), v->ver)))
             return 1;                                   /* again */
         if (out)
             fixed_verdict(out, v, now_ns, end, count + cost, 0, id);
         return 0;
     }
     /* denied; a window that ended is published as ended (cheaper for the next caller) */
-    if (end != v->lo && !dry ? !rldi_cas16(&sl->tat, word, wword(end, 0, v->ver))
-                             : wview_moved(sl, v, word))
+    if (end != v->lo && !dry ? !rldi_cas16(c->word, word, wword(end, 0, v->ver))
+                             : wview_moved(c, v, word))
         return 1;
     if (out) {
         fixed_verdict(out, v, now_ns, end, count, fixed_wait(v, now_ns, end, count, extra, cost), id);
@@ -309,7 +314,7 @@ static int take_fixed(rldi_slot *sl, wview *v, uint64_t cost, uint64_t now_ns, b
     return -EAGAIN;
 }
 
-static int take_sliding(rldi_slot *sl, rldi_ring *ring, wview *v, uint64_t cost, uint64_t now_ns,
+static int take_sliding(const rldi_cell *c, rldi_ring *ring, wview *v, uint64_t cost, uint64_t now_ns,
                         bool queued, uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
 {
     sliding_at a;
@@ -319,17 +324,17 @@ static int take_sliding(rldi_slot *sl, rldi_ring *ring, wview *v, uint64_t cost,
     if (moved && !dry)  /* the head's tokens go to the ring before the head moves past it */
         ring_put(ring, head, rldi_win_headcnt(v->lo));
     if (!queued && a.sum + a.kc + cost <= v->p.count) {
-        if (cost == 0 || dry ? wview_moved(sl, v, word)
-                             : !rldi_cas16(&sl->tat, word, wword(rldi_win_pack(a.k, a.kc + cost),
+        if (cost == 0 || dry ? wview_moved(c, v, word)
+                             : !rldi_cas16(c->word, word, wword(rldi_win_pack(a.k, a.kc + cost),
                                                                   (uint32_t)a.sum, v->ver)))
             return 1;
         if (out)
             sliding_verdict(out, v, &a, now_ns, cost, 0);
         return 0;
     }
-    if (moved && !dry ? !rldi_cas16(&sl->tat, word, wword(rldi_win_pack(a.k, a.kc),
+    if (moved && !dry ? !rldi_cas16(c->word, word, wword(rldi_win_pack(a.k, a.kc),
                                                           (uint32_t)a.sum, v->ver))
-                      : wview_moved(sl, v, word))
+                      : wview_moved(c, v, word))
         return 1;
     if (out) {
         sliding_cnt(ring, &a);
@@ -341,20 +346,17 @@ static int take_sliding(rldi_slot *sl, rldi_ring *ring, wview *v, uint64_t cost,
 
 /* Take (or, DRY, decide) COST at NOW behind the queue (EXTRA: its tokens, ~0 to read them
  * from the slot) unless FLAGS barge. */
-static int take(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now, unsigned flags,
+static int take(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now, unsigned flags,
                 uint64_t extra_in, bool dry, rldi_u128 word, rldi_verdict *out)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
     uint64_t now_ns = rldi_fp_to_ns(now);
     for (;;) {
         wview v;
-        int r = wview_fill(sl, h.gen, word, &v);
+        int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
         if (!wparams_ok(&v.p) || cost > v.p.count) {
-            if (wview_moved(sl, &v, &word))
+            if (wview_moved(c, &v, &word))
                 continue;
             return !wparams_ok(&v.p) ? -ESTALE : -E2BIG;   /* garbage: a segment writer's doing */
         }
@@ -365,43 +367,37 @@ static int take(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now, 
             extra = extra_in;
         } else {
             queued = queue_ahead(s, &v, flags, now_ns);
-            extra = queued ? rldi_load_relaxed(&sl->queued) | 1 : 0;
+            extra = queued ? rldi_cell_queued(c) | 1 : 0;
         }
         rldi_verdict vd;
         rldi_verdict *o = out ? out : &vd;      /* the window is recorded for rld_refund */
         r = v.p.algo == RLDI_ALGO_FIXED
-                ? take_fixed(sl, &v, cost, now_ns, queued, extra, dry, &word, o)
-                : take_sliding(sl, &s->rings[h.slot], &v, cost, now_ns, queued, extra, dry, &word,
+                ? take_fixed(c, &v, cost, now_ns, queued, extra, dry, &word, o)
+                : take_sliding(c, c->ring, &v, cost, now_ns, queued, extra, dry, &word,
                                o);
         if (r == 0 && !dry && cost)
-            rldi_win_last = (rldi_win_take_rec){ s->base, h.slot, h.gen, o->window };
+            rldi_win_last = (rldi_win_take_rec){ s->base, c->hslot, c->gen, o->window };
         if (r != 1)
             return r;
     }
 }
 
-int rldi_win_take(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+int rldi_win_take(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now,
                   unsigned flags, rldi_u128 word, rldi_verdict *out)
 {
-    return take(s, h, cost, now, flags, UINT64_MAX, false, word, out);
+    return take(s, c, cost, now, flags, UINT64_MAX, false, word, out);
 }
 
-int rldi_win_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+int rldi_win_probe(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now,
                    unsigned flags, rldi_verdict *out)
 {
-    const rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
-    return take(s, h, cost, now, flags, UINT64_MAX, true, rldi_load16_split(&sl->tat), out);
+    return take(s, c, cost, now, flags, UINT64_MAX, true, rldi_load16_split(c->word), out);
 }
 
-int rldi_win_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t cost,
+int rldi_win_estimate(const rldi_seg *s, const rldi_cell *c, uint64_t extra, uint64_t cost,
                       rldi_u128 now, rldi_verdict *out)
 {
-    const rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
-    int r = take(s, h, cost, now, 0, extra, true, rldi_load16_split(&sl->tat), out);
+    int r = take(s, c, cost, now, 0, extra, true, rldi_load16_split(c->word), out);
     if (r == 0)
         out->retry_after_ns = 0;          /* fits now */
     return r == -EAGAIN ? 0 : r;
@@ -409,16 +405,13 @@ int rldi_win_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t
 
 /* The state now, taking nothing; retry_after > 0 only in debt (more taken than COUNT),
  * until that is no longer so. */
-int rldi_win_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict *out)
+int rldi_win_peek(const rldi_seg *s, const rldi_cell *c, rldi_u128 now, rldi_verdict *out)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
     uint64_t now_ns = rldi_fp_to_ns(now);
-    rldi_u128 word = rldi_load16_split(&sl->tat);
+    rldi_u128 word = rldi_load16_split(c->word);
     for (;;) {
         wview v;
-        int r = wview_fill(sl, h.gen, word, &v);
+        int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
         rldi_verdict vd;
@@ -431,8 +424,8 @@ int rldi_win_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict 
                           win_id(end / v.p.period_ns));
         } else {
             sliding_at a;
-            sliding_now(&s->rings[h.slot], &v, now_ns, &a);
-            sliding_cnt(&s->rings[h.slot], &a);
+            sliding_now(c->ring, &v, now_ns, &a);
+            sliding_cnt(c->ring, &a);
             uint64_t wait = 0, total = a.sum + a.kc;
             if (total > v.p.count) {          /* in debt: until enough has left */
                 uint64_t cnt[RLDI_WIN_SUBS + 1];
@@ -444,10 +437,10 @@ int rldi_win_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict 
             }
             sliding_verdict(&vd, &v, &a, now_ns, 0, wait);
         }
-        if (wview_moved(sl, &v, &word))
+        if (wview_moved(c, &v, &word))
             continue;
         if (r == 0) {
-            vd.waiters = rldi_load_relaxed(&sl->waiters);
+            vd.waiters = rldi_cell_waiters(c);
             *out = vd;
         }
         return r;
@@ -460,28 +453,25 @@ int rldi_win_peek(const rldi_seg *s, rldi_handle h, rldi_u128 now, rldi_verdict 
  * does as part of the past that leaves the window in its time). -EOPNOTSUPP for WINDOW 0:
  * the tokens may come from an earlier window, and giving them to this one could over-admit.
  */
-int rldi_win_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t window,
+int rldi_win_refund(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint32_t window,
                     rldi_u128 now)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
     uint64_t now_ns = rldi_fp_to_ns(now);
-    rldi_u128 word = rldi_load16_split(&sl->tat);
+    rldi_u128 word = rldi_load16_split(c->word);
     for (;;) {
         wview v;
-        int r = wview_fill(sl, h.gen, word, &v);
+        int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
         if (!wparams_ok(&v.p) || window == 0 || amount == 0) {
-            if (wview_moved(sl, &v, &word))
+            if (wview_moved(c, &v, &word))
                 continue;
             return !wparams_ok(&v.p) ? -ESTALE : window == 0 && amount ? -EOPNOTSUPP : 0;
         }
         rldi_u128 want;
         if (v.p.algo == RLDI_ALGO_FIXED) {
             if (now_ns >= v.lo || win_id(v.lo / v.p.period_ns) != window) {
-                if (wview_moved(sl, &v, &word))
+                if (wview_moved(c, &v, &word))
                     continue;
                 return 0;                  /* that window is over */
             }
@@ -490,42 +480,39 @@ int rldi_win_refund(const rldi_seg *s, rldi_handle h, uint64_t amount, uint32_t 
         } else {
             uint64_t head = rldi_win_head(v.lo), hc = rldi_win_headcnt(v.lo);
             sliding_at a;
-            sliding_now(&s->rings[h.slot], &v, now_ns, &a);
+            sliding_now(c->ring, &v, now_ns, &a);
             if (a.k != head || win_id(head) != window) {
-                if (wview_moved(sl, &v, &word))
+                if (wview_moved(c, &v, &word))
                     continue;
                 return 0;                  /* that sub-window is in the past */
             }
             want = wword(rldi_win_pack(head, hc > amount ? hc - amount : 0), v.frac, v.ver);
         }
-        if (rldi_cas16(&sl->tat, &word, want))
+        if (rldi_cas16(c->word, &word, want))
             return 0;
     }
 }
 
 /* Take AMOUNT without asking: into debt up to MAX_DEBT_NS's worth of the window's tokens
  * (COUNT per PERIOD); -ERANGE beyond, nothing taken. */
-int rldi_win_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, uint64_t max_debt_ns,
+int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint64_t max_debt_ns,
                    rldi_u128 now)
 {
-    rldi_slot *sl = rldi_slot_of(s, h);
-    if (!sl)
-        return -EINVAL;
     uint64_t now_ns = rldi_fp_to_ns(now);
-    rldi_u128 word = rldi_load16_split(&sl->tat);
+    rldi_u128 word = rldi_load16_split(c->word);
     for (;;) {
         wview v;
-        int r = wview_fill(sl, h.gen, word, &v);
+        int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
         if (!wparams_ok(&v.p)) {
-            if (wview_moved(sl, &v, &word))
+            if (wview_moved(c, &v, &word))
                 continue;
             return -ESTALE;
         }
-        uint64_t c = v.p.count, debt = (uint64_t)((long double)c * (long double)max_debt_ns /
-                                                  (long double)v.p.period_ns);
-        uint64_t cap = c + (debt < UINT32_MAX ? debt : UINT32_MAX);
+        uint64_t cnt = v.p.count, debt = (uint64_t)((long double)cnt * (long double)max_debt_ns /
+                                                    (long double)v.p.period_ns);
+        uint64_t cap = cnt + (debt < UINT32_MAX ? debt : UINT32_MAX);
         rldi_u128 want;
         if (v.p.algo == RLDI_ALGO_FIXED) {
             uint64_t end, count;
@@ -536,7 +523,7 @@ int rldi_win_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, uint64_t m
                 r = -ERANGE;
             want = wword(end, (uint32_t)(count + amount), v.ver);
         } else {
-            rldi_ring *ring = &s->rings[h.slot];
+            rldi_ring *ring = c->ring;
             uint64_t head = rldi_win_head(v.lo);
             sliding_at a;
             sliding_now(ring, &v, now_ns, &a);
@@ -550,11 +537,11 @@ int rldi_win_debit(const rldi_seg *s, rldi_handle h, uint64_t amount, uint64_t m
             want = wword(rldi_win_pack(a.k, a.kc + amount), (uint32_t)a.sum, v.ver);
         }
         if (r < 0 || amount == 0) {
-            if (wview_moved(sl, &v, &word))
+            if (wview_moved(c, &v, &word))
                 continue;
             return r;
         }
-        if (rldi_cas16(&sl->tat, &word, want))
+        if (rldi_cas16(c->word, &word, want))
             return 0;
     }
 }
@@ -588,3 +575,14 @@ rldi_u128 rldi_win_carry(const rldi_bank *ob, const rldi_bank *nb, rldi_ring *ri
     return wword(rldi_win_pack(rldi_fp_to_ns(now) / nb->inv_t, held), 0, ver);
 }
 
+
+/* ---- keys: is a window empty (keys.c evicts keys whose state a new key would have) ----- */
+
+bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
+{
+    uint64_t lo = (uint64_t)word, now_ns = rldi_fp_to_ns(now);
+    uint32_t count = (uint32_t)(word >> 64);
+    if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_FIXED)
+        return count == 0 || now_ns >= lo;    /* nothing in it, or it ended */
+    return false;                             /* sliding: keys do not have them yet */
+}

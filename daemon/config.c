@@ -20,11 +20,12 @@
 
 #include "rate.h"
 
-enum section { SEC_NONE, SEC_RLD, SEC_LIMIT, SEC_REDIS };
+enum section { SEC_NONE, SEC_RLD, SEC_LIMIT, SEC_REDIS };   /* [template]: SEC_LIMIT too */
 
 enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, K_CONNS_PER_UID,
        K_WAITS_PER_UID, N_RLD_KEYS };
-enum { K_RATE, K_BURST, K_MAX_DEBT, K_ALGORITHM, K_ALIGN, K_SCOPE, K_FALLBACK, N_LIMIT_KEYS };
+enum { K_RATE, K_BURST, K_MAX_DEBT, K_ALGORITHM, K_ALIGN, K_SCOPE, K_FALLBACK, K_MAX_KEYS,
+       K_OVERFLOW, N_LIMIT_KEYS };
 enum { K_URL, K_PASSWORD_FILE, K_USERNAME, K_CONNECT_TIMEOUT, K_TIMEOUT, K_LEASE_PERIOD,
        K_KEY_PREFIX, K_HOST_ID, N_REDIS_KEYS };
 #define N_KEYS_MAX 16
@@ -34,7 +35,8 @@ static const char *const rld_keys[N_RLD_KEYS] = {
     "max_connections_per_uid", "max_waits_per_uid",
 };
 static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst", "max_debt", "algorithm",
-                                                     "align", "scope", "fallback"};
+                                                     "align", "scope", "fallback", "max_keys",
+                                                     "overflow"};
 static const char *const redis_keys[N_REDIS_KEYS] = {
     "url", "password_file", "username", "connect_timeout", "timeout", "lease_period",
     "key_prefix", "host_id",
@@ -194,10 +196,11 @@ static bool end_section(struct parser *ps)
     if (ps->sec == SEC_LIMIT) {
         rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
         if (!ps->key_line[K_RATE]) {
-            fail(ps, ps->sec_line, -EINVAL, l->name, "limit has no rate");
+            fail(ps, ps->sec_line, -EINVAL, l->name, "%s has no rate",
+                 l->kind == RLDI_KIND_TEMPLATE ? "template" : "limit");
             return false;
         }
-        if (!ps->key_line[K_BURST] && l->algo == RLDI_ALGO_GCRA)
+        if (!ps->key_line[K_BURST] && l->algo == RLDI_ALGO_GCRA && !l->caller_rate)
             l->burst = l->count;
         /* scope and fallback against the rest, once all is known: on their own lines */
         const char *why;
@@ -206,6 +209,12 @@ static bool end_section(struct parser *ps)
             int at = ps->key_line[K_SCOPE] ? ps->key_line[K_SCOPE] : ps->sec_line;
             if (l->fallback_num && l->scope != RLDI_SCOPE_GLOBAL)
                 at = ps->key_line[K_FALLBACK];
+            if (f == RLDI_LD_ALGO && ps->key_line[K_ALGORITHM])
+                at = ps->key_line[K_ALGORITHM];
+            else if (f == RLDI_LD_RATE && ps->key_line[K_RATE])
+                at = ps->key_line[K_RATE];
+            else if (f == RLDI_LD_KEYS && ps->key_line[K_MAX_KEYS])
+                at = ps->key_line[K_MAX_KEYS];
             fail(ps, at, -EINVAL, l->name, "%s", why);
             return false;
         }
@@ -296,27 +305,39 @@ static bool section_header(struct parser *ps, char *p)
         ps->sec_line = line;
         return true;
     }
-    if (strcmp(w[0], "limit") != 0) {
-        fail(ps, line, -EINVAL, w[0], "unknown section (expected [rld], [redis] or [limit NAME])");
+    bool tmpl = strcmp(w[0], "template") == 0;
+    if (strcmp(w[0], "limit") != 0 && !tmpl) {
+        fail(ps, line, -EINVAL, w[0], "unknown section (expected [rld], [redis], [limit NAME] or "
+             "[template NAME])");
         return false;
     }
+    const char *what = tmpl ? "template" : "limit";
     if (n == 1) {
-        fail(ps, line, -EINVAL, "limit", "missing limit name: [limit NAME]");
+        fail(ps, line, -EINVAL, w[0], "missing %s name: [%s NAME]", what, what);
         return false;
     }
     if (n > 2) {
-        fail(ps, line, -EINVAL, w[2], "exactly one limit name expected after 'limit'");
+        fail(ps, line, -EINVAL, w[2], "exactly one %s name expected after '%s'", what, what);
         return false;
     }
     const char *why = NULL;
     if (rldi_name_check(w[1], &why) < 0) {
-        fail(ps, line, -EINVAL, w[1], "bad limit name: %s", why);
+        fail(ps, line, -EINVAL, w[1], "bad %s name: %s", what, why);
         return false;
     }
     long dup = index_find(ps, w[1]);
     if (dup >= 0) {
-        fail(ps, line, -EINVAL, w[1], "duplicate limit (first defined at line %d)",
-             ps->cfg->limits[dup].line);
+        const char *first = ps->cfg->limits[dup].kind == RLDI_KIND_TEMPLATE ? "template" : "limit";
+        if (strcmp(first, what) == 0)
+            fail(ps, line, -EINVAL, w[1], "duplicate %s (first defined at line %d)", what,
+                 ps->cfg->limits[dup].line);
+        else
+            fail(ps, line, -EINVAL, w[1], "duplicate name (a %s at line %d)", first,
+                 ps->cfg->limits[dup].line);
+        return false;
+    }
+    if (tmpl && ps->cfg->ntemplates >= RLDI_MAX_TEMPLATES) {
+        fail(ps, line, -EINVAL, w[1], "more than %u templates", RLDI_MAX_TEMPLATES);
         return false;
     }
     /* The cap is known once set, or when it is the hard one; the default can still be
@@ -329,6 +350,11 @@ static bool section_header(struct parser *ps, char *p)
     if (!add_limit(ps, w[1], line)) {
         fail(ps, 0, -ENOMEM, NULL, "out of memory");
         return false;
+    }
+    if (tmpl) {
+        ps->cfg->limits[ps->cfg->nlimits - 1].kind = RLDI_KIND_TEMPLATE;
+        ps->cfg->limits[ps->cfg->nlimits - 1].max_keys = RLDI_MAX_KEYS_DEFAULT;
+        ps->cfg->ntemplates++;
     }
     ps->sec = SEC_LIMIT;
     ps->sec_line = line;
@@ -491,6 +517,36 @@ static bool limit_key(struct parser *ps, int k, const char *value)
     const char *why = NULL;
     int rc;
 
+    if (k == K_MAX_KEYS || k == K_OVERFLOW) {
+        if (l->kind != RLDI_KIND_TEMPLATE) {
+            fail(ps, ps->lineno, -EINVAL, limit_keys[k], "%s is for [template NAME] sections",
+                 limit_keys[k]);
+            return false;
+        }
+        if (k == K_OVERFLOW) {
+            if (strcmp(value, "deny") != 0 && strcmp(value, "allow") != 0) {
+                fail(ps, ps->lineno, -EINVAL, value, "overflow must be deny or allow");
+                return false;
+            }
+            l->overflow_allow = value[0] == 'a';
+            return true;
+        }
+        uint64_t n;
+        if ((rc = rldi_parse_u64(value, &n, &why)) < 0 || n == 0 || n > RLDI_MAX_KEYS_MAX) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad max_keys: 1..%u", RLDI_MAX_KEYS_MAX);
+            return false;
+        }
+        l->max_keys = (uint32_t)n;
+        return true;
+    }
+    if (k == K_RATE && strcmp(value, "caller") == 0) {
+        if (l->kind != RLDI_KIND_TEMPLATE) {
+            fail(ps, ps->lineno, -EINVAL, value, "rate = caller is for [template NAME] sections");
+            return false;
+        }
+        l->caller_rate = true;
+        return true;
+    }
     if (k == K_RATE) {
         if (rldi_parse_rate(value, &l->count, &l->period_ns, &why) < 0) {
             fail(ps, ps->lineno, -EINVAL, value, "bad rate: %s", why);
@@ -758,7 +814,7 @@ static int handler(void *user, const char *section, const char *key, const char 
         k = key_index(limit_keys, N_LIMIT_KEYS, key);
         if (k < 0) {
             fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate, burst, algorithm, "
-                 "align, max_debt, scope or fallback)");
+                 "align, max_debt, scope or fallback; [template] also max_keys, overflow)");
             return 0;
         }
         break;

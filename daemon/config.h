@@ -25,6 +25,11 @@
  *   scope = host | global      optional: global = shared through Redis (daemon/global.c)
  *   fallback = deny | share F  global only: while Redis is unreachable (F: 1/3, 0.25, 25%)
  *
+ *   [template NAME]            keyed limits: one bucket per key, made by the clients (keys.h)
+ *   rate, burst, algorithm, align, max_debt    as for [limit], for each key
+ *   max_keys = 100000          capacity of the key table (64 bytes a key)
+ *   overflow = deny | allow    what a NEW key gets while the table is full of keys with state
+ *
  * Comments start with ';' or '#', at the start of a line or after white space.
  * Errors read "FILE:LINE: message 'token'", and only the first one is reported.
  */
@@ -78,6 +83,7 @@ typedef struct rldi_config {
     char            log_level[16];    /* [rld] log_level: error|warn|info|debug, default "info" */
     rldi_redisconf  redis;            /* [redis] */
     size_t          nglobal;          /* limits with scope = global */
+    size_t          ntemplates;       /* [template NAME] sections (kind TEMPLATE in limits) */
     rldi_limitdef   *limits;          /* in file order; burst resolved (count, or 0 for unlimited) */
     size_t          nlimits;
     uint32_t        *index;           /* names -> limits index + 1 (open addressing) */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "codes.h"
 #include "handout.h"
 #include "keeper.h"
+#include "keys.h"
 #include "log.h"
 #include "rate.h"
 
@@ -43,12 +45,33 @@ static void index_unlock(rldi_seg *s)
 
 /* ---- creation and attach ------------------------------------------------------------ */
 
+/* The key hashes' secret as this daemon found or made it: a header scribbled over gets it
+ * back (another secret would make every key's bucket a new one). */
+static uint64_t key_secret[2];
+static bool have_secret;
+
+static void secret_restore(rldi_shm_header *h)
+{
+    if (have_secret) {
+        h->key_secret[0] = key_secret[0];
+        h->key_secret[1] = key_secret[1];
+    }
+    h->features |= RLDI_FEATURE_KEYS;
+}
+
 /* The header of a new segment of SLOT_COUNT slots (state INIT), or a repaired one. */
 static void header_write(rldi_shm_header *h, const rldi_shm_header *geo, uint32_t state)
 {
-    uint64_t created = h->created_ns;
-    memset(h, 0, offsetof(rldi_shm_header, reserved_keyed));
-    memcpy(h, geo, offsetof(rldi_shm_header, reserved_keyed));
+    uint64_t created = h->created_ns, secret[2] = { h->key_secret[0], h->key_secret[1] };
+    uint32_t ntmpl = h->tmpl_count;
+    memset(h, 0, offsetof(rldi_shm_header, tmpl));
+    memcpy(h, geo, offsetof(rldi_shm_header, tmpl));
+    /* a repair keeps what it cannot know better: the key tables (their records are checked
+     * on every use) and their secret (another one would only make every key new) */
+    h->key_secret[0] = secret[0];
+    h->key_secret[1] = secret[1];
+    h->tmpl_count = ntmpl <= RLDI_MAX_TEMPLATES ? ntmpl : 0;
+    h->features = RLDI_FEATURE_KEYS;
     memcpy(h->magic, RLDI_MAGIC, sizeof(h->magic));
     h->abi_major = RLDI_ABI_MAJOR;
     h->abi_minor = RLDI_ABI_MINOR;
@@ -61,11 +84,19 @@ static int create(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out
 {
     rldi_shm_header geo;
     memset(&geo, 0, sizeof(geo));
-    uint64_t size = rldi_seg_geometry(o->max_limits, &geo);
+    uint64_t size = rldi_seg_geometry_keys(o->max_limits, o->keys_size, &geo);
     if (size == 0) {
-        snprintf(err, errlen, "max_limits %u out of range (1..%u)", o->max_limits, RLDI_MAX_SLOTS);
+        snprintf(err, errlen, "max_limits %u out of range (1..%u), or key tables too large",
+                 o->max_limits, RLDI_MAX_SLOTS);
         return -EINVAL;
     }
+    /* a secret per segment: keys an attacker chooses cannot be made to share buckets */
+    if (getrandom(key_secret, sizeof(key_secret), 0) != (ssize_t)sizeof(key_secret)) {
+        int e = errno;
+        snprintf(err, errlen, "cannot draw the key tables' secret (getrandom): %s", strerror(e));
+        return -e;
+    }
+    have_secret = true;
     char name[RLDI_INSTANCE_MAX + 8];
     snprintf(name, sizeof(name), "rld.%s", p->instance);
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -99,6 +130,7 @@ static int create(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out
     /* memfd pages are zero: write the header, state INIT until the first sync is done.
      * Every slot starts free: an even generation, which no handle names (live ones are odd). */
     header_write(base, &geo, RLDI_STATE_INIT);
+    secret_restore(base);
     rldi_seg_bind(s, base, size);
     *out_fd = fd;
     return 0;
@@ -113,7 +145,9 @@ static int header_repair(void *base, uint64_t size, uint32_t slot_count)
 {
     rldi_shm_header geo;
     memset(&geo, 0, sizeof(geo));
-    if (rldi_seg_geometry(slot_count, &geo) != size)
+    uint64_t base_size = rldi_seg_geometry(slot_count, &geo);
+    if (base_size == 0 || size < base_size ||
+        rldi_seg_geometry_keys(slot_count, size - base_size, &geo) != size)
         return RLD_ECORRUPT;
     header_write(base, &geo, RLDI_STATE_INIT);
     return 0;
@@ -157,6 +191,9 @@ int dseg_open(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out_fd,
         }
         if (r == 0 && !o->fresh) {
             rldi_seg_bind(s, base, size);
+            key_secret[0] = s->hdr->key_secret[0];
+            key_secret[1] = s->hdr->key_secret[1];
+            have_secret = true;
             *out_fd = fd;
             if (s->slot_count != o->max_limits)
                 LOG_WARN("the segment keeps its %u slots (max_limits = %u takes effect with a new "
@@ -274,6 +311,104 @@ static void index_remove(rldi_seg *s, uint32_t slot, const char *name)
             rldi_store_relaxed(&s->index[i], RLDI_INDEX_DELETED);
 }
 
+
+/* ---- templates and their key tables ------------------------------------------------- */
+
+#define TMPL_FREE      UINT32_MAX            /* rldi_tmpl.slot of a table no template has */
+#define TMPL_EPOCH(f)  (((f) >> 8) & 0xffu)  /* rldi_tmpl.flags: the last epoch it was given */
+#define TMPL_WAITERS   UINT32_MAX            /* a template slot's waiters: never a limit */
+
+uint64_t dseg_keys_size(const rldi_config *conf)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < conf->nlimits; i++)
+        if (conf->limits[i].kind == RLDI_KIND_TEMPLATE)
+            n += rldi_keys_table_bytes(conf->limits[i].max_keys);
+    return n;
+}
+
+static uint64_t table_bytes_of(const rldi_tmpl *r)
+{
+    return (uint64_t)r->nbuckets * (sizeof(rldi_key_bucket) + RLDI_KEY_BUCKET * sizeof(rldi_key_entry));
+}
+
+/* Bytes of the key region the records use (from its start), and entries numbered. */
+static void keys_used(const rldi_seg *s, uint64_t *bytes, uint64_t *entries)
+{
+    *bytes = *entries = 0;
+    for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
+        const rldi_tmpl *r = &s->hdr->tmpl[i];
+        uint64_t end = r->buckets_off - s->hdr->keys_off + table_bytes_of(r);
+        if (end > *bytes)
+            *bytes = end;
+        uint64_t e = (uint64_t)r->entry_base + (uint64_t)r->nbuckets * RLDI_KEY_BUCKET;
+        if (e > *entries)
+            *entries = e;
+    }
+}
+
+/* A table for L: a free one of its size, else new room. -EXFULL when there is none. DRY:
+ * only say. TAKEN marks records already promised in a dry run. */
+static int tmpl_alloc(rldi_seg *s, const rldi_limitdef *l, bool dry, bool *taken,
+                      uint64_t *extra_bytes, uint32_t *index)
+{
+    uint32_t nb = rldi_keys_nbuckets(l->max_keys);
+    for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
+        rldi_tmpl *r = &s->hdr->tmpl[i];
+        if (r->slot == TMPL_FREE && r->nbuckets == nb && !(taken && taken[i])) {
+            if (taken)
+                taken[i] = true;
+            *index = i;
+            return 0;
+        }
+    }
+    uint64_t used, entries, need = rldi_keys_table_bytes(l->max_keys);
+    keys_used(s, &used, &entries);
+    used += *extra_bytes;
+    if (s->hdr->tmpl_count >= RLDI_MAX_TEMPLATES || need > s->keys_size - used ||
+        (uint64_t)s->slot_count + entries + (uint64_t)nb * RLDI_KEY_BUCKET > (UINT64_C(1) << 31))
+        return -EXFULL;
+    if (dry) {
+        *extra_bytes += need;
+        return 0;
+    }
+    uint32_t i = s->hdr->tmpl_count;
+    rldi_tmpl *r = &s->hdr->tmpl[i];
+    memset(r, 0, sizeof(*r));
+    r->slot = TMPL_FREE;
+    r->nbuckets = nb;
+    r->buckets_off = s->hdr->keys_off + used;
+    r->entries_off = r->buckets_off + (uint64_t)nb * sizeof(rldi_key_bucket);
+    r->entry_base = (uint32_t)entries;
+    rldi_store_release(&s->hdr->tmpl_count, i + 1);
+    *index = i;
+    return 0;
+}
+
+/* Every entry of table I free again (its template is gone; the memory is the kernel's zeros
+ * for a new table). Racing clients of the old template fail their CAS (the word changes). */
+static void table_clear(rldi_seg *s, uint32_t i)
+{
+    rldi_tmpl *r = &s->hdr->tmpl[i];
+    uint64_t *p = (uint64_t *)((uint8_t *)s->base + r->buckets_off);
+    for (uint64_t n = table_bytes_of(r) / 8; n-- > 0; p++)
+        if (rldi_load_relaxed(p))
+            rldi_store_relaxed(p, 0);
+}
+
+static uint32_t tmpl_flags(const rldi_limitdef *l, uint32_t epoch)
+{
+    return (l->overflow_allow ? RLDI_TMPL_OVERFLOW_ALLOW : 0) |
+           (l->caller_rate ? RLDI_TMPL_CALLER_RATE : 0) | (epoch & 0xffu) << 8;
+}
+
+/* The epoch after E (never 0: a cleared table's entries are of epoch 0). */
+static uint32_t epoch_next(uint32_t e)
+{
+    e = (e + 1) & 0xffu;
+    return e ? e : 1;
+}
+
 static uint32_t alloc_cursor;
 
 int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
@@ -281,6 +416,10 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
     rldi_bank nb;
     if (rldi_limitdef_bank(l, &nb) < 0)
         return -EINVAL;
+    uint32_t ti = 0;
+    uint64_t none = 0;
+    if (l->kind == RLDI_KIND_TEMPLATE && tmpl_alloc(s, l, false, NULL, &none, &ti) < 0)
+        return -EXFULL;
     /* Round-robin from the last allocation: a freed slot is reused as late as possible. */
     for (uint32_t n = 0; n < s->slot_count; n++) {
         uint32_t i = (alloc_cursor + n) % s->slot_count;
@@ -293,13 +432,32 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         rldi_store_relaxed(&sl->waiters, 0);
         rldi_store_relaxed(&sl->queued, 0);
         rldi_store_relaxed(&sl->lease_hint_ns, 0);
-        rldi_bucket_publish(sl, &s->rings[i], &nb, false);
+        uint32_t epoch = 0;
+        if (l->kind == RLDI_KIND_TEMPLATE) {
+            /* never a limit: the fast paths see waiters and leave it to the slow one,
+             * which refuses a template's slot */
+            rldi_store_relaxed(&sl->waiters, TMPL_WAITERS);
+            epoch = epoch_next(TMPL_EPOCH(s->hdr->tmpl[ti].flags));
+            rldi_bucket_publish_template(sl, &nb, epoch);
+        } else {
+            rldi_bucket_publish(sl, &s->rings[i], &nb, false);
+        }
         if (l->scope == RLDI_SCOPE_GLOBAL)   /* a pool starts empty: only leases fill it */
             rldi_bucket_publish_tokens(sl, RLDI_POOL_T, nb.burst, 0, NULL);
         /* a new identity, odd (live): no handle of an earlier limit here matches it */
         rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) + 1) | 1);
+        if (l->kind == RLDI_KIND_TEMPLATE) {
+            rldi_tmpl *r = &s->hdr->tmpl[ti];
+            r->gen = rldi_load_relaxed(&sl->gen);
+            r->max_keys = l->max_keys;
+            r->flags = tmpl_flags(l, epoch);
+            r->live = r->evictions = r->overflows = 0;
+            rldi_store_release(&r->slot, i);
+        }
         index_lock(s);
         meta_write(&s->meta[i], l);
+        s->meta[i].kind = l->kind;
+        s->meta[i].tmpl = (uint8_t)ti;
         s->meta[i].origin = RLDI_ORIGIN_FILE;
         rldi_store_relaxed(&sl->flags, RLDI_SLOT_LIVE);
         index_insert(s, l->name, i);
@@ -320,7 +478,26 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
     rldi_bucket_config(sl, &ob);
     rldi_meta *m = &s->meta[slot];
     *changed = !rldi_bank_same(&ob, &nb);
-    if (*changed && l->scope == RLDI_SCOPE_GLOBAL) {
+    if (m->kind != l->kind)
+        return -EINVAL;                 /* a limit and a template do not share a name */
+    if (l->kind == RLDI_KIND_TEMPLATE) {
+        rldi_tmpl *r = &s->hdr->tmpl[m->tmpl];
+        if (rldi_keys_nbuckets(l->max_keys) != r->nbuckets)
+            return -EXFULL;             /* another table: a new segment (checked by sync) */
+        uint32_t epoch = (uint8_t)rldi_load_relaxed(&sl->tat);
+        uint32_t flags = tmpl_flags(l, TMPL_EPOCH(r->flags));
+        if (*changed && RLDI_BANK_ALGO(ob.t_hi) != l->algo) {
+            LOG_INFO("template %s: algorithm %s -> %s: every key starts full", l->name,
+                     rldi_algo_name(RLDI_BANK_ALGO(ob.t_hi)), rldi_algo_name(l->algo));
+            epoch = epoch_next(epoch);
+            flags = tmpl_flags(l, epoch);
+        }
+        *changed |= r->flags != flags || r->max_keys != l->max_keys;
+        rldi_store_relaxed(&r->flags, flags);
+        rldi_store_relaxed(&r->max_keys, l->max_keys);
+        if (!rldi_bank_same(&ob, &nb) || epoch != (uint8_t)rldi_load_relaxed(&sl->tat))
+            rldi_bucket_publish_template(sl, &nb, epoch);
+    } else if (*changed && l->scope == RLDI_SCOPE_GLOBAL) {
         /* a pool holds leased tokens, counted, never a proportion: a new burst keeps them
          * (up to it); a limit that becomes global (or leaves its fallback bank) starts
          * empty, as its tokens were not leased */
@@ -346,6 +523,27 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
 {
     rldi_slot *sl = &s->slots[slot];
     char name[RLDI_NAME_MAX + 1];
+    if (s->meta[slot].kind == RLDI_KIND_TEMPLATE) {
+        /* its keys go with it: their handles say -ESTALE (the template's gen changes), the
+         * table is cleared and kept for a template of its size */
+        uint32_t ti = s->meta[slot].tmpl;
+        rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) | 1) + 1);
+        if (ti < s->hdr->tmpl_count && s->hdr->tmpl[ti].slot == slot) {
+            rldi_tmpl *r = &s->hdr->tmpl[ti];
+            table_clear(s, ti);
+            r->flags = (uint32_t)(uint8_t)rldi_load_relaxed(&sl->tat) << 8;  /* its last epoch */
+            r->live = 0;
+            rldi_store_release(&r->slot, TMPL_FREE);
+        }
+        index_lock(s);
+        index_remove(s, slot, slot_name(s, slot, name));
+        rldi_store_relaxed(&sl->flags, 0);
+        s->meta[slot].kind = RLDI_KIND_LIMIT;
+        s->hdr->limit_count--;
+        index_unlock(s);
+        rldi_store_relaxed(&sl->waiters, 0);
+        return;
+    }
     index_lock(s);
     index_remove(s, slot, slot_name(s, slot, name));
     rldi_store_relaxed(&sl->flags, 0);
@@ -361,7 +559,41 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
 
 void dseg_limit_reset(rldi_seg *s, uint32_t slot)
 {
-    rldi_bucket_fill(&s->slots[slot], &s->rings[slot]);
+    rldi_slot *sl = &s->slots[slot];
+    if (s->meta[slot].kind == RLDI_KIND_TEMPLATE) {
+        /* every key full again: a new epoch makes the keys of the last one stale (their
+         * entries are reclaimed as they are met) */
+        rldi_bank b;
+        rldi_bucket_config(sl, &b);
+        rldi_bucket_publish_template(sl, &b, epoch_next((uint8_t)rldi_load_relaxed(&sl->tat)));
+        return;
+    }
+    rldi_bucket_fill(sl, &s->rings[slot]);
+}
+
+int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len)
+{
+    rldi_table t;
+    if (rldi_table_of(s, slot, rldi_load_relaxed(&s->slots[slot].gen), &t) < 0)
+        return -EINVAL;
+    uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len);
+    uint32_t idx, gen;
+    int r = rldi_key_find(&t, hash, key, len, rldi_table_epoch(s, &t), &idx, &gen);
+    if (r < 0)
+        return r;                       /* no such key: it is full already */
+    rldi_key_entry *e = &t.entries[idx];
+    rldi_bank b;
+    rldi_bucket_config(&s->slots[slot], &b);
+    rldi_u128 word = rldi_load16_split(&e->tat);
+    for (;;) {
+        if ((uint32_t)(word >> 96) != gen)
+            return 0;                   /* evicted meanwhile: full */
+        rldi_u128 now = rldi_now_fp(), nw = RLDI_BANK_ALGO(b.t_hi) == RLDI_ALGO_GCRA
+                                               ? rldi_word_make(now, gen)
+                                               : (rldi_u128)gen << 96;
+        if (rldi_cas16(&e->tat, &word, nw))
+            return 0;
+    }
 }
 
 /* ---- whole-segment operations ------------------------------------------------------- */
@@ -398,8 +630,19 @@ uint32_t dseg_repair(rldi_seg *s)
     index_lock(s);
     /* queues lived in the dead daemon's memory: none survive it */
     for (uint32_t i = 0; i < s->slot_count; i++) {
-        rldi_store_relaxed(&s->slots[i].waiters, 0);
+        bool tmpl = (s->slots[i].flags & RLDI_SLOT_LIVE) && s->meta[i].kind == RLDI_KIND_TEMPLATE;
+        rldi_store_relaxed(&s->slots[i].waiters, tmpl ? TMPL_WAITERS : 0);
         rldi_store_relaxed(&s->slots[i].queued, 0);
+    }
+    for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
+        rldi_table t;
+        if (rldi_table_get(s, i, &t) < 0)
+            continue;
+        for (uint64_t j = 0; j < (uint64_t)t.nbuckets * RLDI_KEY_BUCKET; j++)
+            if (rldi_load_relaxed(&t.entries[j].waiters))
+                rldi_store_relaxed(&t.entries[j].waiters, 0);
+        for (uint32_t b = 0; b < t.nbuckets; b++)
+            memset((void *)t.buckets[b].queued, 0, sizeof(t.buckets[b].queued));
     }
     index_rebuild_locked(s);
     uint32_t live = (uint32_t)s->hdr->limit_count;
@@ -418,10 +661,22 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
     memset(ch, 0, sizeof(*ch));
     /* Capacity first: a sync that cannot complete changes nothing. */
     uint32_t need = 0, free_slots = 0, leaving = 0;
+    bool taken[RLDI_MAX_TEMPLATES] = { false };
+    uint64_t extra = 0;
     for (size_t i = 0; i < conf->nlimits; i++) {
-        uint32_t slot, gen;
-        if (rldi_seg_lookup(s, conf->limits[i].name, &slot, &gen) < 0)
+        const rldi_limitdef *l = &conf->limits[i];
+        uint32_t slot, gen, ti;
+        bool have = rldi_seg_lookup(s, l->name, &slot, &gen) == 0;
+        if (!have)
             need++;
+        if (have && s->meta[slot].kind != l->kind)
+            return -EINVAL;             /* a limit became a template, or the reverse */
+        if (l->kind != RLDI_KIND_TEMPLATE)
+            continue;
+        /* a template's table: the one it has (of the same size), or one to be found */
+        if (have ? rldi_keys_nbuckets(l->max_keys) != s->hdr->tmpl[s->meta[slot].tmpl].nbuckets
+                 : tmpl_alloc(s, l, true, taken, &extra, &ti) < 0)
+            return -EXFULL;
     }
     for (uint32_t i = 0; i < s->slot_count; i++) {
         if (!(s->slots[i].flags & RLDI_SLOT_LIVE))
@@ -483,12 +738,14 @@ int dseg_heartbeat(rldi_seg *s, pid_t keeper)
      * but new ones would be refused, so it is rebuilt from what only we know. */
     rldi_shm_header geo;
     memset(&geo, 0, sizeof(geo));
-    rldi_seg_geometry(s->slot_count, &geo);
+    rldi_seg_geometry_keys(s->slot_count, s->keys_size, &geo);
     rldi_shm_header *h = s->hdr;
     int r = 0;
     if (memcmp(h->magic, RLDI_MAGIC, sizeof(h->magic)) != 0 || h->abi_major != RLDI_ABI_MAJOR ||
-        rldi_seg_check(s->base, s->size, true) != 0 || h->slot_count != s->slot_count) {
+        rldi_seg_check(s->base, s->size, true) != 0 || h->slot_count != s->slot_count ||
+        (have_secret && (h->key_secret[0] != key_secret[0] || h->key_secret[1] != key_secret[1]))) {
         header_write(h, &geo, RLDI_STATE_INIT);
+        secret_restore(h);
         dseg_repair(s);
         rldi_store_relaxed(&h->keeper_pid, (uint32_t)keeper);
         dseg_publish(s, getpid());

@@ -17,6 +17,7 @@
 
 typedef struct dseg_opts {
     uint32_t max_limits;   /* capacity of a new segment */
+    uint64_t keys_size;    /* bytes of key tables in a new segment (dseg_keys_size) */
     bool     fresh;        /* discard an existing segment instead of re-attaching it */
     int      inherited_fd; /* a segment memfd from systemd's fd store, or -1 */
 } dseg_opts;
@@ -61,9 +62,14 @@ void dseg_detach(rldi_seg *s);
 
 /* One limit, by slot: create / change / delete. Exposed for the protocol (Put/Delete). */
 int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot);
+
+/* Bytes of key tables CONF's templates need (a new segment's dseg_opts.keys_size). */
+uint64_t dseg_keys_size(const rldi_config *conf);
 int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *changed);
 void dseg_limit_delete(rldi_seg *s, uint32_t slot);
 /* Empty the bucket: full again, debt forgiven. */
 void dseg_limit_reset(rldi_seg *s, uint32_t slot);
+/* Make template SLOT's KEY full again: 0, or -ENOENT (no such key: full already). */
+int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len);
 
 #endif

@@ -81,8 +81,16 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
     }
     dseg_changes ch;
     if ((r = dseg_sync(s->seg, &next, &ch, keep_runtime, deleting, s)) < 0) {
-        snprintf(err, errlen, "%zu limits do not fit in the segment's %u slots", next.nlimits,
-                 s->seg->slot_count);
+        if (r == -EXFULL)
+            snprintf(err, errlen, "the templates' key tables do not fit in the segment (a new "
+                     "template, or another max_keys, needs room made when the segment was: "
+                     "restart with --fresh, which resets every limit)");
+        else if (r == -EINVAL)
+            snprintf(err, errlen, "a name changes between [limit] and [template]: delete it "
+                     "first (a reload without it), then add it back");
+        else
+            snprintf(err, errlen, "%zu limits do not fit in the segment's %u slots",
+                     next.nlimits, s->seg->slot_count);
         rldi_config_free(&next);
         return r;
     }

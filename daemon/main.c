@@ -321,7 +321,8 @@ int main(int argc, char **argv)
     raise_nofile();
 
     int lock_fd = take_lock(&paths);
-    dseg_opts so = { .max_limits = conf.max_limits, .fresh = o.fresh,
+    dseg_opts so = { .max_limits = conf.max_limits, .keys_size = dseg_keys_size(&conf),
+                     .fresh = o.fresh,
                      .inherited_fd = systemd_segment_fd() };
     rldi_seg seg;
     bool created;
@@ -358,7 +359,15 @@ int main(int argc, char **argv)
     }
     dseg_changes ch;
     bool (*keep)(uint32_t, void *) = keep_runtime;
-    if (dseg_sync(&seg, &conf, &ch, keep, NULL, &seg) < 0)
+    int sr = dseg_sync(&seg, &conf, &ch, keep, NULL, &seg);
+    if (sr == -EXFULL)
+        fail("%s: the templates' key tables do not fit in the segment kept from before (a new "
+             "template or another max_keys: start with --fresh, which resets every limit)",
+             o.config);
+    else if (sr == -EINVAL)
+        fail("%s: a name is a [limit] in the segment and a [template] in the file, or the "
+             "reverse: start with --fresh", o.config);
+    else if (sr < 0)
         fail("%s: %zu limits do not fit in the segment's %u slots (raise [rld] max_limits and "
              "start with --fresh)", o.config, conf.nlimits, seg.slot_count);
     server srv;

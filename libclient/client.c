@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bucket.h"
+#include "cell.h"
 #include "client.h"
 #include "clock.h"
 #include "codes.h"
@@ -106,13 +107,17 @@ int rld_find(rld_client *c, const char *name, rld_limit *out)
     if (!rldc_attached(c))
         return rldc_find_pending(c, name, out);     /* fail-open: admits until attached */
     uint32_t slot, gen;
-    if ((r = rldi_seg_lookup(&c->seg, name, &slot, &gen)) < 0)
+    if ((r = rldi_seg_lookup(&c->seg, name, &slot, &gen)) == 0 &&
+        rldi_load_relaxed(&c->seg.meta[slot].kind) != RLDI_KIND_LIMIT)
+        r = -ENOENT;                    /* a template: rld_find_template */
+    if (r < 0)
         return r == -ENOENT && (c->flags & RLD_OPEN_MISSING_ADMIT)
                    ? rldc_find_pending(c, name, out) : r;
     out->slot = slot;
     out->gen = gen;
     return 0;
 }
+
 
 int rld_next(rld_client *c, uint32_t *cursor, rld_limit *out)
 {
@@ -242,6 +247,88 @@ int rld_try_ex(rld_client *c, rld_limit lim, uint64_t cost, unsigned flags, rld_
     if (!c || (flags & ~RLD_TRY_BARGE))
         return -EINVAL;
     return take(c, lim, cost, res, rldi_now_fp(), (flags & RLD_TRY_BARGE) ? RLDI_TAKE_BARGE : 0);
+}
+
+/* ---- keyed limits ------------------------------------------------------------------------ */
+
+int rld_find_template(rld_client *c, const char *name, rld_template *out)
+{
+    const char *why;
+    if (!c || !name || !out || rldi_name_check(name, &why) < 0)
+        return -EINVAL;
+    if (!rldc_attached(c))
+        rldc_maybe_attach(c);
+    if (!rldc_attached(c))
+        return -ENOENT;
+    uint32_t slot, gen;
+    int r = rldi_seg_lookup(&c->seg, name, &slot, &gen);
+    if (r < 0)
+        return r;
+    rldi_table t;
+    if ((r = rldi_table_of(&c->seg, slot, gen, &t)) < 0)
+        return r == -EINVAL ? -ENOENT : r;     /* a [limit] of that name */
+    out->slot = slot;
+    out->gen = gen;
+    return 0;
+}
+
+/* The entry of KEY in template T, created if need be. */
+static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen,
+                   rldi_table *tb, uint32_t *idx, uint32_t *gen, rldi_u128 now)
+{
+    if (!c || (!key && keylen) || keylen == 0 || keylen > RLDI_KEY_MAX)
+        return -EINVAL;
+    if (!rldc_attached(c))
+        return -ESTALE;
+    int r = rldi_table_of(&c->seg, t.slot, t.gen, tb);
+    if (r < 0)
+        return r;
+    bool created;
+    return rldi_key_get(&c->seg, tb, key, keylen, 0, false, now, idx, gen, &created);
+}
+
+int rld_key(rld_client *c, rld_template t, const void *key, size_t keylen, rld_limit *out)
+{
+    if (!out)
+        return -EINVAL;
+    rldi_table tb;
+    uint32_t idx, gen;
+    int r = key_get(c, t, key, keylen, &tb, &idx, &gen, rldi_now_fp());
+    if (r < 0)
+        return r;
+    out->slot = c->seg.slot_count + tb.entry_base + idx;
+    out->gen = gen;
+    return 0;
+}
+
+int rld_try_key(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t cost,
+                rld_result *res)
+{
+    rldi_u128 now = rldi_now_fp();
+    for (int attempt = 0;; attempt++) {
+        rldi_table tb;
+        uint32_t idx, gen;
+        int r = key_get(c, t, key, keylen, &tb, &idx, &gen, now);
+        if (r == -ENOSPC && (tb.flags & RLDI_TMPL_OVERFLOW_ALLOW)) {
+            if (res) {
+                rldc_result_open(res);
+                res->flags = RLD_F_OVERFLOW;
+            }
+            return 0;
+        }
+        if (r < 0)
+            return r;
+        rldi_cell cell;
+        rldi_verdict vd;
+        rldi_cell_of_key(&c->seg, &tb, idx, gen, &cell);
+        r = rldi_bucket_take_cell(&c->seg, &cell, cost, now, 0, res ? &vd : NULL);
+        if (r == -ESTALE && attempt < 3)
+            continue;               /* reclaimed between the lookup and the take: again */
+        count(c, tb.slot, r, cost, rldi_fp_to_ns(now));
+        if (res && (r == 0 || r == -EAGAIN))
+            result_fill(res, &vd);
+        return r;
+    }
 }
 
 /* The limit behind a pending handle for the calls that change or read it: 0 with *LIM
@@ -427,17 +514,42 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
     int p = pending(c, &lim);
     if (p != 0)
         return p > 0 ? -ENOENT : p;     /* no limit behind it (yet) */
-    rldi_slot *s = rldi_slot_of(&c->seg, handle(lim));
+    uint32_t slot = lim.slot, kind = RLD_KIND_LIMIT;
+    rldi_table tb;
+    uint32_t waiters = 0, max_keys = 0;
+    uint64_t keys = 0;
+    if (slot >= c->seg.slot_count) {    /* a key: its template's, and its own waiters */
+        uint32_t idx;
+        int r = rldi_table_of_entry(&c->seg, slot, &tb, &idx);
+        if (r < 0)
+            return r;
+        const rldi_key_entry *e = &tb.entries[idx];
+        if (rldi_load_relaxed(&e->gen) != lim.gen || !(lim.gen & 1))
+            return -ESTALE;
+        waiters = rldi_load_relaxed(&e->waiters);
+        slot = tb.slot;
+        lim.gen = tb.gen;
+        kind = RLD_KIND_KEY;
+    }
+    rldi_slot *s = rldi_slot_of(&c->seg, (rldi_handle){ slot, lim.gen });
     if (!s)
         return -EINVAL;
-    const rldi_meta *m = &c->seg.meta[lim.slot];
+    const rldi_meta *m = &c->seg.meta[slot];
+    if (rldi_load_relaxed(&m->kind) == RLDI_KIND_TEMPLATE) {
+        if (rldi_table_of(&c->seg, slot, lim.gen, &tb) < 0)
+            return -ESTALE;
+        max_keys = rldi_load_relaxed(&tb.rec->max_keys);
+        keys = rldi_load_relaxed(&tb.rec->live);
+        if (kind == RLD_KIND_LIMIT)
+            kind = RLD_KIND_TEMPLATE;
+    }
     for (int attempt = 0; attempt < 1000; attempt++) {
         uint64_t seq = rldi_load_acquire(&c->seg.hdr->index_seq);
         if (seq & 1) {
             rldi_cpu_relax();
             continue;
         }
-        if (rldi_seg_name(&c->seg, lim.slot, out->name) < 0 ||
+        if (rldi_seg_name(&c->seg, slot, out->name) < 0 ||
             rldi_load_relaxed(&s->gen) != lim.gen)
             return -ESTALE;
         out->rate_count = rldi_load_relaxed(&m->rate_count);
@@ -450,7 +562,10 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
             continue;
         out->admitted = rldi_load_relaxed(&s->admitted);
         out->denied = rldi_load_relaxed(&s->denied);
-        out->waiters = rldi_load_relaxed(&s->waiters);
+        out->waiters = kind == RLD_KIND_LIMIT ? rldi_load_relaxed(&s->waiters) : waiters;
+        out->kind = kind;
+        out->max_keys = max_keys;
+        out->keys = keys;
         return 0;
     }
     return -EAGAIN;

@@ -35,6 +35,8 @@ extern "C" {
 /* rld_result.flags */
 #define RLD_F_DEGRADED  0x1u  /* answered without the daemon (waits: client-side sleep) */
 #define RLD_F_UNLIMITED 0x2u  /* the limit admits everything (rate = unlimited)        */
+#define RLD_F_OVERFLOW  0x4u  /* rld_try_key: admitted without a bucket: the template's key
+                                 table was full of keys with state (overflow = allow)    */
 
 typedef struct rld_client rld_client;   /* opaque; one per process, thread-safe */
 
@@ -244,6 +246,40 @@ int rld_debit(rld_client *c, rld_limit lim, uint64_t amount);
 /* The limit's state now; takes nothing. retry_after_ns > 0 only while in debt. */
 int rld_peek(rld_client *c, rld_limit lim, rld_result *res);
 
+/*
+ * Keyed limits: a [template] in rld.conf(5) defines a limit per key (a client IP, a user, a
+ * tenant), and clients create the keys' buckets themselves, in shared memory, without the
+ * daemon or any right beyond the instance's. Keys are 1..256 arbitrary bytes. A key whose
+ * bucket is full again is indistinguishable from a new one, so idle keys are reclaimed
+ * without changing any decision.
+ */
+typedef struct rld_template {
+    uint32_t slot;
+    uint32_t gen;
+} rld_template;
+
+/* Look up template NAME. -ENOENT when there is none (a [limit] of that name is not one). */
+int rld_find_template(rld_client *c, const char *name, rld_template *out);
+
+/*
+ * Find or create KEY's bucket (KEYLEN bytes, 1..256) and take COST: the one call a request
+ * handler needs. Returns as rld_try, and -ENOSPC when the key is new and the table is full
+ * of keys with state (the template's overflow = deny; with overflow = allow it admits, with
+ * RLD_F_OVERFLOW in res->flags and limit and remaining UINT64_MAX), -ESTALE when the
+ * template was deleted (find it again), -EBUSY when the key's insertion was blocked by a
+ * stopped process for 50 ms.
+ */
+int rld_try_key(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t cost,
+                rld_result *res);
+
+/*
+ * A handle on KEY's bucket (created if need be), usable with every call taking an rld_limit
+ * (waits, rld_try_multi, refund, debit, peek, info). Once the key is reclaimed (full again
+ * and idle) the handle says -ESTALE: call rld_key again. -ENOSPC as rld_try_key (whatever
+ * the overflow policy: there is no bucket to hand out).
+ */
+int rld_key(rld_client *c, rld_template t, const void *key, size_t keylen, rld_limit *out);
+
 /* A limit's configuration and counters, for status displays and headers. */
 typedef struct rld_limit_info {
     char     name[65];
@@ -256,7 +292,16 @@ typedef struct rld_limit_info {
     uint32_t algorithm;       /* RLD_ALGO_GCRA, RLD_ALGO_SLIDING or RLD_ALGO_FIXED */
     uint64_t align_ns;        /* fixed windows: start this long after each multiple of the
                                  period since the Unix epoch */
+    uint32_t kind;            /* RLD_KIND_LIMIT, RLD_KIND_TEMPLATE or RLD_KIND_KEY */
+    uint32_t max_keys;        /* a template's (or a key's template's) key table capacity */
+    uint64_t keys;            /* a template: keys live now (approximate while they change) */
 } rld_limit_info;
+
+/* rld_limit_info.kind */
+#define RLD_KIND_LIMIT    0u  /* a [limit]: rld_find */
+#define RLD_KIND_TEMPLATE 1u  /* a [template] (rld_find_template); name and rate are its
+                                 keys', counters the sum over its keys */
+#define RLD_KIND_KEY      2u  /* one key of a template (rld_key): name is the template's */
 
 /* rld_limit_info.algorithm (rld.conf(5): algorithm = gcra | sliding | fixed) */
 #define RLD_ALGO_GCRA    0u   /* a steady rate with a burst */

@@ -1,0 +1,547 @@
+/*
+ * keys.c - keyed limits' tables (see keys.h for the entry lifecycle, docs/DESIGN.md "Keyed
+ * limits" for the proofs). Everything read from the segment here is checked before use: a
+ * table's record is validated against the mapping, entry indexes against the table.
+ */
+#include "keys.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "cell.h"
+#include "codes.h"
+
+/* ---- sizes ------------------------------------------------------------------------------- */
+
+uint32_t rldi_keys_nbuckets(uint32_t max_keys)
+{
+    /* 8 entries a bucket at a load of at most 7/8: max_keys / 7 buckets, at least 2 */
+    uint64_t nb = ((uint64_t)max_keys + 6) / 7;
+    return nb < 2 ? 2 : (uint32_t)nb;
+}
+
+uint64_t rldi_keys_table_bytes(uint32_t max_keys)
+{
+    uint64_t nb = rldi_keys_nbuckets(max_keys);
+    return nb * (sizeof(rldi_key_bucket) + RLDI_KEY_BUCKET * sizeof(rldi_key_entry));
+}
+
+/* ---- SipHash-1-3 (Aumasson and Bernstein; 1 compression, 3 finalization rounds) -------- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                             \
+    do {                                                                                     \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                            \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                               \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                               \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                            \
+    } while (0)
+
+uint64_t rldi_siphash13(const uint64_t k[2], const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t v0 = 0x736f6d6570736575ull ^ k[0], v1 = 0x646f72616e646f6dull ^ k[1];
+    uint64_t v2 = 0x6c7967656e657261ull ^ k[0], v3 = 0x7465646279746573ull ^ k[1];
+    size_t left = len & 7;
+    const uint8_t *end = p + (len - left);
+    for (; p != end; p += 8) {
+        uint64_t m;
+        memcpy(&m, p, 8);               /* little-endian hosts (x86-64, aarch64) */
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)len << 56;
+    switch (left) {
+    case 7: b |= (uint64_t)p[6] << 48; /* fall through */
+    case 6: b |= (uint64_t)p[5] << 40; /* fall through */
+    case 5: b |= (uint64_t)p[4] << 32; /* fall through */
+    case 4: b |= (uint64_t)p[3] << 24; /* fall through */
+    case 3: b |= (uint64_t)p[2] << 16; /* fall through */
+    case 2: b |= (uint64_t)p[1] << 8;  /* fall through */
+    case 1: b |= (uint64_t)p[0];       break;
+    case 0: break;
+    }
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---- tables ------------------------------------------------------------------------------ */
+
+int rldi_table_get(const rldi_seg *s, uint32_t index, rldi_table *t)
+{
+    if (!s->hdr || index >= RLDI_MAX_TEMPLATES ||
+        index >= rldi_load_relaxed(&s->hdr->tmpl_count))
+        return -ENOENT;
+    rldi_tmpl *r = &s->hdr->tmpl[index];
+    uint64_t nb = rldi_load_relaxed(&r->nbuckets);
+    uint64_t boff = rldi_load_relaxed(&r->buckets_off), eoff = rldi_load_relaxed(&r->entries_off);
+    uint64_t lo = s->hdr->keys_off, hi = lo + s->keys_size;
+    uint64_t base = rldi_load_relaxed(&r->entry_base);
+    uint32_t slot = rldi_load_relaxed(&r->slot);
+    /* every byte of the table inside the key region, aligned, and its handles below the
+     * pending bit of librld's handles (2^31) */
+    if (nb == 0 || nb > (UINT64_C(1) << 28) || slot >= s->slot_count || boff % 64 || eoff % 64 ||
+        boff < lo || eoff < lo || boff > hi || eoff > hi ||
+        nb * sizeof(rldi_key_bucket) > hi - boff ||
+        nb * RLDI_KEY_BUCKET * sizeof(rldi_key_entry) > hi - eoff ||
+        (uint64_t)s->slot_count + base + nb * RLDI_KEY_BUCKET > (UINT64_C(1) << 31))
+        return RLD_ECORRUPT;
+    t->buckets = (rldi_key_bucket *)((uint8_t *)s->base + boff);
+    t->entries = (rldi_key_entry *)((uint8_t *)s->base + eoff);
+    t->rec = r;
+    t->nbuckets = (uint32_t)nb;
+    t->entry_base = (uint32_t)base;
+    t->index = index;
+    t->slot = slot;
+    t->gen = rldi_load_relaxed(&r->gen);
+    t->flags = rldi_load_relaxed(&r->flags);
+    return 0;
+}
+
+int rldi_table_of(const rldi_seg *s, uint32_t slot, uint32_t gen, rldi_table *t)
+{
+    if (slot >= s->slot_count)
+        return -EINVAL;
+    const rldi_meta *m = &s->meta[slot];
+    if (rldi_load_relaxed(&s->slots[slot].gen) != gen || !(gen & 1))
+        return -ESTALE;
+    if (rldi_load_relaxed(&m->kind) != RLDI_KIND_TEMPLATE)
+        return -EINVAL;
+    int r = rldi_table_get(s, rldi_load_relaxed(&m->tmpl), t);
+    if (r < 0)
+        return r == -ENOENT ? -ESTALE : r;
+    if (t->slot != slot || t->gen != gen)
+        return -ESTALE;
+    return 0;
+}
+
+int rldi_table_of_entry(const rldi_seg *s, uint32_t hslot, rldi_table *t, uint32_t *idx)
+{
+    if (!s->hdr || hslot < s->slot_count)
+        return -EINVAL;
+    uint32_t gi = hslot - s->slot_count, n = rldi_load_relaxed(&s->hdr->tmpl_count);
+    for (uint32_t i = 0; i < n && i < RLDI_MAX_TEMPLATES; i++) {
+        rldi_tmpl *r = &s->hdr->tmpl[i];
+        uint64_t base = rldi_load_relaxed(&r->entry_base);
+        uint64_t cnt = (uint64_t)rldi_load_relaxed(&r->nbuckets) * RLDI_KEY_BUCKET;
+        if (gi >= base && gi - base < cnt) {
+            if (rldi_load_relaxed(&r->slot) == UINT32_MAX)
+                return -ESTALE;         /* its template was deleted: its keys with it */
+            if (rldi_table_get(s, i, t) < 0)
+                return -EINVAL;
+            *idx = (uint32_t)(gi - base);
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+uint32_t rldi_table_epoch(const rldi_seg *s, const rldi_table *t)
+{
+    return (uint8_t)rldi_load_relaxed(&s->slots[t->slot].tat);
+}
+
+int rldi_cell_of(const rldi_seg *s, rldi_handle h, rldi_cell *c)
+{
+    if (rldi_likely(h.slot < s->slot_count)) {
+        rldi_slot *sl = &s->slots[h.slot];
+        *c = (rldi_cell){ &sl->tat, (const uint64_t *)&sl->gen, sl, &s->rings[h.slot], NULL,
+                          h.slot, h.gen, h.slot, 0, false };
+        return 0;
+    }
+    rldi_table t;
+    uint32_t idx;
+    if (s->slot_count == 0)
+        return -EINVAL;
+    int r = rldi_table_of_entry(s, h.slot, &t, &idx);
+    if (r < 0)
+        return r;
+    rldi_cell_of_key(s, &t, idx, h.gen, c);
+    return 0;
+}
+
+void rldi_cell_of_key(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                      rldi_cell *c)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    *c = (rldi_cell){ &e->tat, (const uint64_t *)&e->gen, &s->slots[t->slot], NULL,
+                      &t->buckets[idx / RLDI_KEY_BUCKET].queued[idx % RLDI_KEY_BUCKET], t->slot,
+                      gen, s->slot_count + t->entry_base + idx, t->gen, true };
+}
+
+/* ---- keys --------------------------------------------------------------------------------- */
+
+/* The four buckets a key may live in: b1, b1 + 1, b2, b2 + 1 (two choices, each with its
+ * neighbour: 7/8 full tables refuse a new key about once in 30,000; two choices alone, once
+ * in 300). */
+static void buckets_of(uint64_t h, uint32_t nb, uint32_t b[4])
+{
+    uint32_t b1 = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
+    uint32_t b2 = (uint32_t)((((h * 0x9E3779B97F4A7C15ull) >> 32) * nb) >> 32);
+    b[0] = b1;
+    b[1] = b1 + 1 == nb ? 0 : b1 + 1;
+    b[2] = b2;
+    b[3] = b2 + 1 == nb ? 0 : b2 + 1;
+}
+
+static inline uint16_t tag_of(uint64_t h)
+{
+    return (uint16_t)(h >> 48) | 1;
+}
+
+/* The identity words of a key as the entry holds them at offset 32: length - 1 and the
+ * first bytes (up to 15; 7 when the last 8 bytes hold a caller's rate). */
+static void ident_of(const void *key, size_t len, bool caller, uint64_t w[2])
+{
+    uint8_t b[16] = { 0 };
+    size_t keep = caller ? RLDI_KEY_RATE_PREFIX : RLDI_KEY_PREFIX;
+    b[0] = (uint8_t)(len - 1);
+    memcpy(b + 1, key, len < keep ? len : keep);
+    memcpy(w, b, 16);
+}
+
+static inline uint64_t *ident_words(rldi_key_entry *e)
+{
+    return (uint64_t *)((uint8_t *)e + 32);
+}
+
+static bool seen(const uint32_t *b, int k)
+{
+    for (int j = 0; j < k; j++)
+        if (b[j] == b[k])
+            return true;
+    return false;
+}
+
+static int find(const rldi_table *t, const uint32_t b[4], uint64_t hash, const uint64_t id[2],
+                bool caller, uint32_t epoch, uint32_t *idx, uint32_t *gen)
+{
+    uint16_t tag = tag_of(hash);
+    for (int k = 0; k < 4; k++) {
+        if (seen(b, k))
+            continue;
+        rldi_key_bucket *bk = &t->buckets[b[k]];
+        for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
+            if (rldi_load_relaxed(&bk->tag[i]) != tag)
+                continue;
+            uint32_t at = b[k] * RLDI_KEY_BUCKET + i;
+            rldi_key_entry *e = &t->entries[at];
+            uint32_t g = rldi_load_acquire(&e->gen);
+            if (!(g & 1) || RLDI_KEY_EPOCH(g) != epoch)
+                continue;
+            uint64_t *w = ident_words(e);
+            if (rldi_load_relaxed(&e->hash) != hash || rldi_load_relaxed(&w[0]) != id[0] ||
+                (!caller && rldi_load_relaxed(&w[1]) != id[1]))
+                continue;
+            rldi_fence_acquire();
+            if (rldi_load_relaxed(&e->gen) != g)
+                continue;           /* rewritten while we read it */
+            *idx = at;
+            *gen = g;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+int rldi_key_find(const rldi_table *t, uint64_t hash, const void *key, size_t len,
+                  uint32_t epoch, uint32_t *idx, uint32_t *gen)
+{
+    if (len == 0 || len > RLDI_KEY_MAX)
+        return -EINVAL;
+    uint32_t b[4];
+    uint64_t id[2];
+    bool caller = t->flags & RLDI_TMPL_CALLER_RATE;
+    buckets_of(hash, t->nbuckets, b);
+    ident_of(key, len, caller, id);
+    return find(t, b, hash, id, caller, epoch, idx, gen);
+}
+
+/* The template's current bank (a seqlock read of its word). */
+static void tmpl_bank(const rldi_seg *s, const rldi_table *t, rldi_bank *out, uint32_t *epoch)
+{
+    const rldi_slot *sl = &s->slots[t->slot];
+    for (;;) {
+        rldi_u128 w = rldi_load16_split(&sl->tat);
+        rldi_bucket_config(sl, out);
+        rldi_fence_acquire();
+        if (rldi_load16_split(&sl->tat) == w) {
+            *epoch = (uint8_t)(uint64_t)w;
+            return;
+        }
+    }
+}
+
+static inline uint32_t next_gen(uint32_t g, uint32_t epoch)
+{
+    return (epoch << 24) | ((g + 1) & RLDI_KEY_SEQ_MASK);
+}
+
+/* Would a new key's state decide as WORD does at NOW (algorithm of B)? */
+static bool idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
+{
+    if (RLDI_BANK_ALGO(b->t_hi) != RLDI_ALGO_GCRA)
+        return rldi_win_idle(b, word, now);
+    /* a full bucket: TAT at or before now (any rate: unlimited ones too) */
+    uint64_t fv = (uint64_t)(word >> 64);
+    return rldi_tat_unpack((uint64_t)word, fv) <= now;
+}
+
+static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                 rldi_u128 now, bool stale_only)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    rldi_key_bucket *bk = &t->buckets[idx / RLDI_KEY_BUCKET];
+    uint32_t i = idx % RLDI_KEY_BUCKET;
+    if (!(gen & 1) || rldi_load_acquire(&e->gen) != gen)
+        return 0;
+    rldi_u128 word = rldi_load16_split(&e->tat);
+    if ((uint32_t)(word >> 96) != gen)
+        return 0;
+    rldi_bank b;
+    uint32_t epoch;
+    tmpl_bank(s, t, &b, &epoch);
+    bool stale = RLDI_KEY_EPOCH(gen) != epoch;
+    if (!stale) {
+        /* a key with waiters, or not full again, holds state a new key would not have */
+        if (stale_only || rldi_load_relaxed(&e->waiters) || rldi_load_relaxed(&bk->queued[i]) ||
+            !idle(&b, word, now))
+            return 0;
+    }
+    uint32_t g2 = next_gen(gen, RLDI_KEY_EPOCH(gen));         /* even: free */
+    rldi_u128 dead = (rldi_u128)g2 << 96;
+    if (!rldi_cas16(&e->tat, &word, dead))
+        return 0;               /* a take landed first: the key is in use, it stays */
+    rldi_store_relaxed(&bk->tag[i], 0);
+    uint32_t g = gen;
+    __atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    rldi_add_relaxed(&t->rec->live, (uint64_t)-1);
+    rldi_add_relaxed(&t->rec->evictions, 1);
+    return 1;
+}
+
+int rldi_key_evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                   rldi_u128 now)
+{
+    if (idx >= t->nbuckets * RLDI_KEY_BUCKET)
+        return 0;
+    return evict(s, t, idx, gen, now, false);
+}
+
+/* ---- the insertion lock ------------------------------------------------------------------ */
+
+#define LOCK_SPINS      (1u << 10)
+#define LOCK_GIVE_UP_NS (50u * 1000 * 1000)
+
+static int lock_bucket(rldi_key_bucket *bk)
+{
+    uint64_t mine = (uint64_t)(uint32_t)getpid() | (UINT64_C(1) << 32);
+    uint64_t start = 0;
+    for (uint32_t spins = 0;; spins++) {
+        uint64_t cur = 0;
+        if (__atomic_compare_exchange_n(&bk->lock, &cur, mine, false, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return 0;
+        if (spins % LOCK_SPINS != LOCK_SPINS - 1) {
+            __builtin_ia32_pause();
+            continue;
+        }
+        /* held for a while: a holder that died leaves it to us, a live one is waited for
+         * (a stopped one, in the end, makes this insertion fail) */
+        pid_t holder = (pid_t)(uint32_t)cur;
+        if (holder > 0 && kill(holder, 0) < 0 && errno == ESRCH) {
+            if (__atomic_compare_exchange_n(&bk->lock, &cur, mine, false, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_RELAXED))
+                return 0;
+            continue;
+        }
+        uint64_t now = rldi_mono_ns();
+        if (!start)
+            start = now;
+        else if (now - start > LOCK_GIVE_UP_NS)
+            return -EBUSY;
+        sched_yield();
+    }
+}
+
+static void unlock_bucket(rldi_key_bucket *bk)
+{
+    __atomic_store_n(&bk->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- insertion ----------------------------------------------------------------------------- */
+
+/* The state word of a new key of gen G at NOW (full: GCRA's TAT now, a window ended). */
+static rldi_u128 fresh(const rldi_bank *b, rldi_u128 now, uint32_t g)
+{
+    if (RLDI_BANK_ALGO(b->t_hi) != RLDI_ALGO_GCRA)
+        return (rldi_u128)g << 96;              /* fixed: end 0, nothing taken */
+    return rldi_word_make(now, g);
+}
+
+/* Claim free entry IDX for the key (identity ID, hash HASH): 0, or -EAGAIN when another
+ * process took it first. */
+static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t epoch,
+                 uint64_t hash, const uint64_t id[2], uint64_t rate, rldi_u128 now,
+                 uint32_t *gen_out)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    rldi_key_bucket *bk = &t->buckets[idx / RLDI_KEY_BUCKET];
+    uint32_t g = rldi_load_acquire(&e->gen);
+    rldi_u128 word = rldi_load16_split(&e->tat);
+    if ((g & 1) || (uint32_t)(word >> 96) != g)
+        return -EAGAIN;                         /* live, or being claimed */
+    uint32_t g1 = next_gen(g, epoch);
+    if (!rldi_cas16(&e->tat, &word, fresh(b, now, g1)))
+        return -EAGAIN;
+    uint64_t *w = ident_words(e);
+    rldi_store_relaxed(&e->hash, hash);
+    rldi_store_relaxed(&w[0], id[0]);
+    rldi_store_relaxed(&w[1], (t->flags & RLDI_TMPL_CALLER_RATE) ? rate : id[1]);
+    rldi_store_relaxed(&bk->tag[idx % RLDI_KEY_BUCKET], tag_of(hash));
+    /* live from here: the identity is published with the gen (release) */
+    if (!__atomic_compare_exchange_n(&e->gen, &g, g1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        return -EAGAIN;                         /* the daemon took back a claim it thought lost */
+    rldi_add_relaxed(&t->rec->live, 1);
+    *gen_out = g1;
+    return 0;
+}
+
+static uint32_t free_in(const rldi_table *t, uint32_t bkt)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
+        rldi_key_entry *e = &t->entries[bkt * RLDI_KEY_BUCKET + i];
+        uint32_t g = rldi_load_relaxed(&e->gen);
+        n += !(g & 1) && (uint32_t)(rldi_load_relaxed(&e->frac_ver) >> 32) == g;
+    }
+    return n;
+}
+
+int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t len,
+                 uint64_t rate, bool rate_set, rldi_u128 now, uint32_t *idx, uint32_t *gen,
+                 bool *created)
+{
+    if (len == 0 || len > RLDI_KEY_MAX)
+        return -EINVAL;
+    bool caller = t->flags & RLDI_TMPL_CALLER_RATE;
+    uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len), id[2];
+    uint32_t b[4];
+    buckets_of(hash, t->nbuckets, b);
+    ident_of(key, len, caller, id);
+    rldi_bank bank;
+    uint32_t epoch;
+    tmpl_bank(s, t, &bank, &epoch);
+    *created = false;
+    int r = find(t, b, hash, id, caller, epoch, idx, gen);
+    if (r == 0)
+        goto found;
+    rldi_key_bucket *lk = &t->buckets[b[0]];
+    if ((r = lock_bucket(lk)) < 0)
+        return r;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        if (find(t, b, hash, id, caller, epoch, idx, gen) == 0) {
+            unlock_bucket(lk);
+            goto found;
+        }
+        /* the least full of the four buckets, else the place of a stale or idle key */
+        int best = -1;
+        uint32_t most = 0;
+        for (int k = 0; k < 4; k++) {
+            uint32_t f = seen(b, k) ? 0 : free_in(t, b[k]);
+            if (f > most) {
+                most = f;
+                best = k;
+            }
+        }
+        uint32_t at = UINT32_MAX;
+        if (best >= 0) {
+            for (uint32_t i = 0; i < RLDI_KEY_BUCKET && at == UINT32_MAX; i++) {
+                uint32_t j = b[best] * RLDI_KEY_BUCKET + i;
+                rldi_key_entry *e = &t->entries[j];
+                uint32_t g = rldi_load_relaxed(&e->gen);
+                if (!(g & 1) && (uint32_t)(rldi_load_relaxed(&e->frac_ver) >> 32) == g)
+                    at = j;
+            }
+        } else {
+            for (int pass = 0; pass < 2 && at == UINT32_MAX; pass++)  /* stale first */
+                for (int k = 0; k < 4 && at == UINT32_MAX; k++) {
+                    if (seen(b, k))
+                        continue;
+                    for (uint32_t i = 0; i < RLDI_KEY_BUCKET && at == UINT32_MAX; i++) {
+                        uint32_t j = b[k] * RLDI_KEY_BUCKET + i;
+                        uint32_t g = rldi_load_acquire(&t->entries[j].gen);
+                        if (evict(s, t, j, g, now, pass == 0) == 1)
+                            at = j;
+                    }
+                }
+        }
+        if (at == UINT32_MAX) {
+            unlock_bucket(lk);
+            rldi_add_relaxed(&t->rec->overflows, 1);
+            return -ENOSPC;
+        }
+        if (claim(t, at, &bank, epoch, hash, id, rate, now, gen) == 0) {
+            unlock_bucket(lk);
+            *idx = at;
+            *created = true;
+            return 0;
+        }
+        /* another key took that place meanwhile: look again */
+    }
+    unlock_bucket(lk);
+    return -EAGAIN;
+found:
+    if (caller && rate_set) {
+        uint64_t *w = ident_words(&t->entries[*idx]);
+        if (rldi_load_relaxed(&w[1]) != rate)
+            rldi_store_relaxed(&w[1], rate);
+    }
+    return 0;
+}
+
+uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, uint32_t n,
+                        rldi_u128 now)
+{
+    uint32_t done = 0;
+    for (uint32_t k = 0; k < n && first + k < t->nbuckets; k++)
+        for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
+            uint32_t j = (first + k) * RLDI_KEY_BUCKET + i;
+            uint32_t g = rldi_load_acquire(&t->entries[j].gen);
+            if (g & 1)
+                done += (uint32_t)evict(s, t, j, g, now, false);
+        }
+    return done;
+}
+
+size_t rldi_key_prefix(const rldi_table *t, const rldi_key_entry *e, uint8_t *out, size_t *len)
+{
+    uint8_t b[16];
+    uint64_t w[2] = { rldi_load_relaxed(&((const uint64_t *)((const uint8_t *)e + 32))[0]),
+                      rldi_load_relaxed(&((const uint64_t *)((const uint8_t *)e + 32))[1]) };
+    memcpy(b, w, 16);
+    size_t keep = (t->flags & RLDI_TMPL_CALLER_RATE) ? RLDI_KEY_RATE_PREFIX : RLDI_KEY_PREFIX;
+    *len = (size_t)b[0] + 1;
+    size_t n = *len < keep ? *len : keep;
+    memcpy(out, b + 1, n);
+    return n;
+}
+
+uint64_t rldi_key_rate_word(uint64_t count, uint64_t period_ns)
+{
+    uint64_t ms = period_ns / 1000000u;
+    if (count == 0 || count > UINT32_MAX || period_ns % 1000000u || ms == 0 || ms > UINT32_MAX)
+        return 0;
+    return count | ms << 32;
+}

@@ -1,0 +1,109 @@
+/*
+ * keys.h - keyed limits: a template's table of per-key buckets (per IP, per user, per
+ * tenant), created by the clients themselves in shared memory, no daemon round trip.
+ *
+ * A template is a slot of its own (name, config banks, counters; meta kind TEMPLATE); its
+ * table (layout.h: rldi_tmpl, rldi_key_bucket, rldi_key_entry) holds up to 8/7 x max_keys
+ * entries in buckets of 8. A key lives in one entry of one of four buckets: b1, b1 + 1, b2,
+ * b2 + 1, with b1 and b2 from a SipHash of the key keyed by a secret drawn per segment, so
+ * keys an attacker chooses cannot be made to share buckets. A key's entry is a limit in
+ * every respect: its handle is {slot_count + entry_base + index, gen} and every bucket.h
+ * function takes it.
+ *
+ * Lifecycle of an entry (gen: bits 0-23 a counter, odd while a key lives there; bits 24-31
+ * the template's epoch when it was made; the state word's ver field always equals the gen of
+ * the key it belongs to, so a CAS built on another incarnation fails):
+ *
+ *   free (gen g even, ver g) --claim: CAS word ver g -> g+1, fresh state--> claimed
+ *   claimed --identity written, tag set, gen g -> g+1 (CAS)--> live
+ *   live (idle: full again, no waiters) --CAS word -> ver g+2, then gen -> g+2--> free
+ *
+ * Inserting a key takes the lock of its first bucket, so two processes never insert the
+ * same key twice; everything else (lookups, takes, eviction) is lock-free. docs/DESIGN.md
+ * ("Keyed limits") proves that an eviction racing with a take loses nothing and admits
+ * nothing extra: the eviction is a CAS of the state word from an idle state, which any take
+ * that landed first makes fail, and which makes any take that comes after fail.
+ */
+#ifndef RLD_COMMON_KEYS_H
+#define RLD_COMMON_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gcra.h"
+#include "layout.h"
+#include "segment.h"
+
+#define RLDI_KEY_SEQ_MASK   0x00ffffffu
+#define RLDI_KEY_EPOCH(gen) ((gen) >> 24)
+
+/* A template's table, its offsets checked against the mapping. */
+typedef struct rldi_table {
+    rldi_key_bucket *buckets;
+    rldi_key_entry  *entries;
+    rldi_tmpl       *rec;        /* the header's record (counters) */
+    uint32_t         nbuckets;
+    uint32_t         entry_base;
+    uint32_t         index;      /* in header->tmpl[] */
+    uint32_t         slot, gen;  /* the template's slot */
+    uint32_t         flags;      /* RLDI_TMPL_* */
+} rldi_table;
+
+/* Entries and bytes of a table for MAX_KEYS keys (64 B per key, rounded up to buckets). */
+uint32_t rldi_keys_nbuckets(uint32_t max_keys);
+uint64_t rldi_keys_table_bytes(uint32_t max_keys);
+
+/* SipHash-1-3 of DATA[0..LEN) under the 128-bit key K (64-bit result). */
+uint64_t rldi_siphash13(const uint64_t k[2], const void *data, size_t len);
+
+/* Table INDEX of S (0 .. tmpl_count - 1), checked: 0, or RLD_ECORRUPT / -ENOENT. */
+int rldi_table_get(const rldi_seg *s, uint32_t index, rldi_table *t);
+
+/* The table of template slot SLOT (gen GEN): 0, -ESTALE (not a live template now), -EINVAL,
+ * RLD_ECORRUPT. */
+int rldi_table_of(const rldi_seg *s, uint32_t slot, uint32_t gen, rldi_table *t);
+
+/* The table and entry index of key handle slot HSLOT (>= slot_count): 0, or -EINVAL. */
+int rldi_table_of_entry(const rldi_seg *s, uint32_t hslot, rldi_table *t, uint32_t *idx);
+
+/* The template's epoch now (keys of another one are stale) and its slot's word. */
+uint32_t rldi_table_epoch(const rldi_seg *s, const rldi_table *t);
+
+/*
+ * The entry of KEY (LEN bytes, hash HASH) in T, of epoch EPOCH: 0 with *IDX and *GEN, or
+ * -ENOENT. Lock-free; a key being evicted meanwhile may be returned (its takes then say
+ * -ESTALE and the caller looks again).
+ */
+int rldi_key_find(const rldi_table *t, uint64_t hash, const void *key, size_t len,
+                  uint32_t epoch, uint32_t *idx, uint32_t *gen);
+
+/*
+ * Find KEY, or insert it: free places first, then an idle key's (evicted, lossless). RATE:
+ * for RLDI_TMPL_CALLER_RATE tables, the key's rate word (COUNT | PERIOD_ms << 32), set when
+ * it is created (and, when RATE_SET, changed when it exists). 0 with *IDX, *GEN and
+ * *CREATED; -ENOSPC when every place is held by a key with state (the overflow policy is
+ * the caller's); -EAGAIN when the insertion lock could not be had (a holder alive but stuck).
+ */
+int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t len,
+                 uint64_t rate, bool rate_set, rldi_u128 now, uint32_t *idx, uint32_t *gen,
+                 bool *created);
+
+/* Evict entry IDX of T if its key (gen GEN) is idle at NOW: full again, nobody waiting. 1
+ * evicted, 0 not idle (or gone already). Lock-free; safe against any take (keys.h top). */
+int rldi_key_evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                   rldi_u128 now);
+
+/* Evict the stale and idle keys of buckets [FIRST, FIRST + N) of T (the daemon's sweep);
+ * returns how many. */
+uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, uint32_t n,
+                        rldi_u128 now);
+
+/* A key's printable form for rlctl: its bytes kept in the entry (all of them when LEN <=
+ * the prefix). */
+size_t rldi_key_prefix(const rldi_table *t, const rldi_key_entry *e, uint8_t *out, size_t *len);
+
+/* The rate word of a rate = caller key: COUNT | PERIOD_ms << 32; 0 when out of range. */
+uint64_t rldi_key_rate_word(uint64_t count, uint64_t period_ns);
+
+#endif

@@ -1,0 +1,334 @@
+/*
+ * test_keys.c - keyed limits (issue 13) through a real rld: templates found by name and not
+ * as limits, keys created by the client on first use and independent of each other, key
+ * handles with every call that takes one, a full table (-ENOSPC, or admitted with
+ * RLD_F_OVERFLOW under overflow = allow), idle keys reclaimed for new ones without changing
+ * a decision, handles of reclaimed keys -ESTALE, fixed-window templates, reloads that keep
+ * keys (a rate change), start them full (a change of algorithm) or delete them, and a
+ * restart that keeps them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "rld.h"
+
+#define SEC 1000000000ull
+#define MS  1000000ull
+
+static const char *conf_text =
+    "[template api.ip]\nrate = 120/min\nmax_keys = 1000\n\n"
+    "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+    "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+    "[limit plain]\nrate = 10/s\n";
+
+static int count_in_log(const t_daemon *d, const char *needle)
+{
+    FILE *f = fopen(d->log, "r");
+    if (!f)
+        return 0;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static void reload(t_daemon *d, const char *text)
+{
+    int before = count_in_log(d, "reloaded ");
+    t_write_conf(d, text);
+    kill(d->pid, SIGHUP);
+    uint64_t deadline = t_now_ns() + 10 * SEC;
+    while (count_in_log(d, "reloaded ") == before && t_now_ns() < deadline)
+        t_sleep_ns(5 * MS);
+    T_CHECK(count_in_log(d, "reloaded ") > before, "reload done");
+}
+
+static void key_name(char *buf, size_t len, const char *prefix, int i)
+{
+    snprintf(buf, len, "%s%d", prefix, i);
+}
+
+/* 1. Names: templates are not limits, and the reverse. */
+static void test_names(rld_client *c)
+{
+    rld_template t;
+    rld_limit l;
+    T_CODE(rld_find_template(c, "api.ip", &t), 0);
+    T_CODE(rld_find(c, "api.ip", &l), -ENOENT);
+    T_CODE(rld_find_template(c, "plain", &t), -ENOENT);
+    T_CODE(rld_find_template(c, "nope", &t), -ENOENT);
+    T_CODE(rld_find_template(c, "bad name!", &t), -EINVAL);
+    T_CODE(rld_find(c, "plain", &l), 0);
+    /* a template's handle is no limit */
+    rld_limit as_limit = { t.slot, t.gen };
+    T_CHECK(rld_try(c, as_limit, 1, NULL) < 0, "a template's handle takes nothing");
+    rld_limit_info info;
+    T_CODE(rld_info(c, as_limit, &info), 0);
+    T_CHECK(info.kind == RLD_KIND_TEMPLATE && strcmp(info.name, "api.ip") == 0 &&
+                info.max_keys == 1000 && info.rate_count == 120,
+            "template info: kind %u max_keys %u", info.kind, info.max_keys);
+    /* bad keys */
+    T_CODE(rld_try_key(c, t, "", 0, 1, NULL), -EINVAL);
+    char big[257];
+    memset(big, 'k', sizeof(big));
+    T_CODE(rld_try_key(c, t, big, 257, 1, NULL), -EINVAL);
+    T_CODE(rld_try_key(c, t, big, 256, 1, NULL), 0);       /* 256 bytes: the longest */
+    T_CODE(rld_try_key(c, t, NULL, 3, 1, NULL), -EINVAL);
+}
+
+/* 2. "120 per minute per client IP": each key its own bucket. */
+static void test_per_key(rld_client *c)
+{
+    rld_template t;
+    T_CODE(rld_find_template(c, "api.ip", &t), 0);
+    rld_result r;
+    const char *ip = "203.0.113.7";
+    for (int i = 0; i < 120; i++) {
+        T_CODE(rld_try_key(c, t, ip, strlen(ip), 1, &r), 0);
+        T_CHECK(r.limit == 120 && r.remaining <= (uint64_t)(119 - i) + 1, "call %d: %llu left", i,
+                (unsigned long long)r.remaining);
+    }
+    T_CODE(rld_try_key(c, t, ip, strlen(ip), 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns > 400 * MS && r.retry_after_ns <= 500 * MS,
+            "retry_after one token of 120/min: %.3f s", r.retry_after_ns / 1e9);
+    /* another key is full; keys that share a prefix or differ in length are different */
+    T_CODE(rld_try_key(c, t, "203.0.113.8", 11, 120, &r), 0);
+    T_CODE(rld_try_key(c, t, "203.0.113.7x", 12, 1, &r), 0);
+    T_CODE(rld_try_key(c, t, "203.0.113.", 10, 1, &r), 0);
+    T_CODE(rld_try_key(c, t, "203.0.113.7", 11, 1, &r), -EAGAIN);     /* still the same key */
+    /* binary keys: bytes, not strings */
+    uint8_t k1[4] = { 0, 1, 2, 3 }, k2[4] = { 0, 1, 2, 4 };
+    T_CODE(rld_try_key(c, t, k1, 4, 120, &r), 0);
+    T_CODE(rld_try_key(c, t, k1, 4, 1, &r), -EAGAIN);
+    T_CODE(rld_try_key(c, t, k2, 4, 1, &r), 0);
+    /* more than the burst never fits */
+    T_CODE(rld_try_key(c, t, "x", 1, 121, &r), -E2BIG);
+    /* the template's counters sum its keys' */
+    rld_limit_info info;
+    T_CODE(rld_info(c, (rld_limit){ t.slot, t.gen }, &info), 0);
+    T_CHECK(info.keys >= 7, "live keys %llu", (unsigned long long)info.keys);
+}
+
+/* 3. A key's handle works with every call taking a limit. */
+static void test_handles(rld_client *c)
+{
+    rld_template t;
+    T_CODE(rld_find_template(c, "api.ip", &t), 0);
+    rld_limit k, k_again;
+    T_CODE(rld_key(c, t, "user:42", 7, &k), 0);
+    T_CODE(rld_key(c, t, "user:42", 7, &k_again), 0);
+    T_CHECK(k.slot == k_again.slot && k.gen == k_again.gen, "one key, one handle");
+    rld_result r;
+    T_CODE(rld_try(c, k, 100, &r), 0);
+    T_CHECK(r.remaining == 20, "try on the handle: %llu", (unsigned long long)r.remaining);
+    T_CODE(rld_try_key(c, t, "user:42", 7, 20, &r), 0);      /* the same bucket */
+    T_CODE(rld_try(c, k, 1, &r), -EAGAIN);
+    T_CODE(rld_refund(c, k, 5), 0);
+    T_CODE(rld_peek(c, k, &r), 0);
+    T_CHECK(r.remaining >= 5 && r.remaining <= 6, "refunded: %llu", (unsigned long long)r.remaining);
+    T_CODE(rld_debit(c, k, 50), 0);
+    T_CODE(rld_peek(c, k, &r), 0);
+    T_CHECK(r.remaining == 0 && r.retry_after_ns > 20 * SEC, "in debt: %.1f s",
+            r.retry_after_ns / 1e9);
+    rld_limit_info info;
+    T_CODE(rld_info(c, k, &info), 0);
+    T_CHECK(info.kind == RLD_KIND_KEY && strcmp(info.name, "api.ip") == 0 && info.burst == 120,
+            "key info: kind %u name %s", info.kind, info.name);
+    rld_charge ch[2];
+    rld_limit plain, other;
+    T_CODE(rld_find(c, "plain", &plain), 0);
+    T_CODE(rld_key(c, t, "user:43", 7, &other), 0);
+    ch[0] = (rld_charge){ plain, 1 };
+    ch[1] = (rld_charge){ other, 1 };
+    T_CODE(rld_try_multi(c, ch, 2, &r), 0);
+    ch[1] = (rld_charge){ k, 1 };                     /* in debt: the set is refused */
+    T_CODE(rld_try_multi(c, ch, 2, &r), -EAGAIN);
+    T_CHECK(r.index == 1, "the key decided");
+}
+
+/* 4. A full table: new keys refused, old ones unaffected; once idle, old keys make room
+ * (their handles then say -ESTALE), and nothing a new key is told differs from a fresh one. */
+static void test_full_and_reclaim(rld_client *c)
+{
+    rld_template t;
+    T_CODE(rld_find_template(c, "tiny", &t), 0);
+    /* 7 keys of capacity: a table of 2 buckets, 16 places; fill it with keys holding state */
+    char k[32];
+    int placed = 0;
+    rld_limit first;
+    for (int i = 0; i < 64; i++) {
+        key_name(k, sizeof(k), "k", i);
+        int r = rld_try_key(c, t, k, strlen(k), 1, NULL);
+        T_CHECK(r == 0 || r == -ENOSPC, "key %d: %d", i, r);
+        if (r == 0 && placed++ == 0)
+            T_CODE(rld_key(c, t, k, strlen(k), &first), 0);
+    }
+    T_CHECK(placed == 16, "16 places: %d keys placed", placed);
+    T_CODE(rld_try_key(c, t, "late", 4, 1, NULL), -ENOSPC);
+    T_CODE(rld_key(c, t, "late", 4, &first), -ENOSPC);
+    /* an existing key still works */
+    key_name(k, sizeof(k), "k", 0);
+    rld_result r;
+    T_CODE(rld_try_key(c, t, k, strlen(k), 1, &r), 0);
+    T_CHECK(r.remaining == 0, "k0's second token");
+    /* 10/s, burst 2: all full again after 200 ms; then every new key finds room */
+    T_CODE(rld_key(c, t, "k1", 2, &first), 0);
+    t_sleep_ns(250 * MS);
+    for (int i = 0; i < 16; i++) {
+        key_name(k, sizeof(k), "n", i);
+        T_CODE(rld_try_key(c, t, k, strlen(k), 2, &r), 0);
+        T_CHECK(r.remaining == 0 && r.limit == 2, "a new key is a full bucket");
+    }
+    T_CODE(rld_try(c, first, 1, NULL), -ESTALE);      /* k1 was reclaimed */
+    T_CODE(rld_peek(c, first, &r), -ESTALE);
+    /* and coming back it is a full bucket again */
+    T_CODE(rld_try_key(c, t, "k1", 2, 1, &r), -ENOSPC);  /* the n keys hold state now */
+    t_sleep_ns(250 * MS);
+    T_CODE(rld_try_key(c, t, "k1", 2, 2, &r), 0);
+}
+
+/* 5. A fixed-window template, overflow = allow. */
+static void test_fixed_overflow(rld_client *c)
+{
+    rld_template t;
+    T_CODE(rld_find_template(c, "hourly", &t), 0);
+    rld_result r;
+    T_CODE(rld_try_key(c, t, "shop-1", 6, 10, &r), 0);
+    T_CHECK(r.reset_after_ns > 0 && r.reset_after_ns <= 3600 * SEC, "reset at the hour");
+    T_CODE(rld_try_key(c, t, "shop-1", 6, 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns == r.reset_after_ns || r.retry_after_ns + MS >= r.reset_after_ns,
+            "until the boundary");
+    /* fill the table (100 keys of capacity: 15 buckets, 120 places) with keys holding state */
+    char k[32];
+    int overflowed = 0, placed = 0;
+    for (int i = 0; i < 400; i++) {
+        key_name(k, sizeof(k), "s", i);
+        T_CODE(rld_try_key(c, t, k, strlen(k), 1, &r), 0);     /* allow: always admitted */
+        if (r.flags & RLD_F_OVERFLOW) {
+            overflowed++;
+            T_CHECK(r.limit == UINT64_MAX && r.remaining == UINT64_MAX, "overflow result");
+        } else {
+            placed++;
+        }
+    }
+    T_CHECK(placed >= 100 && placed <= 120 && overflowed == 400 - placed,
+            "placed %d, overflowed %d", placed, overflowed);
+    rld_limit l;
+    T_CODE(rld_key(c, t, "not-there", 9, &l), -ENOSPC);   /* no bucket to hand out */
+}
+
+/* 6. Reloads: a rate change keeps every key's state, an algorithm change starts them all
+ * full, a deleted template takes its keys with it. A restart keeps them. */
+static void test_reload(rld_client *c, t_daemon *d)
+{
+    rld_template t;
+    T_CODE(rld_find_template(c, "api.ip", &t), 0);
+    rld_result r;
+    T_CODE(rld_try_key(c, t, "r1", 2, 120, &r), 0);
+    reload(d, "[template api.ip]\nrate = 60/min\nburst = 120\nmax_keys = 1000\n\n"
+              "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+              "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+              "[limit plain]\nrate = 10/s\n");
+    /* each key keeps its state in time: 60 s from full (120 at 120/min) is 60 tokens of the
+     * new 60/min with the same burst */
+    rld_limit r1;
+    T_CODE(rld_key(c, t, "r1", 2, &r1), 0);
+    T_CODE(rld_peek(c, r1, &r), 0);
+    T_CHECK(r.remaining >= 58 && r.remaining <= 61 && r.limit == 120,
+            "kept in time: %llu of %llu", (unsigned long long)r.remaining,
+            (unsigned long long)r.limit);
+    T_CODE(rld_try_key(c, t, "r1", 2, r.remaining, &r), 0);
+    T_CODE(rld_try_key(c, t, "r1", 2, 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns > 900 * MS && r.retry_after_ns <= SEC, "the new rate: %.3f s",
+            r.retry_after_ns / 1e9);
+    /* the restart keeps the segment, and the keys in it */
+    T_CHECK(t_daemon_stop_clean(d), "stop");
+    T_CHECK(t_daemon_start(d, NULL) == 0, "restart");
+    T_CODE(rld_try_key(c, t, "r1", 2, 1, &r), -EAGAIN);
+    /* algorithm change: every key full again, and the log says so */
+    reload(d, "[template api.ip]\nrate = 60/min\nalgorithm = fixed\nmax_keys = 1000\n\n"
+              "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+              "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+              "[limit plain]\nrate = 10/s\n");
+    T_CHECK(t_log_has(d, "template api.ip: algorithm gcra -> fixed: every key starts full"),
+            "logged");
+    T_CODE(rld_try_key(c, t, "r1", 2, 60, &r), 0);
+    T_CODE(rld_try_key(c, t, "r1", 2, 1, &r), -EAGAIN);
+    /* deleted: its handle and its keys are gone */
+    rld_limit k;
+    T_CODE(rld_key(c, t, "r1", 2, &k), 0);
+    reload(d, "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+              "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+              "[limit plain]\nrate = 10/s\n");
+    T_CODE(rld_try_key(c, t, "r1", 2, 1, &r), -ESTALE);
+    T_CODE(rld_try(c, k, 1, &r), -ESTALE);
+    T_CODE(rld_find_template(c, "api.ip", &t), -ENOENT);
+    /* back, with a table of the same size: a new template, every key new */
+    reload(d, conf_text);
+    T_CODE(rld_find_template(c, "api.ip", &t), 0);
+    T_CODE(rld_try_key(c, t, "r1", 2, 120, &r), 0);
+    T_CODE(rld_try(c, k, 1, &r), -ESTALE);
+    /* a name cannot change from [limit] to [template] in one reload */
+    t_write_conf(d, "[template plain]\nrate = 10/s\n");
+    int before = count_in_log(d, "reload refused");
+    kill(d->pid, SIGHUP);
+    uint64_t deadline = t_now_ns() + 5 * SEC;
+    while (count_in_log(d, "reload refused") == before && t_now_ns() < deadline)
+        t_sleep_ns(5 * MS);
+    T_CHECK(count_in_log(d, "reload refused") > before, "a limit cannot become a template");
+    rld_limit plain;
+    T_CODE(rld_find(c, "plain", &plain), 0);
+}
+
+/* 7. Configuration errors. */
+static void test_config_errors(t_daemon *d)
+{
+    static const struct { const char *text, *needle; } bad[] = {
+        { "[template a]\nmax_keys = 10\n", "has no rate" },
+        { "[template a]\nrate = 1/s\nmax_keys = 0\n", "max_keys" },
+        { "[limit a]\nrate = 1/s\nmax_keys = 10\n", "for [template" },
+        { "[limit a]\nrate = 1/s\noverflow = allow\n", "for [template" },
+        { "[template a]\nrate = 1/s\noverflow = maybe\n", "deny or allow" },
+        { "[template a]\nrate = 1/s\nscope = global\n", "host limits" },
+        { "[limit a]\nrate = 1/s\n\n[template a]\nrate = 1/s\n", "duplicate name" },
+        { "[limit a]\nrate = caller\n", "for [template" },
+    };
+    char path[400], out[4096];
+    snprintf(path, sizeof(path), "%s/bad.conf", d->dir);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        FILE *f = fopen(path, "w");
+        T_CHECK(f, "write %s", path);
+        fputs(bad[i].text, f);
+        fclose(f);
+        const char *args[] = { "--check-config", "--config", path, NULL };
+        T_CHECK(t_run_rld(out, sizeof(out), args) == 1, "case %zu refused: %s", i, out);
+        T_CHECK(strstr(out, bad[i].needle) && strstr(out, "bad.conf:"),
+                "case %zu names '%s' and the file: %s", i, bad[i].needle, out);
+    }
+}
+
+int main(void)
+{
+    t_daemon d;
+    t_instance(&d, "keys", conf_text);
+    test_config_errors(&d);
+    T_CHECK(t_daemon_start(&d, NULL) == 0, "start");
+    rld_client *c;
+    T_CODE(rld_open(NULL, 0, &c), 0);
+    test_names(c);
+    test_per_key(c);
+    test_handles(c);
+    test_full_and_reclaim(c);
+    test_fixed_overflow(c);
+    test_reload(c, &d);
+    rld_close(c);
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    return 0;
+}
