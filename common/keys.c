@@ -525,6 +525,29 @@ uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, 
     return done;
 }
 
+bool rldi_key_claimed(const rldi_table *t, uint32_t idx, rldi_u128 *word)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    uint32_t g = rldi_load_acquire(&e->gen);
+    *word = rldi_load16_split(&e->tat);
+    uint32_t v = (uint32_t)(*word >> 96);
+    return !(g & 1) && (v & 1) && (v & RLDI_KEY_SEQ_MASK) == ((g + 1) & RLDI_KEY_SEQ_MASK);
+}
+
+int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    uint32_t g = rldi_load_acquire(&e->gen);
+    if ((g & 1) || (uint32_t)(word >> 96) == g)
+        return 0;
+    uint32_t g2 = (g & ~RLDI_KEY_SEQ_MASK) | ((g + 2) & RLDI_KEY_SEQ_MASK);
+    if (!rldi_cas16(&e->tat, &word, (rldi_u128)g2 << 96))
+        return 0;
+    rldi_store_relaxed(&t->buckets[idx / RLDI_KEY_BUCKET].tag[idx % RLDI_KEY_BUCKET], 0);
+    __atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    return 1;
+}
+
 size_t rldi_key_prefix(const rldi_table *t, const rldi_key_entry *e, uint8_t *out, size_t *len)
 {
     uint8_t b[16];

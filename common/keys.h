@@ -99,6 +99,14 @@ int rldi_key_evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_
 uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, uint32_t n,
                         rldi_u128 now);
 
+/* Entry IDX of T, found claimed (a free gen, a claimed word) with word WORD at an earlier
+ * sweep and unchanged since: its claimer died between the two steps of a claim (keys.h
+ * top). Free it again: 1 done, 0 not (it moved on). A claimer only slow gets -EAGAIN from
+ * its last step and inserts again. */
+int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word);
+/* Is entry IDX of T claimed and not yet live (*WORD its state word)? */
+bool rldi_key_claimed(const rldi_table *t, uint32_t idx, rldi_u128 *word);
+
 /* A key's printable form for rlctl: its bytes kept in the entry (all of them when LEN <=
  * the prefix). */
 size_t rldi_key_prefix(const rldi_table *t, const rldi_key_entry *e, uint8_t *out, size_t *len);

@@ -724,6 +724,46 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
     return 0;
 }
 
+/* ---- the keys' background sweep -------------------------------------------------------- */
+
+#define SWEEP_BUCKETS 16384u            /* per table per call: 131,072 entries */
+#define STUCK_MAX     64u
+
+static uint32_t sweep_cursor[RLDI_MAX_TEMPLATES];
+static struct stuck { uint32_t tmpl, idx; rldi_u128 word; bool seen; } stuck[STUCK_MAX];
+static uint32_t nstuck;
+
+uint64_t dseg_keys_sweep(rldi_seg *s)
+{
+    uint64_t evicted = 0;
+    rldi_u128 now = rldi_now_fp();
+    /* claims seen at the last sweep and still there: their claimer died mid-claim */
+    for (uint32_t k = 0; k < nstuck; k++) {
+        rldi_table t;
+        rldi_u128 w;
+        if (rldi_table_get(s, stuck[k].tmpl, &t) == 0 && rldi_key_claimed(&t, stuck[k].idx, &w) &&
+            w == stuck[k].word && rldi_key_unclaim(&t, stuck[k].idx, w))
+            LOG_WARN("template table %u: a key's insertion left half done (its process died?): "
+                     "place %u freed", stuck[k].tmpl, stuck[k].idx);
+    }
+    nstuck = 0;
+    for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
+        rldi_table t;
+        if (rldi_table_get(s, i, &t) < 0 || t.slot == UINT32_MAX)
+            continue;
+        uint32_t first = sweep_cursor[i] < t.nbuckets ? sweep_cursor[i] : 0;
+        uint32_t n = t.nbuckets - first < SWEEP_BUCKETS ? t.nbuckets - first : SWEEP_BUCKETS;
+        evicted += rldi_key_sweep(s, &t, first, n, now);
+        for (uint32_t j = first * RLDI_KEY_BUCKET; j < (first + n) * RLDI_KEY_BUCKET; j++) {
+            rldi_u128 w;
+            if (nstuck < STUCK_MAX && rldi_key_claimed(&t, j, &w))
+                stuck[nstuck++] = (struct stuck){ i, j, w, true };
+        }
+        sweep_cursor[i] = first + n >= t.nbuckets ? 0 : first + n;
+    }
+    return evicted;
+}
+
 void dseg_publish(rldi_seg *s, pid_t pid)
 {
     rldi_store_relaxed(&s->hdr->daemon_pid, (uint32_t)pid);

@@ -69,6 +69,11 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
 void dseg_limit_delete(rldi_seg *s, uint32_t slot);
 /* Empty the bucket: full again, debt forgiven. */
 void dseg_limit_reset(rldi_seg *s, uint32_t slot);
+/* Reclaim the idle keys of a slice of every key table (the whole of a table of 1M keys in
+ * about 9 calls), and free places whose insertion was left half done by a process that
+ * died. Returns the keys reclaimed. Call about once a second. */
+uint64_t dseg_keys_sweep(rldi_seg *s);
+
 /* Make template SLOT's KEY full again: 0, or -ENOENT (no such key: full already). */
 int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len);
 

@@ -584,6 +584,7 @@ static uint64_t on_tick(void *ctx, uint64_t now)
                 LOG_WARN("%u limits of the configuration were lost and are back, full", ch.created);
         }
         keeper_watch(d);
+        dseg_keys_sweep(d->seg);
         srv_each_conn(d->srv, hello_due, d);
         d->heartbeat_due = now + HEARTBEAT_NS;
     }

@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "codes.h"
 #include "heap.h"
+#include "keys.h"
 #include "log.h"
 #include "uidcount.h"
 #include "rate.h"
@@ -68,7 +69,17 @@ struct limitq {
     uint64_t  granted, timed_out;
     limitq   *knext;                /* in the kicked list */
     bool      kicked;
+    bool      in_gc;                /* a key's queue on the list of those to free once empty */
+    limitq   *gcnext;
 };
+
+/* The queues of keys (handle slots past the named limits'): few at once out of millions of
+ * keys, so a map by handle slot (open addressing, backward-shift deletion), each freed once
+ * empty. */
+typedef struct keyq_map {
+    limitq  **v;
+    uint32_t  cap, n;               /* cap: a power of two, or 0 */
+} keyq_map;
 
 /* A connection's waits, by connection index (the transport knows nothing of them). */
 typedef struct conn_waits {
@@ -84,6 +95,8 @@ struct waitq {
     uidcount    by_uid;
     rlog_once   log_uid;
     limitq    **queues;             /* by slot, lazily */
+    keyq_map    keyqs;              /* keys' queues */
+    limitq     *gc;                 /* keys' queues that became empty */
     heap        deadlines, grants;
     conn_waits  conns[SRV_MAX_CONNS];
     uint32_t    waiters;            /* waits */
@@ -124,6 +137,9 @@ void waitq_free(waitq *q)
     for (uint32_t i = 0; i < q->seg->slot_count; i++)
         free(q->queues[i]);
     free(q->queues);
+    for (uint32_t i = 0; i < q->keyqs.cap; i++)
+        free(q->keyqs.v[i]);
+    free(q->keyqs.v);
     uidcount_free(&q->by_uid);
     free(q->deadlines.v);
     free(q->grants.v);
@@ -136,9 +152,131 @@ void waitq_set_max_waiters(waitq *q, uint32_t max_waiters, uint32_t max_per_uid)
     q->max_per_uid = max_per_uid;
 }
 
+/* ---- keys' queues --------------------------------------------------------------------- */
+
+static inline uint32_t keyq_home(const keyq_map *m, uint32_t slot)
+{
+    return (uint32_t)(((uint64_t)slot * 0x9E3779B97F4A7C15ull) >> 32) & (m->cap - 1);
+}
+
+static limitq *keyq_get(const waitq *wq, uint32_t slot)
+{
+    const keyq_map *m = &wq->keyqs;
+    if (!m->cap)
+        return NULL;
+    for (uint32_t i = keyq_home(m, slot);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->v[i])
+            return NULL;
+        if (m->v[i]->slot == slot)
+            return m->v[i];
+    }
+}
+
+static bool keyq_put(waitq *wq, limitq *q)
+{
+    keyq_map *m = &wq->keyqs;
+    if ((m->n + 1) * 2 > m->cap) {
+        uint32_t cap = m->cap ? m->cap * 2 : 64;
+        limitq **v = calloc(cap, sizeof(*v));
+        if (!v)
+            return false;
+        keyq_map nm = { v, cap, 0 };
+        for (uint32_t i = 0; i < m->cap; i++)
+            if (m->v[i]) {
+                uint32_t j = keyq_home(&nm, m->v[i]->slot);
+                while (v[j])
+                    j = (j + 1) & (cap - 1);
+                v[j] = m->v[i];
+                nm.n++;
+            }
+        free(m->v);
+        *m = nm;
+    }
+    uint32_t i = keyq_home(m, q->slot);
+    while (m->v[i])
+        i = (i + 1) & (m->cap - 1);
+    m->v[i] = q;
+    m->n++;
+    return true;
+}
+
+static void keyq_del(waitq *wq, limitq *q)
+{
+    keyq_map *m = &wq->keyqs;
+    uint32_t i = keyq_home(m, q->slot);
+    while (m->v[i] != q)
+        i = (i + 1) & (m->cap - 1);
+    m->v[i] = NULL;
+    m->n--;
+    /* backward shift: the entries after it that it was between them and their home */
+    for (uint32_t j = (i + 1) & (m->cap - 1); m->v[j]; j = (j + 1) & (m->cap - 1)) {
+        uint32_t h = keyq_home(m, m->v[j]->slot);
+        if (((j - h) & (m->cap - 1)) >= ((j - i) & (m->cap - 1))) {
+            m->v[i] = m->v[j];
+            m->v[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+/* Free the keys' queues that are empty and nobody looks at (after serving). */
+static void keyq_collect(waitq *wq)
+{
+    while (wq->gc) {
+        limitq *q = wq->gc;
+        wq->gc = q->gcnext;
+        q->in_gc = false;
+        if (q->total || q->kicked || q->grant.idx != HEAP_NONE)
+            continue;
+        keyq_del(wq, q);
+        free(q);
+    }
+}
+
+/* A key's entry behind handle slot SLOT of gen GEN, or NULL when it lives no more there. */
+static rldi_key_entry *key_entry(const waitq *wq, uint32_t slot, uint32_t gen, uint32_t **queued,
+                                 uint32_t *tmpl_slot)
+{
+    rldi_table t;
+    uint32_t idx;
+    if (rldi_table_of_entry(wq->seg, slot, &t, &idx) < 0)
+        return NULL;
+    rldi_key_entry *e = &t.entries[idx];
+    if (rldi_load_relaxed(&e->gen) != gen)
+        return NULL;
+    if (queued)
+        *queued = &t.buckets[idx / RLDI_KEY_BUCKET].queued[idx % RLDI_KEY_BUCKET];
+    if (tmpl_slot)
+        *tmpl_slot = t.slot;
+    return e;
+}
+
+/* The slot whose counters count SLOT's admissions: its own, a key's template's. */
+static rldi_slot *counted_slot(const waitq *wq, uint32_t slot, uint32_t gen)
+{
+    uint32_t ts;
+    if (slot < wq->seg->slot_count)
+        return &wq->seg->slots[slot];
+    return key_entry(wq, slot, gen, NULL, &ts) ? &wq->seg->slots[ts] : NULL;
+}
+
 /* The slot's queue facts, as the fast path reads them. */
 static void publish(waitq *wq, limitq *q)
 {
+    if (q->slot >= wq->seg->slot_count) {
+        uint32_t *qd;
+        rldi_key_entry *e = key_entry(wq, q->slot, q->gen, &qd, NULL);
+        if (e) {
+            rldi_store_relaxed(qd, q->queued > UINT32_MAX ? UINT32_MAX : (uint32_t)q->queued);
+            rldi_store_release(&e->waiters, q->total);
+        }
+        if (q->total == 0 && !q->in_gc) {
+            q->in_gc = true;
+            q->gcnext = wq->gc;
+            wq->gc = q;
+        }
+        return;
+    }
     rldi_slot *sl = &wq->seg->slots[q->slot];
     rldi_store_relaxed(&sl->queued, q->queued);
     rldi_store_release(&sl->waiters, q->total);
@@ -364,8 +502,11 @@ static int grant_all(waitq *wq, charge *ch, uint32_t n, uint64_t due_ns, uint64_
             rldi_bucket_refund(wq->seg, ch[i].h, ch[i].cost, ch[i].window, later);
         return r;
     }
-    for (i = 0; i < n; i++)
-        rldi_add_relaxed(&wq->seg->slots[ch[i].h.slot].admitted, ch[i].cost);
+    for (i = 0; i < n; i++) {
+        rldi_slot *cs = counted_slot(wq, ch[i].h.slot, ch[i].h.gen);
+        if (cs)
+            rldi_add_relaxed(&cs->admitted, ch[i].cost);
+    }
     wq->grants_total++;
     return 0;
 }
@@ -468,6 +609,25 @@ static void serve(waitq *wq, uint64_t now)
 
 static limitq *queue_for(waitq *wq, uint32_t slot, uint32_t gen)
 {
+    if (slot >= wq->seg->slot_count) {         /* a key: one queue per handle */
+        limitq *q = keyq_get(wq, slot);
+        if (q && q->gen != gen && q->total == 0) {
+            q->gen = gen;
+            q->granted = q->timed_out = 0;
+        }
+        if (!q) {
+            if (!(q = calloc(1, sizeof(*q))))
+                return NULL;
+            q->slot = slot;
+            q->gen = gen;
+            q->grant.idx = HEAP_NONE;
+            if (!keyq_put(wq, q)) {
+                free(q);
+                return NULL;
+            }
+        }
+        return q->gen == gen ? q : NULL;
+    }
     limitq *q = wq->queues[slot];
     if (q && q->gen != gen && q->total == 0) {
         q->gen = gen;            /* slot reused by another limit */
@@ -492,9 +652,17 @@ static int charge_target(waitq *wq, const char *limit, uint32_t slot, uint32_t g
     if (gen != 0) {
         h->slot = slot;
         h->gen = gen;
-        if (h->slot >= wq->seg->slot_count) {
-            snprintf(msg, msglen, "no limit in slot %u", h->slot);
-            return -EINVAL;
+        if (h->slot >= wq->seg->slot_count && !key_entry(wq, slot, gen, NULL, NULL)) {
+            rldi_table t;
+            uint32_t idx;
+            int r = rldi_table_of_entry(wq->seg, slot, &t, &idx);
+            if (r < 0 && r != -ESTALE) {
+                snprintf(msg, msglen, "no limit in slot %u", h->slot);
+                return -EINVAL;
+            }
+            snprintf(msg, msglen, "the key was reclaimed (or its template deleted): look it "
+                     "up again");
+            return -ESTALE;
         }
         return 0;
     }
@@ -565,7 +733,8 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
      * trip: no allocation). */
     bool idle = true;
     for (uint32_t i = 0; i < n && idle; i++) {
-        limitq *q0 = wq->queues[ch[i].h.slot];
+        limitq *q0 = ch[i].h.slot < wq->seg->slot_count ? wq->queues[ch[i].h.slot]
+                                                        : keyq_get(wq, ch[i].h.slot);
         idle = !q0 || q0->total == 0 || q0->gen != ch[i].h.gen;
     }
     if (idle) {
@@ -781,6 +950,7 @@ uint64_t waitq_run(waitq *wq, uint64_t now)
         kick(wq, q);
     }
     serve(wq, now);
+    keyq_collect(wq);
     heap_node *a = heap_min(&wq->deadlines), *b = heap_min(&wq->grants);
     if (!a)
         return b ? b->key : 0;
@@ -798,22 +968,44 @@ static void reply_all(waitq *wq, limitq *q, int code, const char *msg)
         finish_reply(wq, e->w, code, NULL, e->index, now, msg, NULL);
 }
 
+/* The keys' queues of template SLOT: CODE to all their waiters (MSG), or kicked (CODE 0). */
+static void template_keys(waitq *wq, uint32_t slot, int code, const char *msg)
+{
+    rldi_table t;
+    if (!wq->keyqs.cap || rldi_table_of(wq->seg, slot, rldi_load_relaxed(&wq->seg->slots[slot].gen),
+                                        &t) < 0)
+        return;
+    uint64_t lo = (uint64_t)wq->seg->slot_count + t.entry_base;
+    uint64_t hi = lo + (uint64_t)t.nbuckets * RLDI_KEY_BUCKET;
+    for (uint32_t i = 0; i < wq->keyqs.cap; i++) {
+        limitq *q = wq->keyqs.v[i];
+        if (!q || q->slot < lo || q->slot >= hi || !q->total)
+            continue;
+        if (code)
+            reply_all(wq, q, code, msg);       /* the map does not change: freed later */
+        else
+            kick(wq, q);
+    }
+}
+
 void waitq_limit_deleted(waitq *wq, uint32_t slot)
 {
     limitq *q = slot < wq->seg->slot_count ? wq->queues[slot] : NULL;
-    if (q) {
+    if (slot < wq->seg->slot_count && wq->seg->meta[slot].kind == RLDI_KIND_TEMPLATE)
+        template_keys(wq, slot, -ESTALE, "the key's template was deleted");
+    if (q)
         reply_all(wq, q, -ESTALE, "the limit was deleted");
-        serve(wq, rldi_mono_ns());
-    }
+    serve(wq, rldi_mono_ns());
 }
 
 void waitq_limit_changed(waitq *wq, uint32_t slot)
 {
     limitq *q = slot < wq->seg->slot_count ? wq->queues[slot] : NULL;
-    if (q && q->total) {
+    if (slot < wq->seg->slot_count && wq->seg->meta[slot].kind == RLDI_KIND_TEMPLATE)
+        template_keys(wq, slot, 0, NULL);
+    if (q && q->total)
         kick(wq, q);
-        serve(wq, rldi_mono_ns());
-    }
+    serve(wq, rldi_mono_ns());
 }
 
 void waitq_shutdown(waitq *wq)
@@ -822,12 +1014,15 @@ void waitq_shutdown(waitq *wq)
     for (uint32_t i = 0; i < wq->seg->slot_count; i++)
         if (wq->queues[i])
             reply_all(wq, wq->queues[i], -ESHUTDOWN, "rld is stopping");
+    for (uint32_t i = 0; i < wq->keyqs.cap; i++)
+        if (wq->keyqs.v[i])
+            reply_all(wq, wq->keyqs.v[i], -ESHUTDOWN, "rld is stopping");
     wq->kicked = NULL;
 }
 
 void waitq_limit_stats(const waitq *wq, uint32_t slot, waitq_stats *out)
 {
-    const limitq *q = slot < wq->seg->slot_count ? wq->queues[slot] : NULL;
+    const limitq *q = slot < wq->seg->slot_count ? wq->queues[slot] : keyq_get(wq, slot);
     out->waiters = q ? q->total : 0;
     out->tokens = q ? q->queued : 0;
     out->granted = q ? q->granted : 0;

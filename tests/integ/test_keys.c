@@ -153,6 +153,32 @@ static void test_handles(rld_client *c)
     T_CHECK(r.index == 1, "the key decided");
 }
 
+/* 3b. Waits on a key, through the daemon's fair queue, alone and in a set. */
+static void test_waits(rld_client *c)
+{
+    rld_template t;
+    T_CODE(rld_find_template(c, "api.ip", &t), 0);
+    rld_limit k, plain;
+    T_CODE(rld_key(c, t, "waiter", 6, &k), 0);
+    T_CODE(rld_find(c, "plain", &plain), 0);
+    rld_result r;
+    T_CODE(rld_try(c, k, 120, &r), 0);                     /* empty: 120/min, a token a 0.5 s */
+    uint64_t t0 = t_now_ns();
+    T_CODE(rld_wait(c, k, 1, 3 * SEC, &r), 0);
+    uint64_t waited = t_now_ns() - t0;
+    T_CHECK(waited >= 450 * MS && waited < 2000 * MS, "waited %.3f s", waited / 1e9);
+    rld_charge ch[2] = { { plain, 1 }, { k, 1 } };
+    t0 = t_now_ns();
+    T_CODE(rld_wait_multi(c, ch, 2, 3 * SEC, NULL, &r), 0);
+    waited = t_now_ns() - t0;
+    T_CHECK(waited >= 400 * MS && waited < 2000 * MS, "set waited %.3f s", waited / 1e9);
+    /* a wait that cannot fit its timeout is refused at once */
+    T_CODE(rld_wait(c, k, 2, 10 * MS, &r), -ETIMEDOUT);
+    rld_limit_info info;
+    T_CODE(rld_info(c, k, &info), 0);
+    T_CHECK(info.waiters == 0, "no waiter left on the key");
+}
+
 /* 4. A full table: new keys refused, old ones unaffected; once idle, old keys make room
  * (their handles then say -ESTALE), and nothing a new key is told differs from a fresh one. */
 static void test_full_and_reclaim(rld_client *c)
@@ -192,6 +218,15 @@ static void test_full_and_reclaim(rld_client *c)
     T_CODE(rld_try_key(c, t, "k1", 2, 1, &r), -ENOSPC);  /* the n keys hold state now */
     t_sleep_ns(250 * MS);
     T_CODE(rld_try_key(c, t, "k1", 2, 2, &r), 0);
+    /* the daemon's sweep reclaims idle keys by itself (about once a second) */
+    rld_limit_info info;
+    uint64_t deadline = t_now_ns() + 5 * SEC;
+    do {
+        t_sleep_ns(100 * MS);
+        T_CODE(rld_info(c, (rld_limit){ t.slot, t.gen }, &info), 0);
+    } while (info.keys > 0 && t_now_ns() < deadline);
+    T_CHECK(info.keys == 0, "idle keys reclaimed by the daemon: %llu left",
+            (unsigned long long)info.keys);
 }
 
 /* 5. A fixed-window template, overflow = allow. */
@@ -325,6 +360,7 @@ int main(void)
     test_names(c);
     test_per_key(c);
     test_handles(c);
+    test_waits(c);
     test_full_and_reclaim(c);
     test_fixed_overflow(c);
     test_reload(c, &d);
