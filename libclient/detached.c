@@ -71,13 +71,7 @@ void rldc_maybe_attach(rld_client *c)
              * sees it non-zero (acquire, or through a handle found after it) sees them. */
             uint32_t count = seg.slot_count;
             seg.slot_count = 0;
-            c->seg.base = seg.base;
-            c->seg.size = seg.size;
-            c->seg.hdr = seg.hdr;
-            c->seg.slots = seg.slots;
-            c->seg.meta = seg.meta;
-            c->seg.index = seg.index;
-            c->seg.index_mask = seg.index_mask;
+            memcpy(&c->seg, &seg, sizeof(seg));     /* every field: rings, key tables too */
             __atomic_store_n(&c->seg.slot_count, count, __ATOMIC_RELEASE);
             /* names not found before are looked up at once */
             for (uint32_t i = 0; i < c->nnames; i++)

@@ -63,7 +63,8 @@ static void expect_attached(rld_client *c, rld_limit l, const char *what)
 int main(void)
 {
     t_daemon d;
-    t_instance(&d, "failopen", "[limit a]\nrate = 1/s\nburst = 1\n");
+    t_instance(&d, "failopen", "[limit a]\nrate = 1/s\nburst = 1\n\n"
+                               "[limit w]\nrate = 5/s\nalgorithm = sliding\n");
     rld_client *c = NULL, *lax = NULL, *strict = NULL;
 
     /* 1. no instance: the default fails, fail-open admits */
@@ -86,6 +87,12 @@ int main(void)
     rld_limit a2;
     T_CODE(rld_find(c, "a", &a2), 0);
     T_CHECK(a2.slot < 1000000, "a real handle once attached");
+    /* a client that attached late has the whole segment: sliding windows' rings too */
+    rld_limit w;
+    rld_result wr;
+    T_CODE(rld_find(c, "w", &w), 0);
+    T_CODE(rld_try(c, w, 3, &wr), 0);
+    T_CHECK(wr.remaining == 2 && wr.window != 0, "sliding window after a late attach");
     rld_limit none;
     T_CODE(rld_find(c, "none", &none), -ENOENT);      /* fail-open is not missing-admit */
 
