@@ -505,6 +505,21 @@ void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bo
     }
 }
 
+void rldi_bucket_seal(rldi_slot *sl)
+{
+    rldi_u128 word = rldi_load16_split(&sl->tat);
+    for (;;) {
+        uint32_t ver = (uint32_t)(word >> 96);
+        rldi_bank b;
+        bank_read(&sl->bank[ver & 1], &b);
+        bank_write(&sl->bank[(ver + 1) & 1], &b);
+        rldi_fence_release();
+        rldi_u128 nw = (word & ~((rldi_u128)UINT32_MAX << 96)) | (rldi_u128)(ver + 1) << 96;
+        if (rldi_cas16(&sl->tat, &word, nw))
+            return;
+    }
+}
+
 void rldi_bucket_publish_template(rldi_slot *sl, const rldi_bank *nb, uint32_t epoch)
 {
     rldi_u128 word = rldi_load16_split(&sl->tat);

@@ -341,6 +341,11 @@ void rldi_bucket_config(const rldi_slot *sl, rldi_bank *out);
  */
 void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry);
 
+/* Bump the version of SL's word, its state and bank unchanged (the bank copied to the
+ * other one): a CAS built on the word before fails. The daemon seals a limit this way after
+ * changing its gen, so that nothing can be taken from it any more (dseg_grow). */
+void rldi_bucket_seal(rldi_slot *sl);
+
 /* A template's slot (keys.h): its keys' bank NB, and in the word's tat field the EPOCH of
  * its keys (keys of another epoch are stale), in one CAS as rldi_bucket_publish. */
 void rldi_bucket_publish_template(rldi_slot *sl, const rldi_bank *nb, uint32_t epoch);

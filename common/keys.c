@@ -525,6 +525,78 @@ uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, 
     return done;
 }
 
+int rldi_key_seal(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t epoch,
+                  rldi_u128 now, rldi_u128 *word, uint32_t *gen, uint64_t *hash, uint64_t id[2])
+{
+    rldi_key_entry *e = &t->entries[idx];
+    rldi_bank b;
+    uint32_t ep;
+    tmpl_bank(s, t, &b, &ep);
+    for (;;) {
+        uint32_t g = rldi_load_acquire(&e->gen);
+        rldi_u128 w = rldi_load16_split(&e->tat);
+        if (!(g & 1) || (uint32_t)(w >> 96) != g || RLDI_KEY_EPOCH(g) != epoch)
+            return 0;
+        bool keep = rldi_load_relaxed(&e->waiters) || !idle(&b, w, now);
+        rldi_u128 sealed = (w & ~((rldi_u128)UINT32_MAX << 96)) |
+                           (rldi_u128)(g ^ RLDI_KEY_SEALED) << 96;
+        if (!rldi_cas16(&e->tat, &w, sealed))
+            continue;                   /* a take landed: read it again */
+        if (!keep)
+            return 0;                   /* idle: a new key is the same, nothing to move */
+        uint64_t *iw = ident_words(e);
+        *word = w;
+        *gen = g;
+        *hash = rldi_load_relaxed(&e->hash);
+        id[0] = rldi_load_relaxed(&iw[0]);
+        id[1] = rldi_load_relaxed(&iw[1]);
+        return 1;
+    }
+}
+
+void rldi_key_unseal(const rldi_table *t, uint32_t idx)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    uint32_t g = rldi_load_acquire(&e->gen);
+    rldi_u128 w = rldi_load16_split(&e->tat);
+    if ((g & 1) && (uint32_t)(w >> 96) == (g ^ RLDI_KEY_SEALED))
+        rldi_cas16(&e->tat, &w, (w & ~((rldi_u128)UINT32_MAX << 96)) | (rldi_u128)g << 96);
+}
+
+int rldi_key_place(const rldi_table *t, uint64_t hash, const uint64_t id[2], rldi_u128 word,
+                   uint32_t gen)
+{
+    uint32_t b[4];
+    buckets_of(hash, t->nbuckets, b);
+    int best = -1;
+    uint32_t most = 0;
+    for (int k = 0; k < 4; k++) {
+        uint32_t f = seen(b, k) ? 0 : free_in(t, b[k]);
+        if (f > most) {
+            most = f;
+            best = k;
+        }
+    }
+    if (best < 0)
+        return -ENOSPC;
+    for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
+        uint32_t j = b[best] * RLDI_KEY_BUCKET + i;
+        rldi_key_entry *e = &t->entries[j];
+        if (e->gen & 1)
+            continue;
+        uint32_t g = (gen & ~RLDI_KEY_SEQ_MASK) | ((e->gen + 1) & RLDI_KEY_SEQ_MASK);
+        e->tat = (uint64_t)word;
+        e->frac_ver = (uint64_t)(word >> 64 & 0xffffffffu) | (uint64_t)g << 32;
+        e->hash = hash;
+        memcpy((uint8_t *)e + 32, id, 16);
+        t->buckets[b[best]].tag[i] = tag_of(hash);
+        e->gen = g;
+        t->rec->live++;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
 bool rldi_key_claimed(const rldi_table *t, uint32_t idx, rldi_u128 *word)
 {
     rldi_key_entry *e = &t->entries[idx];

@@ -107,6 +107,22 @@ int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word);
 /* Is entry IDX of T claimed and not yet live (*WORD its state word)? */
 bool rldi_key_claimed(const rldi_table *t, uint32_t idx, rldi_u128 *word);
 
+/*
+ * Moving keys to a new segment (the daemon grows the segment, daemon/dseg.c). Seal entry IDX
+ * of T: its key can take no more (its word's version no longer equals its gen, so every CAS
+ * and view fails, -ESTALE); 1 with *WORD its final state (version: its gen), *GEN, *HASH and
+ * its identity words ID; 0 when no key of epoch EPOCH with state lives there (free, stale,
+ * idle: nothing to move). Unseal undoes it (a growth that did not complete).
+ */
+#define RLDI_KEY_SEALED     0x00800000u          /* in the word's version: gen ^ this */
+int rldi_key_seal(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t epoch,
+                  rldi_u128 now, rldi_u128 *word, uint32_t *gen, uint64_t *hash, uint64_t id[2]);
+void rldi_key_unseal(const rldi_table *t, uint32_t idx);
+/* Place a key (HASH, identity ID) with state WORD in T, of a segment nobody else uses yet;
+ * its gen is GEN's epoch and a new count. 0, or -ENOSPC. */
+int rldi_key_place(const rldi_table *t, uint64_t hash, const uint64_t id[2], rldi_u128 word,
+                   uint32_t gen);
+
 /* A key's printable form for rlctl: its bytes kept in the entry (all of them when LEN <=
  * the prefix). */
 size_t rldi_key_prefix(const rldi_table *t, const rldi_key_entry *e, uint8_t *out, size_t *len);

@@ -47,7 +47,10 @@
 /* header->state */
 #define RLDI_STATE_INIT     0u   /* being built: clients treat it as absent */
 #define RLDI_STATE_READY    1u
-#define RLDI_STATE_RETIRED  2u   /* replaced by a new segment (rld --fresh): attach again */
+#define RLDI_STATE_RETIRED  2u   /* replaced by a new segment (rld --fresh, or grown): attach
+                                  * again (the keeper hands out the new one) */
+#define RLDI_STATE_RETIRING 3u   /* being replaced: its limits are being sealed and copied;
+                                  * a client that meets a sealed one waits for RETIRED */
 
 /*
  * A template's key table (keyed limits, keys.h): where it lives and its counters. The

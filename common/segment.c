@@ -77,8 +77,10 @@ int rldi_seg_check(const void *base, size_t size, bool require_ready)
         h->segment_size != want.segment_size || h->segment_size != size)
         return RLD_ECORRUPT;
     uint32_t state = LOAD_ACQUIRE(&h->state);
-    if (state == RLDI_STATE_RETIRED && require_ready)
+    if ((state == RLDI_STATE_RETIRED || state == RLDI_STATE_RETIRING) && require_ready)
         return -EAGAIN;               /* replaced: the keeper hands out the new one */
+    if (state == RLDI_STATE_RETIRING)
+        return 0;
     if (state != RLDI_STATE_READY && (require_ready || state != RLDI_STATE_INIT))
         return state == RLDI_STATE_INIT ? -EAGAIN : RLD_ECORRUPT;
     return 0;

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -44,6 +45,8 @@ static void index_unlock(rldi_seg *s)
 }
 
 /* ---- creation and attach ------------------------------------------------------------ */
+
+static void unseal(rldi_seg *s);
 
 /* The key hashes' secret as this daemon found or made it: a header scribbled over gets it
  * back (another secret would make every key's bucket a new one). */
@@ -90,8 +93,10 @@ static int create(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out
                  o->max_limits, RLDI_MAX_SLOTS);
         return -EINVAL;
     }
-    /* a secret per segment: keys an attacker chooses cannot be made to share buckets */
-    if (getrandom(key_secret, sizeof(key_secret), 0) != (ssize_t)sizeof(key_secret)) {
+    /* a secret per segment: keys an attacker chooses cannot be made to share buckets (a
+     * segment that replaces a grown one keeps its keys' secret) */
+    if (!have_secret &&
+        getrandom(key_secret, sizeof(key_secret), 0) != (ssize_t)sizeof(key_secret)) {
         int e = errno;
         snprintf(err, errlen, "cannot draw the key tables' secret (getrandom): %s", strerror(e));
         return -e;
@@ -191,21 +196,49 @@ int dseg_open(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out_fd,
         }
         if (r == 0 && !o->fresh) {
             rldi_seg_bind(s, base, size);
+            if (rldi_load_acquire(&s->hdr->state) == RLDI_STATE_RETIRING) {
+                LOG_WARN("the segment was being replaced by a larger one when its daemon "
+                         "stopped: it is taken back as it was");
+                unseal(s);
+            }
             key_secret[0] = s->hdr->key_secret[0];
             key_secret[1] = s->hdr->key_secret[1];
             have_secret = true;
             *out_fd = fd;
-            if (s->slot_count != o->max_limits)
-                LOG_WARN("the segment keeps its %u slots (max_limits = %u takes effect with a new "
-                         "segment: rld --fresh, which resets every limit)", s->slot_count,
-                         o->max_limits);
+            if (s->slot_count > o->max_limits)
+                LOG_WARN("the segment keeps its %u slots (a lower max_limits = %u takes effect "
+                         "with a new segment: rld --fresh, which resets every limit)",
+                         s->slot_count, o->max_limits);
             return 0;
         }
-        if (base != MAP_FAILED) {
-            if (r == 0)    /* --fresh: clients still on it learn that it is gone */
-                rldi_store_release(&((rldi_shm_header *)base)->state, RLDI_STATE_RETIRED);
+        if (base != MAP_FAILED && r == 0 && o->fresh) {
+            /* --fresh: its clients learn that it is gone (every limit sealed, then RETIRED)
+             * and follow to the new one, where no handle of theirs names another limit
+             * (each slot's gen starts past the old one's) */
+            rldi_seg old;
+            rldi_seg_bind(&old, base, size);
+            rldi_store_release(&old.hdr->state, RLDI_STATE_RETIRING);
+            for (uint32_t i = 0; i < old.slot_count; i++) {
+                uint32_t g = rldi_load_relaxed(&old.slots[i].gen);
+                if (g & 1) {
+                    rldi_store_release(&old.slots[i].gen, g + 1);
+                    rldi_bucket_seal(&old.slots[i]);
+                }
+            }
+            close(fd);
+            LOG_WARN("--fresh: replacing the segment held by %s", from);
+            r = create(p, o, s, out_fd, err, errlen);
+            if (r == 0) {
+                *created = true;
+                for (uint32_t i = 0; i < old.slot_count && i < s->slot_count; i++)
+                    s->slots[i].gen = (rldi_load_relaxed(&old.slots[i].gen) | 1) + 1;
+            }
+            rldi_store_release(&old.hdr->state, RLDI_STATE_RETIRED);
             munmap(base, size);
+            return r;
         }
+        if (base != MAP_FAILED)
+            munmap(base, size);
         close(fd);
         if (!o->fresh) {
             snprintf(err, errlen,
@@ -721,6 +754,147 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
         }
     }
     rldi_store_release(&s->hdr->config_gen, (rldi_load_relaxed(&s->hdr->config_gen) | 1) + 1);
+    return 0;
+}
+
+
+/* ---- growing: a larger segment, every state carried, clients following ----------------- */
+
+/* A segment left RETIRING by a daemon that died while growing it: take it back as it was
+ * (the sealed limits and keys are unsealed; the new segment died with that daemon). */
+static void unseal(rldi_seg *s)
+{
+    for (uint32_t i = 0; i < s->slot_count; i++) {
+        rldi_slot *sl = &s->slots[i];
+        uint32_t g = rldi_load_relaxed(&sl->gen);
+        if ((rldi_load_relaxed(&sl->flags) & RLDI_SLOT_LIVE) && !(g & 1))
+            rldi_store_release(&sl->gen, g - 1);
+    }
+    for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
+        rldi_table t;
+        if (rldi_table_get(s, i, &t) == 0)
+            for (uint64_t j = 0; j < (uint64_t)t.nbuckets * RLDI_KEY_BUCKET; j++)
+                rldi_key_unseal(&t, (uint32_t)j);
+    }
+}
+
+bool dseg_needs_growth(const rldi_seg *s, const rldi_config *conf)
+{
+    return conf->max_limits > s->slot_count;
+}
+
+int dseg_grow(rldi_seg *s, int *fd, const rldi_paths *p, const rldi_config *conf,
+              dseg_grown *out, char *err, size_t errlen)
+{
+    uint64_t t0 = rldi_mono_ns();
+    char nb[RLDI_NAME_MAX + 1];
+    memset(out, 0, sizeof(*out));
+    /* the new sizes: the file's max_limits (never fewer slots), every template's table at
+     * the file's max_keys (one the file lacks, kept at run time, keeps its own) */
+    uint32_t slots = conf->max_limits > s->slot_count ? conf->max_limits : s->slot_count;
+    uint64_t keys = 0;
+    for (uint32_t i = 0; i < s->slot_count; i++) {
+        if (!(s->slots[i].flags & RLDI_SLOT_LIVE) || s->meta[i].kind != RLDI_KIND_TEMPLATE)
+            continue;
+        const rldi_limitdef *l = rldi_config_find(conf, slot_name(s, i, nb));
+        uint32_t ti = s->meta[i].tmpl;
+        keys += rldi_keys_table_bytes(l && l->kind == RLDI_KIND_TEMPLATE ? l->max_keys
+                                      : ti < s->hdr->tmpl_count ? s->hdr->tmpl[ti].max_keys : 1);
+    }
+    for (size_t i = 0; i < conf->nlimits; i++) {
+        uint32_t slot, gen;
+        if (conf->limits[i].kind == RLDI_KIND_TEMPLATE &&
+            rldi_seg_lookup(s, conf->limits[i].name, &slot, &gen) < 0)
+            keys += rldi_keys_table_bytes(conf->limits[i].max_keys);
+    }
+    dseg_opts o = { .max_limits = slots, .keys_size = keys, .fresh = false, .inherited_fd = -1 };
+    rldi_seg n;
+    int nfd;
+    int r = create(p, &o, &n, &nfd, err, errlen);
+    if (r < 0)
+        return r;
+    n.hdr->created_ns = s->hdr->created_ns;
+    n.hdr->config_gen = s->hdr->config_gen & ~(uint64_t)1;
+
+    /* From here every limit is sealed, then copied: a client that meets a sealed one waits
+     * for the new segment (RETIRING), and nothing lands in the old one after its copy. */
+    rldi_store_release(&s->hdr->state, RLDI_STATE_RETIRING);
+    rldi_u128 now = rldi_now_fp();
+    for (uint32_t i = 0; i < s->slot_count; i++) {
+        rldi_slot *sl = &s->slots[i];
+        if (!(rldi_load_relaxed(&sl->flags) & RLDI_SLOT_LIVE))
+            continue;
+        uint32_t g = rldi_load_relaxed(&sl->gen);
+        rldi_store_release(&sl->gen, g + 1);          /* odd -> even: no handle matches */
+        rldi_bucket_seal(sl);                         /* and no CAS built before lands */
+        memcpy(&n.slots[i], sl, sizeof(*sl));
+        n.slots[i].gen = g;                           /* the handles' gen, in the new one */
+        memcpy(&n.meta[i], &s->meta[i], sizeof(n.meta[i]));
+        memcpy(&n.rings[i], &s->rings[i], sizeof(n.rings[i]));
+        out->limits++;
+    }
+    n.hdr->limit_count = s->hdr->limit_count;
+    alloc_cursor = 0;
+    /* templates: a table each in the new segment, every key with state moved there */
+    for (uint32_t i = 0; i < s->slot_count; i++) {
+        if (!(n.slots[i].flags & RLDI_SLOT_LIVE) || n.meta[i].kind != RLDI_KIND_TEMPLATE)
+            continue;
+        rldi_table ot, nt;
+        uint32_t oti = s->meta[i].tmpl, nti;
+        if (oti >= s->hdr->tmpl_count || rldi_table_get(s, oti, &ot) < 0)
+            continue;
+        const rldi_limitdef *l = rldi_config_find(conf, slot_name(s, i, nb));
+        rldi_limitdef def;
+        memset(&def, 0, sizeof(def));
+        def.max_keys = l && l->kind == RLDI_KIND_TEMPLATE ? l->max_keys : s->hdr->tmpl[oti].max_keys;
+        uint64_t none = 0;
+        if (tmpl_alloc(&n, &def, false, NULL, &none, &nti) < 0)
+            continue;                   /* sized above: cannot happen */
+        rldi_tmpl *nr = &n.hdr->tmpl[nti];
+        const rldi_tmpl *orr = &s->hdr->tmpl[oti];
+        nr->gen = n.slots[i].gen;
+        nr->max_keys = def.max_keys;
+        nr->flags = orr->flags;
+        nr->evictions = orr->evictions;
+        nr->overflows = orr->overflows;
+        nr->slot = i;
+        n.meta[i].tmpl = (uint8_t)nti;
+        if (rldi_table_get(&n, nti, &nt) < 0)
+            continue;
+        uint32_t epoch = (uint8_t)n.slots[i].tat;
+        for (uint64_t j = 0; j < (uint64_t)ot.nbuckets * RLDI_KEY_BUCKET; j++) {
+            rldi_u128 w;
+            uint32_t g;
+            uint64_t h, id[2];
+            if (rldi_key_seal(s, &ot, (uint32_t)j, epoch, now, &w, &g, &h, id) != 1)
+                continue;
+            if (rldi_key_place(&nt, h, id, w, g) == 0)
+                out->keys++;
+            else
+                out->keys_dropped++;
+        }
+    }
+    /* fault injection for test_grow: a daemon killed after sealing, before the new one is
+     * handed out (the next start takes the old one back) */
+    if (getenv("RLD_TEST_GROW_ABORT"))
+        abort();
+    /* the templates of the file not yet made get their tables from dseg_sync */
+    index_lock(&n);
+    index_rebuild_locked(&n);
+    index_unlock(&n);
+    dseg_publish(&n, getpid());
+    rldi_store_relaxed(&n.hdr->keeper_pid, rldi_load_relaxed(&s->hdr->keeper_pid));
+    /* the keeper hands out the new one, then the old one says so to its clients */
+    if ((r = keeper_replace(p->seg_path, nfd, n.slot_count)) < 0)
+        LOG_WARN("the segment keeper did not take the grown segment (%s): it is started again",
+                 strerror(-r));
+    rldi_store_release(&s->hdr->state, RLDI_STATE_RETIRED);
+    rldi_seg_close(s);
+    close(*fd);
+    *s = n;
+    *fd = nfd;
+    out->keeper_failed = r < 0;
+    out->seconds = (double)(rldi_mono_ns() - t0) / 1e9;
     return 0;
 }
 

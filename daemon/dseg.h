@@ -69,6 +69,30 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
 void dseg_limit_delete(rldi_seg *s, uint32_t slot);
 /* Empty the bucket: full again, debt forgiven. */
 void dseg_limit_reset(rldi_seg *s, uint32_t slot);
+/* Does CONF ask for more than S has (max_limits)? Templates and max_keys that do not fit
+ * are dseg_sync's -EXFULL. */
+bool dseg_needs_growth(const rldi_seg *s, const rldi_config *conf);
+
+/* What a growth did. */
+typedef struct dseg_grown {
+    uint32_t limits;            /* limits and templates carried */
+    uint64_t keys;              /* keys with state carried */
+    uint64_t keys_dropped;      /* keys that did not fit a smaller table (max_keys lowered) */
+    bool     keeper_failed;     /* the keeper did not take it: the caller starts another */
+    double   seconds;
+} dseg_grown;
+
+/*
+ * Replace S (memfd *FD) by a larger segment for CONF: its max_limits slots (never fewer),
+ * every template's table at CONF's max_keys. Every limit keeps its slot, gen and state,
+ * every key with state its state (in a new place: key handles say -ESTALE); idle keys are
+ * not moved. The old segment is RETIRING while its limits are sealed and copied, then
+ * RETIRED once the keeper hands out the new one: clients follow by themselves (librld).
+ * 0, or a negative code with ERR (nothing changed).
+ */
+int dseg_grow(rldi_seg *s, int *fd, const rldi_paths *p, const rldi_config *conf,
+              dseg_grown *out, char *err, size_t errlen);
+
 /* Reclaim the idle keys of a slice of every key table (the whole of a table of 1M keys in
  * about 9 calls), and free places whose insertion was left half done by a process that
  * died. Returns the keys reclaimed. Call about once a second. */

@@ -469,6 +469,18 @@ static void *lease_thread(void *arg)
 
 /* ---- the loop's side ------------------------------------------------------------------- */
 
+void global_pause(global *g)
+{
+    if (g)
+        pthread_mutex_lock(&g->mu);
+}
+
+void global_resume(global *g)
+{
+    if (g)
+        pthread_mutex_unlock(&g->mu);
+}
+
 global *global_new(rldi_seg *seg, const char *instance, uint64_t last_heartbeat_ns)
 {
     global *g = calloc(1, sizeof(*g));

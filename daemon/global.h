@@ -62,4 +62,9 @@ void global_stats(global *g, Rld__V1__StatsReply *st, char *buf, size_t buflen);
 void global_stop(global *g);
 void global_free(global *g);
 
+/* Keep the lease thread off the segment (it only touches it under the module's lock):
+ * while the daemon replaces the segment it grew. G may be NULL. */
+void global_pause(global *g);
+void global_resume(global *g);
+
 #endif

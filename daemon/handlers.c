@@ -27,6 +27,7 @@
 #include "log.h"
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
+#include <systemd/sd-daemon.h>
 
 #define HEARTBEAT_NS      1000000000ull
 #define HELLO_TIMEOUT_NS  5000000000ull
@@ -68,6 +69,41 @@ static void deleting(uint32_t slot, void *ctx)
     waitq_limit_deleted(s->wq, slot);
 }
 
+static void keeper_watch(rld_daemon *d);
+
+int daemon_grow(rld_daemon *d, const rldi_config *conf, char *err, size_t errlen)
+{
+    uint32_t before = d->seg->slot_count;
+    size_t size_before = d->seg->size;
+    dseg_grown gw;
+    /* the lease thread and the wait queues look at the segment: paused, then told */
+    global_pause(d->global);
+    int r = dseg_grow(d->seg, &d->seg_fd, &d->paths, conf, &gw, err, errlen);
+    global_resume(d->global);
+    if (r < 0) {
+        LOG_ERROR("the segment could not grow: %s", err);
+        return r;
+    }
+    if (waitq_grown(d->wq, before) < 0)
+        LOG_ERROR("out of memory for the wait queues of the grown segment");
+    if (gw.keeper_failed) {
+        /* the old keeper would hand out the old segment: another keeper, with the new one */
+        if (d->keeper_pid > 0)
+            kill(d->keeper_pid, SIGTERM);
+        d->keeper_pid = 0;
+        keeper_watch(d);
+    }
+    rldi_store_relaxed(&d->seg->hdr->keeper_pid, (uint32_t)d->keeper_pid);
+    sd_pid_notify_with_fds(0, 0, "FDSTOREREMOVE=1\nFDNAME=segment", NULL, 0);
+    sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=segment", &d->seg_fd, 1);
+    LOG_INFO("the segment grew to %u slots (from %u) and %zu bytes (from %zu): %u limits and "
+             "%llu keys carried in %.3f s%s; its clients follow by themselves",
+             d->seg->slot_count, before, d->seg->size, size_before, gw.limits,
+             (unsigned long long)gw.keys, gw.seconds,
+             gw.keys_dropped ? " (keys that did not fit a smaller table: dropped)" : "");
+    return 0;
+}
+
 int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t errlen)
 {
     uint64_t t0 = rldi_mono_ns();
@@ -80,7 +116,11 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
         return r;
     }
     dseg_changes ch;
-    if ((r = dseg_sync(s->seg, &next, &ch, keep_runtime, deleting, s)) < 0) {
+    r = dseg_needs_growth(s->seg, &next) ? -ENOSPC : dseg_sync(s->seg, &next, &ch, keep_runtime,
+                                                               deleting, s);
+    if ((r == -ENOSPC || r == -EXFULL) && daemon_grow(s, &next, err, errlen) == 0)
+        r = dseg_sync(s->seg, &next, &ch, keep_runtime, deleting, s);
+    if (r < 0) {
         if (r == -EXFULL)
             snprintf(err, errlen, "the templates' key tables do not fit in the segment (a new "
                      "template, or another max_keys, needs room made when the segment was: "

@@ -45,6 +45,9 @@ srv_ops daemon_ops(rld_daemon *d);
 /* Re-read the configuration file and apply it, all or nothing. 0, or a negative code with
  * ERR saying why (nothing changed). COUNTS (may be NULL) gets what changed. */
 int daemon_reload(rld_daemon *d, Rld__V1__ReloadReply *counts, char *err, size_t errlen);
+/* Replace the segment by one large enough for CONF (dseg_grow), and tell the wait queues,
+ * the lease thread, the keeper and systemd's store. 0 or a code with ERR. */
+int daemon_grow(rld_daemon *d, const rldi_config *conf, char *err, size_t errlen);
 
 /* One request from C (the transport's ops.request). */
 void daemon_request(rld_daemon *d, conn *c, const uint8_t *buf, size_t len);

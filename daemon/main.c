@@ -359,7 +359,26 @@ int main(int argc, char **argv)
     }
     dseg_changes ch;
     bool (*keep)(uint32_t, void *) = keep_runtime;
-    int sr = dseg_sync(&seg, &conf, &ch, keep, NULL, &seg);
+    int sr = created ? dseg_sync(&seg, &conf, &ch, keep, NULL, &seg) : -ENOSPC;
+    if (!created && dseg_needs_growth(&seg, &conf))
+        sr = -ENOSPC;
+    else if (!created)
+        sr = dseg_sync(&seg, &conf, &ch, keep, NULL, &seg);
+    if (!created && (sr == -ENOSPC || sr == -EXFULL)) {
+        /* the file asks for more than the segment kept from before has: a larger one, every
+         * limit's state carried, its clients following by themselves */
+        dseg_grown gw;
+        uint32_t before = seg.slot_count;
+        if (dseg_grow(&seg, &seg_fd, &paths, &conf, &gw, err, sizeof(err)) < 0)
+            fail("%s: growing the segment for it: %s", o.config, err);
+        if (gw.keeper_failed)
+            keeper = 0;
+        LOG_INFO("the segment grew to %u slots (from %u) and %zu bytes: %u limits and %llu "
+                 "keys carried in %.3f s%s", seg.slot_count, before, seg.size, gw.limits,
+                 (unsigned long long)gw.keys, gw.seconds,
+                 gw.keys_dropped ? " (keys that did not fit a smaller table: dropped)" : "");
+        sr = dseg_sync(&seg, &conf, &ch, keep, NULL, &seg);
+    }
     if (sr == -EXFULL)
         fail("%s: the templates' key tables do not fit in the segment kept from before (a new "
              "template or another max_keys: start with --fresh, which resets every limit)",

@@ -1008,6 +1008,24 @@ void waitq_limit_changed(waitq *wq, uint32_t slot)
     serve(wq, rldi_mono_ns());
 }
 
+int waitq_grown(waitq *wq, uint32_t old_count)
+{
+    /* named limits keep their slots: their queues stay; keys moved: their waiters learn it */
+    if (wq->seg->slot_count > old_count) {
+        limitq **v = realloc(wq->queues, wq->seg->slot_count * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        memset(v + old_count, 0, (wq->seg->slot_count - old_count) * sizeof(*v));
+        wq->queues = v;
+    }
+    for (uint32_t i = 0; i < wq->keyqs.cap; i++)
+        if (wq->keyqs.v[i] && wq->keyqs.v[i]->total)
+            reply_all(wq, wq->keyqs.v[i], -ESTALE, "the segment grew: keys moved, look the "
+                      "key up again");
+    serve(wq, rldi_mono_ns());
+    return 0;
+}
+
 void waitq_shutdown(waitq *wq)
 {
     wq->serving = true;                 /* nothing is granted any more */

@@ -61,4 +61,8 @@ void waitq_totals(const waitq *q, uint32_t *waiters, uint64_t *grants, uint64_t 
 /* Queue entries of C now, a multi-wait once per limit (for the fuzzer's invariant). */
 uint32_t waitq_conn_waits(const waitq *q, const conn *c);
 
+/* The segment was replaced by a larger one (dseg_grow; its slot count was OLD_COUNT): the
+ * queues follow; waiters on keys get -ESTALE (keys moved). 0 or -ENOMEM. */
+int waitq_grown(waitq *wq, uint32_t old_count);
+
 #endif

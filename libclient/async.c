@@ -727,7 +727,7 @@ static void timers(rld_client *c, rldc_async *a, uint64_t now)
     }
     if (a->at_daemon && a->next_check && now >= a->next_check) {
         a->next_check = now + CHECK_NS;
-        if (a->sock >= 0 && rldi_seg_daemon_stale(&c->seg, now))
+        if (a->sock >= 0 && rldi_seg_daemon_stale(rldc_seg(c), now))
             conn_fail(c, a);
     }
 }

@@ -58,9 +58,9 @@ int rld_open(const char *instance, unsigned flags, rld_client **out)
         free(c);
         return -EINVAL;
     }
-    rldi_seg seg;
-    if (r == 0 && (r = rldi_seg_open(c->paths.seg_path, &seg)) == 0)
-        c->seg = seg;
+    c->segp = &c->seg0;
+    if (r == 0)
+        r = rldi_seg_open(c->paths.seg_path, &c->seg0.seg);
     if ((r = rldc_open_segment(c, r)) < 0) {
         free(c);
         return r;
@@ -90,7 +90,13 @@ void rld_close(rld_client *c)
     rldc_names_free(c);
     pthread_mutex_destroy(&c->pool_lock);
     pthread_mutex_destroy(&c->names_lock);
-    rldi_seg_close(&c->seg);
+    for (rldc_segment *s = c->segp; s;) {       /* the current one and every one it replaced */
+        rldc_segment *older = s->older;
+        rldi_seg_close(&s->seg);
+        if (s != &c->seg0)
+            free(s);
+        s = older;
+    }
     free(c);
 }
 
@@ -107,9 +113,14 @@ int rld_find(rld_client *c, const char *name, rld_limit *out)
     if (!rldc_attached(c))
         return rldc_find_pending(c, name, out);     /* fail-open: admits until attached */
     uint32_t slot, gen;
-    if ((r = rldi_seg_lookup(&c->seg, name, &slot, &gen)) == 0 &&
-        rldi_load_relaxed(&c->seg.meta[slot].kind) != RLDI_KIND_LIMIT)
-        r = -ENOENT;                    /* a template: rld_find_template */
+    for (int again = 0;; again = 1) {
+        rldi_seg *s = rldc_seg(c);
+        if ((r = rldi_seg_lookup(s, name, &slot, &gen)) == 0 &&
+            rldi_load_relaxed(&s->meta[slot].kind) != RLDI_KIND_LIMIT)
+            r = -ENOENT;                /* a template: rld_find_template */
+        if (r != -ENOENT || again || rldc_follow(c) != 1)
+            break;                      /* (a limit made in a grown segment: look there) */
+    }
     if (r < 0)
         return r == -ENOENT && (c->flags & RLD_OPEN_MISSING_ADMIT)
                    ? rldc_find_pending(c, name, out) : r;
@@ -125,8 +136,10 @@ int rld_next(rld_client *c, uint32_t *cursor, rld_limit *out)
         return -EINVAL;
     if (!rldc_attached(c))
         return -ENOENT;
+    if (*cursor == 0)
+        rldc_follow(c);                 /* an enumeration starts on the current segment */
     uint32_t slot, gen;
-    int r = rldi_seg_next(&c->seg, cursor, &slot, &gen);
+    int r = rldi_seg_next(rldc_seg(c), cursor, &slot, &gen);
     if (r == 0) {
         out->slot = slot;
         out->gen = gen;
@@ -138,21 +151,22 @@ int rld_instance_info(rld_client *c, rld_instance *out)
 {
     if (!c || !out)
         return -EINVAL;
+    rldc_follow(c);                     /* a grown segment: describe the new one */
     memset(out, 0, sizeof(*out));
     snprintf(out->name, sizeof(out->name), "%s", c->paths.instance);
     if (!rldc_attached(c))
         rldc_maybe_attach(c);
     if (!rldc_attached(c))
         return 0;                       /* fail-open, no instance yet: nothing to show */
-    const rldi_shm_header *h = c->seg.hdr;
-    out->max_limits = c->seg.slot_count;
+    const rldi_shm_header *h = rldc_seg(c)->hdr;
+    out->max_limits = rldc_seg(c)->slot_count;
     out->limits = (uint32_t)rldi_load_relaxed(&h->limit_count);
-    out->segment_bytes = c->seg.size;
+    out->segment_bytes = rldc_seg(c)->size;
     out->daemon_pid = rldi_load_relaxed(&h->daemon_pid);
     out->keeper_pid = rldi_load_relaxed(&h->keeper_pid);
     uint64_t beat = rldi_load_relaxed(&h->heartbeat_ns), now = rldi_mono_ns();
     out->heartbeat_age_ns = now > beat ? now - beat : 0;
-    out->daemon_alive = out->daemon_pid != 0 && !rldi_seg_daemon_stale(&c->seg, now);
+    out->daemon_alive = out->daemon_pid != 0 && !rldi_seg_daemon_stale(rldc_seg(c), now);
     out->config_gen = rldi_load_relaxed(&h->config_gen);
     return 0;
 }
@@ -206,8 +220,10 @@ static inline int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *
                        rldi_u128 now, unsigned flags)
 {
     rldi_verdict vd;
-    int r = flags ? rldi_bucket_take(&c->seg, handle(lim), cost, now, flags, res ? &vd : NULL)
-                  : rldi_bucket_take_fast(&c->seg, handle(lim), cost, now, res ? &vd : NULL);
+    int r = flags ? rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? &vd : NULL)
+                  : rldi_bucket_take_fast(rldc_seg(c), handle(lim), cost, now, res ? &vd : NULL);
+    if (unlikely(r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)   /* a grown segment */
+        r = rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? &vd : NULL);
     if (unlikely(r == -EINVAL))
         return take_pending(c, lim, cost, res, now, flags);
     count(c, lim.slot, r, cost, rldi_fp_to_ns(now));
@@ -226,7 +242,7 @@ int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res)
     if (c->coarse_margin) {
         rldi_verdict vd;
         uint64_t now_ns;
-        int r = rldi_bucket_take_coarse(&c->seg, handle(lim), cost, c->coarse_margin,
+        int r = rldi_bucket_take_coarse(rldc_seg(c), handle(lim), cost, c->coarse_margin,
                                         res != NULL, &coarse, res ? &vd : NULL, &now_ns);
         if (r != RLDI_TAKE_PRECISE) {
             count(c, lim.slot, r, cost, now_ns);
@@ -261,42 +277,55 @@ int rld_find_template(rld_client *c, const char *name, rld_template *out)
     if (!rldc_attached(c))
         return -ENOENT;
     uint32_t slot, gen;
-    int r = rldi_seg_lookup(&c->seg, name, &slot, &gen);
+    int r;
+    rldi_table t;
+    for (int again = 0;; again = 1) {
+        rldi_seg *s = rldc_seg(c);
+        r = rldi_seg_lookup(s, name, &slot, &gen);
+        if (r == 0 && (r = rldi_table_of(s, slot, gen, &t)) == -EINVAL)
+            r = -ENOENT;                /* a [limit] of that name */
+        if ((r != -ENOENT && r != -ESTALE) || again || rldc_follow(c) != 1)
+            break;
+    }
     if (r < 0)
         return r;
-    rldi_table t;
-    if ((r = rldi_table_of(&c->seg, slot, gen, &t)) < 0)
-        return r == -EINVAL ? -ENOENT : r;     /* a [limit] of that name */
     out->slot = slot;
     out->gen = gen;
     return 0;
 }
 
-/* The entry of KEY in template T, created if need be. */
+/* The entry of KEY in template T of segment *S (the current one: followed when the
+ * template's slot was sealed by a growth), created if need be. */
 static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen,
-                   rldi_table *tb, uint32_t *idx, uint32_t *gen, rldi_u128 now)
+                   rldi_seg **s, rldi_table *tb, uint32_t *idx, uint32_t *gen, rldi_u128 now)
 {
     if (!c || (!key && keylen) || keylen == 0 || keylen > RLDI_KEY_MAX)
         return -EINVAL;
-    if (!rldc_attached(c))
-        return -ESTALE;
-    int r = rldi_table_of(&c->seg, t.slot, t.gen, tb);
-    if (r < 0)
-        return r;
-    bool created;
-    return rldi_key_get(&c->seg, tb, key, keylen, 0, false, now, idx, gen, &created);
+    for (int again = 0;; again = 1) {
+        *s = rldc_seg(c);
+        if (!(*s)->slot_count)
+            return -ESTALE;
+        int r = rldi_table_of(*s, t.slot, t.gen, tb);
+        if (r == 0) {
+            bool created;
+            return rldi_key_get(*s, tb, key, keylen, 0, false, now, idx, gen, &created);
+        }
+        if (r != -ESTALE || again || rldc_follow(c) != 1)
+            return r;
+    }
 }
 
 int rld_key(rld_client *c, rld_template t, const void *key, size_t keylen, rld_limit *out)
 {
     if (!out)
         return -EINVAL;
+    rldi_seg *s;
     rldi_table tb;
     uint32_t idx, gen;
-    int r = key_get(c, t, key, keylen, &tb, &idx, &gen, rldi_now_fp());
+    int r = key_get(c, t, key, keylen, &s, &tb, &idx, &gen, rldi_now_fp());
     if (r < 0)
         return r;
-    out->slot = c->seg.slot_count + tb.entry_base + idx;
+    out->slot = s->slot_count + tb.entry_base + idx;
     out->gen = gen;
     return 0;
 }
@@ -306,9 +335,10 @@ int rld_try_key(rld_client *c, rld_template t, const void *key, size_t keylen, u
 {
     rldi_u128 now = rldi_now_fp();
     for (int attempt = 0;; attempt++) {
+        rldi_seg *s;
         rldi_table tb;
         uint32_t idx, gen;
-        int r = key_get(c, t, key, keylen, &tb, &idx, &gen, now);
+        int r = key_get(c, t, key, keylen, &s, &tb, &idx, &gen, now);
         if (r == -ENOSPC && (tb.flags & RLDI_TMPL_OVERFLOW_ALLOW)) {
             if (res) {
                 rldc_result_open(res);
@@ -320,10 +350,12 @@ int rld_try_key(rld_client *c, rld_template t, const void *key, size_t keylen, u
             return r;
         rldi_cell cell;
         rldi_verdict vd;
-        rldi_cell_of_key(&c->seg, &tb, idx, gen, &cell);
-        r = rldi_bucket_take_cell(&c->seg, &cell, cost, now, 0, res ? &vd : NULL);
-        if (r == -ESTALE && attempt < 3)
-            continue;               /* reclaimed between the lookup and the take: again */
+        rldi_cell_of_key(s, &tb, idx, gen, &cell);
+        r = rldi_bucket_take_cell(s, &cell, cost, now, 0, res ? &vd : NULL);
+        if (r == -ESTALE && attempt < 3) {
+            rldc_follow(c);         /* reclaimed (or moved by a growth) since: again */
+            continue;
+        }
         count(c, tb.slot, r, cost, rldi_fp_to_ns(now));
         if (res && (r == 0 || r == -EAGAIN))
             result_fill(res, &vd);
@@ -347,14 +379,17 @@ int rld_refund_ex(rld_client *c, rld_limit lim, uint64_t amount, uint32_t window
     int p = pending(c, &lim);
     if (p != 0)
         return p > 0 ? 0 : p;
-    return rldi_bucket_refund(&c->seg, handle(lim), amount, window, rldi_now_fp());
+    int r = rldi_bucket_refund(rldc_seg(c), handle(lim), amount, window, rldi_now_fp());
+    if ((r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)
+        r = rldi_bucket_refund(rldc_seg(c), handle(lim), amount, window, rldi_now_fp());
+    return r;
 }
 
 int rld_refund(rld_client *c, rld_limit lim, uint64_t amount)
 {
     /* a window limit's tokens go back to the window of this thread's last take of it */
     const rldi_win_take_rec *w = &rldi_win_last;
-    uint32_t window = c && w->seg == c->seg.base && w->slot == lim.slot && w->gen == lim.gen
+    uint32_t window = c && w->seg == rldc_seg(c)->base && w->slot == lim.slot && w->gen == lim.gen
                           ? w->window : 0;
     return rld_refund_ex(c, lim, amount, window);
 }
@@ -367,7 +402,9 @@ int rld_debit(rld_client *c, rld_limit lim, uint64_t amount)
     if (p != 0)
         return p > 0 ? 0 : p;
     rldi_u128 now = rldi_now_fp();
-    int r = rldi_bucket_debit(&c->seg, handle(lim), amount, now);
+    int r = rldi_bucket_debit(rldc_seg(c), handle(lim), amount, now);
+    if ((r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)
+        r = rldi_bucket_debit(rldc_seg(c), handle(lim), amount, now);
     if (r == 0)
         rldc_count(c, lim.slot, amount, 0, rldi_fp_to_ns(now));
     return r;
@@ -384,7 +421,9 @@ int rld_peek(rld_client *c, rld_limit lim, rld_result *res)
         return p > 0 ? 0 : p;
     }
     rldi_verdict vd;
-    int r = rldi_bucket_peek(&c->seg, handle(lim), rldi_now_fp(), &vd);
+    int r = rldi_bucket_peek(rldc_seg(c), handle(lim), rldi_now_fp(), &vd);
+    if ((r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)
+        r = rldi_bucket_peek(rldc_seg(c), handle(lim), rldi_now_fp(), &vd);
     if (r == 0 && res)
         result_fill(res, &vd);
     return r;
@@ -419,7 +458,7 @@ static int set_too_big(rld_client *c, const rld_charge *ch, size_t n, rldi_u128 
                     sum = UINT64_MAX;
             }
         rldi_verdict vd;
-        if (twice && rldi_bucket_peek(&c->seg, handle(lim[i]), now, &vd) == 0 &&
+        if (twice && rldi_bucket_peek(rldc_seg(c), handle(lim[i]), now, &vd) == 0 &&
             !(vd.flags & RLDI_V_UNLIMITED) && sum > vd.limit)
             return (int)i;
     }
@@ -489,7 +528,7 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
         rld_limit lim = ch[i].limit;
         if (pending(c, &lim) != 0)
             continue;                   /* admits, or its error is reported when reached */
-        int pr = rldi_bucket_probe(&c->seg, handle(lim), ch[i].cost, now, flags, &vd);
+        int pr = rldi_bucket_probe(rldc_seg(c), handle(lim), ch[i].cost, now, flags, &vd);
         if (pr == -E2BIG || pr == -ESTALE || pr == -EINVAL) {
             if (res) {
                 memset(res, 0, sizeof(*res));
@@ -507,7 +546,17 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
     return -EAGAIN;
 }
 
+static int info_once(rld_client *c, rld_limit lim, rld_limit_info *out);
+
 int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
+{
+    int r = info_once(c, lim, out);
+    if ((r == -ESTALE || r == -EINVAL) && c && rldc_follow(c) == 1)
+        r = info_once(c, lim, out);
+    return r;
+}
+
+static int info_once(rld_client *c, rld_limit lim, rld_limit_info *out)
 {
     if (!c || !out)
         return -EINVAL;
@@ -518,9 +567,9 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
     rldi_table tb;
     uint32_t waiters = 0, max_keys = 0;
     uint64_t keys = 0;
-    if (slot >= c->seg.slot_count) {    /* a key: its template's, and its own waiters */
+    if (slot >= rldc_seg(c)->slot_count) {    /* a key: its template's, and its own waiters */
         uint32_t idx;
-        int r = rldi_table_of_entry(&c->seg, slot, &tb, &idx);
+        int r = rldi_table_of_entry(rldc_seg(c), slot, &tb, &idx);
         if (r < 0)
             return r;
         const rldi_key_entry *e = &tb.entries[idx];
@@ -531,12 +580,12 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
         lim.gen = tb.gen;
         kind = RLD_KIND_KEY;
     }
-    rldi_slot *s = rldi_slot_of(&c->seg, (rldi_handle){ slot, lim.gen });
+    rldi_slot *s = rldi_slot_of(rldc_seg(c), (rldi_handle){ slot, lim.gen });
     if (!s)
         return -EINVAL;
-    const rldi_meta *m = &c->seg.meta[slot];
+    const rldi_meta *m = &rldc_seg(c)->meta[slot];
     if (rldi_load_relaxed(&m->kind) == RLDI_KIND_TEMPLATE) {
-        if (rldi_table_of(&c->seg, slot, lim.gen, &tb) < 0)
+        if (rldi_table_of(rldc_seg(c), slot, lim.gen, &tb) < 0)
             return -ESTALE;
         max_keys = rldi_load_relaxed(&tb.rec->max_keys);
         keys = rldi_load_relaxed(&tb.rec->live);
@@ -544,12 +593,12 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
             kind = RLD_KIND_TEMPLATE;
     }
     for (int attempt = 0; attempt < 1000; attempt++) {
-        uint64_t seq = rldi_load_acquire(&c->seg.hdr->index_seq);
+        uint64_t seq = rldi_load_acquire(&rldc_seg(c)->hdr->index_seq);
         if (seq & 1) {
             rldi_cpu_relax();
             continue;
         }
-        if (rldi_seg_name(&c->seg, slot, out->name) < 0 ||
+        if (rldi_seg_name(rldc_seg(c), slot, out->name) < 0 ||
             rldi_load_relaxed(&s->gen) != lim.gen)
             return -ESTALE;
         out->rate_count = rldi_load_relaxed(&m->rate_count);
@@ -558,7 +607,7 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
         out->algorithm = rldi_load_relaxed(&m->algo);
         out->align_ns = rldi_load_relaxed(&m->align_ns);
         rldi_fence_acquire();
-        if (rldi_load_relaxed(&c->seg.hdr->index_seq) != seq)
+        if (rldi_load_relaxed(&rldc_seg(c)->hdr->index_seq) != seq)
             continue;
         out->admitted = rldi_load_relaxed(&s->admitted);
         out->denied = rldi_load_relaxed(&s->denied);

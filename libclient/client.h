@@ -33,9 +33,18 @@ struct rldc_name;
 #define RLDC_PENDING_GEN  0x0fa11u
 #define RLDC_MAX_PENDING  4096u
 
+/* A segment this client mapped: the current one, or one replaced since (kept mapped until
+ * rld_close: a thread may still be reading it). */
+typedef struct rldc_segment {
+    rldi_seg              seg;
+    struct rldc_segment  *older;
+} rldc_segment;
+
 struct rld_client {
-    rldi_seg   seg;        /* slot_count 0 while detached (RLD_OPEN_FAIL_OPEN): stored last,
-                              with release, when the instance is attached */
+    rldc_segment *segp;    /* the segment now (acquire): seg0 while detached (slot_count 0,
+                              RLD_OPEN_FAIL_OPEN), else one attached; replaced when the
+                              daemon grows the instance's segment (rldc_follow) */
+    rldc_segment  seg0;
     rldi_paths paths;
     uint64_t   serial;     /* unique per rld_open in this process: tells reused addresses apart */
     unsigned   flags;      /* RLD_OPEN_* */
@@ -82,11 +91,23 @@ void rldc_async_forget(rld_client *c);
 extern volatile unsigned rldc_forks;
 void rldc_atfork_once(void);
 
+/* The segment now (see rld_client.segp). */
+static inline rldi_seg *rldc_seg(const rld_client *c)
+{
+    return &__atomic_load_n(&c->segp, __ATOMIC_ACQUIRE)->seg;
+}
+
 /* detached.c: fail-open. True once the segment is mapped (acquire). */
 static inline bool rldc_attached(const rld_client *c)
 {
-    return __atomic_load_n(&c->seg.slot_count, __ATOMIC_ACQUIRE) != 0;
+    return rldc_seg(c)->slot_count != 0;
 }
+
+/* detached.c: when the segment was replaced (the daemon grew it; RETIRING while it copies,
+ * then RETIRED), map the new one and make it current (waiting up to 5 s for it): 1 when the
+ * segment changed (retry the call), 0 when it is current, or a code. Calls that meet
+ * -ESTALE, -EINVAL or -ENOENT ask. */
+int rldc_follow(rld_client *c);
 /* rld_open's part: 0 attached, or the flags allow a detached client; else the error. */
 int rldc_open_segment(rld_client *c, int open_error);
 /* Attach now if detached and a second passed since the last try. */

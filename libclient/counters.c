@@ -30,8 +30,8 @@ static bool registered_locked(const rld_client *c, uint64_t serial)
 
 static void publish(rldc_pending *p)
 {
-    if (p->c && p->slot < p->c->seg.slot_count && (p->admitted || p->denied)) {
-        rldi_slot *s = &p->c->seg.slots[p->slot];
+    if (p->c && p->slot < rldc_seg(p->c)->slot_count && (p->admitted || p->denied)) {
+        rldi_slot *s = &rldc_seg(p->c)->slots[p->slot];
         if (p->admitted)
             rldi_add_relaxed(&s->admitted, p->admitted);
         if (p->denied)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "atomics.h"
 #include "bucket.h"
@@ -43,7 +44,7 @@ int rldc_open_segment(rld_client *c, int open_error)
     if (open_error == 0)
         return 0;
     if ((c->flags & RLD_OPEN_FAIL_OPEN) && unusable(open_error)) {
-        memset(&c->seg, 0, sizeof(c->seg));   /* detached: slot_count 0 */
+        memset(&c->seg0, 0, sizeof(c->seg0));     /* detached: slot_count 0 */
         c->next_attach_ns = rldi_mono_ns() + RETRY_NS;
         return 0;
     }
@@ -67,18 +68,60 @@ void rldc_maybe_attach(rld_client *c)
         if (rldi_paths_find(c->paths.instance, &p) == 0 && rldi_seg_open(p.seg_path, &seg) == 0) {
             if (strcmp(p.runtime_dir, c->paths.runtime_dir) != 0)
                 c->paths = p;
-            /* Every field before slot_count, which says "attached" (release): a thread that
-             * sees it non-zero (acquire, or through a handle found after it) sees them. */
-            uint32_t count = seg.slot_count;
-            seg.slot_count = 0;
-            memcpy(&c->seg, &seg, sizeof(seg));     /* every field: rings, key tables too */
-            __atomic_store_n(&c->seg.slot_count, count, __ATOMIC_RELEASE);
+            /* a segment of its own, made current at once (release): a thread that sees it
+             * (acquire) sees every field */
+            rldc_segment *ns = calloc(1, sizeof(*ns));
+            if (ns) {
+                ns->seg = seg;
+                ns->older = c->segp;
+                __atomic_store_n(&c->segp, ns, __ATOMIC_RELEASE);
+            } else {
+                rldi_seg_close(&seg);
+            }
             /* names not found before are looked up at once */
             for (uint32_t i = 0; i < c->nnames; i++)
                 c->names[i]->next_lookup_ns = 0;
         }
     }
     pthread_mutex_unlock(&c->names_lock);
+}
+
+int rldc_follow(rld_client *c)
+{
+    rldi_seg *s = rldc_seg(c);
+    if (!s->hdr)
+        return 0;                       /* detached */
+    uint32_t st = rldi_load_acquire(&s->hdr->state);
+    if (st != RLDI_STATE_RETIRING && st != RLDI_STATE_RETIRED)
+        return 0;
+    pthread_mutex_lock(&c->names_lock);
+    int r = 0;
+    if (rldc_seg(c) != s) {
+        r = 1;                          /* another thread followed already */
+    } else {
+        /* the keeper hands out the old one (refused: not READY) until the new one is ready */
+        uint64_t deadline = rldi_mono_ns() + 5000000000ull;
+        rldi_seg seg;
+        for (;;) {
+            r = rldi_seg_open(c->paths.seg_path, &seg);
+            if (r == 0 || (r != -EAGAIN && r != -ENOENT) || rldi_mono_ns() > deadline)
+                break;
+            struct timespec ts = { 0, 1000000 };
+            nanosleep(&ts, NULL);
+        }
+        rldc_segment *ns = r == 0 ? calloc(1, sizeof(*ns)) : NULL;
+        if (ns) {
+            ns->seg = seg;
+            ns->older = c->segp;
+            __atomic_store_n(&c->segp, ns, __ATOMIC_RELEASE);
+            r = 1;
+        } else if (r == 0) {
+            rldi_seg_close(&seg);
+            r = -ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&c->names_lock);
+    return r;
 }
 
 int rldc_find_pending(rld_client *c, const char *name, rld_limit *out)
@@ -113,7 +156,7 @@ int rldc_find_pending(rld_client *c, const char *name, rld_limit *out)
 /* The limit behind a resolved handle still exists (its slot's generation is the handle's). */
 static bool live(rld_client *c, rld_limit lim)
 {
-    const rldi_slot *s = rldi_slot_of(&c->seg, (rldi_handle){ lim.slot, lim.gen });
+    const rldi_slot *s = rldi_slot_of(rldc_seg(c), (rldi_handle){ lim.slot, lim.gen });
     return s && rldi_load_relaxed(&s->gen) == lim.gen;
 }
 
@@ -144,7 +187,7 @@ int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out)
         if (!n->resolved && now >= n->next_lookup_ns) {
             n->next_lookup_ns = now + RETRY_NS;
             uint32_t slot, gen;
-            if (rldi_seg_lookup(&c->seg, n->name, &slot, &gen) == 0) {
+            if (rldi_seg_lookup(rldc_seg(c), n->name, &slot, &gen) == 0) {
                 __atomic_store_n(&n->resolved, (uint64_t)slot | (uint64_t)gen << 32,
                                  __ATOMIC_RELEASE);
                 n->missing = false;

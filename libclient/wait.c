@@ -249,7 +249,7 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
         rldi_verdict vd;
         uint64_t w;
         rldi_handle h = { ch[i].limit.slot, ch[i].limit.gen };
-        r = rldi_bucket_reserve(&c->seg, h, ch[i].cost, deadline_ns, now, &vd, &w);
+        r = rldi_bucket_reserve(rldc_seg(c), h, ch[i].cost, deadline_ns, now, &vd, &w);
         taken[i] = r == 0 ? vd.window : 0;
         if (r == -EINPROGRESS) {
             /* a window cannot be booked ahead: none of the set now, all of it again later */
@@ -289,8 +289,8 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
         memcpy(windows, taken, n * sizeof(*taken));
     /* counted at once (no batching): this may run under the async lock (see counters.c) */
     for (i = 0; i < n; i++)
-        if (ch[i].limit.slot < c->seg.slot_count)
-            rldi_add_relaxed(&c->seg.slots[ch[i].limit.slot].admitted, ch[i].cost);
+        if (ch[i].limit.slot < rldc_seg(c)->slot_count)
+            rldi_add_relaxed(&rldc_seg(c)->slots[ch[i].limit.slot].admitted, ch[i].cost);
     *wait_ns = longest;
     if (res)
         *res = best;
@@ -321,7 +321,7 @@ static int ask_daemon(rld_client *c, rldi_conn *k, const rld_charge *ch, size_t 
         Rld__V1__Reply *rep;
         int r = rldi_conn_recv(k, POLL_SLICE_MS, &rep);
         if (r == -ETIMEDOUT) {
-            if (rldi_seg_daemon_stale(&c->seg, rldi_mono_ns()) ||
+            if (rldi_seg_daemon_stale(rldc_seg(c), rldi_mono_ns()) ||
                 (give_up && rldi_mono_ns() > give_up))
                 return 1;
             continue;
@@ -338,7 +338,7 @@ static int ask_daemon(rld_client *c, rldi_conn *k, const rld_charge *ch, size_t 
                          map, n, wins);
         rld__v1__reply__free_unpacked(rep, NULL);
         if (code == 0 && n == 1 && wins[0])     /* rld_refund knows this thread's take */
-            rldi_win_last = (rldi_win_take_rec){ c->seg.base, ch[0].limit.slot, ch[0].limit.gen,
+            rldi_win_last = (rldi_win_take_rec){ rldc_seg(c)->base, ch[0].limit.slot, ch[0].limit.gen,
                                                  wins[0] };
         if (code == -ESHUTDOWN)
             return 1;
