@@ -5,6 +5,7 @@ degraded mode, forked children."""
 import asyncio
 import multiprocessing
 import os
+import signal
 import threading
 import time
 
@@ -271,6 +272,24 @@ def test_wait_for_and_timeout_context(ac):
         r = await lim.acquire_async(1, timeout=0.5)
         assert r
     run(main())
+
+
+def test_ctrl_c_in_asyncio_run(ac):
+    """asyncio.run turns Ctrl-C into the main task's cancellation: the wait gives its place
+    up and takes nothing, and KeyboardInterrupt comes out of asyncio.run at once."""
+    lim = ac.limit("q")
+    assert lim.try_acquire()
+
+    async def main():
+        await lim.acquire_async()
+    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    assert time.monotonic() - t0 < 0.2
+    assert lim.info().waiters == 0 or wait_until(lambda: lim.info().waiters == 0)
+    time.sleep(max(0.0, t0 + 0.4 - time.monotonic()))
+    assert lim.peek().remaining == 1, "nothing taken"
 
 
 def test_priority(ac):
