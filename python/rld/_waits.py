@@ -36,6 +36,7 @@ from typing import Any, Dict, Optional, Tuple
 from . import _rld
 
 _SLICE_MS = 100            # a blocked main thread looks at its signals at least this often
+_ROOM_POLL_S = 0.05        # the first wait in line for room tries again at least this often
 
 _routers: "weakref.WeakSet[_Router]" = weakref.WeakSet()
 _make_lock = threading.Lock()
@@ -44,7 +45,7 @@ _make_lock = threading.Lock()
 class _Router:
     """The waits of one Client on librld's engine, and the event loops they wait in."""
 
-    __slots__ = ("w", "fd", "loops", "__weakref__")
+    __slots__ = ("w", "fd", "loops", "room", "__weakref__")
 
     def __init__(self, w: Any) -> None:
         self.w = w                                  # _rld._Waits: owns the librld client
@@ -52,6 +53,9 @@ class _Router:
         # loop -> [its waits here, its inbox]: the waits whose Futures are not resolved
         # yet, and the ones collected for it, in completion order (appended by collect)
         self.loops: Dict[asyncio.AbstractEventLoop, list] = {}
+        # [loop, Future or None] of the async waits that found the client at librld's cap
+        # (16,384 charges queued at the daemon): they start in this order as room frees
+        self.room: "collections.deque[list]" = collections.deque()
         _routers.add(self)
 
     # -- event loops: the descriptor is in a loop while that loop has waits. Called in the
@@ -79,7 +83,10 @@ class _Router:
         """Collect what the client has (each async waiter lands in its loop's inbox, in
         completion order); resolve HERE's (the calling loop, or None) now and have the
         other loops resolve theirs."""
+        before = len(self.w)
         done = self.w.collect()
+        if self.room and len(self.w) < before:
+            self.wake_room()                        # completions free room at the cap
         seen = set()
         for wt in done:
             loop = wt.loop
@@ -107,6 +114,71 @@ class _Router:
             finally:
                 self.detach(wt.loop)
 
+    # -- the line for room, beyond librld's cap of charges queued per client
+    def wake_room(self) -> None:
+        """Have the first wait in line try to start again."""
+        try:
+            loop, fut = self.room[0]
+        except IndexError:
+            return
+        if fut is None:
+            return                                  # trying now, or about to wait
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        try:
+            if loop is running:
+                loop.call_soon(_wake, fut)
+            else:
+                loop.call_soon_threadsafe(_wake, fut)
+        except RuntimeError:                        # its loop is closed
+            pass
+
+    async def start_async(self, wt: Any, loop: asyncio.AbstractEventLoop,
+                          deadline: Optional[float], priority: int, barge: bool) -> None:
+        """Start WT. When the client is at librld's cap (-ENOSPC), or others already wait
+        for room, wait in line (FIFO across the client's loops) instead of failing."""
+        if not self.room:
+            try:
+                self.w.start(wt, _ns_left(deadline), priority, barge)
+                return
+            except _rld.Error as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+        ent: list = [loop, None]
+        self.room.append(ent)
+        try:
+            while True:
+                if self.room[0] is ent:
+                    try:
+                        self.w.start(wt, _ns_left(deadline), priority, barge)
+                        return
+                    except _rld.Error as e:
+                        if e.errno != errno.ENOSPC:
+                            raise
+                fut = ent[1] = loop.create_future()
+                # the first in line also polls: room frees without a completion too (a
+                # cancelled wait's charges count until the daemon has answered it)
+                poll = loop.call_later(_ROOM_POLL_S, _wake, fut) if self.room[0] is ent else None
+                try:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise asyncio.TimeoutError
+                    await asyncio.wait_for(fut, left)
+                except asyncio.TimeoutError:
+                    raise _rld._error(-errno.ETIMEDOUT, "no room in this client's waits "
+                                      "(16,384 charges queued) within the timeout") from None
+                finally:
+                    ent[1] = None
+                    if poll is not None:
+                        poll.cancel()
+        finally:
+            first = self.room and self.room[0] is ent
+            self.room.remove(ent)
+            if first:
+                self.wake_room()                    # the next one tries
+
     # -- the blocking wait of the main thread
     def block(self, wt: Any, timeout_ns: int, priority: int, barge: bool) -> None:
         """Start WT and return when it is done; signal handlers run meanwhile (an exception
@@ -122,6 +194,11 @@ class _Router:
             if not wt.state == "pending":
                 return
             p.poll(_SLICE_MS)
+
+
+def _wake(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _router_of(client: Any) -> _Router:
@@ -140,6 +217,7 @@ def _after_fork() -> None:
     _make_lock = threading.Lock()                   # another thread may have held it
     for r in list(_routers):
         r.loops.clear()                             # the parent's loops are not ours
+        r.room.clear()
         try:
             r.w.forget()
             # librld rebuilds its engine in a child at the first call, on the same number:
@@ -212,7 +290,7 @@ async def wait_async(client: Any, charges: Tuple[Tuple[Any, int], ...],
         wt = None
         try:
             wt = _rld._Waiter(charges, loop.create_future(), loop, inbox)
-            router.w.start(wt, _ns_left(deadline), priority, barge)
+            await router.start_async(wt, loop, deadline, priority, barge)
             await wt.fut
             code, res = wt.code, wt.result
             if code == 0 and res.retry_after_ns:    # see rld_wait_start(3), degraded mode

@@ -161,6 +161,72 @@ def test_fifo_10000(ac):
     assert ac._router.loops == {} and len(ac._router.w) == 0
 
 
+CAP_CONF = "[rld]\nmax_waits_per_uid = 20000\n\n" + "".join(f"[limit c{i}]\nrate = 5000/s\nburst = 1\n\n" for i in range(64)) + \
+    "[limit x]\nrate = 4/s\nburst = 1\n"
+
+
+def test_beyond_the_cap(make_daemon):
+    """librld queues at most 16,384 charges per client at the daemon: the waits beyond it
+    wait in line, in order, instead of failing (ENOSPC). 300 sets of 64 charges: 256 fit."""
+    d = make_daemon(CAP_CONF)
+    c = d.client()
+    lims = [c.limit(f"c{i}") for i in range(64)]
+    charges = [(lim, 1) for lim in lims]
+    N = 300
+
+    async def main():
+        for lim in lims:
+            lim.debit(250)                 # 50 ms: they all queue
+        order = []
+
+        async def one(i):
+            r = await c.acquire_multi_async(charges, timeout=20)
+            order.append(i)
+            return r
+        tasks = [asyncio.ensure_future(one(i)) for i in range(N)]
+        await asyncio.sleep(0)
+        in_line = len(c._router.room)
+        rs = await asyncio.gather(*tasks)
+        return order, rs, in_line
+    order, rs, in_line = run(main())
+    assert in_line >= N - 256 - 5, in_line
+    assert order == list(range(N)) and all(rs) and not any(r.degraded for r in rs)
+    assert len(c._router.room) == 0 and len(c._router.w) == 0
+    # In line, the timeout holds too. The cap full of slow sets; a wait on another limit
+    # that would fit in time, but waits in line, and meanwhile another client queues ahead
+    # of it on that limit (priority 7): refused within its timeout (when it tries again
+    # and cannot fit any more, or when its time is up in line: "no room").
+    for lim in lims:
+        lim.debit(5000 * 30)               # 30 s of debt
+    x = c.limit("x")                       # 4/s
+    other = rld.Client(d.instance)
+    ox = other.limit("x")
+    ahead = [threading.Thread(target=ox.acquire, kwargs={"priority": 7}) for _ in range(3)]
+
+    async def timeouts():
+        tasks = [asyncio.ensure_future(c.acquire_multi_async(charges)) for _ in range(256)]
+        await asyncio.sleep(0.05)
+        assert len(c._router.w) == 256
+        assert x.try_acquire()
+        later = asyncio.get_running_loop().call_later
+        later(0.05, lambda: [t_.start() for t_ in ahead])
+        t = time.monotonic()
+        with pytest.raises(rld.Timeout) as ei:
+            await x.acquire_async(1, timeout=0.4)   # it would fit, but finds no room
+        took = time.monotonic() - t
+        assert ei.value.errno == 110
+        for t_ in tasks:
+            t_.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return took
+    took = run(timeouts())
+    for t_ in ahead:
+        t_.join(5)
+    assert 0.04 < took < 1.0, took
+    other.close()
+    c.close()
+
+
 def test_timeout_refused_at_once(ac):
     lim = ac.limit("q")                    # one token per 250 ms
 
