@@ -270,6 +270,7 @@ def test_cancelled_waits_take_nothing(ad, ac):
     async def main():
         assert lim.try_acquire(1000)
         lim.refund(5)                      # 5 there, 10 asked: ~18 s each
+        assert wait_until(lambda: lim.info().admitted == 1000)   # published
         tasks = [asyncio.ensure_future(lim.acquire_async(10)) for _ in range(20)]
         await asyncio.sleep(0.05)
         assert wait_until(lambda: lim.info().waiters == 20)
@@ -281,6 +282,7 @@ def test_cancelled_waits_take_nothing(ad, ac):
         # the daemon dropped them: nothing queued, and a try is not held behind them
         assert wait_until(lambda: lim.info().waiters == 0)
         assert lim.peek().remaining == 5
+        assert lim.info().admitted == 1000, "none of the cancelled ones was admitted"
         assert lim.try_acquire(5)
     run(main())
     assert ac._router.loops == {} and len(ac._router.w) == 0
