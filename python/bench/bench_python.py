@@ -3,6 +3,8 @@
 
 Rows (every call admitted, one process, one thread, a tight loop written as a user would):
   rld try_acquire(1)                  Limit.try_acquire of this package
+  rld await acquire_async(1)          Limit.acquire_async awaited in a coroutine: the fast
+                                      path through asyncio (admitted, the loop untouched)
   ctypes rld_try(1)                   the same librld call through ctypes (argtypes set,
                                       result struct passed by reference, not read)
   limits FixedWindow, MemoryStorage   the `limits` library (Debian's 2.8), in-process storage
@@ -15,11 +17,17 @@ Targets (issue 12): try_acquire >= 3x faster than ctypes rld_try, >= 30x faster 
 Redis row. Each repetition runs every row for --ms milliseconds, rows in rotating order; the
 table gives the median and min-max over --reps repetitions.
 
+Then the waiters (--waiters N, 10,000): N concurrent acquire_async in one loop on a limit of
+10^6/s and burst 1, put 0.3 s into debt first so that every one of them queues at the
+daemon; it reports how long starting them took, how fast the completions came once the
+debt was paid (the daemon is not the bottleneck at that rate: this is what one Python
+process absorbs), the client's CPU time per wait, and whether they completed in FIFO order.
+
 Needs PYTHONPATH=<build>/python and RLD_BIN=<build>/daemon/rld (it starts rld on a private
 instance), and redis-server for the Redis rows (started on a private port unless
 REDIS_URL names a running one). Run with /usr/bin/python3 (Debian's limits and redis).
-  --reps N (5)  --ms MS (300)  --smoke (1 rep of 20 ms: checks every row runs)  --json
-  --no-redis
+  --reps N (5)  --ms MS (300)  --smoke (1 rep of 20 ms, 200 waiters: checks every row
+  runs)  --json  --no-redis  --waiters N (0: none)
 """
 import argparse
 import ctypes
@@ -60,6 +68,8 @@ return {allowed, math.floor(tokens)}
 """
 
 RATE = 10 ** 9        # every call admitted, as in bench_peers
+WAIT_RATE = 10 ** 6   # the waiters' limit
+WAIT_DEBT = 0.3       # seconds of debt before the waiters: every one of them queues
 
 
 class Private:
@@ -95,7 +105,8 @@ def start_rld(priv):
     conf = os.path.join(priv.dir, "rld.conf")
     log = os.path.join(priv.dir, "rld.log")
     with open(conf, "w") as f:
-        f.write(f"[limit bench]\nrate = {RATE}/s\nburst = {RATE}\n")
+        f.write(f"[limit bench]\nrate = {RATE}/s\nburst = {RATE}\n\n"
+                f"[limit bench.q]\nrate = {WAIT_RATE}/s\nburst = 1\n")
     with open(log, "wb") as lf:
         priv.procs.append(subprocess.Popen(
             [rld_bin, "--foreground", "--config", conf, "--instance", inst],
@@ -171,6 +182,56 @@ def row_rld(inst):
             lim.try_acquire(1)
     assert lim.try_acquire(1)
     return run
+
+
+def row_rld_async(inst):
+    import asyncio
+    lim = rld.Client(inst).limit("bench")
+    loop = asyncio.new_event_loop()
+
+    async def many(n):
+        for _ in range(n):
+            await lim.acquire_async(1)
+
+    def run(n):
+        loop.run_until_complete(many(n))
+    run(1)
+    return run
+
+
+def waiters(inst, n):
+    """N concurrent acquire_async, every one queued at the daemon (see the docstring)."""
+    import asyncio
+    c = rld.Client(inst)
+    lim = c.limit("bench.q")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        order = []
+
+        async def one(i):
+            r = await lim.acquire_async(1, timeout=60)
+            order.append(i)
+            return r
+        lim.try_acquire()
+        lim.debit(int(WAIT_RATE * WAIT_DEBT))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        tasks = [loop.create_task(one(i)) for i in range(n)]
+        await asyncio.sleep(0)            # every task has run its first step: started
+        t_started = time.perf_counter()
+        rs = await asyncio.gather(*tasks)
+        t_done, cpu1 = time.perf_counter(), time.process_time()
+        served = t_done - max(t_started, t0 + WAIT_DEBT)
+        return {"waiters": n, "start_s": t_started - t0, "wall_s": t_done - t0,
+                "served_s": served, "per_s": n / served if served > 0 else 0.0,
+                "cpu_us_per_wait": (cpu1 - cpu0) / n * 1e6,
+                "fifo": order == list(range(n)),
+                "degraded": sum(1 for r in rs if r.degraded),
+                "max_queue_position": max(r.queue_position for r in rs)}
+    try:
+        return asyncio.run(main())
+    finally:
+        c.close()
 
 
 def row_ctypes(inst):
@@ -264,9 +325,10 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="1 rep of 20 ms: every row runs")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-redis", action="store_true")
+    ap.add_argument("--waiters", type=int, default=10000)
     a = ap.parse_args()
     if a.smoke:
-        a.reps, a.ms = 1, 20
+        a.reps, a.ms, a.waiters = 1, 20, 200
     priv = Private()
     try:
         return bench(a, priv)
@@ -279,6 +341,7 @@ def bench(a, priv):
     inst = start_rld(priv)
     url, why = (None, "--no-redis") if a.no_redis else start_redis(priv)
     rows = [("rld try_acquire(1)", row_rld, inst),
+            ("rld await acquire_async(1)", row_rld_async, inst),
             ("ctypes rld_try(1)", row_ctypes, inst),
             ("limits FixedWindow, MemoryStorage", row_limits_memory, None),
             ("limits FixedWindow, RedisStorage", row_limits_redis, url),
@@ -301,6 +364,7 @@ def bench(a, priv):
         order = names[rep % len(names):] + names[:rep % len(names)]
         for name in order:
             samples[name].append(measure(runs[name], a.ms))
+    wt = waiters(inst, a.waiters) if a.waiters > 0 else None
     busy1, steal1 = cpu_ticks()
     own1 = own_ticks(pids)
     hz = os.sysconf("SC_CLK_TCK")
@@ -339,7 +403,8 @@ def bench(a, priv):
              "max": max(samples[n]), "x_rld": med[n] / ref} for n in names] +
             [{"name": n, "skipped": why} for n, why in skipped.items()],
             "targets": [{"status": s, "what": w, "value": x, "limit": f}
-                        for s, w, x, f in targets]}, indent=1))
+                        for s, w, x, f in targets],
+            "waiters": wt}, indent=1))
     else:
         print(f"bench_python: {a.reps} reps x {a.ms:g} ms per row; Python {env['python']} "
               f"({sys.executable}); {env['cpus']} CPUs ({env['cpu']}); Linux {env['kernel']}; "
@@ -359,8 +424,19 @@ def bench(a, priv):
         print("\ntargets")
         for s, w, x, f in targets:
             print(f"  {s:7} {w}" + (f": {fmt(x)} >= {f}" if x is not None else ""))
+        if wt:
+            print(f"\nwaiters: {wt['waiters']} concurrent acquire_async, one loop, limit "
+                  f"{WAIT_RATE}/s burst 1 after {WAIT_DEBT:g} s of debt")
+            print(f"  started in {wt['start_s'] * 1e3:.0f} ms "
+                  f"({wt['start_s'] / wt['waiters'] * 1e6:.1f} us each); all done "
+                  f"{wt['wall_s']:.3f} s after the first")
+            print(f"  served {wt['per_s']:.0f}/s once the debt was paid; client CPU "
+                  f"{wt['cpu_us_per_wait']:.1f} us per wait; FIFO order: "
+                  f"{'yes' if wt['fifo'] else 'NO'}; degraded {wt['degraded']}; "
+                  f"max queue_position {wt['max_queue_position']}")
     if a.smoke:
         ok = all(v > 0 for v in med.values()) and len(med) + len(skipped) == len(rows)
+        ok = ok and (wt is None or wt["fifo"])
         return 0 if ok else 1
     return 0
 

@@ -11,7 +11,11 @@ fairly at the daemon (FIFO across processes, priorities)::
     if not r:
         print("retry in", r.retry_after, "s")
     r = lim.acquire(1, timeout=5)         # waits (GIL released); rld.Timeout if it cannot fit
+    r = await lim.acquire_async(1)        # the same in asyncio: no thread, cancellable
     lim.refund(1); lim.debit(10); lim.peek(); lim.info()
+
+    # all or nothing over several limits: one request and 500 model tokens
+    r = c.acquire_multi([(requests, 1), (tokens, 500)], timeout=30)   # or try_/_async
 
 Helpers: @rld.limited(name, cost=1, timeout=None) decorates sync and async functions and
 is a context manager (``with`` / ``async with``); Limit.reserve(estimate) takes an
@@ -31,6 +35,7 @@ from ._rld import (ABIMismatch, ClockMismatch, Corrupt, CostTooHigh, DebtOverflo
 from ._rld import __version__
 from ._core import Client, Limit, default_client
 from ._helpers import Reservation, limited
+from . import _waits  # noqa: F401  (installs the waits of asyncio and of the main thread)
 
 __all__ = [
     "Client", "Limit", "Result", "Info", "default_client", "limited", "Reservation",

@@ -16,7 +16,8 @@ class Limit(_rld.Limit):
 
     Raises rld.NotFound (a LookupError) when the instance has no such limit. Find it once
     and keep it: taking tokens is one compare-and-swap in shared memory
-    (:meth:`try_acquire`), or a fair wait at the daemon (:meth:`acquire`).
+    (:meth:`try_acquire`), or a fair wait at the daemon (:meth:`acquire`, and
+    ``await`` :meth:`acquire_async` in asyncio).
     """
 
     __slots__ = ()
@@ -44,9 +45,13 @@ class Client(_rld.Client):
     """Client(instance=None): attach rld instance INSTANCE (None: $RLD_INSTANCE, else
     "default").
 
-    Make one per process and share it between threads; forked children may keep using
-    their parent's. Raises rld.NotFound when no daemon ever created the instance. A context
-    manager: leaving the ``with`` block closes it.
+    Make one per process and share it between threads and event loops; forked children
+    may keep using their parent's. Raises rld.NotFound when no daemon ever created the
+    instance. A context manager: leaving the ``with`` block closes it.
+
+    Several limits at once, all or nothing: :meth:`try_acquire_multi`,
+    :meth:`acquire_multi` and :meth:`acquire_multi_async` take a list of (Limit, cost)
+    pairs: ``c.acquire_multi([(requests, 1), (tokens, 500)], timeout=30)``.
     """
 
     __slots__ = ()

@@ -2,11 +2,10 @@
 async) and the estimate-then-adjust reservation for LLM-style costs known only afterwards."""
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import inspect
-from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from . import _rld
 from ._core import Client, Limit, default_client
@@ -19,32 +18,6 @@ def _denied(lim: Limit, r: _rld.Result) -> _rld.Error:
     e.result = r
     e.retry_after = r.retry_after
     return e
-
-
-def _timeout(lim: Limit, r: _rld.Result) -> _rld.Error:
-    e = _rld._error(errno.ETIMEDOUT, f"limit '{lim.name}'")
-    e.result = r
-    e.retry_after = r.retry_after
-    return e
-
-
-async def _acquire_async_polling(lim: Limit, cost: int, timeout: Optional[float],
-                                 barge: bool = False) -> _rld.Result:
-    """INTERIM async wait, until Limit.acquire_async exists: try_acquire, and when
-    denied asyncio.sleep(retry_after) and try again. It blocks no thread, but it is not the
-    daemon's fair queue: no FIFO order among waiters, no priorities. It will be replaced by
-    Limit.acquire_async (librld's wait descriptor added to the running loop).
-
-    Like acquire, it raises rld.Timeout at once when the tokens cannot fit in time."""
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    while True:
-        r = lim.try_acquire(cost, barge=barge)
-        if r:
-            return r
-        if deadline is not None and loop.time() + r.retry_after > deadline:
-            raise _timeout(lim, r)
-        await asyncio.sleep(max(r.retry_after, 0.0005))
 
 
 class limited:
@@ -67,10 +40,9 @@ class limited:
     there now (its .retry_after says when they will be). The context manager's value is
     the rld.Result.
 
-    async code: until Limit.acquire_async exists, the async forms poll
-    (try_acquire, then asyncio.sleep(retry_after)): no thread is blocked, but waiters are
-    not served in FIFO order and priority is ignored. They will switch to
-    Limit.acquire_async, which queues fairly at the daemon.
+    In async code (``async def`` under the decorator, ``async with``) the wait is
+    Limit.acquire_async: the same fair queue at the daemon, no thread blocked, and a
+    cancelled task gives its place up and takes nothing.
     """
 
     __module__ = "rld"
@@ -112,10 +84,10 @@ class limited:
         return r
 
     async def acquire_async(self) -> _rld.Result:
-        """Take the tokens without blocking the event loop (interim: polling, see above)."""
+        """Take the tokens without blocking the event loop (Limit.acquire_async)."""
         lim = self.limit
         if self.wait:
-            return await _acquire_async_polling(lim, self.cost, self.timeout, self.barge)
+            return await lim.acquire_async(self.cost, self.timeout, self.priority, self.barge)
         r = lim.try_acquire(self.cost, barge=self.barge)
         if not r:
             raise _denied(lim, r)
@@ -163,8 +135,12 @@ class Reservation:
     was used, the limit must know). Exceptions in the block: when adjust() was never
     called, on_error="refund" (the default) gives the whole estimate back, as the work
     most likely did not consume it; on_error="keep" keeps it charged. Once adjust() was
-    called its figure stands whatever happens next. ``async with`` works too (interim
-    polling wait, see rld.limited).
+    called its figure stands whatever happens next. ``async with`` works too
+    (Limit.acquire_async).
+
+    A refund goes back to the window the estimate was taken in (Result.window) on window
+    limits (sliding, fixed); when librld cannot tell that window, or it is over, the
+    tokens stay counted where they were taken (rld_refund(3)).
     """
 
     __module__ = "rld"
@@ -191,7 +167,8 @@ class Reservation:
         return self
 
     async def acquire_async(self) -> "Reservation":
-        self.result = await _acquire_async_polling(self.limit, self.estimate, self.timeout)
+        """Wait for and take the estimate without blocking the loop (``async with``)."""
+        self.result = await self.limit.acquire_async(self.estimate, self.timeout, self.priority)
         self.charged = self.estimate
         return self
 
@@ -204,9 +181,16 @@ class Reservation:
         if diff > 0:
             self.limit.debit(diff)
         elif diff < 0:
-            # a window limit's tokens go back to the window they were taken in
+            # a window limit's tokens go back to the window they were taken in (0 for GCRA)
             w = self.result.window if self.result is not None else 0
-            self.limit.refund(-diff, window=w) if w else self.limit.refund(-diff)
+            try:
+                self.limit.refund(-diff, window=w)
+            except _rld.Error as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                # a window limit whose window librld did not report: they stay charged
+                self.adjusted = True
+                return
         self.charged = actual
         self.adjusted = True
 

@@ -51,6 +51,7 @@ static void client_close_handle(rldpy_client *self)
 {
     rldpy_handle *h = self->h;
     self->h = NULL;
+    Py_CLEAR(self->router);   /* its waits go on: it holds a reference of its own to H */
     if (h) {
         /* rld_close may flush counters and close sockets: nothing to hold the GIL for */
         Py_BEGIN_ALLOW_THREADS
@@ -65,6 +66,7 @@ static PyObject *client_tp_new(PyTypeObject *t, PyObject *args, PyObject *kw)
     if (self) {
         self->h = NULL;
         self->instance = Py_NewRef(Py_None);
+        self->router = NULL;
     }
     return (PyObject *)self;
 }
@@ -138,6 +140,7 @@ static void client_dealloc(PyObject *op)
         rldpy_handle_unref(self->h);
     self->h = NULL;
     Py_CLEAR(self->instance);
+    Py_CLEAR(self->router);
     Py_TYPE(op)->tp_free(op);
 }
 
@@ -188,7 +191,35 @@ static PyObject *get_closed(PyObject *op, void *c)
     return PyBool_FromLong(((rldpy_client *)op)->h == NULL);
 }
 
+/* _waits(): a new engine object (rld._rld._Waits) for this client's handle. */
+static PyObject *client_waits(PyObject *op, PyObject *unused)
+{
+    rldpy_client *self = (rldpy_client *)op;
+    if (!rldpy_client_get(self))
+        return NULL;
+    return rldpy_waits_new(self->h);
+}
+
+static PyObject *get_router(PyObject *op, void *c)
+{
+    PyObject *r = ((rldpy_client *)op)->router;
+    return Py_NewRef(r ? r : Py_None);
+}
+
+static int set_router(PyObject *op, PyObject *v, void *c)
+{
+    rldpy_client *self = (rldpy_client *)op;
+    if (v && v != Py_None && !self->h) {
+        rldpy_client_get(self);   /* EBADF */
+        return -1;
+    }
+    Py_XSETREF(self->router, v && v != Py_None ? Py_NewRef(v) : NULL);
+    return 0;
+}
+
 static PyGetSetDef client_getset[] = {
+    { "_router", get_router, set_router,
+      "rld/_waits.py's router of this client's waits (internal), or None.", NULL },
     { "instance", get_instance, NULL, "The instance name (as resolved when opened).", NULL },
     { "closed", get_closed, NULL, "True after close().", NULL },
     { NULL },
@@ -202,6 +233,8 @@ static PyMethodDef client_methods[] = {
     { "close", client_close, METH_NOARGS,
       "close($self, /)\n--\n\nDetach from the instance. Limits found through it then raise\n"
       "rld.Error (EBADF). Waits still running finish first. Idempotent." },
+    { "_waits", client_waits, METH_NOARGS,
+      "_waits($self, /)\n--\n\nThe non-blocking wait engine of this client (internal)." },
     { "__enter__", client_enter, METH_NOARGS, NULL },
     { "__exit__", client_exit, METH_VARARGS, NULL },
     { NULL },
@@ -231,6 +264,14 @@ int rldpy_client_init(PyObject *m)
         PyDict_SetItemString(rldpy_client_type.tp_dict, "limit_class",
                              (PyObject *)&rldpy_limit_type) < 0)
         return -1;
+    for (PyMethodDef *d = rldpy_multi_methods; d->ml_name; d++) {   /* multi.c */
+        PyObject *f = PyDescr_NewMethod(&rldpy_client_type, d);
+        if (!f || PyDict_SetItemString(rldpy_client_type.tp_dict, d->ml_name, f) < 0) {
+            Py_XDECREF(f);
+            return -1;
+        }
+        Py_DECREF(f);
+    }
     PyType_Modified(&rldpy_client_type);
     return PyModule_AddObjectRef(m, "Client", (PyObject *)&rldpy_client_type);
 }

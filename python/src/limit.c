@@ -66,15 +66,74 @@ int rldpy_parse_timeout(PyObject *o, int64_t *out)
     return 0;
 }
 
-static PyObject *limit_raise(rldpy_limit *self, int err, const rld_result *res)
+int rldpy_parse_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames, const char *const *names, int npos, PyObject **out)
+{
+    if (nargs > npos) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional argument%s (%zd given)",
+                     fn, npos, npos == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    if (!kwnames)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        int j = 0;
+        while (names[j] && PyUnicode_CompareWithASCIIString(k, names[j]) != 0)
+            j++;
+        if (!names[j] || (j < nargs)) {
+            PyErr_Format(PyExc_TypeError, names[j] ? "%s() got multiple values for argument '%U'"
+                                                   : "%s() got an unexpected keyword argument '%U'",
+                         fn, k);
+            return -1;
+        }
+        out[j] = args[nargs + i];
+    }
+    return 0;
+}
+
+int rldpy_parse_priority(PyObject *o, int *out)
+{
+    *out = 0;
+    if (!o)
+        return 0;
+    PyObject *i = PyNumber_Index(o);
+    if (!i) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "priority must be an int, not %.100s",
+                         Py_TYPE(o)->tp_name);
+        }
+        return -1;
+    }
+    int overflow = 0;
+    long p = PyLong_AsLongAndOverflow(i, &overflow);
+    Py_DECREF(i);
+    if (p == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || p < 0 || p > RLD_PRIORITY_MAX) {
+        PyErr_Format(rldpy_InvalidArgument, "priority must be 0 to %d, not %R", RLD_PRIORITY_MAX,
+                     o);
+        return -1;
+    }
+    *out = (int)p;
+    return 0;
+}
+
+PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res)
 {
     char detail[200];
     PyOS_snprintf(detail, sizeof(detail), "limit '%.64s'", PyUnicode_AsUTF8(self->name));
     return rldpy_raise(err, detail, res);
 }
 
+#define limit_raise rldpy_limit_raise
+#define limit_refind rldpy_limit_refind
+
 /* The handle went stale: find the name again. 0: found (retry), -1: exception set. */
-static int limit_refind(rldpy_limit *self, rld_client *c)
+int rldpy_limit_refind(rldpy_limit *self, rld_client *c)
 {
     rld_limit lim;
     int r = rld_find(c, PyUnicode_AsUTF8(self->name), &lim);
@@ -174,59 +233,80 @@ static PyObject *limit_try(PyObject *op, PyObject *const *args, Py_ssize_t nargs
     }
 }
 
+static const char *const wait_args[] = { "cost", "timeout", "priority", "barge", NULL };
+
+/* The arguments of acquire and acquire_async: 0, or -1 with an exception. */
+static int parse_wait(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, uint64_t *cost, PyObject **timeo, int64_t *timeout_ns,
+                      int *priority, int *barge)
+{
+    PyObject *o[4] = { NULL, NULL, NULL, NULL };
+    if (rldpy_parse_args(fn, args, nargs, kwnames, wait_args, 4, o) < 0)
+        return -1;
+    *cost = 1;
+    *timeo = o[1] ? o[1] : Py_None;
+    *barge = 0;
+    if ((o[0] && rldpy_parse_u64(o[0], "cost", cost) < 0) ||
+        rldpy_parse_timeout(*timeo, timeout_ns) < 0 || rldpy_parse_priority(o[2], priority) < 0 ||
+        (o[3] && (*barge = PyObject_IsTrue(o[3])) < 0))
+        return -1;
+    return 0;
+}
+
+static void charges_one(rldpy_limit *self, uint64_t cost, rldpy_charges *cs)
+{
+    cs->n = 1;
+    cs->lims[0] = self;
+    cs->ch[0].limit = self->lim;
+    cs->ch[0].cost = cost;
+    cs->tuple = NULL;
+}
+
 /* acquire(cost=1, timeout=None, priority=0, barge=False) */
-static PyObject *limit_acquire(PyObject *op, PyObject *args, PyObject *kw)
+static PyObject *limit_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
 {
     rldpy_limit *self = (rldpy_limit *)op;
-    static char *kwlist[] = { "cost", "timeout", "priority", "barge", NULL };
-    PyObject *costo = NULL, *timeo = Py_None;
-    int priority = 0, barge = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOip:acquire", kwlist, &costo, &timeo,
-                                     &priority, &barge))
-        return NULL;
-    uint64_t cost = 1;
+    uint64_t cost;
+    PyObject *timeo;
     int64_t timeout_ns;
-    if ((costo && rldpy_parse_u64(costo, "cost", &cost) < 0) ||
-        rldpy_parse_timeout(timeo, &timeout_ns) < 0)
+    int priority, barge;
+    if (parse_wait("acquire", args, nargs, kwnames, &cost, &timeo, &timeout_ns, &priority,
+                   &barge) < 0)
         return NULL;
-    if (priority < 0 || priority > RLD_PRIORITY_MAX)
-        return PyErr_Format(rldpy_InvalidArgument, "priority must be 0 to %d, not %d",
-                            RLD_PRIORITY_MAX, priority);
-    if (!rldpy_client_get(self->client))
+    rldpy_charges cs;
+    charges_one(self, cost, &cs);
+    PyObject *r = rldpy_wait(self->client, &cs, timeo, timeout_ns, priority, barge);
+    rldpy_charges_clear(&cs);
+    return r;
+}
+
+/* acquire_async(cost=1, timeout=None, priority=0, barge=False): argument errors raise now,
+ * everything else happens when awaited, as with an async def. */
+static PyObject *limit_acquire_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    uint64_t cost;
+    PyObject *timeo;
+    int64_t timeout_ns;
+    int priority, barge;
+    if (parse_wait("acquire_async", args, nargs, kwnames, &cost, &timeo, &timeout_ns, &priority,
+                   &barge) < 0)
         return NULL;
-    rldpy_handle *h = self->client->h;
-    rld_wait_opts opts = { priority, barge ? RLD_WAIT_BARGE : 0 };
-    rld_result res;
-    memset(&res, 0, sizeof(res));
-    rldpy_handle_ref(h);   /* the client may be closed by another thread while we wait */
-    int r;
-    for (int attempt = 0;; attempt++) {
-        uint64_t start = 0;
-        if (timeout_ns > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            start = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-        }
-        r = rldpy_wait(h, self->lim, cost, timeout_ns, &opts, &res);
-        if (r != -ESTALE || attempt > 0)
-            break;
-        if (limit_refind(self, h->c) < 0) {
-            r = RLDPY_EXC;
-            break;
-        }
-        if (timeout_ns > 0) {   /* what is left of the timeout */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t spent = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - start;
-            timeout_ns = spent >= (uint64_t)timeout_ns ? 0 : timeout_ns - (int64_t)spent;
-        }
-    }
-    rldpy_handle_unref(h);
-    if (r == 0)
-        return rldpy_result_new(&res, true);
-    if (r == RLDPY_EXC)
+    rldpy_charges cs;
+    charges_one(self, cost, &cs);
+    return rldpy_acquire_new(self->client, op, &cs, timeo, timeout_ns, priority, barge);
+}
+
+/* _refind(): look the name up again (rld/_waits.py, after a wait said the handle is stale). */
+static PyObject *limit_refind_py(PyObject *op, PyObject *unused)
+{
+    rldpy_limit *self = (rldpy_limit *)op;
+    rld_client *c = rldpy_client_get(self->client);
+    if (!c || limit_refind(self, c) < 0)
         return NULL;
-    return limit_raise(self, r, r == -ETIMEDOUT ? &res : NULL);
+    Py_RETURN_NONE;
 }
 
 typedef int (*amount_fn)(rld_client *, rld_limit, uint64_t);
@@ -352,7 +432,7 @@ static PyMethodDef limit_methods[] = {
       "when they would fit. While callers are queued at the daemon a try is denied so the\n"
       "queue is not starved, unless BARGE. Cost 0 always succeeds and takes nothing.\n"
       "Raises rld.CostTooHigh when COST exceeds the burst (it can never fit)." },
-    { "acquire", RLDPY_METH(limit_acquire), METH_VARARGS | METH_KEYWORDS,
+    { "acquire", RLDPY_METH(limit_acquire), METH_FASTCALL | METH_KEYWORDS,
       "acquire($self, /, cost=1, timeout=None, priority=0, barge=False)\n--\n\n"
       "Wait until COST tokens fit, then take them: the fast path first, then a queued wait\n"
       "at the daemon (FIFO across processes within a priority 0..7, higher first). Blocks\n"
@@ -360,10 +440,24 @@ static PyMethodDef limit_methods[] = {
       "when the wait cannot be served within TIMEOUT seconds (None: no limit); its\n"
       "retry_after is the wait it would have needed. When the daemon is down the wait is\n"
       "served client-side and Result.degraded is True.\n\n"
-      "Signals: in the main thread the wait runs in a helper thread and the caller handles\n"
-      "signals while it waits, so Ctrl-C raises KeyboardInterrupt at once; tokens granted\n"
-      "to an interrupted wait are given back (refunded) when the grant arrives. See\n"
-      "python/README.md." },
+      "Signals: in the main thread the wait polls the client's wait descriptor and runs\n"
+      "signal handlers as they come: Ctrl-C raises KeyboardInterrupt at once, the wait gives\n"
+      "its place up (the callers behind move up) and takes nothing (a grant that crossed\n"
+      "the interrupt is given back). A handler that does not raise lets the wait go on." },
+    { "acquire_async", RLDPY_METH(limit_acquire_async), METH_FASTCALL | METH_KEYWORDS,
+      "acquire_async($self, /, cost=1, timeout=None, priority=0, barge=False)\n--\n\n"
+      "acquire for asyncio: ``r = await lim.acquire_async(1)``. A coroutine: nothing happens\n"
+      "until it is awaited; then the fast path (an admitted call never touches the event\n"
+      "loop), and when that says no, a wait queued at the daemon as acquire's (FIFO across\n"
+      "processes within a priority, the same rld.Timeout at once when it cannot fit) that\n"
+      "blocks no thread: the client's one wait descriptor is added to the running loop\n"
+      "(loop.add_reader) while it has waits there. Cancelling the task (task.cancel(),\n"
+      "asyncio.timeout, wait_for) gives its place up at once and takes nothing; tokens\n"
+      "granted as it was cancelled are given back. Works in any number of loops and\n"
+      "threads, and in forked children. When the daemon is down the wait is served\n"
+      "client-side (Result.degraded)." },
+    { "_refind", limit_refind_py, METH_NOARGS,
+      "_refind($self, /)\n--\n\nLook the name up again (internal); rld.Deleted when it is gone." },
     { "refund", (PyCFunction)(void (*)(void))limit_refund, METH_VARARGS | METH_KEYWORDS,
       "refund($self, amount, /, window=None)\n--\n\nGive back AMOUNT tokens taken earlier (the bucket never\n"
       "exceeds its burst). On a window limit (sliding, fixed) they go back to the window\n"

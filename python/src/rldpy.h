@@ -3,8 +3,11 @@
  *
  * One file per type: client.c (Client, and the reference-counted librld client behind it),
  * limit.c (Limit: try/acquire/refund/debit/peek/info), result.c (Result, Info), wait.c (the
- * blocking wait: GIL released, signals handled), errors.c (rld.Error and its subclasses),
- * module.c (the module). acquire_async, acquire_multi and templates will each be one more
+ * waits of acquire, acquire_async and the multi calls: fast path, local refusal, then a
+ * blocking wait without the GIL or a hand-over to rld/_waits.py), async.c (the
+ * non-blocking wait engine's objects: _Waits, _Waiter, and _Ready, the awaitable of a wait
+ * decided at once), multi.c (Client.try_acquire_multi, acquire_multi, acquire_multi_async),
+ * errors.c (rld.Error and its subclasses), module.c (the module). Templates will be one more
  * file that registers its type or methods the same way.
  */
 #ifndef RLD_PYTHON_RLDPY_H
@@ -40,6 +43,8 @@ typedef struct {
     PyObject_HEAD
     rldpy_handle *h;          /* NULL once closed */
     PyObject     *instance;   /* str: the instance name as resolved at open */
+    PyObject     *router;     /* rld/_waits.py's _Router for this handle, or NULL; dropped
+                                 at close (the router keeps its own reference to H) */
 } rldpy_client;
 
 typedef struct {
@@ -90,15 +95,63 @@ rld_client *rldpy_client_get(rldpy_client *c);
 /* limit.c */
 int rldpy_limit_init(PyObject *m);
 
-/* wait.c: rld_wait_ex with the GIL released. Returns the librld code, or RLDPY_EXC when a
- * Python exception (a signal handler's, e.g. KeyboardInterrupt) is set; then nothing was
- * taken. Called with the GIL held. */
-#define RLDPY_EXC INT32_MIN
-int rldpy_wait(rldpy_handle *h, rld_limit lim, uint64_t cost, int64_t timeout_ns,
-               const rld_wait_opts *opts, rld_result *res);
+int rldpy_limit_refind(rldpy_limit *self, rld_client *c);   /* 0, or -1 with Deleted raised */
+/* rld.Error for librld code ERR about limit SELF ("limit 'NAME': ..."), RES attached for
+ * Timeout and Denied; returns NULL. */
+PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res);
+
+/* The charges of one wait or take: Limits of one Client and their costs. */
+typedef struct {
+    size_t        n;
+    rldpy_limit  *lims[RLD_MULTI_MAX];   /* borrowed: the caller holds them */
+    rld_charge    ch[RLD_MULTI_MAX];
+    PyObject     *tuple;                 /* ((Limit, cost), ...), made on demand; owned */
+} rldpy_charges;
+
+/* multi.c: parse SEQ, a sequence of (Limit, cost) pairs (every Limit of client CL) into CS
+ * (its tuple is set). 0, or -1 with an exception. */
+int rldpy_charges_parse(rldpy_client *cl, PyObject *seq, rldpy_charges *cs);
+/* Client's methods for sets, added to its type by client.c. */
+extern PyMethodDef rldpy_multi_methods[];
+/* The tuple of CS (borrowed; made on first call), or NULL with an exception. */
+PyObject *rldpy_charges_tuple(rldpy_charges *cs);
+void rldpy_charges_clear(rldpy_charges *cs);
+
+/* wait.c: the waits. Both take the fast path first (with the GIL), refuse at once what
+ * cannot fit TIMEOUT_NS (the same figure as TIMEO, a Python timeout), retry once with the
+ * limit found again when a handle went stale, and raise librld's errors naming the limit.
+ *   rldpy_wait: blocks. In the main thread through rld/_waits.py (the client's wait
+ *     descriptor polled, signal handlers run, a cancel on an exception), else rld_wait_ex /
+ *     rld_wait_multi with the GIL released. A new Result, or NULL.
+ *   rldpy_wait_async: what an awaited acquire does when first run: 0 and *OUT a new Result
+ *     (admitted at once), 1 and *OUT the coroutine of rld/_waits.py to delegate to (a wait
+ *     over librld's non-blocking engine), or -1 with an exception. */
+PyObject *rldpy_wait(rldpy_client *cl, rldpy_charges *cs, PyObject *timeo, int64_t timeout_ns,
+                     int priority, int barge);
+int rldpy_wait_async(rldpy_client *cl, rldpy_charges *cs, PyObject *timeo, int64_t timeout_ns,
+                     int priority, int barge, PyObject **out);
+/* The hooks rld/_waits.py installs (_rld._set_hooks): sync_wait(client, charges, timeout,
+ * priority, barge) -> Result and async_wait(...) -> coroutine. NULL until then. */
+extern PyObject *rldpy_hook_sync, *rldpy_hook_async;
+
+/* async.c */
+int rldpy_async_init(PyObject *m);
+/* The awaitable of Limit.acquire_async and Client.acquire_multi_async: nothing happens
+ * until it is awaited (as with an async def), then rldpy_wait_async. OWNER keeps the Limits
+ * of CS alive (the Limit, or the charges tuple); CS is copied (not its tuple). */
+PyObject *rldpy_acquire_new(rldpy_client *cl, PyObject *owner, const rldpy_charges *cs,
+                            PyObject *timeo, int64_t timeout_ns, int priority, int barge);
+/* Client._waits(): the engine object of the client's handle. */
+PyObject *rldpy_waits_new(rldpy_handle *h);
 
 /* Arguments: a cost or amount (int >= 0), a timeout (None or seconds >= 0 -> ns, -1 = none). */
 int rldpy_parse_u64(PyObject *o, const char *what, uint64_t *out);
 int rldpy_parse_timeout(PyObject *o, int64_t *out);
+/* Vectorcall arguments by name: NAMES (NULL-terminated), the first NPOS also positional.
+ * OUT[i] is set (borrowed) for each given, left alone otherwise. 0, or -1 (TypeError). */
+int rldpy_parse_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames, const char *const *names, int npos, PyObject **out);
+/* priority: an int 0..RLD_PRIORITY_MAX (rld.InvalidArgument otherwise), barge: truth. */
+int rldpy_parse_priority(PyObject *o, int *out);
 
 #endif

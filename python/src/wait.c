@@ -1,183 +1,200 @@
 /*
- * wait.c - the blocking wait behind Limit.acquire: librld's rld_wait_ex with the GIL
- * released, and signals (Ctrl-C) handled while it waits.
+ * wait.c - the waits behind Limit.acquire, Limit.acquire_async, Client.acquire_multi and
+ * Client.acquire_multi_async: one path for one charge and for sets.
  *
- * rld_wait_ex retries its system calls on EINTR, so a thread blocked in it does not return
- * to Python when a signal arrives, and CPython runs signal handlers only in the main
- * thread. Therefore:
+ * Every wait first decides what it can at once, with the GIL held and no system call: the
+ * fast path (rld_try_ex, rld_try_multi), and the local refusal of a wait that cannot fit its
+ * timeout (what rld_wait does before asking the daemon). An admitted call never touches a
+ * thread, a descriptor or an event loop. What must wait goes:
  *
- *  - in any other thread the wait is a plain rld_wait_ex call without the GIL (signals are
- *    not handled there anyway);
- *  - in the main thread the wait runs in a short-lived helper thread (all signals blocked)
- *    while the caller sleeps in poll() on an eventfd the helper signals at the end, and runs
- *    the signal handlers whenever poll is interrupted (or every 100 ms, in case the signal
- *    went to another thread). When a handler raises (KeyboardInterrupt), the caller returns
- *    at once with the exception and the wait is abandoned: the helper stays queued until
- *    the daemon answers, and if the tokens were granted it gives them back (rld_refund).
+ *  - blocking, in a thread other than the main one: rld_wait_ex / rld_wait_multi with the
+ *    GIL released (a connection of the thread's own; signals are not handled there anyway);
+ *  - blocking, in the main thread: to rld/_waits.py (the sync hook), which starts the wait on
+ *    the client's non-blocking engine (rld_wait_start) and polls the client's wait
+ *    descriptor while Python runs the signal handlers: Ctrl-C raises KeyboardInterrupt at
+ *    once and rld_wait_cancel gives the place up (the waits behind move up at once, nothing
+ *    is taken; a grant that crossed the cancel is given back);
+ *  - awaited: to rld/_waits.py (the async hook), the same engine with the descriptor added
+ *    to the running loop (loop.add_reader) and a Future per wait.
  *
- * The contract an interrupted acquire keeps: it takes nothing (the grant is refunded), and
- * no token is lost or created. What it cannot do is give up its place in the daemon's queue
- * at once: callers behind it are served as if it were still there until its grant (at most
- * COST tokens' worth of time later than they would have been). librld's non-blocking
- * waits (rld_wait_start, rld_wait_fd, rld_wait_cancel) will remove the helper thread and
- * that delay: the caller will poll the client's wait descriptor and cancel on a signal.
- *
- * The fast path is tried first with the GIL held, exactly as rld_wait_ex would, so an
- * acquire that is admitted at once or refused at once costs no thread and no GIL switch.
+ * A handle gone stale (the limit deleted, maybe created again) is found again by name and
+ * the wait retried once, with what is left of its timeout; rld.Deleted when the name is gone.
  */
 #include "rldpy.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
+#include <time.h>
 
-#define SIGNAL_SLICE_MS 100     /* the caller looks for pending signals at least this often */
+PyObject *rldpy_hook_sync, *rldpy_hook_async;
 
-typedef struct wait_job {
-    atomic_int      refs;       /* the helper thread and the caller */
-    rldpy_handle   *h;          /* a reference of its own */
-    rld_limit       lim;
-    uint64_t        cost;
-    int64_t         timeout_ns;
-    rld_wait_opts   opts;
-    int             efd;        /* eventfd, written once by the helper when done */
-    pthread_mutex_t mu;         /* guards what follows */
-    bool            done;
-    bool            abandoned;  /* the caller left (a signal handler raised) */
-    int             rc;
-    rld_result      res;
-} wait_job;
-
-static void job_unref(wait_job *j)
+static uint64_t mono_ns(void)
 {
-    if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    close(j->efd);
-    pthread_mutex_destroy(&j->mu);
-    rldpy_handle_unref(j->h);
-    free(j);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void *job_run(void *arg)
+void rldpy_charges_clear(rldpy_charges *cs)
 {
-    wait_job *j = arg;
+    Py_CLEAR(cs->tuple);
+}
+
+PyObject *rldpy_charges_tuple(rldpy_charges *cs)
+{
+    if (cs->tuple)
+        return cs->tuple;
+    PyObject *t = PyTuple_New((Py_ssize_t)cs->n);
+    if (!t)
+        return NULL;
+    for (size_t i = 0; i < cs->n; i++) {
+        PyObject *pair = Py_BuildValue("(OK)", (PyObject *)cs->lims[i],
+                                       (unsigned long long)cs->ch[i].cost);
+        if (!pair) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, pair);
+    }
+    cs->tuple = t;
+    return t;
+}
+
+/* The handles again from the Limits (one of them was found again). */
+static void charges_reload(rldpy_charges *cs)
+{
+    for (size_t i = 0; i < cs->n; i++)
+        cs->ch[i].limit = cs->lims[i]->lim;
+}
+
+static rldpy_limit *charge_limit(rldpy_charges *cs, uint32_t index)
+{
+    return cs->lims[index < cs->n ? index : 0];
+}
+
+static PyObject *charges_raise(rldpy_charges *cs, int err, const rld_result *res)
+{
+    return rldpy_limit_raise(charge_limit(cs, res->index), err,
+                             err == -ETIMEDOUT || err == -EAGAIN ? res : NULL);
+}
+
+/*
+ * What can be decided now: 0 admitted (RES filled), 1 the caller must wait, -1 an exception
+ * is set (an error of librld naming the limit, or rld.Timeout when the wait cannot fit).
+ * A set that may barge skips the fast path here (librld has no public barging
+ * rld_try_multi): the wait's own fast path barges.
+ */
+static int decide_now(rld_client *c, rldpy_charges *cs, int64_t timeout_ns, int barge,
+                      rld_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (cs->n > 1 && barge)
+        return 1;
+    for (int attempt = 0;; attempt++) {
+        int r = cs->n == 1
+                    ? rld_try_ex(c, cs->ch[0].limit, cs->ch[0].cost, barge ? RLD_TRY_BARGE : 0, res)
+                    : rld_try_multi(c, cs->ch, cs->n, res);
+        if (r == 0)
+            return 0;
+        if (r == -ESTALE && attempt == 0) {
+            if (rldpy_limit_refind(charge_limit(cs, res->index), c) < 0)
+                return -1;
+            charges_reload(cs);
+            continue;
+        }
+        if (r != -EAGAIN) {
+            charges_raise(cs, r, res);
+            return -1;
+        }
+        if (timeout_ns >= 0 && res->retry_after_ns > (uint64_t)timeout_ns) {
+            charges_raise(cs, -ETIMEDOUT, res);   /* cannot fit in time: refused now */
+            return -1;
+        }
+        return 1;
+    }
+}
+
+/* A blocking wait without the GIL; a stale handle is found again once. */
+static PyObject *wait_blocking(rldpy_client *cl, rldpy_charges *cs, int64_t timeout_ns,
+                               int priority, int barge)
+{
+    rldpy_handle *h = cl->h;
+    rld_wait_opts opts = { priority, barge ? RLD_WAIT_BARGE : 0 };
     rld_result res;
     memset(&res, 0, sizeof(res));
-    int rc = rld_wait_ex(j->h->c, j->lim, j->cost, j->timeout_ns, &j->opts, &res);
-    pthread_mutex_lock(&j->mu);
-    j->rc = rc;
-    j->res = res;
-    j->done = true;
-    bool give_back = j->abandoned && rc == 0;
-    pthread_mutex_unlock(&j->mu);
-    if (give_back)
-        rld_refund(j->h->c, j->lim, j->cost);
-    uint64_t one = 1;
-    ssize_t w;
-    do
-        w = write(j->efd, &one, sizeof(one));
-    while (w < 0 && errno == EINTR);
-    job_unref(j);
-    return NULL;
-}
-
-static int wait_plain(rldpy_handle *h, rld_limit lim, uint64_t cost, int64_t timeout_ns,
-                      const rld_wait_opts *opts, rld_result *res)
-{
+    rldpy_handle_ref(h);   /* the client may be closed by another thread while we wait */
     int r;
-    Py_BEGIN_ALLOW_THREADS
-    r = rld_wait_ex(h->c, lim, cost, timeout_ns, opts, res);
-    Py_END_ALLOW_THREADS
-    return r;
-}
-
-/* Start the helper; NULL when a thread or eventfd cannot be had (then wait plainly). */
-static wait_job *job_start(rldpy_handle *h, rld_limit lim, uint64_t cost, int64_t timeout_ns,
-                           const rld_wait_opts *opts)
-{
-    wait_job *j = calloc(1, sizeof(*j));
-    if (!j)
-        return NULL;
-    if ((j->efd = eventfd(0, EFD_CLOEXEC)) < 0) {
-        free(j);
-        return NULL;
-    }
-    atomic_init(&j->refs, 2);
-    rldpy_handle_ref(h);
-    j->h = h;
-    j->lim = lim;
-    j->cost = cost;
-    j->timeout_ns = timeout_ns;
-    j->opts = *opts;
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);   /* the helper inherits: signals stay ours */
-    pthread_t t;
-    int e = pthread_create(&t, &attr, job_run, j);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (e != 0) {
-        atomic_store(&j->refs, 1);
-        job_unref(j);
-        return NULL;
-    }
-    return j;
-}
-
-static int wait_interruptible(rldpy_handle *h, rld_limit lim, uint64_t cost,
-                              int64_t timeout_ns, const rld_wait_opts *opts, rld_result *res)
-{
-    wait_job *j = job_start(h, lim, cost, timeout_ns, opts);
-    if (!j)
-        return wait_plain(h, lim, cost, timeout_ns, opts, res);
-    for (;;) {
-        int pr;
+    bool exc = false;
+    for (int attempt = 0;; attempt++) {
+        uint64_t start = timeout_ns > 0 ? mono_ns() : 0;
         Py_BEGIN_ALLOW_THREADS
-        struct pollfd p = { .fd = j->efd, .events = POLLIN };
-        pr = poll(&p, 1, SIGNAL_SLICE_MS);
+        r = cs->n == 1 ? rld_wait_ex(h->c, cs->ch[0].limit, cs->ch[0].cost, timeout_ns, &opts, &res)
+                       : rld_wait_multi(h->c, cs->ch, cs->n, timeout_ns, &opts, &res);
         Py_END_ALLOW_THREADS
-        if (pr > 0)
+        if (r != -ESTALE || attempt > 0)
             break;
-        if (PyErr_CheckSignals() < 0) {
-            pthread_mutex_lock(&j->mu);
-            bool done = j->done;
-            int rc = j->rc;
-            if (!done)
-                j->abandoned = true;
-            pthread_mutex_unlock(&j->mu);
-            if (done && rc == 0)
-                rld_refund(h->c, lim, cost);   /* granted just now: the exception wins */
-            job_unref(j);
-            return RLDPY_EXC;
+        if (rldpy_limit_refind(charge_limit(cs, res.index), h->c) < 0) {
+            exc = true;
+            break;
+        }
+        charges_reload(cs);
+        if (timeout_ns > 0) {   /* what is left of the timeout */
+            uint64_t spent = mono_ns() - start;
+            timeout_ns = spent >= (uint64_t)timeout_ns ? 0 : timeout_ns - (int64_t)spent;
         }
     }
-    pthread_mutex_lock(&j->mu);
-    int rc = j->rc;
-    *res = j->res;
-    pthread_mutex_unlock(&j->mu);
-    job_unref(j);
-    return rc;
+    rldpy_handle_unref(h);
+    if (exc)
+        return NULL;
+    if (r == 0)
+        return rldpy_result_new(&res, true);
+    return charges_raise(cs, r, &res);
 }
 
-int rldpy_wait(rldpy_handle *h, rld_limit lim, uint64_t cost, int64_t timeout_ns,
-               const rld_wait_opts *opts, rld_result *res)
+PyObject *rldpy_wait(rldpy_client *cl, rldpy_charges *cs, PyObject *timeo, int64_t timeout_ns,
+                     int priority, int barge)
 {
-    int r = rld_try_ex(h->c, lim, cost, (opts->flags & RLD_WAIT_BARGE) ? RLD_TRY_BARGE : 0, res);
-    if (r != -EAGAIN)
-        return r;
-    if (timeout_ns >= 0 && res->retry_after_ns > (uint64_t)timeout_ns)
-        return -ETIMEDOUT;   /* cannot fit in time: refused without asking, as rld_wait does */
-    if (!_PyOS_IsMainThread())
-        return wait_plain(h, lim, cost, timeout_ns, opts, res);
-    return wait_interruptible(h, lim, cost, timeout_ns, opts, res);
+    rld_client *c = rldpy_client_get(cl);
+    if (!c)
+        return NULL;
+    rld_result res;
+    int d = decide_now(c, cs, timeout_ns, barge, &res);
+    if (d < 0)
+        return NULL;
+    if (d == 0)
+        return rldpy_result_new(&res, true);
+    if (rldpy_hook_sync && _PyOS_IsMainThread()) {
+        PyObject *t = rldpy_charges_tuple(cs);
+        if (!t)
+            return NULL;
+        return PyObject_CallFunction(rldpy_hook_sync, "OOOii", (PyObject *)cl, t, timeo, priority,
+                                     barge);
+    }
+    return wait_blocking(cl, cs, timeout_ns, priority, barge);
+}
+
+int rldpy_wait_async(rldpy_client *cl, rldpy_charges *cs, PyObject *timeo, int64_t timeout_ns,
+                     int priority, int barge, PyObject **out)
+{
+    *out = NULL;
+    rld_client *c = rldpy_client_get(cl);
+    if (!c)
+        return -1;
+    rld_result res;
+    int d = decide_now(c, cs, timeout_ns, barge, &res);
+    if (d < 0)
+        return -1;
+    if (d == 0)
+        return (*out = rldpy_result_new(&res, true)) ? 0 : -1;
+    if (!rldpy_hook_async) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "rld._rld: waiting in asyncio needs the package (import rld)");
+        return -1;
+    }
+    PyObject *t = rldpy_charges_tuple(cs);
+    if (!t)
+        return -1;
+    *out = PyObject_CallFunction(rldpy_hook_async, "OOOii", (PyObject *)cl, t, timeo, priority,
+                                 barge);
+    return *out ? 1 : -1;
 }

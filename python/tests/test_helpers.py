@@ -1,6 +1,7 @@
 """The helpers: @rld.limited (sync and async functions, with and async with), Limit.acquiring,
-and the estimate-then-adjust Reservation."""
+and the estimate-then-adjust Reservation (refunds to the window the estimate was taken in)."""
 import asyncio
+import threading
 import time
 
 import pytest
@@ -19,6 +20,14 @@ burst = 1000
 
 [limit many]
 rate = 1000000/s
+
+[limit win]
+rate = 100/10s
+algorithm = sliding
+
+[limit winq]
+rate = 2/200ms
+algorithm = sliding
 """
 
 
@@ -129,6 +138,30 @@ def test_decorator_async(hc):
     assert took >= 0.14                        # 1 at once, 3 more at 50 ms each
 
 
+def test_decorator_async_fifo_and_priority(hc):
+    """The async forms queue at the daemon (Limit.acquire_async): FIFO, priorities."""
+    lim = hc.limit("w")
+    order = []
+
+    def make(name, prio):
+        @rld.limited(lim, priority=prio)
+        async def work():
+            order.append(name)
+        return work
+
+    async def main():
+        lim.try_acquire()
+        lim.debit(2)                           # 150 ms before anyone
+        tasks = []
+        for name, prio in (("a", 0), ("b", 0), ("c", 0), ("urgent", 5)):
+            tasks.append(asyncio.ensure_future(make(name, prio)()))
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*tasks)
+    asyncio.run(main())
+    assert order == ["urgent", "a", "b", "c"]
+    assert hc._router is not None, "they waited through the engine, not by polling"
+
+
 def test_async_with_and_timeout(hc):
     lim = hc.limit("w")
 
@@ -227,3 +260,34 @@ def test_reserve_async(hc):
                 1 / 0
     asyncio.run(main())
     assert lim.peek().remaining in (950, 951)
+
+
+def test_reserve_refunds_to_its_window(hc):
+    """A window limit: the refund goes back to the window the estimate was taken in."""
+    lim = hc.limit("win")                       # 100 in any 10 s (sliding)
+    with lim.reserve(80) as r:
+        assert r.result.window != 0             # taken by this thread's fast path
+        r.adjust(30)
+    assert lim.peek().remaining == 70
+
+    async def main():
+        async with lim.reserve(40) as r:
+            assert r.result.window != 0
+            r.adjust(10)
+    asyncio.run(main())
+    assert lim.peek().remaining == 60
+
+
+def test_reserve_window_not_reported(hc):
+    """A wait granted by the daemon: librld does not report its window (Result.window is 0
+    on a window limit; see python/README.md), so the refund cannot be placed: adjust()
+    leaves the tokens charged (never too many admitted) instead of failing."""
+    lim = hc.limit("winq")                      # 2 in any 200 ms
+    assert lim.try_acquire(2)
+    with lim.reserve(2, timeout=5) as r:        # waits ~200 ms at the daemon
+        r.adjust(0)
+    assert r.adjusted
+    if r.result.window == 0:
+        assert r.charged == 2                   # not given back: it stays counted
+    else:                                       # librld reports it: given back
+        assert r.charged == 0 and lim.peek().remaining == 2

@@ -1,5 +1,6 @@
 """Limit.acquire: waits at the daemon with the GIL released, refuses at once what cannot fit
-in time, handles signals in the main thread (Ctrl-C), degrades when the daemon is gone."""
+in time, handles signals in the main thread (Ctrl-C: KeyboardInterrupt at once, the place
+given up, nothing taken), degrades when the daemon is gone."""
 import os
 import signal
 import threading
@@ -8,6 +9,7 @@ import time
 import pytest
 
 import rld
+from rld import _waits
 
 CONF = """
 [limit w]
@@ -17,6 +19,10 @@ burst = 1
 [limit q]
 rate  = 4/s
 burst = 1
+
+[limit ten]
+rate  = 100/s
+burst = 10
 
 [limit fast]
 rate = 1000000/s
@@ -151,12 +157,49 @@ def test_ctrl_c_interrupts_and_takes_nothing(wc):
     with pytest.raises(KeyboardInterrupt):
         lim.acquire()
     assert time.monotonic() - t0 < 0.2, "interrupted at once, not when the grant came"
-    # The abandoned wait is granted at ~250 ms and gives its token back: at 400 ms the bucket
-    # is full again (without the refund it would hold 0.6 of a token).
+    # The interrupted wait was cancelled at the daemon: at 400 ms the bucket is full again
+    # (had it been served at 250 ms it would hold 0.6 of a token).
     time.sleep(max(0.0, t0 + 0.4 - time.monotonic()))
     p = lim.peek()
     assert p.remaining == 1, p
+    assert p.queue_position == 0, "nobody left queued"
     assert lim.try_acquire()
+
+
+def test_ctrl_c_gives_the_place_up(wc):
+    """The callers behind an interrupted wait move up at once."""
+    lim = wc.limit("q")                 # one token per 250 ms
+    assert lim.try_acquire()
+    t0 = time.monotonic()
+    served = []
+
+    def behind():
+        lim.acquire()                   # another thread: queued behind the main thread
+        served.append(time.monotonic() - t0)
+    t = threading.Timer(0.03, behind)
+    t.start()
+    threading.Timer(0.08, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        lim.acquire()
+    t.join(5)
+    assert served and served[0] < 0.4, served     # at 250 ms, not 500
+
+
+def test_ctrl_c_after_the_grant_gives_it_back(wc, monkeypatch):
+    """KeyboardInterrupt once the grant was collected, before acquire returned: the tokens
+    go back."""
+    lim = wc.limit("ten")               # 100/s, burst 10
+    block = _waits._Router.block
+
+    def interrupted(self, *a):
+        block(self, *a)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(_waits._Router, "block", interrupted)
+    assert lim.try_acquire(10)          # empty: 10 more in 100 ms
+    with pytest.raises(KeyboardInterrupt):
+        lim.acquire(10)
+    p = lim.peek()
+    assert p.remaining >= 9, p          # granted at ~100 ms and given back
 
 
 def test_signal_handler_that_does_not_raise(wc):
