@@ -101,6 +101,12 @@ typedef struct pkt {
     uint8_t     data[];
 } pkt;
 
+#define PEND_SLOTS 1024u
+static inline uint32_t pend_of(uint32_t slot)
+{
+    return (slot * 0x9E3779B1u) >> 22;           /* 10 bits */
+}
+
 typedef struct rldc_async {
     pthread_mutex_t lock;
     unsigned        forks;              /* rldc_forks when built */
@@ -121,6 +127,10 @@ typedef struct rldc_async {
     heap            dues;
     uint32_t        at_daemon;          /* waits at the daemon, cancelled ones too */
     uint32_t        queued;             /* their charges, cancelled ones not */
+    /* the waits at the daemon counted by limit (a hash of the slot: a collision only costs a
+     * fast path), read without the lock by rld_wait_start: a wait started after another on
+     * the same limit does not pass it on the fast path before the daemon has read it */
+    uint32_t        pend[PEND_SLOTS];
 } rldc_async;
 
 static arec *rec_at(rldc_async *a, uint32_t i)
@@ -210,10 +220,15 @@ static void set_state(rldc_async *a, arec *r, int state)
         a->at_daemon--;
     else if (!was && is)
         a->at_daemon++;
-    if (r->state == R_DAEMON && state != R_DAEMON)
+    if (r->state == R_DAEMON && state != R_DAEMON) {
         a->queued -= r->n;
-    else if (r->state != R_DAEMON && state == R_DAEMON)
+        for (uint32_t j = 0; j < r->n; j++)
+            __atomic_fetch_sub(&a->pend[pend_of(r->ch[j].limit.slot)], 1, __ATOMIC_RELAXED);
+    } else if (r->state != R_DAEMON && state == R_DAEMON) {
         a->queued += r->n;
+        for (uint32_t j = 0; j < r->n; j++)
+            __atomic_fetch_add(&a->pend[pend_of(r->ch[j].limit.slot)], 1, __ATOMIC_RELAXED);
+    }
     r->state = (uint8_t)state;
 }
 
@@ -409,6 +424,8 @@ static void recs_clear(rldc_async *a)
     a->xq = NULL;
     a->xq_head = a->xq_n = a->xq_cap = a->xq_held = 0;
     a->at_daemon = a->queued = 0;
+    for (uint32_t j = 0; j < PEND_SLOTS; j++)
+        __atomic_store_n(&a->pend[j], 0, __ATOMIC_RELAXED);
 }
 
 /* Close this process's copies of the connection, event and timer descriptors (close(2) only:
@@ -876,11 +893,20 @@ int rld_wait_start(rld_client *c, const rld_charge *ch, size_t n, int64_t timeou
         opts->priority > RLD_PRIORITY_MAX || (opts->flags & ~RLD_WAIT_BARGE))
         return -EINVAL;
     int err = 0;
-    /* the fast path first, outside the lock (it counts, and counting may take the registry) */
+    /* the fast path first, outside the lock (it counts, and counting may take the registry),
+     * unless this client has waits at the daemon: they were started first, and the daemon
+     * may not have read them yet (its queue would not show them to the fast path) */
     rld_result res;
     uint32_t win[RLDC_WAIT_MAX_CHARGES] = { 0 };
-    int rc = rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0, &res,
-                            win);
+    bool behind = false;
+    rldc_async *pa = __atomic_load_n(&c->async, __ATOMIC_ACQUIRE);
+    for (size_t j = 0; pa && !(opts->flags & RLD_WAIT_BARGE) && j < n && !behind; j++)
+        behind = __atomic_load_n(&pa->pend[pend_of(ch[j].limit.slot)], __ATOMIC_RELAXED) > 0;
+    int rc = behind ? -EAGAIN
+                    : rldc_try_multi(c, ch, n, (opts->flags & RLD_WAIT_BARGE) ? RLDI_TAKE_BARGE : 0,
+                                     &res, win);
+    if (behind)
+        memset(&res, 0, sizeof(res));   /* the daemon says whether it fits the timeout */
     if (rc != 0 && rc != -EAGAIN)
         return rc;                      /* a charge that can never be served: no ticket */
     bool now_done = rc == 0;
