@@ -27,8 +27,13 @@ typedef struct rldi_cell {
     uint32_t         gen;       /* the handle's */
     uint32_t         hslot;     /* the handle's slot (a key's: slot_count + its entry) */
     uint32_t         tmpl_gen;  /* a key: its template slot's gen */
+    const uint64_t  *rate;      /* a key of a rate = caller template: its rate word (keys.h) */
     bool             keyed;
 } rldi_cell;
+
+/* A rate = caller key's bank, from its rate word (its template's algorithm and alignment):
+ * 0, or -EINVAL for a word out of range (a hostile writer's). */
+int rldi_cell_caller_rate(const rldi_cell *c, rldi_view *v);
 
 /* The cell of H: 0, or -EINVAL for a handle no lookup could have produced (a detached client
  * has no slots: every handle). */
@@ -63,6 +68,8 @@ static inline int rldi_cell_view(const rldi_cell *c, rldi_u128 word, rldi_view *
     v->burst = rldi_load_relaxed(&b->burst);
     uint64_t bits = rldi_load_relaxed(&b->inv_t);
     memcpy(&v->inv, &bits, sizeof(v->inv));
+    if (rldi_unlikely(c->rate != NULL))
+        return rldi_cell_caller_rate(c, v);
     return 0;
 }
 

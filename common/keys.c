@@ -157,7 +157,7 @@ int rldi_cell_of(const rldi_seg *s, rldi_handle h, rldi_cell *c)
     if (rldi_likely(h.slot < s->slot_count)) {
         rldi_slot *sl = &s->slots[h.slot];
         *c = (rldi_cell){ &sl->tat, (const uint64_t *)&sl->gen, sl, &s->rings[h.slot], NULL,
-                          h.slot, h.gen, h.slot, 0, false };
+                          h.slot, h.gen, h.slot, 0, NULL, false };
         return 0;
     }
     rldi_table t;
@@ -177,7 +177,50 @@ void rldi_cell_of_key(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint
     rldi_key_entry *e = &t->entries[idx];
     *c = (rldi_cell){ &e->tat, (const uint64_t *)&e->gen, &s->slots[t->slot], NULL,
                       &t->buckets[idx / RLDI_KEY_BUCKET].queued[idx % RLDI_KEY_BUCKET], t->slot,
-                      gen, s->slot_count + t->entry_base + idx, t->gen, true };
+                      gen, s->slot_count + t->entry_base + idx, t->gen,
+                      (t->flags & RLDI_TMPL_CALLER_RATE)
+                          ? (const uint64_t *)((const uint8_t *)e + RLDI_KEY_RATE_OFF) : NULL,
+                      true };
+}
+
+/* The emission intervals of the last rates this thread met: per-tenant plans are few, and
+ * a 128-bit division per call is not the fast path's. */
+static __thread struct { uint64_t w; rldi_u128 t; double inv; } rate_cache[4];
+static __thread unsigned rate_next;
+
+int rldi_cell_caller_rate(const rldi_cell *c, rldi_view *v)
+{
+    uint64_t w = rldi_load_relaxed(c->rate);
+    uint64_t count = w & UINT32_MAX, period = (w >> 32) * 1000000u;
+    if (count == 0 || period == 0)
+        return -EINVAL;
+    uint32_t algo = rldi_view_algo(v);
+    v->burst = count;
+    if (algo != RLDI_ALGO_GCRA) {
+        /* a window: its period and count; the template's bank keeps the alignment */
+        v->t = ((rldi_u128)((uint64_t)algo << RLDI_ALGO_SHIFT) << 64) | period;
+        return 0;
+    }
+    for (unsigned i = 0; i < 4; i++)
+        if (rate_cache[i].w == w) {
+            v->t = rate_cache[i].t;
+            v->inv = rate_cache[i].inv;
+            return 0;
+        }
+    rldi_u128 t;
+    if (rldi_interval(count, period, &t) < 0 || t == 0)
+        return -EINVAL;
+    rldi_bank b;
+    rldi_bank_gcra(&b, t, count);
+    double inv;
+    memcpy(&inv, &b.inv_t, sizeof(inv));
+    unsigned i = rate_next++ % 4;
+    rate_cache[i].w = w;
+    rate_cache[i].t = t;
+    rate_cache[i].inv = inv;
+    v->t = t;
+    v->inv = inv;
+    return 0;
 }
 
 /* ---- keys --------------------------------------------------------------------------------- */
@@ -447,6 +490,8 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
     int r = find(t, b, hash, id, caller, epoch, idx, gen);
     if (r == 0)
         goto found;
+    if (caller && !rate)
+        return -EINVAL;                 /* a new key of a rate = caller template: its rate? */
     rldi_key_bucket *lk = &t->buckets[b[0]];
     if ((r = lock_bucket(lk)) < 0)
         return r;

@@ -47,7 +47,7 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         r = -EINVAL;
     } else if (def->algo != RLDI_ALGO_GCRA) {
         /* a window: COUNT per PERIOD is the cap, there is no burst */
-        if (def->count == 0) {
+        if (def->count == 0 && !def->caller_rate) {
             w = "a window algorithm needs a rate (COUNT/PERIOD), not unlimited";
             f = RLDI_LD_RATE;
         } else if (def->burst != 0) {
@@ -60,7 +60,8 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
                                                : "a fixed window counts at most 4294967295 "
                                                  "tokens per period";
             f = RLDI_LD_RATE;
-        } else if (def->align_set && (def->algo != RLDI_ALGO_FIXED || def->align_ns >= def->period_ns)) {
+        } else if (def->align_set && (def->algo != RLDI_ALGO_FIXED ||
+                                      (!def->caller_rate && def->align_ns >= def->period_ns))) {
             w = def->algo != RLDI_ALGO_FIXED ? "align applies to fixed windows only"
                                              : "align must be shorter than the period";
             f = RLDI_LD_ALIGN;
@@ -123,9 +124,9 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         } else if (def->algo == RLDI_ALGO_SLIDING) {
             w = "keys with algorithm = sliding are not available yet: use fixed or gcra";
             f = RLDI_LD_ALGO;
-        } else if (def->caller_rate) {
-            w = "rate = caller is not available yet";
-            f = RLDI_LD_RATE;
+        } else if (def->caller_rate && def->burst) {
+            w = "with rate = caller each key's burst is its rate's count: no burst";
+            f = RLDI_LD_BURST;
         }
         if (w)
             r = -EINVAL;

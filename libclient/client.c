@@ -297,7 +297,8 @@ int rld_find_template(rld_client *c, const char *name, rld_template *out)
 /* The entry of KEY in template T of segment *S (the current one: followed when the
  * template's slot was sealed by a growth), created if need be. */
 static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen,
-                   rldi_seg **s, rldi_table *tb, uint32_t *idx, uint32_t *gen, rldi_u128 now)
+                   uint64_t rate, rldi_seg **s, rldi_table *tb, uint32_t *idx, uint32_t *gen,
+                   rldi_u128 now)
 {
     if (!c || (!key && keylen) || keylen == 0 || keylen > RLDI_KEY_MAX)
         return -EINVAL;
@@ -306,23 +307,26 @@ static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen
         if (!(*s)->slot_count)
             return -ESTALE;
         int r = rldi_table_of(*s, t.slot, t.gen, tb);
+        if (r == 0 && rate && !(tb->flags & RLDI_TMPL_CALLER_RATE))
+            return -EINVAL;             /* a rate for a template that has its own */
         if (r == 0) {
             bool created;
-            return rldi_key_get(*s, tb, key, keylen, 0, false, now, idx, gen, &created);
+            return rldi_key_get(*s, tb, key, keylen, rate, rate != 0, now, idx, gen, &created);
         }
         if (r != -ESTALE || again || rldc_follow(c) != 1)
             return r;
     }
 }
 
-int rld_key(rld_client *c, rld_template t, const void *key, size_t keylen, rld_limit *out)
+static int key_handle(rld_client *c, rld_template t, const void *key, size_t keylen,
+                      uint64_t rate, rld_limit *out)
 {
     if (!out)
         return -EINVAL;
     rldi_seg *s;
     rldi_table tb;
     uint32_t idx, gen;
-    int r = key_get(c, t, key, keylen, &s, &tb, &idx, &gen, rldi_now_fp());
+    int r = key_get(c, t, key, keylen, rate, &s, &tb, &idx, &gen, rldi_now_fp());
     if (r < 0)
         return r;
     out->slot = s->slot_count + tb.entry_base + idx;
@@ -330,15 +334,43 @@ int rld_key(rld_client *c, rld_template t, const void *key, size_t keylen, rld_l
     return 0;
 }
 
+int rld_key(rld_client *c, rld_template t, const void *key, size_t keylen, rld_limit *out)
+{
+    return key_handle(c, t, key, keylen, 0, out);
+}
+
+int rld_key_rate(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t count,
+                 uint64_t period_ns, rld_limit *out)
+{
+    uint64_t w = rldi_key_rate_word(count, period_ns);
+    return w ? key_handle(c, t, key, keylen, w, out) : -ERANGE;
+}
+
+static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t rate,
+                   uint64_t cost, rld_result *res);
+
 int rld_try_key(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t cost,
                 rld_result *res)
+{
+    return try_key(c, t, key, keylen, 0, cost, res);
+}
+
+int rld_try_key_rate(rld_client *c, rld_template t, const void *key, size_t keylen,
+                     uint64_t count, uint64_t period_ns, uint64_t cost, rld_result *res)
+{
+    uint64_t w = rldi_key_rate_word(count, period_ns);
+    return w ? try_key(c, t, key, keylen, w, cost, res) : -ERANGE;
+}
+
+static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t rate,
+                   uint64_t cost, rld_result *res)
 {
     rldi_u128 now = rldi_now_fp();
     for (int attempt = 0;; attempt++) {
         rldi_seg *s;
         rldi_table tb;
         uint32_t idx, gen;
-        int r = key_get(c, t, key, keylen, &s, &tb, &idx, &gen, now);
+        int r = key_get(c, t, key, keylen, rate, &s, &tb, &idx, &gen, now);
         if (r == -ENOSPC && (tb.flags & RLDI_TMPL_OVERFLOW_ALLOW)) {
             if (res) {
                 rldc_result_open(res);

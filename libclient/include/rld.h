@@ -280,6 +280,19 @@ int rld_try_key(rld_client *c, rld_template t, const void *key, size_t keylen, u
  */
 int rld_key(rld_client *c, rld_template t, const void *key, size_t keylen, rld_limit *out);
 
+/*
+ * For a template of rate = caller (per-tenant plans): the key's rate is COUNT per PERIOD_NS
+ * (its burst COUNT; COUNT up to 2^32-1, PERIOD whole milliseconds up to 49 days: else
+ * -ERANGE), set when the key is created and changed when it differs (a plan change: the
+ * key keeps its state in time). On such a template rld_try_key and rld_key work for keys
+ * that exist, and say -EINVAL for a new one (it needs a rate); on another template these
+ * say -EINVAL.
+ */
+int rld_try_key_rate(rld_client *c, rld_template t, const void *key, size_t keylen,
+                     uint64_t count, uint64_t period_ns, uint64_t cost, rld_result *res);
+int rld_key_rate(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t count,
+                 uint64_t period_ns, rld_limit *out);
+
 /* A limit's configuration and counters, for status displays and headers. */
 typedef struct rld_limit_info {
     char     name[65];

@@ -24,6 +24,8 @@ static const char *conf_text =
     "[template api.ip]\nrate = 120/min\nmax_keys = 1000\n\n"
     "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
     "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+    "[template tenant]\nrate = caller\nmax_keys = 100\n\n"
+    "[template tenant.hourly]\nrate = caller\nalgorithm = fixed\nmax_keys = 100\n\n"
     "[limit plain]\nrate = 10/s\n";
 
 static int count_in_log(const t_daemon *d, const char *needle)
@@ -229,6 +231,44 @@ static void test_full_and_reclaim(rld_client *c)
             (unsigned long long)info.keys);
 }
 
+/* 4b. rate = caller: each tenant's plan from the client. */
+static void test_caller_rate(rld_client *c)
+{
+    rld_template t, th, ip;
+    T_CODE(rld_find_template(c, "tenant", &t), 0);
+    T_CODE(rld_find_template(c, "tenant.hourly", &th), 0);
+    T_CODE(rld_find_template(c, "api.ip", &ip), 0);
+    rld_result r;
+    T_CODE(rld_try_key_rate(c, t, "acme", 4, 5, SEC, 5, &r), 0);      /* 5/s: the burst */
+    T_CHECK(r.limit == 5 && r.remaining == 0, "acme's plan: %llu of %llu",
+            (unsigned long long)r.remaining, (unsigned long long)r.limit);
+    T_CODE(rld_try_key_rate(c, t, "acme", 4, 5, SEC, 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns > 150 * MS && r.retry_after_ns <= 200 * MS, "a token of 5/s: %.3f",
+            r.retry_after_ns / 1e9);
+    T_CODE(rld_try_key(c, t, "acme", 4, 1, &r), -EAGAIN);    /* an existing key: its own rate */
+    T_CODE(rld_try_key(c, t, "globex", 6, 1, &r), -EINVAL);  /* a new key needs its rate */
+    rld_limit h;
+    T_CODE(rld_key(c, t, "globex", 6, &h), -EINVAL);
+    T_CODE(rld_key_rate(c, t, "globex", 6, 1000, 60 * SEC, &h), 0);
+    T_CODE(rld_try(c, h, 1000, &r), 0);
+    T_CHECK(r.limit == 1000, "globex's plan: 1000/min");
+    T_CODE(rld_try(c, h, 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns > 50 * MS && r.retry_after_ns <= 60 * MS, "a token of 1000/min");
+    /* a plan change: the new rate at once, the key's state kept in time */
+    T_CODE(rld_try_key_rate(c, t, "acme", 4, 100, SEC, 1, &r), -EAGAIN);
+    T_CHECK(r.limit == 100 && r.retry_after_ns <= 210 * MS, "acme upgraded: %.3f s",
+            r.retry_after_ns / 1e9);
+    /* a fixed window per tenant */
+    T_CODE(rld_try_key_rate(c, th, "acme", 4, 3, 3600 * SEC, 3, &r), 0);
+    T_CHECK(r.reset_after_ns > 0 && r.reset_after_ns <= 3600 * SEC, "until the hour");
+    T_CODE(rld_try_key_rate(c, th, "acme", 4, 3, 3600 * SEC, 1, &r), -EAGAIN);
+    /* wrong uses */
+    T_CODE(rld_try_key_rate(c, ip, "x", 1, 5, SEC, 1, &r), -EINVAL);   /* not caller */
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 0, SEC, 1, &r), -ERANGE);
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 5, 1500, 1, &r), -ERANGE);   /* not whole ms */
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 1ull << 33, SEC, 1, &r), -ERANGE);
+}
+
 /* 5. A fixed-window template, overflow = allow. */
 static void test_fixed_overflow(rld_client *c)
 {
@@ -334,6 +374,7 @@ static void test_config_errors(t_daemon *d)
         { "[template a]\nrate = 1/s\nscope = global\n", "host limits" },
         { "[limit a]\nrate = 1/s\n\n[template a]\nrate = 1/s\n", "duplicate name" },
         { "[limit a]\nrate = caller\n", "for [template" },
+        { "[template a]\nrate = caller\nburst = 5\n", "no burst" },
     };
     char path[400], out[4096];
     snprintf(path, sizeof(path), "%s/bad.conf", d->dir);
@@ -362,6 +403,7 @@ int main(void)
     test_handles(c);
     test_waits(c);
     test_full_and_reclaim(c);
+    test_caller_rate(c);
     test_fixed_overflow(c);
     test_reload(c, &d);
     rld_close(c);
