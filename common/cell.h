@@ -122,7 +122,10 @@ int rldi_win_refund(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint
                     rldi_u128 now);
 int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint64_t max_debt_ns,
                    rldi_u128 now);
-/* Is C's window state WORD (bank B) empty at NOW: what a new key's would be? */
+/* Is a key's window state WORD (its bank B: the template's, or one with the key's own
+ * period in t_lo and count in burst) empty at NOW: what a new key's would be? */
 bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now);
+/* The state word of a new key of window bank B (as above) at NOW, version VER. */
+rldi_u128 rldi_win_fresh_key(const rldi_bank *b, rldi_u128 now, uint32_t ver);
 
 #endif

@@ -331,6 +331,17 @@ static inline uint32_t next_gen(uint32_t g, uint32_t epoch)
     return (epoch << 24) | ((g + 1) & RLDI_KEY_SEQ_MASK);
 }
 
+/* The bank of a key of T: its template's B, with a rate = caller key's own period and
+ * count (its rate word RATE) for the window algorithms' bookkeeping. */
+static void key_bank(const rldi_table *t, const rldi_bank *b, uint64_t rate, rldi_bank *out)
+{
+    *out = *b;
+    if ((t->flags & RLDI_TMPL_CALLER_RATE) && RLDI_BANK_ALGO(b->t_hi) != RLDI_ALGO_GCRA) {
+        out->t_lo = (rate >> 32) * 1000000u;
+        out->burst = rate & UINT32_MAX;
+    }
+}
+
 /* Would a new key's state decide as WORD does at NOW (algorithm of B)? */
 static bool idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
 {
@@ -358,8 +369,10 @@ static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t 
     bool stale = RLDI_KEY_EPOCH(gen) != epoch;
     if (!stale) {
         /* a key with waiters, or not full again, holds state a new key would not have */
+        rldi_bank kb;
+        key_bank(t, &b, rldi_load_relaxed(&ident_words(e)[1]), &kb);
         if (stale_only || rldi_load_relaxed(&e->waiters) || rldi_load_relaxed(&bk->queued[i]) ||
-            !idle(&b, word, now))
+            !idle(&kb, word, now))
             return 0;
     }
     uint32_t g2 = next_gen(gen, RLDI_KEY_EPOCH(gen));         /* even: free */
@@ -429,7 +442,7 @@ static void unlock_bucket(rldi_key_bucket *bk)
 static rldi_u128 fresh(const rldi_bank *b, rldi_u128 now, uint32_t g)
 {
     if (RLDI_BANK_ALGO(b->t_hi) != RLDI_ALGO_GCRA)
-        return (rldi_u128)g << 96;              /* fixed: end 0, nothing taken */
+        return rldi_win_fresh_key(b, now, g);   /* a window with nothing in it */
     return rldi_word_make(now, g);
 }
 
@@ -446,7 +459,9 @@ static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t
     if ((g & 1) || (uint32_t)(word >> 96) != g)
         return -EAGAIN;                         /* live, or being claimed */
     uint32_t g1 = next_gen(g, epoch);
-    if (!rldi_cas16(&e->tat, &word, fresh(b, now, g1)))
+    rldi_bank kb;
+    key_bank(t, b, rate, &kb);
+    if (!rldi_cas16(&e->tat, &word, fresh(&kb, now, g1)))
         return -EAGAIN;
     uint64_t *w = ident_words(e);
     rldi_store_relaxed(&e->hash, hash);
@@ -582,7 +597,9 @@ int rldi_key_seal(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t
         rldi_u128 w = rldi_load16_split(&e->tat);
         if (!(g & 1) || (uint32_t)(w >> 96) != g || RLDI_KEY_EPOCH(g) != epoch)
             return 0;
-        bool keep = rldi_load_relaxed(&e->waiters) || !idle(&b, w, now);
+        rldi_bank kb;
+        key_bank(t, &b, rldi_load_relaxed(&ident_words(e)[1]), &kb);
+        bool keep = rldi_load_relaxed(&e->waiters) || !idle(&kb, w, now);
         rldi_u128 sealed = (w & ~((rldi_u128)UINT32_MAX << 96)) |
                            (rldi_u128)(g ^ RLDI_KEY_SEALED) << 96;
         if (!rldi_cas16(&e->tat, &w, sealed))
@@ -640,6 +657,23 @@ int rldi_key_place(const rldi_table *t, uint64_t hash, const uint64_t id[2], rld
         return 0;
     }
     return -ENOSPC;
+}
+
+int rldi_key_reset(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                   rldi_u128 now)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    rldi_bank b, kb;
+    uint32_t epoch;
+    tmpl_bank(s, t, &b, &epoch);
+    key_bank(t, &b, rldi_load_relaxed(&ident_words(e)[1]), &kb);
+    rldi_u128 word = rldi_load16_split(&e->tat);
+    for (;;) {
+        if ((uint32_t)(word >> 96) != gen)
+            return 0;                   /* evicted meanwhile: full */
+        if (rldi_cas16(&e->tat, &word, fresh(&kb, now, gen)))
+            return 0;
+    }
 }
 
 bool rldi_key_claimed(const rldi_table *t, uint32_t idx, rldi_u128 *word)

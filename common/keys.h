@@ -99,6 +99,10 @@ int rldi_key_evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_
 uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, uint32_t n,
                         rldi_u128 now);
 
+/* Make entry IDX's key (gen GEN) full again: 0 (an evicted one is full already). */
+int rldi_key_reset(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                   rldi_u128 now);
+
 /* Entry IDX of T, found claimed (a free gen, a claimed word) with word WORD at an earlier
  * sweep and unchanged since: its claimer died between the two steps of a claim (keys.h
  * top). Free it again: 1 done, 0 not (it moved on). A claimer only slow gets -EAGAIN from

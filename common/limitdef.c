@@ -121,9 +121,6 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         } else if (def->scope == RLDI_SCOPE_GLOBAL) {
             w = "a template's keys are host limits (scope = global is for [limit])";
             f = RLDI_LD_SCOPE;
-        } else if (def->algo == RLDI_ALGO_SLIDING) {
-            w = "keys with algorithm = sliding are not available yet: use fixed or gcra";
-            f = RLDI_LD_ALGO;
         } else if (def->caller_rate && def->burst) {
             w = "with rate = caller each key's burst is its rate's count: no burst";
             f = RLDI_LD_BURST;

@@ -45,8 +45,6 @@ static int wview_fill(const rldi_cell *c, rldi_u128 word, wview *v)
     v->p.period_ns = (uint64_t)gv.t;
     v->p.count = gv.burst;
     memcpy(&v->p.aux_ns, &gv.inv, sizeof(v->p.aux_ns));
-    if (v->p.algo == RLDI_ALGO_SLIDING && !c->ring)
-        return -EOPNOTSUPP;       /* a key's sliding window: not in this version */
     return 0;
 }
 
@@ -182,6 +180,8 @@ static void sliding_now(const rldi_ring *ring, const wview *v, uint64_t now_ns, 
     a->k_abs = now_ns / w;
     uint64_t kt = a->k_abs & RLDI_WIN_IDX_MASK;
     int64_t d = rldi_win_dist(head, kt);
+    if (d < -(INT64_C(1) << 38))
+        d = INT64_MAX;      /* a head 2^38 sub-windows ahead is one from before a wrap */
     if (d <= 0) {
         /* our clock is in the head's sub-window, or behind it (read before another process
          * moved the head): we count as the head's, later than we are, which only denies */
@@ -279,6 +279,206 @@ static void sliding_verdict(rldi_verdict *out, const wview *v, const sliding_at 
     out->window = win_id(a->k);
 }
 
+
+/* ---- sliding windows of keys: the whole window in the state word ------------------------ */
+
+static bool wview_moved(const rldi_cell *c, const wview *v, rldi_u128 *word);
+
+/*
+ * A key has no ring (64 bytes per key): its sliding window lives in the 96 bits of its word
+ * beside the version (the key's gen). The head sub-window's index (32 bits) in the frac
+ * field, and in the tat field the counts of the head and the N sub-windows before it, B
+ * bits each, B the bits COUNT needs: N + 1 = 64 / B (COUNT <= 255: N = 7; <= 4095: N = 4;
+ * <= 65535: N = 3). Sub-windows are w = ceil(PERIOD / N) wide: the N + 1 cover any interval
+ * of PERIOD, so the check is exact as the named limits' is, and throughput under saturation
+ * is at least N / (N + 1) of COUNT per PERIOD. Every change is one CAS of the whole window:
+ * no ring, no order of writes to prove.
+ */
+typedef struct ksl {
+    uint32_t n, b;          /* past sub-windows, bits a count */
+    uint64_t w, mask;       /* sub-window width (ns); a count's largest value */
+} ksl;
+
+static bool ksl_of(const rldi_winparams *p, ksl *k)
+{
+    if (p->count == 0 || p->count > UINT32_MAX || p->period_ns == 0)
+        return false;
+    uint32_t b = 64 - (uint32_t)__builtin_clzll(p->count);
+    k->n = 64 / b - 1;
+    k->b = b;
+    k->mask = (UINT64_C(1) << b) - 1;
+    k->w = (p->period_ns + k->n - 1) / k->n;
+    return k->n >= 1;
+}
+
+/* The window at NOW_NS: CNT[0] the head sub-window's count, CNT[i] the one i before; *K its
+ * index (the head, or now's when the head is behind), *KABS now's absolute sub-window
+ * (shifted back when our clock reads before the head). */
+static void ksl_now(const ksl *k, const wview *v, uint64_t now_ns, uint64_t cnt[], uint32_t *kidx,
+                    uint64_t *kabs)
+{
+    uint64_t nowi = now_ns / k->w;
+    uint32_t h = v->frac;
+    int64_t d = (int32_t)((uint32_t)nowi - h);
+    if (d < -(INT64_C(1) << 30))
+        d = INT64_MAX;      /* a head 2^30 sub-windows ahead is one from before a wrap */
+    if (d <= 0) {
+        /* our clock reads in the head's sub-window or before it (another process moved the
+         * head): we count as the head's, later than we are, which only denies */
+        *kidx = h;
+        *kabs = nowi + (uint64_t)(-d);
+        for (uint32_t i = 0; i <= k->n; i++)
+            cnt[i] = (v->lo >> (i * k->b)) & k->mask;
+        return;
+    }
+    *kidx = (uint32_t)nowi;
+    *kabs = nowi;
+    for (uint32_t i = 0; i <= k->n; i++)
+        cnt[i] = (uint64_t)d <= i ? (v->lo >> ((i - (uint32_t)d) * k->b)) & k->mask : 0;
+}
+
+static uint64_t ksl_pack(const ksl *k, const uint64_t cnt[])
+{
+    uint64_t lo = 0;
+    for (uint32_t i = 0; i <= k->n; i++)
+        lo |= cnt[i] << (i * k->b);
+    return lo;
+}
+
+/* When COST fits behind EXTRA queued tokens: the oldest sub-windows leave one by one, the
+ * queue ahead takes the room as it frees; past the window, COUNT per N + 1 sub-windows. */
+static uint64_t ksl_wait(const ksl *k, const wview *v, const uint64_t cnt0[], uint64_t kabs,
+                         uint64_t now_ns, uint64_t extra, uint64_t cost)
+{
+    uint64_t c = v->p.count, want = extra + cost, total = 0, cnt[RLDI_WIN_SUBS + 1];
+    for (uint32_t i = 0; i <= k->n; i++)
+        total += (cnt[i] = cnt0[i]);
+    for (uint64_t m = 0;; m++) {
+        if (m > 0) {
+            total -= cnt[k->n];
+            memmove(cnt + 1, cnt, k->n * sizeof(cnt[0]));
+            cnt[0] = 0;
+        }
+        uint64_t room = total < c ? c - total : 0;
+        if (want <= room)
+            return m == 0 ? 0 : (kabs + m) * k->w - now_ns;
+        if (m > 0 && room) {
+            uint64_t q = room < extra ? room : extra;
+            extra -= q;
+            want -= q;
+            cnt[0] += q;
+            total += q;
+        }
+        if (m > (uint64_t)(k->n + 1) * 64)
+            return (kabs + m) * k->w - now_ns + (want / c + 1) * (k->n + 1) * k->w;
+    }
+}
+
+static void ksl_verdict(rldi_verdict *out, const ksl *k, const wview *v, const uint64_t cnt[],
+                        uint32_t kidx, uint64_t kabs, uint64_t now_ns, uint64_t wait)
+{
+    uint64_t total = 0;
+    int64_t newest = -1;
+    for (uint32_t i = 0; i <= k->n; i++) {
+        total += cnt[i];
+        if (cnt[i] && newest < 0)
+            newest = i;
+    }
+    out->limit = v->p.count;
+    out->remaining = total < v->p.count ? v->p.count - total : 0;
+    out->retry_after_ns = wait;
+    /* full again when the newest tokens leave: N + 1 sub-windows after theirs */
+    out->reset_after_ns = newest < 0 ? 0 : (kabs - (uint64_t)newest + k->n + 1) * k->w - now_ns;
+    out->flags = 0;
+    out->waiters = 0;
+    out->window = win_id(kidx);
+}
+
+static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns, bool queued,
+                    uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
+{
+    ksl k;
+    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint32_t kidx;
+    if (!ksl_of(&v->p, &k))
+        return -ESTALE;
+    ksl_now(&k, v, now_ns, cnt, &kidx, &kabs);
+    for (uint32_t i = 0; i <= k.n; i++)
+        total += cnt[i];
+    if (!queued && total + cost <= v->p.count && cnt[0] + cost <= k.mask) {
+        uint64_t nc[RLDI_WIN_SUBS + 1];
+        memcpy(nc, cnt, sizeof(nc));
+        nc[0] += cost;
+        if (cost == 0 || dry ? wview_moved(c, v, word)
+                             : !rldi_cas16(c->word, word, wword(ksl_pack(&k, nc), kidx, v->ver)))
+            return 1;
+        if (out)
+            ksl_verdict(out, &k, v, nc, kidx, kabs, now_ns, 0);
+        return 0;
+    }
+    if (wview_moved(c, v, word))
+        return 1;
+    if (out) {
+        ksl_verdict(out, &k, v, cnt, kidx, kabs, now_ns, ksl_wait(&k, v, cnt, kabs, now_ns, extra, cost));
+        out->waiters = v->waiters;
+    }
+    return -EAGAIN;
+}
+
+/* peek, refund and debit of a key's sliding window (window.c's public functions call them) */
+static int peek_ksl(const wview *v, uint64_t now_ns, rldi_verdict *vd)
+{
+    ksl k;
+    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint32_t kidx;
+    if (!ksl_of(&v->p, &k))
+        return -ESTALE;
+    ksl_now(&k, v, now_ns, cnt, &kidx, &kabs);
+    for (uint32_t i = 0; i <= k.n; i++)
+        total += cnt[i];
+    uint64_t wait = 0;
+    for (uint64_t m = 1; m <= k.n + 1 && total > v->p.count; m++) {   /* in debt */
+        total -= cnt[k.n + 1 - m];
+        wait = (kabs + m) * k.w - now_ns;
+    }
+    ksl_verdict(vd, &k, v, cnt, kidx, kabs, now_ns, wait);
+    return 0;
+}
+
+static int refund_ksl(const wview *v, uint64_t amount, uint32_t window, uint64_t now_ns,
+                      rldi_u128 *want)
+{
+    ksl k;
+    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs;
+    uint32_t kidx;
+    if (!ksl_of(&v->p, &k))
+        return -ESTALE;
+    ksl_now(&k, v, now_ns, cnt, &kidx, &kabs);
+    if (kidx != v->frac || win_id(kidx) != window)
+        return 1;                           /* that sub-window is in the past: nothing */
+    cnt[0] = cnt[0] > amount ? cnt[0] - amount : 0;
+    *want = wword(ksl_pack(&k, cnt), kidx, v->ver);
+    return 0;
+}
+
+static int debit_ksl(const wview *v, uint64_t amount, uint64_t cap, uint64_t now_ns,
+                     rldi_u128 *want)
+{
+    ksl k;
+    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint32_t kidx;
+    if (!ksl_of(&v->p, &k))
+        return -ESTALE;
+    ksl_now(&k, v, now_ns, cnt, &kidx, &kabs);
+    for (uint32_t i = 0; i <= k.n; i++)
+        total += cnt[i];
+    if (amount > k.mask || cnt[0] + amount > k.mask || total + amount > cap)
+        return -ERANGE;
+    cnt[0] += amount;
+    *want = wword(ksl_pack(&k, cnt), kidx, v->ver);
+    return 0;
+}
+
 /* ---- the operations -------------------------------------------------------------------- */
 
 /* The word still is what V was read from: nothing published, so check before trusting V. */
@@ -355,10 +555,11 @@ static int take(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 
         int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
-        if (!wparams_ok(&v.p) || cost > v.p.count) {
+        if ((!c->ring && v.p.algo == RLDI_ALGO_SLIDING ? false : !wparams_ok(&v.p)) ||
+            cost > v.p.count) {
             if (wview_moved(c, &v, &word))
                 continue;
-            return !wparams_ok(&v.p) ? -ESTALE : -E2BIG;   /* garbage: a segment writer's doing */
+            return cost <= v.p.count ? -ESTALE : -E2BIG;   /* garbage: a segment writer's doing */
         }
         bool queued;
         uint64_t extra;
@@ -373,8 +574,9 @@ static int take(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 
         rldi_verdict *o = out ? out : &vd;      /* the window is recorded for rld_refund */
         r = v.p.algo == RLDI_ALGO_FIXED
                 ? take_fixed(c, &v, cost, now_ns, queued, extra, dry, &word, o)
-                : take_sliding(c, c->ring, &v, cost, now_ns, queued, extra, dry, &word,
-                               o);
+            : !c->ring ? take_ksl(c, &v, cost, now_ns, queued, extra, dry, &word, o)
+                       : take_sliding(c, c->ring, &v, cost, now_ns, queued, extra, dry, &word,
+                                      o);
         if (r == 0 && !dry && cost)
             rldi_win_last = (rldi_win_take_rec){ s->base, c->hslot, c->gen, o->window };
         if (r != 1)
@@ -415,7 +617,9 @@ int rldi_win_peek(const rldi_seg *s, const rldi_cell *c, rldi_u128 now, rldi_ver
         if (r < 0)
             return r;
         rldi_verdict vd;
-        if (!wparams_ok(&v.p)) {
+        if (!c->ring && v.p.algo == RLDI_ALGO_SLIDING) {
+            r = peek_ksl(&v, now_ns, &vd);
+        } else if (!wparams_ok(&v.p)) {
             r = -ESTALE;
         } else if (v.p.algo == RLDI_ALGO_FIXED) {
             uint64_t end, count;
@@ -463,13 +667,22 @@ int rldi_win_refund(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint
         int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
-        if (!wparams_ok(&v.p) || window == 0 || amount == 0) {
+        bool keyed_sliding = !c->ring && v.p.algo == RLDI_ALGO_SLIDING;
+        if ((!keyed_sliding && !wparams_ok(&v.p)) || window == 0 || amount == 0) {
             if (wview_moved(c, &v, &word))
                 continue;
-            return !wparams_ok(&v.p) ? -ESTALE : window == 0 && amount ? -EOPNOTSUPP : 0;
+            return !keyed_sliding && !wparams_ok(&v.p) ? -ESTALE
+                   : window == 0 && amount                 ? -EOPNOTSUPP : 0;
         }
         rldi_u128 want;
-        if (v.p.algo == RLDI_ALGO_FIXED) {
+        if (keyed_sliding) {
+            r = refund_ksl(&v, amount, window, now_ns, &want);
+            if (r != 0) {
+                if (wview_moved(c, &v, &word))
+                    continue;
+                return r < 0 ? r : 0;
+            }
+        } else if (v.p.algo == RLDI_ALGO_FIXED) {
             if (now_ns >= v.lo || win_id(v.lo / v.p.period_ns) != window) {
                 if (wview_moved(c, &v, &word))
                     continue;
@@ -505,7 +718,8 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
         int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
-        if (!wparams_ok(&v.p)) {
+        bool keyed_sliding = !c->ring && v.p.algo == RLDI_ALGO_SLIDING;
+        if (!keyed_sliding && !wparams_ok(&v.p)) {
             if (wview_moved(c, &v, &word))
                 continue;
             return -ESTALE;
@@ -513,8 +727,10 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
         uint64_t cnt = v.p.count, debt = (uint64_t)((long double)cnt * (long double)max_debt_ns /
                                                     (long double)v.p.period_ns);
         uint64_t cap = cnt + (debt < UINT32_MAX ? debt : UINT32_MAX);
-        rldi_u128 want;
-        if (v.p.algo == RLDI_ALGO_FIXED) {
+        rldi_u128 want = 0;
+        if (keyed_sliding) {
+            r = debit_ksl(&v, amount, cap, now_ns, &want);
+        } else if (v.p.algo == RLDI_ALGO_FIXED) {
             uint64_t end, count;
             fixed_now(&v, now_ns, &end, &count);
             if (cap > RLDI_WIN_FIXED_MAX)
@@ -584,5 +800,28 @@ bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
     uint32_t count = (uint32_t)(word >> 64);
     if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_FIXED)
         return count == 0 || now_ns >= lo;    /* nothing in it, or it ended */
-    return false;                             /* sliding: keys do not have them yet */
+    /* a key's sliding window: nothing left in it */
+    wview v = { .lo = lo, .frac = count };
+    v.p.period_ns = b->t_lo;
+    v.p.count = b->burst;
+    ksl k;
+    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs;
+    uint32_t kidx;
+    if (!ksl_of(&v.p, &k))
+        return true;                          /* unusable: nothing to keep */
+    ksl_now(&k, &v, now_ns, cnt, &kidx, &kabs);
+    for (uint32_t i = 0; i <= k.n; i++)
+        if (cnt[i])
+            return false;
+    return true;
+}
+
+rldi_u128 rldi_win_fresh_key(const rldi_bank *b, rldi_u128 now, uint32_t ver)
+{
+    rldi_winparams p = { RLDI_ALGO_SLIDING, b->t_lo, b->burst, 0 };
+    ksl k;
+    uint64_t head = 0;
+    if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_SLIDING && ksl_of(&p, &k))
+        head = (uint32_t)(rldi_fp_to_ns(now) / k.w);     /* now's sub-window, nothing in it */
+    return wword(0, (uint32_t)head, ver);                /* fixed: end 0, nothing taken */
 }

@@ -614,19 +614,7 @@ int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len)
     int r = rldi_key_find(&t, hash, key, len, rldi_table_epoch(s, &t), &idx, &gen);
     if (r < 0)
         return r;                       /* no such key: it is full already */
-    rldi_key_entry *e = &t.entries[idx];
-    rldi_bank b;
-    rldi_bucket_config(&s->slots[slot], &b);
-    rldi_u128 word = rldi_load16_split(&e->tat);
-    for (;;) {
-        if ((uint32_t)(word >> 96) != gen)
-            return 0;                   /* evicted meanwhile: full */
-        rldi_u128 now = rldi_now_fp(), nw = RLDI_BANK_ALGO(b.t_hi) == RLDI_ALGO_GCRA
-                                               ? rldi_word_make(now, gen)
-                                               : (rldi_u128)gen << 96;
-        if (rldi_cas16(&e->tat, &word, nw))
-            return 0;
-    }
+    return rldi_key_reset(s, &t, idx, gen, rldi_now_fp());
 }
 
 /* ---- whole-segment operations ------------------------------------------------------- */

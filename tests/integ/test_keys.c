@@ -24,6 +24,7 @@ static const char *conf_text =
     "[template api.ip]\nrate = 120/min\nmax_keys = 1000\n\n"
     "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
     "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+    "[template slide]\nrate = 10/s\nalgorithm = sliding\nmax_keys = 100\n\n"
     "[template tenant]\nrate = caller\nmax_keys = 100\n\n"
     "[template tenant.hourly]\nrate = caller\nalgorithm = fixed\nmax_keys = 100\n\n"
     "[limit plain]\nrate = 10/s\n";
@@ -231,6 +232,51 @@ static void test_full_and_reclaim(rld_client *c)
             (unsigned long long)info.keys);
 }
 
+/* 4a. Sliding windows per key: never more than 10 in any second, from records. */
+static void test_sliding_keys(rld_client *c)
+{
+    rld_template t;
+    T_CODE(rld_find_template(c, "slide", &t), 0);
+    rld_result r;
+    for (int i = 0; i < 10; i++)
+        T_CODE(rld_try_key(c, t, "ip1", 3, 1, &r), 0);
+    T_CODE(rld_try_key(c, t, "ip1", 3, 1, &r), -EAGAIN);
+    /* 10 per s: b = 4 bits, 15 sub-windows of 66.7 ms: the oldest leaves within one of 1 s */
+    T_CHECK(r.retry_after_ns > 900 * MS && r.retry_after_ns <= SEC + 67 * MS,
+            "retry_after %.3f s", r.retry_after_ns / 1e9);
+    T_CHECK(r.reset_after_ns >= r.retry_after_ns, "reset after the retry");
+    T_CODE(rld_try_key(c, t, "ip2", 3, 10, &r), 0);          /* another key: its own */
+    /* a greedy client for 2.5 s: recorded, then every second of records checked */
+    enum { N = 200 };
+    uint64_t at[N];
+    int n = 0;
+    uint64_t end = t_now_ns() + 2500 * MS;
+    while (t_now_ns() < end && n < N) {
+        uint64_t a = t_now_ns();
+        if (rld_try_key(c, t, "greedy", 6, 1, &r) == 0)
+            at[n++] = a;
+        else
+            t_sleep_ns(r.retry_after_ns < 5 * MS ? r.retry_after_ns : 5 * MS);
+    }
+    int lo = 0;
+    for (int i = 0; i < n; i++) {
+        while (at[lo] + SEC <= at[i])
+            lo++;
+        T_CHECK(i - lo + 1 <= 10, "%d admitted within one second", i - lo + 1);
+    }
+    T_CHECK(n >= 20, "it admitted: %d in 2.5 s", n);
+    /* refund to its sub-window, debit into debt */
+    rld_limit k;
+    T_CODE(rld_key(c, t, "ip3", 3, &k), 0);
+    T_CODE(rld_try(c, k, 4, &r), 0);
+    T_CODE(rld_refund_ex(c, k, 3, r.window), 0);
+    T_CODE(rld_peek(c, k, &r), 0);
+    T_CHECK(r.remaining == 9 || r.remaining == 6, "refunded: %llu", (unsigned long long)r.remaining);
+    T_CODE(rld_debit(c, k, 12), 0);
+    T_CODE(rld_peek(c, k, &r), 0);
+    T_CHECK(r.remaining == 0 && r.retry_after_ns > 0, "in debt");
+}
+
 /* 4b. rate = caller: each tenant's plan from the client. */
 static void test_caller_rate(rld_client *c)
 {
@@ -403,6 +449,7 @@ int main(void)
     test_handles(c);
     test_waits(c);
     test_full_and_reclaim(c);
+    test_sliding_keys(c);
     test_caller_rate(c);
     test_fixed_overflow(c);
     test_reload(c, &d);
