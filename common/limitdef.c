@@ -61,7 +61,8 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
                                                  "tokens per period";
             f = RLDI_LD_RATE;
         } else if (def->align_set && (def->algo != RLDI_ALGO_FIXED ||
-                                      (!def->caller_rate && def->align_ns >= def->period_ns))) {
+                                      (!def->caller_rate && def->align_ns >= def->period_ns &&
+                                       def->align_ns < RLDI_WIN_ANCHOR_ELASTIC))) {
             w = def->algo != RLDI_ALGO_FIXED ? "align applies to fixed windows only"
                                              : "align must be shorter than the period";
             f = RLDI_LD_ALIGN;

@@ -98,8 +98,11 @@ static void fixed_now(const wview *v, uint64_t now_ns, uint64_t *end, uint64_t *
         *count = v->frac;
         return;
     }
-    *end = rldi_win_fixed_end(now_ns + (uint64_t)rldi_win_wall_offset(), now_ns, v->p.period_ns,
-                              v->p.aux_ns % v->p.period_ns);
+    if (v->p.aux_ns >= RLDI_WIN_ANCHOR_ELASTIC)   /* from the first take (or any attempt) */
+        *end = now_ns + v->p.period_ns;
+    else
+        *end = rldi_win_fixed_end(now_ns + (uint64_t)rldi_win_wall_offset(), now_ns,
+                                  v->p.period_ns, v->p.aux_ns % v->p.period_ns);
     *count = 0;
 }
 
@@ -494,6 +497,8 @@ static int take_fixed(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_
 {
     uint64_t end, count;
     fixed_now(v, now_ns, &end, &count);
+    if (v->p.aux_ns == RLDI_WIN_ANCHOR_ELASTIC && cost && now_ns + v->p.period_ns > end)
+        end = now_ns + v->p.period_ns;           /* every attempt pushes the end */
     uint32_t id = win_id(end / v->p.period_ns);
     if (!queued && count + cost <= v->p.count) {
         if (cost == 0 || dry ? wview_moved(c, v, word)
@@ -504,7 +509,7 @@ static int take_fixed(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_
         return 0;
     }
     /* denied; a window that ended is published as ended (cheaper for the next caller) */
-    if (end != v->lo && !dry ? !rldi_cas16(c->word, word, wword(end, 0, v->ver))
+    if (end != v->lo && !dry ? !rldi_cas16(c->word, word, wword(end, (uint32_t)count, v->ver))
                              : wview_moved(c, v, word))
         return 1;
     if (out) {

@@ -73,6 +73,12 @@ static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
 
 /* ---- fixed: where windows end ----------------------------------------------------------- */
 
+/* A fixed bank's alignment (inv_t) may instead say where windows are anchored: at the first
+ * take after the last one ended (the `limits` library's fixed window), or pushed to a period
+ * after every attempt (its elastic expiry: a window that keeps being hit never ends). */
+#define RLDI_WIN_ANCHOR_FIRST   (UINT64_MAX - 1)
+#define RLDI_WIN_ANCHOR_ELASTIC (UINT64_MAX - 2)
+
 /*
  * The end, in CLOCK_MONOTONIC ns, of the fixed window that contains wall-clock time REAL_NS
  * read at monotonic time MONO_NS: the next multiple of PERIOD (shifted by ALIGN) after it.

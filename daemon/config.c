@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "rate.h"
+#include "window.h"
 
 enum section { SEC_NONE, SEC_RLD, SEC_LIMIT, SEC_REDIS };   /* [template]: SEC_LIMIT too */
 
@@ -563,6 +564,11 @@ static bool limit_key(struct parser *ps, int k, const char *value)
     }
     if (k == K_ALIGN) {
         const char *v = value;
+        if (strcmp(v, "first") == 0 || strcmp(v, "elastic") == 0) {
+            l->align_ns = v[0] == 'f' ? RLDI_WIN_ANCHOR_FIRST : RLDI_WIN_ANCHOR_ELASTIC;
+            l->align_set = true;
+            return tolerance_ok(ps, l, value);
+        }
         if (*v == '+')
             v++;
         if ((rc = rldi_parse_duration(v, &l->align_ns, &why)) < 0) {

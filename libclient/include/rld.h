@@ -316,6 +316,11 @@ typedef struct rld_limit_info {
                                  keys', counters the sum over its keys */
 #define RLD_KIND_KEY      2u  /* one key of a template (rld_key): name is the template's */
 
+/* rld_limit_info.align_ns of a fixed window anchored at its first take (align = first) or
+ * pushed a period on by every attempt (align = elastic), rather than on the wall clock */
+#define RLD_ALIGN_FIRST   (UINT64_MAX - 1)
+#define RLD_ALIGN_ELASTIC (UINT64_MAX - 2)
+
 /* rld_limit_info.algorithm (rld.conf(5): algorithm = gcra | sliding | fixed) */
 #define RLD_ALGO_GCRA    0u   /* a steady rate with a burst */
 #define RLD_ALGO_SLIDING 1u   /* at most COUNT in any PERIOD (sub-windows of PERIOD/16) */

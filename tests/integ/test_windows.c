@@ -25,7 +25,9 @@ static const char *conf_text =
     "[limit at15]\nrate = 50/h\nalgorithm = fixed\nalign = +15min\n\n"
     "[limit s10]\nrate = 10/s\nalgorithm = sliding\n\n"
     "[limit f5]\nrate = 5/s\nalgorithm = fixed\n\n"
-    "[limit g]\nrate = 10/s\nburst = 10\n";
+    "[limit g]\nrate = 10/s\nburst = 10\n\n"
+    "[limit ffirst]\nrate = 3/2s\nalgorithm = fixed\nalign = first\n\n"
+    "[limit felastic]\nrate = 3/2s\nalgorithm = fixed\nalign = elastic\n";
 
 static uint64_t real_ns(void)
 {
@@ -185,6 +187,35 @@ static void test_fixed(rld_client *c)
         full += per_sec[i] == 5;
     }
     T_CHECK(full >= 2, "the windows were used: %d full seconds", full);
+}
+
+/* 2b. Windows anchored at their first take, or pushed on by every attempt. */
+static void test_anchors(rld_client *c)
+{
+    rld_limit f, e;
+    T_CODE(rld_find(c, "ffirst", &f), 0);
+    T_CODE(rld_find(c, "felastic", &e), 0);
+    rld_limit_info info;
+    T_CODE(rld_info(c, f, &info), 0);
+    T_CHECK(info.align_ns == RLD_ALIGN_FIRST, "first");
+    T_CODE(rld_info(c, e, &info), 0);
+    T_CHECK(info.align_ns == RLD_ALIGN_ELASTIC, "elastic");
+    rld_result r;
+    uint64_t t0 = t_now_ns();
+    T_CODE(rld_try(c, f, 3, &r), 0);
+    uint64_t t1 = t_now_ns();
+    T_CHECK(r.reset_after_ns + (t1 - t0) + 5 * 1000000ull >= 2 * SEC && r.reset_after_ns <= 2 * SEC,
+            "a period from the first take: %.3f s", r.reset_after_ns / 1e9);
+    T_CODE(rld_try(c, e, 3, &r), 0);
+    t_sleep_ns(600 * 1000000ull);
+    T_CODE(rld_try(c, f, 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns < 1500 * 1000000ull, "first: the end stays: %.3f s", r.retry_after_ns / 1e9);
+    T_CODE(rld_try(c, e, 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns > 1900 * 1000000ull, "elastic: the attempt pushed it: %.3f s",
+            r.retry_after_ns / 1e9);
+    t_sleep_ns(1500 * 1000000ull);                   /* f's window ended, e's was pushed */
+    T_CODE(rld_try(c, f, 3, &r), 0);
+    T_CODE(rld_try(c, e, 1, &r), -EAGAIN);
 }
 
 /* 3. Refund: to the window the tokens came from, while it is current. */
@@ -528,6 +559,7 @@ int main(void)
     test_example(c);
     test_sliding_timing(c);
     test_fixed(c);
+    test_anchors(c);
     test_refund(c);
     test_multi(c, &d);
     test_waits(c, &d);

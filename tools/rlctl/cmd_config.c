@@ -61,7 +61,9 @@ static int parse_put(const rlctl_ctx *ctx, put_args *a)
             const char *v = w + 6;
             if (*v == '+')
                 v++;
-            if (rldi_parse_duration(v, &a->align_ns, &why) < 0)
+            if (strcmp(v, "first") == 0 || strcmp(v, "elastic") == 0)
+                a->align_ns = v[0] == 'f' ? RLD_ALIGN_FIRST : RLD_ALIGN_ELASTIC;
+            else if (rldi_parse_duration(v, &a->align_ns, &why) < 0)
                 return rlctl_usage_error(ctx, "bad align '%s': %s (e.g. align=+15min)", w + 6,
                                          why);
             a->align_set = true;

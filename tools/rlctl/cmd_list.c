@@ -184,10 +184,18 @@ static int cmd_status(rlctl_ctx *ctx)
                 printf("%-16s %s\n", "algorithm", "sliding window (at most the count in any "
                        "period; 16 sub-windows)");
             } else if (l.info.algorithm == RLD_ALGO_FIXED) {
-                printf("%-16s fixed window (the count per wall-clock period", "algorithm");
-                if (l.info.align_ns)
-                    printf(", starting +%s", rlctl_dur(l.info.align_ns));
-                printf(")\n");
+                if (l.info.align_ns == RLD_ALIGN_FIRST)
+                    printf("%-16s fixed window (the count per period from its first take)\n",
+                           "algorithm");
+                else if (l.info.align_ns == RLD_ALIGN_ELASTIC)
+                    printf("%-16s fixed window (elastic: each attempt pushes its end a period "
+                           "on)\n", "algorithm");
+                else {
+                    printf("%-16s fixed window (the count per wall-clock period", "algorithm");
+                    if (l.info.align_ns)
+                        printf(", starting +%s", rlctl_dur(l.info.align_ns));
+                    printf(")\n");
+                }
             } else {
                 printf("%-16s %s\n", "algorithm", "gcra");
                 printf("%-16s %llu\n", "burst", (unsigned long long)l.info.burst);
