@@ -360,8 +360,11 @@ static void test_waits(rld_client *c, t_daemon *d)
             (ws[1].done_ns - t0) / 1e9);
     T_CHECK(ws[2].done_ns - t0 >= 1560000000ull, "the third waits another window: %.3f",
             (ws[2].done_ns - t0) / 1e9);
-    T_CHECK(ws[0].done_ns <= ws[1].done_ns + 1000000 && ws[1].done_ns <= ws[2].done_ns + 1000000,
-            "in order");
+    /* the first two are served together, when the 4 leave (their threads may wake in either
+     * order on a loaded machine); the third a window later */
+    T_CHECK(ws[2].done_ns > ws[0].done_ns + 700000000ull &&
+                ws[2].done_ns > ws[1].done_ns + 700000000ull,
+            "in order: the third a window after the first two");
 
     /* fixed: a wait is served at the boundary, a multi wait over a window and GCRA too */
     T_CODE(rld_try(c, fw, 3, &r), 0);
