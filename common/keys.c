@@ -267,6 +267,29 @@ static bool seen(const uint32_t *b, int k)
     return false;
 }
 
+static inline uint32_t next_gen(uint32_t g, uint32_t epoch);
+
+/*
+ * An eviction is two steps: the word's CAS to the next, even gen (from then on no take
+ * lands), then gen's. An entry between them looks live to a lookup, yet every take on it
+ * fails, and its evictor may have died there (SIGKILL): whoever meets it finishes the
+ * eviction (the second step is the same for everyone). True when entry AT (gen G) was one.
+ */
+static bool evict_finish(const rldi_table *t, uint32_t at, uint32_t g)
+{
+    rldi_key_entry *e = &t->entries[at];
+    uint32_t v = (uint32_t)(rldi_load_acquire(&e->frac_ver) >> 32);
+    uint32_t g2 = next_gen(g, RLDI_KEY_EPOCH(g));
+    if (v != g2)
+        return false;
+    if (__atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+        rldi_store_relaxed(&t->buckets[at / RLDI_KEY_BUCKET].tag[at % RLDI_KEY_BUCKET], 0);
+        rldi_add_relaxed(&t->rec->live, (uint64_t)-1);
+        rldi_add_relaxed(&t->rec->evictions, 1);
+    }
+    return true;
+}
+
 static int find(const rldi_table *t, const uint32_t b[4], uint64_t hash, const uint64_t id[2],
                 bool caller, uint32_t epoch, uint32_t *idx, uint32_t *gen)
 {
@@ -283,6 +306,8 @@ static int find(const rldi_table *t, const uint32_t b[4], uint64_t hash, const u
             uint32_t g = rldi_load_acquire(&e->gen);
             if (!(g & 1) || RLDI_KEY_EPOCH(g) != epoch)
                 continue;
+            if (evict_finish(t, at, g))
+                continue;           /* an eviction half done: finished, no key there */
             uint64_t *w = ident_words(e);
             if (rldi_load_relaxed(&e->hash) != hash || rldi_load_relaxed(&w[0]) != id[0] ||
                 (!caller && rldi_load_relaxed(&w[1]) != id[1]))
@@ -379,11 +404,9 @@ static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t 
     rldi_u128 dead = (rldi_u128)g2 << 96;
     if (!rldi_cas16(&e->tat, &word, dead))
         return 0;               /* a take landed first: the key is in use, it stays */
-    rldi_store_relaxed(&bk->tag[i], 0);
-    uint32_t g = gen;
-    __atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-    rldi_add_relaxed(&t->rec->live, (uint64_t)-1);
-    rldi_add_relaxed(&t->rec->evictions, 1);
+    (void)bk;
+    (void)i;
+    evict_finish(t, idx, gen);  /* (or someone who met it half done already did) */
     return 1;
 }
 
@@ -507,10 +530,18 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
         goto found;
     if (caller && !rate)
         return -EINVAL;                 /* a new key of a rate = caller template: its rate? */
+    if (rldi_load_acquire(&s->hdr->state) != RLDI_STATE_READY)
+        return -ESTALE;                 /* a segment being replaced: the new one takes keys */
     rldi_key_bucket *lk = &t->buckets[b[0]];
     if ((r = lock_bucket(lk)) < 0)
         return r;
-    for (int attempt = 0; attempt < 8; attempt++) {
+    /* A new key's state is made from a clock read now, under the lock: after the eviction of
+     * any earlier life of the key (the caller's NOW may be older), so that every admission
+     * on the new life is at a time after the old one's end (docs/DESIGN.md, keyed limits). */
+    rldi_u128 fresh_now = rldi_now_fp();
+    if (fresh_now < now)
+        fresh_now = now;
+    for (int attempt = 0; attempt < 16; attempt++) {
         if (find(t, b, hash, id, caller, epoch, idx, gen) == 0) {
             unlock_bucket(lk);
             goto found;
@@ -548,11 +579,18 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
                 }
         }
         if (at == UINT32_MAX) {
+            /* none now: a place another process took, or changed, as we looked? Again (a
+             * table of idle keys must never refuse one) */
+            if (attempt < 12) {
+                if (attempt > 2)
+                    sched_yield();
+                continue;
+            }
             unlock_bucket(lk);
             rldi_add_relaxed(&t->rec->overflows, 1);
             return -ENOSPC;
         }
-        if (claim(t, at, &bank, epoch, hash, id, rate, now, gen) == 0) {
+        if (claim(t, at, &bank, epoch, hash, id, rate, fresh_now, gen) == 0) {
             unlock_bucket(lk);
             *idx = at;
             *created = true;
@@ -579,7 +617,7 @@ uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, 
         for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
             uint32_t j = (first + k) * RLDI_KEY_BUCKET + i;
             uint32_t g = rldi_load_acquire(&t->entries[j].gen);
-            if (g & 1)
+            if ((g & 1) && !evict_finish(t, j, g))
                 done += (uint32_t)evict(s, t, j, g, now, false);
         }
     return done;

@@ -823,10 +823,23 @@ bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
 
 rldi_u128 rldi_win_fresh_key(const rldi_bank *b, rldi_u128 now, uint32_t ver)
 {
+    uint64_t now_ns = rldi_fp_to_ns(now);
+    if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_FIXED) {
+        /* the window of NOW, nothing in it: a caller whose clock read is older counts in it
+         * too (never in a window of the key's previous life) */
+        wview v = { .lo = 0 };
+        v.p.period_ns = b->t_lo;
+        v.p.aux_ns = b->inv_t;
+        if (v.p.period_ns == 0)
+            return wword(0, 0, ver);
+        uint64_t end, count;
+        fixed_now(&v, now_ns, &end, &count);
+        return wword(end, 0, ver);
+    }
     rldi_winparams p = { RLDI_ALGO_SLIDING, b->t_lo, b->burst, 0 };
     ksl k;
     uint64_t head = 0;
-    if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_SLIDING && ksl_of(&p, &k))
-        head = (uint32_t)(rldi_fp_to_ns(now) / k.w);     /* now's sub-window, nothing in it */
-    return wword(0, (uint32_t)head, ver);                /* fixed: end 0, nothing taken */
+    if (ksl_of(&p, &k))
+        head = (uint32_t)(now_ns / k.w);                 /* now's sub-window, nothing in it */
+    return wword(0, (uint32_t)head, ver);
 }

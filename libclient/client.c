@@ -298,7 +298,7 @@ int rld_find_template(rld_client *c, const char *name, rld_template *out)
  * template's slot was sealed by a growth), created if need be. */
 static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen,
                    uint64_t rate, rldi_seg **s, rldi_table *tb, uint32_t *idx, uint32_t *gen,
-                   rldi_u128 now)
+                   rldi_u128 now, bool *created)
 {
     if (!c || (!key && keylen) || keylen == 0 || keylen > RLDI_KEY_MAX)
         return -EINVAL;
@@ -309,10 +309,8 @@ static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen
         int r = rldi_table_of(*s, t.slot, t.gen, tb);
         if (r == 0 && rate && !(tb->flags & RLDI_TMPL_CALLER_RATE))
             return -EINVAL;             /* a rate for a template that has its own */
-        if (r == 0) {
-            bool created;
-            return rldi_key_get(*s, tb, key, keylen, rate, rate != 0, now, idx, gen, &created);
-        }
+        if (r == 0)
+            return rldi_key_get(*s, tb, key, keylen, rate, rate != 0, now, idx, gen, created);
         if (r != -ESTALE || again || rldc_follow(c) != 1)
             return r;
     }
@@ -326,7 +324,8 @@ static int key_handle(rld_client *c, rld_template t, const void *key, size_t key
     rldi_seg *s;
     rldi_table tb;
     uint32_t idx, gen;
-    int r = key_get(c, t, key, keylen, rate, &s, &tb, &idx, &gen, rldi_now_fp());
+    bool created;
+    int r = key_get(c, t, key, keylen, rate, &s, &tb, &idx, &gen, rldi_now_fp(), &created);
     if (r < 0)
         return r;
     out->slot = s->slot_count + tb.entry_base + idx;
@@ -370,7 +369,10 @@ static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen
         rldi_seg *s;
         rldi_table tb;
         uint32_t idx, gen;
-        int r = key_get(c, t, key, keylen, rate, &s, &tb, &idx, &gen, now);
+        bool created = false;
+        int r = key_get(c, t, key, keylen, rate, &s, &tb, &idx, &gen, now, &created);
+        if (created)
+            now = rldi_now_fp();    /* its state was made after our first read: take as of now */
         if (r == -ENOSPC && (tb.flags & RLDI_TMPL_OVERFLOW_ALLOW)) {
             if (res) {
                 rldc_result_open(res);
