@@ -1,7 +1,7 @@
 /*
  * bench_try.c - cost of rld_try beside the physical floor, measured in the same run.
  *
- *   bench_try [--reps N] [--ms MS] [--csv]
+ *   bench_try [--reps N] [--ms MS] [--csv] [--windows | --no-windows] [--no-redis]
  *
  * The floor is a naive GCRA on shared memory: clock_gettime + load + 64-bit CAS on a word
  * in its own cache line, integer-ns interval. rld_try is measured on a real instance (a
@@ -21,12 +21,13 @@
  * without a result, in three configurations: 1 process with every call admitted (limits
  * far above the call rate, so every call publishes with a CAS), 2 processes on one limit
  * (admitted, contended line) and 1 process with every call denied (limits of 1 per hour,
- * spent before the rows). Then, when built with hiredis and a redis-server is found, the
- * usual Redis window limiters (a sorted-set sliding log and an INCRBY + PEXPIRE fixed
- * window, EVALSHA from 1 client) and the GCRA script of bench_peers, in the same run
- * (peers/peers_redis.c), their p50 latency beside rld_try on the same algorithm.
- *
- *   bench_try [--reps N] [--ms MS] [--csv] [--windows | --no-windows] [--no-redis]
+ * spent before the rows). Each row gives ns per call by the wall clock (as above) and by
+ * the workers' own CPU time (CLOCK_THREAD_CPUTIME_ID around the loop), which time slices
+ * lost to other processes do not inflate. Then, when built with hiredis and a redis-server
+ * is found, the usual Redis window limiters (a sorted-set sliding log and an INCRBY +
+ * PEXPIRE fixed window, EVALSHA from 1 client) and the GCRA script of bench_peers, in the
+ * same run (peers/peers_redis.c), their p50 latency beside rld_try on the same algorithm.
+ * --windows: the second table (and Redis) only; --no-windows: the first only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -87,7 +88,7 @@ double peers_percentile(uint32_t *v, size_t n, double q)
 
 typedef struct shared {
     volatile int ready, go;
-    volatile uint64_t calls[2], admitted[2];
+    volatile uint64_t calls[2], admitted[2], cpu_ns[2];
     _Alignas(128) uint64_t naive[2][16];     /* two naive buckets, 128 B apart */
 } shared;
 
@@ -118,9 +119,18 @@ static inline int naive_try(uint64_t *tat)
 
 enum kind { NAIVE, RLD_RES, RLD_NULL };
 
-/* The last run's calls and admissions, all processes together (the regime check), and the
- * window table's calls (to set beside a count of system calls: strace -f -c). */
+/* The last run's calls and admissions, all processes together (the regime check), its ns
+ * per call of the workers' own CPU time, and the window table's calls (to set beside a
+ * count of system calls: strace -f -c). */
 static uint64_t last_calls, last_admitted, window_calls;
+static double last_cpu;
+
+static inline uint64_t cpu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* NAME: the limit a worker of kind RLD_* calls (NULL: the GCRA rows' choice by WHICH, BUSY) */
 static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms, bool busy,
@@ -141,7 +151,7 @@ static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms, 
     __atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
     while (!sh->go)
         ;
-    uint64_t end = clock_ns() + ms * 1000000u, n = 0, ok = 0;
+    uint64_t end = clock_ns() + ms * 1000000u, n = 0, ok = 0, cpu0 = cpu_now_ns();
     rld_result res;
     do {
         for (int i = 0; i < 256; i++) {
@@ -152,6 +162,7 @@ static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms, 
         }
         n += 256;
     } while (clock_ns() < end);
+    sh->cpu_ns[id] = cpu_now_ns() - cpu0;
     sh->calls[id] = n;
     sh->admitted[id] = ok;
     rld_close(c);
@@ -181,15 +192,17 @@ static double run(shared *sh, enum kind k, int nproc, bool same, uint64_t ms, bo
         fprintf(stderr, "bench worker failed\n");
         exit(1);
     }
-    double sum = 0;
+    double sum = 0, cpu = 0;
     uint64_t calls = 0, admitted = 0;
     for (int i = 0; i < nproc; i++) {
         sum += (double)ms * 1e6 / (double)sh->calls[i];
+        cpu += (double)sh->cpu_ns[i] / (double)sh->calls[i];
         calls += sh->calls[i];
         admitted += sh->admitted[i];
     }
     last_calls = calls;
     last_admitted = admitted;
+    last_cpu = cpu / nproc;
     return sum / nproc;
 }
 
@@ -207,13 +220,16 @@ static stat3 stats(double *v, int n)
     return (stat3){ v[n / 2], v[0], v[n - 1] };
 }
 
-static void print_row(bool csv, const char *conf, const char *kind, stat3 st, double ratio)
+/* A window-table row: wall-clock and CPU-time medians (min-max), each with its x GCRA. */
+static void print_row(bool csv, const char *conf, const char *kind, stat3 w, double wx,
+                      stat3 c, double cx)
 {
     if (csv)
-        printf("%s,%s,%.2f,%.2f,%.2f,%.3f\n", conf, kind, st.med, st.min, st.max, ratio);
+        printf("%s,%s,%.2f,%.2f,%.2f,%.3f,%.2f,%.2f,%.2f,%.3f\n", conf, kind, w.med, w.min,
+               w.max, wx, c.med, c.min, c.max, cx);
     else
-        printf("%-34s %-18s %7.1f ns %7.1f-%-7.1f ns %7.2fx\n", conf, kind, st.med, st.min,
-               st.max, ratio);
+        printf("%-33s %-16s %6.1f %6.1f-%-6.1f %5.2fx   %6.1f %6.1f-%-6.1f %5.2fx\n", conf,
+               kind, w.med, w.min, w.max, wx, c.med, c.min, c.max, cx);
 }
 
 /* The first table: rld_try beside the naive floor (GCRA limits). */
@@ -291,32 +307,39 @@ static bool window_table(shared *sh, int reps, uint64_t ms, bool csv, double *ad
 
     bool ok = true;
     if (csv)
-        printf("window_row,kind,median_ns,min_ns,max_ns,ratio_vs_gcra\n");
+        printf("window_row,kind,median_ns,min_ns,max_ns,ratio_vs_gcra,"
+               "cpu_median_ns,cpu_min_ns,cpu_max_ns,cpu_ratio_vs_gcra\n");
     else
-        printf("\nwindow limits (issue 14): rld_try, ns per call per process; x GCRA = median / "
-               "the GCRA limit's median, same configuration and result argument, same run\n"
-               "%-34s %-18s %9s %17s %8s\n", "configuration", "call", "median", "min-max",
-               "x GCRA");
+        printf("\nwindow limits (issue 14): rld_try, ns per call per process, by the wall clock "
+               "and by the worker's own CPU time (not inflated by time slices lost to other "
+               "processes); median, min-max; x GCRA = median / the GCRA limit's median, same "
+               "configuration and result argument, same run\n"
+               "%-33s %-16s %6s %13s %6s   %6s %13s %6s\n", "configuration", "call", "wall",
+               "min-max", "x GCRA", "cpu", "min-max", "x GCRA");
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
-        double v[2][W_ALGOS][101];
+        double v[2][W_ALGOS][101], u[2][W_ALGOS][101];
         uint64_t calls = 0, admitted = 0;
         for (int i = 0; i < reps; i++)
             for (int res = 0; res < 2; res++)
                 for (int a = 0; a < W_ALGOS; a++) {
                     v[res][a][i] = run(sh, res ? RLD_NULL : RLD_RES, rows[r].nproc, true, ms,
                                        false, rows[r].lim[a]);
+                    u[res][a][i] = last_cpu;
                     calls += last_calls;
                     admitted += last_admitted;
                     window_calls += last_calls;
                 }
         for (int res = 0; res < 2; res++) {
-            stat3 st[W_ALGOS];
-            for (int a = 0; a < W_ALGOS; a++)
+            stat3 st[W_ALGOS], ct[W_ALGOS];
+            for (int a = 0; a < W_ALGOS; a++) {
                 st[a] = stats(v[res][a], reps);
+                ct[a] = stats(u[res][a], reps);
+            }
             for (int a = 0; a < W_ALGOS; a++) {
                 char kind[32];
                 snprintf(kind, sizeof(kind), "%s (%s)", algo_names[a], res ? "NULL" : "result");
-                print_row(csv, rows[r].name, kind, st[a], st[a].med / st[W_GCRA].med);
+                print_row(csv, rows[r].name, kind, st[a], st[a].med / st[W_GCRA].med, ct[a],
+                          ct[a].med / ct[W_GCRA].med);
                 if (r == 0 && res == 0)
                     admit_res[a] = st[a].med;
             }
