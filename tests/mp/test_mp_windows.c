@@ -515,8 +515,9 @@ static void test_waits(void)
     /* not vacuous: the waits were served at about the rate, and some interval of the
      * check above certainly held a full window (past the first burst, grants come as
      * sub-windows leave, and most waits last far less than the period) */
-    T_CHECK((double)tot - (double)count >= 0.8 * (double)count * (double)(d - period) / (double)period,
-            "sl.wait: only %llu grants", (unsigned long long)tot);
+    double floor_ = 0.8 * (double)count * (double)(d - period) / (double)period;
+    T_CHECK((double)tot - (double)count >= floor_, "sl.wait: only %llu grants",
+            (unsigned long long)tot);
     T_CHECK(max >= count - 2, "sl.wait: the bound was reached (%llu)", (unsigned long long)max);
     check_not_full("sl.wait");
     free(a);
