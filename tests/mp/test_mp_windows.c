@@ -15,16 +15,16 @@
  *   fixed       5 processes, costs 1..3, rate 50/200ms, and 30/200ms with align = +50ms:
  *               never more than COUNT in one wall-clock window, every admission's
  *               reset_after points at that window's end, every window holds >= 90% of
- *               COUNT (a KNOWN BUG of window.c is set aside by default: see test_fixed)
+ *               COUNT
  *   waits       5 processes in rld_wait (cost 1, timeout 2 s) on a sliding limit: the
  *               grants, made by the daemon process, keep the same bound
  *
  * Each limit is used by one scenario only, so it is empty when its scenario starts. Each
- * scenario runs 2-3 s. RLD_TEST_CASES=sliding,fixed,... (or limit names) runs only some;
- * RLD_TEST_STRICT_FIXED=1 counts the known bug's admissions (see test_fixed).
+ * scenario runs 2-3 s. RLD_TEST_CASES=sliding,fixed,... (or limit names) runs only some.
  *
  * Every check was seen to fail against a broken common/window.c (one token over COUNT,
- * 4/5 of COUNT, reset_after 5 ms late, refunds counted twice, daemon grants for free).
+ * 4/5 of COUNT, reset_after 5 ms late, refunds counted twice, daemon grants for free, a
+ * fixed window's end from a stale monotonic reading and a fresh CLOCK_REALTIME).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -389,37 +389,28 @@ static void test_mixed(void)
  * reads plus reset_after, within TOL (the monotonic and real clocks tick alike; the
  * limiter ties a window's end to the monotonic clock when the window starts).
  *
- * KNOWN BUG in common/window.c (fixed_now): a new window's end is computed from the
- * caller's CLOCK_MONOTONIC reading and a CLOCK_REALTIME reading taken after it, so the
- * window ends early by the time between the two reads (1-2 us measured here, a whole
- * preemption at worst), and callers in that gap open the next window before the wall-clock
- * boundary: up to COUNT more tokens in one wall-clock window. Nearly every run of this test
- * hit it (52-62 tokens in a window of 50). A saturated window is full within microseconds
- * of its start, so under a correct limiter nothing is admitted in its last EARLY_GUARD:
- * until window.c is fixed, tokens admitted there are left out of the per-window sums and
- * reported as "early" (their reset_after may then point at this boundary or the next one).
- * RLD_TEST_STRICT_FIXED=1 counts them like the others (make that the default with the fix).
+ * A window that ends even microseconds before its wall-clock boundary shows here: callers
+ * hammering at the boundary open the next window inside the same wall-clock window, and
+ * their admissions, certainly inside it, push its sum over COUNT (this caught fixed_now
+ * computing the end from a stale CLOCK_MONOTONIC reading and a fresh CLOCK_REALTIME one:
+ * 52-62 tokens in a window of 50 in 11 runs of 12).
  *
  * Throughput: each admission is also charged to the window the limiter counted it in, the
  * one whose end its reset_after names (straddling ones too); under saturation every window
  * that begins and ends inside the run must hold at least 90% of COUNT (it holds COUNT a
  * few microseconds after it begins).
  */
-#define EARLY_GUARD (10 * MS)
-
 static void test_fixed(const char *name, uint64_t count, uint64_t period, uint64_t align,
                        uint64_t run_ns)
 {
     const uint64_t tol = 3 * MS;
-    const char *env = getenv("RLD_TEST_STRICT_FIXED");
-    bool strict = env && *env && strcmp(env, "0") != 0;
     adm *a;
     uint64_t d;
     size_t n = run(FIXED, name, NULL, run_ns, &a, &d);
     enum { NW = 64 };
-    /* per wall-clock window: every certain admission / those before its last EARLY_GUARD */
-    uint64_t wall[NW] = { 0 }, sure[NW] = { 0 }, att[NW] = { 0 }, last = 0;
-    uint64_t base = UINT64_MAX, tot = total_tokens(a, n), straddle = 0, early = 0;
+    /* per wall-clock window: its certain admissions / those the limiter counted in it */
+    uint64_t wall[NW] = { 0 }, att[NW] = { 0 }, last = 0;
+    uint64_t base = UINT64_MAX, tot = total_tokens(a, n), straddle = 0;
     for (size_t i = 0; i < n; i++)
         if ((a[i].rb - align) / period < base)
             base = (a[i].rb - align) / period;
@@ -438,15 +429,8 @@ static void test_fixed(const char *name, uint64_t count, uint64_t period, uint64
         T_CHECK(k < NW, "%s: window index %llu", name, (unsigned long long)k);
         uint64_t boundary = (wb + 1) * period + align;
         uint64_t lo = a[i].rb + a[i].reset_after, hi = a[i].ra + a[i].reset_after;
-        bool guard = !strict && a[i].ra + EARLY_GUARD >= boundary;
         wall[k] += a[i].tokens;
-        if (guard)
-            early += a[i].tokens;
-        else
-            sure[k] += a[i].tokens;
-        bool at_end = lo <= boundary + tol && hi + tol >= boundary;
-        bool at_next = lo <= boundary + period + tol && hi + tol >= boundary + period;
-        if (!at_end && !(guard && at_next)) {
+        if (lo > boundary + tol || hi + tol < boundary) {
             bad_reset++;
             if (shown++ < 5)
                 fprintf(stderr, "%s: reset_after %.3f ms from [%.3f, %.3f] ms before the "
@@ -454,32 +438,25 @@ static void test_fixed(const char *name, uint64_t count, uint64_t period, uint64
                         (double)(boundary - a[i].ra) / 1e6, (double)(boundary - a[i].rb) / 1e6);
         }
     }
-    uint64_t calls, denied, most_wall = 0, most_sure = 0, windows = 0, least = UINT64_MAX;
+    uint64_t calls, denied, most = 0, windows = 0, least = UINT64_MAX;
     totals(&calls, &denied);
     for (int k = 0; k < NW; k++) {
         windows += wall[k] != 0;
-        most_wall = wall[k] > most_wall ? wall[k] : most_wall;
-        most_sure = sure[k] > most_sure ? sure[k] : most_sure;
+        most = wall[k] > most ? wall[k] : most;
         if (k > 0 && (uint64_t)k < last)        /* inside the run: saturated throughout */
             least = att[k] < least ? att[k] : least;
     }
     printf("fixed   %-7s %3llu/%llums%s  %zu admissions, %llu tokens in %.2f s over %llu "
-           "windows, most in one %llu (bound %llu)%s, least in a whole one %llu, %llu "
+           "windows, most in one %llu (bound %llu), least in a whole one %llu, %llu "
            "straddling, %zu bad reset_after, %llu calls, %llu denied\n",
            name, (unsigned long long)count, (unsigned long long)(period / MS),
            align ? " +50ms" : "", n, (unsigned long long)tot, (double)d / 1e9,
-           (unsigned long long)windows, (unsigned long long)most_wall, (unsigned long long)count,
-           strict ? " strict" : "", (unsigned long long)least, (unsigned long long)straddle,
-           bad_reset,
+           (unsigned long long)windows, (unsigned long long)most, (unsigned long long)count,
+           (unsigned long long)least, (unsigned long long)straddle, bad_reset,
            (unsigned long long)calls, (unsigned long long)denied);
-    if (!strict)
-        printf("fixed   %-7s %llu tokens in the last %llu ms of a window, left out: most "
-               "without them %llu%s\n", name, (unsigned long long)early,
-               (unsigned long long)(EARLY_GUARD / MS), (unsigned long long)most_sure,
-               most_wall > count ? ": KNOWN BUG hit (RLD_TEST_STRICT_FIXED=1 fails on it)" : "");
     for (int k = 0; k < NW; k++)
-        T_CHECK(sure[k] <= count, "%s: %llu tokens in wall-clock window %d (COUNT %llu)", name,
-                (unsigned long long)sure[k], k, (unsigned long long)count);
+        T_CHECK(wall[k] <= count, "%s: %llu tokens in wall-clock window %d (COUNT %llu)", name,
+                (unsigned long long)wall[k], k, (unsigned long long)count);
     T_CHECK(bad_reset == 0, "%s: %zu of %zu admissions with a reset_after off the boundary by "
             "more than %llu ms", name, bad_reset, n, (unsigned long long)(tol / MS));
     T_CHECK(last >= 3 && (double)least >= 0.9 * (double)count,
