@@ -34,7 +34,10 @@ extern volatile int peers_stop;
  * also when the benchmark fails; it dies with us if we are killed (PR_SET_PDEATHSIG).
  */
 enum { PR_TOKEN_BUCKET, PR_GCRA, PR_NSCRIPTS,
-       PR_PING = PR_NSCRIPTS };   /* pr_run only: a bare PING, the floor of any Redis call */
+       PR_PING = PR_NSCRIPTS,     /* pr_run only: a bare PING, the floor of any Redis call */
+       PR_SLIDING_LOG,            /* pr_run only (bench_try): the usual Redis window limiters */
+       PR_FIXED_WINDOW,
+       PR_NALL };
 
 /* 0, or -1 with the reason in WHY (redis-server missing, failed to start...). */
 int pr_start(char *why, size_t whylen);

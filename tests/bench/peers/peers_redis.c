@@ -90,21 +90,75 @@ static const char *script_gcra =
     "end\n"
     "return {cost, math.floor(remaining), '-1', tostring(reset_after)}\n";
 
-/* Both scripts run in the regime of the rld rows: a limit so fast that every call is
- * admitted (1,000,000/s, burst 1,000,000; the clients do ~30,000 calls/s). */
-static const char *const script_args[PR_NSCRIPTS][4] = {
+/*
+ * A sliding-window log, the usual way to get an exact sliding window out of Redis (the
+ * sorted-set pattern of the common rate-limiting tutorials and of many small libraries):
+ * one member per admitted token, scored with its time in microseconds; drop the members
+ * older than the window, count the rest, add if it fits, expire the key after a window of
+ * silence.
+ *   KEYS[1] log; ARGV: window (us), limit, cost.  Returns {allowed cost or 0, remaining}.
+ * Members are "time-count-i", unique as long as two scripts never start in the same
+ * microsecond with the same count (each takes several).
+ */
+static const char *script_sliding_log =
+    "local window = tonumber(ARGV[1])\n"
+    "local limit = tonumber(ARGV[2])\n"
+    "local cost = tonumber(ARGV[3])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)\n"
+    "local count = redis.call('ZCARD', KEYS[1])\n"
+    "if count + cost > limit then\n"
+    "  return {0, limit - count}\n"
+    "end\n"
+    "for i = 1, cost do\n"
+    "  redis.call('ZADD', KEYS[1], now, now .. '-' .. count .. '-' .. i)\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))\n"
+    "return {cost, limit - count - cost}\n";
+
+/*
+ * A fixed window the way the `limits` library (Flask-Limiter, slowapi) keeps it in Redis:
+ * INCRBY the window's counter and give it an expiry when this call created it; the window
+ * starts at its first hit (not at a wall-clock boundary, which would only change the key's
+ * name). A denied call still counts, as in `limits`.
+ *   KEYS[1] counter; ARGV: window (ms), limit, cost.  Returns {allowed cost or 0, remaining}.
+ */
+static const char *script_fixed_window =
+    "local cost = tonumber(ARGV[3])\n"
+    "local n = redis.call('INCRBY', KEYS[1], cost)\n"
+    "if n == cost then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    "end\n"
+    "local limit = tonumber(ARGV[2])\n"
+    "if n > limit then\n"
+    "  return {0, 0}\n"
+    "end\n"
+    "return {cost, limit - n}\n";
+
+/* The scripts run in the regime of the rld rows: a limit so fast that every call is
+ * admitted (1,000,000/s, burst 1,000,000; the clients do ~30,000 calls/s). The window
+ * scripts: 10^9 per 1 s window; the log then holds one member per call of the last second
+ * (tens of thousands), and each call's ZREMRANGEBYSCORE drops about one. */
+static const char *const script_args[PR_NALL][4] = {
     [PR_TOKEN_BUCKET] = { "1000000", "1000000", "1", NULL },
     [PR_GCRA] = { "1000000", "1000000", "1", "1" },
+    [PR_SLIDING_LOG] = { "1000000", "1000000000", "1", NULL },
+    [PR_FIXED_WINDOW] = { "1000", "1000000000", "1", NULL },
 };
-static const char *const script_names[PR_NSCRIPTS + 1] = {
+static const char *const script_names[PR_NALL] = {
     [PR_TOKEN_BUCKET] = "token bucket",
     [PR_GCRA] = "GCRA",
     [PR_PING] = "PING",
+    [PR_SLIDING_LOG] = "sliding log",
+    [PR_FIXED_WINDOW] = "fixed window",
 };
-static const char *const script_keys[PR_NSCRIPTS + 1] = {
+static const char *const script_keys[PR_NALL] = {
     [PR_TOKEN_BUCKET] = "rl:tb",
     [PR_GCRA] = "rl:gcra",
     [PR_PING] = "",
+    [PR_SLIDING_LOG] = "rl:slog",
+    [PR_FIXED_WINDOW] = "rl:fw",
 };
 
 #define SAMPLE_CAP (1u << 21)    /* per client and run: 70 s of 33 us calls */
@@ -120,7 +174,7 @@ static struct {
     int port;
     char dir[64], log[96];
     char version[32];
-    char sha[PR_NSCRIPTS][48];
+    char sha[PR_NALL][48];
     ctl *ctl;
     uint32_t *samples;      /* [2][SAMPLE_CAP], shared with the client processes */
     uint32_t *merged;
@@ -346,8 +400,13 @@ int pr_start(char *why, size_t whylen)
     snprintf(R.version, sizeof(R.version), "%.*s", v ? (int)strcspn(v + 14, "\r\n") : 1,
              v ? v + 14 : "?");
     freeReplyObject(rep);
-    const char *src[PR_NSCRIPTS] = { script_token_bucket, script_gcra };
-    for (int s = 0; s < PR_NSCRIPTS; s++) {
+    const char *src[PR_NALL] = { [PR_TOKEN_BUCKET] = script_token_bucket,
+                                 [PR_GCRA] = script_gcra,
+                                 [PR_SLIDING_LOG] = script_sliding_log,
+                                 [PR_FIXED_WINDOW] = script_fixed_window };
+    for (int s = 0; s < PR_NALL; s++) {
+        if (!src[s])
+            continue;
         rep = redisCommand(c, "SCRIPT LOAD %s", src[s]);
         if (!rep || rep->type != REDIS_REPLY_STRING || rep->len >= sizeof(R.sha[s])) {
             snprintf(why, whylen, "SCRIPT LOAD failed: %s",
