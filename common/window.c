@@ -77,9 +77,12 @@ static bool queue_ahead(const rldi_seg *s, const wview *v, unsigned flags, uint6
 
 /* ---- fixed windows --------------------------------------------------------------------- */
 
+/* CLOCK_REALTIME first: the time between the reads (a preemption, tens of ns without one)
+ * can then only make the offset smaller, the wall clock seem earlier, and the window end
+ * later, never earlier. */
 static int64_t wall_offset(void)
 {
-    uint64_t m = rldi_mono_ns(), r = rldi_real_ns();
+    uint64_t r = rldi_real_ns(), m = rldi_mono_ns();
     return (int64_t)(r - m);
 }
 
@@ -398,7 +401,7 @@ static void ksl_verdict(rldi_verdict *out, const ksl *k, const wview *v, const u
 }
 
 static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns, bool queued,
-                    uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
+                    uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out, uint32_t *win)
 {
     ksl k;
     uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
@@ -417,6 +420,7 @@ static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns
             return 1;
         if (out)
             ksl_verdict(out, &k, v, nc, kidx, kabs, now_ns, 0);
+        *win = win_id(kidx);
         return 0;
     }
     if (wview_moved(c, v, word))
@@ -493,7 +497,8 @@ static bool wview_moved(const rldi_cell *c, const wview *v, rldi_u128 *word)
 
 /* DRY: decide only (probe, estimate): nothing is published, the view is checked instead. */
 static int take_fixed(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns, bool queued,
-                      uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
+                      uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out,
+                      uint32_t *win)
 {
     uint64_t end, count;
     fixed_now(v, now_ns, &end, &count);
@@ -506,6 +511,7 @@ static int take_fixed(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_
             return 1;                                   /* again */
         if (out)
             fixed_verdict(out, v, now_ns, end, count + cost, 0, id);
+        *win = id;
         return 0;
     }
     /* denied; a window that ended is published as ended (cheaper for the next caller) */
@@ -520,7 +526,8 @@ static int take_fixed(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_
 }
 
 static int take_sliding(const rldi_cell *c, rldi_ring *ring, wview *v, uint64_t cost, uint64_t now_ns,
-                        bool queued, uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out)
+                        bool queued, uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out,
+                        uint32_t *win)
 {
     sliding_at a;
     uint64_t head = rldi_win_head(v->lo);
@@ -535,6 +542,7 @@ static int take_sliding(const rldi_cell *c, rldi_ring *ring, wview *v, uint64_t 
             return 1;
         if (out)
             sliding_verdict(out, v, &a, now_ns, cost, 0);
+        *win = win_id(a.k);
         return 0;
     }
     if (moved && !dry ? !rldi_cas16(c->word, word, wword(rldi_win_pack(a.k, a.kc),
@@ -575,15 +583,16 @@ static int take(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 
             queued = queue_ahead(s, &v, flags, now_ns);
             extra = queued ? rldi_cell_queued(c) | 1 : 0;
         }
-        rldi_verdict vd;
-        rldi_verdict *o = out ? out : &vd;      /* the window is recorded for rld_refund */
+        /* no verdict is built unless asked for (a refusal's wait is the costly part); the
+         * window an admission took from is recorded for rld_refund either way */
+        uint32_t win = 0;
         r = v.p.algo == RLDI_ALGO_FIXED
-                ? take_fixed(c, &v, cost, now_ns, queued, extra, dry, &word, o)
-            : !c->ring ? take_ksl(c, &v, cost, now_ns, queued, extra, dry, &word, o)
+                ? take_fixed(c, &v, cost, now_ns, queued, extra, dry, &word, out, &win)
+            : !c->ring ? take_ksl(c, &v, cost, now_ns, queued, extra, dry, &word, out, &win)
                        : take_sliding(c, c->ring, &v, cost, now_ns, queued, extra, dry, &word,
-                                      o);
+                                      out, &win);
         if (r == 0 && !dry && cost)
-            rldi_win_last = (rldi_win_take_rec){ s->base, c->hslot, c->gen, o->window };
+            rldi_win_last = (rldi_win_take_rec){ s->base, c->hslot, c->gen, win };
         if (r != 1)
             return r;
     }
