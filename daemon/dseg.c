@@ -462,6 +462,9 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         alloc_cursor = i + 1;
         rldi_store_relaxed(&sl->admitted, 0);
         rldi_store_relaxed(&sl->denied, 0);
+        rldi_store_relaxed(&s->meta[i].refunded, 0);
+        rldi_store_relaxed(&s->meta[i].rolled_back, 0);
+        rldi_store_relaxed(&s->meta[i].debited, 0);
         rldi_store_relaxed(&sl->waiters, 0);
         rldi_store_relaxed(&sl->queued, 0);
         rldi_store_relaxed(&sl->lease_hint_ns, 0);

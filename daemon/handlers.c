@@ -24,6 +24,7 @@
 #include "dseg.h"
 #include "handlers.h"
 #include "keeper.h"
+#include "limitstat.h"
 #include "log.h"
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
@@ -301,34 +302,35 @@ static void do_reset(rld_daemon *s, conn *c, uint64_t id, const char *name)
 static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, char *name,
                        char *rate, size_t ratelen, char *gbuf, size_t gbuflen)
 {
-    if (rldi_seg_name(s->seg, slot, name) < 0)
-        return -ENOENT;
     const rldi_slot *sl = &s->seg->slots[slot];
-    const rldi_meta *m = &s->seg->meta[slot];   /* the daemon is its only writer */
-    rldi_handle h = { slot, rldi_load_relaxed(&sl->gen) };
-    rldi_verdict v;
-    if (rldi_bucket_peek(s->seg, h, rldi_now_fp(), &v) < 0)
+    rldi_limit_stat st;
+    if (rldi_limit_stat_read(s->seg, slot, rldi_load_relaxed(&sl->gen), rldi_mono_ns(), &st) < 0)
         return -ENOENT;
-    rldi_format_rate(rate, ratelen, m->rate_count, m->rate_period_ns);
+    memcpy(name, st.conf.name, RLDI_NAME_MAX + 1);
+    rldi_format_rate(rate, ratelen, st.conf.rate_count, st.conf.rate_period_ns);
     ls->name = name;
     ls->rate = rate;
-    ls->rate_count = m->rate_count;
-    ls->rate_period_ns = m->rate_period_ns;
-    ls->burst = m->burst;
-    ls->remaining = v.remaining;
-    ls->retry_after_ns = v.retry_after_ns;
-    ls->reset_after_ns = v.reset_after_ns;
-    ls->admitted = rldi_load_relaxed(&sl->admitted);
-    ls->denied = rldi_load_relaxed(&sl->denied);
+    ls->rate_count = st.conf.rate_count;
+    ls->rate_period_ns = st.conf.rate_period_ns;
+    ls->burst = st.conf.burst;
+    ls->remaining = st.remaining;
+    ls->retry_after_ns = st.retry_after_ns;
+    ls->debt_ns = st.debt_ns;
+    ls->reset_after_ns = st.reset_after_ns;
+    ls->admitted = st.counts.admitted;
+    ls->denied = st.counts.denied;
+    ls->refunded = st.counts.refunded;
+    ls->rolled_back = st.counts.rolled_back;
+    ls->debited = st.counts.debited;
     waitq_stats ws;
     waitq_limit_stats(s->wq, slot, &ws);
     ls->waiters = ws.waiters;
     ls->queued_tokens = ws.tokens;
     ls->granted_waits = ws.granted;
     ls->timed_out_waits = ws.timed_out;
-    ls->from_file = m->origin != RLDI_ORIGIN_RUNTIME;
-    ls->algorithm = (char *)rldi_algo_name(m->algo);
-    ls->align_ns = m->align_ns;
+    ls->from_file = st.conf.origin != RLDI_ORIGIN_RUNTIME;
+    ls->algorithm = (char *)rldi_algo_name(st.conf.algo);
+    ls->align_ns = st.conf.align_ns;
     global_limit_status(s->global, slot, ls, gbuf, gbuflen);
     return 0;
 }

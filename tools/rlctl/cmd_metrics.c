@@ -79,14 +79,21 @@ static const char *dbls(char *buf, size_t len, double v)
     return buf;
 }
 
-enum { M_ADMITTED, M_DENIED, M_REMAINING, M_BURST, M_RATE, M_WAITERS, M_DEBT, M_COUNT };
+enum { M_ADMITTED, M_DENIED, M_REFUNDED, M_ROLLED_BACK, M_DEBITED, M_REMAINING, M_BURST, M_RATE,
+       M_WAITERS, M_RETRY_AFTER, M_DEBT, M_COUNT };
 
 static const struct {
     const char *name, *type, *help;
 } per_limit[M_COUNT] = {
     { "rld_limit_admitted_tokens_total", "counter",
-      "Tokens admitted by the limit since it was created (published by clients in batches)." },
+      "Tokens admitted and kept since the limit was created (published by clients in batches)." },
     { "rld_limit_denied_total", "counter", "Calls denied by the limit since it was created." },
+    { "rld_limit_refunded_tokens_total", "counter",
+      "Tokens given back after admission (rld_refund, granted waits cancelled)." },
+    { "rld_limit_rolled_back_tokens_total", "counter",
+      "Tokens taken and put back by all-or-nothing calls that failed (never admitted)." },
+    { "rld_limit_debited_tokens_total", "counter",
+      "Tokens taken without asking (rld_debit), not counted as admitted." },
     { "rld_limit_remaining_tokens", "gauge",
       "Tokens available now (+Inf when the limit is unlimited)." },
     { "rld_limit_burst_tokens", "gauge",
@@ -94,23 +101,29 @@ static const struct {
     { "rld_limit_rate_tokens_per_second", "gauge",
       "Configured refill rate in tokens per second (+Inf when unlimited)." },
     { "rld_limit_waiters", "gauge", "Callers queued at the daemon for the limit." },
+    { "rld_limit_retry_after_seconds", "gauge",
+      "Seconds until a call of cost 1 fits, behind queued callers (0 when one fits now)." },
     { "rld_limit_debt_seconds", "gauge",
-      "Seconds until a single token fits again, while the limit is in debt (else 0)." },
+      "Seconds until the limit's debt is paid back (0 when not in debt); empty then." },
 };
 
 static const char *value_of(char *buf, size_t len, const rlctl_limit *l, int m)
 {
     switch (m) {
-    case M_ADMITTED: return u64s(buf, len, l->info.admitted);
-    case M_DENIED:   return u64s(buf, len, l->info.denied);
-    case M_WAITERS:  return u64s(buf, len, l->info.waiters);
-    case M_DEBT:     return dbls(buf, len, (double)l->peek.retry_after_ns / 1e9);
+    case M_ADMITTED:    return u64s(buf, len, l->info.admitted);
+    case M_DENIED:      return u64s(buf, len, l->info.denied);
+    case M_REFUNDED:    return u64s(buf, len, l->info.refunded);
+    case M_ROLLED_BACK: return u64s(buf, len, l->info.rolled_back);
+    case M_DEBITED:     return u64s(buf, len, l->info.debited);
+    case M_WAITERS:     return u64s(buf, len, l->info.waiters);
+    case M_RETRY_AFTER: return dbls(buf, len, (double)l->st.retry_after_ns / 1e9);
+    case M_DEBT:        return dbls(buf, len, (double)l->st.debt_ns / 1e9);
     default: break;
     }
     if (l->unlimited)
         return "+Inf";
     if (m == M_REMAINING)
-        return u64s(buf, len, l->peek.remaining);
+        return u64s(buf, len, l->st.remaining);
     if (m == M_BURST)
         return u64s(buf, len, l->info.burst);
     return dbls(buf, len, rlctl_rate_per_s(&l->info));
