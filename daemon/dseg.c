@@ -476,7 +476,7 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
             epoch = epoch_next(TMPL_EPOCH(s->hdr->tmpl[ti].flags));
             rldi_bucket_publish_template(sl, &nb, epoch);
         } else {
-            rldi_bucket_publish(sl, &s->rings[i], &nb, false);
+            rldi_bucket_publish(sl, &s->rings[i], &nb, false, 0);
         }
         if (l->scope == RLDI_SCOPE_GLOBAL)   /* a pool starts empty: only leases fill it */
             rldi_bucket_publish_tokens(sl, RLDI_POOL_T, nb.burst, 0, NULL);
@@ -543,7 +543,7 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
         if (RLDI_BANK_ALGO(ob.t_hi) != l->algo)
             LOG_INFO("limit %s: algorithm %s -> %s: it starts full", l->name,
                      rldi_algo_name(RLDI_BANK_ALGO(ob.t_hi)), rldi_algo_name(l->algo));
-        rldi_bucket_publish(sl, &s->rings[slot], &nb, true);
+        rldi_bucket_publish(sl, &s->rings[slot], &nb, true, rldi_limitdef_max_debt(l));
     }
     if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns ||
         m->max_debt_ns != rldi_limitdef_max_debt(l) || m->algo != l->algo ||
@@ -590,7 +590,7 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
     rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) | 1) + 1);
     rldi_bank b;
     rldi_bucket_config(sl, &b);
-    rldi_bucket_publish(sl, &s->rings[slot], &b, false);
+    rldi_bucket_publish(sl, &s->rings[slot], &b, false, 0);
 }
 
 void dseg_limit_reset(rldi_seg *s, uint32_t slot)

@@ -266,7 +266,7 @@ static void slot_arithmetic(const rldi_slot *s, const rldi_shm_header *h)
             }
         }
         /* the daemon's reload: carry from the other bank to this one */
-        (void)rldi_gcra_carry(t_o, o->burst, t, burst, tat, now);
+        (void)rldi_gcra_carry(t_o, o->burst, t, burst, RLDI_DEBT_MAX_NS, tat, now);
     }
 }
 
