@@ -462,6 +462,7 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         alloc_cursor = i + 1;
         rldi_store_relaxed(&sl->admitted, 0);
         rldi_store_relaxed(&sl->denied, 0);
+        rldi_store_relaxed(&s->meta[i].file_def_hash, 0);
         rldi_store_relaxed(&s->meta[i].refunded, 0);
         rldi_store_relaxed(&s->meta[i].rolled_back, 0);
         rldi_store_relaxed(&s->meta[i].debited, 0);
@@ -620,6 +621,33 @@ int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len)
     return rldi_key_reset(s, &t, idx, gen, rldi_now_fp());
 }
 
+/* FNV-1a over the definition as it resolves (what a change of the file's line changes:
+ * rate, burst, debt cap, algorithm, alignment, scope, fallback).
+ * Stored in the segment: kept stable across versions, or overrides are dropped at an
+ * upgrade (to the file's setting, the safe side). */
+uint64_t dseg_def_hash(const rldi_limitdef *l)
+{
+    uint64_t v[] = { l->count, l->period_ns, rldi_limitdef_burst(l), rldi_limitdef_max_debt(l),
+                     l->algo, l->align_ns, l->scope,
+                     (uint64_t)l->fallback_num << 32 | l->fallback_den };
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        for (int b = 0; b < 64; b += 8) {
+            h ^= (v[i] >> b) & 0xff;
+            h *= 0x100000001b3ull;
+        }
+    return h ? h : 1;          /* 0 means none */
+}
+
+void dseg_limit_origin(rldi_seg *s, uint32_t slot, uint32_t origin, uint64_t file_hash)
+{
+    rldi_meta *m = &s->meta[slot];
+    index_lock(s);
+    rldi_store_relaxed(&m->origin, origin);
+    rldi_store_relaxed(&m->file_def_hash, origin == RLDI_ORIGIN_OVERRIDE ? file_hash : 0);
+    index_unlock(s);
+}
+
 /* ---- whole-segment operations ------------------------------------------------------- */
 
 /* Rebuild the index from the live slots (the caller holds the index seqlock). */
@@ -729,12 +757,36 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
         const rldi_limitdef *l = &conf->limits[i];
         uint32_t slot, gen;
         if (rldi_seg_lookup(s, l->name, &slot, &gen) == 0) {
+            const rldi_meta *m = &s->meta[slot];
+            bool overridden = m->origin == RLDI_ORIGIN_OVERRIDE;
+            if (overridden && m->file_def_hash == dseg_def_hash(l)) {
+                /* set at run time since the file's line was this one: the setting stays */
+                if (ch->overridden < SYNC_LOG_EACH) {
+                    char now_rate[48], file_rate[48];
+                    rldi_format_rate(now_rate, sizeof(now_rate), m->rate_count, m->rate_period_ns);
+                    rldi_format_rate(file_rate, sizeof(file_rate), l->count, l->period_ns);
+                    LOG_INFO("limit %s: keeps its run-time setting %s, burst %llu (the file "
+                             "says %s, burst %llu; rlctl revert %s returns to it)", l->name,
+                             now_rate, (unsigned long long)m->burst, file_rate,
+                             (unsigned long long)rldi_limitdef_burst(l), l->name);
+                }
+                ch->overridden++;
+                ch->kept++;
+                continue;
+            }
             bool changed;
             dseg_limit_change(s, slot, l, &changed);
-            rldi_store_relaxed(&s->meta[slot].origin, RLDI_ORIGIN_FILE);
+            if (m->origin != RLDI_ORIGIN_FILE)
+                dseg_limit_origin(s, slot, RLDI_ORIGIN_FILE, 0);
+            if (overridden) {
+                if (ch->dropped < SYNC_LOG_EACH)
+                    LOG_INFO("limit %s: the file's line changed: its run-time setting is "
+                             "replaced by the file's", l->name);
+                ch->dropped++;
+            }
             if (changed) {
                 if (ch->changed < SYNC_LOG_EACH)
-                    LOG_INFO("limit %s: changed, state carried proportionally", l->name);
+                    LOG_INFO("limit %s: changed, state carried", l->name);
                 ch->changed++;
             } else {
                 ch->kept++;

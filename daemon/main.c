@@ -415,9 +415,11 @@ int main(int argc, char **argv)
     sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=segment", &seg_fd, 1);
     dseg_publish(&seg, getpid());
     d.started_ns = rldi_mono_ns();
-    LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted), "
-             "segment of %zu bytes held by keeper pid %d at %s, socket %s; started in %.3f s",
-             paths.instance, conf.nlimits, ch.kept, ch.created, ch.changed, ch.deleted, seg.size,
+    LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted; %u "
+             "keep a run-time setting), segment of %zu bytes held by keeper pid %d at %s, socket "
+             "%s; started in %.3f s",
+             paths.instance, conf.nlimits, ch.kept, ch.created, ch.changed, ch.deleted,
+             ch.overridden, seg.size,
              (int)keeper, paths.seg_path, paths.socket_path,
              (double)(rldi_mono_ns() - t_start) / 1e9);
     report("");

@@ -112,12 +112,12 @@ start_rld() {
 start_rld
 
 LIMIT_KEYS='["admitted","algorithm","align_ns","burst","debited","debt_ns","denied","name",
-  "rate","rate_count","rate_period_ns","refunded","remaining","reset_after_ns","retry_after_ns",
+  "origin","rate","rate_count","rate_period_ns","refunded","remaining","reset_after_ns","retry_after_ns",
   "rolled_back","unlimited","waiters"]'
 
 # ---- usage errors (2): nothing is opened, so they hold with no instance at all ---------
 rc 0 help
-for c in list status try wait create set delete reset reload stats watch metrics help; do
+for c in list status try wait create set revert delete reset reload stats watch metrics help; do
   has "$out" "^  $c"
 done
 has "$out" "Exit codes"
@@ -236,7 +236,8 @@ jq_fields . "name burst remaining admitted denied debt_ns" "slow 2 0 2 2 0"
 jq_true '.retry_after_ns > 0 and .retry_after_ns <= 86400000000000'
 status_retry=$(jq -r .retry_after_ns "$out")
 if [ "$proto" = 1 ]; then
-  jq_true '.daemon | keys == ["from_file","global","granted_waits","queued_tokens","scope","timed_out_waits"]'
+  jq_true '.daemon | keys == ["file_burst","file_rate","from_file","global","granted_waits",
+    "overridden","queued_tokens","scope","timed_out_waits"]'
   jq_is '.daemon.from_file' true
   jq_is '.daemon.scope' host
   jq_is '.daemon.global' null

@@ -124,9 +124,11 @@ static Rld__V1__Reply *daemon_status(rlctl_ctx *ctx, const char *name,
 /*
  * status --json: one object, the fields of rlctl_json_limit_fields plus
  *   "daemon": null when rld does not answer, else {"queued_tokens", "granted_waits",
- *   "timed_out_waits", "from_file", "scope", "global"} from its Status reply; "global" is
- *   null for a host limit, else {"state", "leased_tokens", "share", "hosts", "demand",
- *   "leased_total", "returned_total", "lease_calls"}.
+ *   "timed_out_waits", "from_file", "overridden" (declared in the file and set at run
+ *   time), "file_rate", "file_burst" (what the file says when overridden, else null),
+ *   "scope", "global"} from its Status reply; "global" is null for a host limit, else
+ *   {"state", "leased_tokens", "share", "hosts", "demand", "leased_total",
+ *   "returned_total", "lease_calls"}.
  */
 static int cmd_status(rlctl_ctx *ctx)
 {
@@ -151,6 +153,14 @@ static int cmd_status(rlctl_ctx *ctx)
             rlctl_json_u64(&j, "granted_waits", ls->granted_waits);
             rlctl_json_u64(&j, "timed_out_waits", ls->timed_out_waits);
             rlctl_json_bool(&j, "from_file", ls->from_file);
+            rlctl_json_bool(&j, "overridden", ls->overridden);
+            if (ls->overridden && ls->file_rate && *ls->file_rate) {
+                rlctl_json_str(&j, "file_rate", ls->file_rate);
+                rlctl_json_u64(&j, "file_burst", ls->file_burst);
+            } else {
+                rlctl_json_null(&j, "file_rate");
+                rlctl_json_null(&j, "file_burst");
+            }
             bool global = ls->scope && strcmp(ls->scope, "global") == 0;
             rlctl_json_str(&j, "scope", global ? "global" : "host");
             if (global) {
@@ -222,8 +232,15 @@ static int cmd_status(rlctl_ctx *ctx)
             printf("%-16s %llu\n", "queued tokens", (unsigned long long)ls->queued_tokens);
             printf("%-16s %llu\n", "granted waits", (unsigned long long)ls->granted_waits);
             printf("%-16s %llu\n", "timed-out waits", (unsigned long long)ls->timed_out_waits);
-            printf("%-16s %s\n", "declared", ls->from_file ? "in the configuration file"
-                                                            : "at run time (rlctl create)");
+            if (ls->overridden)
+                printf("%-16s in the configuration file, set at run time (file says %s, burst "
+                       "%llu)\n%-16s kept until the file's line changes; rlctl revert %s "
+                       "returns to the file's\n", "declared",
+                       ls->file_rate && *ls->file_rate ? ls->file_rate : "?",
+                       (unsigned long long)ls->file_burst, "", name);
+            else
+                printf("%-16s %s\n", "declared", ls->from_file ? "in the configuration file"
+                                                                : "at run time (rlctl create)");
             if (ls->scope && strcmp(ls->scope, "global") == 0) {
                 printf("%-16s global (shared through Redis), %s\n", "scope",
                        ls->lease_state ? ls->lease_state : "");

@@ -72,7 +72,8 @@ typedef struct rlctl_ctx {
 /* The table (main.c) and the entries, one per command (cmd_*.c). */
 extern const rlctl_cmd *const rlctl_commands[];
 extern const rlctl_cmd rlctl_cmd_list, rlctl_cmd_status, rlctl_cmd_try, rlctl_cmd_wait,
-    rlctl_cmd_create, rlctl_cmd_set, rlctl_cmd_delete, rlctl_cmd_reset, rlctl_cmd_reload,
+    rlctl_cmd_create, rlctl_cmd_set, rlctl_cmd_revert, rlctl_cmd_delete, rlctl_cmd_reset,
+    rlctl_cmd_reload,
     rlctl_cmd_stats, rlctl_cmd_watch, rlctl_cmd_metrics, rlctl_cmd_help;
 
 const rlctl_cmd *rlctl_command_find(const char *name);
