@@ -23,8 +23,10 @@
 #include "codes.h"
 #include "dseg.h"
 #include "handlers.h"
+#include "httpd.h"
 #include "keeper.h"
 #include "limitstat.h"
+#include "metrics.h"
 #include "log.h"
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
@@ -135,6 +137,9 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
         rldi_config_free(&next);
         return r;
     }
+    if (strcmp(next.metrics_listen, s->conf->metrics_listen) != 0)
+        LOG_WARN("[rld] metrics_listen changed from '%s' to '%s': that takes effect when rld "
+                 "restarts", s->conf->metrics_listen, next.metrics_listen);
     rldi_config_free(s->conf);
     *s->conf = next;
     waitq_set_max_waiters(s->wq, s->conf->max_waiters, s->conf->max_waits_per_uid);
@@ -715,6 +720,43 @@ static void on_stopping(void *ctx)
     rld_daemon *d = ctx;
     waitq_shutdown(d->wq);
     global_stop(d->global);     /* leased tokens go back to Redis */
+}
+
+/* ---- the metrics endpoint's body ------------------------------------------------------------ */
+
+static void *metrics_begin(void *ctx)
+{
+    rld_daemon *d = ctx;
+    rldi_metrics *m = malloc(sizeof(*m));
+    if (!m)
+        return NULL;
+    /* the Redis figures rlctl metrics gets from the Stats reply, taken the same way */
+    Rld__V1__StatsReply st = RLD__V1__STATS_REPLY__INIT;
+    char gbuf[512];
+    global_stats(d->global, &st, gbuf, sizeof(gbuf));
+    rldi_metrics_redis redis = { st.redis && strcmp(st.redis, "up") == 0, st.redis_rtt_ns,
+                                 st.lease_calls, st.redis_errors, st.redis_reconnects,
+                                 st.fallback_ns, st.global_limits };
+    rldi_metrics_init(m, d->seg, d->paths.instance, true,
+                      st.redis && st.redis[0] ? &redis : NULL, NULL, 0);
+    return m;
+}
+
+static size_t metrics_next(void *ctx, void *state, char *buf, size_t cap)
+{
+    (void)ctx;
+    return rldi_metrics_next(state, buf, cap, rldi_mono_ns());
+}
+
+static void metrics_end(void *ctx, void *state)
+{
+    (void)ctx;
+    free(state);
+}
+
+void daemon_metrics_body(rld_daemon *d, httpd_body *out)
+{
+    *out = (httpd_body){ d, metrics_begin, metrics_next, metrics_end };
 }
 
 srv_ops daemon_ops(rld_daemon *d)
