@@ -85,7 +85,8 @@ sources() {   # the sources of target $1
                         "$src/daemon/global.c $src/daemon/redis.c" \
                         "$src/common/rate.c $src/common/instance.c $src/common/segment.c $src/common/handout.c" \
                         "$src/common/bucket.c $src/common/window.c $src/common/limitdef.c $src/common/codes.c" \
-                        "$src/common/wire.c $out/proto/rld.pb-c.c";;
+                        "$src/common/wire.c $src/common/limitstat.c $src/common/metrics.c" \
+                        "$out/proto/rld.pb-c.c";;
     fuzz_wire)    echo "$here/fuzz_wire.c $src/common/wire.c $out/proto/rld.pb-c.c";;
     *) return 1;;
   esac
