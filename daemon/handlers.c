@@ -460,6 +460,14 @@ static void do_stats(rld_daemon *s, conn *c, uint64_t id)
     st.pid = (uint32_t)getpid();
     char gbuf[1024];
     global_stats(s->global, &st, gbuf, sizeof(gbuf));
+    if (s->srv->http) {
+        httpd_stats hs;
+        httpd_get_stats(s->srv->http, &hs);
+        st.metrics_listen = s->conf->metrics_listen;   /* as started: a reload does not move it */
+        st.metrics_served = hs.served;
+        st.metrics_refused = hs.refused;
+        st.metrics_bad = hs.bad;
+    }
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_STATS;

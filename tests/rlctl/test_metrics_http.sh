@@ -124,7 +124,6 @@ ok
 
 # ---- what is left the way it was, by everything that follows --------------------------
 "$rlctl" -j list a b.x free q w >"$dir/before.json"
-"$rlctl" -j stats >"$dir/stats.json" 2>/dev/null || true
 
 # ---- other paths, other methods ------------------------------------------------------
 status() {   # status EXPECTED CURL-ARGS...: the status code curl sees
@@ -187,6 +186,11 @@ ok
 "$rlctl" try q >"$out" 2>"$err" || fail "rlctl try after the bad requests"
 ok
 kill -0 "$rld_pid" || fail "rld died"
+ok
+# what rlctl stats says of it: 3 whole scrapes and a HEAD at least, the refusal, the errors
+"$rlctl" -j stats >"$out" 2>"$err" || fail "rlctl stats"
+jq -e --arg l "127.0.0.1:$port" '.metrics_listen == $l and .metrics_served >= 4 and
+  .metrics_refused >= 1 and .metrics_bad >= 14' "$out" >/dev/null || fail "stats: $(cat "$out")"
 ok
 ! grep -q "error" "$log" || fail "the log has errors"
 ok

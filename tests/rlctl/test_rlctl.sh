@@ -507,10 +507,11 @@ if [ "$proto" = 1 ]; then
   has "$out" "^daemon  *rld [0-9.]*, pid $rld_pid, instance $inst$"
   rc 0 stats -j
   jq_true 'keys == ["bad_messages","connections","global_limits","grants","instance","limits",
-                   "max_limits","pid","redis","requests","segment_bytes","server","timeouts",
-                   "uptime_ns","waiters"]'
+                   "max_limits","metrics_bad","metrics_listen","metrics_refused","metrics_served",
+                   "pid","redis","requests","segment_bytes","server","timeouts","uptime_ns","waiters"]'
   jq_is '.redis' null
   jq_is '.global_limits' 0
+  jq_fields . "metrics_listen metrics_served" "null 0"
   jq_fields . "pid limits max_limits instance" "$rld_pid 5 64 $inst"
   jq_true '.uptime_ns > 0 and .requests > 0 and .grants >= 1'
   # reload: 'gone' removed from the file, 'a' changed

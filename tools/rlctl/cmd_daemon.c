@@ -128,6 +128,11 @@ static int cmd_stats(rlctl_ctx *ctx)
         } else {
             rlctl_json_null(&j, "redis");
         }
+        rlctl_json_str(&j, "metrics_listen", s->metrics_listen && *s->metrics_listen
+                                                 ? s->metrics_listen : NULL);
+        rlctl_json_u64(&j, "metrics_served", s->metrics_served);
+        rlctl_json_u64(&j, "metrics_refused", s->metrics_refused);
+        rlctl_json_u64(&j, "metrics_bad", s->metrics_bad);
         rlctl_json_end(&j, '}');
     } else {
         printf("%-14s %s, pid %u, instance %s\n", "daemon", ctx->conn.server, s->pid,
@@ -152,6 +157,12 @@ static int cmd_stats(rlctl_ctx *ctx)
                    (unsigned long long)s->redis_reconnects);
             printf("%-14s %s\n", "on fallback", rlctl_dur(s->fallback_ns));
         }
+        if (s->metrics_listen && *s->metrics_listen)
+            printf("%-14s http://%s/metrics: %llu served, %llu refused, %llu bad requests\n",
+                   "metrics", s->metrics_listen, (unsigned long long)s->metrics_served,
+                   (unsigned long long)s->metrics_refused, (unsigned long long)s->metrics_bad);
+        else
+            printf("%-14s %s\n", "metrics", "not served ([rld] metrics_listen)");
     }
     rld__v1__reply__free_unpacked(rep, NULL);
     return RLCTL_EXIT_OK;
