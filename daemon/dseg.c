@@ -622,14 +622,16 @@ int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len)
 }
 
 /* FNV-1a over the definition as it resolves (what a change of the file's line changes:
- * rate, burst, debt cap, algorithm, alignment, scope, fallback).
+ * rate, burst, debt cap, algorithm, alignment, scope, fallback, a template's kind, keys and
+ * overflow).
  * Stored in the segment: kept stable across versions, or overrides are dropped at an
  * upgrade (to the file's setting, the safe side). */
 uint64_t dseg_def_hash(const rldi_limitdef *l)
 {
     uint64_t v[] = { l->count, l->period_ns, rldi_limitdef_burst(l), rldi_limitdef_max_debt(l),
                      l->algo, l->align_ns, l->scope,
-                     (uint64_t)l->fallback_num << 32 | l->fallback_den };
+                     (uint64_t)l->fallback_num << 32 | l->fallback_den,
+                     l->kind, l->max_keys, (uint64_t)l->overflow_allow << 1 | l->caller_rate };
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         for (int b = 0; b < 64; b += 8) {
@@ -758,7 +760,8 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
         uint32_t slot, gen;
         if (rldi_seg_lookup(s, l->name, &slot, &gen) == 0) {
             const rldi_meta *m = &s->meta[slot];
-            bool overridden = m->origin == RLDI_ORIGIN_OVERRIDE;
+            /* (only a [limit] can be set at run time: a template is the file's) */
+            bool overridden = m->origin == RLDI_ORIGIN_OVERRIDE && l->kind == RLDI_KIND_LIMIT;
             if (overridden && m->file_def_hash == dseg_def_hash(l)) {
                 /* set at run time since the file's line was this one: the setting stays */
                 if (ch->overridden < SYNC_LOG_EACH) {

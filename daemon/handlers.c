@@ -256,6 +256,11 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
          * changes (or a Revert); the file's own setting given back ends the override. */
         const rldi_limitdef *fl = s->seg->meta[slot].origin != RLDI_ORIGIN_RUNTIME
                                       ? rldi_config_find(s->conf, l.name) : NULL;
+        if (fl && fl->kind != RLDI_KIND_LIMIT) {
+            srv_reply_code(s->srv, c, id, -EPERM, "'%s' is a template (in %s): change it there "
+                           "and reload", esc, s->config_path);
+            return;
+        }
         uint32_t origin = RLDI_ORIGIN_RUNTIME;
         uint64_t file_hash = 0;
         if (fl) {
