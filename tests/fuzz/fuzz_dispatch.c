@@ -58,6 +58,14 @@ void srv_each_conn(server *s, void (*fn)(void *ctx, conn *c), void *ctx)
     (void)s, (void)fn, (void)ctx;      /* one connection per input, never timed out */
 }
 
+/* systemd's file descriptor store (a grown segment is handed to it): none here. */
+int sd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state, const int *fds,
+                           unsigned n_fds)
+{
+    (void)pid, (void)unset_environment, (void)state, (void)fds, (void)n_fds;
+    return 0;
+}
+
 /* The metrics endpoint is off here (srv.http is NULL): handlers.c only asks its figures. */
 void httpd_get_stats(const httpd *h, httpd_stats *st)
 {
