@@ -468,7 +468,8 @@ bool rldi_bank_same(const rldi_bank *a, const rldi_bank *b)
            (RLDI_BANK_ALGO(a->t_hi) == RLDI_ALGO_GCRA || a->inv_t == b->inv_t);
 }
 
-void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry)
+void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry,
+                         uint64_t max_debt_ns)
 {
     rldi_u128 word = rldi_load16_split(&sl->tat);
     uint32_t ver = (uint32_t)(word >> 96);
@@ -495,7 +496,7 @@ void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bo
             if (same) {
                 rldi_u128 ot = ((rldi_u128)ob.t_hi << 64) | ob.t_lo;
                 rldi_u128 t = ((rldi_u128)nb->t_hi << 64) | nb->t_lo;
-                nt = rldi_gcra_carry(ot, ob.burst, t, nb->burst,
+                nt = rldi_gcra_carry(ot, ob.burst, t, nb->burst, max_debt_ns,
                                      rldi_tat_unpack((uint64_t)word, fv), now);
             }
             nw = rldi_word_make(nt, ver + 1);

@@ -336,10 +336,12 @@ void rldi_bucket_config(const rldi_slot *sl, rldi_bank *out);
 /*
  * Publish bank NB for slot SL (RING: its sliding-window ring): write the bank clients do not
  * read, then swap state and version in one CAS, the state carried into the new terms (CARRY,
- * same algorithm: GCRA proportionally, windows as window.c says), or fresh: full, or an empty
- * window. The daemon's only way to change a limit's rate, algorithm or identity.
+ * same algorithm: GCRA as rldi_gcra_carry, debt capped at MAX_DEBT_NS; windows as window.c
+ * says), or fresh: full, or an empty window. The daemon's only way to change a limit's rate,
+ * algorithm or identity.
  */
-void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry);
+void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bool carry,
+                         uint64_t max_debt_ns);
 
 /* Bump the version of SL's word, its state and bank unchanged (the bank copied to the
  * other one): a CAS built on the word before fails. The daemon seals a limit this way after

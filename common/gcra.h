@@ -255,30 +255,57 @@ static inline int rldi_gcra_debit(rldi_u128 t, uint64_t burst, rldi_u128 tat, rl
     return rldi_gcra_debit_max(t, burst, tat, now, amount, RLDI_DEBT_MAX_NS, new_tat);
 }
 
+/* min(ceil(x * a / b), cap), b > 0: never below the exact value. Exact when x * a fits 128
+ * bits; else in long double, nudged up past the error of its 3 conversions and 2 ops. */
+static inline rldi_u128 rldi_scale_up(rldi_u128 x, rldi_u128 a, rldi_u128 b, rldi_u128 cap)
+{
+    rldi_u128 p;
+    if (a == b)
+        return x < cap ? x : cap;
+    if (!__builtin_mul_overflow(x, a, &p)) {
+        rldi_u128 q = p / b + (p % b != 0);
+        return q < cap ? q : cap;
+    }
+    long double v = (long double)x / (long double)b * (long double)a;
+    v += v * (8 * LDBL_EPSILON);
+    if (v >= (long double)cap)
+        return cap;
+    rldi_u128 n = (rldi_u128)v + 1;
+    return n < cap ? n : cap;
+}
+
 /*
- * Carry a state across a change of rate or burst, proportionally: the fraction of the old
- * tolerance in use (debt included) becomes the same fraction of the new one. A full bucket
- * stays full; to or from unlimited, the bucket starts full. Rounds up (toward denying).
+ * Carry a state across a change of rate or burst. The time in use, TAT - now, is the
+ * bucket's fill (at most the old tolerance) plus any debt beyond it:
+ *
+ *   fill: proportionally, the same fraction of the new tolerance (50 of 100 used becomes
+ *         100 of 200 used): the change hands out no token the old state did not have;
+ *   debt: in tokens, the same number of tokens still owed at the new interval, at most
+ *         MAX_DEBT_NS (the new limit's cap: no state the new terms could not reach). Debt
+ *         scaled with the tolerance, as it once was, turned 1.4 s owed into 84 s when the
+ *         burst grew 60-fold: debt that nobody took.
+ *
+ * A full bucket stays full; to or from unlimited, the bucket starts full; an unchanged
+ * (T, burst) keeps TAT exactly. Rounds up (toward denying). docs/DESIGN.md has the proof.
  */
 static inline rldi_u128 rldi_gcra_carry(rldi_u128 t_old, uint64_t burst_old, rldi_u128 t_new,
-                                        uint64_t burst_new, rldi_u128 tat, rldi_u128 now)
+                                        uint64_t burst_new, uint64_t max_debt_ns, rldi_u128 tat,
+                                        rldi_u128 now)
 {
     rldi_u128 tau_old = t_old * burst_old, tau_new = t_new * burst_new;
     if (tat <= now)
         return tat;
     if (tau_old == 0 || tau_new == 0)
         return now;
-    rldi_u128 used = tat - now;
-    if (tau_old == tau_new)
+    if (t_old == t_new && burst_old == burst_new)
         return tat;
-    long double f = (long double)used / (long double)tau_old;
-    long double nu = f * (long double)tau_new;
-    nu += nu * (8 * LDBL_EPSILON);        /* above the error of 3 conversions and 2 ops */
-    rldi_u128 cap = tau_new + rldi_fp_from_ns(RLDI_DEBT_MAX_NS);
-    if (nu >= (long double)cap)
-        return now + cap;
-    rldi_u128 n = (rldi_u128)nu + 1;      /* round up */
-    return now + (n < cap ? n : cap);
+    rldi_u128 used = tat - now;
+    rldi_u128 fill = used < tau_old ? used : tau_old, debt = used - fill;
+    if (max_debt_ns > RLDI_DEBT_MAX_NS)
+        max_debt_ns = RLDI_DEBT_MAX_NS;
+    rldi_u128 fill_new = rldi_scale_up(fill, tau_new, tau_old, tau_new);
+    rldi_u128 debt_new = debt ? rldi_scale_up(debt, t_new, t_old, rldi_fp_from_ns(max_debt_ns)) : 0;
+    return now + fill_new + debt_new;
 }
 
 /* State word packing: (tat, frac_ver) <-> 64.32 TAT and 32-bit config version. */

@@ -11,7 +11,7 @@
  *   +--------------------+ header->slots_off
  *   | rldi_slot[n]       |   128 B each: hot state line + read-mostly config line
  *   +--------------------+ header->meta_off
- *   | rldi_meta[n]       |   128 B each: name and the rate as configured (cold)
+ *   | rldi_meta[n]       |   192 B each: name, the rate as configured, give-back counters
  *   +--------------------+ header->rings_off
  *   | rldi_ring[n]       |   128 B each: a sliding window's past sub-windows (window.h)
  *   +--------------------+ header->index_off
@@ -32,12 +32,13 @@
 #include <stdint.h>
 
 #define RLDI_MAGIC          "RLDSHM\x00\x01"   /* 8 bytes, NUL inside on purpose */
-#define RLDI_ABI_MAJOR      2u   /* 2: sealed memfd handed out by the keeper; gen parity */
-#define RLDI_ABI_MINOR      2u   /* 1: rldi_slot.lease_hint_ns (global limits); 2: keyed
-                                  *    limits (templates, key tables: RLDI_FEATURE_KEYS) */
+#define RLDI_ABI_MAJOR      3u   /* 2: sealed memfd handed out by the keeper; gen parity;
+                                  * 3: meta of 192 bytes (give-back counters, overrides) */
+#define RLDI_ABI_MINOR      0u   /* (2.1 was rldi_slot.lease_hint_ns, global limits; 2.2 keyed
+                                  *  limits: templates, key tables, RLDI_FEATURE_KEYS) */
 #define RLDI_HEADER_SIZE    4096u
 #define RLDI_SLOT_SIZE      128u
-#define RLDI_META_SIZE      128u
+#define RLDI_META_SIZE      192u
 #define RLDI_NAME_MAX       64u                 /* bytes, without the NUL */
 #define RLDI_MAX_SLOTS      (1u << 24)          /* hard cap on max_limits */
 
@@ -181,7 +182,8 @@ typedef struct rldi_slot {
                                  *     handles carry it, so a free slot (even) matches none */
     uint32_t waiters;           /*  20 queued waits (daemon): fast path denies while non-zero */
     uint64_t queued;            /*  24 tokens wanted by those waiters */
-    uint64_t admitted;          /*  32 tokens admitted (relaxed counter) */
+    uint64_t admitted;          /*  32 tokens admitted and kept (relaxed counter; see meta
+                                 *     for those given back, rolled back and debited) */
     uint64_t denied;            /*  40 calls denied (relaxed counter) */
     uint32_t flags;             /*  48 RLDI_SLOT_* */
     uint32_t reserved0;         /*  52 */
@@ -195,6 +197,14 @@ typedef struct rldi_slot {
 
 #define RLDI_SLOT_LIVE      1u   /* slot holds a limit (else free) */
 
+/*
+ * What the daemon knows of a limit (lines 0 and 1, and file_def_hash: written by the daemon
+ * only, read under index_seq) and the counters of tokens that went back or around admission
+ * (line 2: added to by clients and the daemon, relaxed). The counters live here, not beside
+ * `admitted` in the slot, because the slot's hot line is full (4 bytes at 52 are left, the
+ * only room a new admission algorithm has there); these are published in batches, so the
+ * cold line they cost is paid once per batch.
+ */
 typedef struct rldi_meta {
     char     name[RLDI_NAME_MAX + 1]; /*   0 NUL-terminated */
     uint8_t  algo;                    /*  65 RLDI_ALGO_*, as configured */
@@ -209,6 +219,16 @@ typedef struct rldi_meta {
     uint64_t name_hash;               /* 104 */
     uint64_t max_debt_ns;             /* 112 the most one call may put it in debt (beyond tau) */
     uint64_t align_ns;                /* 120 fixed windows: their offset from the period's multiples */
+    /* line 2: counters (relaxed adds), since the limit was created */
+    uint64_t refunded;                /* 128 tokens given back after admission (rld_refund,
+                                       *     a granted wait cancelled or never collected) */
+    uint64_t rolled_back;             /* 136 tokens taken and put back inside one all-or-nothing
+                                       *     call that failed (never counted as admitted) */
+    uint64_t debited;                 /* 144 tokens taken without asking (rld_debit) */
+    /* ORIGIN_OVERRIDE: the file's definition when the override was made (rldi_limitdef
+     * fields hashed by the daemon); another hash means the file's line changed since */
+    uint64_t file_def_hash;           /* 152 */
+    uint64_t reserved3[4];            /* 160 .. 192 */
 } rldi_meta;
 
 /* A sliding window's 16 past sub-windows: entry j % 16 holds sub-window j's count (24 bits)
@@ -221,8 +241,10 @@ typedef struct rldi_ring {
 #define RLDI_KIND_LIMIT     0u   /* meta.kind: a limit (rld_find) */
 #define RLDI_KIND_TEMPLATE  1u   /* a template of keyed limits (rld_find_template) */
 
-#define RLDI_ORIGIN_FILE    0u   /* declared in the configuration file */
-#define RLDI_ORIGIN_RUNTIME 1u   /* created by a Put request: survives reloads */
+#define RLDI_ORIGIN_FILE     0u   /* declared in the configuration file */
+#define RLDI_ORIGIN_RUNTIME  1u   /* created by a Put request: survives reloads */
+#define RLDI_ORIGIN_OVERRIDE 2u   /* declared in the file, changed by a Put: kept across
+                                   * reloads and restarts until the file's line changes */
 
 #define RLDI_INDEX_EMPTY    0u
 #define RLDI_INDEX_DELETED  UINT32_MAX
@@ -262,6 +284,10 @@ static_assert(offsetof(rldi_meta, name_hash) == 104, "ABI");
 static_assert(offsetof(rldi_meta, max_debt_ns) == 112, "ABI");
 static_assert(offsetof(rldi_meta, algo) == 65, "ABI");
 static_assert(offsetof(rldi_meta, align_ns) == 120, "ABI");
+static_assert(offsetof(rldi_meta, refunded) == 128, "counters on the meta's last line");
+static_assert(offsetof(rldi_meta, rolled_back) == 136, "ABI");
+static_assert(offsetof(rldi_meta, debited) == 144, "ABI");
+static_assert(offsetof(rldi_meta, file_def_hash) == 152, "ABI");
 
 static_assert(RLDI_HEADER_SIZE % RLDI_SLOT_SIZE == 0, "slots start aligned");
 static_assert(offsetof(rldi_shm_header, keys_off) == 136, "ABI");

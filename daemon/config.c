@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 
 #include "rate.h"
@@ -24,7 +26,7 @@
 enum section { SEC_NONE, SEC_RLD, SEC_LIMIT, SEC_REDIS };   /* [template]: SEC_LIMIT too */
 
 enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, K_CONNS_PER_UID,
-       K_WAITS_PER_UID, N_RLD_KEYS };
+       K_WAITS_PER_UID, K_METRICS_LISTEN, N_RLD_KEYS };
 enum { K_RATE, K_BURST, K_MAX_DEBT, K_ALGORITHM, K_ALIGN, K_SCOPE, K_FALLBACK, K_MAX_KEYS,
        K_OVERFLOW, N_LIMIT_KEYS };
 enum { K_URL, K_PASSWORD_FILE, K_USERNAME, K_CONNECT_TIMEOUT, K_TIMEOUT, K_LEASE_PERIOD,
@@ -33,7 +35,7 @@ enum { K_URL, K_PASSWORD_FILE, K_USERNAME, K_CONNECT_TIMEOUT, K_TIMEOUT, K_LEASE
 
 static const char *const rld_keys[N_RLD_KEYS] = {
     "max_limits", "group", "admin_group", "max_waiters", "log_level",
-    "max_connections_per_uid", "max_waits_per_uid",
+    "max_connections_per_uid", "max_waits_per_uid", "metrics_listen",
 };
 static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst", "max_debt", "algorithm",
                                                      "align", "scope", "fallback", "max_keys",
@@ -377,6 +379,63 @@ static bool group_ok(const char *s)
     return true;
 }
 
+int rldi_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                      const char **why)
+{
+    char host[64];
+    const char *colon = strrchr(s, ':'), *hs = s;
+    size_t hl;
+    memset(ss, 0, sizeof(*ss));
+    if (!colon || colon == s) {
+        *why = "expected HOST:PORT";
+        return -EINVAL;
+    }
+    hl = (size_t)(colon - s);
+    if (s[0] == '[') {                     /* [IPv6]:PORT */
+        if (hl < 3 || s[hl - 1] != ']') {
+            *why = "an IPv6 address goes in brackets: [::1]:9731";
+            return -EINVAL;
+        }
+        hs = s + 1;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= sizeof(host)) {
+        *why = "expected HOST:PORT";
+        return -EINVAL;
+    }
+    memcpy(host, hs, hl);
+    host[hl] = '\0';
+    uint64_t port;
+    const char *pwhy;
+    if (rldi_parse_u64(colon + 1, &port, &pwhy) < 0 || port == 0 || port > 65535) {
+        *why = "the port must be 1..65535";
+        return -EINVAL;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (hs != s) {
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) {
+            *why = "not an IPv6 address";
+            return -EINVAL;
+        }
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*a6);
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
+        *why = strchr(host, ':') ? "an IPv6 address goes in brackets: [::1]:9731"
+                                 : "an IPv4 address, [IPv6] or localhost (no name lookups)";
+        return -EINVAL;
+    }
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    *len = sizeof(*a4);
+    return 0;
+}
+
 /* A u64 in LO..HI for KEY. */
 static bool range_value(struct parser *ps, const char *key, const char *value, uint64_t lo,
                         uint64_t hi, uint64_t *out)
@@ -435,6 +494,18 @@ static bool rld_key(struct parser *ps, int k, const char *value)
         }
         strcpy(k == K_GROUP ? c->group : c->admin_group, value);
         return true;
+    case K_METRICS_LISTEN: {
+        const char *why;
+        if (strlen(value) >= sizeof(c->metrics_listen) ||
+            rldi_parse_listen(value, &c->metrics_addr, &c->metrics_addrlen, &why) < 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad metrics_listen: %s (examples: "
+                 "127.0.0.1:9731, [::1]:9731, localhost:9731)",
+                 strlen(value) >= sizeof(c->metrics_listen) ? "too long" : why);
+            return false;
+        }
+        strcpy(c->metrics_listen, value);
+        return true;
+    }
     case K_LOG_LEVEL:
         for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
             if (strcmp(value, log_levels[i]) == 0) {

@@ -10,6 +10,7 @@
  *   group       = rld          group owning the socket and segment ("" = daemon's own)
  *   admin_group = rldadmin     group allowed to change configuration (besides root)
  *   log_level   = info         error | warn | info | debug
+ *   metrics_listen = 127.0.0.1:9731   the Prometheus endpoint (HOST:PORT; off when absent)
  *
  *   [redis]                    optional, at most once; needed by global limits
  *   url = redis://HOST[:PORT][/DB] | unix:///PATH[?db=DB]    (no password in it)
@@ -38,6 +39,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "limitdef.h"
 
@@ -84,6 +86,9 @@ typedef struct rldi_config {
     rldi_redisconf  redis;            /* [redis] */
     size_t          nglobal;          /* limits with scope = global */
     size_t          ntemplates;       /* [template NAME] sections (kind TEMPLATE in limits) */
+    char            metrics_listen[80];   /* [rld] metrics_listen as written, "" when off */
+    struct sockaddr_storage metrics_addr; /* ... as an address (port included) */
+    socklen_t       metrics_addrlen;
     rldi_limitdef   *limits;          /* in file order; burst resolved (count, or 0 for unlimited) */
     size_t          nlimits;
     uint32_t        *index;           /* names -> limits index + 1 (open addressing) */
@@ -107,6 +112,11 @@ int rldi_config_parse(const char *text, const char *name, rldi_config *out, char
 
 /* Frees what a successful load allocated and zeroes *c. Safe on a zeroed config. */
 void rldi_config_free(rldi_config *c);
+
+/* "HOST:PORT" as metrics_listen takes it: an IPv4 address, an IPv6 address in brackets, or
+ * localhost (127.0.0.1); a port 1..65535. 0, or -EINVAL with *why a short reason. */
+int rldi_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                      const char **why);
 
 /* Limit NAME, or NULL if absent (a hash lookup). */
 const rldi_limitdef *rldi_config_find(const rldi_config *c, const char *name);

@@ -462,6 +462,10 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         alloc_cursor = i + 1;
         rldi_store_relaxed(&sl->admitted, 0);
         rldi_store_relaxed(&sl->denied, 0);
+        rldi_store_relaxed(&s->meta[i].file_def_hash, 0);
+        rldi_store_relaxed(&s->meta[i].refunded, 0);
+        rldi_store_relaxed(&s->meta[i].rolled_back, 0);
+        rldi_store_relaxed(&s->meta[i].debited, 0);
         rldi_store_relaxed(&sl->waiters, 0);
         rldi_store_relaxed(&sl->queued, 0);
         rldi_store_relaxed(&sl->lease_hint_ns, 0);
@@ -473,7 +477,7 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
             epoch = epoch_next(TMPL_EPOCH(s->hdr->tmpl[ti].flags));
             rldi_bucket_publish_template(sl, &nb, epoch);
         } else {
-            rldi_bucket_publish(sl, &s->rings[i], &nb, false);
+            rldi_bucket_publish(sl, &s->rings[i], &nb, false, 0);
         }
         if (l->scope == RLDI_SCOPE_GLOBAL)   /* a pool starts empty: only leases fill it */
             rldi_bucket_publish_tokens(sl, RLDI_POOL_T, nb.burst, 0, NULL);
@@ -540,7 +544,7 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
         if (RLDI_BANK_ALGO(ob.t_hi) != l->algo)
             LOG_INFO("limit %s: algorithm %s -> %s: it starts full", l->name,
                      rldi_algo_name(RLDI_BANK_ALGO(ob.t_hi)), rldi_algo_name(l->algo));
-        rldi_bucket_publish(sl, &s->rings[slot], &nb, true);
+        rldi_bucket_publish(sl, &s->rings[slot], &nb, true, rldi_limitdef_max_debt(l));
     }
     if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns ||
         m->max_debt_ns != rldi_limitdef_max_debt(l) || m->algo != l->algo ||
@@ -587,7 +591,7 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
     rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) | 1) + 1);
     rldi_bank b;
     rldi_bucket_config(sl, &b);
-    rldi_bucket_publish(sl, &s->rings[slot], &b, false);
+    rldi_bucket_publish(sl, &s->rings[slot], &b, false, 0);
 }
 
 void dseg_limit_reset(rldi_seg *s, uint32_t slot)
@@ -615,6 +619,35 @@ int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len)
     if (r < 0)
         return r;                       /* no such key: it is full already */
     return rldi_key_reset(s, &t, idx, gen, rldi_now_fp());
+}
+
+/* FNV-1a over the definition as it resolves (what a change of the file's line changes:
+ * rate, burst, debt cap, algorithm, alignment, scope, fallback, a template's kind, keys and
+ * overflow).
+ * Stored in the segment: kept stable across versions, or overrides are dropped at an
+ * upgrade (to the file's setting, the safe side). */
+uint64_t dseg_def_hash(const rldi_limitdef *l)
+{
+    uint64_t v[] = { l->count, l->period_ns, rldi_limitdef_burst(l), rldi_limitdef_max_debt(l),
+                     l->algo, l->align_ns, l->scope,
+                     (uint64_t)l->fallback_num << 32 | l->fallback_den,
+                     l->kind, l->max_keys, (uint64_t)l->overflow_allow << 1 | l->caller_rate };
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        for (int b = 0; b < 64; b += 8) {
+            h ^= (v[i] >> b) & 0xff;
+            h *= 0x100000001b3ull;
+        }
+    return h ? h : 1;          /* 0 means none */
+}
+
+void dseg_limit_origin(rldi_seg *s, uint32_t slot, uint32_t origin, uint64_t file_hash)
+{
+    rldi_meta *m = &s->meta[slot];
+    index_lock(s);
+    rldi_store_relaxed(&m->origin, origin);
+    rldi_store_relaxed(&m->file_def_hash, origin == RLDI_ORIGIN_OVERRIDE ? file_hash : 0);
+    index_unlock(s);
 }
 
 /* ---- whole-segment operations ------------------------------------------------------- */
@@ -726,12 +759,37 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
         const rldi_limitdef *l = &conf->limits[i];
         uint32_t slot, gen;
         if (rldi_seg_lookup(s, l->name, &slot, &gen) == 0) {
+            const rldi_meta *m = &s->meta[slot];
+            /* (only a [limit] can be set at run time: a template is the file's) */
+            bool overridden = m->origin == RLDI_ORIGIN_OVERRIDE && l->kind == RLDI_KIND_LIMIT;
+            if (overridden && m->file_def_hash == dseg_def_hash(l)) {
+                /* set at run time since the file's line was this one: the setting stays */
+                if (ch->overridden < SYNC_LOG_EACH) {
+                    char now_rate[48], file_rate[48];
+                    rldi_format_rate(now_rate, sizeof(now_rate), m->rate_count, m->rate_period_ns);
+                    rldi_format_rate(file_rate, sizeof(file_rate), l->count, l->period_ns);
+                    LOG_INFO("limit %s: keeps its run-time setting %s, burst %llu (the file "
+                             "says %s, burst %llu; rlctl revert %s returns to it)", l->name,
+                             now_rate, (unsigned long long)m->burst, file_rate,
+                             (unsigned long long)rldi_limitdef_burst(l), l->name);
+                }
+                ch->overridden++;
+                ch->kept++;
+                continue;
+            }
             bool changed;
             dseg_limit_change(s, slot, l, &changed);
-            rldi_store_relaxed(&s->meta[slot].origin, RLDI_ORIGIN_FILE);
+            if (m->origin != RLDI_ORIGIN_FILE)
+                dseg_limit_origin(s, slot, RLDI_ORIGIN_FILE, 0);
+            if (overridden) {
+                if (ch->dropped < SYNC_LOG_EACH)
+                    LOG_INFO("limit %s: the file's line changed: its run-time setting is "
+                             "replaced by the file's", l->name);
+                ch->dropped++;
+            }
             if (changed) {
                 if (ch->changed < SYNC_LOG_EACH)
-                    LOG_INFO("limit %s: changed, state carried proportionally", l->name);
+                    LOG_INFO("limit %s: changed, state carried", l->name);
                 ch->changed++;
             } else {
                 ch->kept++;

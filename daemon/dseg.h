@@ -22,9 +22,11 @@ typedef struct dseg_opts {
     int      inherited_fd; /* a segment memfd from systemd's fd store, or -1 */
 } dseg_opts;
 
-/* What a sync changed, for the log and for replies. */
+/* What a sync changed, for the log and for replies. OVERRIDDEN: limits that keep their
+ * run-time setting (counted in kept too); DROPPED: run-time settings the file's changed
+ * line replaced (counted in changed or kept). */
 typedef struct dseg_changes {
-    unsigned kept, created, changed, deleted;
+    unsigned kept, created, changed, deleted, overridden, dropped;
 } dseg_changes;
 
 /*
@@ -42,10 +44,12 @@ int dseg_open(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *fd, pid
 uint32_t dseg_repair(rldi_seg *s);
 
 /* Make the segment's limits equal to CONF: unchanged ones keep their state exactly,
- * changed ones carry it proportionally, missing ones are created full, others deleted,
+ * changed ones carry it (rldi_gcra_carry), missing ones are created full, others deleted,
  * except those KEEP (may be NULL) says to keep (limits created at run time). DELETING
  * (may be NULL) is told of each slot before it is deleted. A limit named in CONF becomes
- * the file's. Returns 0 or -ENOSPC (more limits than slots: nothing changed). */
+ * the file's, but for a run-time override of it (RLDI_ORIGIN_OVERRIDE) made while the
+ * file's line was the one CONF has now: that keeps its setting. Returns 0 or -ENOSPC (more
+ * limits than slots: nothing changed). */
 typedef bool (*dseg_keep_fn)(uint32_t slot, void *ctx);
 typedef void (*dseg_delete_fn)(uint32_t slot, void *ctx);
 int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_fn keep,
@@ -100,5 +104,14 @@ uint64_t dseg_keys_sweep(rldi_seg *s);
 
 /* Make template SLOT's KEY full again: 0, or -ENOENT (no such key: full already). */
 int dseg_key_reset(rldi_seg *s, uint32_t slot, const void *key, size_t len);
+
+/*
+ * Run-time overrides of limits declared in the file. dseg_def_hash identifies a file's
+ * definition (rate, burst, debt cap, algorithm, scope as they resolve); dseg_limit_origin records who set
+ * SLOT's limit: RLDI_ORIGIN_OVERRIDE with FILE_HASH the hash of the file's definition it
+ * overrides, else FILE_HASH 0.
+ */
+uint64_t dseg_def_hash(const rldi_limitdef *l);
+void dseg_limit_origin(rldi_seg *s, uint32_t slot, uint32_t origin, uint64_t file_hash);
 
 #endif

@@ -4,8 +4,8 @@
  *
  * Everything received is untrusted: it is decoded by protobuf-c (bounded by the packet
  * size), then every field is validated here before use; names are checked with the same
- * rules as the configuration file and escaped before they are logged. Put, Delete, Reset
- * and Reload need an admin peer: root, the daemon's own user, or a member of
+ * rules as the configuration file and escaped before they are logged. Put, Delete, Reset,
+ * Revert and Reload need an admin peer: root, the daemon's own user, or a member of
  * [rld] admin_group (from the peer's /proc/PID/status: its real supplementary groups).
  */
 #define _GNU_SOURCE
@@ -23,7 +23,10 @@
 #include "codes.h"
 #include "dseg.h"
 #include "handlers.h"
+#include "httpd.h"
 #include "keeper.h"
+#include "limitstat.h"
+#include "metrics.h"
 #include "log.h"
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
@@ -134,6 +137,9 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
         rldi_config_free(&next);
         return r;
     }
+    if (strcmp(next.metrics_listen, s->conf->metrics_listen) != 0)
+        LOG_WARN("[rld] metrics_listen changed from '%s' to '%s': that takes effect when rld "
+                 "restarts", s->conf->metrics_listen, next.metrics_listen);
     rldi_config_free(s->conf);
     *s->conf = next;
     waitq_set_max_waiters(s->wq, s->conf->max_waiters, s->conf->max_waits_per_uid);
@@ -146,10 +152,13 @@ int daemon_reload(rld_daemon *s, Rld__V1__ReloadReply *counts, char *err, size_t
         counts->created = ch.created;
         counts->changed = ch.changed;
         counts->deleted = ch.deleted;
+        counts->overridden = ch.overridden;
+        counts->dropped = ch.dropped;
     }
-    LOG_INFO("reloaded %s: %u kept, %u created, %u changed, %u deleted in %.3f s",
-             s->config_path, ch.kept, ch.created, ch.changed, ch.deleted,
-             (double)(rldi_mono_ns() - t0) / 1e9);
+    LOG_INFO("reloaded %s: %u kept (%u with a run-time setting), %u created, %u changed "
+             "(%u run-time settings replaced by the file's), %u deleted in %.3f s",
+             s->config_path, ch.kept, ch.overridden, ch.created, ch.changed, ch.dropped,
+             ch.deleted, (double)(rldi_mono_ns() - t0) / 1e9);
     return 0;
 }
 
@@ -236,18 +245,51 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
                        "there and reload", esc, s->config_path);
         return;
     }
+    const char *note = "ok";
+    char msg[512];
     if (r == 0) {
         if (p->create_only) {
             srv_reply_code(s->srv, c, id, -EEXIST, "limit '%s' exists", esc);
             return;
         }
+        /* A limit of the file: this setting overrides the file's line until that line
+         * changes (or a Revert); the file's own setting given back ends the override. */
+        const rldi_limitdef *fl = s->seg->meta[slot].origin != RLDI_ORIGIN_RUNTIME
+                                      ? rldi_config_find(s->conf, l.name) : NULL;
+        if (fl && fl->kind != RLDI_KIND_LIMIT) {
+            srv_reply_code(s->srv, c, id, -EPERM, "'%s' is a template (in %s): change it there "
+                           "and reload", esc, s->config_path);
+            return;
+        }
+        uint32_t origin = RLDI_ORIGIN_RUNTIME;
+        uint64_t file_hash = 0;
+        if (fl) {
+            file_hash = dseg_def_hash(fl);
+            origin = dseg_def_hash(&l) == file_hash ? RLDI_ORIGIN_FILE : RLDI_ORIGIN_OVERRIDE;
+        } else if (s->seg->meta[slot].origin != RLDI_ORIGIN_RUNTIME) {
+            origin = RLDI_ORIGIN_FILE;     /* the file's, yet not in the file: keep it so */
+        }
         bool changed;
         dseg_limit_change(s->seg, slot, &l, &changed);
+        dseg_limit_origin(s->seg, slot, origin, file_hash);
         waitq_limit_changed(s->wq, slot);
-        LOG_INFO("limit %s: set to %s, %s by pid %d (uid %d)%s", esc, p->limit->rate,
+        if (origin == RLDI_ORIGIN_OVERRIDE) {
+            char file_rate[48], fshp[64];
+            rldi_format_rate(file_rate, sizeof(file_rate), fl->count, fl->period_ns);
+            snprintf(msg, sizeof(msg), "set at run time; the file says %s, %s: this setting "
+                     "stays across reloads and restarts until the file's line for '%s' changes "
+                     "(rlctl revert %s returns to the file's)", file_rate,
+                     shape(fl, fshp, sizeof(fshp)), esc, esc);
+            note = msg;
+        } else if (fl) {
+            note = "the file's own setting";
+        }
+        LOG_INFO("limit %s: set to %s, %s by pid %d (uid %d)%s%s", esc, p->limit->rate,
                  shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid,
-                 !changed ? ", unchanged" : l.algo == RLDI_ALGO_GCRA ? ", state carried proportionally"
-                                                                    : "");
+                 changed ? ", state carried" : ", unchanged",
+                 origin == RLDI_ORIGIN_OVERRIDE ? ", overriding the file's setting until its "
+                                                  "line changes"
+                 : fl ? ", the file's own setting" : "");
     } else {
         if (p->update_only) {
             srv_reply_code(s->srv, c, id, -ENOENT, "no limit '%s'", esc);
@@ -259,11 +301,37 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
                                         : strerror(-r));
             return;
         }
-        rldi_store_relaxed(&s->seg->meta[slot].origin, RLDI_ORIGIN_RUNTIME);
+        dseg_limit_origin(s->seg, slot, RLDI_ORIGIN_RUNTIME, 0);
         LOG_INFO("limit %s: created (%s, %s) by pid %d (uid %d)", esc, p->limit->rate,
                  shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid);
     }
-    srv_reply_code(s->srv, c, id, 0, "ok");
+    srv_reply_code(s->srv, c, id, 0, "%s", note);
+}
+
+/* The file's setting back for a limit set at run time (a no-op for one that has it). */
+static void do_revert(rld_daemon *s, conn *c, uint64_t id, const char *name)
+{
+    char esc[96];
+    uint32_t slot;
+    if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
+        return;
+    const rldi_limitdef *fl = rldi_config_find(s->conf, name);
+    if (s->seg->meta[slot].origin == RLDI_ORIGIN_RUNTIME || !fl) {
+        srv_reply_code(s->srv, c, id, -EINVAL, "limit '%s' was created at run time: the file "
+                       "has no setting for it to return to (rlctl delete removes it)", esc);
+        return;
+    }
+    if (s->seg->meta[slot].origin == RLDI_ORIGIN_FILE) {
+        srv_reply_code(s->srv, c, id, 0, "limit '%s' has the file's setting already", esc);
+        return;
+    }
+    bool changed;
+    dseg_limit_change(s->seg, slot, fl, &changed);
+    dseg_limit_origin(s->seg, slot, RLDI_ORIGIN_FILE, 0);
+    waitq_limit_changed(s->wq, slot);
+    LOG_INFO("limit %s: back to the file's setting by pid %d (uid %d)%s", esc, (int)c->pid,
+             (int)c->uid, changed ? ", state carried" : "");
+    srv_reply_code(s->srv, c, id, 0, "back to the file's setting");
 }
 
 static void do_delete(rld_daemon *s, conn *c, uint64_t id, const char *name)
@@ -299,37 +367,46 @@ static void do_reset(rld_daemon *s, conn *c, uint64_t id, const char *name)
 /* ---- reads --------------------------------------------------------------------------------- */
 
 static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, char *name,
-                       char *rate, size_t ratelen, char *gbuf, size_t gbuflen)
+                       char *rate, size_t ratelen, char *gbuf, size_t gbuflen, char *file_rate,
+                       size_t file_ratelen)
 {
-    if (rldi_seg_name(s->seg, slot, name) < 0)
-        return -ENOENT;
     const rldi_slot *sl = &s->seg->slots[slot];
-    const rldi_meta *m = &s->seg->meta[slot];   /* the daemon is its only writer */
-    rldi_handle h = { slot, rldi_load_relaxed(&sl->gen) };
-    rldi_verdict v;
-    if (rldi_bucket_peek(s->seg, h, rldi_now_fp(), &v) < 0)
+    rldi_limit_stat st;
+    if (rldi_limit_stat_read(s->seg, slot, rldi_load_relaxed(&sl->gen), rldi_mono_ns(), &st) < 0)
         return -ENOENT;
-    rldi_format_rate(rate, ratelen, m->rate_count, m->rate_period_ns);
+    memcpy(name, st.conf.name, RLDI_NAME_MAX + 1);
+    rldi_format_rate(rate, ratelen, st.conf.rate_count, st.conf.rate_period_ns);
     ls->name = name;
     ls->rate = rate;
-    ls->rate_count = m->rate_count;
-    ls->rate_period_ns = m->rate_period_ns;
-    ls->burst = m->burst;
-    ls->remaining = v.remaining;
-    ls->retry_after_ns = v.retry_after_ns;
-    ls->reset_after_ns = v.reset_after_ns;
-    ls->admitted = rldi_load_relaxed(&sl->admitted);
-    ls->denied = rldi_load_relaxed(&sl->denied);
+    ls->rate_count = st.conf.rate_count;
+    ls->rate_period_ns = st.conf.rate_period_ns;
+    ls->burst = st.conf.burst;
+    ls->remaining = st.remaining;
+    ls->retry_after_ns = st.retry_after_ns;
+    ls->debt_ns = st.debt_ns;
+    ls->reset_after_ns = st.reset_after_ns;
+    ls->admitted = st.counts.admitted;
+    ls->denied = st.counts.denied;
+    ls->refunded = st.counts.refunded;
+    ls->rolled_back = st.counts.rolled_back;
+    ls->debited = st.counts.debited;
     waitq_stats ws;
     waitq_limit_stats(s->wq, slot, &ws);
     ls->waiters = ws.waiters;
     ls->queued_tokens = ws.tokens;
     ls->granted_waits = ws.granted;
     ls->timed_out_waits = ws.timed_out;
-    ls->from_file = m->origin != RLDI_ORIGIN_RUNTIME;
-    ls->algorithm = (char *)rldi_algo_name(m->algo);
-    ls->align_ns = m->align_ns;
+    ls->from_file = st.conf.origin != RLDI_ORIGIN_RUNTIME;
+    ls->algorithm = (char *)rldi_algo_name(st.conf.algo);
+    ls->align_ns = st.conf.align_ns;
     global_limit_status(s->global, slot, ls, gbuf, gbuflen);
+    ls->overridden = st.conf.origin == RLDI_ORIGIN_OVERRIDE;
+    const rldi_limitdef *fl = ls->overridden ? rldi_config_find(s->conf, name) : NULL;
+    if (fl) {
+        rldi_format_rate(file_rate, file_ratelen, fl->count, fl->period_ns);
+        ls->file_rate = file_rate;
+        ls->file_burst = rldi_limitdef_burst(fl);
+    }
     return 0;
 }
 
@@ -339,6 +416,7 @@ static void do_status(rld_daemon *s, conn *c, uint64_t id, const char *name)
     enum { MAXN = 24 };
     Rld__V1__LimitStatus st[MAXN], *ptrs[MAXN];
     char names[MAXN][RLDI_NAME_MAX + 1], rates[MAXN][48], gbufs[MAXN][40];
+    char file_rates[MAXN][48];
     size_t n = 0;
     if (name && *name) {
         char esc[96];
@@ -347,14 +425,14 @@ static void do_status(rld_daemon *s, conn *c, uint64_t id, const char *name)
             return;
         rld__v1__limit_status__init(&st[0]);
         if (fill_status(s, slot, &st[0], names[0], rates[0], sizeof(rates[0]), gbufs[0],
-                        sizeof(gbufs[0])) == 0)
+                        sizeof(gbufs[0]), file_rates[0], sizeof(file_rates[0])) == 0)
             ptrs[n] = &st[n], n++;
     } else {
         uint32_t cursor = 0, slot, gen;
         while (n < MAXN && rldi_seg_next(s->seg, &cursor, &slot, &gen) == 0) {
             rld__v1__limit_status__init(&st[n]);
             if (fill_status(s, slot, &st[n], names[n], rates[n], sizeof(rates[n]), gbufs[n],
-                            sizeof(gbufs[n])) == 0)
+                            sizeof(gbufs[n]), file_rates[n], sizeof(file_rates[n])) == 0)
                 ptrs[n] = &st[n], n++;
         }
     }
@@ -387,6 +465,14 @@ static void do_stats(rld_daemon *s, conn *c, uint64_t id)
     st.pid = (uint32_t)getpid();
     char gbuf[1024];
     global_stats(s->global, &st, gbuf, sizeof(gbuf));
+    if (s->srv->http) {
+        httpd_stats hs;
+        httpd_get_stats(s->srv->http, &hs);
+        st.metrics_listen = s->conf->metrics_listen;   /* as started: a reload does not move it */
+        st.metrics_served = hs.served;
+        st.metrics_refused = hs.refused;
+        st.metrics_bad = hs.bad;
+    }
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_STATS;
@@ -443,6 +529,7 @@ void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
     bool admin_op = req->body_case == RLD__V1__REQUEST__BODY_PUT ||
                     req->body_case == RLD__V1__REQUEST__BODY_DELETE ||
                     req->body_case == RLD__V1__REQUEST__BODY_RESET ||
+                    req->body_case == RLD__V1__REQUEST__BODY_REVERT ||
                     req->body_case == RLD__V1__REQUEST__BODY_RELOAD;
     if (admin_op && !c->admin) {
         rlog_once_at(&s->log_refused, RLOG_WARN, "refused a configuration change from pid %d "
@@ -496,6 +583,9 @@ void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
         break;
     case RLD__V1__REQUEST__BODY_RESET:
         do_reset(s, c, id, req->reset->limit);
+        break;
+    case RLD__V1__REQUEST__BODY_REVERT:
+        do_revert(s, c, id, req->revert->limit);
         break;
     case RLD__V1__REQUEST__BODY_RELOAD: {
         Rld__V1__ReloadReply counts = RLD__V1__RELOAD_REPLY__INIT;
@@ -643,6 +733,43 @@ static void on_stopping(void *ctx)
     rld_daemon *d = ctx;
     waitq_shutdown(d->wq);
     global_stop(d->global);     /* leased tokens go back to Redis */
+}
+
+/* ---- the metrics endpoint's body ------------------------------------------------------------ */
+
+static void *metrics_begin(void *ctx)
+{
+    rld_daemon *d = ctx;
+    rldi_metrics *m = malloc(sizeof(*m));
+    if (!m)
+        return NULL;
+    /* the Redis figures rlctl metrics gets from the Stats reply, taken the same way */
+    Rld__V1__StatsReply st = RLD__V1__STATS_REPLY__INIT;
+    char gbuf[512];
+    global_stats(d->global, &st, gbuf, sizeof(gbuf));
+    rldi_metrics_redis redis = { st.redis && strcmp(st.redis, "up") == 0, st.redis_rtt_ns,
+                                 st.lease_calls, st.redis_errors, st.redis_reconnects,
+                                 st.fallback_ns, st.global_limits };
+    rldi_metrics_init(m, d->seg, d->paths.instance, true,
+                      st.redis && st.redis[0] ? &redis : NULL, NULL, 0);
+    return m;
+}
+
+static size_t metrics_next(void *ctx, void *state, char *buf, size_t cap)
+{
+    (void)ctx;
+    return rldi_metrics_next(state, buf, cap, rldi_mono_ns());
+}
+
+static void metrics_end(void *ctx, void *state)
+{
+    (void)ctx;
+    free(state);
+}
+
+void daemon_metrics_body(rld_daemon *d, httpd_body *out)
+{
+    *out = (httpd_body){ d, metrics_begin, metrics_next, metrics_end };
 }
 
 srv_ops daemon_ops(rld_daemon *d)

@@ -42,6 +42,11 @@ typedef struct rld_daemon {
 /* The transport's callbacks, bound to D. */
 srv_ops daemon_ops(rld_daemon *d);
 
+/* The body of the metrics endpoint (httpd.h): common/metrics.c's text of D's segment, the
+ * same rlctl metrics prints. */
+struct httpd_body;
+void daemon_metrics_body(rld_daemon *d, struct httpd_body *out);
+
 /* Re-read the configuration file and apply it, all or nothing. 0, or a negative code with
  * ERR saying why (nothing changed). COUNTS (may be NULL) gets what changed. */
 int daemon_reload(rld_daemon *d, Rld__V1__ReloadReply *counts, char *err, size_t errlen);

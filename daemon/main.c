@@ -32,6 +32,7 @@
 #include "dseg.h"
 #include "global.h"
 #include "handlers.h"
+#include "httpd.h"
 #include "instance.h"
 #include "keeper.h"
 #include "log.h"
@@ -261,6 +262,26 @@ static bool keep_runtime(uint32_t slot, void *ctx)
     return seg->meta[slot].origin == RLDI_ORIGIN_RUNTIME;
 }
 
+/* Under systemd's PrivateNetwork=yes (rld.service's default) a listener binds fine, in a
+ * network of its own that nothing outside reaches: say so rather than serve nobody. Asked
+ * only of a systemd service (INVOCATION_ID), whose PID 1 is systemd in the host's network;
+ * elsewhere PID 1 may be anything (a container's, a sandbox's). */
+static void warn_private_network(const char *where)
+{
+    char self[64], init[64];
+    if (!getenv("INVOCATION_ID"))
+        return;
+    ssize_t a = readlink("/proc/self/ns/net", self, sizeof(self) - 1);
+    ssize_t b = readlink("/proc/1/ns/net", init, sizeof(init) - 1);
+    if (a <= 0 || b <= 0)
+        return;                         /* cannot tell */
+    self[a] = init[b] = '\0';
+    if (strcmp(self, init) != 0)
+        LOG_WARN("metrics on %s: rld runs in a network namespace of its own (systemd's "
+                 "PrivateNetwork=yes?), which nothing outside reaches: rld.conf(5), METRICS, "
+                 "has the drop-in that lifts it", where);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t t_start = rldi_mono_ns();
@@ -403,6 +424,15 @@ int main(int argc, char **argv)
     srv.wake_fd = global_wake_fd(d.global);
     if (srv_listen(&srv, gid, err, sizeof(err)) < 0)
         fail("%s", err);
+    if (conf.metrics_listen[0]) {
+        httpd_body body;
+        daemon_metrics_body(&d, &body);
+        if (!(srv.http = httpd_listen((const struct sockaddr *)&conf.metrics_addr,
+                                      conf.metrics_addrlen, conf.metrics_listen, &body, err,
+                                      sizeof(err))))
+            fail("%s", err);
+        warn_private_network(conf.metrics_listen);
+    }
     /* The keeper: one that holds our segment already, told of a new one, or a new keeper. */
     if (keeper && created && keeper_replace(paths.seg_path, seg_fd, seg.slot_count) < 0)
         keeper = 0;
@@ -415,9 +445,11 @@ int main(int argc, char **argv)
     sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=segment", &seg_fd, 1);
     dseg_publish(&seg, getpid());
     d.started_ns = rldi_mono_ns();
-    LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted), "
-             "segment of %zu bytes held by keeper pid %d at %s, socket %s; started in %.3f s",
-             paths.instance, conf.nlimits, ch.kept, ch.created, ch.changed, ch.deleted, seg.size,
+    LOG_INFO("instance %s ready: %zu limits (%u kept, %u created, %u changed, %u deleted; %u "
+             "keep a run-time setting), segment of %zu bytes held by keeper pid %d at %s, socket "
+             "%s; started in %.3f s",
+             paths.instance, conf.nlimits, ch.kept, ch.created, ch.changed, ch.deleted,
+             ch.overridden, seg.size,
              (int)keeper, paths.seg_path, paths.socket_path,
              (double)(rldi_mono_ns() - t_start) / 1e9);
     report("");

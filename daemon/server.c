@@ -29,8 +29,9 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "httpd.h"
 
-enum { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_WAKE };
+enum { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_WAKE };   /* httpd.c has 16.. */
 
 #define RING_ENTRIES     512
 #define ACCEPT_PAUSE_NS  100000000ull     /* after EMFILE: try accepting again then */
@@ -51,6 +52,11 @@ static struct io_uring_sqe *sqe_get(void)
         sqe = io_uring_get_sqe(&ring);
     }
     return sqe;   /* never NULL right after a submit with a ring of RING_ENTRIES */
+}
+
+struct io_uring_sqe *srv_sqe(void)
+{
+    return sqe_get();
 }
 
 /* ---- socket ---------------------------------------------------------------------------- */
@@ -407,6 +413,8 @@ int srv_run(server *s)
     arm_accept(s);
     arm_signal(s);
     arm_wake(s);
+    if (s->http)
+        httpd_start(s->http);
     uint64_t next = s->ops.tick(s->ops.ctx, rldi_mono_ns());
     if (next)
         arm_timer(s, next);
@@ -460,6 +468,10 @@ int srv_run(server *s)
                 if (!s->stopping && res != -ECANCELED)
                     arm_wake(s);            /* the tick below does the work */
                 break;
+            default:
+                if (s->http && httpd_owns(data))
+                    httpd_complete(s->http, data, res, cqe->flags);
+                break;
             }
         }
         io_uring_cq_advance(&ring, seen);
@@ -473,6 +485,12 @@ int srv_run(server *s)
         next = s->ops.tick(s->ops.ctx, now);
         if (!s->accept_armed && s->accept_resume_ns && (!next || s->accept_resume_ns < next))
             next = s->accept_resume_ns;
+        if (s->http) {
+            uint64_t h = httpd_tick(s->http, now);
+            httpd_reap(s->http);
+            if (h && (!next || h < next))
+                next = h;
+        }
         if (next)
             arm_timer(s, next);
     }
@@ -490,6 +508,8 @@ int srv_run(server *s)
         }
     }
     io_uring_queue_exit(&ring);
+    httpd_close(s->http);
+    s->http = NULL;
     for (uint32_t i = 0; i < SRV_MAX_CONNS; i++)
         if (s->conns[i])
             conn_free(s, s->conns[i]);

@@ -88,8 +88,11 @@ typedef struct srv_ops {
     void     (*stopping)(void *ctx);
 } srv_ops;
 
+struct httpd;
+
 typedef struct server {
     srv_ops          ops;
+    struct httpd    *http;         /* the metrics endpoint (httpd.h), NULL when off */
     const char      *socket_path;
     int              listen_fd, signal_fd;
     int              wake_fd;      /* an eventfd another thread writes to wake the loop (<= 0: none);
@@ -140,6 +143,10 @@ void srv_reply_code(server *s, conn *c, uint64_t id, int code, const char *fmt, 
     rep.message = msg;
     srv_reply(s, c, &rep, NULL);
 }
+
+/* A submission queue entry of the loop's ring, for httpd.c (never NULL). */
+struct io_uring_sqe;
+struct io_uring_sqe *srv_sqe(void);
 
 /* Block the signals the loop reads (SIGTERM, SIGINT, SIGHUP) in the calling thread, before
  * anything else runs, and leave them in SET. */

@@ -347,15 +347,36 @@ typedef struct undo_charge {
     uint32_t window;
 } undo_charge;
 
-/* A grant's tokens go back when its reply cannot be delivered (one charge, inline: arg[0]
- * the slot and generation, arg[1] the cost, arg[2] the window they came from). */
+/*
+ * The end of one granted charge, when its reply was handed to the kernel (DELIVERED: the
+ * tokens are the waiter's, counted as admitted) or never will be (given back to WINDOW, the
+ * one they came from, and counted as rolled back: the waiter never had them). A limit
+ * deleted meanwhile counts nothing: its slot may hold another limit now (the daemon alone
+ * changes gen, so the check is exact).
+ */
+static void grant_end(waitq *wq, rldi_handle h, uint64_t cost, uint32_t window, bool delivered,
+                      rldi_u128 now)
+{
+    if (!delivered && rldi_bucket_refund(wq->seg, h, cost, window, now) < 0)
+        return;
+    if (h.slot < wq->seg->slot_count && rldi_load_relaxed(&wq->seg->slots[h.slot].gen) != h.gen)
+        return;
+    rldi_slot *cs = counted_slot(wq, h.slot, h.gen);   /* a key counts in its template */
+    if (!cs)
+        return;
+    if (delivered)
+        rldi_add_relaxed(&cs->admitted, cost);
+    else
+        rldi_add_relaxed(&wq->seg->meta[cs - wq->seg->slots].rolled_back, cost);
+}
+
+/* A grant's reply went out, or its tokens go back (one charge, inline: arg[0] the slot and
+ * generation, arg[1] the cost, arg[2] the window they came from). */
 static void grant_undo1(const srv_undo *u, bool delivered)
 {
-    if (delivered)
-        return;
     waitq *wq = u->ctx;
     rldi_handle h = { (uint32_t)u->arg[0], (uint32_t)(u->arg[0] >> 32) };
-    rldi_bucket_refund(wq->seg, h, u->arg[1], (uint32_t)u->arg[2], rldi_now_fp());
+    grant_end(wq, h, u->arg[1], (uint32_t)u->arg[2], delivered, rldi_now_fp());
 }
 
 /* The same for a set: arg[0] is an undo_charge array of arg[1] entries, owned here. */
@@ -363,12 +384,10 @@ static void grant_undo_n(const srv_undo *u, bool delivered)
 {
     waitq *wq = u->ctx;
     undo_charge *uc = (undo_charge *)(uintptr_t)u->arg[0];
-    if (!delivered) {
-        rldi_u128 now = rldi_now_fp();
-        for (uint64_t i = u->arg[1]; i-- > 0;)
-            rldi_bucket_refund(wq->seg, (rldi_handle){ uc[i].slot, uc[i].gen }, uc[i].cost,
-                               uc[i].window, now);
-    }
+    rldi_u128 now = rldi_now_fp();
+    for (uint64_t i = u->arg[1]; i-- > 0;)
+        grant_end(wq, (rldi_handle){ uc[i].slot, uc[i].gen }, uc[i].cost, uc[i].window,
+                  delivered, now);
     free(uc);
 }
 
@@ -425,7 +444,7 @@ static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const
             /* no undo to carry: give the tokens back now and say why */
             rldi_u128 t = rldi_now_fp();
             for (uint32_t i = 0; i < a->n; i++)
-                rldi_bucket_refund(wq->seg, a->ch[i].h, a->ch[i].cost, a->ch[i].window, t);
+                grant_end(wq, a->ch[i].h, a->ch[i].cost, a->ch[i].window, false, t);
             srv_reply_code(wq->srv, c, a->id, -ENOMEM, "out of memory");
             return;
         }
@@ -472,9 +491,10 @@ static void finish_reply(waitq *wq, waiter *w, int code, const rldi_verdict *v, 
 
 /*
  * Take every charge of CH at NOW (charged as of DUE_NS at the earliest), or none: a failure
- * rolls back what was taken. 0 with *V the verdict of the tightest charge (least remaining
- * relative to its burst) and *INDEX its position in CH; or a take's code with *V and *INDEX
- * for the charge that failed. Counted in the slots when granted.
+ * rolls back what was taken (counted as rolled back). 0 with *V the verdict of the tightest
+ * charge (least remaining relative to its burst) and *INDEX its position in CH; or a take's
+ * code with *V and *INDEX for the charge that failed. A grant is counted as admitted once
+ * its reply is delivered (grant_end), since only then does the waiter keep it.
  */
 static int grant_all(waitq *wq, charge *ch, uint32_t n, uint64_t due_ns, uint64_t now,
                      rldi_verdict *v, uint32_t *index)
@@ -499,13 +519,8 @@ static int grant_all(waitq *wq, charge *ch, uint32_t n, uint64_t due_ns, uint64_
         *index = i;
         rldi_u128 later = rldi_now_fp();
         while (i-- > 0)
-            rldi_bucket_refund(wq->seg, ch[i].h, ch[i].cost, ch[i].window, later);
+            grant_end(wq, ch[i].h, ch[i].cost, ch[i].window, false, later);
         return r;
-    }
-    for (i = 0; i < n; i++) {
-        rldi_slot *cs = counted_slot(wq, ch[i].h.slot, ch[i].h.gen);
-        if (cs)
-            rldi_add_relaxed(&cs->admitted, ch[i].cost);
     }
     wq->grants_total++;
     return 0;

@@ -13,6 +13,8 @@
 #include "client.h"
 #include "clock.h"
 #include "codes.h"
+#include "limitstat.h"
+#include "rldc_tools.h"
 #include "rate.h"
 
 #define likely(x)   __builtin_expect(!!(x), 1)
@@ -171,17 +173,19 @@ int rld_instance_info(rld_client *c, rld_instance *out)
     return 0;
 }
 
-/* Count the outcome R of a take of COST (batched per thread, see client.h). */
-static inline void count(rld_client *c, uint32_t slot, int r, uint64_t cost, uint64_t now_ns)
+/* Count the outcome R of a take of COST (batched per thread, see client.h). DEFER: an
+ * admission is counted by the caller (all-or-nothing calls count once all are taken). */
+static inline void count(rld_client *c, uint32_t slot, int r, uint64_t cost, uint64_t now_ns,
+                         bool defer)
 {
-    if (r == 0)
-        rldc_count(c, slot, cost, 0, now_ns);
+    if (r == 0 && !defer)
+        rldc_count(c, slot, RLDC_ADMITTED, cost, now_ns);
     else if (r == -EAGAIN)
-        rldc_count(c, slot, 0, 1, now_ns);
+        rldc_count(c, slot, RLDC_DENIED, 1, now_ns);
 }
 
 static int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res, rldi_u128 now,
-                unsigned flags);
+                unsigned flags, bool defer);
 
 /*
  * A take refused with -EINVAL: a handle outside the segment. That is where pending handles
@@ -190,7 +194,8 @@ static int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res, rl
  */
 static __attribute__((noinline, cold)) int take_pending(rld_client *c, rld_limit lim,
                                                         uint64_t cost, rld_result *res,
-                                                        rldi_u128 now, unsigned flags)
+                                                        rldi_u128 now, unsigned flags,
+                                                        bool defer)
 {
     if (!(lim.slot & RLDC_PENDING_BIT))
         return -EINVAL;
@@ -203,7 +208,7 @@ static __attribute__((noinline, cold)) int take_pending(rld_client *c, rld_limit
     }
     if (r < 0)
         return r;
-    r = take(c, real, cost, res, now, flags);
+    r = take(c, real, cost, res, now, flags, defer);
     if (r == -ESTALE) {
         rldc_unresolve(c, lim);         /* deleted: looked up again, admitting meanwhile */
         if (c->flags & RLD_OPEN_MISSING_ADMIT) {
@@ -215,9 +220,10 @@ static __attribute__((noinline, cold)) int take_pending(rld_client *c, rld_limit
     return r;
 }
 
-/* The precise path at NOW: admission in bucket.h, counted, result filled. */
+/* The precise path at NOW: admission in bucket.h, counted (an admission not when DEFER),
+ * result filled. */
 static inline int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res,
-                       rldi_u128 now, unsigned flags)
+                       rldi_u128 now, unsigned flags, bool defer)
 {
     rldi_verdict vd;
     int r = flags ? rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? &vd : NULL)
@@ -225,8 +231,8 @@ static inline int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *
     if (unlikely(r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)   /* a grown segment */
         r = rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? &vd : NULL);
     if (unlikely(r == -EINVAL))
-        return take_pending(c, lim, cost, res, now, flags);
-    count(c, lim.slot, r, cost, rldi_fp_to_ns(now));
+        return take_pending(c, lim, cost, res, now, flags, defer);
+    count(c, lim.slot, r, cost, rldi_fp_to_ns(now), defer);
     if (res && (r == 0 || r == -EAGAIN))
         result_fill(res, &vd);
     return r;
@@ -245,7 +251,7 @@ int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res)
         int r = rldi_bucket_take_coarse(rldc_seg(c), handle(lim), cost, c->coarse_margin,
                                         res != NULL, &coarse, res ? &vd : NULL, &now_ns);
         if (r != RLDI_TAKE_PRECISE) {
-            count(c, lim.slot, r, cost, now_ns);
+            count(c, lim.slot, r, cost, now_ns, false);
             if (res && r == 0)
                 result_fill(res, &vd);
             return r;
@@ -253,16 +259,17 @@ int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res)
         rldi_u128 now = rldi_now_fp();
         /* the precise time less a tick is never after the coarse clock */
         coarse.floor_ns = rldi_fp_to_ns(now) - (uint64_t)(c->coarse_margin >> 34);
-        return take(c, lim, cost, res, now, 0);
+        return take(c, lim, cost, res, now, 0, false);
     }
-    return take(c, lim, cost, res, rldi_now_fp(), 0);
+    return take(c, lim, cost, res, rldi_now_fp(), 0, false);
 }
 
 int rld_try_ex(rld_client *c, rld_limit lim, uint64_t cost, unsigned flags, rld_result *res)
 {
     if (!c || (flags & ~RLD_TRY_BARGE))
         return -EINVAL;
-    return take(c, lim, cost, res, rldi_now_fp(), (flags & RLD_TRY_BARGE) ? RLDI_TAKE_BARGE : 0);
+    return take(c, lim, cost, res, rldi_now_fp(), (flags & RLD_TRY_BARGE) ? RLDI_TAKE_BARGE : 0,
+                false);
 }
 
 /* ---- keyed limits ------------------------------------------------------------------------ */
@@ -390,7 +397,7 @@ static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen
             rldc_follow(c);         /* reclaimed (or moved by a growth) since: again */
             continue;
         }
-        count(c, tb.slot, r, cost, rldi_fp_to_ns(now));
+        count(c, tb.slot, r, cost, rldi_fp_to_ns(now), false);
         if (res && (r == 0 || r == -EAGAIN))
             result_fill(res, &vd);
         return r;
@@ -406,17 +413,29 @@ static int pending(rld_client *c, rld_limit *lim)
     return rldc_resolve(c, *lim, lim);
 }
 
+int rldc_give_back(rld_client *c, rld_limit lim, uint64_t amount, uint32_t window, rldi_u128 now,
+                   uint32_t *slot)
+{
+    int p = pending(c, &lim);
+    if (p != 0)
+        return p > 0 ? 1 : p;
+    int r = rldi_bucket_refund(rldc_seg(c), handle(lim), amount, window, now);
+    if ((r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)
+        r = rldi_bucket_refund(rldc_seg(c), handle(lim), amount, window, now);
+    *slot = lim.slot;
+    return r;
+}
+
 int rld_refund_ex(rld_client *c, rld_limit lim, uint64_t amount, uint32_t window)
 {
     if (!c)
         return -EINVAL;
-    int p = pending(c, &lim);
-    if (p != 0)
-        return p > 0 ? 0 : p;
-    int r = rldi_bucket_refund(rldc_seg(c), handle(lim), amount, window, rldi_now_fp());
-    if ((r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)
-        r = rldi_bucket_refund(rldc_seg(c), handle(lim), amount, window, rldi_now_fp());
-    return r;
+    rldi_u128 now = rldi_now_fp();
+    uint32_t slot;
+    int r = rldc_give_back(c, lim, amount, window, now, &slot);
+    if (r == 0)
+        rldc_count(c, slot, RLDC_REFUNDED, amount, rldi_fp_to_ns(now));
+    return r > 0 ? 0 : r;
 }
 
 int rld_refund(rld_client *c, rld_limit lim, uint64_t amount)
@@ -440,7 +459,7 @@ int rld_debit(rld_client *c, rld_limit lim, uint64_t amount)
     if ((r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)
         r = rldi_bucket_debit(rldc_seg(c), handle(lim), amount, now);
     if (r == 0)
-        rldc_count(c, lim.slot, amount, 0, rldi_fp_to_ns(now));
+        rldc_count(c, lim.slot, RLDC_DEBITED, amount, rldi_fp_to_ns(now));
     return r;
 }
 
@@ -515,7 +534,7 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
     int r = 0;
     uint32_t windows[RLD_MULTI_MAX];
     for (i = 0; i < n; i++) {
-        r = take(c, ch[i].limit, ch[i].cost, &one, now, flags);
+        r = take(c, ch[i].limit, ch[i].cost, &one, now, flags, true);
         if (r < 0)
             break;
         windows[i] = one.window;
@@ -526,7 +545,14 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
             best.index = (uint32_t)i;
         }
     }
+    uint64_t now_ns = rldi_fp_to_ns(now);
     if (r == 0) {
+        /* kept: every charge counts as admitted now, never before (admitted = kept) */
+        for (i = 0; i < n; i++) {
+            rld_limit lim = ch[i].limit;
+            if (pending(c, &lim) == 0)
+                rldc_count(c, lim.slot, RLDC_ADMITTED, ch[i].cost, now_ns);
+        }
         if (res)
             *res = best;
         if (windows_out)
@@ -535,10 +561,14 @@ int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags
     }
     /* Roll back, newest first. A refund of exactly what was taken restores the state
      * unless the bucket refilled meanwhile, in which case it is full either way (a window
-     * gets its tokens back while the window they were taken in is current). */
+     * gets its tokens back while the window they were taken in is current). Counted as
+     * rolled back, not refunded: these tokens were never admitted. */
     size_t failed = i;
-    while (i-- > 0)
-        rld_refund_ex(c, ch[i].limit, ch[i].cost, windows[i]);
+    while (i-- > 0) {
+        uint32_t slot;
+        if (rldc_give_back(c, ch[i].limit, ch[i].cost, windows[i], rldi_now_fp(), &slot) == 0)
+            rldc_count(c, slot, RLDC_ROLLED_BACK, ch[i].cost, now_ns);
+    }
     if (r != -EAGAIN) {
         if (res) {
             memset(res, 0, sizeof(*res));
@@ -626,32 +656,33 @@ static int info_once(rld_client *c, rld_limit lim, rld_limit_info *out)
         if (kind == RLD_KIND_LIMIT)
             kind = RLD_KIND_TEMPLATE;
     }
-    for (int attempt = 0; attempt < 1000; attempt++) {
-        uint64_t seq = rldi_load_acquire(&rldc_seg(c)->hdr->index_seq);
-        if (seq & 1) {
-            rldi_cpu_relax();
-            continue;
-        }
-        if (rldi_seg_name(rldc_seg(c), slot, out->name) < 0 ||
-            rldi_load_relaxed(&s->gen) != lim.gen)
-            return -ESTALE;
-        out->rate_count = rldi_load_relaxed(&m->rate_count);
-        out->rate_period_ns = rldi_load_relaxed(&m->rate_period_ns);
-        out->burst = rldi_load_relaxed(&m->burst);
-        out->algorithm = rldi_load_relaxed(&m->algo);
-        out->align_ns = rldi_load_relaxed(&m->align_ns);
-        rldi_fence_acquire();
-        if (rldi_load_relaxed(&rldc_seg(c)->hdr->index_seq) != seq)
-            continue;
-        out->admitted = rldi_load_relaxed(&s->admitted);
-        out->denied = rldi_load_relaxed(&s->denied);
-        out->waiters = kind == RLD_KIND_LIMIT ? rldi_load_relaxed(&s->waiters) : waiters;
-        out->kind = kind;
-        out->max_keys = max_keys;
-        out->keys = keys;
-        return 0;
-    }
-    return -EAGAIN;
+    rldi_limit_conf conf;
+    int r = rldi_limit_conf_read(rldc_seg(c), slot, lim.gen, &conf);
+    if (r < 0)
+        return r;
+    rldi_limit_counts n;
+    rldi_limit_counts_read(rldc_seg(c), slot, &n);
+    memcpy(out->name, conf.name, sizeof(out->name));
+    out->rate_count = conf.rate_count;
+    out->rate_period_ns = conf.rate_period_ns;
+    out->burst = conf.burst;
+    out->algorithm = conf.algo;
+    out->align_ns = conf.align_ns;
+    out->admitted = n.admitted;
+    out->denied = n.denied;
+    out->waiters = kind == RLD_KIND_LIMIT ? rldi_load_relaxed(&s->waiters) : waiters;
+    out->kind = kind;
+    out->max_keys = max_keys;
+    out->keys = keys;
+    out->refunded = n.refunded;
+    out->rolled_back = n.rolled_back;
+    out->debited = n.debited;
+    return 0;
+}
+
+const rldi_seg *rldc_client_seg(const rld_client *c)
+{
+    return rldc_seg(c);
 }
 
 const char *rld_strerror(int err)

@@ -66,6 +66,11 @@ struct rld_client {
     rldi_u128         coarse_margin;      /* 2^-32 ns units */
 };
 
+/* client.c: give AMOUNT of LIM back (to WINDOW), counting nothing, following a grown
+ * segment: 0 with *SLOT the limit's slot (a pending handle resolved), 1 when LIM admits
+ * without a limit (nothing was taken), or rld_refund_ex's codes. */
+int rldc_give_back(rld_client *c, rld_limit lim, uint64_t amount, uint32_t window, rldi_u128 now,
+                   uint32_t *slot);
 /* client.c: copy a bucket verdict into RES (may be NULL). */
 void rldc_result(rld_result *res, const rldi_verdict *vd);
 /* client.c: rld_try_multi with rldi_bucket_take FLAGS (RLDI_TAKE_BARGE). */
@@ -144,8 +149,10 @@ int rldc_wait_charges(rld_client *c, const rld_charge *ch, size_t n, rld_charge 
  * (nothing taken; res says when it would fit), or a take's code. Counts at once. */
 int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t deadline_ns,
                        rld_result *res, uint64_t *wait_ns, uint32_t *windows);
-/* Give back every charge (a grant not wanted any more); WINDOWS (may be NULL: this thread's
- * last take, see rld_refund) the window each was taken in, for window limits. */
+/* Give back every charge of a wait that was admitted and is not wanted any more (granted
+ * then cancelled, never collected): counted as refunded, at once (may run under the
+ * client's wait lock). WINDOWS (may be NULL: this thread's last take, see rld_refund) the
+ * window each was taken in, for window limits. */
 void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n, const uint32_t *windows);
 /* Build the Wait request for CH (legacy single fields when N == 1). CHARGES/PTRS: N each. */
 void rldc_wait_request(Rld__V1__Wait *w, Rld__V1__Charge *charges, Rld__V1__Charge **ptrs,
@@ -163,38 +170,52 @@ void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_
  * rld_close (calling thread), at thread exit and at process exit. Readers of the counters
  * therefore lag by at most that much per thread; a process killed by a signal loses its
  * unpublished counts. Counters are statistics: admission never depends on them.
+ *
+ * What each counts (layout.h): ADMITTED tokens admitted and kept (an all-or-nothing call
+ * counts its charges only once all of them are taken), DENIED calls, REFUNDED tokens given
+ * back after admission, ROLLED_BACK tokens taken and put back by an all-or-nothing call
+ * that failed, DEBITED tokens taken without asking. Tokens in use: admitted + debited -
+ * refunded.
  */
 #define RLDC_FLUSH_CALLS 64u
 #define RLDC_FLUSH_NS    50000000ull
+
+enum rldc_counter { RLDC_ADMITTED, RLDC_DENIED, RLDC_REFUNDED, RLDC_ROLLED_BACK, RLDC_DEBITED,
+                    RLDC_NCOUNTERS };
 
 typedef struct rldc_pending {
     const rld_client *c;
     uint64_t serial;
     uint32_t slot;
     uint32_t calls;
-    uint64_t admitted, denied;
+    uint64_t n[RLDC_NCOUNTERS];
     uint64_t flushed_ns;
 } rldc_pending;
 
 extern __thread rldc_pending rldc_tls __attribute__((tls_model("initial-exec")));
 
-void rldc_count_slow(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,
+void rldc_count_slow(rld_client *c, uint32_t slot, enum rldc_counter k, uint64_t amount,
                      uint64_t now_ns);
 void rldc_register(rld_client *c);
 void rldc_unregister(rld_client *c);
 
-static inline void rldc_count(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,
+/* Count AMOUNT on counter K of SLOT, batched. Never under a client's lock: publishing may
+ * take the registry's (lock order: registry first). */
+static inline void rldc_count(rld_client *c, uint32_t slot, enum rldc_counter k, uint64_t amount,
                               uint64_t now_ns)
 {
     rldc_pending *p = &rldc_tls;
     if (__builtin_expect(p->c == c && p->slot == slot && p->serial == c->serial &&
                          p->calls + 1 < RLDC_FLUSH_CALLS && now_ns - p->flushed_ns < RLDC_FLUSH_NS, 1)) {
         p->calls++;
-        p->admitted += admitted;
-        p->denied += denied;
+        p->n[k] += amount;
         return;
     }
-    rldc_count_slow(c, slot, admitted, denied, now_ns);
+    rldc_count_slow(c, slot, k, amount, now_ns);
 }
+
+/* Count AMOUNT on counter K of SLOT at once, unbatched: for the paths that may hold a
+ * client's lock (the waits' give-backs) and cannot take the registry's. */
+void rldc_count_now(rld_client *c, uint32_t slot, enum rldc_counter k, uint64_t amount);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * counters.c - per-thread batching of the admitted/denied counters (see client.h), the
+ * counters.c - per-thread batching of the limits' counters (see client.h), the
  * registry of open clients, and fork safety (the registry is what the fork handlers walk).
  *
  * A thread's pending counts refer to a client that may have been closed meanwhile; they are
@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "atomics.h"
 #include "client.h"
@@ -28,30 +29,64 @@ static bool registered_locked(const rld_client *c, uint64_t serial)
     return false;
 }
 
+/* The counter K of SLOT in C's segment, or NULL (a slot beyond it: a detached client). */
+static uint64_t *counter(const rld_client *c, uint32_t slot, enum rldc_counter k)
+{
+    rldi_seg *s = rldc_seg(c);
+    if (slot >= s->slot_count)
+        return NULL;
+    switch (k) {
+    case RLDC_ADMITTED:    return &s->slots[slot].admitted;
+    case RLDC_DENIED:      return &s->slots[slot].denied;
+    case RLDC_REFUNDED:    return &s->meta[slot].refunded;
+    case RLDC_ROLLED_BACK: return &s->meta[slot].rolled_back;
+    case RLDC_DEBITED:     return &s->meta[slot].debited;
+    default:               return NULL;
+    }
+}
+
+static bool pending_any(const rldc_pending *p)
+{
+    for (int k = 0; k < RLDC_NCOUNTERS; k++)
+        if (p->n[k])
+            return true;
+    return false;
+}
+
+static void pending_clear(rldc_pending *p)
+{
+    memset(p->n, 0, sizeof(p->n));
+    p->calls = 0;
+}
+
 static void publish(rldc_pending *p)
 {
-    if (p->c && p->slot < rldc_seg(p->c)->slot_count && (p->admitted || p->denied)) {
-        rldi_slot *s = &rldc_seg(p->c)->slots[p->slot];
-        if (p->admitted)
-            rldi_add_relaxed(&s->admitted, p->admitted);
-        if (p->denied)
-            rldi_add_relaxed(&s->denied, p->denied);
-    }
-    p->admitted = p->denied = 0;
-    p->calls = 0;
+    if (p->c)
+        for (int k = 0; k < RLDC_NCOUNTERS; k++) {
+            uint64_t *ctr = p->n[k] ? counter(p->c, p->slot, (enum rldc_counter)k) : NULL;
+            if (ctr)
+                rldi_add_relaxed(ctr, p->n[k]);
+        }
+    pending_clear(p);
 }
 
 /* Publish P if its client is still open, from a thread that holds no proof that it is. */
 static void publish_checked(rldc_pending *p)
 {
-    if (!p->c || (!p->admitted && !p->denied))
+    if (!p->c || !pending_any(p))
         return;
     pthread_mutex_lock(&reg_lock);
     if (registered_locked(p->c, p->serial))
         publish(p);
     pthread_mutex_unlock(&reg_lock);
-    p->admitted = p->denied = 0;
-    p->calls = 0;
+    pending_clear(p);
+}
+
+void rldc_count_now(rld_client *c, uint32_t slot, enum rldc_counter k, uint64_t amount)
+{
+    uint64_t *ctr = amount ? counter(c, slot, k) : NULL;
+    if (ctr)
+        rldi_add_relaxed(ctr, amount);
 }
 
 static void on_thread_exit(void *arg)
@@ -71,7 +106,7 @@ static void make_key(void)
     atexit(on_process_exit);
 }
 
-void rldc_count_slow(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t denied,
+void rldc_count_slow(rld_client *c, uint32_t slot, enum rldc_counter k, uint64_t amount,
                      uint64_t now_ns)
 {
     rldc_pending *p = &rldc_tls;
@@ -86,8 +121,7 @@ void rldc_count_slow(rld_client *c, uint32_t slot, uint64_t admitted, uint64_t d
     p->c = c;
     p->serial = c->serial;
     p->slot = slot;
-    p->admitted += admitted;
-    p->denied += denied;
+    p->n[k] += amount;
     p->calls++;
     if (p->calls >= RLDC_FLUSH_CALLS || now_ns - p->flushed_ns >= RLDC_FLUSH_NS) {
         publish(p);
@@ -179,8 +213,7 @@ static void fork_child(void)
         rldc_async_forget(c);
     }
     /* This thread's unpublished counts are the parent's: it publishes them, not us. */
-    rldc_tls.admitted = rldc_tls.denied = 0;
-    rldc_tls.calls = 0;
+    pending_clear(&rldc_tls);
     __atomic_add_fetch(&rldc_forks, 1, __ATOMIC_RELEASE);
     fork_release();
 }

@@ -225,14 +225,28 @@ void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_
     res->index = w->index < m ? map[w->index] : 0;
 }
 
+/* Give back every charge, counted as K at once (the callers may hold the wait lock, so
+ * nothing here may take the registry's: no rld_refund, which counts in batches). A window
+ * limit's tokens go to WINDOWS[i] (NULL: the window of this thread's last take of it, as
+ * rld_refund's). */
+static void give_back(rld_client *c, const rld_charge *ch, size_t n, const uint32_t *windows,
+                      enum rldc_counter k)
+{
+    rldi_u128 now = rldi_now_fp();
+    const rldi_win_take_rec *w = &rldi_win_last;
+    while (n-- > 0) {
+        rld_limit lim = ch[n].limit;
+        uint32_t slot, window = windows ? windows[n]
+                                : w->seg == rldc_seg(c)->base && w->slot == lim.slot &&
+                                  w->gen == lim.gen ? w->window : 0;
+        if (rldc_give_back(c, lim, ch[n].cost, window, now, &slot) == 0)
+            rldc_count_now(c, slot, k, ch[n].cost);
+    }
+}
+
 void rldc_refund_all(rld_client *c, const rld_charge *ch, size_t n, const uint32_t *windows)
 {
-    while (n-- > 0) {
-        if (windows)
-            rld_refund_ex(c, ch[n].limit, ch[n].cost, windows[n]);
-        else
-            rld_refund(c, ch[n].limit, ch[n].cost);
-    }
+    give_back(c, ch, n, windows, RLDC_REFUNDED);
 }
 
 int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t deadline_ns,
@@ -253,7 +267,7 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
         taken[i] = r == 0 ? vd.window : 0;
         if (r == -EINPROGRESS) {
             /* a window cannot be booked ahead: none of the set now, all of it again later */
-            rldc_refund_all(c, ch, i, taken);
+            give_back(c, ch, i, taken, RLDC_ROLLED_BACK);
             *wait_ns = w;
             if (res) {
                 rldc_result(res, &vd);
@@ -282,15 +296,14 @@ int rldc_reserve_multi(rld_client *c, const rld_charge *ch, size_t n, uint64_t d
         }
     }
     if (r < 0) {
-        rldc_refund_all(c, ch, i, taken);
+        give_back(c, ch, i, taken, RLDC_ROLLED_BACK);    /* never admitted */
         return r;
     }
     if (windows)
         memcpy(windows, taken, n * sizeof(*taken));
     /* counted at once (no batching): this may run under the async lock (see counters.c) */
     for (i = 0; i < n; i++)
-        if (ch[i].limit.slot < rldc_seg(c)->slot_count)
-            rldi_add_relaxed(&rldc_seg(c)->slots[ch[i].limit.slot].admitted, ch[i].cost);
+        rldc_count_now(c, ch[i].limit.slot, RLDC_ADMITTED, ch[i].cost);
     *wait_ns = longest;
     if (res)
         *res = best;

@@ -7,7 +7,7 @@ PKGS=(gcc make cmake pkg-config
       liburing-dev libprotobuf-c-dev protobuf-c-compiler
       libinih-dev libcmocka-dev libsystemd-dev
       procps psmisc tmux man-db jq valgrind
-      dpkg-dev file
+      dpkg-dev file curl
       clang libclang-rt-14-dev
       redis-server libhiredis-dev
       python3-dev python3-pytest python3-limits python3-redis)

@@ -293,14 +293,19 @@ int rld_try_key_rate(rld_client *c, rld_template t, const void *key, size_t keyl
 int rld_key_rate(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t count,
                  uint64_t period_ns, rld_limit *out);
 
-/* A limit's configuration and counters, for status displays and headers. */
+/*
+ * A limit's configuration and counters, for status displays and headers. The counters run
+ * since the limit was created; each thread publishes its counts in batches (librld(3)).
+ * Tokens in use by callers: admitted + debited - refunded.
+ */
 typedef struct rld_limit_info {
     char     name[65];
     uint64_t rate_count;      /* tokens per period as configured; 0 when unlimited */
     uint64_t rate_period_ns;
     uint64_t burst;           /* GCRA: tokens at once; a window: its COUNT (the cap) */
-    uint64_t admitted;        /* tokens admitted since the limit was created (see librld(3): */
-    uint64_t denied;          /* calls denied      each thread publishes its counts in batches) */
+    uint64_t admitted;        /* tokens admitted and kept: tries, waits, all-or-nothing sets
+                                 counted once every charge of the set was taken */
+    uint64_t denied;          /* calls denied */
     uint32_t waiters;         /* callers queued at the daemon now */
     uint32_t algorithm;       /* RLD_ALGO_GCRA, RLD_ALGO_SLIDING or RLD_ALGO_FIXED */
     uint64_t align_ns;        /* fixed windows: start this long after each multiple of the
@@ -308,6 +313,11 @@ typedef struct rld_limit_info {
     uint32_t kind;            /* RLD_KIND_LIMIT, RLD_KIND_TEMPLATE or RLD_KIND_KEY */
     uint32_t max_keys;        /* a template's (or a key's template's) key table capacity */
     uint64_t keys;            /* a template: keys live now (approximate while they change) */
+    uint64_t refunded;        /* tokens given back after admission (rld_refund; a granted
+                                 wait cancelled or never collected) */
+    uint64_t rolled_back;     /* tokens taken and put back by an all-or-nothing call that
+                                 failed (rld_try_multi denied, a grant never delivered) */
+    uint64_t debited;         /* tokens taken without asking (rld_debit) */
 } rld_limit_info;
 
 /* rld_limit_info.kind */

@@ -186,10 +186,13 @@ static PyStructSequence_Field info_fields[] = {
     { "count", "tokens per period as configured (0 when unlimited)" },
     { "period", "the configured period, in seconds (float)" },
     { "burst", "tokens available at once" },
-    { "admitted", "tokens admitted since the limit was created (published in batches)" },
+    { "admitted", "tokens admitted and kept since the limit was created (published in batches)" },
     { "denied", "calls denied since the limit was created (published in batches)" },
     { "waiters", "callers queued at the daemon now" },
     { "unlimited", "True when the rate is unlimited" },
+    { "refunded", "tokens given back after admission (refund, granted waits cancelled)" },
+    { "rolled_back", "tokens taken and put back by all-or-nothing calls that failed" },
+    { "debited", "tokens taken without asking (debit); in use: admitted + debited - refunded" },
     { NULL },
 };
 
@@ -198,7 +201,7 @@ static PyStructSequence_Desc info_desc = {
     "A limit's configuration and counters (Limit.info()). Counters lag by what each thread\n"
     "has not published yet (every 64 calls or 50 ms, see librld(3)).",
     info_fields,
-    9,
+    12,
 };
 
 PyObject *rldpy_info_new(const rld_limit_info *in)
@@ -209,7 +212,7 @@ PyObject *rldpy_info_new(const rld_limit_info *in)
     bool unl = in->rate_count == 0;
     double period = (double)in->rate_period_ns / 1e9;
     double rate = unl ? Py_HUGE_VAL : period > 0 ? (double)in->rate_count / period : 0.0;
-    PyObject *v[9] = {
+    PyObject *v[12] = {
         PyUnicode_FromString(in->name),
         PyFloat_FromDouble(rate),
         PyLong_FromUnsignedLongLong(in->rate_count),
@@ -219,10 +222,13 @@ PyObject *rldpy_info_new(const rld_limit_info *in)
         PyLong_FromUnsignedLongLong(in->denied),
         PyLong_FromUnsignedLong(in->waiters),
         PyBool_FromLong(unl),
+        PyLong_FromUnsignedLongLong(in->refunded),
+        PyLong_FromUnsignedLongLong(in->rolled_back),
+        PyLong_FromUnsignedLongLong(in->debited),
     };
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 12; i++) {
         if (!v[i]) {
-            for (int j = i + 1; j < 9; j++)
+            for (int j = i + 1; j < 12; j++)
                 Py_XDECREF(v[j]);
             Py_DECREF(o);
             return NULL;

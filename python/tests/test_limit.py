@@ -98,6 +98,7 @@ def test_info(client):
     assert info.name == "slow" and info.burst == 5 and info.count == 10
     assert info.period == 1.0 and info.rate == 10.0 and not info.unlimited
     assert info.waiters == 0 and info.admitted >= 0 and info.denied >= 0
+    assert min(info.refunded, info.rolled_back, info.debited) >= 0
     assert "name='slow'" in repr(info)
     u = client.limit("unl").info()
     assert u.unlimited and u.rate == math.inf and u.count == 0

@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "dseg.h"
 #include "handlers.h"
+#include "httpd.h"
 #include "log.h"
 #include "server.h"
 #include "waitq.h"
@@ -55,6 +56,21 @@ uint32_t srv_max_conns(void)
 void srv_each_conn(server *s, void (*fn)(void *ctx, conn *c), void *ctx)
 {
     (void)s, (void)fn, (void)ctx;      /* one connection per input, never timed out */
+}
+
+/* systemd's file descriptor store (a grown segment is handed to it): none here. */
+int sd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state, const int *fds,
+                           unsigned n_fds)
+{
+    (void)pid, (void)unset_environment, (void)state, (void)fds, (void)n_fds;
+    return 0;
+}
+
+/* The metrics endpoint is off here (srv.http is NULL): handlers.c only asks its figures. */
+void httpd_get_stats(const httpd *h, httpd_stats *st)
+{
+    (void)h;
+    *st = (httpd_stats){ 0, 0, 0 };
 }
 
 void srv_close_conn(server *s, conn *c, const char *why)
@@ -109,10 +125,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     d.conf = &conf;
     d.seg = &seg;
     d.admin_gid = (gid_t)-1;
+    d.seg_fd = seg_fd;
     d.srv = &srv;
     srv.ops = daemon_ops(&d);
     if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters, conf.max_waits_per_uid)))
         abort();
+    unlink(path);
+    rmdir(dir);                        /* the mapping lives on; nothing left behind */
     return 0;
 }
 

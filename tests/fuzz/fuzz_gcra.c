@@ -24,9 +24,10 @@
  *   debit:  -ERANGE exactly when the debt would exceed tau + 2^62 ns (or overflow), and then
  *           *new_tat untouched; else exact and below 2^64 ns.
  *   tau:    rldi_tau(T, max burst) ok, rldi_tau(T, max burst + 1) -ERANGE.
- *   carry:  full stays full; to or from unlimited -> full; same tau keeps tat; else the used
- *           fraction is kept, rounded toward denying by at most 2^-50 relative + 2 units, and
- *           capped at tau_new + 2^62 ns.
+ *   carry:  full stays full; to or from unlimited -> full; unchanged (T, burst) keeps tat;
+ *           else the fill (used up to tau) keeps its fraction of tau and the debt beyond it
+ *           its tokens (debt x T_new / T_old), each rounded toward denying by at most 2^-50
+ *           relative + 2 units, the debt capped at a fuzzed max_debt (<= 2^62 ns).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -302,26 +303,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((csel & 0x38) == 0)
         told = 0;                               /* from unlimited */
     u128 tau_old = told * bold, tau_new = t2 * burst2;
-    u128 c = rldi_gcra_carry(told, bold, t2, burst2, tat, now);
+    uint64_t max_debt = fuzz_range(&in, 0, TWO62);
+    u128 c = rldi_gcra_carry(told, bold, t2, burst2, max_debt, tat, now);
     if (tat <= now) {
         FUZZ_CHECK(c == tat, "carry: a full bucket changed");
     } else if (tau_old == 0 || tau_new == 0) {
         FUZZ_CHECK(c == now, "carry to/from unlimited not full");
-    } else if (tau_old == tau_new) {
-        FUZZ_CHECK(c == tat, "carry with the same tau changed tat");
+    } else if (told == t2 && bold == burst2) {
+        FUZZ_CHECK(c == tat, "carry with the same (T, burst) changed tat");
     } else {
-        u128 cap2 = tau_new + FP(TWO62);
-        FUZZ_CHECK(c >= now && c - now <= cap2, "carry beyond the debt cap");
+        u128 dcap = FP(max_debt);
+        FUZZ_CHECK(c >= now && c - now <= tau_new + dcap, "carry beyond the debt cap");
         u128 un = c - now;
-        /* used_new / tau_new >= used / tau_old  <=>  un * tau_old >= used * tau_new */
-        u256 lhs = mul256(un, tau_old), rhs = mul256(used, tau_new);
-        if (un != cap2)
-            FUZZ_CHECK(cmp256(lhs, rhs) >= 0, "carry rounds toward admitting: used %s -> %s",
-                       u128s(used, b1), u128s(un, b2));
-        /* and not by much: un * tau_old <= used * tau_new * (1 + 2^-50) + 2 * tau_old */
-        u256 bound = add256(add256(rhs, shr256(rhs, 50)), mul256(2, tau_old));
-        FUZZ_CHECK(cmp256(lhs, bound) <= 0, "carry rounds up too much: used %s -> %s",
+        u128 fill = used < tau_old ? used : tau_old, debt = used - fill;
+        /* the fill: un_fill / tau_new >= fill / tau_old, rounded up by a hair at most */
+        u128 ufill = un < tau_new ? un : tau_new, udebt = un - ufill;
+        u256 lhs = mul256(ufill, tau_old), rhs = mul256(fill, tau_new);
+        FUZZ_CHECK(cmp256(lhs, rhs) >= 0, "carry rounds the fill toward admitting: used %s -> %s",
                    u128s(used, b1), u128s(un, b2));
+        u256 bound = add256(add256(rhs, shr256(rhs, 50)), mul256(2, tau_old));
+        FUZZ_CHECK(cmp256(lhs, bound) <= 0, "carry rounds the fill up too much: used %s -> %s",
+                   u128s(used, b1), u128s(un, b2));
+        /* no debt before: none after; debt: its tokens (udebt / T2 >= debt / T), capped */
+        FUZZ_CHECK(debt != 0 || udebt == 0, "carry invented debt: used %s -> %s",
+                   u128s(used, b1), u128s(un, b2));
+        if (debt && udebt != dcap) {
+            lhs = mul256(udebt, told), rhs = mul256(debt, t2);
+            FUZZ_CHECK(cmp256(lhs, rhs) >= 0, "carry forgave debt: used %s -> %s",
+                       u128s(used, b1), u128s(un, b2));
+            bound = add256(add256(rhs, shr256(rhs, 50)), mul256(2, told));
+            FUZZ_CHECK(cmp256(lhs, bound) <= 0, "carry invented debt: used %s -> %s",
+                       u128s(used, b1), u128s(un, b2));
+        }
     }
     return 0;
 }

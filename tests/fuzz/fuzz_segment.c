@@ -149,6 +149,12 @@ static void buckets(const rldi_seg *s, uint32_t i)
     rldi_u128 nows[] = { rldi_fp_from_ns(sl->tat), rldi_fp_from_ns(sl->tat + 1000000000ull),
                          rldi_fp_from_ns(1) };
     for (size_t k = 0; k < sizeof(hs) / sizeof(hs[0]); k++) {
+        if (sl->waiters == UINT32_MAX) {
+            /* a template's slot (keyed limits: dseg.c marks it so): no limit to admit on */
+            int r = rldi_bucket_take(s, hs[k], 1, nows[0], 0, NULL);
+            FUZZ_CHECK(r == -EINVAL || r == -ESTALE, "take on a template's slot: %d", r);
+            continue;
+        }
         for (size_t j = 0; j < sizeof(nows) / sizeof(nows[0]); j++) {
             rldi_u128 now = nows[j];
             rldi_verdict v;
@@ -266,7 +272,7 @@ static void slot_arithmetic(const rldi_slot *s, const rldi_shm_header *h)
             }
         }
         /* the daemon's reload: carry from the other bank to this one */
-        (void)rldi_gcra_carry(t_o, o->burst, t, burst, tat, now);
+        (void)rldi_gcra_carry(t_o, o->burst, t, burst, RLDI_DEBT_MAX_NS, tat, now);
     }
 }
 

@@ -13,6 +13,7 @@
  *      (and one burst: the restarted Redis lost the bucket)
  *   D  FLUSHALL mid-run: at most one extra burst
  *   E  a password file readable by others is refused (rld --check-config)
+ *   F  the Redis figures in the metrics, from rlctl and from host 0's endpoint (curl)
  *
  * Needs redis-server (exit 77 without it). About 35 s.
  */
@@ -42,7 +43,7 @@
 
 static t_daemon hosts[HOSTS];
 static char redis_dir[300], redis_sock[360], pwfile[360];
-static int redis_port;
+static int redis_port, metrics_port;
 static pid_t redis_pid;
 
 /* Per host and limit, tokens admitted (shared with the workers). */
@@ -123,9 +124,12 @@ static void write_conf(int h, const char *pw)
         snprintf(url, sizeof(url), "unix://%s", redis_sock);
     else
         snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", redis_port);
-    int n = snprintf(conf, sizeof(conf),
-                     "[redis]\nurl = %s\npassword_file = %s\ntimeout = 300ms\n"
-                     "connect_timeout = 300ms\n\n", url, pw);
+    int n = 0;
+    if (h == 0 && metrics_port)
+        n = snprintf(conf, sizeof(conf), "[rld]\nmetrics_listen = 127.0.0.1:%d\n\n", metrics_port);
+    n += snprintf(conf + n, sizeof(conf) - (size_t)n,
+                  "[redis]\nurl = %s\npassword_file = %s\ntimeout = 300ms\n"
+                  "connect_timeout = 300ms\n\n", url, pw);
     for (int l = 0; l < NLIM; l++)
         n += snprintf(conf + n, sizeof(conf) - (size_t)n,
                       "[limit %s]\nrate = %.0f/s\nburst = %.0f\nscope = global\nfallback = %s\n\n",
@@ -218,6 +222,21 @@ static uint64_t total(int l)
     return s;
 }
 
+/* Whether what CMD prints has the line LINE. */
+static bool prints_line(const char *cmd, const char *line)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return false;
+    char buf[1024];
+    bool found = false;
+    while (fgets(buf, sizeof(buf), p))
+        if (strncmp(buf, line, strlen(line)) == 0 && buf[strlen(line)] == '\n')
+            found = true;
+    pclose(p);
+    return found;
+}
+
 /* A field of `rlctl --json stats` for host H (0 when absent). */
 static uint64_t stat_of(int h, const char *field)
 {
@@ -260,6 +279,7 @@ int main(void)
     atexit(cleanup);
     redis_port = free_port();
     T_CHECK(redis_port > 0, "no free port");
+    metrics_port = free_port();
 
     /* E: a password file others can read is refused, naming why */
     FILE *f = fopen(pwfile, "w");
@@ -278,6 +298,23 @@ int main(void)
     for (int h = 0; h < HOSTS; h++) {
         write_conf(h, pwfile);
         T_CHECK(t_daemon_start(&hosts[h], NULL) == 0, "host %d did not start", h);
+    }
+
+    /* F: the daemon's Redis figures in the metrics, as rlctl and the endpoint print them */
+    char cmd[700], want[200];
+    snprintf(want, sizeof(want), "rld_global_limits{rld_instance=\"%s\"} %d", hosts[0].instance,
+             NLIM);
+    snprintf(cmd, sizeof(cmd), "%s --instance %s metrics", getenv("RLCTL_BIN"), hosts[0].instance);
+    uint64_t until = t_now_ns() + 5000000000ull;
+    char up[200];
+    snprintf(up, sizeof(up), "rld_redis_up{rld_instance=\"%s\"} 1", hosts[0].instance);
+    while (!prints_line(cmd, up) && t_now_ns() < until)
+        t_sleep_ns(100000000);
+    T_CHECK(prints_line(cmd, up) && prints_line(cmd, want), "rlctl metrics: no %s, %s", up, want);
+    if (metrics_port && system("command -v curl >/dev/null 2>&1") == 0) {
+        snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics", metrics_port);
+        T_CHECK(prints_line(cmd, up) && prints_line(cmd, want), "the endpoint: no %s, %s", up,
+                want);
     }
 
     /* A: all three saturate g.a for 10 s */

@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +129,7 @@ static void test_full_syntax(void **state)
     assert_string_equal(c.admin_group, "rld-admin");
     assert_int_equal(c.max_waiters, 100);
     assert_string_equal(c.log_level, "debug");
+    assert_string_equal(c.metrics_listen, "");          /* off unless given */
     assert_int_equal(c.nlimits, 4);
     assert_string_equal(c.limits[0].name, "api:v1/users");
     assert_int_equal(c.limits[0].count, 10);
@@ -320,6 +323,20 @@ static const struct err_case errors[] = {
      "gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg", "group"},
     {"[rld]\nlog_level = verbose\n", 2, "verbose", "log_level"},
     {"[rld]\nlog_level = INFO\n", 2, "INFO", "log_level"},
+    /* metrics_listen: HOST:PORT, IPv4, [IPv6], localhost; no names looked up */
+    {"[rld]\nmetrics_listen = 127.0.0.1\n", 2, "127.0.0.1", "HOST:PORT"},
+    {"[rld]\nmetrics_listen = :9731\n", 2, ":9731", "HOST:PORT"},
+    {"[rld]\nmetrics_listen = 127.0.0.1:0\n", 2, "127.0.0.1:0", "1..65535"},
+    {"[rld]\nmetrics_listen = 127.0.0.1:65536\n", 2, "127.0.0.1:65536", "1..65535"},
+    {"[rld]\nmetrics_listen = 127.0.0.1:http\n", 2, "127.0.0.1:http", "1..65535"},
+    {"[rld]\nmetrics_listen = 127.0.0.256:9731\n", 2, "127.0.0.256:9731", "IPv4"},
+    {"[rld]\nmetrics_listen = prom.example:9731\n", 2, "prom.example:9731", "no name"},
+    {"[rld]\nmetrics_listen = ::1:9731\n", 2, "::1:9731", "brackets"},
+    {"[rld]\nmetrics_listen = [::1:9731\n", 2, "[::1:9731", "brackets"},
+    {"[rld]\nmetrics_listen = []:9731\n", 2, "[]:9731", "brackets"},
+    {"[rld]\nmetrics_listen = [localhost]:9731\n", 2, "[localhost]:9731", "IPv6"},
+    {"[rld]\nmetrics_listen = 1.2.3.4:1\nmetrics_listen = 1.2.3.4:2\n", 3, "metrics_listen",
+     "line 2"},
     /* max_limits */
     {"[rld]\nmax_limits = 2\n[limit a]\nrate=1/s\n[limit b]\nrate=1/s\n[limit c]\nrate=1/s\n", 7,
      "c", "max_limits"},
@@ -330,6 +347,47 @@ static const struct err_case errors[] = {
     {"[limit a]\nrate = 1/s\nburst = 0\n[limit a]\n", 3, "0", NULL},
     {"[limit a]\n[limit a]\n", 1, "a", "no rate"},
 };
+
+/* metrics_listen as the daemon will bind it. */
+static void test_metrics_listen(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        int family;
+        const char *addr;
+        unsigned port;
+    } ok[] = {
+        { "127.0.0.1:9731", AF_INET, "127.0.0.1", 9731 },
+        { "localhost:1", AF_INET, "127.0.0.1", 1 },
+        { "0.0.0.0:65535", AF_INET, "0.0.0.0", 65535 },
+        { "[::1]:9731", AF_INET6, "::1", 9731 },
+        { "[::]:80", AF_INET6, "::", 80 },
+        { "[fe80::1:2]:9731", AF_INET6, "fe80::1:2", 9731 },
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char text[128], err[256] = "", a[64];
+        snprintf(text, sizeof text, "[rld]\nmetrics_listen = %s\n", ok[i].value);
+        rldi_config c;
+        if (rldi_config_parse(text, "t.conf", &c, err, sizeof err) != 0)
+            fail_msg("%s: %s", ok[i].value, err);
+        assert_string_equal(c.metrics_listen, ok[i].value);
+        assert_int_equal(c.metrics_addr.ss_family, ok[i].family);
+        if (ok[i].family == AF_INET) {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)&c.metrics_addr;
+            assert_int_equal(c.metrics_addrlen, sizeof(*s4));
+            inet_ntop(AF_INET, &s4->sin_addr, a, sizeof a);
+            assert_int_equal(ntohs(s4->sin_port), ok[i].port);
+        } else {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&c.metrics_addr;
+            assert_int_equal(c.metrics_addrlen, sizeof(*s6));
+            inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof a);
+            assert_int_equal(ntohs(s6->sin6_port), ok[i].port);
+        }
+        assert_string_equal(a, ok[i].addr);
+        rldi_config_free(&c);
+    }
+}
 
 static void test_errors(void **state)
 {
@@ -537,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_long_name),
         cmocka_unit_test(test_many_limits),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_metrics_listen),
         cmocka_unit_test(test_error_format),
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_load_file),

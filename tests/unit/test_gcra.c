@@ -938,52 +938,61 @@ static rldi_u128 carry_slack(rldi_u128 e)
     return 1 + (rldi_u128)((long double)e * (16 * LDBL_EPSILON));
 }
 
-/* R in [E, E + slack]: the exact proportional value, rounded up by at most a hair. */
+/* R in [E, E + slack]: the exact value, rounded up by at most a hair. */
 static bool carry_near(rldi_u128 r, rldi_u128 e)
 {
     return r >= e && r - e <= carry_slack(e);
 }
 
+/* min(ceil(x * a / b), cap), exactly. */
+static rldi_u128 scale_exact(rldi_u128 x, rldi_u128 a, rldi_u128 b, rldi_u128 cap)
+{
+    if (cmp_u256(mul_u256(cap, b), mul_u256(x, a)) < 0)
+        return cap;
+    return div_u256_ceil(mul_u256(x, a), b);
+}
+
 /*
- * Check result R (= new TAT - now) against the exact E = used * tau_new / tau_old. Returns
- * false (printing the first few cases) when R is off; *early_max gets the worst deficit.
+ * Check result R (= new TAT - now) against the exact carry of USED: the fill (at most
+ * tau_old) scaled to the new tolerance, plus the debt beyond it scaled by T_new / T_old
+ * (the same tokens owed), capped at MAX_DEBT. Each part may be rounded up by a hair, never
+ * down. Returns false (printing the first few cases) when R is off; *early_max gets the
+ * worst deficit.
  */
 static unsigned g_carry_printed;
 
 static bool check_carry(rldi_u128 t_old, uint64_t b_old, rldi_u128 t_new, uint64_t b_new,
-                        rldi_u128 used, rldi_u128 r, rldi_u128 *early_max)
+                        uint64_t max_debt_ns, rldi_u128 used, rldi_u128 r, rldi_u128 *early_max)
 {
     rldi_u128 tau_old = t_old * b_old, tau_new = t_new * b_new;
-    rldi_u128 cap = tau_new + fp(RLDI_DEBT_MAX_NS);
-    u256 exact = mul_u256(used, tau_new);                   /* E * tau_old */
+    rldi_u128 fill = used < tau_old ? used : tau_old, debt = used - fill;
+    if (max_debt_ns > RLDI_DEBT_MAX_NS)
+        max_debt_ns = RLDI_DEBT_MAX_NS;
+    rldi_u128 cap = fp(max_debt_ns);
+    rldi_u128 fill_want = scale_exact(fill, tau_new, tau_old, tau_new);
+    rldi_u128 debt_want = debt ? scale_exact(debt, t_new, t_old, cap) : 0;
+    rldi_u128 want = fill_want + debt_want;
     const char *what = NULL;
-    rldi_u128 want;
-    if (cmp_u256(mul_u256(cap, tau_old), exact) < 0) {
-        /* the proportional value is beyond the debt limit: capped (+1 unit of rounding) */
-        want = cap;
-        if (r < cap || r > cap + 1)
-            what = "capped value off";
-        if (r < cap && early_max && cap - r > *early_max)
-            *early_max = cap - r;
-    } else {
-        want = div_u256_ceil(exact, tau_old);                /* ceil(E) <= cap */
-        if (r < want) {                                     /* rounds toward admitting */
-            what = "earlier than the exact proportional value";
-            if (early_max && want - r > *early_max)
-                *early_max = want - r;
-        } else if (r - want > carry_slack(want)) {          /* more than a hair above */
-            what = "too far above the exact proportional value";
-        }
+    if (r < want) {                                          /* rounds toward admitting */
+        what = "earlier than exact";
+        if (early_max && want - r > *early_max)
+            *early_max = want - r;
+    } else if (r - want > carry_slack(fill_want) + carry_slack(debt_want)) {
+        what = "too far above exact";
+    } else if (r > tau_new + cap) {
+        what = "beyond the new limit's debt cap";
     }
     if (!what)
         return true;
     if (g_carry_printed++ < 3)
         print_error("carry T %s burst %" PRIu64 " -> T %s burst %" PRIu64 ", used %s: "
-                    "new used %s, ceil(exact) %s: %s\n",
+                    "new used %s, exact %s: %s\n",
                     U128ARG(t_old), b_old, U128ARG(t_new), b_new, U128ARG(used), U128ARG(r),
                     U128ARG(want), what);
     return false;
 }
+
+#define CARRY(t0, b0, t1, b1, tat, now) rldi_gcra_carry(t0, b0, t1, b1, RLDI_DEBT_MAX_NS, tat, now)
 
 static void test_carry(void **state)
 {
@@ -991,44 +1000,45 @@ static void test_carry(void **state)
     rldi_u128 t = interval_ok(10, NS_PER_S), now = fp(NOW0_NS) + 12345, r;
 
     /* full stays full, TAT untouched */
-    assert_true(rldi_gcra_carry(t, 10, t, 5, now - fp(NS_PER_S), now) == now - fp(NS_PER_S));
-    assert_true(rldi_gcra_carry(t, 10, t * 3, 2, now, now) == now);
-    /* unchanged (T, burst), or unchanged tau: TAT exactly */
-    assert_true(rldi_gcra_carry(t, 10, t, 10, now + 3 * t + 7, now) == now + 3 * t + 7);
-    assert_true(rldi_gcra_carry(t, 10, 2 * t, 5, now + 3 * t + 7, now) == now + 3 * t + 7);
-    assert_true(rldi_gcra_carry(t, 10, t, 10, now + 25 * t, now) == now + 25 * t);
+    assert_true(CARRY(t, 10, t, 5, now - fp(NS_PER_S), now) == now - fp(NS_PER_S));
+    assert_true(CARRY(t, 10, t * 3, 2, now, now) == now);
+    /* unchanged (T, burst): TAT exactly, debt included; unchanged tau keeps the fill */
+    assert_true(CARRY(t, 10, t, 10, now + 3 * t + 7, now) == now + 3 * t + 7);
+    assert_true(CARRY(t, 10, 2 * t, 5, now + 3 * t + 7, now) == now + 3 * t + 7);
+    assert_true(CARRY(t, 10, t, 10, now + 25 * t, now) == now + 25 * t);
     /* half of burst 10 used, burst halved: half of the new tau (2.5 T), rounded up */
-    r = rldi_gcra_carry(t, 10, t, 5, now + 5 * t, now) - now;
+    r = CARRY(t, 10, t, 5, now + 5 * t, now) - now;
     assert_true(carry_near(r, 5 * t / 2));
     /* rate doubled (T halved), same burst: half of the new tau */
-    r = rldi_gcra_carry(t, 10, t / 2, 10, now + 5 * t, now) - now;
+    r = CARRY(t, 10, t / 2, 10, now + 5 * t, now) - now;
     assert_true(carry_near(r, 5 * t / 2));
     /* burst doubled at 30 %: 30 % of the new tau */
-    r = rldi_gcra_carry(t, 10, t, 20, now + 3 * t, now) - now;
+    r = CARRY(t, 10, t, 20, now + 3 * t, now) - now;
     assert_true(carry_near(r, 6 * t));
-    /* debt carried proportionally: 2 x tau_old of use -> 2 x tau_new */
-    r = rldi_gcra_carry(t, 10, t, 5, now + 20 * t, now) - now;
-    assert_true(carry_near(r, 10 * t));
+    /* 10 tokens of debt at burst 10 -> 5: the bucket full-used, the same 10 tokens owed */
+    r = CARRY(t, 10, t, 5, now + 20 * t, now) - now;
+    assert_true(carry_near(r, 5 * t + 10 * t));
     /* to and from unlimited: full (== now); a full bucket keeps its TAT */
-    assert_true(rldi_gcra_carry(t, 10, 0, 10, now + 5 * t, now) == now);
-    assert_true(rldi_gcra_carry(0, 10, t, 10, now + 5 * t, now) == now);
-    assert_true(rldi_gcra_carry(t, 0, t, 10, now + 5 * t, now) == now);
-    assert_true(rldi_gcra_carry(0, 10, t, 10, now - 3, now) == now - 3);
-    /* debt beyond what the new limit allows is capped at tau_new + RLDI_DEBT_MAX_NS */
+    assert_true(CARRY(t, 10, 0, 10, now + 5 * t, now) == now);
+    assert_true(CARRY(0, 10, t, 10, now + 5 * t, now) == now);
+    assert_true(CARRY(t, 0, t, 10, now + 5 * t, now) == now);
+    assert_true(CARRY(0, 10, t, 10, now - 3, now) == now - 3);
+
     rldi_u128 ns = interval_ok(NS_PER_S, NS_PER_S);
     g_carry_printed = 0;
     unsigned bad = 0;
     rldi_u128 early_max = 0;
-    bad += !check_carry(ns, 1, ns, 2, fp(RLDI_DEBT_MAX_NS) + ns,
-                        rldi_gcra_carry(ns, 1, ns, 2, now + fp(RLDI_DEBT_MAX_NS) + ns, now) - now,
+    /* the largest debt there is, at a burst that doubles: still the same tokens owed */
+    bad += !check_carry(ns, 1, ns, 2, RLDI_DEBT_MAX_NS, fp(RLDI_DEBT_MAX_NS) + ns,
+                        CARRY(ns, 1, ns, 2, now + fp(RLDI_DEBT_MAX_NS) + ns, now) - now,
                         &early_max);
     /*
      * A realistic case at the rounding edge: 1/min, burst 7 -> burst 1 with 3 tokens used.
      * Exact: 3T/7 = 110442016182857142857.14 units, so the result must be >= ...858.
      */
     rldi_u128 tm = interval_ok(1, NS_PER_MIN);
-    bad += !check_carry(tm, 7, tm, 1, 3 * tm,
-                        rldi_gcra_carry(tm, 7, tm, 1, now + 3 * tm, now) - now, &early_max);
+    bad += !check_carry(tm, 7, tm, 1, RLDI_DEBT_MAX_NS, 3 * tm,
+                        CARRY(tm, 7, tm, 1, now + 3 * tm, now) - now, &early_max);
 
     /* random: never earlier than exact, at most a hair later */
     rng_init(10);
@@ -1042,22 +1052,85 @@ static void test_carry(void **state)
             b.burst = rnd_log(1, maxb > 1000000 ? 1000000 : (uint64_t)maxb);
             b.tau = b.t * b.burst;
         }
+        uint64_t md = rnd_below(3) ? RLDI_DEBT_MAX_NS : rnd_log(0, RLDI_DEBT_MAX_NS);
         rldi_u128 n = rnd_now(), st = rnd_tat(&a, n);
-        rldi_u128 res = rldi_gcra_carry(a.t, a.burst, b.t, b.burst, st, n);
+        rldi_u128 res = rldi_gcra_carry(a.t, a.burst, b.t, b.burst, md, st, n);
         if (st <= n) {
             assert_true(res == st);
             continue;
         }
         assert_true(res > n);
-        if (a.tau == b.tau) {
+        if (a.t == b.t && a.burst == b.burst) {
             assert_true(res == st);
             continue;
         }
-        bad += !check_carry(a.t, a.burst, b.t, b.burst, st - n, res - n, &early_max);
+        bad += !check_carry(a.t, a.burst, b.t, b.burst, md, st - n, res - n, &early_max);
     }
     if (bad)
         fail_msg("carry: %u of the cases off (worst: %s units = 2^-32 ns earlier than exact)",
                  bad, U128ARG(early_max));
+}
+
+/*
+ * Debt across a change (issue 16, item 3): 2000/h with burst 20 set at run time, 1.4 s in
+ * debt, then the file's 1000/h with burst 1000 back. Scaled with the tolerance (x 100), as
+ * the carry once did, the debt became 140 s ("retry after 2.33min (in debt)"); in tokens it
+ * is the 0.78 token still owed, 2.8 s at the new rate. And the properties that make a carry
+ * safe, over random changes:
+ *   - a bucket not in debt is not in debt after (no invented debt);
+ *   - the free fraction of the burst never grows (no token handed out by the change);
+ *   - the tokens owed stay the tokens owed, up to a rounding unit, or the new cap;
+ *   - the new state is within the new limit's own bounds (tau + max_debt).
+ */
+static void test_carry_debt(void **state)
+{
+    (void)state;
+    rldi_u128 now = fp(NOW0_NS) + 777;
+    rldi_u128 t2000 = interval_ok(2000, NS_PER_H), t1000 = interval_ok(1000, NS_PER_H);
+    rldi_u128 used = 20 * t2000 + fp(1400000000ull);            /* empty, 1.4 s of debt */
+    rldi_u128 r = rldi_gcra_carry(t2000, 20, t1000, 1000, NS_PER_H, now + used, now) - now;
+    assert_true(r > 1000 * t1000);                              /* still in debt */
+    rldi_u128 debt = r - 1000 * t1000;
+    assert_true(carry_near(debt, fp(2800000000ull)));          /* 2.8 s, not 140 s */
+    /* the same the other way: 1.4 s owed at 1000/h is 0.7 s at 2000/h */
+    r = rldi_gcra_carry(t1000, 1000, t2000, 20, NS_PER_H, now + 1000 * t1000 + fp(1400000000ull),
+                        now) - now;
+    assert_true(carry_near(r - 20 * t2000, fp(700000000ull)));
+    /* capped at the new limit's max_debt: 10 tokens owed at 1/s become 10 days at 1/day,
+     * of which the new cap (1 h) is kept */
+    rldi_u128 ts = interval_ok(1, NS_PER_S), td = interval_ok(1, NS_PER_DAY);
+    r = rldi_gcra_carry(ts, 1, td, 1, NS_PER_H, now + 11 * ts, now) - now;
+    assert_true(r == td + fp(NS_PER_H));
+    r = rldi_gcra_carry(ts, 1, td, 1, 0, now + 11 * ts, now) - now;
+    assert_true(r == td);                                        /* max_debt 0: no debt */
+
+    rng_init(11);
+    for (int i = 0; i < 300000; i++) {
+        lim a, b;
+        rnd_limit(&a);
+        rnd_limit(&b);
+        uint64_t md = rnd_below(3) ? RLDI_DEBT_MAX_NS : rnd_log(0, RLDI_DEBT_MAX_NS);
+        rldi_u128 n = rnd_now(), st = rnd_tat(&a, n);
+        if (st <= n || (a.t == b.t && a.burst == b.burst))
+            continue;
+        rldi_u128 u = st - n, u2 = rldi_gcra_carry(a.t, a.burst, b.t, b.burst, md, st, n) - n;
+        rldi_u128 cap = fp(md > RLDI_DEBT_MAX_NS ? RLDI_DEBT_MAX_NS : md);
+        assert_true(u2 <= b.tau + cap);
+        if (u <= a.tau) {
+            assert_true(u2 <= b.tau);                          /* no invented debt */
+            /* free fraction: (tau2 - u2) / tau2 <= (tau - u) / tau <=> u * tau2 <= u2 * tau */
+            assert_true(cmp_u256(mul_u256(u, b.tau), mul_u256(u2, a.tau)) <= 0);
+        } else {
+            assert_true(u2 >= b.tau);                          /* still empty */
+            rldi_u128 d = u - a.tau, d2 = u2 - b.tau;
+            /* the tokens owed, d / T, are d2 / T2 after: never fewer but by the cap, and
+             * more by one rounding up at most */
+            if (d2 < cap)
+                assert_true(cmp_u256(mul_u256(d2, a.t), mul_u256(d, b.t)) >= 0);
+            rldi_u128 want = scale_exact(d, b.t, a.t, cap);
+            assert_true(d2 >= want && d2 - want <= carry_slack(want));
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1290,6 +1363,7 @@ int main(void)
         cmocka_unit_test(test_debit_no_wraparound),
         cmocka_unit_test(test_peek_matches_try0),
         cmocka_unit_test(test_carry),
+        cmocka_unit_test(test_carry_debt),
         cmocka_unit_test(test_pack),
         cmocka_unit_test(test_fp_to_ns_ceil),
         cmocka_unit_test(test_div_floor),

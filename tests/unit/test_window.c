@@ -108,7 +108,7 @@ static rldi_handle make_limit(uint32_t algo, uint64_t count, uint64_t period, ui
     sl->gen = 1;
     sl->flags = RLDI_SLOT_LIVE;
     memset(&seg.rings[0], 0xa5, sizeof(seg.rings[0]));   /* a previous tenant's garbage */
-    rldi_bucket_publish(sl, &seg.rings[0], &b, false);
+    rldi_bucket_publish(sl, &seg.rings[0], &b, false, 0);
     return (rldi_handle){ 0, 1 };
 }
 
@@ -125,7 +125,7 @@ static void change_limit(uint32_t algo, uint64_t count, uint64_t period, uint64_
     def.align_set = align != 0;
     rldi_bank b;
     assert_int_equal(rldi_limitdef_bank(&def, &b), 0);
-    rldi_bucket_publish(&seg.slots[0], &seg.rings[0], &b, true);
+    rldi_bucket_publish(&seg.slots[0], &seg.rings[0], &b, true, RLDI_DEBT_MAX_NS);
 }
 
 static int take(rldi_handle h, uint64_t cost, uint64_t now, rldi_verdict *v)

@@ -1,7 +1,7 @@
 /*
  * cmd_config.c - the commands that change limits at run time, through the daemon (only it
  * shapes the segment): `create NAME rate=R [burst=B] [algorithm=A] [align=D]`,
- * `set NAME [rate=R] [burst=B] [algorithm=A] [align=D]`,
+ * `set NAME [rate=R] [burst=B] [algorithm=A] [align=D]`, `revert NAME`,
  * `delete NAME`, `reset NAME`. Arguments are checked here first with rld.conf's parsers,
  * so a typo exits 2 before anything is sent; the daemon checks again and decides
  * permissions (root or [rld] admin_group).
@@ -134,7 +134,8 @@ static int fill_current(rlctl_ctx *ctx, put_args *a)
     return 0;
 }
 
-/* Send REQ for limit NAME and report: "VERB NAME[: DETAIL]" or {"ok": true, "name": ...}. */
+/* Send REQ for limit NAME and report: "VERB NAME[: DETAIL]" and the daemon's note on a line
+ * of its own, or {"ok": true, "name": ..., "note": null or the note}. */
 static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
                        const char *verb, const put_args *put)
 {
@@ -157,6 +158,9 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
         rld__v1__reply__free_unpacked(rep, NULL);
         return r;
     }
+    char note[512] = "";
+    if (rep->message && strcmp(rep->message, "ok") != 0)
+        snprintf(note, sizeof(note), "%s", rep->message);
     rld__v1__reply__free_unpacked(rep, NULL);
     char rate[48] = "";
     if (put)
@@ -179,8 +183,11 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
             if (put->algo == RLDI_ALGO_FIXED)
                 rlctl_json_u64(&j, "align_ns", put->align_ns);
         }
+        rlctl_json_str(&j, "note", note[0] ? note : NULL);
         rlctl_json_end(&j, '}');
-    } else if (put && put->algo == RLDI_ALGO_SLIDING) {
+        return RLCTL_EXIT_OK;
+    }
+    if (put && put->algo == RLDI_ALGO_SLIDING) {
         printf("%s %s: rate %s, sliding window\n", verb, name, rate);
     } else if (put && put->algo == RLDI_ALGO_FIXED) {
         char al[48] = "";
@@ -196,6 +203,8 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
     } else {
         printf("%s %s\n", verb, name);
     }
+    if (note[0])
+        printf("note: %s\n", note);
     return RLCTL_EXIT_OK;
 }
 
@@ -246,8 +255,18 @@ static int cmd_reset(rlctl_ctx *ctx)
     return simple_call(ctx, &req, ctx->argv[0], "reset (full again):", NULL);
 }
 
-/* --json for all four: {"ok": true, "name": NAME}, create and set add "rate", "algorithm",
- * "burst" (the count for a window) and, for fixed windows, "align_ns". */
+static int cmd_revert(rlctl_ctx *ctx)
+{
+    Rld__V1__Revert rv = RLD__V1__REVERT__INIT;
+    rv.limit = ctx->argv[0];
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_REVERT;
+    req.revert = &rv;
+    return simple_call(ctx, &req, ctx->argv[0], "reverted", NULL);
+}
+
+/* --json for all five: {"ok": true, "name": NAME, "note"}, create and set add "rate",
+ * "algorithm", "burst" (the count for a window) and, for fixed windows, "align_ns". */
 const rlctl_cmd rlctl_cmd_create = {
     .name = "create", .args = "NAME rate=R [burst=B] [algorithm=A] [align=D]",
     .summary = "Create a limit at run time",
@@ -262,10 +281,24 @@ const rlctl_cmd rlctl_cmd_create = {
 const rlctl_cmd rlctl_cmd_set = {
     .name = "set", .args = "NAME [rate=R] [burst=B] [algorithm=A] [align=D]",
     .summary = "Change a limit's rate, burst or algorithm",
-    .help = "What is not given is kept. The state carries over proportionally (half used\n"
-            "stays half used); a change of algorithm starts the limit full. Exit 5 if\n"
-            "there is no such limit. Needs root or [rld] admin_group (else exit 4).\n",
+    .help = "What is not given is kept. The state carries over: the fill proportionally\n"
+            "(half used stays half used), debt in tokens; a change of algorithm starts the\n"
+            "limit full. For a limit declared in rld.conf the new setting overrides the\n"
+            "file's: it stays across reloads and restarts until the file's line for the limit\n"
+            "changes (then the file's wins), or until rlctl revert; setting the file's own\n"
+            "values ends the override. rlctl status shows it. Exit 5 if there is no such\n"
+            "limit. Needs root or [rld] admin_group (else exit 4).\n",
     .min_args = 1, .max_args = 5, .needs_daemon = true, .check = check_put, .exec = cmd_set,
+};
+
+const rlctl_cmd rlctl_cmd_revert = {
+    .name = "revert", .args = "NAME",
+    .summary = "Give a limit of rld.conf its file's setting back",
+    .help = "Ends a run-time override made with rlctl set (the state carries over). Exit 2\n"
+            "for a limit created at run time (the file has no setting for it). Needs root\n"
+            "or [rld] admin_group.\n",
+    .min_args = 1, .max_args = 1, .needs_daemon = true, .check = check_name,
+    .exec = cmd_revert,
 };
 
 const rlctl_cmd rlctl_cmd_delete = {

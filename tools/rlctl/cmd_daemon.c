@@ -8,7 +8,9 @@
 
 #include "rlctl.h"
 
-/* reload --json: {"kept", "created", "changed", "deleted"} (limits, by what happened). */
+/* reload --json: {"kept", "created", "changed", "deleted", "overridden", "dropped"} (limits,
+ * by what happened; overridden: of kept, those keeping a run-time setting; dropped:
+ * run-time settings the file's changed line replaced). */
 static int cmd_reload(rlctl_ctx *ctx)
 {
     Rld__V1__Reload rl = RLD__V1__RELOAD__INIT;
@@ -41,10 +43,19 @@ static int cmd_reload(rlctl_ctx *ctx)
         rlctl_json_u64(&j, "created", rr->created);
         rlctl_json_u64(&j, "changed", rr->changed);
         rlctl_json_u64(&j, "deleted", rr->deleted);
+        rlctl_json_u64(&j, "overridden", rr->overridden);
+        rlctl_json_u64(&j, "dropped", rr->dropped);
         rlctl_json_end(&j, '}');
     } else {
         printf("reloaded: %u kept, %u created, %u changed, %u deleted\n", rr->kept,
                rr->created, rr->changed, rr->deleted);
+        if (rr->overridden)
+            printf("note: %u limit%s keep%s a setting made at run time (rlctl status NAME "
+                   "shows the file's; rlctl revert NAME returns to it)\n", rr->overridden,
+                   rr->overridden == 1 ? "" : "s", rr->overridden == 1 ? "s" : "");
+        if (rr->dropped)
+            printf("note: %u run-time setting%s replaced by the file's changed line%s\n",
+                   rr->dropped, rr->dropped == 1 ? "" : "s", rr->dropped == 1 ? "" : "s");
     }
     rld__v1__reply__free_unpacked(rep, NULL);
     return RLCTL_EXIT_OK;
@@ -54,8 +65,10 @@ const rlctl_cmd rlctl_cmd_reload = {
     .name = "reload", .args = "",
     .summary = "Re-read rld.conf; a bad file changes nothing",
     .help = "A bad file is refused (exit 1) with the reason. Unchanged limits keep their\n"
-            "state exactly, changed ones carry it proportionally, limits no longer in the\n"
-            "file are deleted. Needs root or [rld] admin_group.\n",
+            "state exactly, changed ones carry it (the fill proportionally, debt in tokens),\n"
+            "limits no longer in the file are deleted. A limit set at run time (rlctl set)\n"
+            "keeps that setting until the file's line for it changes. Needs root or [rld]\n"
+            "admin_group.\n",
     .min_args = 0, .max_args = 0, .needs_daemon = true, .exec = cmd_reload,
 };
 
@@ -115,6 +128,11 @@ static int cmd_stats(rlctl_ctx *ctx)
         } else {
             rlctl_json_null(&j, "redis");
         }
+        rlctl_json_str(&j, "metrics_listen", s->metrics_listen && *s->metrics_listen
+                                                 ? s->metrics_listen : NULL);
+        rlctl_json_u64(&j, "metrics_served", s->metrics_served);
+        rlctl_json_u64(&j, "metrics_refused", s->metrics_refused);
+        rlctl_json_u64(&j, "metrics_bad", s->metrics_bad);
         rlctl_json_end(&j, '}');
     } else {
         printf("%-14s %s, pid %u, instance %s\n", "daemon", ctx->conn.server, s->pid,
@@ -139,6 +157,12 @@ static int cmd_stats(rlctl_ctx *ctx)
                    (unsigned long long)s->redis_reconnects);
             printf("%-14s %s\n", "on fallback", rlctl_dur(s->fallback_ns));
         }
+        if (s->metrics_listen && *s->metrics_listen)
+            printf("%-14s http://%s/metrics: %llu served, %llu refused, %llu bad requests\n",
+                   "metrics", s->metrics_listen, (unsigned long long)s->metrics_served,
+                   (unsigned long long)s->metrics_refused, (unsigned long long)s->metrics_bad);
+        else
+            printf("%-14s %s\n", "metrics", "not served ([rld] metrics_listen)");
     }
     rld__v1__reply__free_unpacked(rep, NULL);
     return RLCTL_EXIT_OK;

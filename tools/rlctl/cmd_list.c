@@ -77,7 +77,7 @@ static int cmd_list(rlctl_ctx *ctx)
                  window ? rldi_algo_name(l->info.algorithm) : "");
         rlctl_table_row(&t, l->info.name, rate,
                         l->unlimited || window ? "-" : num(burst, sizeof(burst), l->info.burst),
-                        l->unlimited ? "-" : num(rem, sizeof(rem), l->peek.remaining),
+                        l->unlimited ? "-" : num(rem, sizeof(rem), l->st.remaining),
                         num(w, sizeof(w), l->info.waiters), num(adm, sizeof(adm), l->info.admitted),
                         num(den, sizeof(den), l->info.denied));
     }
@@ -93,8 +93,9 @@ const rlctl_cmd rlctl_cmd_list = {
     .help = "Every limit, or those whose names match a GLOB (fnmatch(3): * ? [...]; '*'\n"
             "also matches '.', '/' and ':'; quote it from the shell): rlctl list 'llm.*'.\n"
             "Reads the instance's segment: works while the daemon is down. ADMITTED counts\n"
-            "tokens, DENIED calls, since the limit was created (each process publishes its\n"
-            "counts in batches: up to 64 calls or 50 ms late).\n",
+            "tokens admitted and kept, DENIED calls, since the limit was created (each\n"
+            "process publishes its counts in batches: up to 64 calls or 50 ms late); --json\n"
+            "adds the tokens refunded, rolled back and debited.\n",
     .min_args = 0, .max_args = -1, .needs_segment = true, .check = check_list,
     .exec = cmd_list,
 };
@@ -123,9 +124,11 @@ static Rld__V1__Reply *daemon_status(rlctl_ctx *ctx, const char *name,
 /*
  * status --json: one object, the fields of rlctl_json_limit_fields plus
  *   "daemon": null when rld does not answer, else {"queued_tokens", "granted_waits",
- *   "timed_out_waits", "from_file", "scope", "global"} from its Status reply; "global" is
- *   null for a host limit, else {"state", "leased_tokens", "share", "hosts", "demand",
- *   "leased_total", "returned_total", "lease_calls"}.
+ *   "timed_out_waits", "from_file", "overridden" (declared in the file and set at run
+ *   time), "file_rate", "file_burst" (what the file says when overridden, else null),
+ *   "scope", "global"} from its Status reply; "global" is null for a host limit, else
+ *   {"state", "leased_tokens", "share", "hosts", "demand", "leased_total",
+ *   "returned_total", "lease_calls"}.
  */
 static int cmd_status(rlctl_ctx *ctx)
 {
@@ -150,6 +153,14 @@ static int cmd_status(rlctl_ctx *ctx)
             rlctl_json_u64(&j, "granted_waits", ls->granted_waits);
             rlctl_json_u64(&j, "timed_out_waits", ls->timed_out_waits);
             rlctl_json_bool(&j, "from_file", ls->from_file);
+            rlctl_json_bool(&j, "overridden", ls->overridden);
+            if (ls->overridden && ls->file_rate && *ls->file_rate) {
+                rlctl_json_str(&j, "file_rate", ls->file_rate);
+                rlctl_json_u64(&j, "file_burst", ls->file_burst);
+            } else {
+                rlctl_json_null(&j, "file_rate");
+                rlctl_json_null(&j, "file_burst");
+            }
             bool global = ls->scope && strcmp(ls->scope, "global") == 0;
             rlctl_json_str(&j, "scope", global ? "global" : "host");
             if (global) {
@@ -200,22 +211,36 @@ static int cmd_status(rlctl_ctx *ctx)
                 printf("%-16s %s\n", "algorithm", "gcra");
                 printf("%-16s %llu\n", "burst", (unsigned long long)l.info.burst);
             }
-            printf("%-16s %llu\n", "remaining", (unsigned long long)l.peek.remaining);
-            if (l.peek.retry_after_ns)
-                printf("%-16s %s (%s)\n", "retry after", rlctl_dur(l.peek.retry_after_ns),
-                       l.info.algorithm == RLD_ALGO_GCRA ? "in debt" : "window full");
-            printf("%-16s %s\n", "full in", l.peek.reset_after_ns ?
-                   rlctl_dur(l.peek.reset_after_ns) : "0 (full)");
+            printf("%-16s %llu\n", "remaining", (unsigned long long)l.st.remaining);
+            /* two waits, named apart: until a call fits, and until the debt is paid back */
+            if (l.st.retry_after_ns)
+                printf("%-16s %s (until a call of cost 1 fits)\n", "retry after",
+                       rlctl_dur(l.st.retry_after_ns));
+            if (l.st.debt_ns)
+                printf("%-16s %s (until paid back; the limit is empty then)\n", "in debt for",
+                       rlctl_dur(l.st.debt_ns));
+            printf("%-16s %s\n", "full in", l.st.reset_after_ns ?
+                   rlctl_dur(l.st.reset_after_ns) : "0 (full)");
         }
         printf("%-16s %u\n", "waiters", l.info.waiters);
         printf("%-16s %llu tokens\n", "admitted", (unsigned long long)l.info.admitted);
+        printf("%-16s %llu tokens\n", "refunded", (unsigned long long)l.info.refunded);
+        printf("%-16s %llu tokens\n", "rolled back", (unsigned long long)l.info.rolled_back);
+        printf("%-16s %llu tokens\n", "debited", (unsigned long long)l.info.debited);
         printf("%-16s %llu calls\n", "denied", (unsigned long long)l.info.denied);
         if (ls) {
             printf("%-16s %llu\n", "queued tokens", (unsigned long long)ls->queued_tokens);
             printf("%-16s %llu\n", "granted waits", (unsigned long long)ls->granted_waits);
             printf("%-16s %llu\n", "timed-out waits", (unsigned long long)ls->timed_out_waits);
-            printf("%-16s %s\n", "declared", ls->from_file ? "in the configuration file"
-                                                            : "at run time (rlctl create)");
+            if (ls->overridden)
+                printf("%-16s in the configuration file, set at run time (file says %s, burst "
+                       "%llu)\n%-16s kept until the file's line changes; rlctl revert %s "
+                       "returns to the file's\n", "declared",
+                       ls->file_rate && *ls->file_rate ? ls->file_rate : "?",
+                       (unsigned long long)ls->file_burst, "", name);
+            else
+                printf("%-16s %s\n", "declared", ls->from_file ? "in the configuration file"
+                                                                : "at run time (rlctl create)");
             if (ls->scope && strcmp(ls->scope, "global") == 0) {
                 printf("%-16s global (shared through Redis), %s\n", "scope",
                        ls->lease_state ? ls->lease_state : "");

@@ -189,7 +189,7 @@ static void draw(watch *w, rlctl_ctx *ctx, const rlctl_limit *v, size_t n,
     rlctl_table_init(&t, 8, head, right);
     for (size_t i = 0; i < n; i++) {
         char rem[24], wt[24], a[24], d[24], at[24], dt_[24];
-        snprintf(rem, sizeof(rem), "%llu", (unsigned long long)v[i].peek.remaining);
+        snprintf(rem, sizeof(rem), "%llu", (unsigned long long)v[i].st.remaining);
         snprintf(wt, sizeof(wt), "%u", v[i].info.waiters);
         snprintf(at, sizeof(at), "%llu", (unsigned long long)v[i].info.admitted);
         snprintf(dt_, sizeof(dt_), "%llu", (unsigned long long)v[i].info.denied);

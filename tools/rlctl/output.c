@@ -258,16 +258,31 @@ void rlctl_json_null(rlctl_json *j, const char *key)
 }
 
 /*
- * The fields of one limit, shared by list, status and watch (documented in README.md):
+ * The fields of one limit, shared by list, status and watch (documented in rlctl(8)):
  *   name, rate (human form), rate_count, rate_period_ns (0/0 when unlimited), unlimited,
+ *   origin ("file": declared in rld.conf; "runtime": created by rlctl create; "override":
+ *   declared in rld.conf and set at run time, kept until the file's line changes),
  *   algorithm ("gcra", "sliding", "fixed"), align_ns (fixed windows; else 0), burst (a window's
- *   count), remaining (null when unlimited), retry_after_ns (> 0 only while in debt or
- *   while the window is full),
- *   reset_after_ns (until full again), waiters, admitted (tokens), denied (calls).
+ *   count), remaining (null when unlimited), retry_after_ns (until a call of cost 1 fits,
+ *   as rlctl try says; 0 when one fits now), debt_ns (until the debt is paid back; 0 when
+ *   not in debt), reset_after_ns (until full again), waiters, admitted (tokens admitted and
+ *   kept), refunded, rolled_back, debited (tokens), denied (calls).
  */
+/* Who set a limit's setting, as the segment records it. */
+static const char *origin_name(uint32_t origin)
+{
+    switch (origin) {
+    case RLDI_ORIGIN_FILE:     return "file";
+    case RLDI_ORIGIN_RUNTIME:  return "runtime";
+    case RLDI_ORIGIN_OVERRIDE: return "override";
+    default:                   return "unknown";
+    }
+}
+
 void rlctl_json_limit_fields(rlctl_json *j, const rlctl_limit *l)
 {
     rlctl_json_str(j, "name", l->info.name);
+    rlctl_json_str(j, "origin", origin_name(l->st.conf.origin));
     rlctl_json_str(j, "rate", l->rate);
     rlctl_json_u64(j, "rate_count", l->info.rate_count);
     rlctl_json_u64(j, "rate_period_ns", l->info.rate_period_ns);
@@ -278,10 +293,14 @@ void rlctl_json_limit_fields(rlctl_json *j, const rlctl_limit *l)
     if (l->unlimited)
         rlctl_json_null(j, "remaining");
     else
-        rlctl_json_u64(j, "remaining", l->peek.remaining);
-    rlctl_json_u64(j, "retry_after_ns", l->peek.retry_after_ns);
-    rlctl_json_u64(j, "reset_after_ns", l->peek.reset_after_ns);
+        rlctl_json_u64(j, "remaining", l->st.remaining);
+    rlctl_json_u64(j, "retry_after_ns", l->st.retry_after_ns);
+    rlctl_json_u64(j, "debt_ns", l->st.debt_ns);
+    rlctl_json_u64(j, "reset_after_ns", l->st.reset_after_ns);
     rlctl_json_u64(j, "waiters", l->info.waiters);
     rlctl_json_u64(j, "admitted", l->info.admitted);
+    rlctl_json_u64(j, "refunded", l->info.refunded);
+    rlctl_json_u64(j, "rolled_back", l->info.rolled_back);
+    rlctl_json_u64(j, "debited", l->info.debited);
     rlctl_json_u64(j, "denied", l->info.denied);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "instance.h"
+#include "limitstat.h"
 #include "rld.h"
 #include "wire.h"
 
@@ -71,7 +72,8 @@ typedef struct rlctl_ctx {
 /* The table (main.c) and the entries, one per command (cmd_*.c). */
 extern const rlctl_cmd *const rlctl_commands[];
 extern const rlctl_cmd rlctl_cmd_list, rlctl_cmd_status, rlctl_cmd_try, rlctl_cmd_wait,
-    rlctl_cmd_create, rlctl_cmd_set, rlctl_cmd_delete, rlctl_cmd_reset, rlctl_cmd_reload,
+    rlctl_cmd_create, rlctl_cmd_set, rlctl_cmd_revert, rlctl_cmd_delete, rlctl_cmd_reset,
+    rlctl_cmd_reload,
     rlctl_cmd_stats, rlctl_cmd_watch, rlctl_cmd_metrics, rlctl_cmd_help;
 
 const rlctl_cmd *rlctl_command_find(const char *name);
@@ -110,13 +112,14 @@ int rlctl_call(rlctl_ctx *ctx, Rld__V1__Request *req, int timeout_ms, Rld__V1__R
 /* Print a daemon's refusal (REP->code != 0) for WHAT with a hint; returns the exit code. */
 int rlctl_reply_error(const rlctl_ctx *ctx, const char *what, const Rld__V1__Reply *rep);
 
-/* One limit as the segment shows it now. */
+/* One limit as the segment shows it now, read as the daemon reads it (limitstat.h). */
 typedef struct rlctl_limit {
-    rld_limit      handle;
-    rld_limit_info info;
-    rld_result     peek;        /* rld_peek: remaining, retry_after (debt), reset_after */
-    bool           unlimited;
-    char           rate[48];    /* human form, rldi_format_rate */
+    rld_limit       handle;
+    rld_limit_info  info;       /* configuration, counters, waiters: as rld_info says */
+    rldi_limit_stat st;         /* the same, and the state now: remaining, retry_after_ns
+                                   (until a call of cost 1 fits), debt_ns, reset_after_ns */
+    bool            unlimited;
+    char            rate[48];   /* human form, rldi_format_rate */
 } rlctl_limit;
 
 /* What the segment's header says about the instance. */
@@ -135,7 +138,7 @@ int rlctl_select(rlctl_ctx *ctx, const char *const *globs, int n);
 /* Every live limit that ctx->globs selects, sorted by name, and the header (INFO may be
  * NULL). *out is malloc'd (free it). 0 or an exit code (the reason printed). */
 int rlctl_snapshot(rlctl_ctx *ctx, rlctl_limit **out, size_t *n, rlctl_seg_info *info);
-/* One limit by handle; -errno as rld_info/rld_peek. */
+/* One limit by handle; -errno as rld_info. */
 int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out);
 /* Tokens per second of a limit (0 when unlimited: callers check ->unlimited). */
 double rlctl_rate_per_s(const rld_limit_info *info);

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "rate.h"
 #include "rlctl.h"
+#include "rldc_tools.h"
 
 /* What rld reads without --config: SYSCONFDIR/rld/rld.conf, set by CMakeLists.txt. */
 #ifndef RLD_DEFAULT_CONFIG
@@ -228,12 +229,24 @@ int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out)
 {
     memset(out, 0, sizeof(*out));
     out->handle = h;
-    int r = rld_info(c, h, &out->info);
-    if (r == 0)
-        r = rld_peek(c, h, &out->peek);
+    rldi_limit_stat *st = &out->st;
+    int r = rldi_limit_stat_read(rldc_client_seg(c), h.slot, h.gen, rldi_mono_ns(), st);
     if (r < 0)
         return r;
-    out->unlimited = (out->peek.flags & RLD_F_UNLIMITED) != 0 || out->info.rate_count == 0;
+    rld_limit_info *info = &out->info;
+    memcpy(info->name, st->conf.name, sizeof(info->name));
+    info->rate_count = st->conf.rate_count;
+    info->rate_period_ns = st->conf.rate_period_ns;
+    info->burst = st->conf.burst;
+    info->algorithm = st->conf.algo;
+    info->align_ns = st->conf.align_ns;
+    info->admitted = st->counts.admitted;
+    info->denied = st->counts.denied;
+    info->refunded = st->counts.refunded;
+    info->rolled_back = st->counts.rolled_back;
+    info->debited = st->counts.debited;
+    info->waiters = st->waiters;
+    out->unlimited = st->unlimited || info->rate_count == 0;
     if (out->unlimited)
         snprintf(out->rate, sizeof(out->rate), "unlimited");
     else

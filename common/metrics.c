@@ -1,0 +1,361 @@
+/*
+ * metrics.c - the Prometheus text exposition of an instance (see metrics.h).
+ *
+ * A scrape is a little state machine: each step makes one unit (a family's # HELP and
+ * # TYPE, or one sample) into a line buffer; a unit that does not fit what is left of the
+ * caller's buffer is made again on the next call, from the state saved before it.
+ */
+#include "metrics.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomics.h"
+#include "limitdef.h"   /* rldi_algo_name */
+#include "limitstat.h"
+
+enum { P_UP, P_REDIS, P_INSTANCE, P_LIMITS, P_INFO, P_DONE };
+
+/* ---- formatting -------------------------------------------------------------------------- */
+
+typedef struct line {
+    char   buf[RLDI_METRICS_LINE_MAX];
+    size_t len;
+} line;
+
+static void put(line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(line *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < sizeof(l->buf) - l->len ? (size_t)n : sizeof(l->buf) - l->len - 1;
+}
+
+/* A label value escaped as the format says: backslash, double quote and newline. */
+static void put_label(line *l, const char *v)
+{
+    for (; *v && l->len + 2 < sizeof(l->buf); v++) {
+        if (*v == '\\' || *v == '"' || *v == '\n') {
+            l->buf[l->len++] = '\\';
+            l->buf[l->len++] = *v == '\n' ? 'n' : *v;
+        } else {
+            l->buf[l->len++] = *v;
+        }
+    }
+}
+
+static void family(line *l, const char *name, const char *type, const char *help)
+{
+    put(l, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One sample: NAME{rld_instance="I"[,limit="L"]} VALUE. */
+static void sample(line *l, const char *name, const char *inst, const char *limit,
+                   const char *value)
+{
+    put(l, "%s{rld_instance=\"", name);
+    put_label(l, inst);
+    if (limit) {
+        put(l, "\",limit=\"");
+        put_label(l, limit);
+    }
+    put(l, "\"} %s\n", value);
+}
+
+static const char *u64s(char *buf, size_t len, uint64_t v)
+{
+    snprintf(buf, len, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+/* The shortest of %.15g..%.17g that reads back exactly (0.1, not 0.10000000000000001);
+ * Go's ParseFloat, Prometheus' reader, accepts these and "+Inf". */
+static const char *dbls(char *buf, size_t len, double v)
+{
+    if (isinf(v)) {
+        snprintf(buf, len, "%s", v > 0 ? "+Inf" : "-Inf");
+        return buf;
+    }
+    if (isnan(v)) {
+        snprintf(buf, len, "NaN");
+        return buf;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* ---- the per-limit families ----------------------------------------------------------------- */
+
+enum { M_ADMITTED, M_DENIED, M_REFUNDED, M_ROLLED_BACK, M_DEBITED, M_REMAINING, M_BURST,
+       M_RATE, M_WAITERS, M_RETRY_AFTER, M_DEBT, M_COUNT };
+
+static const struct {
+    const char *name, *type, *help;
+} per_limit[M_COUNT] = {
+    { "rld_limit_admitted_tokens_total", "counter",
+      "Tokens admitted and kept since the limit was created (published by clients in batches)." },
+    { "rld_limit_denied_total", "counter", "Calls denied by the limit since it was created." },
+    { "rld_limit_refunded_tokens_total", "counter",
+      "Tokens given back after admission (rld_refund, granted waits cancelled)." },
+    { "rld_limit_rolled_back_tokens_total", "counter",
+      "Tokens taken and put back by all-or-nothing calls that failed (never admitted)." },
+    { "rld_limit_debited_tokens_total", "counter",
+      "Tokens taken without asking (rld_debit), not counted as admitted." },
+    { "rld_limit_remaining_tokens", "gauge",
+      "Tokens available now (+Inf when the limit is unlimited)." },
+    { "rld_limit_burst_tokens", "gauge",
+      "Tokens available at once when full; a window limit's count (+Inf when unlimited)." },
+    { "rld_limit_rate_tokens_per_second", "gauge",
+      "Configured refill rate in tokens per second (+Inf when unlimited)." },
+    { "rld_limit_waiters", "gauge", "Callers queued at the daemon for the limit." },
+    { "rld_limit_retry_after_seconds", "gauge",
+      "Seconds until a call of cost 1 fits, behind queued callers (0 when one fits now)." },
+    { "rld_limit_debt_seconds", "gauge",
+      "Seconds until the limit's debt is paid back (0 when not in debt); empty then." },
+};
+
+const char *rldi_metrics_family_name(int i)
+{
+    return i >= 0 && i < M_COUNT ? per_limit[i].name : NULL;
+}
+
+static const char *value_of(char *buf, size_t len, const rldi_limit_stat *st, int m)
+{
+    const rldi_limit_counts *n = &st->counts;
+    switch (m) {
+    case M_ADMITTED:    return u64s(buf, len, n->admitted);
+    case M_DENIED:      return u64s(buf, len, n->denied);
+    case M_REFUNDED:    return u64s(buf, len, n->refunded);
+    case M_ROLLED_BACK: return u64s(buf, len, n->rolled_back);
+    case M_DEBITED:     return u64s(buf, len, n->debited);
+    case M_WAITERS:     return u64s(buf, len, st->waiters);
+    case M_RETRY_AFTER: return dbls(buf, len, (double)st->retry_after_ns / 1e9);
+    case M_DEBT:        return dbls(buf, len, (double)st->debt_ns / 1e9);
+    default: break;
+    }
+    if (st->unlimited || st->conf.rate_count == 0 || st->conf.rate_period_ns == 0)
+        return "+Inf";
+    if (m == M_REMAINING)
+        return u64s(buf, len, st->remaining);
+    if (m == M_BURST)
+        return u64s(buf, len, st->conf.burst);
+    return dbls(buf, len, (double)st->conf.rate_count * 1e9 / (double)st->conf.rate_period_ns);
+}
+
+static bool selected(const rldi_metrics *m, const char *name)
+{
+    if (m->nglobs == 0)
+        return true;
+    for (int i = 0; i < m->nglobs; i++)
+        if (fnmatch(m->globs[i], name, 0) == 0)
+            return true;
+    return false;
+}
+
+/* ---- the scrape ------------------------------------------------------------------------------ */
+
+void rldi_metrics_init(rldi_metrics *m, const rldi_seg *seg, const char *instance, bool up,
+                       const rldi_metrics_redis *redis, const char *const *globs, int nglobs)
+{
+    memset(m, 0, sizeof(*m));
+    m->seg = seg && seg->slot_count ? seg : NULL;
+    snprintf(m->instance, sizeof(m->instance), "%s", instance);
+    m->up = up;
+    if (redis) {
+        m->have_redis = true;
+        m->redis = *redis;
+    }
+    m->globs = globs;
+    m->nglobs = nglobs;
+    m->part = P_UP;
+}
+
+/* The daemon's Redis figures (global limits), one family per step (FAMILY counts them). */
+static bool redis_step(rldi_metrics *m, line *l)
+{
+    const rldi_metrics_redis *r = &m->redis;
+    char v[64];
+    switch (m->family++) {
+    case 0:
+        family(l, "rld_redis_up", "gauge",
+               "Whether Redis answers the daemon's lease calls (1) or its global limits are on "
+               "their fallback (0).");
+        sample(l, "rld_redis_up", m->instance, NULL, r->up ? "1" : "0");
+        return true;
+    case 1:
+        family(l, "rld_redis_rtt_seconds", "gauge",
+               "Round trip of a lease call to Redis (moving average).");
+        sample(l, "rld_redis_rtt_seconds", m->instance, NULL,
+               dbls(v, sizeof(v), (double)r->rtt_ns / 1e9));
+        return true;
+    case 2:
+        family(l, "rld_redis_calls_total", "counter",
+               "Calls to Redis for global limits (leases and returns).");
+        sample(l, "rld_redis_calls_total", m->instance, NULL, u64s(v, sizeof(v), r->calls));
+        return true;
+    case 3:
+        family(l, "rld_redis_errors_total", "counter",
+               "Failed Redis calls and connection attempts.");
+        sample(l, "rld_redis_errors_total", m->instance, NULL, u64s(v, sizeof(v), r->errors));
+        return true;
+    case 4:
+        family(l, "rld_redis_reconnects_total", "counter", "Reconnections to Redis.");
+        sample(l, "rld_redis_reconnects_total", m->instance, NULL,
+               u64s(v, sizeof(v), r->reconnects));
+        return true;
+    case 5:
+        family(l, "rld_global_fallback_seconds_total", "counter",
+               "Time Redis was unreachable, global limits on their fallback.");
+        sample(l, "rld_global_fallback_seconds_total", m->instance, NULL,
+               dbls(v, sizeof(v), (double)r->fallback_ns / 1e9));
+        return true;
+    case 6:
+        family(l, "rld_global_limits", "gauge", "Limits with scope = global.");
+        sample(l, "rld_global_limits", m->instance, NULL, u64s(v, sizeof(v), r->global_limits));
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The instance's own gauges, one family per step (FAMILY counts them). */
+static bool instance_step(rldi_metrics *m, line *l, uint64_t now)
+{
+    const rldi_shm_header *h = m->seg->hdr;
+    char v[64];
+    switch (m->family++) {
+    case 0:
+        family(l, "rld_daemon_attached", "gauge",
+               "Whether a daemon is attached to the instance's segment (1) or not (0).");
+        sample(l, "rld_daemon_attached", m->instance, NULL,
+               rldi_load_relaxed(&h->daemon_pid) ? "1" : "0");
+        return true;
+    case 1: {
+        uint64_t beat = rldi_load_relaxed(&h->heartbeat_ns);
+        family(l, "rld_daemon_heartbeat_age_seconds", "gauge",
+               "Seconds since the daemon last marked the segment alive (about 1 while it runs).");
+        sample(l, "rld_daemon_heartbeat_age_seconds", m->instance, NULL,
+               dbls(v, sizeof(v), now > beat ? (double)(now - beat) / 1e9 : 0.0));
+        return true;
+    }
+    case 2:
+        family(l, "rld_limits", "gauge", "Limits defined in the instance.");
+        sample(l, "rld_limits", m->instance, NULL,
+               u64s(v, sizeof(v), rldi_load_relaxed(&h->limit_count)));
+        return true;
+    case 3:
+        family(l, "rld_limits_max", "gauge",
+               "Limits the instance's segment can hold ([rld] max_limits).");
+        sample(l, "rld_limits_max", m->instance, NULL, u64s(v, sizeof(v), m->seg->slot_count));
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* One unit into L (maybe nothing: a slot skipped). False once everything was written. */
+static bool step(rldi_metrics *m, line *l, uint64_t now)
+{
+    switch (m->part) {
+    case P_UP:
+        family(l, "rld_up", "gauge", "Whether the rld daemon answers on its socket (1) or not (0).");
+        sample(l, "rld_up", m->instance, NULL, m->up ? "1" : "0");
+        m->part = m->have_redis ? P_REDIS : m->seg ? P_INSTANCE : P_DONE;
+        m->family = 0;
+        return true;
+    case P_REDIS:
+        if (redis_step(m, l))
+            return true;
+        m->part = m->seg ? P_INSTANCE : P_DONE;
+        m->family = 0;
+        return true;
+    case P_INSTANCE:
+        if (instance_step(m, l, now))
+            return true;
+        m->part = P_LIMITS;
+        m->family = 0;
+        m->cursor = 0;
+        m->opened = false;
+        return true;
+    case P_LIMITS: {
+        uint32_t slot, gen;
+        if (rldi_seg_next(m->seg, &m->cursor, &slot, &gen) < 0) {
+            if (++m->family == M_COUNT)
+                m->part = P_INFO;
+            m->cursor = 0;
+            m->opened = false;
+            return true;
+        }
+        rldi_limit_stat st;
+        if (rldi_limit_stat_read(m->seg, slot, gen, now, &st) < 0 || !selected(m, st.conf.name))
+            return true;                /* deleted meanwhile, or not asked for */
+        if (!m->opened) {
+            family(l, per_limit[m->family].name, per_limit[m->family].type,
+                   per_limit[m->family].help);
+            m->opened = true;
+            m->cursor = slot;           /* its sample is the next unit */
+            return true;
+        }
+        char v[64];
+        sample(l, per_limit[m->family].name, m->instance, st.conf.name,
+               value_of(v, sizeof(v), &st, m->family));
+        return true;
+    }
+    case P_INFO: {
+        /* an info metric: join on it to tell window limits from GCRA ones */
+        uint32_t slot, gen;
+        if (rldi_seg_next(m->seg, &m->cursor, &slot, &gen) < 0) {
+            m->part = P_DONE;
+            return true;
+        }
+        rldi_limit_conf conf;
+        if (rldi_limit_conf_read(m->seg, slot, gen, &conf) < 0 || !selected(m, conf.name))
+            return true;
+        if (!m->opened) {
+            family(l, "rld_limit_info", "gauge",
+                   "Always 1; the label algorithm is the limit's: gcra, sliding or fixed.");
+            m->opened = true;
+            m->cursor = slot;
+            return true;
+        }
+        put(l, "rld_limit_info{rld_instance=\"");
+        put_label(l, m->instance);
+        put(l, "\",limit=\"");
+        put_label(l, conf.name);
+        put(l, "\",algorithm=\"%s\"} 1\n", rldi_algo_name(conf.algo));
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+size_t rldi_metrics_next(rldi_metrics *m, char *buf, size_t cap, uint64_t now_ns)
+{
+    size_t n = 0;
+    for (;;) {
+        rldi_metrics saved = *m;
+        line l;
+        l.len = 0;
+        if (!step(m, &l, now_ns))
+            break;
+        if (l.len > cap - n) {
+            *m = saved;                 /* made again next time */
+            break;
+        }
+        memcpy(buf + n, l.buf, l.len);
+        n += l.len;
+    }
+    return n;
+}
