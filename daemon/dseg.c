@@ -442,6 +442,53 @@ static uint32_t epoch_next(uint32_t e)
     return e ? e : 1;
 }
 
+uint64_t dseg_keys_free(const rldi_seg *s)
+{
+    uint64_t used, entries;
+    keys_used(s, &used, &entries);
+    return s->hdr->tmpl_count >= RLDI_MAX_TEMPLATES || used >= s->keys_size ? 0
+                                                                            : s->keys_size - used;
+}
+
+int dseg_keys_fit(rldi_seg *s, const rldi_config *conf, const rldi_limitdef *l,
+                  const char **kept_for)
+{
+    bool taken[RLDI_MAX_TEMPLATES] = { false };
+    uint64_t extra = 0;
+    uint32_t ti;
+    *kept_for = NULL;
+    if (tmpl_alloc(s, l, true, taken, &extra, &ti) < 0)
+        return -EXFULL;                 /* no room at all */
+    /* the file's templates that are not in the segment now (deleted at run time) come back
+     * on the next reload or restart, which must find room for their tables: theirs first */
+    memset(taken, 0, sizeof(taken));
+    extra = 0;
+    for (size_t i = 0; conf && i < conf->nlimits; i++) {
+        const rldi_limitdef *c = &conf->limits[i];
+        uint32_t slot, gen;
+        if (c->kind != RLDI_KIND_TEMPLATE || strcmp(c->name, l->name) == 0 ||
+            rldi_seg_lookup(s, c->name, &slot, &gen) == 0)
+            continue;
+        if (tmpl_alloc(s, c, true, taken, &extra, &ti) == 0 && !*kept_for)
+            *kept_for = c->name;
+    }
+    if (tmpl_alloc(s, l, true, taken, &extra, &ti) < 0)
+        return -EXFULL;
+    *kept_for = NULL;
+    return 0;
+}
+
+uint32_t dseg_template_count(const rldi_seg *s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
+        uint32_t slot = s->hdr->tmpl[i].slot;
+        n += slot < s->slot_count && (s->slots[slot].flags & RLDI_SLOT_LIVE) &&
+             s->meta[slot].kind == RLDI_KIND_TEMPLATE && s->meta[slot].tmpl == i;
+    }
+    return n;
+}
+
 static uint32_t alloc_cursor;
 
 int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)

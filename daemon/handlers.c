@@ -24,6 +24,7 @@
 #include "dseg.h"
 #include "handlers.h"
 #include "keeper.h"
+#include "keys.h"
 #include "log.h"
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
@@ -214,16 +215,35 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
     }
     l.align_ns = p->limit->align_ns;
     l.align_set = p->limit->align_ns != 0;
+    /* a template (keyed limits): its table's size and overflow policy */
+    const char *ov = p->limit->overflow ? p->limit->overflow : "";
+    const char *what = p->limit->template_ ? "template" : "limit";
+    if (p->limit->template_) {
+        l.kind = RLDI_KIND_TEMPLATE;
+        l.max_keys = p->limit->max_keys ? p->limit->max_keys : RLDI_MAX_KEYS_DEFAULT;
+        if (*ov && strcmp(ov, "deny") != 0 && strcmp(ov, "allow") != 0) {
+            char o[64];
+            escape(ov, o, sizeof(o));
+            srv_reply_code(s->srv, c, id, -EINVAL, "template '%s': bad overflow '%s': deny or "
+                           "allow", esc, o);
+            return;
+        }
+        l.overflow_allow = strcmp(ov, "allow") == 0;
+    } else if (p->limit->max_keys || *ov) {
+        srv_reply_code(s->srv, c, id, -EINVAL, "limit '%s': max_keys and overflow are for "
+                       "templates", esc);
+        return;
+    }
     enum rldi_limitdef_field field;
     int bad = rldi_limitdef_check(&l, &why, &field);
     if (bad < 0) {
         if (field == RLDI_LD_NAME)
-            srv_reply_code(s->srv, c, id, bad, "bad limit name '%s': %s", esc, why);
+            srv_reply_code(s->srv, c, id, bad, "bad %s name '%s': %s", what, esc, why);
         else if (field == RLDI_LD_BURST && l.algo == RLDI_ALGO_GCRA)
-            srv_reply_code(s->srv, c, id, bad, "limit '%s': burst %llu: %s", esc,
+            srv_reply_code(s->srv, c, id, bad, "%s '%s': burst %llu: %s", what, esc,
                            (unsigned long long)rldi_limitdef_burst(&l), why);
         else
-            srv_reply_code(s->srv, c, id, bad, "limit '%s': %s", esc, why);
+            srv_reply_code(s->srv, c, id, bad, "%s '%s': %s", what, esc, why);
         return;
     }
     if (l.algo == RLDI_ALGO_GCRA)
@@ -237,31 +257,89 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         return;
     }
     if (r == 0) {
+        bool is_tmpl = s->seg->meta[slot].kind == RLDI_KIND_TEMPLATE;
         if (p->create_only) {
-            srv_reply_code(s->srv, c, id, -EEXIST, "limit '%s' exists", esc);
+            srv_reply_code(s->srv, c, id, -EEXIST, "%s '%s' exists", is_tmpl ? "template"
+                                                                             : "limit", esc);
             return;
         }
+        if (is_tmpl != (l.kind == RLDI_KIND_TEMPLATE)) {
+            /* a name is a limit or a template for its whole life */
+            srv_reply_code(s->srv, c, id, -EINVAL, "'%s' is a %s, not a %s: delete it first to "
+                           "make it one", esc, is_tmpl ? "template" : "limit", what);
+            return;
+        }
+        if (is_tmpl) {
+            /* a change: what the Put leaves out (0, "") is kept */
+            uint32_t ti = s->seg->meta[slot].tmpl;
+            const rldi_tmpl *rec = ti < RLDI_MAX_TEMPLATES ? &s->seg->hdr->tmpl[ti] : NULL;
+            if (!p->limit->max_keys && rec)
+                l.max_keys = rec->max_keys;
+            if (!*ov && rec)
+                l.overflow_allow = (rec->flags & RLDI_TMPL_OVERFLOW_ALLOW) != 0;
+        }
         bool changed;
-        dseg_limit_change(s->seg, slot, &l, &changed);
+        r = dseg_limit_change(s->seg, slot, &l, &changed);
+        if (r == -EXFULL) {
+            srv_reply_code(s->srv, c, id, r, "template '%s': max_keys %u needs a key table of "
+                           "another size, and a table's size is fixed while the segment lives: "
+                           "declare it so in rld.conf and restart rld with --fresh (which resets "
+                           "every limit), or delete the template and create it again (its keys "
+                           "start full)", esc, l.max_keys);
+            return;
+        }
+        if (r < 0) {
+            srv_reply_code(s->srv, c, id, r, "%s '%s': %s", what, esc, strerror(-r));
+            return;
+        }
         waitq_limit_changed(s->wq, slot);
-        LOG_INFO("limit %s: set to %s, %s by pid %d (uid %d)%s", esc, p->limit->rate,
+        LOG_INFO("%s %s: set to %s, %s by pid %d (uid %d)%s", what, esc, p->limit->rate,
                  shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid,
                  !changed ? ", unchanged" : l.algo == RLDI_ALGO_GCRA ? ", state carried proportionally"
                                                                     : "");
     } else {
         if (p->update_only) {
-            srv_reply_code(s->srv, c, id, -ENOENT, "no limit '%s'", esc);
+            srv_reply_code(s->srv, c, id, -ENOENT, "no %s '%s'", what, esc);
             return;
         }
-        if ((r = dseg_limit_create(s->seg, &l, &slot)) < 0) {
-            srv_reply_code(s->srv, c, id, r, "cannot create '%s': %s", esc,
-                           r == -ENOSPC ? "the segment is full (raise [rld] max_limits, restart with --fresh)"
-                                        : strerror(-r));
+        const char *kept_for = NULL;
+        r = l.kind == RLDI_KIND_TEMPLATE ? dseg_keys_fit(s->seg, s->conf, &l, &kept_for) : 0;
+        if (r == -EXFULL && kept_for) {
+            char kesc[96];
+            escape(kept_for, kesc, sizeof(kesc));
+            srv_reply_code(s->srv, c, id, r, "cannot create template '%s': the room for its key "
+                           "table is kept for template '%s' of %s, deleted at run time, which "
+                           "the next reload or restart brings back (remove it from the file "
+                           "and reload first)", esc, kesc, s->config_path);
+            return;
+        }
+        if (r == 0)
+            r = dseg_limit_create(s->seg, &l, &slot);
+        if (r < 0) {
+            if (r == -EXFULL)
+                srv_reply_code(s->srv, c, id, r, "cannot create template '%s': the segment has "
+                               "no room for its key table (max_keys %u: %llu bytes; %llu free, "
+                               "and no table of that size left by a deleted template): key "
+                               "tables are sized when the segment is made; declare the template "
+                               "in rld.conf and restart rld with --fresh (which resets every "
+                               "limit)", esc, l.max_keys,
+                               (unsigned long long)rldi_keys_table_bytes(l.max_keys),
+                               (unsigned long long)dseg_keys_free(s->seg));
+            else
+                srv_reply_code(s->srv, c, id, r, "cannot create '%s': %s", esc,
+                               r == -ENOSPC ? "the segment is full (raise [rld] max_limits, "
+                                              "restart with --fresh)"
+                                            : strerror(-r));
             return;
         }
         rldi_store_relaxed(&s->seg->meta[slot].origin, RLDI_ORIGIN_RUNTIME);
-        LOG_INFO("limit %s: created (%s, %s) by pid %d (uid %d)", esc, p->limit->rate,
-                 shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid);
+        if (l.kind == RLDI_KIND_TEMPLATE)
+            LOG_INFO("template %s: created (%s, %s, max_keys %u, overflow %s) by pid %d (uid %d)",
+                     esc, p->limit->rate, shape(&l, shp, sizeof(shp)), l.max_keys,
+                     l.overflow_allow ? "allow" : "deny", (int)c->pid, (int)c->uid);
+        else
+            LOG_INFO("limit %s: created (%s, %s) by pid %d (uid %d)", esc, p->limit->rate,
+                     shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid);
     }
     srv_reply_code(s->srv, c, id, 0, "ok");
 }
@@ -272,28 +350,71 @@ static void do_delete(rld_daemon *s, conn *c, uint64_t id, const char *name)
     uint32_t slot;
     if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
+    bool tmpl = s->seg->meta[slot].kind == RLDI_KIND_TEMPLATE;
     waitq_limit_deleted(s->wq, slot);
     dseg_limit_delete(s->seg, slot);
-    LOG_INFO("limit %s: deleted by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
+    LOG_INFO("%s %s: deleted by pid %d (uid %d)%s", tmpl ? "template" : "limit", esc,
+             (int)c->pid, (int)c->uid, tmpl ? ", its keys with it" : "");
     srv_reply_code(s->srv, c, id, 0, "ok");
 }
 
-static void do_reset(rld_daemon *s, conn *c, uint64_t id, const char *name)
+/* Reset KEY of template SLOT (named ESC): that key full again. */
+static void reset_key(rld_daemon *s, conn *c, uint64_t id, uint32_t slot, const char *esc,
+                      const ProtobufCBinaryData *key)
+{
+    char kesc[128];           /* escaped, cut with "..." when long */
+    rlog_escape((const char *)key->data, key->len, kesc, sizeof(kesc));
+    if (s->seg->meta[slot].kind != RLDI_KIND_TEMPLATE) {
+        srv_reply_code(s->srv, c, id, -EINVAL, "'%s' is a limit, not a template: only a "
+                       "template's keys can be reset one by one", esc);
+        return;
+    }
+    int r = dseg_key_reset(s->seg, slot, key->data, key->len);
+    if (r == -ENOENT) {
+        srv_reply_code(s->srv, c, id, r, "template '%s' has no key '%s' in its table: it is "
+                       "full already", esc, kesc);
+        return;
+    }
+    if (r < 0) {
+        srv_reply_code(s->srv, c, id, r, "template '%s': key '%s': %s", esc, kesc,
+                       rldi_strerror(r));
+        return;
+    }
+    waitq_limit_changed(s->wq, slot);           /* its waiters may fit now */
+    LOG_INFO("template %s: key '%s' reset by pid %d (uid %d)", esc, kesc, (int)c->pid,
+             (int)c->uid);
+    srv_reply_code(s->srv, c, id, 0, "ok");
+}
+
+static void do_reset(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Reset *rs)
 {
     char esc[96];
     uint32_t slot;
+    const char *name = rs->limit;
+    if (rs->key.len > RLDI_KEY_MAX || (rs->key.len && !rs->key.data)) {
+        escape(name, esc, sizeof(esc));
+        srv_reply_code(s->srv, c, id, -EINVAL, "template '%s': a key is 1 to %u bytes", esc,
+                       RLDI_KEY_MAX);
+        return;
+    }
     if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
+    if (rs->key.len) {
+        reset_key(s, c, id, slot, esc, &rs->key);
+        return;
+    }
     if (global_has(s->global, slot)) {
         /* a full pool would hold tokens nobody leased */
         srv_reply_code(s->srv, c, id, -EPERM, "limit '%s' is global: its pool holds only "
                        "leased tokens and cannot be reset", esc);
         return;
     }
+    bool tmpl = s->seg->meta[slot].kind == RLDI_KIND_TEMPLATE;
     dseg_limit_reset(s->seg, slot);
     waitq_limit_changed(s->wq, slot);
-    LOG_INFO("limit %s: reset by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
-    srv_reply_code(s->srv, c, id, 0, "ok");
+    LOG_INFO("%s %s: reset by pid %d (uid %d)%s", tmpl ? "template" : "limit", esc, (int)c->pid,
+             (int)c->uid, tmpl ? ": every key full again" : "");
+    srv_reply_code(s->srv, c, id, 0, tmpl ? "ok: every key full again" : "ok");
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */
@@ -307,8 +428,23 @@ static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, c
     const rldi_meta *m = &s->seg->meta[slot];   /* the daemon is its only writer */
     rldi_handle h = { slot, rldi_load_relaxed(&sl->gen) };
     rldi_verdict v;
-    if (rldi_bucket_peek(s->seg, h, rldi_now_fp(), &v) < 0)
+    memset(&v, 0, sizeof(v));
+    if (m->kind == RLDI_KIND_TEMPLATE) {
+        /* its keys have the state; the table's figures are in its record */
+        rldi_table t;
+        if (rldi_table_of(s->seg, slot, h.gen, &t) < 0)
+            return -ENOENT;
+        ls->kind = "template";
+        ls->max_keys = rldi_load_relaxed(&t.rec->max_keys);
+        ls->keys = rldi_load_relaxed(&t.rec->live);
+        ls->evictions = rldi_load_relaxed(&t.rec->evictions);
+        ls->overflows = rldi_load_relaxed(&t.rec->overflows);
+        ls->overflow = t.flags & RLDI_TMPL_OVERFLOW_ALLOW ? "allow" : "deny";
+    } else if (rldi_bucket_peek(s->seg, h, rldi_now_fp(), &v) < 0) {
         return -ENOENT;
+    } else {
+        ls->kind = "limit";
+    }
     rldi_format_rate(rate, ratelen, m->rate_count, m->rate_period_ns);
     ls->name = name;
     ls->rate = rate;
@@ -381,7 +517,9 @@ static void do_stats(rld_daemon *s, conn *c, uint64_t id)
     waitq_totals(s->wq, &st.waiters, &st.grants, &st.timeouts);
     st.requests = s->srv->requests;
     st.bad_messages = s->srv->bad_messages;
+    st.templates = dseg_template_count(s->seg);
     st.limits = (uint32_t)s->seg->hdr->limit_count;
+    st.limits = st.limits > st.templates ? st.limits - st.templates : 0;
     st.max_limits = s->seg->slot_count;
     st.segment_bytes = s->seg->size;
     st.pid = (uint32_t)getpid();
@@ -495,7 +633,7 @@ void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
         do_delete(s, c, id, req->delete_->limit);
         break;
     case RLD__V1__REQUEST__BODY_RESET:
-        do_reset(s, c, id, req->reset->limit);
+        do_reset(s, c, id, req->reset);
         break;
     case RLD__V1__REQUEST__BODY_RELOAD: {
         Rld__V1__ReloadReply counts = RLD__V1__RELOAD_REPLY__INIT;
