@@ -1,15 +1,17 @@
 /*
- * cmd_metrics.c - `rlctl metrics`: every limit in the Prometheus text exposition format
- * (version 0.0.4), for node_exporter's textfile collector:
+ * cmd_metrics.c - `rlctl metrics`: every limit and template in the Prometheus text
+ * exposition format (version 0.0.4), for node_exporter's textfile collector:
  *
  *   rlctl metrics > /var/lib/node_exporter/rld.prom.$$ && mv rld.prom.$$ rld.prom
  *
  * One family per metric, each with # HELP and # TYPE, its samples together (the format
  * requires it). Labels: rld_instance (not "instance", which Prometheus reserves for the
- * scrape target) and limit. Values are read from the segment, so they are there while the
- * daemon is down; rld_up says whether the daemon answers on its socket. --match GLOB keeps
- * the per-limit samples of the matching limits only (an instance of hundreds of limits
- * gives thousands of lines); the instance-wide gauges stay whole.
+ * scrape target) and limit, or template for a template's (keyed limits: its table's keys,
+ * capacity, evictions, overflows; never a sample per key, whose number is unbounded).
+ * Values are read from the segment, so they are there while the daemon is down; rld_up says
+ * whether the daemon answers on its socket. --match GLOB keeps the per-limit and
+ * per-template samples of the matching ones only (an instance of hundreds of limits gives
+ * thousands of lines); the instance-wide gauges stay whole.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -50,6 +52,17 @@ static void sample(FILE *f, const char *name, const char *inst, const char *limi
         fputs("\",limit=\"", f);
         put_label(f, limit);
     }
+    fprintf(f, "\"} %s\n", value);
+}
+
+/* One template's sample: NAME{rld_instance="I",template="T"} VALUE. */
+static void tsample(FILE *f, const char *name, const char *inst, const char *tmpl,
+                    const char *value)
+{
+    fprintf(f, "%s{rld_instance=\"", name);
+    put_label(f, inst);
+    fputs("\",template=\"", f);
+    put_label(f, tmpl);
     fprintf(f, "\"} %s\n", value);
 }
 
@@ -114,6 +127,69 @@ static const char *value_of(char *buf, size_t len, const rlctl_limit *l, int m)
     if (m == M_BURST)
         return u64s(buf, len, l->info.burst);
     return dbls(buf, len, rlctl_rate_per_s(&l->info));
+}
+
+enum { T_KEYS, T_KEYS_MAX, T_PLACES, T_EVICTIONS, T_OVERFLOWS, T_ADMITTED, T_DENIED, T_COUNT };
+
+static const struct {
+    const char *name, *type, *help;
+} per_template[T_COUNT] = {
+    { "rld_template_keys", "gauge",
+      "Keys live in the template's table now (approximate while keys come and go)." },
+    { "rld_template_keys_max", "gauge", "The template's max_keys: the keys its table holds." },
+    { "rld_template_places", "gauge",
+      "Entries of the template's table (max_keys and room to place them)." },
+    { "rld_template_evictions_total", "counter",
+      "Idle keys (full again, nobody waiting) reclaimed from the template's table." },
+    { "rld_template_overflows_total", "counter",
+      "New keys that found the template's table full: refused (overflow = deny) or let "
+      "through without a bucket (overflow = allow)." },
+    { "rld_template_admitted_tokens_total", "counter",
+      "Tokens admitted by the template's keys since it was created (published in batches)." },
+    { "rld_template_denied_total", "counter",
+      "Calls denied by the template's keys since it was created." },
+};
+
+static const char *tvalue_of(char *buf, size_t len, const rlctl_tmpl *t, int m)
+{
+    switch (m) {
+    case T_KEYS:      return u64s(buf, len, t->keys);
+    case T_KEYS_MAX:  return u64s(buf, len, t->info.max_keys);
+    case T_PLACES:    return u64s(buf, len, t->places);
+    case T_EVICTIONS: return u64s(buf, len, t->evictions);
+    case T_OVERFLOWS: return u64s(buf, len, t->overflows);
+    case T_ADMITTED:  return u64s(buf, len, t->info.admitted);
+    default:          return u64s(buf, len, t->info.denied);
+    }
+}
+
+/* The templates' families (--match selects them as limits), after the limits'. */
+static void template_metrics(const char *inst, const rlctl_tmpl *tv, size_t tn, uint32_t total)
+{
+    char buf[64];
+    family(stdout, "rld_templates", "gauge",
+           "Templates (keyed limits) defined in the instance; they share max_limits with the "
+           "limits.");
+    sample(stdout, "rld_templates", inst, NULL, u64s(buf, sizeof(buf), total));
+    for (int m = 0; m < T_COUNT && tn > 0; m++) {
+        family(stdout, per_template[m].name, per_template[m].type, per_template[m].help);
+        for (size_t i = 0; i < tn; i++)
+            tsample(stdout, per_template[m].name, inst, tv[i].info.name,
+                    tvalue_of(buf, sizeof(buf), &tv[i], m));
+    }
+    if (tn > 0) {
+        family(stdout, "rld_template_info", "gauge",
+               "Always 1; the labels are the template's each key's algorithm (gcra or fixed) "
+               "and its overflow policy (deny or allow).");
+        for (size_t i = 0; i < tn; i++) {
+            fputs("rld_template_info{rld_instance=\"", stdout);
+            put_label(stdout, inst);
+            fputs("\",template=\"", stdout);
+            put_label(stdout, tv[i].info.name);
+            printf("\",algorithm=\"%s\",overflow=\"%s\"} 1\n",
+                   rldi_algo_name(tv[i].info.algorithm), tv[i].overflow_allow ? "allow" : "deny");
+        }
+    }
 }
 
 /* The daemon's Redis figures (global limits), when it answers and has any. */
@@ -213,6 +289,13 @@ static int cmd_metrics(rlctl_ctx *ctx)
         }
     }
     free(v);
+    rlctl_tmpl *tv;
+    size_t tn;
+    uint32_t total;
+    if ((r = rlctl_templates(ctx, &tv, &tn, &total)) != 0)
+        return r;
+    template_metrics(inst, tv, tn, total);
+    free(tv);
     return RLCTL_EXIT_OK;
 }
 
@@ -228,13 +311,18 @@ const rlctl_cmd rlctl_cmd_metrics = {
             "rld_limits, rld_limits_max, and per limit rld_limit_admitted_tokens_total,\n"
             "rld_limit_denied_total, rld_limit_remaining_tokens, rld_limit_burst_tokens,\n"
             "rld_limit_rate_tokens_per_second, rld_limit_waiters, rld_limit_debt_seconds,\n"
-            "rld_limit_info (label algorithm);\n"
+            "rld_limit_info (label algorithm); rld_templates, and per template (label\n"
+            "template) rld_template_keys, rld_template_keys_max, rld_template_places,\n"
+            "rld_template_evictions_total, rld_template_overflows_total,\n"
+            "rld_template_admitted_tokens_total, rld_template_denied_total,\n"
+            "rld_template_info (labels algorithm, overflow);\n"
             "with global limits, from the daemon: rld_redis_up, rld_redis_rtt_seconds,\n"
             "rld_redis_calls_total, rld_redis_errors_total, rld_redis_reconnects_total,\n"
             "rld_global_fallback_seconds_total, rld_global_limits.\n"
             "Labels: rld_instance, limit. With no instance, prints rld_up 0 and exits 3.\n"
-            "--match GLOB keeps the per-limit samples of the matching limits only (the\n"
-            "instance's gauges, rld_limits included, stay whole).\n"
+            "--match GLOB keeps the per-limit (and per-template) samples of the matching\n"
+            "limits (and templates) only (the instance's gauges, rld_limits and\n"
+            "rld_templates included, stay whole).\n"
             "For the textfile collector, write to a temporary file and rename it.\n",
     .min_args = 0, .max_args = 0, .opts = metrics_opts, .check = check_metrics,
     .exec = cmd_metrics,
