@@ -546,9 +546,69 @@ fi
 
 # ---- changes through the daemon: create, set, delete, reset, reload, stats ---------------
 if [ "$proto" = 1 ]; then
-  # the templates leave before the reload checks (whose file edit removes them)
-  rc 0 delete t.ip
+  # templates through the daemon: reset of a key or of every key, create, set, delete
+  rc 0 reset t.ip 203.0.113.7;     has "$out" "^reset template t.ip key 203.0.113.7: full again$"
+  rc 0 status -j t.ip 203.0.113.7; jq_fields . "remaining retry_after_ns" "3 0"
+  rc 0 reset -j t.ip never.seen
+  jq_fields . "ok name template key existed" "true t.ip true never.seen false"
+  rc 0 reset t.ip --key-hex 0102;  has "$out" "key 0x0102: not in the table (full already)$"
+  rc 0 reset t.ip "$long";         has "$out" "full again$"
+  rc 2 reset a some.key;           has "$err" "'a' is a limit, not a template"
+  rc 5 reset nope some.key;        has "$err" "no template 'nope' in instance '$inst'"
+  rc 2 reset t.ip --key-hex xy
+  rc 0 try t.ip --key 203.0.113.7  # a key with state again
+  rc 0 reset t.ip;                 has "$out" "^reset (every key full again): template t.ip$"
+  rc 0 keys -j t.ip;               jq_fields . "live shown" "0 0"
+  rc 0 status -j t.ip 203.0.113.7; jq_fields . "exists remaining" "false 3"
+  rc 0 try t.ip --key new.after.reset   # the table's places come back as they are met
+  grep -q "template t.ip: reset by pid [0-9]* (uid [0-9]*): every key full again" "$log" ||
+    fail "template reset not logged"
+  # create --template: a table needs room in the segment (here: the page the file's left)
+  rc 0 create --template t.new rate=2/s max_keys=10 overflow=allow
+  has "$out" "^created template t.new: rate 2/s per key, burst 2, max_keys 10, overflow allow$"
+  rc 1 create --template t.new rate=2/s; has "$err" "template 't.new' exists"
+  rc 1 create --template t.big rate=1/s max_keys=100000
+  has "$err" "no room for its key table (max_keys 100000: 6400128 bytes; "
+  has "$err" "restart rld with --fresh"
+  rc 2 create --template t.x rate=1/s overflow=maybe; has "$err" "bad overflow 'maybe'"
+  rc 2 create --template t.x rate=1/s max_keys=0;     has "$err" "bad max_keys '0'"
+  rc 2 create t.x rate=1/s max_keys=5;                has "$err" "max_keys= and overflow= are for a template"
+  rc 2 create --template t.x t.x rate=1/s;            has "$err" "give the name once"
+  rc 2 create --template t.x rate=1/s algorithm=sliding; has "$err" "sliding are not available yet"
+  rc 0 create -j --template t.win2 rate=5/min algorithm=fixed max_keys=12
+  jq_fields . "ok name template algorithm max_keys overflow" "true t.win2 true fixed 12 deny"
+  rc 0 status -j t.new;            jq_fields . "overflow max_keys daemon.from_file" "allow 10 false"
+  rc 0 try t.new --key k1;         has "$out" "1 of 2 remaining"
+  rc 0 set t.new rate=4/s overflow=deny
+  has "$out" "^changed template t.new: rate 4/s per key, burst 2, max_keys 10, overflow deny$"
+  rc 0 set -j --template t.new burst=6; jq_fields . "rate burst max_keys overflow" "4/s 6 10 deny"
+  rc 1 set t.new max_keys=1000;    has "$err" "max_keys 1000 needs a key table of another size"
+  rc 2 set a max_keys=5;           has "$err" "'a' is a limit: max_keys= and overflow= are for templates"
+  rc 5 set --template zz rate=1/s; has "$err" "no template 'zz'"
+  rc 0 list -j
+  jq_fields "$(tpl t.new)" "rate burst overflow max_keys" "4/s 6 deny 10"
+  rc 0 stats -j
+  jq_fields . "limits max_limits" "5 64"
+  jq_is '[.templates[].name] | join(",")' "t.ip,t.new,t.win,t.win2"
+  rc 0 stats;                      has "$out" "^limits  *5, and 4 templates: 9 of 64 slots$"
+  has "$out" "^template  *t.ip: [0-9]* keys (max_keys 10), [0-9]* evictions, 2 overflows (deny)$"
+  rc 0 delete t.new;               has "$out" "^deleted template t.new$"
+  rc 5 keys t.new
+  grep -q "template t.new: deleted by pid [0-9]* (uid [0-9]*), its keys with it" "$log" ||
+    fail "template delete not logged"
+  # a deleted file template's table is kept for it: the next reload brings it back (three
+  # tables of 16 places are free now: t.new's, t.win2's and t.win's)
   rc 0 delete t.win
+  rc 0 delete t.win2
+  rc 0 create --template t.o1 rate=1/s max_keys=7
+  rc 0 create --template t.o2 rate=1/s max_keys=7
+  rc 1 create --template t.o3 rate=1/s max_keys=7
+  has "$err" "kept for template 't.win' of $conf"
+  rc 0 create --template t.win rate=1/s max_keys=7   # its own name may have it
+  for t in t.win t.o1 t.o2; do rc 0 delete $t; done
+  rc 0 delete -j t.ip;             jq_fields . "ok name template" "true t.ip true"
+  rc 5 try t.ip --key 203.0.113.7; has "$err" "no template 't.ip'"
+  rc 0 list -j;                    jq_is '.templates | length' 0
   rc 0 create c rate=5/s burst=3;  has "$out" "^created c: rate 5/s, burst 3$"
   rc 1 create c rate=5/s;          has "$err" "exists"
   rc 0 status -j c
