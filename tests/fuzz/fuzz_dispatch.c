@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "dseg.h"
 #include "handlers.h"
+#include "keeper.h"
 #include "log.h"
 #include "server.h"
 #include "waitq.h"
@@ -66,6 +67,30 @@ void srv_close_conn(server *s, conn *c, const char *why)
         return;
     c->closing = true;
     s->ops.closing(s->ops.ctx, c);
+}
+
+/* ---- stubs of keeper.c: no keeper in a fuzzer (a Reload that grows the segment would
+ * fork one per input) ------------------------------------------------------------------ */
+
+int keeper_fetch(const char *path, int *fd, pid_t *pid, uint32_t *slots, uint16_t *abi,
+                 char *err, size_t errlen)
+{
+    (void)path, (void)fd, (void)pid, (void)slots, (void)abi, (void)err, (void)errlen;
+    return -ENOENT;                    /* none runs: a new segment */
+}
+
+int keeper_replace(const char *path, int fd, uint32_t slots)
+{
+    (void)path, (void)fd, (void)slots;
+    return -ECONNREFUSED;
+}
+
+pid_t keeper_spawn(const char *path, int fd, uint32_t slots, mode_t mode, gid_t gid, char *err,
+                   size_t errlen)
+{
+    (void)path, (void)fd, (void)slots, (void)mode, (void)gid;
+    snprintf(err, errlen, "no keeper in the fuzzer");
+    return -ENOSYS;
 }
 
 /* ---- set-up ------------------------------------------------------------------------- */
