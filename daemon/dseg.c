@@ -450,34 +450,6 @@ uint64_t dseg_keys_free(const rldi_seg *s)
                                                                             : s->keys_size - used;
 }
 
-int dseg_keys_fit(rldi_seg *s, const rldi_config *conf, const rldi_limitdef *l,
-                  const char **kept_for)
-{
-    bool taken[RLDI_MAX_TEMPLATES] = { false };
-    uint64_t extra = 0;
-    uint32_t ti;
-    *kept_for = NULL;
-    if (tmpl_alloc(s, l, true, taken, &extra, &ti) < 0)
-        return -EXFULL;                 /* no room at all */
-    /* the file's templates that are not in the segment now (deleted at run time) come back
-     * on the next reload or restart, which must find room for their tables: theirs first */
-    memset(taken, 0, sizeof(taken));
-    extra = 0;
-    for (size_t i = 0; conf && i < conf->nlimits; i++) {
-        const rldi_limitdef *c = &conf->limits[i];
-        uint32_t slot, gen;
-        if (c->kind != RLDI_KIND_TEMPLATE || strcmp(c->name, l->name) == 0 ||
-            rldi_seg_lookup(s, c->name, &slot, &gen) == 0)
-            continue;
-        if (tmpl_alloc(s, c, true, taken, &extra, &ti) == 0 && !*kept_for)
-            *kept_for = c->name;
-    }
-    if (tmpl_alloc(s, l, true, taken, &extra, &ti) < 0)
-        return -EXFULL;
-    *kept_for = NULL;
-    return 0;
-}
-
 uint32_t dseg_template_count(const rldi_seg *s)
 {
     uint32_t n = 0;

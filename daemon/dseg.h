@@ -68,12 +68,6 @@ uint64_t dseg_keys_size(const rldi_config *conf);
 /* Bytes of the segment's key region no table has yet (0 when no record is left either): a
  * new template's table needs this much, unless a deleted template left one of its size. */
 uint64_t dseg_keys_free(const rldi_seg *s);
-/* Would template L's table fit now (a free table of its size, or free room), leaving room
- * for the templates of CONF (may be NULL) that are not in the segment (deleted at run time:
- * the next reload or restart brings them back)? 0, or -EXFULL with *KEPT_FOR the name of a
- * template of CONF the room is kept for (NULL: there is no room at all). */
-int dseg_keys_fit(rldi_seg *s, const rldi_config *conf, const rldi_limitdef *l,
-                  const char **kept_for);
 /* Live templates (each holds a slot, as a limit does). */
 uint32_t dseg_template_count(const rldi_seg *s);
 int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *changed);

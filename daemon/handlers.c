@@ -199,7 +199,9 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         return;
     }
     strcpy(l.name, p->limit->name);
-    if (rldi_parse_rate(p->limit->rate, &l.count, &l.period_ns, &why) < 0) {
+    /* rate = caller (a template's): each key's rate comes from the client */
+    bool caller = p->limit->template_ && p->limit->rate && strcmp(p->limit->rate, "caller") == 0;
+    if (!caller && rldi_parse_rate(p->limit->rate, &l.count, &l.period_ns, &why) < 0) {
         char rate[96];
         escape(p->limit->rate, rate, sizeof(rate));
         srv_reply_code(s->srv, c, id, -EINVAL, "bad rate '%s': %s", rate, why);
@@ -229,6 +231,7 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
             return;
         }
         l.overflow_allow = strcmp(ov, "allow") == 0;
+        l.caller_rate = caller;
     } else if (p->limit->max_keys || *ov) {
         srv_reply_code(s->srv, c, id, -EINVAL, "limit '%s': max_keys and overflow are for "
                        "templates", esc);
@@ -282,10 +285,10 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         r = dseg_limit_change(s->seg, slot, &l, &changed);
         if (r == -EXFULL) {
             srv_reply_code(s->srv, c, id, r, "template '%s': max_keys %u needs a key table of "
-                           "another size, and a table's size is fixed while the segment lives: "
-                           "declare it so in rld.conf and restart rld with --fresh (which resets "
-                           "every limit), or delete the template and create it again (its keys "
-                           "start full)", esc, l.max_keys);
+                           "another size, which a Put does not make: declare it so in %s and "
+                           "reload (the segment grows, its keys carried), or delete the "
+                           "template and create it again (its keys start full)", esc,
+                           l.max_keys, s->config_path);
             return;
         }
         if (r < 0) {
@@ -295,36 +298,24 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         waitq_limit_changed(s->wq, slot);
         LOG_INFO("%s %s: set to %s, %s by pid %d (uid %d)%s", what, esc, p->limit->rate,
                  shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid,
-                 !changed ? ", unchanged" : l.algo == RLDI_ALGO_GCRA ? ", state carried proportionally"
-                                                                    : "");
+                 !changed ? ", unchanged"
+                 : l.algo == RLDI_ALGO_GCRA && !is_tmpl ? ", state carried proportionally"
+                                                         : "");
     } else {
         if (p->update_only) {
             srv_reply_code(s->srv, c, id, -ENOENT, "no %s '%s'", what, esc);
             return;
         }
-        const char *kept_for = NULL;
-        r = l.kind == RLDI_KIND_TEMPLATE ? dseg_keys_fit(s->seg, s->conf, &l, &kept_for) : 0;
-        if (r == -EXFULL && kept_for) {
-            char kesc[96];
-            escape(kept_for, kesc, sizeof(kesc));
-            srv_reply_code(s->srv, c, id, r, "cannot create template '%s': the room for its key "
-                           "table is kept for template '%s' of %s, deleted at run time, which "
-                           "the next reload or restart brings back (remove it from the file "
-                           "and reload first)", esc, kesc, s->config_path);
-            return;
-        }
-        if (r == 0)
-            r = dseg_limit_create(s->seg, &l, &slot);
-        if (r < 0) {
+        if ((r = dseg_limit_create(s->seg, &l, &slot)) < 0) {
+            /* the segment grows for a template of the file (reload), not for a Put */
             if (r == -EXFULL)
                 srv_reply_code(s->srv, c, id, r, "cannot create template '%s': the segment has "
                                "no room for its key table (max_keys %u: %llu bytes; %llu free, "
-                               "and no table of that size left by a deleted template): key "
-                               "tables are sized when the segment is made; declare the template "
-                               "in rld.conf and restart rld with --fresh (which resets every "
-                               "limit)", esc, l.max_keys,
+                               "and no table of that size left by a deleted template): declare "
+                               "it in %s and reload, the segment grows for it (every limit and "
+                               "key carried)", esc, l.max_keys,
                                (unsigned long long)rldi_keys_table_bytes(l.max_keys),
-                               (unsigned long long)dseg_keys_free(s->seg));
+                               (unsigned long long)dseg_keys_free(s->seg), s->config_path);
             else
                 srv_reply_code(s->srv, c, id, r, "cannot create '%s': %s", esc,
                                r == -ENOSPC ? "the segment is full (raise [rld] max_limits, "

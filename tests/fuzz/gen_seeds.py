@@ -178,6 +178,12 @@ def dispatch():
         request(17, PUT, put("big", "1/s", create=True, tmpl=True, max_keys=268435456)),
         request(18, DELETE, pb_len(1, "w")),
         request(19, PUT, put("w2", "1/s", create=True, tmpl=True, max_keys=8)),
+        # rate = caller: created, and a template switched to it and back (every key full)
+        request(20, PUT, put("tc", "caller", create=True, tmpl=True, max_keys=8)),
+        request(21, PUT, put("t", "caller", update=True, tmpl=True)),
+        request(22, PUT, put("t", "5/s", update=True, tmpl=True)),
+        request(23, PUT, put("tc", "caller", update=True, tmpl=True, burst=3)),
+        request(24, PUT, put("x2", "caller", create=True)),            # caller on a limit
     ]
     write("fuzz_dispatch", "templates_admin", packets(0x07, admin))
     # the same, not an admin: refused, but Status and Stats answer
