@@ -302,8 +302,9 @@ printf '# HELP x h\n# TYPE x gauge\nx 1\n# HELP y h\n# TYPE y gauge\ny 1\nx{a="1
 ok
 
 # ---- templates (keyed limits): list, status, try --key, keys, metrics ---------------------
-TMPL_KEYS='["admitted","algorithm","align_ns","burst","denied","evictions","keys","max_keys",
-  "name","overflow","overflows","places","rate","rate_count","rate_period_ns","unlimited"]'
+TMPL_KEYS='["admitted","algorithm","align_ns","burst","caller_rate","denied","evictions","keys",
+  "max_keys","name","overflow","overflows","places","rate","rate_count","rate_period_ns",
+  "unlimited"]'
 tpl() { echo ".templates[] | select(.name == \"$1\")"; }
 # The row of template $1 in the templates' table of list (after the empty line).
 trow() { awk -v n="$1" 'NF == 0 {t = 1} t && $1 == n' "$out" | tr -s ' '; }
@@ -349,8 +350,8 @@ rc 0 keys t.ip --top 2
 has "$out" "^\.\.\. 2 more (the 2 fullest of 4 live keys shown)$"
 rc 0 keys -j t.ip
 jq_fields . "template max_keys places live shown" "t.ip 10 16 4 4"
-jq_true '.keys[0] | keys == ["burst","key","key_hex","length","remaining","reset_after_ns",
-                             "retry_after_ns","truncated","unlimited","waiters"]'
+jq_true '.keys[0] | keys == ["burst","key","key_hex","length","rate","remaining",
+                             "reset_after_ns","retry_after_ns","truncated","unlimited","waiters"]'
 jq_fields '.keys[0]' "key length truncated remaining burst waiters" "203.0.113.7 11 false 0 3 0"
 jq_true '.keys[0].reset_after_ns > 86000000000000'
 jq_fields '.keys[1]' "key length truncated remaining" "verylongkeypref 42 true 1"
@@ -362,7 +363,7 @@ rc 0 status t.ip "$long";          has "$out" "^remaining  *1 of 3$"
 rc 0 status t.ip 198.51.100.1;     has "$out" "^state  *full (not in the table)$"
 has "$out" "^remaining  *3 of 3$"
 rc 0 status -j t.ip --key-hex 00ff
-jq_true 'keys == ["burst","exists","key","key_hex","length","remaining","reset_after_ns",
+jq_true 'keys == ["burst","exists","key","key_hex","length","rate","remaining","reset_after_ns",
                   "retry_after_ns","template","truncated","unlimited","waiters"]'
 jq_fields . "template exists key_hex remaining burst" "t.ip true 00ff 2 3"
 rc 0 status -j t.ip nobody.here;   jq_fields . "exists remaining retry_after_ns waiters" "false 3 0 0"
@@ -399,7 +400,7 @@ rc 2 status t.ip k --key-hex 00;   has "$err" "give the key once"
 rc 2 status t.ip "$(printf '%0257d' 0)"; has "$err" "bad key: 1 to 256 bytes"
 rc 2 try a --key x;                has "$err" "'a' is a limit, not a template"
 rc 5 try nope --key x
-rc 2 try t.ip 4 --key 203.0.113.7; has "$err" "cost 4 exceeds the burst of t.ip (3)"
+rc 2 try t.ip 4 --key 203.0.113.7; has "$err" "cost 4 exceeds the burst of t.ip key 203.0.113.7 (3)"
 rc 5 status nope k
 # metrics: per template, label template
 rc 0 metrics
@@ -569,12 +570,14 @@ if [ "$proto" = 1 ]; then
   rc 1 create --template t.new rate=2/s; has "$err" "template 't.new' exists"
   rc 1 create --template t.big rate=1/s max_keys=100000
   has "$err" "no room for its key table (max_keys 100000: 6400128 bytes; "
-  has "$err" "restart rld with --fresh"
+  has "$err" "declare it in $conf and reload, the segment grows for it"
   rc 2 create --template t.x rate=1/s overflow=maybe; has "$err" "bad overflow 'maybe'"
   rc 2 create --template t.x rate=1/s max_keys=0;     has "$err" "bad max_keys '0'"
   rc 2 create t.x rate=1/s max_keys=5;                has "$err" "max_keys= and overflow= are for a template"
   rc 2 create --template t.x t.x rate=1/s;            has "$err" "give the name once"
-  rc 2 create --template t.x rate=1/s algorithm=sliding; has "$err" "sliding are not available yet"
+  rc 2 create --template t.x rate=unlimited algorithm=fixed; has "$err" "a window algorithm needs a rate"
+  rc 2 create --template t.x rate=caller burst=3;     has "$err" "burst= does not go with rate=caller"
+  rc 2 create t.x rate=caller;                        has "$err" "rate=caller is for a template"
   rc 0 create -j --template t.win2 rate=5/min algorithm=fixed max_keys=12
   jq_fields . "ok name template algorithm max_keys overflow" "true t.win2 true fixed 12 deny"
   rc 0 status -j t.new;            jq_fields . "overflow max_keys daemon.from_file" "allow 10 false"
@@ -583,7 +586,8 @@ if [ "$proto" = 1 ]; then
   has "$out" "^changed template t.new: rate 4/s per key, burst 2, max_keys 10, overflow deny$"
   rc 0 set -j --template t.new burst=6; jq_fields . "rate burst max_keys overflow" "4/s 6 10 deny"
   rc 1 set t.new max_keys=1000;    has "$err" "max_keys 1000 needs a key table of another size"
-  rc 2 set a max_keys=5;           has "$err" "'a' is a limit: max_keys= and overflow= are for templates"
+  has "$err" "declare it so in $conf and reload"
+  rc 2 set a max_keys=5;           has "$err" "'a' is a limit: max_keys=, overflow= and rate=caller are for templates"
   rc 5 set --template zz rate=1/s; has "$err" "no template 'zz'"
   rc 0 list -j
   jq_fields "$(tpl t.new)" "rate burst overflow max_keys" "4/s 6 deny 10"
@@ -596,16 +600,36 @@ if [ "$proto" = 1 ]; then
   rc 5 keys t.new
   grep -q "template t.new: deleted by pid [0-9]* (uid [0-9]*), its keys with it" "$log" ||
     fail "template delete not logged"
-  # a deleted file template's table is kept for it: the next reload brings it back (three
-  # tables of 16 places are free now: t.new's, t.win2's and t.win's)
+  # rate = caller (t.new's table, free again): each key's rate from the client
+  rc 0 create --template t.plan rate=caller max_keys=10
+  has "$out" "^created template t.plan: rate caller (each key's own), max_keys 10, overflow deny$"
+  rc 2 try t.plan --key acme;      has "$err" "is rate = caller: a new key needs its rate (--rate R)"
+  rc 0 try t.plan 5 --key acme --rate 100/min; has "$out" "95 of 100 remaining$"
+  rc 0 try t.plan --key acme;      has "$out" "94 of 100 remaining$"
+  rc 2 try t.plan 101 --key acme;  has "$err" "cost 101 exceeds the burst of t.plan key acme (100)"
+  rc 2 try t.ip --key x --rate 1/s; has "$err" "--rate is for rate = caller templates"
+  rc 2 try t.plan --rate 1/s;      has "$err" "give --key KEY too"
+  rc 0 keys t.plan
+  has "$out" "^KEY  *RATE  *REMAINING  *BURST  *RETRY_AFTER  *RESET_AFTER  *WAITERS$"
+  [ "$(awk '$1 == "acme"' "$out" | tr -s ' ' | cut -d' ' -f1-4)" = "acme 100/min 94 100" ] ||
+    fail "keys t.plan: $(cat "$out")"
+  rc 0 keys -j t.plan;             jq_fields '.keys[0]' "key rate burst remaining" "acme 100/min 100 94"
+  rc 0 status t.plan acme;         has "$out" "^rate  *100/min (the key's own)$"
+  rc 0 status -j t.plan nobody;    jq_fields . "exists rate burst remaining" "false null null null"
+  rc 0 list -j;                    jq_fields "$(tpl t.plan)" "rate caller_rate burst" "caller true 0"
+  rc 2 set t.plan burst=3;         has "$err" "is rate = caller"
+  # rate = caller on or off: every key full (an entry holds a rate, or bytes of its key)
+  rc 0 set t.plan rate=10/min burst=5
+  has "$out" "^changed template t.plan: rate 10/min per key, burst 5, max_keys 10, overflow deny$"
+  rc 0 keys -j t.plan;             jq_is '.live' 0
+  grep -q "template t.plan: rate = caller off: every key starts full" "$log" ||
+    fail "rate = caller off not logged"
+  rc 0 delete t.plan
+  # a table a deleted template left is reused by one of its size
   rc 0 delete t.win
   rc 0 delete t.win2
   rc 0 create --template t.o1 rate=1/s max_keys=7
-  rc 0 create --template t.o2 rate=1/s max_keys=7
-  rc 1 create --template t.o3 rate=1/s max_keys=7
-  has "$err" "kept for template 't.win' of $conf"
-  rc 0 create --template t.win rate=1/s max_keys=7   # its own name may have it
-  for t in t.win t.o1 t.o2; do rc 0 delete $t; done
+  rc 0 delete t.o1
   rc 0 delete -j t.ip;             jq_fields . "ok name template" "true t.ip true"
   rc 5 try t.ip --key 203.0.113.7; has "$err" "no template 't.ip'"
   rc 0 list -j;                    jq_is '.templates | length' 0

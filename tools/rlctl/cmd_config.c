@@ -23,6 +23,7 @@ typedef struct put_args {
     uint64_t    align_ns;
     bool        align_set;
     bool        tmpl;           /* --template NAME (set: or NAME is one) */
+    bool        caller;         /* rate=caller: a template's keys' rates from the client */
     uint64_t    max_keys;       /* 0: absent */
     const char *overflow;       /* "deny", "allow"; NULL if absent */
 } put_args;
@@ -54,7 +55,8 @@ static int parse_put(const rlctl_ctx *ctx, put_args *a)
             if (a->rate_text)
                 return rlctl_usage_error(ctx, "rate= given twice");
             a->rate_text = w + 5;
-            if (rldi_parse_rate(a->rate_text, &a->count, &a->period_ns, &why) < 0)
+            a->caller = strcmp(a->rate_text, "caller") == 0;
+            if (!a->caller && rldi_parse_rate(a->rate_text, &a->count, &a->period_ns, &why) < 0)
                 return rlctl_usage_error(ctx, "bad rate '%s': %s (examples: 10/s, 3500/min, "
                                          "5/500ms, unlimited)", a->rate_text, why);
         } else if (strncmp(w, "burst=", 6) == 0) {
@@ -108,6 +110,12 @@ static int parse_put(const rlctl_ctx *ctx, put_args *a)
     if (ctx->cmd == &rlctl_cmd_create && !a->tmpl && (a->max_keys || a->overflow))
         return rlctl_usage_error(ctx, "max_keys= and overflow= are for a template: create "
                                  "--template NAME rate=R ...");
+    if (ctx->cmd == &rlctl_cmd_create && !a->tmpl && a->caller)
+        return rlctl_usage_error(ctx, "rate=caller is for a template: each key's rate comes "
+                                 "from the client (create --template NAME rate=caller)");
+    if (a->caller && a->burst)
+        return rlctl_usage_error(ctx, "burst= does not go with rate=caller: each key's burst "
+                                 "is its own rate's count");
     if (!a->rate_text && !a->burst && !a->algo_text && !a->align_set && !a->max_keys &&
         !a->overflow)
         return rlctl_usage_error(ctx, "nothing to change: give rate=R, burst=B, algorithm=A "
@@ -153,12 +161,19 @@ static int fill_current(rlctl_ctx *ctx, put_args *a)
             a->max_keys = tp.info.max_keys;
         if (!a->overflow)
             a->overflow = tp.overflow_allow ? "allow" : "deny";
+        if (!a->rate_text && tp.caller_rate) {
+            a->caller = true;           /* kept: every key keeps its own rate */
+            a->rate_text = "caller";
+            if (a->burst)
+                return rlctl_usage_error(ctx, "template '%s' is rate = caller: each key's "
+                                         "burst is its own rate's count (no burst=)", a->name);
+        }
     } else {
         if ((r = rlctl_find(ctx, a->name, &h)) != 0)
             return r;
-        if (a->max_keys || a->overflow)
-            return rlctl_usage_error(ctx, "'%s' is a limit: max_keys= and overflow= are for "
-                                     "templates", a->name);
+        if (a->max_keys || a->overflow || a->caller)
+            return rlctl_usage_error(ctx, "'%s' is a limit: max_keys=, overflow= and "
+                                     "rate=caller are for templates", a->name);
         if ((r = rlctl_limit_read(ctx->client, h, &cur)) < 0)
             return rlctl_fail(rlctl_exit_for(r), "limit '%s': %s", a->name, rld_strerror(r));
     }
@@ -175,7 +190,7 @@ static int fill_current(rlctl_ctx *ctx, put_args *a)
                                      a->tmpl ? "template" : "limit", a->name,
                                      rldi_algo_name(a->algo));
     }
-    if (a->algo == RLDI_ALGO_GCRA && !a->burst) {
+    if (a->algo == RLDI_ALGO_GCRA && !a->burst && !a->caller) {
         /* Keep the burst, except that it follows the rate when it was the rate's count. */
         a->burst = cur.info.algorithm == RLDI_ALGO_GCRA ? cur.info.burst : 0;
     }
@@ -232,7 +247,9 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
     }
     rld__v1__reply__free_unpacked(rep, NULL);
     char rate[48] = "";
-    if (put)
+    if (put && put->caller)
+        snprintf(rate, sizeof(rate), "caller");
+    else if (put)
         rldi_format_rate(rate, sizeof(rate), put->count, put->period_ns);
     if (ctx->json) {
         rlctl_json j;
@@ -243,7 +260,9 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
         if (put) {
             rlctl_json_str(&j, "rate", rate);
             rlctl_json_str(&j, "algorithm", rldi_algo_name(put->algo));
-            if (put->algo != RLDI_ALGO_GCRA)
+            if (put->caller)
+                rlctl_json_null(&j, "burst");
+            else if (put->algo != RLDI_ALGO_GCRA)
                 rlctl_json_u64(&j, "burst", put->count);
             else if (put->burst)
                 rlctl_json_u64(&j, "burst", put->burst);
@@ -267,18 +286,24 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
         snprintf(keys, sizeof(keys), ", max_keys %llu, overflow %s",
                  (unsigned long long)(put->max_keys ? put->max_keys : RLDI_MAX_KEYS_DEFAULT),
                  put->overflow ? put->overflow : "deny");
-    const char *per = put && put->tmpl ? " per key" : "";
+    const char *per = put && put->caller ? " (each key's own)" : put && put->tmpl ? " per key"
+                                                                                 : "";
     const char *what = tmpl ? "template " : "";
     if (put && put->algo == RLDI_ALGO_SLIDING) {
         printf("%s %s%s: rate %s%s, sliding window%s\n", verb, what, name, rate, per, keys);
     } else if (put && put->algo == RLDI_ALGO_FIXED) {
         char al[48] = "";
-        if (put->align_ns) {
-            al[0] = '+';
-            rldi_format_duration(al + 1, sizeof(al) - 1, put->align_ns);
+        if (put->align_ns == RLD_ALIGN_FIRST) {
+            snprintf(al, sizeof(al), " from its first take");
+        } else if (put->align_ns == RLD_ALIGN_ELASTIC) {
+            snprintf(al, sizeof(al), ", elastic");
+        } else if (put->align_ns) {
+            snprintf(al, sizeof(al), " aligned +");
+            rldi_format_duration(al + 10, sizeof(al) - 10, put->align_ns);
         }
-        printf("%s %s%s: rate %s%s, fixed window%s%s%s\n", verb, what, name, rate, per,
-               put->align_ns ? " aligned " : "", al, keys);
+        printf("%s %s%s: rate %s%s, fixed window%s%s\n", verb, what, name, rate, per, al, keys);
+    } else if (put && put->caller) {
+        printf("%s %s%s: rate %s%s%s\n", verb, what, name, rate, per, keys);
     } else if (put) {
         printf("%s %s%s: rate %s%s, burst %llu%s\n", verb, what, name, rate, per,
                (unsigned long long)(put->burst ? put->burst : put->count), keys);
@@ -295,7 +320,10 @@ static int put(rlctl_ctx *ctx, bool create)
     if (r != 0 || (!create && (r = fill_current(ctx, &a)) != 0))
         return r;
     char rate[48];
-    rldi_format_rate(rate, sizeof(rate), a.count, a.period_ns);   /* parses back the same */
+    if (a.caller)
+        snprintf(rate, sizeof(rate), "caller");
+    else
+        rldi_format_rate(rate, sizeof(rate), a.count, a.period_ns);   /* parses back the same */
     Rld__V1__LimitConfig lc = RLD__V1__LIMIT_CONFIG__INIT;
     lc.name = (char *)a.name;
     lc.rate = rate;
@@ -427,14 +455,14 @@ const rlctl_cmd rlctl_cmd_create = {
             "align=+15min shifts the windows). Exit 1 if the limit exists already.\n"
             "It lives until deleted, or until a reload whose file does not declare it.\n"
             "Needs root or [rld] admin_group (else exit 4).\n"
-            "--template NAME rate=R [burst=B] [algorithm=gcra|fixed] [max_keys=N]\n"
+            "--template NAME rate=R [burst=B] [algorithm=A] [align=D] [max_keys=N]\n"
             "[overflow=deny|allow] creates a template of keyed limits: each key's rate and\n"
-            "burst, a table of max_keys keys (default 100000), and what a new key gets while\n"
-            "the table is full (deny: refused, the default; allow: let through). Its table\n"
-            "needs room in the segment, made when the segment is: a table left by a deleted\n"
-            "template of the same max_keys, or room a rld.conf template did not use. When\n"
-            "there is none (exit 1), declare the template in rld.conf and restart rld with\n"
-            "--fresh (which resets every limit).\n",
+            "burst (rate=caller: each key's own rate, from the client), a table of max_keys\n"
+            "keys (default 100000), and what a new key gets while the table is full (deny:\n"
+            "refused, the default; allow: let through). Its table needs room in the segment:\n"
+            "a table left by a deleted template of the same size, or room the file's\n"
+            "templates left. When there is none (exit 1), declare the template in rld.conf\n"
+            "and reload: the segment grows for it, every limit and key carried.\n",
     .min_args = 0, .max_args = 7, .needs_daemon = true, .opts = put_opts, .check = check_put,
     .exec = cmd_create,
 };
@@ -446,8 +474,9 @@ const rlctl_cmd rlctl_cmd_set = {
             "stays half used); a change of algorithm starts the limit full. Exit 5 if\n"
             "there is no such limit. Needs root or [rld] admin_group (else exit 4).\n"
             "A template (NAME, or --template NAME): the same for every key at once, each\n"
-            "keeping its state in time (a change of algorithm makes every key full), and\n"
-            "overflow=deny|allow; max_keys=N only within the size of its table.\n",
+            "keeping its state in time (a change of algorithm, or of rate=caller, makes\n"
+            "every key full), and overflow=deny|allow; max_keys=N only within the size of\n"
+            "its table (another size: in rld.conf, and reload).\n",
     .min_args = 0, .max_args = 7, .needs_daemon = true, .opts = put_opts, .check = check_put,
     .exec = cmd_set,
 };

@@ -13,6 +13,7 @@
 
 #include "atomics.h"
 #include "bucket.h"
+#include "rate.h"
 #include "rlctl.h"
 
 typedef struct keyrow {
@@ -22,6 +23,7 @@ typedef struct keyrow {
     bool     unlimited;
     uint32_t waiters;
     uint64_t burst, remaining, retry_after_ns, reset_after_ns;
+    uint64_t rate_count, rate_period_ns;    /* a rate = caller key's own, else 0 */
 } keyrow;
 
 /* < 0 when A is fuller than B: less remaining relative to its burst (for a window: more of
@@ -124,6 +126,7 @@ static int walk(const rldi_seg *s, const rldi_table *t, rows *rs)
         size_t len;
         k.n = (uint8_t)rldi_key_prefix(t, e, k.prefix, &len);
         k.len = (uint16_t)len;
+        rlctl_entry_rate(t, e, &k.rate_count, &k.rate_period_ns);
         rldi_verdict v;
         if (rlctl_entry_peek(s, t, (uint32_t)i, g, now, &v) < 0)
             continue;                   /* reclaimed meanwhile */
@@ -161,8 +164,8 @@ static const char *u64s(char *buf, size_t len, uint64_t v)
 /*
  * keys --json: {"instance", "template", "max_keys", "places", "live" (keys met by the walk),
  * "shown", "keys": [KEY...]}, the fullest first; KEY: the key fields (key, key_hex, length,
- * truncated) and "unlimited", "burst", "remaining" (null when unlimited),
- * "retry_after_ns", "reset_after_ns", "waiters".
+ * truncated) and "unlimited", "rate" (a rate = caller key's own, else null), "burst",
+ * "remaining" (null when unlimited), "retry_after_ns", "reset_after_ns", "waiters".
  */
 static int cmd_keys(rlctl_ctx *ctx)
 {
@@ -198,6 +201,10 @@ static int cmd_keys(rlctl_ctx *ctx)
             rlctl_json_obj(&j, NULL);
             rlctl_json_key_fields(&j, k->prefix, k->n, k->len);
             rlctl_json_bool(&j, "unlimited", k->unlimited);
+            char kr[48];
+            if (k->rate_count)
+                rldi_format_rate(kr, sizeof(kr), k->rate_count, k->rate_period_ns);
+            rlctl_json_str(&j, "rate", k->rate_count ? kr : NULL);
             if (k->unlimited) {
                 rlctl_json_null(&j, "burst");
                 rlctl_json_null(&j, "remaining");
@@ -215,20 +222,34 @@ static int cmd_keys(rlctl_ctx *ctx)
         free(rs.v);
         return RLCTL_EXIT_OK;
     }
+    /* rate = caller: each key's own rate, in a column after the key */
     static const char *const head[] = { "KEY", "REMAINING", "BURST", "RETRY_AFTER",
                                         "RESET_AFTER", "WAITERS" };
+    static const char *const head_rate[] = { "KEY", "RATE", "REMAINING", "BURST",
+                                             "RETRY_AFTER", "RESET_AFTER", "WAITERS" };
     static const bool right[] = { false, true, true, true, true, true };
+    static const bool right_rate[] = { false, false, true, true, true, true, true };
+    bool skip = !tp.caller_rate;
     rlctl_table tb;
-    rlctl_table_init(&tb, 6, head, right);
+    if (skip)
+        rlctl_table_init(&tb, 6, head, right);
+    else
+        rlctl_table_init(&tb, 7, head_rate, right_rate);
     for (size_t i = 0; i < rs.n; i++) {
         const keyrow *k = &rs.v[i];
-        char key[RLCTL_KEY_TEXT], rem[24], burst[24], w[24];
+        char key[RLCTL_KEY_TEXT], rem[24], burst[24], w[24], kr[48] = "-";
         rlctl_key_text(k->prefix, k->n, k->len, key, sizeof(key));
-        rlctl_table_row(&tb, key, k->unlimited ? "-" : u64s(rem, sizeof(rem), k->remaining),
-                        k->unlimited ? "-" : u64s(burst, sizeof(burst), k->burst),
-                        k->retry_after_ns ? rlctl_dur(k->retry_after_ns) : "0",
-                        k->reset_after_ns ? rlctl_dur(k->reset_after_ns) : "0",
-                        u64s(w, sizeof(w), k->waiters));
+        if (k->rate_count)
+            rldi_format_rate(kr, sizeof(kr), k->rate_count, k->rate_period_ns);
+        const char *remc = k->unlimited ? "-" : u64s(rem, sizeof(rem), k->remaining);
+        const char *bc = k->unlimited ? "-" : u64s(burst, sizeof(burst), k->burst);
+        const char *ra = k->retry_after_ns ? rlctl_dur(k->retry_after_ns) : "0";
+        const char *rs_ = k->reset_after_ns ? rlctl_dur(k->reset_after_ns) : "0";
+        u64s(w, sizeof(w), k->waiters);
+        if (skip)
+            rlctl_table_row(&tb, key, remc, bc, ra, rs_, w);
+        else
+            rlctl_table_row(&tb, key, kr, remc, bc, ra, rs_, w);
     }
     rlctl_table_print(&tb, stdout, 0, 0, "\n");
     rlctl_table_free(&tb);

@@ -18,6 +18,23 @@ static const char *num(char *buf, size_t len, uint64_t v)
     return buf;
 }
 
+/* status's algorithm line of a fixed window: wall-clock periods (ALIGN after each), or
+ * anchored at the first take, or elastic. */
+static void print_fixed(uint64_t align_ns)
+{
+    if (align_ns == RLD_ALIGN_FIRST) {
+        printf("%-16s fixed window (the count per period from its first take)\n", "algorithm");
+    } else if (align_ns == RLD_ALIGN_ELASTIC) {
+        printf("%-16s fixed window (elastic: each attempt pushes its end a period on)\n",
+               "algorithm");
+    } else {
+        printf("%-16s fixed window (the count per wall-clock period", "algorithm");
+        if (align_ns)
+            printf(", starting +%s", rlctl_dur(align_ns));
+        printf(")\n");
+    }
+}
+
 /* Say on stderr that GLOBs selected nothing (the output itself stays well-formed). */
 static void note_no_match(const rlctl_ctx *ctx, const rlctl_seg_info *si, uint32_t templates)
 {
@@ -45,6 +62,7 @@ static void print_templates(const rlctl_tmpl *v, size_t n)
         bool window = p->info.algorithm != RLD_ALGO_GCRA && !p->unlimited;
         snprintf(rate, sizeof(rate), "%s%s%s", p->rate, window ? " " : "",
                  window ? rldi_algo_name(p->info.algorithm) : "");
+        window |= p->caller_rate;       /* each key its own burst: none to show */
         snprintf(ov, sizeof(ov), "%llu%s", (unsigned long long)p->overflows,
                  p->overflow_allow ? " allow" : "");
         rlctl_table_row(&t, p->info.name, rate,
@@ -210,20 +228,23 @@ static int template_status(rlctl_ctx *ctx, const char *name)
         rlctl_json_end(&j, '}');
     } else {
         printf("%-16s %s\n", "template", tp.info.name);
-        if (tp.unlimited)
+        if (tp.caller_rate)
+            printf("%-16s %s\n", "rate", "caller: each key's own, given by the client "
+                   "(rld_try_key_rate), its burst its count");
+        else if (tp.unlimited)
             printf("%-16s %s\n", "rate", "unlimited (admits everything, still counted)");
         else if (tp.info.rate_period_ns == 1000000000u)
             printf("%-16s %s per key\n", "rate", tp.rate);
         else
             printf("%-16s %s per key (%.6g/s)\n", "rate", tp.rate, rlctl_rate_per_s(&tp.info));
         if (!tp.unlimited && tp.info.algorithm == RLD_ALGO_FIXED) {
-            printf("%-16s fixed window (the count per wall-clock period", "algorithm");
-            if (tp.info.align_ns)
-                printf(", starting +%s", rlctl_dur(tp.info.align_ns));
-            printf(")\n");
+            print_fixed(tp.info.align_ns);
+        } else if (!tp.unlimited && tp.info.algorithm == RLD_ALGO_SLIDING) {
+            printf("%-16s %s\n", "algorithm", "sliding window (at most the count in any period)");
         } else if (!tp.unlimited) {
-            printf("%-16s %s\n", "algorithm", rldi_algo_name(tp.info.algorithm));
-            printf("%-16s %llu per key\n", "burst", (unsigned long long)tp.info.burst);
+            printf("%-16s %s\n", "algorithm", "gcra");
+            if (!tp.caller_rate)
+                printf("%-16s %llu per key\n", "burst", (unsigned long long)tp.info.burst);
         }
         printf("%-16s %u (a table of %llu places)\n", "max_keys", tp.info.max_keys,
                (unsigned long long)tp.places);
@@ -250,8 +271,10 @@ static int template_status(rlctl_ctx *ctx, const char *name)
 
 /*
  * status TEMPLATE KEY --json: {"template", the key fields (key, key_hex, length, truncated:
- * false), "exists" (in the table), "unlimited", "burst", "remaining" (null when unlimited),
- * "retry_after_ns", "reset_after_ns", "waiters"}; a key not in the table is full.
+ * false), "exists" (in the table), "unlimited", "rate" (a rate = caller key's own, else
+ * null), "burst", "remaining" (null when unlimited, or for a rate = caller key not in the
+ * table, whose rate comes with its first take), "retry_after_ns", "reset_after_ns",
+ * "waiters"}; a key not in the table is full.
  */
 static int key_status(rlctl_ctx *ctx, const char *name, const char *text, const char *hex)
 {
@@ -265,6 +288,11 @@ static int key_status(rlctl_ctx *ctx, const char *name, const char *text, const 
         return r;
     if ((r = rlctl_key_state(ctx, &tp, &t, key, len, &ks)) < 0)
         return rlctl_fail(rlctl_exit_for(r), "template '%s': %s", name, rld_strerror(r));
+    /* a rate = caller key not in the table: its rate, so its burst, comes with it */
+    bool unknown = tp.caller_rate && !ks.exists;
+    char krate[48] = "";
+    if (ks.rate_count)
+        rldi_format_rate(krate, sizeof(krate), ks.rate_count, ks.rate_period_ns);
     if (ctx->json) {
         rlctl_json j;
         rlctl_json_init(&j, stdout);
@@ -273,7 +301,8 @@ static int key_status(rlctl_ctx *ctx, const char *name, const char *text, const 
         rlctl_json_key_fields(&j, key, len, len);
         rlctl_json_bool(&j, "exists", ks.exists);
         rlctl_json_bool(&j, "unlimited", ks.unlimited);
-        if (ks.unlimited) {
+        rlctl_json_str(&j, "rate", *krate ? krate : NULL);
+        if (ks.unlimited || unknown) {
             rlctl_json_null(&j, "burst");
             rlctl_json_null(&j, "remaining");
         } else {
@@ -295,8 +324,13 @@ static int key_status(rlctl_ctx *ctx, const char *name, const char *text, const 
     } else {
         printf("%-16s %s\n", "state", "in the table");
     }
+    if (*krate)
+        printf("%-16s %s (the key's own)\n", "rate", krate);
     if (ks.unlimited) {
         printf("%-16s %s\n", "remaining", "unlimited");
+    } else if (unknown) {
+        printf("%-16s %s\n", "remaining", "all of its burst (its rate comes with its first "
+               "take)");
     } else {
         printf("%-16s %llu of %llu\n", "remaining", (unsigned long long)ks.remaining,
                (unsigned long long)ks.burst);
@@ -373,18 +407,7 @@ static int cmd_status(rlctl_ctx *ctx)
                 printf("%-16s %s\n", "algorithm", "sliding window (at most the count in any "
                        "period; 16 sub-windows)");
             } else if (l.info.algorithm == RLD_ALGO_FIXED) {
-                if (l.info.align_ns == RLD_ALIGN_FIRST)
-                    printf("%-16s fixed window (the count per period from its first take)\n",
-                           "algorithm");
-                else if (l.info.align_ns == RLD_ALIGN_ELASTIC)
-                    printf("%-16s fixed window (elastic: each attempt pushes its end a period "
-                           "on)\n", "algorithm");
-                else {
-                    printf("%-16s fixed window (the count per wall-clock period", "algorithm");
-                    if (l.info.align_ns)
-                        printf(", starting +%s", rlctl_dur(l.info.align_ns));
-                    printf(")\n");
-                }
+                print_fixed(l.info.align_ns);
             } else {
                 printf("%-16s %s\n", "algorithm", "gcra");
                 printf("%-16s %llu\n", "burst", (unsigned long long)l.info.burst);

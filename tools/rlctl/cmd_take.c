@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "rate.h"
 #include "rlctl.h"
 
 typedef struct outcome {
@@ -47,6 +48,7 @@ typedef struct take_args {
     bool        keyed;          /* try --key: NAME is a template */
     uint8_t     key[RLDI_KEY_MAX];
     size_t      keylen;
+    uint64_t    rate_count, rate_period_ns;   /* try --rate: a rate = caller key's rate */
 } take_args;
 
 static int parse_take(const rlctl_ctx *ctx, take_args *a)
@@ -56,6 +58,7 @@ static int parse_take(const rlctl_ctx *ctx, take_args *a)
     a->timeout_ns = -1;
     a->priority = 0;
     a->keyed = false;
+    a->rate_count = a->rate_period_ns = 0;
     int r = rlctl_check_name(ctx, a->name);
     if (r == 0 && ctx->argc > 1)
         r = rlctl_arg_u64(ctx, "cost", ctx->argv[1], &a->cost);
@@ -64,6 +67,15 @@ static int parse_take(const rlctl_ctx *ctx, take_args *a)
     if (r == 0 && (ctx->optv[k] || ctx->optv[k + 1])) {
         a->keyed = true;
         r = rlctl_arg_key(ctx, ctx->optv[k], ctx->optv[k + 1], a->key, &a->keylen);
+    }
+    if (r == 0 && ctx->cmd == &rlctl_cmd_try && ctx->optv[2]) {
+        const char *why = NULL;
+        if (!a->keyed)
+            return rlctl_usage_error(ctx, "--rate is a key's rate: give --key KEY too");
+        if (rldi_parse_rate(ctx->optv[2], &a->rate_count, &a->rate_period_ns, &why) < 0 ||
+            a->rate_count == 0)
+            return rlctl_usage_error(ctx, "bad --rate '%s': %s (a key's rate, e.g. 100/min)",
+                                     ctx->optv[2], why ? why : "not unlimited");
     }
     if (r != 0 || ctx->cmd != &rlctl_cmd_wait)
         return r;
@@ -170,6 +182,24 @@ static int too_big(const rlctl_ctx *ctx, const char *name, uint64_t cost)
                       "never be admitted", (unsigned long long)cost, name, burst);
 }
 
+/* -E2BIG for a key: its burst is the template's, or with rate = caller its own rate's count. */
+static int too_big_key(rlctl_ctx *ctx, const take_args *a)
+{
+    rlctl_tmpl tp;
+    rldi_table t;
+    rlctl_keystate ks;
+    char buf[256], kt[RLCTL_KEY_TEXT];
+    unsigned long long burst = 0;
+    rlctl_capture_errors(buf, sizeof(buf));
+    if (rlctl_find_template(ctx, a->name, &tp, &t) == 0 &&
+        rlctl_key_state(ctx, &tp, &t, a->key, a->keylen, &ks) == 0)
+        burst = a->rate_count ? a->rate_count : ks.burst;
+    rlctl_capture_errors(NULL, 0);
+    rlctl_key_text(a->key, a->keylen, a->keylen, kt, sizeof(kt));
+    return rlctl_fail(RLCTL_EXIT_USAGE, "cost %llu exceeds the burst of %s key %s (%llu): it "
+                      "can never be admitted", (unsigned long long)a->cost, a->name, kt, burst);
+}
+
 /* try TEMPLATE --key KEY: rld_try_key, which creates the key's bucket if need be. Its code
  * (0, -EAGAIN, ...), or *EXIT set (> 0) when the reason is printed already. */
 static int try_key(rlctl_ctx *ctx, const take_args *a, rld_result *res, int *exit)
@@ -185,7 +215,29 @@ static int try_key(rlctl_ctx *ctx, const take_args *a, rld_result *res, int *exi
                            "shows them)", a->name, ctx->paths.instance);
     if (r < 0)
         return r;
-    int code = rld_try_key(ctx->client, tp, a->key, a->keylen, a->cost, res);
+    int code = a->rate_count ? rld_try_key_rate(ctx->client, tp, a->key, a->keylen,
+                                                a->rate_count, a->rate_period_ns, a->cost, res)
+                             : rld_try_key(ctx->client, tp, a->key, a->keylen, a->cost, res);
+    if (code == -EINVAL || code == -ERANGE) {
+        /* what librld refuses here: a rate on a template of fixed rates, a new key of a
+         * rate = caller template without one, a rate out of a key's range */
+        rlctl_tmpl t;
+        char buf[256];
+        rlctl_capture_errors(buf, sizeof(buf));
+        bool caller = rlctl_find_template(ctx, a->name, &t, NULL) == 0 && t.caller_rate;
+        rlctl_capture_errors(NULL, 0);
+        if (code == -ERANGE)
+            *exit = rlctl_fail(RLCTL_EXIT_USAGE, "bad --rate '%s': a key's rate is at most "
+                               "4294967295 per period, the period whole ms up to 49 days",
+                               ctx->optv[2]);
+        else if (caller && !a->rate_count)
+            *exit = rlctl_fail(RLCTL_EXIT_USAGE, "template '%s' is rate = caller: a new key "
+                               "needs its rate (--rate R)", a->name);
+        else if (!caller && a->rate_count)
+            *exit = rlctl_fail(RLCTL_EXIT_USAGE, "template '%s' has its keys' rate: --rate is "
+                               "for rate = caller templates", a->name);
+        return code;
+    }
     if (code == -ENOSPC) {
         char kt[RLCTL_KEY_TEXT];
         rlctl_key_text(a->key, a->keylen, a->keylen, kt, sizeof(kt));
@@ -210,7 +262,7 @@ static int cmd_try(rlctl_ctx *ctx)
     if (done)
         return done;
     if (code == -E2BIG)
-        return too_big(ctx, a.name, a.cost);
+        return a.keyed ? too_big_key(ctx, &a) : too_big(ctx, a.name, a.cost);
     if (code < 0 && code != -EAGAIN)
         return rlctl_fail(rlctl_exit_for(code), "try %s: %s", a.name, rld_strerror(code));
     outcome o;
@@ -223,6 +275,7 @@ static int cmd_try(rlctl_ctx *ctx)
 static const rlctl_opt try_opts[] = {
     { "key", "KEY", "NAME is a template: from KEY's bucket (made if new)" },
     { "key-hex", "HEX", "the same, the key given as hex digits (any bytes)" },
+    { "rate", "R", "the key's rate (rate = caller templates: a plan)" },
     { NULL, NULL, NULL },
 };
 
@@ -234,7 +287,9 @@ const rlctl_cmd rlctl_cmd_try = {
             "first. A COST above the burst is a usage error (exit 2): it never fits.\n"
             "With --key, NAME is a template and the tokens come from that key's bucket,\n"
             "created when the key is new (as rld_try_key does); a new key that finds the\n"
-            "table full is denied (exit 1), or let through with overflow = allow.\n",
+            "table full is denied (exit 1), or let through with overflow = allow. A template\n"
+            "of rate = caller takes each key's rate from --rate R (rld_try_key_rate): a\n"
+            "new key needs it, an existing one changes to it.\n",
     .min_args = 1, .max_args = 2, .needs_segment = true, .opts = try_opts,
     .check = check_take, .exec = cmd_try,
 };
@@ -290,7 +345,7 @@ static int cmd_wait(rlctl_ctx *ctx)
         fprintf(stderr, "rlctl: rld did not answer for instance '%s': waited client-side "
                 "(degraded: no queue, no priority)\n", ctx->paths.instance);
     if (o.code == -E2BIG)
-        return too_big(ctx, a.name, a.cost);
+        return a.keyed ? too_big_key(ctx, &a) : too_big(ctx, a.name, a.cost);
     if (o.code != 0 && o.code != -EAGAIN && o.code != -ETIMEDOUT && o.code != -ECANCELED)
         return rlctl_fail(rlctl_exit_for(o.code), "wait %s: %s", a.name, rld_strerror(o.code));
     print_outcome(ctx, a.name, a.cost, &o, true, &a);

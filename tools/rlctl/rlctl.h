@@ -161,6 +161,7 @@ typedef struct rlctl_tmpl {
     uint64_t       evictions;   /* idle keys reclaimed */
     uint64_t       overflows;   /* new keys refused, or let through, the table being full */
     bool           overflow_allow;
+    bool           caller_rate; /* rate = caller: each key's rate from the client (rate "caller") */
 } rlctl_tmpl;
 
 /* One key's bucket now. A key not in the table is full (a new key would be). */
@@ -170,6 +171,7 @@ typedef struct rlctl_keystate {
     uint64_t burst, remaining, retry_after_ns, reset_after_ns;
     uint32_t waiters;
     uint32_t index;             /* its entry, when it exists */
+    uint64_t rate_count, rate_period_ns;  /* a rate = caller key's own rate (0 when not) */
 } rlctl_keystate;
 
 /* Map the segment into ctx->seg (after librld's, whose errors say what to do); 0 or an exit
@@ -188,6 +190,10 @@ int rlctl_find_template(rlctl_ctx *ctx, const char *name, rlctl_tmpl *out, rldi_
 /* The state of KEY (LEN bytes) in template TP's table T: 0, or -errno. */
 int rlctl_key_state(rlctl_ctx *ctx, const rlctl_tmpl *tp, const rldi_table *t,
                     const uint8_t *key, size_t len, rlctl_keystate *out);
+/* The rate = caller key rate of entry E of T into *COUNT, *PERIOD_NS: true, or false when T is
+ * not rate = caller or the word holds none. */
+bool rlctl_entry_rate(const rldi_table *t, const rldi_key_entry *e, uint64_t *count,
+                      uint64_t *period_ns);
 /* rldi_bucket_peek of entry IDX (gen GEN) of the checked table T. */
 int rlctl_entry_peek(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
                      rldi_u128 now, rldi_verdict *out);

@@ -69,8 +69,11 @@ int rlctl_template_read(rlctl_ctx *ctx, rld_limit h, rlctl_tmpl *out, rldi_table
     out->evictions = rldi_load_relaxed(&t.rec->evictions);
     out->overflows = rldi_load_relaxed(&t.rec->overflows);
     out->overflow_allow = (t.flags & RLDI_TMPL_OVERFLOW_ALLOW) != 0;
-    out->unlimited = out->info.rate_count == 0;
-    if (out->unlimited)
+    out->caller_rate = (t.flags & RLDI_TMPL_CALLER_RATE) != 0;
+    out->unlimited = !out->caller_rate && out->info.rate_count == 0;
+    if (out->caller_rate)
+        snprintf(out->rate, sizeof(out->rate), "caller");
+    else if (out->unlimited)
         snprintf(out->rate, sizeof(out->rate), "unlimited");
     else
         rldi_format_rate(out->rate, sizeof(out->rate), out->info.rate_count,
@@ -229,6 +232,20 @@ int rlctl_arg_key(const rlctl_ctx *ctx, const char *text, const char *hex, uint8
     return 0;
 }
 
+bool rlctl_entry_rate(const rldi_table *t, const rldi_key_entry *e, uint64_t *count,
+                      uint64_t *period_ns)
+{
+    *count = *period_ns = 0;
+    if (!(t->flags & RLDI_TMPL_CALLER_RATE))
+        return false;
+    uint64_t w = rldi_load_relaxed((const uint64_t *)((const uint8_t *)e + RLDI_KEY_RATE_OFF));
+    if ((uint32_t)w == 0 || (w >> 32) == 0)
+        return false;
+    *count = (uint32_t)w;
+    *period_ns = (w >> 32) * 1000000u;
+    return true;
+}
+
 /*
  * What rldi_bucket_peek says of a key handle, on the cell of entry IDX of T (a checked copy,
  * so the table is not looked up again from the header): the state now, taking nothing; a
@@ -268,7 +285,7 @@ int rlctl_key_state(rlctl_ctx *ctx, const rlctl_tmpl *tp, const rldi_table *t,
     const rldi_seg *s = &ctx->seg;
     memset(out, 0, sizeof(*out));
     out->unlimited = tp->unlimited;
-    out->burst = tp->info.burst;
+    out->burst = tp->info.burst;        /* a rate = caller key not there: 0, its rate unknown */
     out->remaining = tp->info.burst;
     for (int attempt = 0; attempt < 8; attempt++) {
         uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len);
@@ -289,16 +306,21 @@ int rlctl_key_state(rlctl_ctx *ctx, const rlctl_tmpl *tp, const rldi_table *t,
         out->reset_after_ns = v.reset_after_ns;
         out->waiters = v.waiters;
         out->index = idx;
+        rlctl_entry_rate(t, &t->entries[idx], &out->rate_count, &out->rate_period_ns);
+        rldi_fence_acquire();
+        if (rldi_load_relaxed(&t->entries[idx].gen) != gen)
+            continue;                   /* reused meanwhile: its rate may be another key's */
         return 0;
     }
     return -EAGAIN;
 }
 
 /*
- * TEMPLATE fields (list, status, stats; README.md): name, rate, rate_count, rate_period_ns,
- * unlimited, algorithm, align_ns, burst (each key's; a window's count), max_keys, places
- * (entries of its table), keys (live now), evictions, overflows, overflow ("deny"/"allow"),
- * admitted (tokens, all keys), denied (calls, all keys).
+ * TEMPLATE fields (list, status, stats; README.md): name, rate ("caller" for rate = caller),
+ * rate_count, rate_period_ns, unlimited, caller_rate (each key's rate from the client),
+ * algorithm, align_ns, burst (each key's; a window's count; 0 with rate = caller), max_keys,
+ * places (entries of its table), keys (live now), evictions, overflows, overflow ("deny" or
+ * "allow"), admitted (tokens, all keys), denied (calls, all keys).
  */
 void rlctl_json_template_fields(rlctl_json *j, const rlctl_tmpl *t)
 {
@@ -307,6 +329,7 @@ void rlctl_json_template_fields(rlctl_json *j, const rlctl_tmpl *t)
     rlctl_json_u64(j, "rate_count", t->info.rate_count);
     rlctl_json_u64(j, "rate_period_ns", t->info.rate_period_ns);
     rlctl_json_bool(j, "unlimited", t->unlimited);
+    rlctl_json_bool(j, "caller_rate", t->caller_rate);
     rlctl_json_str(j, "algorithm", rldi_algo_name(t->info.algorithm));
     rlctl_json_u64(j, "align_ns", t->info.align_ns);
     rlctl_json_u64(j, "burst", t->info.burst);
