@@ -283,11 +283,15 @@ int rlctl_key_state(rlctl_ctx *ctx, const rlctl_tmpl *tp, const rldi_table *t,
                     const uint8_t *key, size_t len, rlctl_keystate *out)
 {
     const rldi_seg *s = &ctx->seg;
-    memset(out, 0, sizeof(*out));
-    out->unlimited = tp->unlimited;
-    out->burst = tp->info.burst;        /* a rate = caller key not there: 0, its rate unknown */
-    out->remaining = tp->info.burst;
-    for (int attempt = 0; attempt < 8; attempt++) {
+    for (int attempt = 0;; attempt++) {
+        /* as a new key would be: full (a rate = caller key not there: its rate unknown) */
+        memset(out, 0, sizeof(*out));
+        out->unlimited = tp->unlimited;
+        out->burst = tp->info.burst;
+        out->remaining = tp->info.burst;
+        if (attempt == 8)
+            return 0;   /* found each time, stale each time: an eviction half done (its
+                         * evictor stopped between its two steps): the key is gone, full */
         uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len);
         uint32_t idx, gen;
         if (rldi_key_find(t, hash, key, len, rldi_table_epoch(s, t), &idx, &gen) < 0)
@@ -312,7 +316,6 @@ int rlctl_key_state(rlctl_ctx *ctx, const rlctl_tmpl *tp, const rldi_table *t,
             continue;                   /* reused meanwhile: its rate may be another key's */
         return 0;
     }
-    return -EAGAIN;
 }
 
 /*
