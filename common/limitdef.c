@@ -114,7 +114,9 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         w = "fallback share must be a fraction in (0, 1]";
         f = RLDI_LD_SCOPE;
         r = -EINVAL;
-    } else if (def->kind == RLDI_KIND_TEMPLATE) {
+    }
+    /* after the chain, which a window algorithm leaves by its own branch: every algorithm */
+    if (r == 0 && def->kind == RLDI_KIND_TEMPLATE) {
         /* a template: its keys' definition (keys.h) */
         if (def->max_keys == 0 || def->max_keys > RLDI_MAX_KEYS_MAX) {
             w = "max_keys must be 1..268435456";
@@ -128,7 +130,7 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         }
         if (w)
             r = -EINVAL;
-    } else if (def->max_keys || def->overflow_allow || def->caller_rate) {
+    } else if (r == 0 && (def->max_keys || def->overflow_allow || def->caller_rate)) {
         w = "max_keys, overflow and rate = caller are for [template]";
         f = RLDI_LD_KEYS;
         r = -EINVAL;

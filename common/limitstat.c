@@ -31,6 +31,7 @@ int rldi_limit_conf_read(const rldi_seg *s, uint32_t slot, uint32_t gen, rldi_li
         out->origin = rldi_load_relaxed(&m->origin);
         out->algo = rldi_load_relaxed(&m->algo);
         out->align_ns = rldi_load_relaxed(&m->align_ns);
+        out->kind = rldi_load_relaxed(&m->kind);
         rldi_fence_acquire();
         if (rldi_load_relaxed(&s->hdr->index_seq) == seq)
             return 0;
@@ -57,6 +58,8 @@ int rldi_limit_stat_read(const rldi_seg *s, uint32_t slot, uint32_t gen, uint64_
     if (r < 0)
         return r;
     rldi_limit_counts_read(s, slot, &out->counts);
+    if (out->conf.kind == RLDI_KIND_TEMPLATE)
+        return 0;
     rldi_handle h = { slot, gen };
     rldi_u128 now = rldi_fp_from_ns(now_ns);
     rldi_verdict peek, one;

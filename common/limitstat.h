@@ -28,6 +28,7 @@ typedef struct rldi_limit_conf {
     uint32_t origin;           /* RLDI_ORIGIN_* */
     uint32_t algo;             /* RLDI_ALGO_* */
     uint64_t align_ns;         /* fixed windows: their offset */
+    uint32_t kind;             /* RLDI_KIND_*: a template's state is its keys' */
 } rldi_limit_conf;
 
 /* The counters, since the limit was created (layout.h says what each counts). */
@@ -53,7 +54,8 @@ int rldi_limit_conf_read(const rldi_seg *s, uint32_t slot, uint32_t gen, rldi_li
 /* Its counters (relaxed reads: each is exact, together they are not a snapshot). */
 void rldi_limit_counts_read(const rldi_seg *s, uint32_t slot, rldi_limit_counts *out);
 
-/* Everything, as of NOW_NS (CLOCK_MONOTONIC). Codes as rldi_limit_conf_read. */
+/* Everything, as of NOW_NS (CLOCK_MONOTONIC). Codes as rldi_limit_conf_read. A template
+ * has no state of its own (its keys have it): its configuration and counters only. */
 int rldi_limit_stat_read(const rldi_seg *s, uint32_t slot, uint32_t gen, uint64_t now_ns,
                          rldi_limit_stat *out);
 

@@ -16,9 +16,10 @@
 
 #include "atomics.h"
 #include "limitdef.h"   /* rldi_algo_name */
+#include "keys.h"
 #include "limitstat.h"
 
-enum { P_UP, P_REDIS, P_INSTANCE, P_LIMITS, P_INFO, P_DONE };
+enum { P_UP, P_REDIS, P_INSTANCE, P_LIMITS, P_INFO, P_TEMPLATES, P_TINFO, P_DONE };
 
 /* ---- formatting -------------------------------------------------------------------------- */
 
@@ -153,6 +154,57 @@ static const char *value_of(char *buf, size_t len, const rldi_limit_stat *st, in
     return dbls(buf, len, (double)st->conf.rate_count * 1e9 / (double)st->conf.rate_period_ns);
 }
 
+/* ---- the per-template families (keyed limits: the table's figures, never a sample per
+ * key, whose number is unbounded) --------------------------------------------------------- */
+
+enum { T_KEYS, T_KEYS_MAX, T_PLACES, T_EVICTIONS, T_OVERFLOWS, T_ADMITTED, T_DENIED, T_COUNT };
+
+static const struct {
+    const char *name, *type, *help;
+} per_template[T_COUNT] = {
+    { "rld_template_keys", "gauge",
+      "Keys live in the template's table now (approximate while keys come and go)." },
+    { "rld_template_keys_max", "gauge", "The template's max_keys: the keys its table holds." },
+    { "rld_template_places", "gauge",
+      "Entries of the template's table (max_keys and room to place them)." },
+    { "rld_template_evictions_total", "counter",
+      "Idle keys (full again, nobody waiting) reclaimed from the template's table." },
+    { "rld_template_overflows_total", "counter",
+      "New keys that found the template's table full: refused (overflow = deny) or let "
+      "through without a bucket (overflow = allow)." },
+    { "rld_template_admitted_tokens_total", "counter",
+      "Tokens admitted by the template's keys since it was created (published in batches)." },
+    { "rld_template_denied_total", "counter",
+      "Calls denied by the template's keys since it was created." },
+};
+
+/* A template's figures: false when SLOT is not a template (or went meanwhile). */
+static bool template_of(const rldi_seg *seg, uint32_t slot, uint32_t gen, rldi_limit_conf *conf,
+                        rldi_table *t)
+{
+    return rldi_limit_conf_read(seg, slot, gen, conf) == 0 &&
+           conf->kind == RLDI_KIND_TEMPLATE && rldi_table_of(seg, slot, gen, t) == 0;
+}
+
+static const char *tvalue_of(char *buf, size_t len, const rldi_seg *seg, uint32_t slot,
+                             const rldi_table *t, int m)
+{
+    uint64_t places = (uint64_t)t->nbuckets * RLDI_KEY_BUCKET, live;
+    rldi_limit_counts n;
+    switch (m) {
+    case T_KEYS:
+        live = rldi_load_relaxed(&t->rec->live);
+        return u64s(buf, len, live < places ? live : places);   /* a relaxed count: never above */
+    case T_KEYS_MAX:   return u64s(buf, len, rldi_load_relaxed(&t->rec->max_keys));
+    case T_PLACES:     return u64s(buf, len, places);
+    case T_EVICTIONS:  return u64s(buf, len, rldi_load_relaxed(&t->rec->evictions));
+    case T_OVERFLOWS:  return u64s(buf, len, rldi_load_relaxed(&t->rec->overflows));
+    default:
+        rldi_limit_counts_read(seg, slot, &n);
+        return u64s(buf, len, m == T_ADMITTED ? n.admitted : n.denied);
+    }
+}
+
 static bool selected(const rldi_metrics *m, const char *name)
 {
     if (m->nglobs == 0)
@@ -259,6 +311,17 @@ static bool instance_step(rldi_metrics *m, line *l, uint64_t now)
                "Limits the instance's segment can hold ([rld] max_limits).");
         sample(l, "rld_limits_max", m->instance, NULL, u64s(v, sizeof(v), m->seg->slot_count));
         return true;
+    case 4: {
+        uint64_t n = 0;
+        uint32_t cursor = 0, slot, gen;
+        while (rldi_seg_next(m->seg, &cursor, &slot, &gen) == 0)
+            n += rldi_load_relaxed(&m->seg->meta[slot].kind) == RLDI_KIND_TEMPLATE;
+        family(l, "rld_templates", "gauge",
+               "Templates (keyed limits) defined in the instance; they share max_limits with "
+               "the limits.");
+        sample(l, "rld_templates", m->instance, NULL, u64s(v, sizeof(v), n));
+        return true;
+    }
     default:
         return false;
     }
@@ -298,8 +361,9 @@ static bool step(rldi_metrics *m, line *l, uint64_t now)
             return true;
         }
         rldi_limit_stat st;
-        if (rldi_limit_stat_read(m->seg, slot, gen, now, &st) < 0 || !selected(m, st.conf.name))
-            return true;                /* deleted meanwhile, or not asked for */
+        if (rldi_limit_stat_read(m->seg, slot, gen, now, &st) < 0 || !selected(m, st.conf.name) ||
+            st.conf.kind == RLDI_KIND_TEMPLATE)
+            return true;                /* deleted meanwhile, not asked for, or a template */
         if (!m->opened) {
             family(l, per_limit[m->family].name, per_limit[m->family].type,
                    per_limit[m->family].help);
@@ -316,11 +380,15 @@ static bool step(rldi_metrics *m, line *l, uint64_t now)
         /* an info metric: join on it to tell window limits from GCRA ones */
         uint32_t slot, gen;
         if (rldi_seg_next(m->seg, &m->cursor, &slot, &gen) < 0) {
-            m->part = P_DONE;
+            m->part = P_TEMPLATES;
+            m->family = 0;
+            m->cursor = 0;
+            m->opened = false;
             return true;
         }
         rldi_limit_conf conf;
-        if (rldi_limit_conf_read(m->seg, slot, gen, &conf) < 0 || !selected(m, conf.name))
+        if (rldi_limit_conf_read(m->seg, slot, gen, &conf) < 0 || !selected(m, conf.name) ||
+            conf.kind == RLDI_KIND_TEMPLATE)
             return true;
         if (!m->opened) {
             family(l, "rld_limit_info", "gauge",
@@ -334,6 +402,49 @@ static bool step(rldi_metrics *m, line *l, uint64_t now)
         put(l, "\",limit=\"");
         put_label(l, conf.name);
         put(l, "\",algorithm=\"%s\"} 1\n", rldi_algo_name(conf.algo));
+        return true;
+    }
+    case P_TEMPLATES:
+    case P_TINFO: {
+        uint32_t slot, gen;
+        if (rldi_seg_next(m->seg, &m->cursor, &slot, &gen) < 0) {
+            if (m->part == P_TINFO || ++m->family == T_COUNT)
+                m->part = m->part == P_TINFO ? P_DONE : P_TINFO;
+            m->cursor = 0;
+            m->opened = false;
+            return true;
+        }
+        rldi_limit_conf conf;
+        rldi_table t;
+        if (!template_of(m->seg, slot, gen, &conf, &t) || !selected(m, conf.name))
+            return true;
+        if (!m->opened) {
+            if (m->part == P_TINFO)
+                family(l, "rld_template_info", "gauge",
+                       "Always 1; the labels are the algorithm of each of the template's keys "
+                       "(gcra, sliding or fixed) and its overflow policy (deny or allow).");
+            else
+                family(l, per_template[m->family].name, per_template[m->family].type,
+                       per_template[m->family].help);
+            m->opened = true;
+            m->cursor = slot;
+            return true;
+        }
+        if (m->part == P_TINFO) {
+            put(l, "rld_template_info{rld_instance=\"");
+            put_label(l, m->instance);
+            put(l, "\",template=\"");
+            put_label(l, conf.name);
+            put(l, "\",algorithm=\"%s\",overflow=\"%s\"} 1\n", rldi_algo_name(conf.algo),
+                t.flags & RLDI_TMPL_OVERFLOW_ALLOW ? "allow" : "deny");
+            return true;
+        }
+        char v[64];
+        put(l, "%s{rld_instance=\"", per_template[m->family].name);
+        put_label(l, m->instance);
+        put(l, "\",template=\"");
+        put_label(l, conf.name);
+        put(l, "\"} %s\n", tvalue_of(v, sizeof(v), m->seg, slot, &t, m->family));
         return true;
     }
     default:

@@ -442,6 +442,25 @@ static uint32_t epoch_next(uint32_t e)
     return e ? e : 1;
 }
 
+uint64_t dseg_keys_free(const rldi_seg *s)
+{
+    uint64_t used, entries;
+    keys_used(s, &used, &entries);
+    return s->hdr->tmpl_count >= RLDI_MAX_TEMPLATES || used >= s->keys_size ? 0
+                                                                            : s->keys_size - used;
+}
+
+uint32_t dseg_template_count(const rldi_seg *s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
+        uint32_t slot = s->hdr->tmpl[i].slot;
+        n += slot < s->slot_count && (s->slots[slot].flags & RLDI_SLOT_LIVE) &&
+             s->meta[slot].kind == RLDI_KIND_TEMPLATE && s->meta[slot].tmpl == i;
+    }
+    return n;
+}
+
 static uint32_t alloc_cursor;
 
 int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
@@ -523,9 +542,16 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
             return -EXFULL;             /* another table: a new segment (checked by sync) */
         uint32_t epoch = (uint8_t)rldi_load_relaxed(&sl->tat);
         uint32_t flags = tmpl_flags(l, TMPL_EPOCH(r->flags));
-        if (*changed && RLDI_BANK_ALGO(ob.t_hi) != l->algo) {
-            LOG_INFO("template %s: algorithm %s -> %s: every key starts full", l->name,
-                     rldi_algo_name(RLDI_BANK_ALGO(ob.t_hi)), rldi_algo_name(l->algo));
+        /* rate = caller on or off changes what an entry's last 8 bytes hold (a key's rate,
+         * or bytes 8..15 of its key): no key of the other kind may be read as one of this */
+        bool caller = ((r->flags ^ flags) & RLDI_TMPL_CALLER_RATE) != 0;
+        if ((*changed && RLDI_BANK_ALGO(ob.t_hi) != l->algo) || caller) {
+            if (caller)
+                LOG_INFO("template %s: rate = caller %s: every key starts full", l->name,
+                         l->caller_rate ? "on" : "off");
+            else
+                LOG_INFO("template %s: algorithm %s -> %s: every key starts full", l->name,
+                         rldi_algo_name(RLDI_BANK_ALGO(ob.t_hi)), rldi_algo_name(l->algo));
             epoch = epoch_next(epoch);
             flags = tmpl_flags(l, epoch);
         }

@@ -69,6 +69,11 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot);
 
 /* Bytes of key tables CONF's templates need (a new segment's dseg_opts.keys_size). */
 uint64_t dseg_keys_size(const rldi_config *conf);
+/* Bytes of the segment's key region no table has yet (0 when no record is left either): a
+ * new template's table needs this much, unless a deleted template left one of its size. */
+uint64_t dseg_keys_free(const rldi_seg *s);
+/* Live templates (each holds a slot, as a limit does). */
+uint32_t dseg_template_count(const rldi_seg *s);
 int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *changed);
 void dseg_limit_delete(rldi_seg *s, uint32_t slot);
 /* Empty the bucket: full again, debt forgiven. */

@@ -27,6 +27,7 @@
 #include "keeper.h"
 #include "limitstat.h"
 #include "metrics.h"
+#include "keys.h"
 #include "log.h"
 #include "rate.h"
 #include "rld.h"   /* RLD_VERSION_* */
@@ -207,7 +208,9 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         return;
     }
     strcpy(l.name, p->limit->name);
-    if (rldi_parse_rate(p->limit->rate, &l.count, &l.period_ns, &why) < 0) {
+    /* rate = caller (a template's): each key's rate comes from the client */
+    bool caller = p->limit->template_ && p->limit->rate && strcmp(p->limit->rate, "caller") == 0;
+    if (!caller && rldi_parse_rate(p->limit->rate, &l.count, &l.period_ns, &why) < 0) {
         char rate[96];
         escape(p->limit->rate, rate, sizeof(rate));
         srv_reply_code(s->srv, c, id, -EINVAL, "bad rate '%s': %s", rate, why);
@@ -223,16 +226,36 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
     }
     l.align_ns = p->limit->align_ns;
     l.align_set = p->limit->align_ns != 0;
+    /* a template (keyed limits): its table's size and overflow policy */
+    const char *ov = p->limit->overflow ? p->limit->overflow : "";
+    const char *what = p->limit->template_ ? "template" : "limit";
+    if (p->limit->template_) {
+        l.kind = RLDI_KIND_TEMPLATE;
+        l.max_keys = p->limit->max_keys ? p->limit->max_keys : RLDI_MAX_KEYS_DEFAULT;
+        if (*ov && strcmp(ov, "deny") != 0 && strcmp(ov, "allow") != 0) {
+            char o[64];
+            escape(ov, o, sizeof(o));
+            srv_reply_code(s->srv, c, id, -EINVAL, "template '%s': bad overflow '%s': deny or "
+                           "allow", esc, o);
+            return;
+        }
+        l.overflow_allow = strcmp(ov, "allow") == 0;
+        l.caller_rate = caller;
+    } else if (p->limit->max_keys || *ov) {
+        srv_reply_code(s->srv, c, id, -EINVAL, "limit '%s': max_keys and overflow are for "
+                       "templates", esc);
+        return;
+    }
     enum rldi_limitdef_field field;
     int bad = rldi_limitdef_check(&l, &why, &field);
     if (bad < 0) {
         if (field == RLDI_LD_NAME)
-            srv_reply_code(s->srv, c, id, bad, "bad limit name '%s': %s", esc, why);
+            srv_reply_code(s->srv, c, id, bad, "bad %s name '%s': %s", what, esc, why);
         else if (field == RLDI_LD_BURST && l.algo == RLDI_ALGO_GCRA)
-            srv_reply_code(s->srv, c, id, bad, "limit '%s': burst %llu: %s", esc,
+            srv_reply_code(s->srv, c, id, bad, "%s '%s': burst %llu: %s", what, esc,
                            (unsigned long long)rldi_limitdef_burst(&l), why);
         else
-            srv_reply_code(s->srv, c, id, bad, "limit '%s': %s", esc, why);
+            srv_reply_code(s->srv, c, id, bad, "%s '%s': %s", what, esc, why);
         return;
     }
     if (l.algo == RLDI_ALGO_GCRA)
@@ -248,8 +271,16 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
     const char *note = "ok";
     char msg[512];
     if (r == 0) {
+        bool is_tmpl = s->seg->meta[slot].kind == RLDI_KIND_TEMPLATE;
         if (p->create_only) {
-            srv_reply_code(s->srv, c, id, -EEXIST, "limit '%s' exists", esc);
+            srv_reply_code(s->srv, c, id, -EEXIST, "%s '%s' exists", is_tmpl ? "template"
+                                                                             : "limit", esc);
+            return;
+        }
+        if (is_tmpl != (l.kind == RLDI_KIND_TEMPLATE)) {
+            /* a name is a limit or a template for its whole life */
+            srv_reply_code(s->srv, c, id, -EINVAL, "'%s' is a %s, not a %s: delete it first to "
+                           "make it one", esc, is_tmpl ? "template" : "limit", what);
             return;
         }
         /* A limit of the file: this setting overrides the file's line until that line
@@ -261,6 +292,15 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
                            "and reload", esc, s->config_path);
             return;
         }
+        if (is_tmpl) {
+            /* a change: what the Put leaves out (0, "") is kept */
+            uint32_t ti = s->seg->meta[slot].tmpl;
+            const rldi_tmpl *rec = ti < RLDI_MAX_TEMPLATES ? &s->seg->hdr->tmpl[ti] : NULL;
+            if (!p->limit->max_keys && rec)
+                l.max_keys = rec->max_keys;
+            if (!*ov && rec)
+                l.overflow_allow = (rec->flags & RLDI_TMPL_OVERFLOW_ALLOW) != 0;
+        }
         uint32_t origin = RLDI_ORIGIN_RUNTIME;
         uint64_t file_hash = 0;
         if (fl) {
@@ -270,7 +310,19 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
             origin = RLDI_ORIGIN_FILE;     /* the file's, yet not in the file: keep it so */
         }
         bool changed;
-        dseg_limit_change(s->seg, slot, &l, &changed);
+        r = dseg_limit_change(s->seg, slot, &l, &changed);
+        if (r == -EXFULL) {
+            srv_reply_code(s->srv, c, id, r, "template '%s': max_keys %u needs a key table of "
+                           "another size, which a Put does not make: declare it so in %s and "
+                           "reload (the segment grows, its keys carried), or delete the "
+                           "template and create it again (its keys start full)", esc,
+                           l.max_keys, s->config_path);
+            return;
+        }
+        if (r < 0) {
+            srv_reply_code(s->srv, c, id, r, "%s '%s': %s", what, esc, strerror(-r));
+            return;
+        }
         dseg_limit_origin(s->seg, slot, origin, file_hash);
         waitq_limit_changed(s->wq, slot);
         if (origin == RLDI_ORIGIN_OVERRIDE) {
@@ -284,26 +336,43 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         } else if (fl) {
             note = "the file's own setting";
         }
-        LOG_INFO("limit %s: set to %s, %s by pid %d (uid %d)%s%s", esc, p->limit->rate,
+        LOG_INFO("%s %s: set to %s, %s by pid %d (uid %d)%s%s", what, esc, p->limit->rate,
                  shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid,
-                 changed ? ", state carried" : ", unchanged",
+                 !changed ? ", unchanged"
+                 : l.algo == RLDI_ALGO_GCRA && !is_tmpl ? ", state carried" : "",
                  origin == RLDI_ORIGIN_OVERRIDE ? ", overriding the file's setting until its "
                                                   "line changes"
                  : fl ? ", the file's own setting" : "");
     } else {
         if (p->update_only) {
-            srv_reply_code(s->srv, c, id, -ENOENT, "no limit '%s'", esc);
+            srv_reply_code(s->srv, c, id, -ENOENT, "no %s '%s'", what, esc);
             return;
         }
         if ((r = dseg_limit_create(s->seg, &l, &slot)) < 0) {
-            srv_reply_code(s->srv, c, id, r, "cannot create '%s': %s", esc,
-                           r == -ENOSPC ? "the segment is full (raise [rld] max_limits, restart with --fresh)"
-                                        : strerror(-r));
+            /* the segment grows for a template of the file (reload), not for a Put */
+            if (r == -EXFULL)
+                srv_reply_code(s->srv, c, id, r, "cannot create template '%s': the segment has "
+                               "no room for its key table (max_keys %u: %llu bytes; %llu free, "
+                               "and no table of that size left by a deleted template): declare "
+                               "it in %s and reload, the segment grows for it (every limit and "
+                               "key carried)", esc, l.max_keys,
+                               (unsigned long long)rldi_keys_table_bytes(l.max_keys),
+                               (unsigned long long)dseg_keys_free(s->seg), s->config_path);
+            else
+                srv_reply_code(s->srv, c, id, r, "cannot create '%s': %s", esc,
+                               r == -ENOSPC ? "the segment is full (raise [rld] max_limits, "
+                                              "restart with --fresh)"
+                                            : strerror(-r));
             return;
         }
         dseg_limit_origin(s->seg, slot, RLDI_ORIGIN_RUNTIME, 0);
-        LOG_INFO("limit %s: created (%s, %s) by pid %d (uid %d)", esc, p->limit->rate,
-                 shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid);
+        if (l.kind == RLDI_KIND_TEMPLATE)
+            LOG_INFO("template %s: created (%s, %s, max_keys %u, overflow %s) by pid %d (uid %d)",
+                     esc, p->limit->rate, shape(&l, shp, sizeof(shp)), l.max_keys,
+                     l.overflow_allow ? "allow" : "deny", (int)c->pid, (int)c->uid);
+        else
+            LOG_INFO("limit %s: created (%s, %s) by pid %d (uid %d)", esc, p->limit->rate,
+                     shape(&l, shp, sizeof(shp)), (int)c->pid, (int)c->uid);
     }
     srv_reply_code(s->srv, c, id, 0, "%s", note);
 }
@@ -340,28 +409,71 @@ static void do_delete(rld_daemon *s, conn *c, uint64_t id, const char *name)
     uint32_t slot;
     if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
+    bool tmpl = s->seg->meta[slot].kind == RLDI_KIND_TEMPLATE;
     waitq_limit_deleted(s->wq, slot);
     dseg_limit_delete(s->seg, slot);
-    LOG_INFO("limit %s: deleted by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
+    LOG_INFO("%s %s: deleted by pid %d (uid %d)%s", tmpl ? "template" : "limit", esc,
+             (int)c->pid, (int)c->uid, tmpl ? ", its keys with it" : "");
     srv_reply_code(s->srv, c, id, 0, "ok");
 }
 
-static void do_reset(rld_daemon *s, conn *c, uint64_t id, const char *name)
+/* Reset KEY of template SLOT (named ESC): that key full again. */
+static void reset_key(rld_daemon *s, conn *c, uint64_t id, uint32_t slot, const char *esc,
+                      const ProtobufCBinaryData *key)
+{
+    char kesc[128];           /* escaped, cut with "..." when long */
+    rlog_escape((const char *)key->data, key->len, kesc, sizeof(kesc));
+    if (s->seg->meta[slot].kind != RLDI_KIND_TEMPLATE) {
+        srv_reply_code(s->srv, c, id, -EINVAL, "'%s' is a limit, not a template: only a "
+                       "template's keys can be reset one by one", esc);
+        return;
+    }
+    int r = dseg_key_reset(s->seg, slot, key->data, key->len);
+    if (r == -ENOENT) {
+        srv_reply_code(s->srv, c, id, r, "template '%s' has no key '%s' in its table: it is "
+                       "full already", esc, kesc);
+        return;
+    }
+    if (r < 0) {
+        srv_reply_code(s->srv, c, id, r, "template '%s': key '%s': %s", esc, kesc,
+                       rldi_strerror(r));
+        return;
+    }
+    waitq_limit_changed(s->wq, slot);           /* its waiters may fit now */
+    LOG_INFO("template %s: key '%s' reset by pid %d (uid %d)", esc, kesc, (int)c->pid,
+             (int)c->uid);
+    srv_reply_code(s->srv, c, id, 0, "ok");
+}
+
+static void do_reset(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Reset *rs)
 {
     char esc[96];
     uint32_t slot;
+    const char *name = rs->limit;
+    if (rs->key.len > RLDI_KEY_MAX || (rs->key.len && !rs->key.data)) {
+        escape(name, esc, sizeof(esc));
+        srv_reply_code(s->srv, c, id, -EINVAL, "template '%s': a key is 1 to %u bytes", esc,
+                       RLDI_KEY_MAX);
+        return;
+    }
     if (!find_live(s, c, id, name, &slot, esc, sizeof(esc)))
         return;
+    if (rs->key.len) {
+        reset_key(s, c, id, slot, esc, &rs->key);
+        return;
+    }
     if (global_has(s->global, slot)) {
         /* a full pool would hold tokens nobody leased */
         srv_reply_code(s->srv, c, id, -EPERM, "limit '%s' is global: its pool holds only "
                        "leased tokens and cannot be reset", esc);
         return;
     }
+    bool tmpl = s->seg->meta[slot].kind == RLDI_KIND_TEMPLATE;
     dseg_limit_reset(s->seg, slot);
     waitq_limit_changed(s->wq, slot);
-    LOG_INFO("limit %s: reset by pid %d (uid %d)", esc, (int)c->pid, (int)c->uid);
-    srv_reply_code(s->srv, c, id, 0, "ok");
+    LOG_INFO("%s %s: reset by pid %d (uid %d)%s", tmpl ? "template" : "limit", esc, (int)c->pid,
+             (int)c->uid, tmpl ? ": every key full again" : "");
+    srv_reply_code(s->srv, c, id, 0, tmpl ? "ok: every key full again" : "ok");
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */
@@ -372,10 +484,25 @@ static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, c
 {
     const rldi_slot *sl = &s->seg->slots[slot];
     rldi_limit_stat st;
-    if (rldi_limit_stat_read(s->seg, slot, rldi_load_relaxed(&sl->gen), rldi_mono_ns(), &st) < 0)
+    uint32_t gen = rldi_load_relaxed(&sl->gen);
+    if (rldi_limit_stat_read(s->seg, slot, gen, rldi_mono_ns(), &st) < 0)
         return -ENOENT;
     memcpy(name, st.conf.name, RLDI_NAME_MAX + 1);
     rldi_format_rate(rate, ratelen, st.conf.rate_count, st.conf.rate_period_ns);
+    if (st.conf.kind == RLDI_KIND_TEMPLATE) {
+        /* its keys have the state; the table's figures are in its record */
+        rldi_table t;
+        if (rldi_table_of(s->seg, slot, gen, &t) < 0)
+            return -ENOENT;
+        ls->kind = "template";
+        ls->max_keys = rldi_load_relaxed(&t.rec->max_keys);
+        ls->keys = rldi_load_relaxed(&t.rec->live);
+        ls->evictions = rldi_load_relaxed(&t.rec->evictions);
+        ls->overflows = rldi_load_relaxed(&t.rec->overflows);
+        ls->overflow = t.flags & RLDI_TMPL_OVERFLOW_ALLOW ? "allow" : "deny";
+    } else {
+        ls->kind = "limit";
+    }
     ls->name = name;
     ls->rate = rate;
     ls->rate_count = st.conf.rate_count;
@@ -459,7 +586,9 @@ static void do_stats(rld_daemon *s, conn *c, uint64_t id)
     waitq_totals(s->wq, &st.waiters, &st.grants, &st.timeouts);
     st.requests = s->srv->requests;
     st.bad_messages = s->srv->bad_messages;
+    st.templates = dseg_template_count(s->seg);
     st.limits = (uint32_t)s->seg->hdr->limit_count;
+    st.limits = st.limits > st.templates ? st.limits - st.templates : 0;
     st.max_limits = s->seg->slot_count;
     st.segment_bytes = s->seg->size;
     st.pid = (uint32_t)getpid();
@@ -582,7 +711,7 @@ void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
         do_delete(s, c, id, req->delete_->limit);
         break;
     case RLD__V1__REQUEST__BODY_RESET:
-        do_reset(s, c, id, req->reset->limit);
+        do_reset(s, c, id, req->reset);
         break;
     case RLD__V1__REQUEST__BODY_REVERT:
         do_revert(s, c, id, req->revert->limit);

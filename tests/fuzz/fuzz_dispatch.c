@@ -3,6 +3,8 @@
  * wait queues behind it (daemon/waitq.c), on a real segment, with the event loop replaced
  * by stubs that pack every reply (so packing is exercised too) and drop it.
  *
+ * The configuration has templates (keyed limits), and the segment room for as many tables
+ * again, so that Put, Reset, Status and Delete of templates and keys are reached.
  * Input: a flag byte, then packets as [u16 little-endian length][bytes], at most 32.
  *   flag bit 0: send a valid Hello first      bit 1: the peer is an admin (uid 0)
  *   flag bit 2: run the timers 10 s ahead at the end (grants, deadlines)
@@ -24,6 +26,7 @@
 #include "dseg.h"
 #include "handlers.h"
 #include "httpd.h"
+#include "keeper.h"
 #include "log.h"
 #include "server.h"
 #include "waitq.h"
@@ -82,13 +85,39 @@ void srv_close_conn(server *s, conn *c, const char *why)
     s->ops.closing(s->ops.ctx, c);
 }
 
+/* ---- stubs of keeper.c: no keeper in a fuzzer (a Reload that grows the segment would
+ * fork one per input) ------------------------------------------------------------------ */
+
+int keeper_fetch(const char *path, int *fd, pid_t *pid, uint32_t *slots, uint16_t *abi,
+                 char *err, size_t errlen)
+{
+    (void)path, (void)fd, (void)pid, (void)slots, (void)abi, (void)err, (void)errlen;
+    return -ENOENT;                    /* none runs: a new segment */
+}
+
+int keeper_replace(const char *path, int fd, uint32_t slots)
+{
+    (void)path, (void)fd, (void)slots;
+    return -ECONNREFUSED;
+}
+
+pid_t keeper_spawn(const char *path, int fd, uint32_t slots, mode_t mode, gid_t gid, char *err,
+                   size_t errlen)
+{
+    (void)path, (void)fd, (void)slots, (void)mode, (void)gid;
+    snprintf(err, errlen, "no keeper in the fuzzer");
+    return -ENOSYS;
+}
+
 /* ---- set-up ------------------------------------------------------------------------- */
 
 static const char conf_text[] =
     "[rld]\nmax_limits = 16\nmax_waiters = 64\n\n"
     "[limit a]\nrate = 10/s\nburst = 5\n\n"
     "[limit b]\nrate = 1/day\nburst = 1\n\n"
-    "[limit free]\nrate = unlimited\n";
+    "[limit free]\nrate = unlimited\n\n"
+    "[template t]\nrate = 5/s\nmax_keys = 20\n\n"
+    "[template w]\nrate = 10/min\nalgorithm = fixed\nmax_keys = 8\noverflow = allow\n";
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -111,7 +140,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(inst, sizeof(inst), "fuzz-dispatch-%d", (int)getpid());
     if (rldi_paths_resolve(inst, &d.paths) < 0)
         abort();
-    dseg_opts o = { .max_limits = conf.max_limits, .fresh = true, .inherited_fd = -1 };
+    /* key tables: the file's templates', and as much again for those a Put creates */
+    dseg_opts o = { .max_limits = conf.max_limits, .keys_size = 2 * dseg_keys_size(&conf),
+                    .fresh = true, .inherited_fd = -1 };
     bool created;
     int seg_fd;
     pid_t keeper;
@@ -138,6 +169,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void check_published(void)
 {
     for (uint32_t i = 0; i < seg.slot_count; i++) {
+        if ((seg.slots[i].flags & RLDI_SLOT_LIVE) && seg.meta[i].kind == RLDI_KIND_TEMPLATE)
+            continue;                   /* a template's slot publishes "never a limit" */
         waitq_stats st;
         waitq_limit_stats(d.wq, i, &st);
         if (rldi_load_relaxed(&seg.slots[i].waiters) != st.waiters ||

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the binary seed corpora of fuzz_segment and fuzz_gcra (tests/fuzz/corpus/).
+"""Writes the binary seed corpora of fuzz_segment and fuzz_gcra (tests/fuzz/corpus/), and
+fuzz_dispatch's seeds of keyed-limit requests (templates_*; its other seeds were written by
+hand).
 The text seeds of fuzz_rate and fuzz_config are plain files, edited by hand. Run again after
 a change of the input formats described at the top of fuzz_segment.c / fuzz_gcra.c."""
 import os
@@ -99,5 +101,95 @@ def gcra():
         write("fuzz_gcra", name, data)
 
 
+# ---- fuzz_dispatch: requests in protobuf (proto/rld.proto), hand-encoded ------------------
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def pb_int(tag, v):
+    return varint(tag << 3) + varint(v)
+
+
+def pb_len(tag, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return varint(tag << 3 | 2) + varint(len(data)) + data
+
+
+def request(rid, body_tag, body):
+    return pb_int(1, rid) + pb_len(body_tag, body)
+
+
+def put(name, rate, create=False, update=False, tmpl=False, max_keys=0, overflow="", algo="",
+        burst=0):
+    lc = pb_len(1, name) + pb_len(2, rate)
+    if burst:
+        lc += pb_int(3, burst)
+    if algo:
+        lc += pb_len(30, algo)
+    if tmpl:
+        lc += pb_int(40, 1)
+    if max_keys:
+        lc += pb_int(41, max_keys)
+    if overflow:
+        lc += pb_len(42, overflow)
+    return pb_len(1, lc) + (pb_int(2, 1) if create else b"") + (pb_int(3, 1) if update else b"")
+
+
+def reset(name, key=b""):
+    return pb_len(1, name) + (pb_len(2, key) if key else b"")
+
+
+def packets(flag, reqs):
+    out = bytes([flag])
+    for r in reqs:
+        out += struct.pack("<H", len(r)) + r
+    return out
+
+
+def dispatch():
+    # fuzz_dispatch's configuration has templates t (gcra) and w (fixed, overflow = allow)
+    PUT, DELETE, RESET, STATUS, STATS = 6, 7, 8, 5, 10
+    admin = [
+        request(1, PUT, put("t2", "2/s", create=True, tmpl=True, max_keys=10, overflow="allow")),
+        request(2, PUT, put("t2", "4/s", update=True, tmpl=True, max_keys=12, overflow="deny")),
+        request(3, PUT, put("t2", "4/s", update=True, tmpl=True, max_keys=100000)),
+        request(4, PUT, put("t", "1/s", update=True)),               # a template, as a limit
+        request(5, PUT, put("x", "1/s", create=True, max_keys=5)),   # max_keys on a limit
+        request(6, PUT, put("t3", "1/s", create=True, tmpl=True, overflow="maybe")),
+        request(7, PUT, put("t3", "10/min", create=True, tmpl=True, algo="sliding")),
+        request(8, PUT, put("t4", "10/min", create=True, tmpl=True, algo="fixed", max_keys=8)),
+        request(9, RESET, reset("t", b"203.0.113.7")),
+        request(10, RESET, reset("t", b"\x00\xff" * 200)),          # longer than a key
+        request(11, RESET, reset("a", b"k")),                        # a key of a limit
+        request(12, RESET, reset("t")),
+        request(13, STATUS, pb_len(1, "t")),
+        request(14, STATUS, b""),
+        request(15, STATS, b""),
+        request(16, DELETE, pb_len(1, "t2")),
+        request(17, PUT, put("big", "1/s", create=True, tmpl=True, max_keys=268435456)),
+        request(18, DELETE, pb_len(1, "w")),
+        request(19, PUT, put("w2", "1/s", create=True, tmpl=True, max_keys=8)),
+        # rate = caller: created, and a template switched to it and back (every key full)
+        request(20, PUT, put("tc", "caller", create=True, tmpl=True, max_keys=8)),
+        request(21, PUT, put("t", "caller", update=True, tmpl=True)),
+        request(22, PUT, put("t", "5/s", update=True, tmpl=True)),
+        request(23, PUT, put("tc", "caller", update=True, tmpl=True, burst=3)),
+        request(24, PUT, put("x2", "caller", create=True)),            # caller on a limit
+    ]
+    write("fuzz_dispatch", "templates_admin", packets(0x07, admin))
+    # the same, not an admin: refused, but Status and Stats answer
+    write("fuzz_dispatch", "templates_not_admin", packets(0x01, admin[8:16]))
+
+
 segment()
 gcra()
+dispatch()

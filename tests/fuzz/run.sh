@@ -80,7 +80,7 @@ sources() {   # the sources of target $1
                        "$src/common/keys.c $src/common/handout.c" \
                        "$src/common/rate.c $src/common/codes.c";;
     fuzz_gcra)    echo "$here/fuzz_gcra.c $src/common/rate.c";;
-    fuzz_dispatch) echo "$here/fuzz_dispatch.c $src/daemon/handlers.c $src/daemon/waitq.c $src/daemon/keeper.c" \
+    fuzz_dispatch) echo "$here/fuzz_dispatch.c $src/daemon/handlers.c $src/daemon/waitq.c" \
                         "$src/daemon/dseg.c $src/daemon/config.c $src/daemon/log.c" \
                         "$src/daemon/global.c $src/daemon/redis.c" \
                         "$src/common/rate.c $src/common/instance.c $src/common/segment.c $src/common/handout.c" \
@@ -108,6 +108,8 @@ if [ ! -f "$out/proto/rld.pb-c.c" ] || [ "$src/proto/rld.proto" -nt "$out/proto/
   fi
 fi
 pbc=$(pkg-config --cflags --libs libprotobuf-c 2>/dev/null) || pbc=-lprotobuf-c
+# handlers.c tells systemd of a grown segment (sd_pid_notify_with_fds)
+sysd=$(pkg-config --cflags --libs libsystemd 2>/dev/null) || sysd=-lsystemd
 
 status=0
 declare -A summary
@@ -125,7 +127,10 @@ build_target() {   # compile $1 unless the binary is newer than every input
   [ $stale -eq 0 ] && return 0
   echo "== build $t ($cc)"
   # shellcheck disable=SC2086
-  "$cc" "${CFLAGS[@]}" $srcs $inih $pbc -lhiredis -lm -lrt -lpthread -o "$bin.tmp" && mv "$bin.tmp" "$bin"
+  # a failed build leaves no binary: the run must not fuzz the last one that built
+  rm -f "$bin"
+  "$cc" "${CFLAGS[@]}" $srcs $inih $pbc $sysd -lhiredis -lm -lrt -lpthread -o "$bin.tmp" &&
+    mv "$bin.tmp" "$bin"
 }
 
 regressions() {   # run target $1 over tests/fuzz/regressions/$1/*

@@ -100,6 +100,19 @@ rate = unlimited
 
 [limit gone]
 rate = 1/s
+
+# Templates (keyed limits) last: the template checks delete them before the reload checks,
+# whose file edit removes everything from [limit gone] on.
+[template t.ip]
+rate     = 1/day
+burst    = 3
+max_keys = 10
+
+[template t.win]
+rate      = 10/day
+algorithm = fixed
+max_keys  = 7
+overflow  = allow
 EOF
 
 start_rld() {
@@ -117,7 +130,7 @@ LIMIT_KEYS='["admitted","algorithm","align_ns","burst","debited","debt_ns","deni
 
 # ---- usage errors (2): nothing is opened, so they hold with no instance at all ---------
 rc 0 help
-for c in list status try wait create set revert delete reset reload stats watch metrics help; do
+for c in list status try wait create set revert delete reset reload stats watch metrics keys help; do
   has "$out" "^  $c"
 done
 has "$out" "Exit codes"
@@ -170,7 +183,9 @@ fi
 # ---- list ------------------------------------------------------------------------------
 rc 0 list
 has "$out" "^NAME  *RATE  *BURST  *REMAINING  *WAITERS  *ADMITTED  *DENIED$"
-[ "$(awk 'NR > 1 {print $1}' "$out" | tr '\n' ' ')" = "a b.x free gone slow " ] || fail "list order"
+# the limits' table ends at the first empty line (the templates' follows)
+[ "$(awk 'NR > 1 && NF == 0 {exit} NR > 1 {print $1}' "$out" | tr '\n' ' ')" = "a b.x free gone slow " ] ||
+  fail "list order"
 [ "$(row slow)" = "slow 1/day 2 2 0 0 0" ] || fail "list row slow: $(row slow)"
 [ "$(row b.x)" = "b.x 3500/min 3500 3500 0 0 0" ] || fail "list row b.x: $(row b.x)"
 [ "$(row free)" = "free unlimited - - 0 0 0" ] || fail "list row free: $(row free)"
@@ -188,7 +203,7 @@ jq_fields "$(lim slow)" "rate rate_period_ns burst remaining" "1/day 86400000000
 jq_fields "$(lim free)" "rate unlimited remaining rate_count" "unlimited true null 0"
 
 # ---- list GLOB...: a selection (fnmatch: '*' also matches '.') ----------------------------
-names() { awk 'NR > 1 {print $1}' "$out" | tr '\n' ' '; }
+names() { awk 'NR > 1 && NF == 0 {exit} NR > 1 {print $1}' "$out" | tr '\n' ' '; }
 rc 0 list 'b*';            [ "$(names)" = "b.x " ] || fail "list 'b*': $(names)"
 rc 0 list '[fg]*';         [ "$(names)" = "free gone " ] || fail "list '[fg]*': $(names)"
 rc 0 list -j a 's?o*';     jq_is '[.limits[].name] | join(",")' "a,slow"
@@ -308,6 +323,128 @@ printf '# HELP x h\n# TYPE x gauge\nx 1\n# HELP y h\n# TYPE y gauge\ny 1\nx{a="1
   >"$dir/bad.prom"
 ! awk -f "$here/promcheck.awk" "$dir/bad.prom" >/dev/null || fail "promcheck accepted a split group"
 ok
+
+# ---- templates (keyed limits): list, status, try --key, keys, metrics ---------------------
+TMPL_KEYS='["admitted","algorithm","align_ns","burst","caller_rate","denied","evictions","keys",
+  "max_keys","name","overflow","overflows","places","rate","rate_count","rate_period_ns",
+  "unlimited"]'
+tpl() { echo ".templates[] | select(.name == \"$1\")"; }
+# The row of template $1 in the templates' table of list (after the empty line).
+trow() { awk -v n="$1" 'NF == 0 {t = 1} t && $1 == n' "$out" | tr -s ' '; }
+rc 0 list
+has "$out" "^TEMPLATE  *RATE  *BURST  *KEYS  *MAX_KEYS  *EVICTIONS  *OVERFLOWS  *ADMITTED  *DENIED$"
+[ "$(trow t.ip)" = "t.ip 1/day 3 0 10 0 0 0 0" ] || fail "list row t.ip: $(trow t.ip)"
+[ "$(trow t.win)" = "t.win 10/day fixed - 0 7 0 0 allow 0 0" ] || fail "list row t.win: $(trow t.win)"
+rc 0 list -j
+jq_is '[.templates[].name] | join(",")' "t.ip,t.win"
+jq_true "all(.templates[]; keys == $TMPL_KEYS)"
+jq_fields "$(tpl t.ip)" "rate rate_count burst max_keys places keys overflow algorithm" \
+          "1/day 1 3 10 16 0 deny gcra"
+jq_fields "$(tpl t.win)" "rate burst max_keys overflow algorithm" "10/day 10 7 allow fixed"
+rc 0 list -j 't.w*';       jq_is '[(.limits | length), .templates[].name] | map(tostring) | join(",")' "0,t.win"
+rc 0 list 'b*';            lacks "$out" "TEMPLATE"
+rc 0 status t.ip
+has "$out" "^template  *t.ip$"; has "$out" "^rate  *1/day per key"; has "$out" "^burst  *3 per key$"
+has "$out" "^max_keys  *10 (a table of 16 places)$"; has "$out" "^keys  *0 live$"
+has "$out" "^overflow  *deny: "
+rc 0 status -j t.win
+jq_true "del(.daemon, .kind) | keys == $TMPL_KEYS"
+jq_fields . "kind name overflow max_keys" "template t.win allow 7"
+[ "$proto" = 0 ] || jq_is '.daemon.from_file' true
+# keys: created by try --key (rld_try_key), the fullest first, printable or hex, long ones cut
+long=verylongkeyprefix.and.more.bytes.to.42.by.  # 42 bytes: the entry keeps 15
+rc 0 try t.ip --key 203.0.113.7;   has "$out" "^granted: 1 token from t.ip key 203.0.113.7, 2 of 3 remaining$"
+rc 0 try t.ip 2 --key 203.0.113.7
+rc 1 try t.ip --key 203.0.113.7;   has "$out" "^denied: t.ip key 203.0.113.7 has 0 of 3 tokens"
+rc 0 try t.ip 2 --key "$long"
+rc 0 try -j t.ip --key-hex 00ff
+jq_fields . "name key key_hex length truncated overflow granted remaining" \
+          "t.ip null 00ff 2 false false true 2"
+rc 0 try t.ip --key 0xab;          has "$out" "key 0x30786162, 2 of 3"  # "0x..." is always hex
+rc 0 keys t.ip
+has "$out" "^KEY  *REMAINING  *BURST  *RETRY_AFTER  *RESET_AFTER  *WAITERS$"
+[ "$(awk 'NR > 1 {print $1}' "$out" | tr '\n' ' ')" = "203.0.113.7 verylongkeypref... 0x30786162 0x00ff " ] ||
+  fail "keys order: $(cat "$out")"
+has "$out" "^verylongkeypref\.\.\. (42 bytes)  *1  *3 "
+[ "$(awk '$1 == "203.0.113.7"' "$out" | tr -s ' ' | cut -d' ' -f2,3,6)" = "0 3 0" ] ||
+  fail "keys row 203.0.113.7: $(cat "$out")"
+rc 0 keys t.ip --top 2
+[ "$(wc -l <"$out")" = 4 ] || fail "keys --top 2: not a header, 2 keys and a note"
+has "$out" "^\.\.\. 2 more (the 2 fullest of 4 live keys shown)$"
+rc 0 keys -j t.ip
+jq_fields . "template max_keys places live shown" "t.ip 10 16 4 4"
+jq_true '.keys[0] | keys == ["burst","key","key_hex","length","rate","remaining",
+                             "reset_after_ns","retry_after_ns","truncated","unlimited","waiters"]'
+jq_fields '.keys[0]' "key length truncated remaining burst waiters" "203.0.113.7 11 false 0 3 0"
+jq_true '.keys[0].reset_after_ns > 86000000000000'
+jq_fields '.keys[1]' "key length truncated remaining" "verylongkeypref 42 true 1"
+jq_fields '.keys[3]' "key key_hex remaining" "null 00ff 2"
+rc 0 status t.ip 203.0.113.7
+has "$out" "^key  *203.0.113.7 (11 bytes)$"; has "$out" "^state  *in the table$"
+has "$out" "^remaining  *0 of 3$"
+rc 0 status t.ip "$long";          has "$out" "^remaining  *1 of 3$"
+rc 0 status t.ip 198.51.100.1;     has "$out" "^state  *full (not in the table)$"
+has "$out" "^remaining  *3 of 3$"
+rc 0 status -j t.ip --key-hex 00ff
+jq_true 'keys == ["burst","exists","key","key_hex","length","rate","remaining","reset_after_ns",
+                  "retry_after_ns","template","truncated","unlimited","waiters"]'
+jq_fields . "template exists key_hex remaining burst" "t.ip true 00ff 2 3"
+rc 0 status -j t.ip nobody.here;   jq_fields . "exists remaining retry_after_ns waiters" "false 3 0 0"
+# a fixed window's keys: the count used
+rc 0 try t.win 4 --key u1;         has "$out" "6 of 10 remaining"
+rc 0 keys -j t.win;                jq_fields '.keys[0]' "key remaining burst" "u1 6 10"
+# a full table: overflow = deny refuses a new key (exit 1), allow lets it through
+i=0
+while [ $i -lt 16 ]; do
+  i=$((i + 1))
+  "$rlctl" try t.ip --key "fill.$i" >"$out" 2>"$err" || break
+done
+has "$err" "denied: key fill.$i is new and template 't.ip' has no room for it"
+[ $i -eq 13 ] || fail "t.ip (16 places, 4 keys) full after $((i - 1)) more keys"
+i=1
+while [ $i -lt 16 ]; do
+  i=$((i + 1))
+  "$rlctl" try t.win --key "fill.$i" >"$out" 2>"$err" || fail "t.win fill.$i"
+done
+rc 1 try t.ip --key one.more;      has "$err" "has no room"
+rc 0 try t.ip --key 203.0.113.7 0  # an existing key is never refused for room
+rc 0 try -j t.win --key one.more;  jq_fields . "granted overflow" "true true"
+rc 0 try t.win --key and.another;  has "$out" "let through without a bucket (overflow = allow)"
+rc 0 list -j
+jq_fields "$(tpl t.ip)" "keys overflows" "16 2"
+jq_fields "$(tpl t.win)" "keys overflows" "16 2"
+# errors
+rc 2 keys a;                       has "$err" "'a' is a limit, not a template"
+rc 5 keys nope;                    has "$err" "no template 'nope' in instance '$inst'"
+rc 2 keys t.ip --top 0;            has "$err" "bad --top"
+rc 2 keys t.ip extra
+rc 2 status t.ip --key-hex 0g;     has "$err" "bad --key-hex"
+rc 2 status t.ip k --key-hex 00;   has "$err" "give the key once"
+rc 2 status t.ip "$(printf '%0257d' 0)"; has "$err" "bad key: 1 to 256 bytes"
+rc 2 try a --key x;                has "$err" "'a' is a limit, not a template"
+rc 5 try nope --key x
+rc 2 try t.ip 4 --key 203.0.113.7; has "$err" "cost 4 exceeds the burst of t.ip key 203.0.113.7 (3)"
+rc 5 status nope k
+# metrics: per template, label template
+rc 0 metrics
+check_metrics
+for l in \
+  "rld_limits{$I} 5" \
+  "rld_templates{$I} 2" \
+  "rld_template_keys{$I,template=\"t.ip\"} 16" \
+  "rld_template_keys_max{$I,template=\"t.ip\"} 10" \
+  "rld_template_places{$I,template=\"t.ip\"} 16" \
+  "rld_template_evictions_total{$I,template=\"t.ip\"} 0" \
+  "rld_template_overflows_total{$I,template=\"t.win\"} 2" \
+  "rld_template_info{$I,template=\"t.win\",algorithm=\"fixed\",overflow=\"allow\"} 1" \
+  "# TYPE rld_template_evictions_total counter"; do
+  grep -qxF "$l" "$out" || fail "metrics lack: $l"; ok
+done
+rc 0 metrics --match 't.w*'
+check_metrics
+lacks "$out" 'template="t.ip"'
+has "$out" 'rld_template_keys{.*template="t.win"} 16'
+has "$out" "^rld_templates{$I} 2$"
 
 # ---- wait (through the daemon's queue) ---------------------------------------------------
 if [ "$proto" = 1 ]; then
@@ -433,6 +570,92 @@ fi
 
 # ---- changes through the daemon: create, set, delete, reset, reload, stats ---------------
 if [ "$proto" = 1 ]; then
+  # templates through the daemon: reset of a key or of every key, create, set, delete
+  rc 0 reset t.ip 203.0.113.7;     has "$out" "^reset template t.ip key 203.0.113.7: full again$"
+  rc 0 status -j t.ip 203.0.113.7; jq_fields . "remaining retry_after_ns" "3 0"
+  rc 0 reset -j t.ip never.seen
+  jq_fields . "ok name template key existed" "true t.ip true never.seen false"
+  rc 0 reset t.ip --key-hex 0102;  has "$out" "key 0x0102: not in the table (full already)$"
+  rc 0 reset t.ip "$long";         has "$out" "full again$"
+  rc 2 reset a some.key;           has "$err" "'a' is a limit, not a template"
+  rc 5 reset nope some.key;        has "$err" "no template 'nope' in instance '$inst'"
+  rc 2 reset t.ip --key-hex xy
+  rc 0 try t.ip --key 203.0.113.7  # a key with state again
+  rc 0 reset t.ip;                 has "$out" "^reset (every key full again): template t.ip$"
+  rc 0 keys -j t.ip;               jq_fields . "live shown" "0 0"
+  rc 0 status -j t.ip 203.0.113.7; jq_fields . "exists remaining" "false 3"
+  rc 0 try t.ip --key new.after.reset   # the table's places come back as they are met
+  grep -q "template t.ip: reset by pid [0-9]* (uid [0-9]*): every key full again" "$log" ||
+    fail "template reset not logged"
+  # create --template: a table needs room in the segment (here: the page the file's left)
+  rc 0 create --template t.new rate=2/s max_keys=10 overflow=allow
+  has "$out" "^created template t.new: rate 2/s per key, burst 2, max_keys 10, overflow allow$"
+  rc 1 create --template t.new rate=2/s; has "$err" "template 't.new' exists"
+  rc 1 create --template t.big rate=1/s max_keys=100000
+  has "$err" "no room for its key table (max_keys 100000: 6400128 bytes; "
+  has "$err" "declare it in $conf and reload, the segment grows for it"
+  rc 2 create --template t.x rate=1/s overflow=maybe; has "$err" "bad overflow 'maybe'"
+  rc 2 create --template t.x rate=1/s max_keys=0;     has "$err" "bad max_keys '0'"
+  rc 2 create t.x rate=1/s max_keys=5;                has "$err" "max_keys= and overflow= are for a template"
+  rc 2 create --template t.x t.x rate=1/s;            has "$err" "give the name once"
+  rc 2 create --template t.x rate=unlimited algorithm=fixed; has "$err" "a window algorithm needs a rate"
+  rc 2 create --template t.x rate=caller burst=3;     has "$err" "burst= does not go with rate=caller"
+  rc 2 create t.x rate=caller;                        has "$err" "rate=caller is for a template"
+  rc 0 create -j --template t.win2 rate=5/min algorithm=fixed max_keys=12
+  jq_fields . "ok name template algorithm max_keys overflow" "true t.win2 true fixed 12 deny"
+  rc 0 status -j t.new;            jq_fields . "overflow max_keys daemon.from_file" "allow 10 false"
+  rc 0 try t.new --key k1;         has "$out" "1 of 2 remaining"
+  rc 0 set t.new rate=4/s overflow=deny
+  has "$out" "^changed template t.new: rate 4/s per key, burst 2, max_keys 10, overflow deny$"
+  rc 0 set -j --template t.new burst=6; jq_fields . "rate burst max_keys overflow" "4/s 6 10 deny"
+  rc 1 set t.new max_keys=1000;    has "$err" "max_keys 1000 needs a key table of another size"
+  has "$err" "declare it so in $conf and reload"
+  rc 2 set a max_keys=5;           has "$err" "'a' is a limit: max_keys=, overflow= and rate=caller are for templates"
+  rc 5 set --template zz rate=1/s; has "$err" "no template 'zz'"
+  rc 0 list -j
+  jq_fields "$(tpl t.new)" "rate burst overflow max_keys" "4/s 6 deny 10"
+  rc 0 stats -j
+  jq_fields . "limits max_limits" "5 64"
+  jq_is '[.templates[].name] | join(",")' "t.ip,t.new,t.win,t.win2"
+  rc 0 stats;                      has "$out" "^limits  *5, and 4 templates: 9 of 64 slots$"
+  has "$out" "^template  *t.ip: [0-9]* keys (max_keys 10), [0-9]* evictions, 2 overflows (deny)$"
+  rc 0 delete t.new;               has "$out" "^deleted template t.new$"
+  rc 5 keys t.new
+  grep -q "template t.new: deleted by pid [0-9]* (uid [0-9]*), its keys with it" "$log" ||
+    fail "template delete not logged"
+  # rate = caller (t.new's table, free again): each key's rate from the client
+  rc 0 create --template t.plan rate=caller max_keys=10
+  has "$out" "^created template t.plan: rate caller (each key's own), max_keys 10, overflow deny$"
+  rc 2 try t.plan --key acme;      has "$err" "is rate = caller: a new key needs its rate (--rate R)"
+  rc 0 try t.plan 5 --key acme --rate 100/min; has "$out" "95 of 100 remaining$"
+  rc 0 try t.plan --key acme;      has "$out" "94 of 100 remaining$"
+  rc 2 try t.plan 101 --key acme;  has "$err" "cost 101 exceeds the burst of t.plan key acme (100)"
+  rc 2 try t.ip --key x --rate 1/s; has "$err" "--rate is for rate = caller templates"
+  rc 2 try t.plan --rate 1/s;      has "$err" "give --key KEY too"
+  rc 0 keys t.plan
+  has "$out" "^KEY  *RATE  *REMAINING  *BURST  *RETRY_AFTER  *RESET_AFTER  *WAITERS$"
+  [ "$(awk '$1 == "acme"' "$out" | tr -s ' ' | cut -d' ' -f1-4)" = "acme 100/min 94 100" ] ||
+    fail "keys t.plan: $(cat "$out")"
+  rc 0 keys -j t.plan;             jq_fields '.keys[0]' "key rate burst remaining" "acme 100/min 100 94"
+  rc 0 status t.plan acme;         has "$out" "^rate  *100/min (the key's own)$"
+  rc 0 status -j t.plan nobody;    jq_fields . "exists rate burst remaining" "false null null null"
+  rc 0 list -j;                    jq_fields "$(tpl t.plan)" "rate caller_rate burst" "caller true 0"
+  rc 2 set t.plan burst=3;         has "$err" "is rate = caller"
+  # rate = caller on or off: every key full (an entry holds a rate, or bytes of its key)
+  rc 0 set t.plan rate=10/min burst=5
+  has "$out" "^changed template t.plan: rate 10/min per key, burst 5, max_keys 10, overflow deny$"
+  rc 0 keys -j t.plan;             jq_is '.live' 0
+  grep -q "template t.plan: rate = caller off: every key starts full" "$log" ||
+    fail "rate = caller off not logged"
+  rc 0 delete t.plan
+  # a table a deleted template left is reused by one of its size
+  rc 0 delete t.win
+  rc 0 delete t.win2
+  rc 0 create --template t.o1 rate=1/s max_keys=7
+  rc 0 delete t.o1
+  rc 0 delete -j t.ip;             jq_fields . "ok name template" "true t.ip true"
+  rc 5 try t.ip --key 203.0.113.7; has "$err" "no template 't.ip'"
+  rc 0 list -j;                    jq_is '.templates | length' 0
   rc 0 create c rate=5/s burst=3;  has "$out" "^created c: rate 5/s, burst 3$"
   rc 1 create c rate=5/s;          has "$err" "exists"
   rc 0 status -j c
@@ -507,8 +730,11 @@ if [ "$proto" = 1 ]; then
   has "$out" "^daemon  *rld [0-9.]*, pid $rld_pid, instance $inst$"
   rc 0 stats -j
   jq_true 'keys == ["bad_messages","connections","global_limits","grants","instance","limits",
+  jq_true 'keys == ["bad_messages","connections","global_limits","grants","instance","limits",
                    "max_limits","metrics_bad","metrics_listen","metrics_refused","metrics_served",
-                   "pid","redis","requests","segment_bytes","server","timeouts","uptime_ns","waiters"]'
+                   "pid","redis","requests","segment_bytes","server","templates","timeouts",
+                   "uptime_ns","waiters"]'
+  jq_is '.templates' '[]'
   jq_is '.redis' null
   jq_is '.global_limits' 0
   jq_fields . "metrics_listen metrics_served" "null 0"
@@ -563,6 +789,55 @@ if [ "$proto" = 1 ]; then
   has "$err" "start it with: rld --instance $inst --config"
   rc 3 create d rate=1/s
   rc 3 reload
+fi
+
+# ---- a scribbled key table: rlctl reads what any process holding the segment may write -----
+# A second instance with a template and keys; its daemon stopped (nothing repairs), then its
+# key tables and table records overwritten with random bytes through the keeper's
+# descriptor: keys, status, list and metrics must answer or refuse, never crash.
+inst2="t-rlctl2-$$"
+conf2=$dir/rld2.conf log2=$dir/rld2.log
+printf '[rld]\nmax_limits = 8\n\n[template s.ip]\nrate = 10/min\nmax_keys = 100\n\n[template s.win]\nrate = 5/h\nalgorithm = fixed\nmax_keys = 20\n' >"$conf2"
+"$rld" --foreground --config "$conf2" --instance "$inst2" 2>"$log2" &
+rld_pid=$!
+for _ in $(seq 200); do grep -q " ready: " "$log2" && break; sleep 0.05; done
+grep -q " ready: " "$log2" || fail "rld ($inst2) did not start"
+keeper=$(sed -n 's/.*held by keeper pid \([0-9]*\) .*/\1/p' "$log2" | head -1)
+for k in 1 2 3 4 5 6 7 8 9 10; do
+  rc 0 -i "$inst2" try s.ip 3 --key "10.0.0.$k"
+  rc 0 -i "$inst2" try s.win --key "u$k"
+done
+kill -TERM "$rld_pid"; wait "$rld_pid" || true; rld_pid=
+segfd=
+for f in /proc/"$keeper"/fd/*; do
+  case $(readlink "$f" 2>/dev/null) in /memfd:rld.*) segfd=$f;; esac
+done
+if [ -n "$segfd" ] && [ -r "$segfd" ] && [ -w "$segfd" ]; then
+  u64() { od -An -t u8 -j "$1" -N 8 "$segfd" | tr -d ' '; }
+  keys_off=$(u64 136) keys_size=$(u64 144)
+  # survive: exit 0 (shown), 1, 3 (refused) or 5 (no such template now); never a signal
+  survive() {
+    set +e; "$rlctl" -i "$inst2" "$@" >"$out" 2>"$err"; got=$?; set -e
+    case $got in 0|1|3|5) ok;; *) fail "rlctl -i $inst2 $* exited $got on a scribbled segment";; esac
+    # (a sanitizer's report exits 1 too)
+    ! grep -q "Sanitizer\|runtime error" "$err" || fail "rlctl -i $inst2 $*: $(cat "$err")"
+  }
+  n=0
+  while [ $n -lt 6 ]; do
+    n=$((n + 1))
+    if [ $((n % 2)) = 1 ]; then   # the tables: bucket headers and entries
+      dd if=/dev/urandom of="$segfd" bs="$keys_size" count=1 seek="$keys_off" \
+         oflag=seek_bytes conv=notrunc 2>/dev/null
+    else                          # the tables' records in the header (tmpl[], 512..4096)
+      dd if=/dev/urandom of="$segfd" bs=64 count=8 seek=$((512 + 64 * (n % 7))) \
+         oflag=seek_bytes conv=notrunc 2>/dev/null
+    fi
+    survive keys s.ip; survive keys -j s.win --top 3; survive status s.ip 10.0.0.1
+    survive status -j s.win u1; survive list; survive list -j; survive metrics
+    survive try s.ip --key 10.0.0.1
+  done
+else
+  echo "test_rlctl: the keeper's segment descriptor is not writable here: scribble test skipped" >&2
 fi
 
 echo "test_rlctl: ok ($checks checks)"

@@ -342,6 +342,9 @@ static const struct err_case errors[] = {
      "c", "max_limits"},
     {"[limit a]\nrate=1/s\n[limit b]\nrate=1/s\n[limit c]\nrate=1/s\n[rld]\nmax_limits = 2\n", 5,
      "c", "line 8"},
+    /* templates: their checks hold whatever the algorithm (a window's branch came first) */
+    {"[template t]\nrate = 10/min\nalgorithm = fixed\nmax_keys = 10\noverflow = allow\nscope = global\n", 6, "t", "host limits"},
+    {"[template t]\nrate = 10/min\nalgorithm = sliding\nmax_keys = 10\nscope = global\n", 5, "t", "host limits"},
     /* only the first error */
     {"[limit a]\nfoo = 1\n[bar]\n", 2, "foo", NULL},
     {"[limit a]\nrate = 1/s\nburst = 0\n[limit a]\n", 3, "0", NULL},

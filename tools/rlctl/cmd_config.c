@@ -22,23 +22,41 @@ typedef struct put_args {
     uint32_t    algo;
     uint64_t    align_ns;
     bool        align_set;
+    bool        tmpl;           /* --template NAME (set: or NAME is one) */
+    bool        caller;         /* rate=caller: a template's keys' rates from the client */
+    uint64_t    max_keys;       /* 0: absent */
+    const char *overflow;       /* "deny", "allow"; NULL if absent */
 } put_args;
 
-/* NAME then key=value words: rate=R, burst=B, algorithm=A, align=D, each at most once. */
+/* NAME (or --template NAME) then key=value words: rate=R, burst=B, algorithm=A, align=D,
+ * and for a template max_keys=N, overflow=deny|allow, each at most once. */
 static int parse_put(const rlctl_ctx *ctx, put_args *a)
 {
     memset(a, 0, sizeof(*a));
-    a->name = ctx->argv[0];
+    int first = 1;
+    if (ctx->optv[0]) {
+        a->name = ctx->optv[0];
+        a->tmpl = true;
+        first = 0;
+        if (ctx->argc > 0 && !strchr(ctx->argv[0], '='))
+            return rlctl_usage_error(ctx, "give the name once: --template NAME or NAME, "
+                                     "not both ('%s')", ctx->argv[0]);
+    } else if (ctx->argc == 0) {
+        return rlctl_usage_error(ctx, "missing argument: NAME (or --template NAME)");
+    } else {
+        a->name = ctx->argv[0];
+    }
     int r = rlctl_check_name(ctx, a->name);
     if (r != 0)
         return r;
-    for (int i = 1; i < ctx->argc; i++) {
+    for (int i = first; i < ctx->argc; i++) {
         const char *w = ctx->argv[i], *why = NULL;
         if (strncmp(w, "rate=", 5) == 0) {
             if (a->rate_text)
                 return rlctl_usage_error(ctx, "rate= given twice");
             a->rate_text = w + 5;
-            if (rldi_parse_rate(a->rate_text, &a->count, &a->period_ns, &why) < 0)
+            a->caller = strcmp(a->rate_text, "caller") == 0;
+            if (!a->caller && rldi_parse_rate(a->rate_text, &a->count, &a->period_ns, &why) < 0)
                 return rlctl_usage_error(ctx, "bad rate '%s': %s (examples: 10/s, 3500/min, "
                                          "5/500ms, unlimited)", a->rate_text, why);
         } else if (strncmp(w, "burst=", 6) == 0) {
@@ -67,16 +85,41 @@ static int parse_put(const rlctl_ctx *ctx, put_args *a)
                 return rlctl_usage_error(ctx, "bad align '%s': %s (e.g. align=+15min)", w + 6,
                                          why);
             a->align_set = true;
+        } else if (strncmp(w, "max_keys=", 9) == 0) {
+            if (a->max_keys)
+                return rlctl_usage_error(ctx, "max_keys= given twice");
+            if (rldi_parse_u64(w + 9, &a->max_keys, &why) < 0)
+                return rlctl_usage_error(ctx, "bad max_keys '%s': %s", w + 9, why);
+            if (a->max_keys == 0 || a->max_keys > RLDI_MAX_KEYS_MAX)
+                return rlctl_usage_error(ctx, "bad max_keys '%s': 1 to %u", w + 9,
+                                         RLDI_MAX_KEYS_MAX);
+        } else if (strncmp(w, "overflow=", 9) == 0) {
+            if (a->overflow)
+                return rlctl_usage_error(ctx, "overflow= given twice");
+            a->overflow = w + 9;
+            if (strcmp(a->overflow, "deny") != 0 && strcmp(a->overflow, "allow") != 0)
+                return rlctl_usage_error(ctx, "bad overflow '%s': deny or allow", a->overflow);
         } else {
             return rlctl_usage_error(ctx, "unexpected '%s' (expected rate=R, burst=B, "
-                                     "algorithm=A or align=D)", w);
+                                     "algorithm=A or align=D; for a template also "
+                                     "max_keys=N, overflow=deny|allow)", w);
         }
     }
     if (ctx->cmd == &rlctl_cmd_create && !a->rate_text)
         return rlctl_usage_error(ctx, "rate=R is required (e.g. rate=10/s)");
-    if (!a->rate_text && !a->burst && !a->algo_text && !a->align_set)
+    if (ctx->cmd == &rlctl_cmd_create && !a->tmpl && (a->max_keys || a->overflow))
+        return rlctl_usage_error(ctx, "max_keys= and overflow= are for a template: create "
+                                 "--template NAME rate=R ...");
+    if (ctx->cmd == &rlctl_cmd_create && !a->tmpl && a->caller)
+        return rlctl_usage_error(ctx, "rate=caller is for a template: each key's rate comes "
+                                 "from the client (create --template NAME rate=caller)");
+    if (a->caller && a->burst)
+        return rlctl_usage_error(ctx, "burst= does not go with rate=caller: each key's burst "
+                                 "is its own rate's count");
+    if (!a->rate_text && !a->burst && !a->algo_text && !a->align_set && !a->max_keys &&
+        !a->overflow)
         return rlctl_usage_error(ctx, "nothing to change: give rate=R, burst=B, algorithm=A "
-                                 "or align=D");
+                                 "or align=D (a template: also max_keys=N, overflow=O)");
     if (a->algo_text && a->algo != RLDI_ALGO_GCRA && a->burst)
         return rlctl_usage_error(ctx, "burst= is for algorithm=gcra: a window admits the "
                                  "rate's count per period");
@@ -101,11 +144,39 @@ static int fill_current(rlctl_ctx *ctx, put_args *a)
 {
     rld_limit h;
     rlctl_limit cur;
-    int r = rlctl_find(ctx, a->name, &h);
+    rld_template tpl;
+    int r = rlctl_open_segment(ctx);
     if (r != 0)
         return r;
-    if ((r = rlctl_limit_read(ctx->client, h, &cur)) < 0)
-        return rlctl_fail(rlctl_exit_for(r), "limit '%s': %s", a->name, rld_strerror(r));
+    if (a->tmpl || (rld_find(ctx->client, a->name, &h) == -ENOENT &&
+                    rld_find_template(ctx->client, a->name, &tpl) == 0)) {
+        /* a template: the same, its key table's size and policy too */
+        rlctl_tmpl tp;
+        if ((r = rlctl_find_template(ctx, a->name, &tp, NULL)) != 0)
+            return r;
+        a->tmpl = true;
+        memset(&cur, 0, sizeof(cur));
+        cur.info = tp.info;
+        if (!a->max_keys)
+            a->max_keys = tp.info.max_keys;
+        if (!a->overflow)
+            a->overflow = tp.overflow_allow ? "allow" : "deny";
+        if (!a->rate_text && tp.caller_rate) {
+            a->caller = true;           /* kept: every key keeps its own rate */
+            a->rate_text = "caller";
+            if (a->burst)
+                return rlctl_usage_error(ctx, "template '%s' is rate = caller: each key's "
+                                         "burst is its own rate's count (no burst=)", a->name);
+        }
+    } else {
+        if ((r = rlctl_find(ctx, a->name, &h)) != 0)
+            return r;
+        if (a->max_keys || a->overflow || a->caller)
+            return rlctl_usage_error(ctx, "'%s' is a limit: max_keys=, overflow= and "
+                                     "rate=caller are for templates", a->name);
+        if ((r = rlctl_limit_read(ctx->client, h, &cur)) < 0)
+            return rlctl_fail(rlctl_exit_for(r), "limit '%s': %s", a->name, rld_strerror(r));
+    }
     if (!a->rate_text) {
         a->count = cur.info.rate_count;
         a->period_ns = cur.info.rate_period_ns;
@@ -114,11 +185,12 @@ static int fill_current(rlctl_ctx *ctx, put_args *a)
     if (!a->algo_text) {
         a->algo = cur.info.algorithm;       /* RLD_ALGO_* are the RLDI_ALGO_* values */
         if (a->burst && a->algo != RLDI_ALGO_GCRA)
-            return rlctl_usage_error(ctx, "limit '%s' is a %s window: burst= is for gcra "
-                                     "(give algorithm=gcra to change it)", a->name,
+            return rlctl_usage_error(ctx, "%s '%s' is a %s window: burst= is for gcra "
+                                     "(give algorithm=gcra to change it)",
+                                     a->tmpl ? "template" : "limit", a->name,
                                      rldi_algo_name(a->algo));
     }
-    if (a->algo == RLDI_ALGO_GCRA && !a->burst) {
+    if (a->algo == RLDI_ALGO_GCRA && !a->burst && !a->caller) {
         /* Keep the burst, except that it follows the rate when it was the rate's count. */
         a->burst = cur.info.algorithm == RLDI_ALGO_GCRA ? cur.info.burst : 0;
     }
@@ -134,10 +206,24 @@ static int fill_current(rlctl_ctx *ctx, put_args *a)
     return 0;
 }
 
-/* Send REQ for limit NAME and report: "VERB NAME[: DETAIL]" and the daemon's note on a line
- * of its own, or {"ok": true, "name": ..., "note": null or the note}. */
+/* Is NAME a template, as the segment shows it? (false when it cannot be read: the daemon
+ * then says what is wrong) */
+static bool is_template(rlctl_ctx *ctx, const char *name)
+{
+    rld_template tp;
+    rld_limit h;
+    if (!ctx->client && rld_open(ctx->paths.instance, 0, &ctx->client) < 0) {
+        ctx->client = NULL;
+        return false;
+    }
+    return rld_find(ctx->client, name, &h) == -ENOENT &&
+           rld_find_template(ctx->client, name, &tp) == 0;
+}
+
+/* Send REQ for limit (or template) NAME and report: "VERB NAME[: DETAIL]" and the daemon's
+ * note on a line of its own, or {"ok": true, "name": ..., "note": null or the note}. */
 static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
-                       const char *verb, const put_args *put)
+                       const char *verb, const put_args *put, bool tmpl)
 {
     Rld__V1__Reply *rep;
     int r = rlctl_call(ctx, req, RLCTL_CALL_MS, &rep);
@@ -146,8 +232,9 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
     if (rep->code == -ENOENT || rep->code == -ESTALE) {
         /* Said here, by name: the daemon's text may be librld's message for -ENOENT,
          * which cannot tell an instance from a limit. */
-        r = rlctl_fail(RLCTL_EXIT_NOTFOUND, "%s %s: no limit '%s' in instance '%s' (rlctl "
-                       "list shows them)", ctx->cmd->name, name, name, ctx->paths.instance);
+        r = rlctl_fail(RLCTL_EXIT_NOTFOUND, "%s %s: no %s '%s' in instance '%s' (rlctl "
+                       "list shows them)", ctx->cmd->name, name, tmpl ? "template" : "limit",
+                       name, ctx->paths.instance);
         rld__v1__reply__free_unpacked(rep, NULL);
         return r;
     }
@@ -163,7 +250,9 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
         snprintf(note, sizeof(note), "%s", rep->message);
     rld__v1__reply__free_unpacked(rep, NULL);
     char rate[48] = "";
-    if (put)
+    if (put && put->caller)
+        snprintf(rate, sizeof(rate), "caller");
+    else if (put)
         rldi_format_rate(rate, sizeof(rate), put->count, put->period_ns);
     if (ctx->json) {
         rlctl_json j;
@@ -174,7 +263,9 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
         if (put) {
             rlctl_json_str(&j, "rate", rate);
             rlctl_json_str(&j, "algorithm", rldi_algo_name(put->algo));
-            if (put->algo != RLDI_ALGO_GCRA)
+            if (put->caller)
+                rlctl_json_null(&j, "burst");
+            else if (put->algo != RLDI_ALGO_GCRA)
                 rlctl_json_u64(&j, "burst", put->count);
             else if (put->burst)
                 rlctl_json_u64(&j, "burst", put->burst);
@@ -183,25 +274,45 @@ static int simple_call(rlctl_ctx *ctx, Rld__V1__Request *req, const char *name,
             if (put->algo == RLDI_ALGO_FIXED)
                 rlctl_json_u64(&j, "align_ns", put->align_ns);
         }
+        if (tmpl)
+            rlctl_json_bool(&j, "template", true);
+        if (put && put->tmpl) {
+            rlctl_json_u64(&j, "max_keys", put->max_keys ? put->max_keys
+                                                         : RLDI_MAX_KEYS_DEFAULT);
+            rlctl_json_str(&j, "overflow", put->overflow ? put->overflow : "deny");
+        }
         rlctl_json_str(&j, "note", note[0] ? note : NULL);
         rlctl_json_end(&j, '}');
         return RLCTL_EXIT_OK;
     }
+    char keys[96] = "";
+    if (put && put->tmpl)
+        snprintf(keys, sizeof(keys), ", max_keys %llu, overflow %s",
+                 (unsigned long long)(put->max_keys ? put->max_keys : RLDI_MAX_KEYS_DEFAULT),
+                 put->overflow ? put->overflow : "deny");
+    const char *per = put && put->caller ? " (each key's own)" : put && put->tmpl ? " per key"
+                                                                                 : "";
+    const char *what = tmpl ? "template " : "";
     if (put && put->algo == RLDI_ALGO_SLIDING) {
-        printf("%s %s: rate %s, sliding window\n", verb, name, rate);
+        printf("%s %s%s: rate %s%s, sliding window%s\n", verb, what, name, rate, per, keys);
     } else if (put && put->algo == RLDI_ALGO_FIXED) {
         char al[48] = "";
-        if (put->align_ns) {
-            al[0] = '+';
-            rldi_format_duration(al + 1, sizeof(al) - 1, put->align_ns);
+        if (put->align_ns == RLD_ALIGN_FIRST) {
+            snprintf(al, sizeof(al), " from its first take");
+        } else if (put->align_ns == RLD_ALIGN_ELASTIC) {
+            snprintf(al, sizeof(al), ", elastic");
+        } else if (put->align_ns) {
+            snprintf(al, sizeof(al), " aligned +");
+            rldi_format_duration(al + 10, sizeof(al) - 10, put->align_ns);
         }
-        printf("%s %s: rate %s, fixed window%s%s\n", verb, name, rate,
-               put->align_ns ? " aligned " : "", al);
+        printf("%s %s%s: rate %s%s, fixed window%s%s\n", verb, what, name, rate, per, al, keys);
+    } else if (put && put->caller) {
+        printf("%s %s%s: rate %s%s%s\n", verb, what, name, rate, per, keys);
     } else if (put) {
-        printf("%s %s: rate %s, burst %llu\n", verb, name, rate,
-               (unsigned long long)(put->burst ? put->burst : put->count));
+        printf("%s %s%s: rate %s%s, burst %llu%s\n", verb, what, name, rate, per,
+               (unsigned long long)(put->burst ? put->burst : put->count), keys);
     } else {
-        printf("%s %s\n", verb, name);
+        printf("%s %s%s\n", verb, what, name);
     }
     if (note[0])
         printf("note: %s\n", note);
@@ -215,13 +326,19 @@ static int put(rlctl_ctx *ctx, bool create)
     if (r != 0 || (!create && (r = fill_current(ctx, &a)) != 0))
         return r;
     char rate[48];
-    rldi_format_rate(rate, sizeof(rate), a.count, a.period_ns);   /* parses back the same */
+    if (a.caller)
+        snprintf(rate, sizeof(rate), "caller");
+    else
+        rldi_format_rate(rate, sizeof(rate), a.count, a.period_ns);   /* parses back the same */
     Rld__V1__LimitConfig lc = RLD__V1__LIMIT_CONFIG__INIT;
     lc.name = (char *)a.name;
     lc.rate = rate;
     lc.burst = a.burst;            /* 0: the rate's count, as in rld.conf */
     lc.algorithm = (char *)rldi_algo_name(a.algo);
     lc.align_ns = a.align_set ? a.align_ns : 0;
+    lc.template_ = a.tmpl;
+    lc.max_keys = (uint32_t)a.max_keys;     /* 0: the default (checked: at most 2^28) */
+    lc.overflow = (char *)(a.overflow ? a.overflow : "");
     Rld__V1__Put p = RLD__V1__PUT__INIT;
     p.limit = &lc;
     p.create_only = create;
@@ -229,7 +346,7 @@ static int put(rlctl_ctx *ctx, bool create)
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_PUT;
     req.put = &p;
-    return simple_call(ctx, &req, a.name, create ? "created" : "changed", &a);
+    return simple_call(ctx, &req, a.name, create ? "created" : "changed", &a, a.tmpl);
 }
 
 static int cmd_create(rlctl_ctx *ctx) { return put(ctx, true); }
@@ -242,17 +359,90 @@ static int cmd_delete(rlctl_ctx *ctx)
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_DELETE;
     req.delete_ = &d;
-    return simple_call(ctx, &req, ctx->argv[0], "deleted", NULL);
+    bool tmpl = is_template(ctx, ctx->argv[0]);
+    return simple_call(ctx, &req, ctx->argv[0], "deleted", NULL, tmpl);
+}
+
+/*
+ * reset TEMPLATE KEY: that key full again. A key not in the table is full already: said,
+ * and exit 0. --json: {"ok": true, "name", "template": true, the key fields, "existed"}.
+ */
+static int reset_key(rlctl_ctx *ctx, const char *name, const uint8_t *key, size_t len)
+{
+    Rld__V1__Reset rs = RLD__V1__RESET__INIT;
+    rs.limit = (char *)name;
+    rs.key.data = (uint8_t *)key;
+    rs.key.len = len;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_RESET;
+    req.reset = &rs;
+    bool tmpl = is_template(ctx, name);
+    Rld__V1__Reply *rep;
+    int r = rlctl_call(ctx, &req, RLCTL_CALL_MS, &rep);
+    if (r != 0)
+        return r;
+    int code = rep->code;
+    bool existed = code == 0;
+    char kt[RLCTL_KEY_TEXT];
+    rlctl_key_text(key, len, len, kt, sizeof(kt));
+    if (code == -ENOENT && tmpl) {
+        code = 0;                       /* the template is there, the key is not: full */
+    } else if (code == -ENOENT || code == -ESTALE) {
+        r = rlctl_fail(RLCTL_EXIT_NOTFOUND, "reset %s: no template '%s' in instance '%s' "
+                       "(rlctl list shows them)", name, name, ctx->paths.instance);
+    } else if (code != 0) {
+        char what[RLDI_NAME_MAX + RLCTL_KEY_TEXT + 16];
+        snprintf(what, sizeof(what), "reset %s key %s", name, kt);
+        r = rlctl_reply_error(ctx, what, rep);
+    }
+    rld__v1__reply__free_unpacked(rep, NULL);
+    if (code != 0)
+        return r;
+    if (ctx->json) {
+        rlctl_json j;
+        rlctl_json_init(&j, stdout);
+        rlctl_json_obj(&j, NULL);
+        rlctl_json_bool(&j, "ok", true);
+        rlctl_json_str(&j, "name", name);
+        rlctl_json_bool(&j, "template", true);
+        rlctl_json_key_fields(&j, key, len, len);
+        rlctl_json_bool(&j, "existed", existed);
+        rlctl_json_end(&j, '}');
+    } else if (existed) {
+        printf("reset template %s key %s: full again\n", name, kt);
+    } else {
+        printf("reset template %s key %s: not in the table (full already)\n", name, kt);
+    }
+    return RLCTL_EXIT_OK;
+}
+
+static int check_reset(rlctl_ctx *ctx)
+{
+    uint8_t key[RLDI_KEY_MAX];
+    size_t len;
+    int r = rlctl_check_name(ctx, ctx->argv[0]);
+    if (r == 0 && (ctx->argc > 1 || ctx->optv[0]))
+        r = rlctl_arg_key(ctx, ctx->argc > 1 ? ctx->argv[1] : NULL, ctx->optv[0], key, &len);
+    return r;
 }
 
 static int cmd_reset(rlctl_ctx *ctx)
 {
+    const char *name = ctx->argv[0];
+    if (ctx->argc > 1 || ctx->optv[0]) {
+        uint8_t key[RLDI_KEY_MAX];
+        size_t len;
+        int r = rlctl_arg_key(ctx, ctx->argc > 1 ? ctx->argv[1] : NULL, ctx->optv[0], key, &len);
+        return r != 0 ? r : reset_key(ctx, name, key, len);
+    }
     Rld__V1__Reset rs = RLD__V1__RESET__INIT;
-    rs.limit = ctx->argv[0];
+    rs.limit = (char *)name;
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_RESET;
     req.reset = &rs;
-    return simple_call(ctx, &req, ctx->argv[0], "reset (full again):", NULL);
+    bool tmpl = is_template(ctx, name);
+    return simple_call(ctx, &req, name, tmpl ? "reset (every key full again):"
+                                             : "reset (full again):", NULL, tmpl);
 }
 
 static int cmd_revert(rlctl_ctx *ctx)
@@ -262,20 +452,35 @@ static int cmd_revert(rlctl_ctx *ctx)
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_REVERT;
     req.revert = &rv;
-    return simple_call(ctx, &req, ctx->argv[0], "reverted", NULL);
+    return simple_call(ctx, &req, ctx->argv[0], "reverted", NULL, false);
 }
 
 /* --json for all five: {"ok": true, "name": NAME, "note"}, create and set add "rate",
- * "algorithm", "burst" (the count for a window) and, for fixed windows, "align_ns". */
+ * "algorithm", "burst" (the count for a window) and, for fixed windows, "align_ns"; for a
+ * template, "template": true, and create and set add "max_keys" and "overflow". */
+static const rlctl_opt put_opts[] = {
+    { "template", "NAME", "a template (keyed limits): max_keys=N, overflow=O" },
+    { NULL, NULL, NULL },
+};
+
 const rlctl_cmd rlctl_cmd_create = {
     .name = "create", .args = "NAME rate=R [burst=B] [algorithm=A] [align=D]",
-    .summary = "Create a limit at run time",
+    .summary = "Create a limit, or a template, at run time",
     .help = "The burst defaults to the rate's count. algorithm= is gcra (the default),\n"
             "sliding (at most COUNT in any PERIOD) or fixed (COUNT per wall-clock window;\n"
             "align=+15min shifts the windows). Exit 1 if the limit exists already.\n"
             "It lives until deleted, or until a reload whose file does not declare it.\n"
-            "Needs root or [rld] admin_group (else exit 4).\n",
-    .min_args = 1, .max_args = 5, .needs_daemon = true, .check = check_put, .exec = cmd_create,
+            "Needs root or [rld] admin_group (else exit 4).\n"
+            "--template NAME rate=R [burst=B] [algorithm=A] [align=D] [max_keys=N]\n"
+            "[overflow=deny|allow] creates a template of keyed limits: each key's rate and\n"
+            "burst (rate=caller: each key's own rate, from the client), a table of max_keys\n"
+            "keys (default 100000), and what a new key gets while the table is full (deny:\n"
+            "refused, the default; allow: let through). Its table needs room in the segment:\n"
+            "a table left by a deleted template of the same size, or room the file's\n"
+            "templates left. When there is none (exit 1), declare the template in rld.conf\n"
+            "and reload: the segment grows for it, every limit and key carried.\n",
+    .min_args = 0, .max_args = 7, .needs_daemon = true, .opts = put_opts, .check = check_put,
+    .exec = cmd_create,
 };
 
 const rlctl_cmd rlctl_cmd_set = {
@@ -287,8 +492,14 @@ const rlctl_cmd rlctl_cmd_set = {
             "file's: it stays across reloads and restarts until the file's line for the limit\n"
             "changes (then the file's wins), or until rlctl revert; setting the file's own\n"
             "values ends the override. rlctl status shows it. Exit 5 if there is no such\n"
-            "limit. Needs root or [rld] admin_group (else exit 4).\n",
-    .min_args = 1, .max_args = 5, .needs_daemon = true, .check = check_put, .exec = cmd_set,
+            "limit. Needs root or [rld] admin_group (else exit 4).\n"
+            "A template created at run time (NAME, or --template NAME): the same for every\n"
+            "key at once, each keeping its state in time (a change of algorithm, or of\n"
+            "rate=caller, makes every key full), and overflow=deny|allow; max_keys=N only\n"
+            "within the size of its table (another size: in rld.conf, and reload). A\n"
+            "template of rld.conf is changed there (exit 4).\n",
+    .min_args = 0, .max_args = 7, .needs_daemon = true, .opts = put_opts, .check = check_put,
+    .exec = cmd_set,
 };
 
 const rlctl_cmd rlctl_cmd_revert = {
@@ -303,16 +514,25 @@ const rlctl_cmd rlctl_cmd_revert = {
 
 const rlctl_cmd rlctl_cmd_delete = {
     .name = "delete", .args = "NAME",
-    .summary = "Delete a limit",
+    .summary = "Delete a limit or a template",
     .help = "Processes holding a handle to it then get -ESTALE. A limit declared in\n"
-            "rld.conf comes back on the next reload. Needs root or [rld] admin_group.\n",
+            "rld.conf comes back on the next reload. Needs root or [rld] admin_group.\n"
+            "A template is deleted with all its keys.\n",
     .min_args = 1, .max_args = 1, .needs_daemon = true, .check = check_name,
     .exec = cmd_delete,
 };
 
+static const rlctl_opt reset_opts[] = {
+    { "key-hex", "HEX", "the KEY of a template as hex digits (any bytes)" },
+    { NULL, NULL, NULL },
+};
+
 const rlctl_cmd rlctl_cmd_reset = {
-    .name = "reset", .args = "NAME",
+    .name = "reset", .args = "NAME [KEY]",
     .summary = "Make a limit full again (debt forgiven)",
-    .min_args = 1, .max_args = 1, .needs_daemon = true, .check = check_name,
-    .exec = cmd_reset,
+    .help = "A template: every key full again (their buckets are dropped). A template and\n"
+            "a KEY (its bytes, or --key-hex HEX): that key only; a key not in the table is\n"
+            "full already (said, exit 0). Needs root or [rld] admin_group (else exit 4).\n",
+    .min_args = 1, .max_args = 2, .needs_daemon = true, .opts = reset_opts,
+    .check = check_reset, .exec = cmd_reset,
 };

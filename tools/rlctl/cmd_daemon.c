@@ -4,6 +4,7 @@
  * (the daemon's own counters).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rlctl.h"
@@ -75,24 +76,40 @@ const rlctl_cmd rlctl_cmd_reload = {
 /*
  * stats --json: {"instance", "server" (e.g. "rld 0.1.0"), "pid", "uptime_ns",
  * "connections", "waiters", "requests", "grants", "timeouts", "bad_messages", "limits",
- * "max_limits", "segment_bytes", "global_limits", "redis"}; "redis" is null without global
- * limits, else {"state" ("up"/"down"), "url", "error", "rtt_ns", "lease_calls", "errors",
- * "reconnects", "fallback_ns"}.
+ * "max_limits", "segment_bytes", "global_limits", "redis", "templates"}; "redis" is null
+ * without global limits, else {"state" ("up"/"down"), "url", "error", "rtt_ns",
+ * "lease_calls", "errors", "reconnects", "fallback_ns"}; "templates": [TEMPLATE...] (tmpl.c:
+ * keys live, max_keys, evictions, overflows... read from the segment), null when rlctl
+ * cannot read the segment. "limits" does not count the templates; both share max_limits.
  */
 static int cmd_stats(rlctl_ctx *ctx)
 {
+    /* the templates' tables are in the segment, where every process counts; quietly none
+     * when rlctl cannot read it (the daemon's figures still are worth showing) */
+    rlctl_tmpl *tv = NULL;
+    size_t tn = 0;
+    bool have_tmpl = false;
+    {
+        char buf[512];
+        rlctl_capture_errors(buf, sizeof(buf));
+        have_tmpl = rlctl_templates(ctx, &tv, &tn, NULL) == 0;
+        rlctl_capture_errors(NULL, 0);
+    }
     Rld__V1__Stats st = RLD__V1__STATS__INIT;
     Rld__V1__Request req = RLD__V1__REQUEST__INIT;
     req.body_case = RLD__V1__REQUEST__BODY_STATS;
     req.stats = &st;
     Rld__V1__Reply *rep;
     int r = rlctl_call(ctx, &req, RLCTL_CALL_MS, &rep);
-    if (r != 0)
+    if (r != 0) {
+        free(tv);
         return r;
+    }
     if (rep->code != 0 || rep->body_case != RLD__V1__REPLY__BODY_STATS || !rep->stats) {
         r = rep->code ? rlctl_reply_error(ctx, "stats", rep)
                       : rlctl_fail(RLCTL_EXIT_UNREACHABLE, "stats: rld sent no statistics");
         rld__v1__reply__free_unpacked(rep, NULL);
+        free(tv);
         return r;
     }
     const Rld__V1__StatsReply *s = rep->stats;
@@ -133,6 +150,17 @@ static int cmd_stats(rlctl_ctx *ctx)
         rlctl_json_u64(&j, "metrics_served", s->metrics_served);
         rlctl_json_u64(&j, "metrics_refused", s->metrics_refused);
         rlctl_json_u64(&j, "metrics_bad", s->metrics_bad);
+        if (have_tmpl) {
+            rlctl_json_arr(&j, "templates");
+            for (size_t i = 0; i < tn; i++) {
+                rlctl_json_obj(&j, NULL);
+                rlctl_json_template_fields(&j, &tv[i]);
+                rlctl_json_end(&j, '}');
+            }
+            rlctl_json_end(&j, ']');
+        } else {
+            rlctl_json_null(&j, "templates");
+        }
         rlctl_json_end(&j, '}');
     } else {
         printf("%-14s %s, pid %u, instance %s\n", "daemon", ctx->conn.server, s->pid,
@@ -144,7 +172,12 @@ static int cmd_stats(rlctl_ctx *ctx)
         printf("%-14s %llu\n", "grants", (unsigned long long)s->grants);
         printf("%-14s %llu\n", "timeouts", (unsigned long long)s->timeouts);
         printf("%-14s %llu\n", "bad messages", (unsigned long long)s->bad_messages);
-        printf("%-14s %u of %u\n", "limits", s->limits, s->max_limits);
+        if (s->templates)
+            printf("%-14s %u, and %u template%s: %u of %u slots\n", "limits", s->limits,
+                   s->templates, s->templates == 1 ? "" : "s", s->limits + s->templates,
+                   s->max_limits);
+        else
+            printf("%-14s %u of %u\n", "limits", s->limits, s->max_limits);
         printf("%-14s %llu bytes\n", "segment", (unsigned long long)s->segment_bytes);
         if (s->redis && s->redis[0]) {
             printf("%-14s %s, %s%s%s\n", "redis", s->redis_url, s->redis,
@@ -163,8 +196,14 @@ static int cmd_stats(rlctl_ctx *ctx)
                    (unsigned long long)s->metrics_refused, (unsigned long long)s->metrics_bad);
         else
             printf("%-14s %s\n", "metrics", "not served ([rld] metrics_listen)");
+        for (size_t i = 0; i < tn; i++)
+            printf("%-14s %s: %llu keys (max_keys %u), %llu evictions, %llu overflows (%s)\n",
+                   "template", tv[i].info.name, (unsigned long long)tv[i].keys,
+                   tv[i].info.max_keys, (unsigned long long)tv[i].evictions,
+                   (unsigned long long)tv[i].overflows, tv[i].overflow_allow ? "allow" : "deny");
     }
     rld__v1__reply__free_unpacked(rep, NULL);
+    free(tv);
     return RLCTL_EXIT_OK;
 }
 
@@ -173,6 +212,7 @@ const rlctl_cmd rlctl_cmd_stats = {
     .summary = "The daemon's own counters",
     .help = "Uptime, connections, queued waiters, requests, grants, timeouts, malformed\n"
             "messages, limits and capacity, segment size, pid; with global limits, Redis:\n"
-            "health, last error, lease round trip, calls, errors, reconnects, fallback time.\n",
+            "health, last error, lease round trip, calls, errors, reconnects, fallback time;\n"
+            "per template (from the segment): keys live, max_keys, evictions, overflows.\n",
     .min_args = 0, .max_args = 0, .needs_daemon = true, .exec = cmd_stats,
 };

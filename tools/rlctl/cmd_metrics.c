@@ -7,7 +7,7 @@
  * The text is common/metrics.c's, the same the daemon serves on [rld] metrics_listen.
  * Values are read from the segment, so they are there while the daemon is down; rld_up
  * says whether the daemon answers on its socket. --match GLOB keeps the per-limit samples
- * of the matching limits only (an instance of hundreds of limits gives thousands of lines);
+ * of the matching limits (and templates) only (an instance of hundreds of limits gives thousands of lines);
  * the instance-wide gauges stay whole.
  */
 #include <stdlib.h>
@@ -84,9 +84,15 @@ const rlctl_cmd rlctl_cmd_metrics = {
             "algorithm); with global limits, from the daemon: rld_redis_up,\n"
             "rld_redis_rtt_seconds, rld_redis_calls_total, rld_redis_errors_total,\n"
             "rld_redis_reconnects_total, rld_global_fallback_seconds_total, rld_global_limits.\n"
+            "Templates (keyed limits): rld_templates, and per template (label template)\n"
+            "rld_template_keys, rld_template_keys_max, rld_template_places,\n"
+            "rld_template_evictions_total, rld_template_overflows_total,\n"
+            "rld_template_admitted_tokens_total, rld_template_denied_total,\n"
+            "rld_template_info (labels algorithm, overflow); never a sample per key.\n"
             "Labels: rld_instance, limit. With no instance, prints rld_up 0 and exits 3.\n"
-            "--match GLOB keeps the per-limit samples of the matching limits only (the\n"
-            "instance's gauges, rld_limits included, stay whole).\n"
+            "--match GLOB keeps the per-limit (and per-template) samples of the matching\n"
+            "limits (and templates) only (the instance's gauges, rld_limits and\n"
+            "rld_templates included, stay whole).\n"
             "For the textfile collector, write to a temporary file and rename it; or let\n"
             "Prometheus scrape the daemon ([rld] metrics_listen in rld.conf(5)): the same text.\n",
     .min_args = 0, .max_args = 0, .opts = metrics_opts, .check = check_metrics,

@@ -20,7 +20,7 @@
 #endif
 
 const rlctl_cmd *const rlctl_commands[] = {
-    &rlctl_cmd_list, &rlctl_cmd_status, &rlctl_cmd_try, &rlctl_cmd_wait,
+    &rlctl_cmd_list, &rlctl_cmd_status, &rlctl_cmd_keys, &rlctl_cmd_try, &rlctl_cmd_wait,
     &rlctl_cmd_create, &rlctl_cmd_set, &rlctl_cmd_revert, &rlctl_cmd_delete, &rlctl_cmd_reset,
     &rlctl_cmd_reload, &rlctl_cmd_stats, &rlctl_cmd_watch, &rlctl_cmd_metrics,
     &rlctl_cmd_help, NULL,
@@ -37,12 +37,14 @@ static const char global_help[] =
     "      --version         rlctl's and librld's versions\n"
     "\n"
     "Rates and durations as in rld.conf: 90000/min, 10/s, 5/500ms, unlimited; 250ms.\n"
-    "list, status, try, metrics and watch read the shared-memory segment and work\n"
-    "while the daemon is down; the other commands talk to rld on its socket.\n"
+    "list, status, try, keys, metrics and watch read the shared-memory segment and\n"
+    "work while the daemon is down; the other commands talk to rld on its socket.\n"
+    "Templates (keyed limits): list and status show them, keys TEMPLATE their keys,\n"
+    "status and reset TEMPLATE KEY one key, try TEMPLATE --key KEY takes from one.\n"
     "\n"
     "Exit codes: 0 ok; 1 denied, timed out or refused (exists, no room, bad file);\n"
     "2 usage error, nothing done; 3 instance or daemon unreachable;\n"
-    "4 permission denied; 5 no such limit.\n";
+    "4 permission denied; 5 no such limit (or template).\n";
 
 const rlctl_cmd *rlctl_command_find(const char *name)
 {
@@ -248,6 +250,7 @@ int main(int argc, char **argv)
     }
     r = ctx.cmd->exec(&ctx);
     rldi_conn_close(&ctx.conn);
+    rldi_seg_close(&ctx.seg);
     rld_close(ctx.client);   /* also publishes this process's counters (try) */
     if (fflush(stdout) != 0 || ferror(stdout))
         return rlctl_fail(r ? r : RLCTL_EXIT_UNREACHABLE, "cannot write the output");

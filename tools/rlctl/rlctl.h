@@ -13,8 +13,10 @@
 #include <stdio.h>
 
 #include "instance.h"
+#include "keys.h"
 #include "limitstat.h"
 #include "rld.h"
+#include "segment.h"
 #include "wire.h"
 
 /* Exit codes: part of rlctl's interface (scripts test them), documented in the help text. */
@@ -67,14 +69,15 @@ typedef struct rlctl_ctx {
     int nglobs;                 /* (0: every limit); list and watch: GLOB..., metrics --match */
     rld_client *client;         /* when cmd->needs_segment (or rlctl_open_segment) */
     rldi_conn conn;             /* when cmd->needs_daemon (or rlctl_connect); fd -1 if not */
+    rldi_seg seg;               /* rlctl's own mapping (rlctl_open_raw): key tables */
 } rlctl_ctx;
 
 /* The table (main.c) and the entries, one per command (cmd_*.c). */
 extern const rlctl_cmd *const rlctl_commands[];
 extern const rlctl_cmd rlctl_cmd_list, rlctl_cmd_status, rlctl_cmd_try, rlctl_cmd_wait,
     rlctl_cmd_create, rlctl_cmd_set, rlctl_cmd_revert, rlctl_cmd_delete, rlctl_cmd_reset,
-    rlctl_cmd_reload,
-    rlctl_cmd_stats, rlctl_cmd_watch, rlctl_cmd_metrics, rlctl_cmd_help;
+    rlctl_cmd_reload, rlctl_cmd_stats, rlctl_cmd_watch, rlctl_cmd_metrics, rlctl_cmd_keys,
+    rlctl_cmd_help;
 
 const rlctl_cmd *rlctl_command_find(const char *name);
 void rlctl_print_usage(FILE *f, const rlctl_cmd *cmd);     /* main.c */
@@ -147,6 +150,69 @@ double rlctl_rate_per_s(const rld_limit_info *info);
 int rlctl_arg_u64(const rlctl_ctx *ctx, const char *what, const char *s, uint64_t *out);
 int rlctl_arg_duration(const rlctl_ctx *ctx, const char *what, const char *s, uint64_t *ns);
 
+/* --- templates and keys (tmpl.c) ---------------------------------------------------- */
+
+/* One template as the segment shows it now. */
+typedef struct rlctl_tmpl {
+    rld_limit      handle;      /* its slot and gen */
+    rld_limit_info info;        /* name, each key's rate, burst and algorithm, max_keys;
+                                 * admitted and denied: all its keys together */
+    bool           unlimited;
+    char           rate[48];    /* human form, rldi_format_rate */
+    uint64_t       places;      /* entries of its table (max_keys and 1/7 more, rounded) */
+    uint64_t       keys;        /* live now (a relaxed count: approximate while they change) */
+    uint64_t       evictions;   /* idle keys reclaimed */
+    uint64_t       overflows;   /* new keys refused, or let through, the table being full */
+    bool           overflow_allow;
+    bool           caller_rate; /* rate = caller: each key's rate from the client (rate "caller") */
+} rlctl_tmpl;
+
+/* One key's bucket now. A key not in the table is full (a new key would be). */
+typedef struct rlctl_keystate {
+    bool     exists;            /* in the table */
+    bool     unlimited;
+    uint64_t burst, remaining, retry_after_ns, reset_after_ns;
+    uint32_t waiters;
+    uint32_t index;             /* its entry, when it exists */
+    uint64_t rate_count, rate_period_ns;  /* a rate = caller key's own rate (0 when not) */
+} rlctl_keystate;
+
+/* Map the segment into ctx->seg (after librld's, whose errors say what to do); 0 or an exit
+ * code (the reason printed). */
+int rlctl_open_raw(rlctl_ctx *ctx);
+/* The key table of template SLOT (GEN) of S, its bounds checked against the mapping: 0,
+ * -ESTALE, -EINVAL (not a template), RLD_ECORRUPT. */
+int rlctl_key_table(const rldi_seg *s, uint32_t slot, uint32_t gen, rldi_table *t);
+/* Template H (librld handle) into *OUT, its checked table into *T (may be NULL): -errno. */
+int rlctl_template_read(rlctl_ctx *ctx, rld_limit h, rlctl_tmpl *out, rldi_table *t);
+/* Every live template ctx->globs selects, sorted by name (*out malloc'd; *total: all live
+ * templates, selected or not; may be NULL). 0 or an exit code (the reason printed). */
+int rlctl_templates(rlctl_ctx *ctx, rlctl_tmpl **out, size_t *n, uint32_t *total);
+/* Template NAME (checked: 2 malformed or a limit, 5 absent): 0 or an exit code (printed). */
+int rlctl_find_template(rlctl_ctx *ctx, const char *name, rlctl_tmpl *out, rldi_table *t);
+/* The state of KEY (LEN bytes) in template TP's table T: 0, or -errno. */
+int rlctl_key_state(rlctl_ctx *ctx, const rlctl_tmpl *tp, const rldi_table *t,
+                    const uint8_t *key, size_t len, rlctl_keystate *out);
+/* The rate = caller key rate of entry E of T into *COUNT, *PERIOD_NS: true, or false when T is
+ * not rate = caller or the word holds none. */
+bool rlctl_entry_rate(const rldi_table *t, const rldi_key_entry *e, uint64_t *count,
+                      uint64_t *period_ns);
+/* rldi_bucket_peek of entry IDX (gen GEN) of the checked table T. */
+int rlctl_entry_peek(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                     rldi_u128 now, rldi_verdict *out);
+/* A key's argument: TEXT (its bytes) or HEX (--key-hex, "0x" optional), 1..256 bytes into
+ * KEY (RLDI_KEY_MAX bytes); a usage error (2) otherwise. */
+int rlctl_arg_key(const rlctl_ctx *ctx, const char *text, const char *hex, uint8_t *key,
+                  size_t *len);
+/* Are the N bytes at K shown as they are (graphic ASCII, not starting with "0x")? */
+bool rlctl_key_printable(const uint8_t *k, size_t n);
+/* N bytes as 2N hex digits and a NUL into OUT. */
+void rlctl_hex(const uint8_t *k, size_t n, char *out);
+/* A key as rlctl shows it: its bytes when printable, else 0x and hex; when only the first
+ * N of LEN bytes are known, followed by "... (LEN bytes)". */
+void rlctl_key_text(const uint8_t *k, size_t n, size_t len, char *out, size_t outlen);
+#define RLCTL_KEY_TEXT (2 * RLDI_KEY_MAX + 32)
+
 /* --- output (output.c) -------------------------------------------------------------- */
 
 /* Human duration ("1.5s"), in a static rotating buffer: up to 4 live at once. */
@@ -193,5 +259,9 @@ void rlctl_json_bool(rlctl_json *j, const char *key, bool v);
 void rlctl_json_null(rlctl_json *j, const char *key);
 /* The fields of one limit as list, status, watch and try report them (see README). */
 void rlctl_json_limit_fields(rlctl_json *j, const rlctl_limit *l);
+/* The fields of one template (list, status, stats; tmpl.c, README). */
+void rlctl_json_template_fields(rlctl_json *j, const rlctl_tmpl *t);
+/* The key fields: key (text or null), key_hex, length, truncated (tmpl.c, README). */
+void rlctl_json_key_fields(rlctl_json *j, const uint8_t *k, size_t n, size_t len);
 
 #endif
