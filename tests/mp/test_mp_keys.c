@@ -48,7 +48,8 @@
  * Tolerated and printed, not failures (they deny, never admit): -EBUSY from the 50 ms
  * insertion lock on a machine this loaded; -ESTALE from rld_try_key after four tries when the
  * key is evicted under it each time; and wrong refusals below 1 per 200 new keys, from a
- * known race of rldi_key_get (see churn_scenario); RLD_KEYS_STRICT=1 tolerates none.
+ * known race of rldi_key_get (see churn_scenario and tests/unit/test_keys_defects.c);
+ * RLD_KEYS_STRICT=1 tolerates none.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -771,7 +772,8 @@ static void churn_scenario(const char *what, const scen *sc)
     CHECK(tot.hot_other == 0 && tot.churn_other == 0, "%s: unexpected codes (see above)", what);
     /* keys.c's rldi_key_get says -ENOSPC when the free place it counted in one of the key's
      * buckets is claimed by another process before it gets there, without looking at the
-     * other places or evicting (docs/BENCHMARKS.md, "Keyed limits": found by this test):
+     * other places or evicting (found by this test; tests/unit/test_keys_defects.c,
+     * enospc-race, reproduces it with threads):
      * up to a few per 10,000 new keys under this churn, most of the refusals when the table
      * is full of idle keys and the sweep frees many places at once. Tolerated below 1 per
      * 200 new keys until it is fixed; a change that stops evicting idle keys refuses wrongly
