@@ -1010,7 +1010,7 @@ int main(int argc, char **argv)
         }
 
     /* 5: keyed limits, rld side (Redis's per-key rows come with the other Redis rows). */
-    static double kv[PK_COUNT][2 * PEERS_MAX_REPS];
+    static double kv[PK_COUNT][2 * PEERS_MAX_REPS], kvc[PK_COUNT][2 * PEERS_MAX_REPS];
     pk_stats kst[PK_COUNT];
     memset(kst, 0, sizeof(kst));
     double prefill_s = 0;
@@ -1029,18 +1029,18 @@ int main(int argc, char **argv)
          * full-table row (it fills the free places), each run after one of the reference */
         for (int i = 0; i < reps && have_keys; i++)
             for (int k = PK_REF; k <= PK_CREATE && have_keys; k++) {
-                double v1 = pk_run(k, ms, nkeys, (uint32_t)i * ncreate, ncreate, &kst[k]);
+                double c1, v1 = pk_run(k, ms, nkeys, (uint32_t)i * ncreate, ncreate, &kst[k], &c1);
                 have_keys = !isnan(v1);
-                if (k == PK_REF)
-                    kv[PK_REF][nref++] = v1;
-                else
-                    kv[k][i] = v1;
+                int at = k == PK_REF ? nref++ : i;
+                kv[k][at] = v1;
+                kvc[k][at] = c1;
                 check_stop();
             }
         for (int i = 0; i < reps && have_keys; i++) {
-            kv[PK_REF][nref++] = pk_run(PK_REF, ms, nkeys, 0, 0, &kst[PK_REF]);
+            kv[PK_REF][nref] = pk_run(PK_REF, ms, nkeys, 0, 0, &kst[PK_REF], &kvc[PK_REF][nref]);
+            nref++;
             kv[PK_CREATE_FULL][i] = pk_run(PK_CREATE_FULL, ms, nkeys, (uint32_t)i * ncreate,
-                                           ncreate, &kst[PK_CREATE_FULL]);
+                                           ncreate, &kst[PK_CREATE_FULL], &kvc[PK_CREATE_FULL][i]);
             have_keys = !isnan(kv[PK_CREATE_FULL][i]) && !isnan(kv[PK_REF][nref - 1]);
             check_stop();
         }
@@ -1259,23 +1259,28 @@ int main(int argc, char **argv)
     }
 
     /* 5: keyed limits */
-    double key_ratio[PK_COUNT], key_mem = NAN, rk_ratio = NAN;
+    double key_ratio[PK_COUNT], key_ratio_cpu[PK_COUNT], key_mem = NAN, rk_ratio = NAN;
     for (int k = 0; k < PK_COUNT; k++)
-        key_ratio[k] = NAN;
+        key_ratio[k] = key_ratio_cpu[k] = NAN;
     if (have_keys) {
         char cfg[96];
-        snprintf(cfg, sizeof(cfg), "template of %u live keys (max_keys %u)", (unsigned)live0,
-                 nkeys);
-        stat3 ref = stats(kv[PK_REF], nref);
-        for (int k = 0; k < PK_COUNT; k++) {
-            stat3 st = k == PK_REF ? ref : stats(kv[k], reps);
-            char name[80];
-            snprintf(name, sizeof(name), "%s", pk_name(k));
-            if (k == PK_RANDOM)
-                snprintf(name, sizeof(name), "rld_try_key, random of %u live keys", (unsigned)live0);
-            r = add_stat_row(G_KEYS, cfg, name, "ns/call", st);
-            r->ratio = key_ratio[k] = st.med / ref.med;
+        stat3 ref = stats(kv[PK_REF], nref), refc = stats(kvc[PK_REF], nref);
+        for (int cpu = 0; cpu < 2; cpu++) {
+            snprintf(cfg, sizeof(cfg), "%u live keys (max_keys %u), %s", (unsigned)live0, nkeys,
+                     cpu ? "CPU time of the process" : "wall clock");
+            for (int k = 0; k < PK_COUNT; k++) {
+                stat3 st = k == PK_REF ? (cpu ? refc : ref) : stats(cpu ? kvc[k] : kv[k], reps);
+                char name[80];
+                snprintf(name, sizeof(name), "%s", pk_name(k));
+                if (k == PK_RANDOM)
+                    snprintf(name, sizeof(name), "rld_try_key, random of %u live keys",
+                             (unsigned)live0);
+                r = add_stat_row(G_KEYS, cfg, name, cpu ? "cpu ns" : "ns/call", st);
+                r->ratio = st.med / (cpu ? refc : ref).med;
+                (cpu ? key_ratio_cpu : key_ratio)[k] = r->ratio;
+            }
         }
+        snprintf(cfg, sizeof(cfg), "%u live keys (max_keys %u)", (unsigned)live0, nkeys);
         r = add_row(G_KEYS, cfg, "making a live key (rld_key + rld_debit)", "ns/call");
         r->med = prefill_s * 1e9 / nkeys;
         r->ratio = r->med / ref.med;
@@ -1374,9 +1379,13 @@ int main(int argc, char **argv)
             { PK_CREATE_FULL, 4, "rld_try_key creating a key (table full: reclaims an idle key) "
                                  "<= 4x rld_try" },
         };
-        for (size_t i = 0; i < sizeof(kt) / sizeof(kt[0]); i++)
-            add_target(kt[i].what, "<=", key_ratio[kt[i].k], kt[i].lim,
-                       have_keys ? NULL : "MISS");
+        for (size_t i = 0; i < sizeof(kt) / sizeof(kt[0]); i++) {
+            /* by the process's CPU time (the wall clock's ratio is in the table and the name:
+             * on a busy machine it also counts waiting for a CPU) */
+            snprintf(tn, sizeof(tn), "%s, CPU time (wall clock: %.2f)", kt[i].what,
+                     key_ratio[kt[i].k]);
+            add_target(tn, "<=", key_ratio_cpu[kt[i].k], kt[i].lim, have_keys ? NULL : "MISS");
+        }
         /* at max_keys 1,000,000: this instance's key region when it is that size, else the
          * sizing formula; to the hundredth of a byte (the region rounds up to a whole bucket
          * of 7 keys' room and a page: +0.004 B at 1,000,000) */

@@ -43,12 +43,13 @@ const char *pk_name(int kind);
 /* Make live keys "user:0000000".. of bench.keys, each 100 s in use (rld_debit): 0 or -1;
  * the time it took, the keys the full table refused and the live count after. */
 int pk_prefill(uint32_t nkeys, double *secs, uint32_t *refused, uint64_t *live);
-/* One run of KIND: ns per call (NAN on failure), counts added to *ST. PK_REF, PK_HOT and
+/* One run of KIND: ns per call by the wall clock (NAN on failure), and in *CPU_NS by the
+ * process's CPU time; counts added to *ST. PK_REF, PK_HOT and
  * PK_RANDOM loop for MS ms (RANDOM over the NKEYS live keys); PK_CREATE times NCREATE new
  * keys "new:BASE+j"; PK_CREATE_FULL first fills every free place with idle keys, then does
  * the same with keys "nfu:BASE+j". */
 double pk_run(int kind, uint64_t ms, uint32_t nkeys, uint32_t base, uint32_t ncreate,
-              pk_stats *st);
+              pk_stats *st, double *cpu_ns);
 
 #ifdef RLD_HAVE_HIREDIS
 /*
