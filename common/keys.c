@@ -282,8 +282,11 @@ static bool evict_finish(const rldi_table *t, uint32_t at, uint32_t g)
     uint32_t g2 = next_gen(g, RLDI_KEY_EPOCH(g));
     if (v != g2)
         return false;
+    /* The tag stays: once gen is even the place may be claimed at once, and a tag cleared
+     * after that claim (this process preempted here) would hide the new key from find(),
+     * which would then insert it a second time: two buckets, a burst each. A stale tag on a
+     * free place costs find() one look at its gen. */
     if (__atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-        rldi_store_relaxed(&t->buckets[at / RLDI_KEY_BUCKET].tag[at % RLDI_KEY_BUCKET], 0);
         rldi_add_relaxed(&t->rec->live, (uint64_t)-1);
         rldi_add_relaxed(&t->rec->evictions, 1);
     }
@@ -732,7 +735,6 @@ int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word)
     uint32_t g2 = (g & ~RLDI_KEY_SEQ_MASK) | ((g + 2) & RLDI_KEY_SEQ_MASK);
     if (!rldi_cas16(&e->tat, &word, (rldi_u128)g2 << 96))
         return 0;
-    rldi_store_relaxed(&t->buckets[idx / RLDI_KEY_BUCKET].tag[idx % RLDI_KEY_BUCKET], 0);
     __atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
     return 1;
 }

@@ -93,7 +93,8 @@ typedef struct rldi_tmpl {
 
 typedef struct rldi_key_bucket {
     uint64_t lock;              /*   0 0, or the pid inserting a key whose first bucket this is */
-    uint16_t tag[RLDI_KEY_BUCKET];   /*   8 a hint per entry: 16 bits of its hash | 1, 0 empty */
+    uint16_t tag[RLDI_KEY_BUCKET];   /*   8 a hint per entry: 16 bits of its hash | 1 (0: never used; a
+                                      * free place keeps its last key's: only claims write it) */
     uint32_t queued[RLDI_KEY_BUCKET];/*  24 daemon: tokens wanted by each entry's waiters */
     uint64_t reserved;          /*  56 */
 } rldi_key_bucket;

@@ -281,6 +281,16 @@ static bool redis_step(rldi_metrics *m, line *l)
     }
 }
 
+/* Templates live in the segment (they are slots too: the header's limit_count counts them). */
+static uint64_t templates(const rldi_seg *seg)
+{
+    uint64_t n = 0;
+    uint32_t cursor = 0, slot, gen;
+    while (rldi_seg_next(seg, &cursor, &slot, &gen) == 0)
+        n += rldi_load_relaxed(&seg->meta[slot].kind) == RLDI_KIND_TEMPLATE;
+    return n;
+}
+
 /* The instance's own gauges, one family per step (FAMILY counts them). */
 static bool instance_step(rldi_metrics *m, line *l, uint64_t now)
 {
@@ -302,26 +312,23 @@ static bool instance_step(rldi_metrics *m, line *l, uint64_t now)
         return true;
     }
     case 2:
-        family(l, "rld_limits", "gauge", "Limits defined in the instance.");
-        sample(l, "rld_limits", m->instance, NULL,
-               u64s(v, sizeof(v), rldi_load_relaxed(&h->limit_count)));
+        family(l, "rld_limits", "gauge", "Limits defined in the instance (templates apart).");
+        {
+            uint64_t all = rldi_load_relaxed(&h->limit_count), t = templates(m->seg);
+            sample(l, "rld_limits", m->instance, NULL, u64s(v, sizeof(v), all > t ? all - t : 0));
+        }
         return true;
     case 3:
         family(l, "rld_limits_max", "gauge",
                "Limits the instance's segment can hold ([rld] max_limits).");
         sample(l, "rld_limits_max", m->instance, NULL, u64s(v, sizeof(v), m->seg->slot_count));
         return true;
-    case 4: {
-        uint64_t n = 0;
-        uint32_t cursor = 0, slot, gen;
-        while (rldi_seg_next(m->seg, &cursor, &slot, &gen) == 0)
-            n += rldi_load_relaxed(&m->seg->meta[slot].kind) == RLDI_KIND_TEMPLATE;
+    case 4:
         family(l, "rld_templates", "gauge",
                "Templates (keyed limits) defined in the instance; they share max_limits with "
                "the limits.");
-        sample(l, "rld_templates", m->instance, NULL, u64s(v, sizeof(v), n));
+        sample(l, "rld_templates", m->instance, NULL, u64s(v, sizeof(v), templates(m->seg)));
         return true;
-    }
     default:
         return false;
     }

@@ -730,7 +730,6 @@ if [ "$proto" = 1 ]; then
   has "$out" "^daemon  *rld [0-9.]*, pid $rld_pid, instance $inst$"
   rc 0 stats -j
   jq_true 'keys == ["bad_messages","connections","global_limits","grants","instance","limits",
-  jq_true 'keys == ["bad_messages","connections","global_limits","grants","instance","limits",
                    "max_limits","metrics_bad","metrics_listen","metrics_refused","metrics_served",
                    "pid","redis","requests","segment_bytes","server","templates","timeouts",
                    "uptime_ns","waiters"]'

@@ -233,6 +233,8 @@ int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out)
     int r = rldi_limit_stat_read(rldc_client_seg(c), h.slot, h.gen, rldi_mono_ns(), st);
     if (r < 0)
         return r;
+    if (st->conf.kind == RLDI_KIND_TEMPLATE)
+        return -EINVAL;                   /* a template: rlctl_template_read */
     rld_limit_info *info = &out->info;
     memcpy(info->name, st->conf.name, sizeof(info->name));
     info->rate_count = st->conf.rate_count;

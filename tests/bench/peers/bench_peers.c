@@ -16,6 +16,10 @@
  *   4. The Unix socket: raw SOCK_SEQPACKET ping-pong (32 bytes) between two processes;
  *      rld_wait round trip and grants/s with 10,000 waiters (through the
  *      daemon's socket server). Memory per limit: the segment's geometry beside Redis keys.
+ *   5. Keyed limits (issue 13, peers_keys.c): rld_try_key on a hot key, on a random one of
+ *      1,000,000 live keys, on a new key (a free place; a full table), beside rld_try on the
+ *      named limit in the same loop; bytes of segment per key of capacity; Redis EVALSHA of
+ *      the GCRA script over 100,000 keys and its memory per key.
  *
  * Every row runs REPS times (interleaved: drift hits every row alike); the table gives the
  * median and min-max over the repetitions and the cost relative to rld_try in the same
@@ -42,6 +46,7 @@
 #include "peers.h"
 #include "rld.h"
 #include "instance.h"
+#include "keys.h"
 #include "segment.h"
 #include "wire.h"
 
@@ -848,13 +853,15 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_peers [--reps N] [--ms MS] [--quick] [--csv | --json] [--no-redis]\n"
-            "                   [--require-redis]\n"
+            "                   [--require-redis] [--keys N | --no-keys]\n"
             "  --reps N          repetitions of every row (default 5; --quick: 3)\n"
             "  --ms MS           duration of one run of one row (default 300; --quick: 100)\n"
             "  --quick           a smoke run: fewer reps, shorter runs, 10,000 Redis keys\n"
             "  --csv, --json     machine-readable output (one record per row and per target)\n"
             "  --no-redis        skip the Redis rows\n"
             "  --require-redis   exit 77 (skip) when the Redis rows cannot run\n"
+            "  --keys N          live keys of the keyed rows (default 1000000; --quick: 100000)\n"
+            "  --no-keys         skip the keyed-limit rows\n"
             "environment: RLD_BIN (the rld daemon, default ./daemon/rld), REDIS_SERVER\n");
     exit(2);
 }
@@ -863,11 +870,16 @@ static const char *const G_SHM =
     "rld_try and shared-memory baselines: ns per call per process/thread (all admitted)";
 static const char *const G_SOCK = "Unix socket and rld_wait (issue 5 item 4)";
 static const char *const G_MEM = "memory per limit";
+static const char *const G_KEYS =
+    "keyed limits (issue 13): ns per call, 1 process (all admitted); x rld = / rld_try on the "
+    "named limit, same loop";
 
 int main(int argc, char **argv)
 {
     int reps = -1, ms_arg = -1;
     bool quick = false, csv = false, json = false, no_redis = false, require_redis = false;
+    bool no_keys = false;
+    long nkeys_arg = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
@@ -883,6 +895,10 @@ int main(int argc, char **argv)
             no_redis = true;
         else if (!strcmp(argv[i], "--require-redis"))
             require_redis = true;
+        else if (!strcmp(argv[i], "--no-keys"))
+            no_keys = true;
+        else if (!strcmp(argv[i], "--keys") && i + 1 < argc)
+            nkeys_arg = atol(argv[++i]);
         else
             usage();
     }
@@ -894,6 +910,9 @@ int main(int argc, char **argv)
         usage();
     uint64_t ms = (uint64_t)ms_arg;
     long mem_keys = quick ? 10000 : 100000;
+    uint32_t nkeys = (uint32_t)(nkeys_arg > 0 ? nkeys_arg : quick ? 100000 : 1000000);
+    if (nkeys_arg == 0 || nkeys_arg > 9999999)
+        usage();
 
     envinfo env;
     env_info(&env);
@@ -942,8 +961,14 @@ int main(int argc, char **argv)
     if (redis_skip)
         fprintf(stderr, "bench_peers: Redis rows %s\n", redis_skip);
 
+    /* the keyed rows' template: 1,000,000/s and a tolerance of 1,000 s (peers_keys.c) */
+    static char conf[1024];
+    snprintf(conf, sizeof(conf), "%s%s", conf_text, no_keys ? "" : "\n[template bench.keys]\n"
+             "rate = 1000000/s\nburst = 1000000000\nmax_keys = ");
+    if (!no_keys)
+        snprintf(conf + strlen(conf), sizeof(conf) - strlen(conf), "%u\n", nkeys);
     t_daemon d;
-    t_instance(&d, "peers", conf_text);
+    t_instance(&d, "peers", conf);
     if (t_daemon_start(&d, NULL) < 0) {
         fprintf(stderr, "cannot start rld %s (set RLD_BIN)\n", t_rld_bin());
         return 1;
@@ -984,6 +1009,57 @@ int main(int argc, char **argv)
                         "regime\n", (unsigned long long)denied[c][k], cfgs[c].name, kind_names[k]);
         }
 
+    /* 5: keyed limits, rld side (Redis's per-key rows come with the other Redis rows). */
+    static double kv[PK_COUNT][2 * PEERS_MAX_REPS], kvc[PK_COUNT][2 * PEERS_MAX_REPS];
+    pk_stats kst[PK_COUNT];
+    memset(kst, 0, sizeof(kst));
+    double prefill_s = 0;
+    uint32_t prefill_refused = 0, ncreate = 0;
+    uint64_t live0 = 0;
+    int nref = 0;
+    bool have_keys = false;
+    if (!no_keys) {
+        have_keys = pk_prefill(nkeys, &prefill_s, &prefill_refused, &live0) == 0;
+        check_stop();
+        /* new keys per run: the free places (1/7 of the live keys) shared by the runs */
+        uint32_t free_places = rldi_keys_nbuckets(nkeys) * RLDI_KEY_BUCKET - nkeys;
+        ncreate = free_places / (uint32_t)(reps + 1) < 20000 ? free_places / (uint32_t)(reps + 1)
+                                                               : 20000;
+        /* the reference, hot, random and free-place rows interleaved in every rep; then the
+         * full-table row (it fills the free places), each run after one of the reference */
+        for (int i = 0; i < reps && have_keys; i++)
+            for (int k = PK_REF; k <= PK_CREATE && have_keys; k++) {
+                double c1, v1 = pk_run(k, ms, nkeys, (uint32_t)i * ncreate, ncreate, &kst[k], &c1);
+                have_keys = !isnan(v1);
+                int at = k == PK_REF ? nref++ : i;
+                kv[k][at] = v1;
+                kvc[k][at] = c1;
+                check_stop();
+            }
+        for (int i = 0; i < reps && have_keys; i++) {
+            kv[PK_REF][nref] = pk_run(PK_REF, ms, nkeys, 0, 0, &kst[PK_REF], &kvc[PK_REF][nref]);
+            nref++;
+            kv[PK_CREATE_FULL][i] = pk_run(PK_CREATE_FULL, ms, nkeys, (uint32_t)i * ncreate,
+                                           ncreate, &kst[PK_CREATE_FULL], &kvc[PK_CREATE_FULL][i]);
+            have_keys = !isnan(kv[PK_CREATE_FULL][i]) && !isnan(kv[PK_REF][nref - 1]);
+            check_stop();
+        }
+        for (int k = 0; k < PK_COUNT && have_keys; k++)
+            if (kst[k].refused)
+                fprintf(stderr, "note: %s: %llu of %llu calls refused (-ENOSPC: the new key's 32 "
+                        "places all hold keys with state)\n", pk_name(k),
+                        (unsigned long long)kst[k].refused, (unsigned long long)kst[k].calls);
+        for (int k = 0; k < PK_COUNT && have_keys; k++)
+            if (kst[k].denied || kst[k].errors)
+                fprintf(stderr, "warning: %s: %llu calls denied, %llu other errors (the first: "
+                        "%s): not the all-admitted regime\n", pk_name(k),
+                        (unsigned long long)kst[k].denied, (unsigned long long)kst[k].errors,
+                        rld_strerror(kst[k].first_error));
+        if (prefill_refused)
+            fprintf(stderr, "note: %u of %u keys refused at prefill (table full near 7/8)\n",
+                    prefill_refused, nkeys);
+    }
+
     /* 4a: raw SEQPACKET ping-pong (and the pending rld_wait rows). */
     uint32_t *pp_samples = malloc(PP_CAP * sizeof(uint32_t));
     if (!pp_samples)
@@ -1009,6 +1085,8 @@ int main(int argc, char **argv)
     double r50[NSC][2][PEERS_MAX_REPS], r99[NSC][2][PEERS_MAX_REPS], rps[NSC][2][PEERS_MAX_REPS];
     uint64_t rden[NSC][2] = { { 0 } };
     double mem_usage[PR_NSCRIPTS], mem_per_key[PR_NSCRIPTS];
+    double rk50[PEERS_MAX_REPS], rk99[PEERS_MAX_REPS], rkps[PEERS_MAX_REPS], rk_mem = NAN;
+    uint64_t rkden = 0;
     if (!redis_skip) {
         for (int i = 0; i < reps; i++)
             for (int sc = 0; sc < NSC; sc++)
@@ -1028,6 +1106,23 @@ int main(int argc, char **argv)
             if (pr_memory(sc, mem_keys, &mem_usage[sc], &mem_per_key[sc]) < 0)
                 return 1;
             check_stop();
+        }
+        if (!no_keys) {
+            if (pr_keys_prefill(mem_keys, &rk_mem) < 0)
+                return 1;
+            for (int i = 0; i < reps; i++) {
+                lat_run lr;
+                if (pr_keys_run(mem_keys, ms, &lr) < 0)
+                    return 1;
+                rk50[i] = lr.p50_ns / 1000;
+                rk99[i] = lr.p99_ns / 1000;
+                rkps[i] = lr.per_s;
+                rkden += lr.denied;
+                check_stop();
+            }
+            if (rkden)
+                fprintf(stderr, "warning: %llu per-key Redis calls denied\n",
+                        (unsigned long long)rkden);
         }
         pr_stop();
         for (int sc = 0; sc < NSC; sc++)
@@ -1163,6 +1258,88 @@ int main(int argc, char **argv)
             redis_skip;
     }
 
+    /* 5: keyed limits */
+    double key_ratio[PK_COUNT], key_ratio_cpu[PK_COUNT], key_mem = NAN, rk_ratio = NAN;
+    for (int k = 0; k < PK_COUNT; k++)
+        key_ratio[k] = key_ratio_cpu[k] = NAN;
+    if (have_keys) {
+        char cfg[96];
+        stat3 ref = stats(kv[PK_REF], nref), refc = stats(kvc[PK_REF], nref);
+        for (int cpu = 0; cpu < 2; cpu++) {
+            snprintf(cfg, sizeof(cfg), "%u live keys (max_keys %u), %s", (unsigned)live0, nkeys,
+                     cpu ? "CPU time of the process" : "wall clock");
+            for (int k = 0; k < PK_COUNT; k++) {
+                stat3 st = k == PK_REF ? (cpu ? refc : ref) : stats(cpu ? kvc[k] : kv[k], reps);
+                char name[80];
+                snprintf(name, sizeof(name), "%s", pk_name(k));
+                if (k == PK_RANDOM)
+                    snprintf(name, sizeof(name), "rld_try_key, random of %u live keys",
+                             (unsigned)live0);
+                r = add_stat_row(G_KEYS, cfg, name, cpu ? "cpu ns" : "ns/call", st);
+                r->ratio = st.med / (cpu ? refc : ref).med;
+                (cpu ? key_ratio_cpu : key_ratio)[k] = r->ratio;
+            }
+        }
+        snprintf(cfg, sizeof(cfg), "%u live keys (max_keys %u)", (unsigned)live0, nkeys);
+        r = add_row(G_KEYS, cfg, "making a live key (rld_key + rld_debit)", "ns/call");
+        r->med = prefill_s * 1e9 / nkeys;
+        r->ratio = r->med / ref.med;
+        r = add_row(G_KEYS, cfg, "reclaimed an idle key (table full)", "%");
+        r->med = kst[PK_CREATE_FULL].calls
+                     ? 100.0 * (double)kst[PK_CREATE_FULL].evictions / kst[PK_CREATE_FULL].calls
+                     : NAN;
+        r = add_row(G_KEYS, cfg, "new keys refused (32 places in use)", "%");
+        r->med = kst[PK_CREATE].calls + kst[PK_CREATE_FULL].calls
+                     ? 100.0 * (double)(kst[PK_CREATE].refused + kst[PK_CREATE_FULL].refused) /
+                           (double)(kst[PK_CREATE].calls + kst[PK_CREATE_FULL].calls)
+                     : NAN;
+        /* bytes of segment per key of capacity: the key region of this instance */
+        rld_client *kc;
+        rld_instance ii;
+        if (rld_open(NULL, 0, &kc) == 0 && rld_instance_info(kc, &ii) == 0) {
+            static rldi_shm_header h0;
+            uint64_t base_bytes = rldi_seg_geometry(ii.max_limits, &h0);
+            key_mem = (double)(ii.segment_bytes - base_bytes) / nkeys;
+            rld_close(kc);
+        }
+        char name[80];
+        snprintf(name, sizeof(name), "key tables / max_keys, %u", nkeys);
+        r = add_row(G_MEM, "rld: template bench.keys (segment bytes of the key region)", name,
+                    "B/key");
+        r->med = key_mem;
+        r->ratio = key_mem / rld_mem1k;
+        snprintf(name, sizeof(name), "key tables / max_keys, %u (formula)", 1000000u);
+        r = add_row(G_MEM, "rld: template bench.keys (segment bytes of the key region)", name,
+                    "B/key");
+        r->med = (double)rldi_keys_table_bytes(1000000u) / 1e6;
+        r->ratio = r->med / rld_mem1k;
+#ifdef RLD_HAVE_HIREDIS
+        if (!redis_skip) {
+            char rcfg[96];
+            snprintf(rcfg, sizeof(rcfg), "Redis %s, EVALSHA GCRA script, %ldk keys, 1 client",
+                     env.redis, mem_keys / 1000);
+            stat3 l = stats(rk50, reps);
+            r = add_stat_row(G_KEYS, rcfg, "per-key GCRA script: latency", "us", l);
+            r->p50 = l.med;
+            r->p99 = stats(rk99, reps).med;
+            r->ratio = l.med * 1000 / ref.med;
+            rk_ratio = l.med * 1000 / stats(kv[PK_RANDOM], reps).med;
+            r = add_stat_row(G_KEYS, rcfg, "per-key GCRA script: throughput", "calls/s",
+                             stats(rkps, reps));
+            r->ratio = 1e9 / ref.med / r->med;
+            snprintf(rcfg, sizeof(rcfg), "Redis %s, per-key GCRA (bench.keys' parameters)",
+                     env.redis);
+            snprintf(name, sizeof(name), "GCRA: used_memory/key, %ldk keys", mem_keys / 1000);
+            r = add_row(G_MEM, rcfg, name, "B/key");
+            r->med = rk_mem;
+            r->ratio = rk_mem / rld_mem1k;
+        }
+#endif
+    } else if (!no_keys) {
+        add_row(G_KEYS, "template bench.keys", "rld_try_key rows", "ns/call")->status =
+            "FAILED (see the messages above)";
+    }
+
     /* ------------------------------------------------------------ the targets */
     char tn[160];
     const int tcfg[] = { C_1P, C_2P_ONE, C_2P_TWO };
@@ -1194,6 +1371,37 @@ int main(int argc, char **argv)
 #endif
             add_target(tn, ">=", NAN, 500, "SKIPPED");
         }
+    if (!no_keys) {
+        static const struct { int k; double lim; const char *what; } kt[] = {
+            { PK_HOT, 2, "rld_try_key on an existing key (one hot key) <= 2x rld_try" },
+            { PK_RANDOM, 2, "rld_try_key on an existing key (random live key) <= 2x rld_try" },
+            { PK_CREATE, 4, "rld_try_key creating a key (free place) <= 4x rld_try" },
+            { PK_CREATE_FULL, 4, "rld_try_key creating a key (table full: reclaims an idle key) "
+                                 "<= 4x rld_try" },
+        };
+        for (size_t i = 0; i < sizeof(kt) / sizeof(kt[0]); i++) {
+            /* by the process's CPU time (the wall clock's ratio is in the table and the name:
+             * on a busy machine it also counts waiting for a CPU) */
+            snprintf(tn, sizeof(tn), "%s, CPU time (wall clock: %.2f)", kt[i].what,
+                     key_ratio[kt[i].k]);
+            add_target(tn, "<=", key_ratio_cpu[kt[i].k], kt[i].lim, have_keys ? NULL : "MISS");
+        }
+        /* at max_keys 1,000,000: this instance's key region when it is that size, else the
+         * sizing formula; to the hundredth of a byte (the region rounds up to a whole bucket
+         * of 7 keys' room and a page: +0.004 B at 1,000,000) */
+        double m = nkeys == 1000000u ? key_mem : (double)rldi_keys_table_bytes(1000000u) / 1e6;
+        snprintf(tn, sizeof(tn), "segment bytes per key of capacity at max_keys 1,000,000%s <= 64",
+                 nkeys == 1000000u ? "" : " (formula)");
+        add_target(tn, "<=", round(m * 100) / 100, 64, have_keys && !isnan(m) ? NULL : "MISS");
+#ifdef RLD_HAVE_HIREDIS
+        if (!redis_skip && have_keys)
+            add_target("rld_try_key (random live key) >= 500x faster than Redis EVALSHA per-key "
+                       "GCRA p50", ">=", rk_ratio, 500, NULL);
+        else
+#endif
+            add_target("rld_try_key (random live key) >= 500x faster than Redis EVALSHA per-key "
+                       "GCRA p50", ">=", NAN, 500, "SKIPPED");
+    }
     if (have_wait)
         add_target("rld_wait round trip <= 1.5x raw SEQPACKET ping-pong at p50", "<=",
                    wait50 / pl.med, 1.5, NULL);

@@ -27,6 +27,30 @@ double peers_percentile(uint32_t *v, size_t n, double q);
 /* Set by SIGINT/SIGTERM/SIGHUP in the driver; long phases check it and stop early. */
 extern volatile int peers_stop;
 
+/*
+ * Keyed limits (peers_keys.c, issue 13): rld_try_key on template "bench.keys" beside rld_try
+ * on the named limit "bench.a", each run in a forked process.
+ */
+enum { PK_REF, PK_HOT, PK_RANDOM, PK_CREATE, PK_CREATE_FULL, PK_COUNT };
+typedef struct pk_stats {
+    uint64_t calls, denied, errors;   /* errors: codes other than 0, -EAGAIN and -ENOSPC */
+    uint64_t refused;                 /* -ENOSPC: a new key whose 32 places all hold state */
+    uint64_t evictions;               /* idle keys reclaimed by the timed calls */
+    uint64_t live_after;              /* the table's live keys after the last run */
+    int first_error;                  /* the first of the errors */
+} pk_stats;
+const char *pk_name(int kind);
+/* Make live keys "user:0000000".. of bench.keys, each 100 s in use (rld_debit): 0 or -1;
+ * the time it took, the keys the full table refused and the live count after. */
+int pk_prefill(uint32_t nkeys, double *secs, uint32_t *refused, uint64_t *live);
+/* One run of KIND: ns per call by the wall clock (NAN on failure), and in *CPU_NS by the
+ * process's CPU time; counts added to *ST. PK_REF, PK_HOT and
+ * PK_RANDOM loop for MS ms (RANDOM over the NKEYS live keys); PK_CREATE times NCREATE new
+ * keys "new:BASE+j"; PK_CREATE_FULL first fills every free place with idle keys, then does
+ * the same with keys "nfu:BASE+j". */
+double pk_run(int kind, uint64_t ms, uint32_t nkeys, uint32_t base, uint32_t ncreate,
+              pk_stats *st, double *cpu_ns);
+
 #ifdef RLD_HAVE_HIREDIS
 /*
  * The Redis peer (peers_redis.c). A private redis-server is started on 127.0.0.1 on a port
@@ -49,6 +73,13 @@ int pr_run(int script, int nclients, uint64_t ms, lat_run *out);
 /* MEMORY USAGE of one key written by SCRIPT, and used_memory growth per key over NKEYS
  * keys written by SCRIPT (pipelined). 0 or -1. */
 int pr_memory(int script, long nkeys, double *usage, double *per_key);
+/* Per-key GCRA (issue 13): NKEYS keys "rl:key:user:NNNNNNN" written by the GCRA script,
+ * each 100 s into use (as rld's keys), after a FLUSHALL; the growth of used_memory per key.
+ * 0 or -1. */
+int pr_keys_prefill(long nkeys, double *per_key);
+/* One run: 1 client process, EVALSHA of the GCRA script (cost 1) on a random one of the
+ * NKEYS keys per call, for MS ms. 0 or -1. */
+int pr_keys_run(long nkeys, uint64_t ms, lat_run *out);
 void pr_stop(void);
 #endif
 

@@ -561,6 +561,161 @@ int pr_run(int script, int nclients, uint64_t ms, lat_run *out)
     return 0;
 }
 
+/* ---- per-key GCRA (issue 13) -------------------------------------------------------------
+ * The GCRA script with the parameters of rld's template bench.keys: 1,000,000/s, burst 10^9
+ * (argv: burst, rate, period 1 s, cost). Each key is first put 100 s into use (cost 10^8),
+ * as rld's keys are, so it outlives the run (SET ... EX 100) and every call of cost 1 is
+ * admitted. */
+static const char *const keys_args[3] = { "1000000000", "1000000", "1" };
+
+static int keys_argv(const char *key, const char *cost, const char **argv)
+{
+    int n = 0;
+    argv[n++] = "EVALSHA";
+    argv[n++] = R.sha[PR_GCRA];
+    argv[n++] = "1";
+    argv[n++] = key;
+    for (int i = 0; i < 3; i++)
+        argv[n++] = keys_args[i];
+    argv[n++] = cost;
+    return n;
+}
+
+static void keys_key(char *buf, size_t len, long i)
+{
+    snprintf(buf, len, "rl:key:user:%07ld", i);
+}
+
+static long long info_used_memory(redisContext *c);
+
+int pr_keys_prefill(long nkeys, double *per_key)
+{
+    redisContext *c = connect_redis(2000);
+    if (!c)
+        return -1;
+    int rc = -1;
+    redisReply *r = redisCommand(c, "FLUSHALL SYNC");
+    freeReplyObject(r);
+    long long before = info_used_memory(c);
+    const char *argv[8];
+    char key[64];
+    for (long i = 0; i < nkeys && !peers_stop;) {
+        long batch = 0;
+        for (; batch < 1000 && i < nkeys; batch++, i++) {
+            keys_key(key, sizeof(key), i);
+            int argc = keys_argv(key, "100000000", argv);
+            if (redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
+                goto out;
+        }
+        for (; batch > 0; batch--) {
+            void *rv = NULL;
+            if (redisGetReply(c, &rv) != REDIS_OK || reply_verdict(rv) != 1) {
+                fprintf(stderr, "per-key prefill: %s\n", rv && ((redisReply *)rv)->type ==
+                        REDIS_REPLY_ERROR ? ((redisReply *)rv)->str : "not admitted");
+                freeReplyObject(rv);
+                goto out;
+            }
+            freeReplyObject(rv);
+        }
+    }
+    long long after = info_used_memory(c);
+    if (before >= 0 && after >= 0 && !peers_stop) {
+        *per_key = (double)(after - before) / (double)nkeys;
+        rc = 0;
+    }
+out:
+    redisFree(c);
+    return rc;
+}
+
+/* One EVALSHA of the per-key script on a random one of NKEYS keys: -1 error, 0, 1. */
+static int keys_call(redisContext *c, long nkeys, uint64_t *seed)
+{
+    const char *argv[8];
+    char key[64];
+    *seed ^= *seed >> 12;
+    *seed ^= *seed << 25;
+    *seed ^= *seed >> 27;
+    keys_key(key, sizeof(key), (long)((*seed * 2685821657736338717ull) % (uint64_t)nkeys));
+    redisReply *r = redisCommandArgv(c, keys_argv(key, "1", argv), argv, NULL);
+    int v = reply_verdict(r);
+    if (v < 0)
+        fprintf(stderr, "EVALSHA: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+    freeReplyObject(r);
+    return v;
+}
+
+static void keys_client(long nkeys, uint64_t ms)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    ctl *k = R.ctl;
+    redisContext *c = connect_redis(2000);
+    uint64_t seed = 0x9e3779b97f4a7c15ull ^ peers_clock_ns();
+    for (int i = 0; i < 50 && c && !k->err[0]; i++)   /* warm up */
+        k->err[0] = keys_call(c, nkeys, &seed) < 0;
+    if (!c)
+        k->err[0] = 1;
+    __atomic_add_fetch(&k->ready, 1, __ATOMIC_SEQ_CST);
+    if (k->err[0])
+        _exit(1);
+    while (!k->go)
+        sched_yield();
+    uint32_t *out = R.samples;
+    uint64_t n = 0, denied = 0, end = peers_clock_ns() + ms * 1000000u, t1 = peers_clock_ns();
+    while (t1 < end) {
+        uint64_t t0 = t1;
+        int v = keys_call(c, nkeys, &seed);
+        t1 = peers_clock_ns();
+        if (v < 0) {
+            k->err[0] = 1;
+            break;
+        }
+        denied += v == 0;
+        if (n < SAMPLE_CAP)
+            out[n] = t1 - t0 > UINT32_MAX ? UINT32_MAX : (uint32_t)(t1 - t0);
+        n++;
+    }
+    k->calls[0] = n;
+    k->denied[0] = denied;
+    k->nsamp[0] = n < SAMPLE_CAP ? n : SAMPLE_CAP;
+    redisFree(c);
+    _exit(k->err[0] ? 1 : 0);
+}
+
+int pr_keys_run(long nkeys, uint64_t ms, lat_run *out)
+{
+    ctl *k = R.ctl;
+    memset(k, 0, sizeof(*k));
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return -1;
+    }
+    if (pid == 0)
+        keys_client(nkeys, ms);
+    uint64_t deadline = peers_clock_ns() + 20000000000ull;
+    while (__atomic_load_n(&k->ready, __ATOMIC_SEQ_CST) < 1 && peers_clock_ns() < deadline)
+        sched_yield();
+    if (k->ready < 1)
+        kill(pid, SIGKILL);
+    k->go = 1;
+    int st;
+    waitpid(pid, &st, 0);           /* never wait(): the rld daemon is our child too */
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "redis client failed (per-key GCRA)\n");
+        return -1;
+    }
+    memset(out, 0, sizeof(*out));
+    memcpy(R.merged, R.samples, k->nsamp[0] * sizeof(uint32_t));
+    out->calls = k->calls[0];
+    out->denied = k->denied[0];
+    out->p50_ns = peers_percentile(R.merged, k->nsamp[0], 0.50);
+    out->p99_ns = peers_percentile(R.merged, k->nsamp[0], 0.99);
+    out->per_s = (double)out->calls * 1000.0 / (double)ms;
+    return 0;
+}
+
 static long long info_used_memory(redisContext *c)
 {
     redisReply *r = redisCommand(c, "INFO memory");

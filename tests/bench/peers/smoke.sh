@@ -41,8 +41,15 @@ expect "rld: slot + meta + index + header share" "segment size / max_limits, 100
 expect "rld: slot + meta + index + header share" "segment size / max_limits, 1000000" B/limit measured
 grep -q '"token bucket key: MEMORY USAGE","B/key",[0-9]' "$out" || { echo "missing row: token bucket MEMORY USAGE"; fail=1; }
 grep -q '"GCRA key: MEMORY USAGE","B/key",[0-9]' "$out" || { echo "missing row: GCRA MEMORY USAGE"; fail=1; }
+# keyed limits (issue 13): the config names the live count, so match on the names
+for k in "rld_try, named limit (with result)" "rld_try_key, one hot key" "rld_try_key, random of" \
+         "rld_try_key, new key (free place)" "rld_try_key, new key (table full)"; do
+  grep -q "\"$k[^\"]*\",\"ns/call\",[0-9]" "$out" || { echo "missing row: $k"; fail=1; }
+done
+grep -q '"per-key GCRA script: latency","us",[0-9]' "$out" || { echo "missing row: per-key GCRA"; fail=1; }
+grep -q '"key tables / max_keys, 100000","B/key",[0-9]' "$out" || { echo "missing row: key tables"; fail=1; }
 n=$(grep -c '^"target"' "$out")
-[ "$n" -ge 19 ] || { echo "expected at least 19 targets, got $n"; fail=1; }
+[ "$n" -ge 25 ] || { echo "expected at least 25 targets, got $n"; fail=1; }
 # no measured row without a number
 if grep -v '^"target"' "$out" | grep ',measured$' | grep -q '","[^"]*",,'; then
   echo "a measured row has no median"; fail=1
