@@ -186,7 +186,7 @@ static void sliding_now(const rldi_ring *ring, const wview *v, uint64_t now_ns, 
         /* our clock is in the head's sub-window, or behind it (read before another process
          * moved the head): we count as the head's, later than we are, which only denies */
         a->k = head;
-        a->k_abs -= (uint64_t)(-d);
+        a->k_abs += (uint64_t)(-d);      /* the head's: ahead of our clock */
         a->sum = v->frac;
         a->kc = hc;
         a->have_cnt = false;
