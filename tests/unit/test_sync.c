@@ -1,5 +1,5 @@
 /*
- * test_upstream.c - unit tests of rldi_bucket_sync (rld_penalize, rld_sync) for every
+ * test_sync.c - unit tests of rldi_bucket_sync (rld_penalize, rld_sync) for every
  * algorithm, and of shadow mode, through bucket.c's entry points on a segment in memory with
  * simulated clocks (as test_window.c).
  *
@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "breaker.h"
 #include "bucket.h"
 #include "limitdef.h"
 #include "segment.h"
@@ -530,12 +531,113 @@ static void test_pool_refused(void **state)
                      -ESTALE);
 }
 
+/* ---- breakers ----------------------------------------------------------------------------- */
+
+/* Slot 1: a breaker (as dseg.c makes one: waiters ~0, the bank published fresh). */
+static rldi_handle make_breaker(uint32_t failures, uint64_t open_for, uint32_t probes,
+                                uint32_t successes, uint64_t probe_timeout)
+{
+    rldi_brk_conf bc = { failures, probes, successes, open_for, probe_timeout };
+    const char *why;
+    assert_int_equal(rldi_brk_conf_check(&bc, &why), 0);
+    rldi_bank b;
+    rldi_brk_bank(&bc, &b);
+    rldi_slot *sl = &seg.slots[1];
+    memset(sl, 0, sizeof(*sl));
+    sl->gen = 1;
+    sl->waiters = UINT32_MAX;
+    sl->flags = RLDI_SLOT_LIVE;
+    rldi_bucket_publish(sl, &seg.rings[1], &b, false);
+    return (rldi_handle){ 1, 1 };
+}
+
+static void test_breaker(void **state)
+{
+    (void)state;
+    rldi_handle b = make_breaker(5, 30 * SEC, 1, 2, 10 * SEC);
+    uint64_t t = rldi_mono_ns() + SEC;
+    rldi_brk_ticket tk, closed = { 0, false };
+    rldi_verdict v;
+    rldi_brk_view bv;
+    /* closed: 4 failures, a success clears them; 5 in a row open it */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(rldi_breaker_report(&seg, b, false, &closed, t), 0);
+    assert_int_equal(rldi_breaker_report(&seg, b, true, &closed, t), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(rldi_breaker_report(&seg, b, false, &closed, t), 0);
+    assert_int_equal(rldi_breaker_enter(&seg, b, t, &v, &tk), 0);
+    assert_false(tk.probe);
+    assert_int_equal(rldi_breaker_report(&seg, b, false, &closed, t), 0);
+    assert_int_equal(rldi_breaker_read(&seg, b, t, &bv), 0);
+    assert_int_equal(bv.state, RLDI_BRK_OPEN);
+    assert_int_equal(bv.opens, 1);
+    /* open: refused until open_for is over (ms rounded up: never early) */
+    assert_int_equal(rldi_breaker_enter(&seg, b, t + 1, &v, &tk), -EAGAIN);
+    assert_true(v.retry_after_ns >= 30 * SEC - 1 && v.retry_after_ns < 30 * SEC + MS);
+    uint64_t half = t + 1 + v.retry_after_ns;
+    assert_int_equal(rldi_breaker_enter(&seg, b, half - 1, &v, &tk), -EAGAIN);
+    /* half-open: exactly one probe; a stale report of a call made while closed changes nothing */
+    assert_int_equal(rldi_breaker_enter(&seg, b, half, &v, &tk), 0);
+    assert_true(tk.probe);
+    rldi_brk_ticket p1 = tk;
+    assert_int_equal(rldi_breaker_enter(&seg, b, half, &v, &tk), -EAGAIN);
+    assert_int_equal(rldi_breaker_report(&seg, b, false, &closed, half), 0);
+    assert_int_equal(rldi_breaker_read(&seg, b, half, &bv), 0);
+    assert_int_equal(bv.state, RLDI_BRK_HALF_OPEN);
+    assert_int_equal(bv.probes_out, 1);
+    /* one success of two: a second probe may go, then closed */
+    assert_int_equal(rldi_breaker_report(&seg, b, true, &p1, half + 1), 0);
+    assert_int_equal(rldi_breaker_enter(&seg, b, half + 2, &v, &tk), 0);
+    assert_true(tk.probe);
+    assert_int_equal(rldi_breaker_report(&seg, b, true, &tk, half + 3), 0);
+    assert_int_equal(rldi_breaker_read(&seg, b, half + 3, &bv), 0);
+    assert_int_equal(bv.state, RLDI_BRK_CLOSED);
+    assert_int_equal(bv.closes, 1);
+    /* a probe that never reports counts as failed after probe_timeout */
+    assert_int_equal(rldi_breaker_force(&seg, b, RLDI_BRK_OPEN, half + 4), 0);
+    uint64_t t2 = half + 4 + 31 * SEC;
+    assert_int_equal(rldi_breaker_enter(&seg, b, t2, &v, &tk), 0);
+    assert_true(tk.probe);
+    assert_int_equal(rldi_breaker_enter(&seg, b, t2 + 10 * SEC - 1, &v, &tk), -EAGAIN);
+    assert_int_equal(rldi_breaker_read(&seg, b, t2 + 10 * SEC + MS, &bv), 0);
+    assert_int_equal(bv.state, RLDI_BRK_OPEN);
+    assert_int_equal(rldi_breaker_enter(&seg, b, t2 + 10 * SEC + MS, &v, &tk), -EAGAIN);
+    assert_true(v.retry_after_ns >= 30 * SEC);
+    assert_int_equal(rldi_breaker_read(&seg, b, t2 + 10 * SEC + MS, &bv), 0);
+    assert_int_equal(bv.opens, 3);
+    /* the late report of that probe decides nothing */
+    assert_int_equal(rldi_breaker_report(&seg, b, true, &p1, t2 + 11 * SEC), 0);
+    assert_int_equal(rldi_breaker_read(&seg, b, t2 + 11 * SEC, &bv), 0);
+    assert_int_equal(bv.state, RLDI_BRK_OPEN);
+    /* reset */
+    assert_int_equal(rldi_breaker_force(&seg, b, RLDI_BRK_CLOSED, t2 + 12 * SEC), 0);
+    assert_int_equal(rldi_breaker_enter(&seg, b, t2 + 12 * SEC, &v, &tk), 0);
+    /* three probes: exactly three pass; a failure reopens it */
+    b = make_breaker(1, SEC, 3, 1, SEC);
+    t = rldi_mono_ns() + SEC;
+    assert_int_equal(rldi_breaker_report(&seg, b, false, &closed, t), 0);
+    int passed = 0;
+    rldi_brk_ticket probes[10];
+    for (int i = 0; i < 10; i++)
+        if (rldi_breaker_enter(&seg, b, t + 2 * SEC, &v, &probes[passed]) == 0)
+            passed++;
+    assert_int_equal(passed, 3);
+    assert_int_equal(rldi_breaker_report(&seg, b, false, &probes[1], t + 2 * SEC), 0);
+    assert_int_equal(rldi_breaker_read(&seg, b, t + 2 * SEC, &bv), 0);
+    assert_int_equal(bv.state, RLDI_BRK_OPEN);
+    /* a limit's handle is not a breaker, a breaker is not a limit */
+    rldi_handle l = make_limit(RLDI_ALGO_GCRA, 10, SEC, 0);
+    assert_int_equal(rldi_breaker_enter(&seg, l, t, &v, &tk), -EINVAL);
+    assert_int_equal(take(b, 1, t, &v), -EINVAL);
+    assert_int_equal(rldi_breaker_enter(&seg, (rldi_handle){ 1, 3 }, t, &v, &tk), -ESTALE);
+}
+
 int main(void)
 {
     const char *env = getenv("RLD_TEST_SEED");
     if (env)
         seed_base = strtoull(env, NULL, 0);
-    printf("test_upstream: RLD_TEST_SEED=0x%016" PRIx64 "\n", seed_base);
+    printf("test_sync: RLD_TEST_SEED=0x%016" PRIx64 "\n", seed_base);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gcra_penalize_exact),
         cmocka_unit_test(test_gcra_sync_exact),
@@ -547,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_fixed_random),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_pool_refused),
+        cmocka_unit_test(test_breaker),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
