@@ -563,7 +563,15 @@ int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out)
         out->admitted = rldi_load_relaxed(&s->admitted);
         out->denied = rldi_load_relaxed(&s->denied);
         out->waiters = kind == RLD_KIND_LIMIT ? rldi_load_relaxed(&s->waiters) : waiters;
+        if (rldi_load_relaxed(&m->kind) == RLDI_KIND_BREAKER) {
+            kind = RLD_KIND_BREAKER;
+            out->waiters = 0;
+        }
         out->kind = kind;
+        out->mode = rldi_load_relaxed(&s->flags) & RLDI_SLOT_SHADOW ? RLD_MODE_SHADOW
+                                                                   : RLD_MODE_ENFORCE;
+        out->concurrency = rldi_load_relaxed(&m->concurrency);
+        out->shadowed = rldi_load_relaxed(&s->shadowed);
         out->max_keys = max_keys;
         out->keys = keys;
         return 0;
