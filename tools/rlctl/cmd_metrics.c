@@ -213,6 +213,7 @@ static int cmd_metrics(rlctl_ctx *ctx)
         }
     }
     free(v);
+    rlctl_upstream_metrics(ctx, up);     /* breakers, shadow, leases: cmd_upstream.c */
     return RLCTL_EXIT_OK;
 }
 
