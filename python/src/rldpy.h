@@ -90,6 +90,9 @@ rld_client *rldpy_client_get(rldpy_client *c);
 /* limit.c */
 int rldpy_limit_init(PyObject *m);
 
+/* upstream.c (issue 15): penalize, sync, leases, breakers */
+int rldpy_upstream_init(PyObject *m);
+
 /* wait.c: rld_wait_ex with the GIL released. Returns the librld code, or RLDPY_EXC when a
  * Python exception (a signal handler's, e.g. KeyboardInterrupt) is set; then nothing was
  * taken. Called with the GIL held. */
