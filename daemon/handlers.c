@@ -435,7 +435,7 @@ static void do_breaker(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Break
         return;
     gen = rldi_load_relaxed(&s->seg->slots[slot].gen);
     if (s->seg->meta[slot].kind != RLDI_KIND_BREAKER) {
-        srv_reply_code(s->srv, c, id, -EINVAL, "'%s' is not a breaker", esc);
+        srv_reply_code(s->srv, c, id, -ENOENT, "no breaker '%s' (a limit of that name is not one)", esc);
         return;
     }
     int r = rldi_breaker_force(s->seg, (rldi_handle){ slot, gen }, b->open ? RLDI_BRK_OPEN

@@ -295,10 +295,12 @@ void rlctl_upstream_status(const rlctl_limit *l, const Rld__V1__LimitStatus *ls,
 {
     bool shadow = l->info.mode == RLD_MODE_SHADOW;
     if (j) {
+        rlctl_json_obj(j, "upstream");
         rlctl_json_str(j, "mode", shadow ? "shadow" : "enforce");
         rlctl_json_u64(j, "shadow_denied", l->info.shadowed);
         if (!l->info.concurrency) {
             rlctl_json_null(j, "leases");
+            rlctl_json_end(j, '}');
             return;
         }
         rlctl_json_obj(j, "leases");
@@ -317,6 +319,7 @@ void rlctl_upstream_status(const rlctl_limit *l, const Rld__V1__LimitStatus *ls,
             }
             rlctl_json_end(j, ']');
         }
+        rlctl_json_end(j, '}');
         rlctl_json_end(j, '}');
         return;
     }
