@@ -511,6 +511,12 @@ int rldi_bucket_sync(const rldi_seg *s, rldi_handle h, uint64_t remaining, uint6
             bound = step < hi;
             if (bound)
                 nt = hi - step;
+            /* a TAT the word cannot hold (a clock or state no real process has) */
+            if (bound && nt >= rldi_fp_from_ns(UINT64_MAX >> 1)) {
+                if (rldi_cell_moved(&c, &v, &word))
+                    continue;
+                return -ERANGE;
+            }
         }
         /* nothing to publish: no bound (unlimited, R beyond what the state can give), or
          * the state holds it already */

@@ -600,6 +600,8 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
  */
 static bool sync_fixed(const wview *v, uint64_t r, uint64_t x, uint64_t now_ns, rldi_u128 *want)
 {
+    if (now_ns >= RLDI_WIN_DENY || x >= RLDI_WIN_DENY - now_ns)
+        return false;         /* an end past 2^62 ns would run into the hold's flag bits */
     uint64_t c = v->p.count, period = v->p.period_ns, px = now_ns + x;
     uint64_t target = r < c ? c - r : 0;
     fixed_at f;
@@ -658,6 +660,8 @@ static int sync_sliding(rldi_ring *ring, const wview *v, uint64_t r, uint64_t x,
 {
     uint64_t c = v->p.count, w = v->p.aux_ns, target = r < c ? c - r : 0;
     uint64_t head = rldi_win_head(v->lo), hc = rldi_win_headcnt(v->lo);
+    if (x > UINT64_MAX - now_ns)
+        return false;
     sliding_at a;
     sliding_now(ring, v, now_ns, &a);
     uint64_t kx = (now_ns + x - 1) / w;
