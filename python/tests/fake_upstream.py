@@ -89,14 +89,26 @@ def make_handler(st: State):
             with st.lock:
                 st.inflight += 1
                 st.max_inflight = max(st.max_inflight, st.inflight)
+            done = False
+
+            def served():
+                # out of flight once answered, before the answer is written: the client
+                # can only send its next request after reading this one's
+                nonlocal done
+                if not done:
+                    done = True
+                    with st.lock:
+                        st.inflight -= 1
             try:
                 if delay:
                     time.sleep(delay)
                 if st.failing:
                     with st.lock:
                         st.failed += 1
+                    served()
                     return self._send(503, b'{"error": "down"}', {})
                 allowed, remaining, reset_at = st.take()
+                served()
                 now = time.time()
                 left = max(0.0, reset_at - now)
                 h = {
@@ -112,8 +124,7 @@ def make_handler(st: State):
                 h["Retry-After"] = str(max(1, int(math.ceil(left))))
                 return self._send(429, b'{"error": "rate limited"}', h)
             finally:
-                with st.lock:
-                    st.inflight -= 1
+                served()
 
     return H
 
