@@ -61,9 +61,42 @@ void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_slot *sl, const rldi_b
         pool_times(sl, t, v);
 }
 
-/* rldi_bucket_take_word on a resolved cell. */
+/* Is C's limit in shadow mode (mode = shadow: a template's flag holds for its keys)? */
+static inline bool shadow_of(const rldi_cell *c)
+{
+    return rldi_unlikely(rldi_load_relaxed(&c->cfg->flags) & RLDI_SLOT_SHADOW);
+}
+
+/*
+ * A shadow limit's denial: admitted after all, and counted (c->meta's shadowed). The state
+ * stays what the denial left (nothing taken), so it moves exactly as the enforced limit's
+ * would; OUT keeps the denial's figures, with RLDI_V_SHADOW and no retry_after.
+ */
+static int shadow_admit(const rldi_seg *s, const rldi_cell *c, rldi_verdict *out)
+{
+    __atomic_fetch_add(&s->slots[c->meta].shadowed, 1u, __ATOMIC_RELAXED);
+    if (out) {
+        out->retry_after_ns = 0;
+        out->flags |= RLDI_V_SHADOW;
+    }
+    return 0;
+}
+
+static int take_cell0(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now,
+                      unsigned flags, rldi_u128 word, rldi_verdict *out);
+
+/* rldi_bucket_take_word on a resolved cell; shadow mode turns a denial into an admission. */
 static int take_cell(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now,
                      unsigned flags, rldi_u128 word, rldi_verdict *out)
+{
+    int r = take_cell0(s, c, cost, now, flags, word, out);
+    if (rldi_unlikely(r == -EAGAIN) && shadow_of(c))
+        return shadow_admit(s, c, out);
+    return r;
+}
+
+static int take_cell0(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now,
+                      unsigned flags, rldi_u128 word, rldi_verdict *out)
 {
     const rldi_slot *sl = c->cfg;
     for (;;) {
@@ -200,10 +233,18 @@ int rldi_bucket_probe(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128
     struct probe_arg a = { cost, 0, flags, now, { 0 } };
     rldi_cell c;
     int r = with_view(s, h, probe_fn, &a, &c);
-    if (r == NOT_GCRA)
-        return rldi_win_probe(s, &c, cost, now, flags, out);
-    if (out && (r == 0 || r == -EAGAIN))
+    if (r == NOT_GCRA) {
+        r = rldi_win_probe(s, &c, cost, now, flags, out);
+    } else if (out && (r == 0 || r == -EAGAIN)) {
         *out = a.vd;
+    }
+    if (r == -EAGAIN && shadow_of(&c)) {    /* what a take would say: admitted */
+        if (out) {
+            out->retry_after_ns = 0;
+            out->flags |= RLDI_V_SHADOW;
+        }
+        return 0;
+    }
     return r;
 }
 
@@ -258,9 +299,11 @@ int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint6
     rldi_cell c;
     int r = with_view(s, h, estimate_fn, &a, &c);
     if (r == NOT_GCRA)
-        return rldi_win_estimate(s, &c, extra, cost, now, out);
-    if (r == 0)
+        r = rldi_win_estimate(s, &c, extra, cost, now, out);
+    else if (r == 0)
         *out = a.vd;
+    if (r == 0 && shadow_of(&c))            /* a shadow limit never keeps a waiter */
+        out->retry_after_ns = 0;
     return r;
 }
 
@@ -427,6 +470,71 @@ int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_
     }
 }
 
+/* ---- the upstream's word: rld_penalize, rld_sync (issue 15) ------------------------------- */
+
+/*
+ * GCRA admits a token at t iff max(TAT, t) + T - t <= tau: from a state B = max(TAT, now),
+ * the tokens admitted by time t >= now number at most floor((t + tau - B) / T), reached by
+ * greedy callers. "At most R before now + X" is that count at the last ns before now + X,
+ * so B must be at least now + X + tau - (R + 1) T: with exactly that B, the R-th token is due
+ * at now + X - T and the (R+1)-th at now + X, to the unit (docs/DESIGN.md). Penalize is R = 0:
+ * nothing before now + D, one token at now + D, then the rate. Publishing max(TAT, B) never
+ * loosens; a pool (scope = global) is refused: the daemon's credits would undo it.
+ */
+int rldi_bucket_sync(const rldi_seg *s, rldi_handle h, uint64_t remaining, uint64_t reset_ns,
+                     rldi_u128 now, rldi_sync_out *out)
+{
+    if (out)
+        *out = (rldi_sync_out){ false, 0 };
+    if (reset_ns > RLDI_SYNC_MAX_NS)
+        return -ERANGE;
+    rldi_cell c;
+    int r = rldi_cell_of(s, h, &c);
+    if (r < 0)
+        return r;
+    rldi_u128 word = rldi_load16_split(c.word);
+    for (;;) {
+        rldi_view v;
+        r = rldi_cell_view(&c, word, &v);
+        if (r < 0)
+            return r;
+        if (rldi_view_algo(&v) != RLDI_ALGO_GCRA)
+            return rldi_win_sync(s, &c, remaining, reset_ns, now, out);
+        rldi_u128 tau, step, nt = 0;
+        bool pool = v.t == RLDI_POOL_T && v.burst <= RLDI_POOL_BURST_MAX;
+        bool bound = !pool && v.t != 0 && reset_ns != 0 && remaining != UINT64_MAX &&
+                     !__builtin_mul_overflow(v.t, (rldi_u128)v.burst, &tau) &&
+                     tau <= rldi_fp_from_ns(RLDI_TAU_MAX_NS) &&
+                     !__builtin_mul_overflow(v.t, (rldi_u128)remaining + 1, &step);
+        if (bound) {
+            rldi_u128 hi = now + rldi_fp_from_ns(reset_ns) + tau;
+            bound = step < hi;
+            if (bound)
+                nt = hi - step;
+            /* a TAT the word cannot hold (a clock or state no real process has) */
+            if (bound && nt >= rldi_fp_from_ns(UINT64_MAX >> 1)) {
+                if (rldi_cell_moved(&c, &v, &word))
+                    continue;
+                return -ERANGE;
+            }
+        }
+        /* nothing to publish: no bound (unlimited, R beyond what the state can give), or
+         * the state holds it already */
+        if (!bound || nt <= v.tat || nt <= now) {
+            if (rldi_cell_moved(&c, &v, &word))
+                continue;
+            return pool ? -EOPNOTSUPP : 0;
+        }
+        if (!rldi_cas16(c.word, &word, rldi_word_make(nt, v.ver)))
+            continue;
+        if (out) {
+            out->changed = true;
+            out->waiters = v.waiters;
+        }
+        return 0;
+    }
+}
+
 /* ---- the daemon's writes ------------------------------------------------------------------ */
 
 static void bank_read(const rldi_bank *b, rldi_bank *out)
@@ -483,7 +591,11 @@ void rldi_bucket_publish(rldi_slot *sl, rldi_ring *ring, const rldi_bank *nb, bo
         bank_read(&sl->bank[ver & 1], &ob);
         rldi_u128 now = rldi_fp_from_ns(rldi_mono_ns()), nw;
         bool same = carry && RLDI_BANK_ALGO(ob.t_hi) == nalgo;
-        if (nalgo != RLDI_ALGO_GCRA) {
+        if (nalgo == RLDI_ALGO_BREAKER) {
+            /* a breaker's state carries as it is (closed when fresh): breaker.h */
+            nw = same ? (word & ~((rldi_u128)UINT32_MAX << 96)) | ((rldi_u128)(ver + 1) << 96)
+                      : (rldi_u128)(ver + 1) << 96;
+        } else if (nalgo != RLDI_ALGO_GCRA) {
             /* a window: its own carry (same algorithm) or a fresh window, whose ring holds
              * nothing of a limit this slot held before */
             if (!same)

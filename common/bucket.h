@@ -50,6 +50,10 @@ typedef struct rldi_view {
     rldi_u128 cfg_word;  /* a key's: its template's word when the bank was read (cell.h) */
 } rldi_view;
 
+/* rldi_verdict.flags: a shadow limit (RLDI_SLOT_SHADOW) admitted what it would have denied
+ * (= RLD_F_SHADOW) */
+#define RLDI_V_SHADOW     0x8u
+
 /* rldi_bucket_take flags */
 #define RLDI_TAKE_BARGE   0x1u   /* take even while callers are queued at the daemon */
 
@@ -274,7 +278,10 @@ static inline int rldi_bucket_take_coarse(const rldi_seg *s, rldi_handle h, uint
         tc->backoff = RLDI_COARSE_BACKOFF / 4;
         return RLDI_TAKE_PRECISE;
     }
-    /* denied for sure; trust the bank read only if the state word did not move */
+    /* denied for sure; trust the bank read only if the state word did not move (a shadow
+     * limit admits its denials: the precise path does that) */
+    if (rldi_load_relaxed(&sl->flags) & RLDI_SLOT_SHADOW)
+        return RLDI_TAKE_PRECISE;
     rldi_fence_acquire();
     if (rldi_load16_split(&sl->tat) != word)
         return RLDI_TAKE_PRECISE;
@@ -322,6 +329,24 @@ int rldi_bucket_reserve(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_
  * count (it never fits: a waiter's limit can shrink under it). */
 int rldi_bucket_estimate(const rldi_seg *s, rldi_handle h, uint64_t extra, uint64_t cost,
                          rldi_u128 now, rldi_verdict *v);
+
+/*
+ * The upstream's word (rld_sync, rld_penalize; issue 15), one atomic change of the state for
+ * every algorithm: from NOW on, at most REMAINING tokens are admitted before NOW + RESET_NS
+ * (penalize: REMAINING 0, nothing before NOW + D). It never loosens: a state that admits
+ * no more than that already stays as it is. 0 (OUT->changed says whether the state moved,
+ * OUT->waiters who was queued then: the daemon re-times them), -ERANGE (RESET_NS beyond
+ * RLDI_SYNC_MAX_NS), -EOPNOTSUPP (a global limit's pool, whose credits would undo it; a
+ * key's sliding window), -ESTALE, -EINVAL. RESET_NS 0 bounds nothing. docs/DESIGN.md
+ * ("Listening to the upstream") proves each algorithm's case exact.
+ */
+#define RLDI_SYNC_MAX_NS  ((uint64_t)1 << 52)      /* 52 days */
+typedef struct rldi_sync_out {
+    bool     changed;
+    uint32_t waiters;
+} rldi_sync_out;
+int rldi_bucket_sync(const rldi_seg *s, rldi_handle h, uint64_t remaining, uint64_t reset_ns,
+                     rldi_u128 now, rldi_sync_out *out);
 
 /* ---- the daemon's writes ------------------------------------------------------------------ */
 

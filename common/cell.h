@@ -122,6 +122,9 @@ int rldi_win_refund(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint
                     rldi_u128 now);
 int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint64_t max_debt_ns,
                    rldi_u128 now);
+/* rldi_bucket_sync on a window limit (window.c). */
+int rldi_win_sync(const rldi_seg *s, const rldi_cell *c, uint64_t remaining, uint64_t reset_ns,
+                  rldi_u128 now, rldi_sync_out *out);
 /* Is a key's window state WORD (its bank B: the template's, or one with the key's own
  * period in t_lo and count in burst) empty at NOW: what a new key's would be? */
 bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now);

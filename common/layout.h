@@ -35,7 +35,10 @@
 #define RLDI_ABI_MAJOR      3u   /* 2: sealed memfd handed out by the keeper; gen parity;
                                   * 3: meta of 192 bytes (give-back counters, overrides) */
 #define RLDI_ABI_MINOR      0u   /* (2.1 was rldi_slot.lease_hint_ns, global limits; 2.2 keyed
-                                  *  limits: templates, key tables, RLDI_FEATURE_KEYS) */
+                                  *  limits: templates, key tables, RLDI_FEATURE_KEYS; 2.3
+                                  *  shadow mode (RLDI_SLOT_SHADOW, rldi_slot.shadowed),
+                                  *  meta.concurrency (leases), breakers (RLDI_KIND_BREAKER),
+                                  *  fixed-window holds (window.h): all part of 3.0) */
 #define RLDI_HEADER_SIZE    4096u
 #define RLDI_SLOT_SIZE      128u
 #define RLDI_META_SIZE      192u
@@ -173,6 +176,7 @@ typedef struct rldi_bank {
 #define RLDI_ALGO_GCRA      0u
 #define RLDI_ALGO_SLIDING   1u
 #define RLDI_ALGO_FIXED     2u
+#define RLDI_ALGO_BREAKER   3u   /* a breaker's bank (breaker.h), never a limit's */
 #define RLDI_BANK_ALGO(b_t_hi) ((uint32_t)((b_t_hi) >> RLDI_ALGO_SHIFT))
 
 typedef struct rldi_slot {
@@ -187,7 +191,8 @@ typedef struct rldi_slot {
                                  *     for those given back, rolled back and debited) */
     uint64_t denied;            /*  40 calls denied (relaxed counter) */
     uint32_t flags;             /*  48 RLDI_SLOT_* */
-    uint32_t reserved0;         /*  52 */
+    uint32_t shadowed;          /*  52 shadow mode: calls admitted that the limit would have
+                                 *     denied (relaxed counter, wraps at 2^32) */
     uint64_t lease_hint_ns;     /*  56 a global limit's pool (limitdef.h): the ns per token its
                                  *     leases bring, written by the daemon; denials and wait
                                  *     estimates use it instead of the pool's slow bank. 0: a
@@ -197,6 +202,16 @@ typedef struct rldi_slot {
 } rldi_slot;
 
 #define RLDI_SLOT_LIVE      1u   /* slot holds a limit (else free) */
+#define RLDI_SLOT_SHADOW    2u   /* mode = shadow: admits what it would deny, counts it in
+                                  * shadowed (a template's flag holds for its keys) */
+
+/*
+ * A breaker's slot (meta kind RLDI_KIND_BREAKER, breaker.h): waiters is ~0 (as a
+ * template's: no fast path takes it for a limit), its state word is the breaker's (state,
+ * counts, times), its banks hold its configuration (RLDI_ALGO_BREAKER), admitted and denied
+ * count the calls it let through and refused, and two fields no breaker uses otherwise
+ * count its transitions: queued = times it opened, lease_hint_ns = times it closed.
+ */
 
 /*
  * What the daemon knows of a limit (lines 0 and 1, and file_def_hash: written by the daemon
@@ -211,7 +226,7 @@ typedef struct rldi_meta {
     uint8_t  algo;                    /*  65 RLDI_ALGO_*, as configured */
     uint8_t  kind;                    /*  66 RLDI_KIND_*: a limit or a template */
     uint8_t  tmpl;                    /*  67 a template: its index in header->tmpl[] */
-    uint8_t  reserved0[4];            /*  68 */
+    uint32_t concurrency;             /*  68 leases in flight at most (concurrency = N); 0: none */
     uint64_t rate_count;              /*  72 as configured: COUNT/PERIOD */
     uint64_t rate_period_ns;          /*  80 */
     uint64_t burst;                   /*  88 */
@@ -241,6 +256,7 @@ typedef struct rldi_ring {
 
 #define RLDI_KIND_LIMIT     0u   /* meta.kind: a limit (rld_find) */
 #define RLDI_KIND_TEMPLATE  1u   /* a template of keyed limits (rld_find_template) */
+#define RLDI_KIND_BREAKER   2u   /* a circuit breaker (rld_breaker_find, breaker.h) */
 
 #define RLDI_ORIGIN_FILE     0u   /* declared in the configuration file */
 #define RLDI_ORIGIN_RUNTIME  1u   /* created by a Put request: survives reloads */
@@ -274,6 +290,7 @@ static_assert(offsetof(rldi_slot, admitted) == 32, "ABI");
 static_assert(offsetof(rldi_slot, denied) == 40, "ABI");
 static_assert(offsetof(rldi_slot, flags) == 48, "ABI");
 static_assert(offsetof(rldi_slot, lease_hint_ns) == 56, "ABI minor 1");
+static_assert(offsetof(rldi_slot, shadowed) == 52, "ABI minor 3");
 static_assert(offsetof(rldi_slot, bank) == 64, "config on its own cache line");
 static_assert(offsetof(rldi_slot, waiters) == offsetof(rldi_slot, gen) + 4,
               "gen and waiters are read as one 8-byte word");
@@ -298,6 +315,7 @@ static_assert(offsetof(rldi_shm_header, tmpl) == 512, "ABI");
 static_assert(sizeof(rldi_tmpl) == 64, "ABI");
 static_assert(offsetof(rldi_meta, kind) == 66, "ABI");
 static_assert(offsetof(rldi_meta, tmpl) == 67, "ABI");
+static_assert(offsetof(rldi_meta, concurrency) == 68, "ABI");
 static_assert(sizeof(rldi_key_bucket) == 64, "a bucket's header is one cache line");
 static_assert(sizeof(rldi_key_entry) == 48, "48 B per entry: 64 B per key of capacity");
 static_assert(offsetof(rldi_key_entry, tat) == 0 && offsetof(rldi_key_entry, frac_ver) == 8,

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "breaker.h"
 #include "bucket.h"
 #include "rate.h"
 #include "window.h"
@@ -31,8 +32,32 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
     enum rldi_limitdef_field f = RLDI_LD_OK;
     int r = 0;
     rldi_u128 t, tau;
+    if (def->kind == RLDI_KIND_BREAKER) {
+        rldi_brk_conf bc = { def->brk_failures, def->brk_probes, def->brk_successes,
+                             def->brk_open_for_ns, def->brk_probe_timeout_ns };
+        if (rldi_name_check(def->name, &w) < 0) {
+            f = RLDI_LD_NAME;
+            r = -EINVAL;
+        } else if (rldi_brk_conf_check(&bc, &w) < 0) {
+            f = RLDI_LD_BREAKER;
+            r = -EINVAL;
+        }
+        if (why)
+            *why = w;
+        if (field)
+            *field = f;
+        return r;
+    }
     if (rldi_name_check(def->name, &w) < 0) {
         f = RLDI_LD_NAME;
+        r = -EINVAL;
+    } else if (def->concurrency > RLDI_CONCURRENCY_MAX) {
+        w = "concurrency must be 1..1000000";
+        f = RLDI_LD_CONCURRENCY;
+        r = -EINVAL;
+    } else if (def->concurrency && def->kind == RLDI_KIND_TEMPLATE) {
+        w = "concurrency is for [limit] sections (leases are per limit)";
+        f = RLDI_LD_CONCURRENCY;
         r = -EINVAL;
     } else if (def->count == 0 ? def->period_ns != 0
                                : def->count > RLDI_RATE_COUNT_MAX ||
@@ -154,6 +179,12 @@ int rldi_limitdef_bank(const rldi_limitdef *def, rldi_bank *b)
     int r = rldi_limitdef_check(def, NULL, NULL);
     if (r < 0)
         return r;
+    if (def->kind == RLDI_KIND_BREAKER) {
+        rldi_brk_conf bc = { def->brk_failures, def->brk_probes, def->brk_successes,
+                             def->brk_open_for_ns, def->brk_probe_timeout_ns };
+        rldi_brk_bank(&bc, b);
+        return 0;
+    }
     if (def->algo != RLDI_ALGO_GCRA) {
         b->t_lo = def->period_ns;
         b->t_hi = (uint64_t)def->algo << RLDI_ALGO_SHIFT;
@@ -184,4 +215,54 @@ uint64_t rldi_limitdef_max_debt(const rldi_limitdef *def)
         (void)rldi_tau(t, rldi_limitdef_burst(def), &tau);
     uint64_t tau_ns = rldi_fp_to_ns_ceil(tau);
     return tau_ns > RLDI_DEBT_DEFAULT_MIN_NS ? tau_ns : RLDI_DEBT_DEFAULT_MIN_NS;
+}
+
+void rldi_limitdef_breaker_defaults(rldi_limitdef *def)
+{
+    def->kind = RLDI_KIND_BREAKER;
+    def->brk_failures = RLDI_BRK_DEFAULT_FAILURES;
+    def->brk_open_for_ns = RLDI_BRK_DEFAULT_OPEN_FOR_NS;
+    def->brk_probes = RLDI_BRK_DEFAULT_PROBES;
+    def->brk_successes = RLDI_BRK_DEFAULT_SUCCESSES;
+    def->brk_probe_timeout_ns = 0;
+}
+
+int rldi_burst_multiple_parse(const char *s, uint32_t *x1000)
+{
+    /* DIGITS[.DIGITS]x: at most 3 decimals, 0 < value <= 1000 */
+    uint64_t whole = 0, frac = 0, scale = 1000;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((whole = whole * 10 + (uint64_t)(*p - '0')) > 1000)
+            return -ERANGE;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (scale == 1)
+                return -EINVAL;         /* more than 3 decimals */
+            scale /= 10;
+            frac += (uint64_t)(*p - '0') * scale;
+        }
+    }
+    if ((*p != 'x' && *p != 'X') || p[1] != '\0')
+        return -EINVAL;
+    uint64_t v = whole * 1000 + frac;
+    if (v == 0)
+        return -EINVAL;
+    if (v > 1000000)
+        return -ERANGE;
+    *x1000 = (uint32_t)v;
+    return 0;
+}
+
+uint64_t rldi_burst_multiple(uint64_t count, uint32_t x1000)
+{
+    unsigned __int128 b = (unsigned __int128)count * x1000 / 1000;
+    if (b > UINT64_MAX)
+        return UINT64_MAX;
+    return b ? (uint64_t)b : 1;
 }

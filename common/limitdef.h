@@ -34,7 +34,32 @@ typedef struct rldi_limitdef {
     bool     overflow_allow; /* overflow = allow: a new key that finds the table full passes */
     bool     caller_rate;    /* rate = caller: each key's rate comes from the client */
     uint32_t max_keys;       /* capacity of the template's key table */
+    /* issue 15: mode = shadow (admits what it would deny, counts it), concurrency = N
+     * (leases in flight, the daemon's), burst = 1.5x (resolved against the count by the
+     * parser: burst_x1000 remembers the multiple, 0 when the burst was a number) */
+    bool     shadow;
+    uint32_t concurrency;
+    uint32_t burst_x1000;
+    /* [breaker NAME] (kind RLDI_KIND_BREAKER, breaker.h): no rate, these instead */
+    uint32_t brk_failures, brk_probes, brk_successes;
+    uint64_t brk_open_for_ns, brk_probe_timeout_ns;
 } rldi_limitdef;
+
+#define RLDI_CONCURRENCY_MAX   1000000u      /* concurrency = N: 1..this */
+#define RLDI_BRK_DEFAULT_FAILURES  5u
+#define RLDI_BRK_DEFAULT_OPEN_FOR_NS (30ull * 1000000000ull)
+#define RLDI_BRK_DEFAULT_PROBES    1u
+#define RLDI_BRK_DEFAULT_SUCCESSES 1u
+
+/* A breaker definition with the defaults (failures 5, open_for 30 s, probes 1, successes 1,
+ * probe_timeout = open_for once the section ends). */
+void rldi_limitdef_breaker_defaults(rldi_limitdef *def);
+
+/* "1.5x", "2x", "0.25x": a burst as a multiple of the count, in thousandths (1500). -EINVAL
+ * for another form (a plain number is the parser's rldi_parse_u64), -ERANGE beyond 1000x. */
+int rldi_burst_multiple_parse(const char *s, uint32_t *x1000);
+/* The burst X1000 thousandths of COUNT means: rounded down (toward denying), at least 1. */
+uint64_t rldi_burst_multiple(uint64_t count, uint32_t x1000);
 
 #define RLDI_MAX_KEYS_DEFAULT  100000u
 #define RLDI_MAX_KEYS_MAX      (1u << 28)     /* per template; all tables share 2^31 handles */
@@ -53,7 +78,7 @@ typedef struct rldi_limitdef {
 /* What fails, so that each caller can point at the right place (a file's line, a field). */
 enum rldi_limitdef_field { RLDI_LD_OK, RLDI_LD_NAME, RLDI_LD_RATE, RLDI_LD_BURST,
                            RLDI_LD_DEBT, RLDI_LD_ALGO, RLDI_LD_ALIGN, RLDI_LD_SCOPE,
-                           RLDI_LD_KEYS };
+                           RLDI_LD_KEYS, RLDI_LD_CONCURRENCY, RLDI_LD_BREAKER };
 
 /* "gcra", "sliding", "fixed" <-> RLDI_ALGO_*; -EINVAL for another word. */
 int rldi_algo_parse(const char *s, uint32_t *algo);

@@ -32,6 +32,8 @@ int rldi_limit_conf_read(const rldi_seg *s, uint32_t slot, uint32_t gen, rldi_li
         out->algo = rldi_load_relaxed(&m->algo);
         out->align_ns = rldi_load_relaxed(&m->align_ns);
         out->kind = rldi_load_relaxed(&m->kind);
+        out->concurrency = rldi_load_relaxed(&m->concurrency);
+        out->shadow = (rldi_load_relaxed(&sl->flags) & RLDI_SLOT_SHADOW) != 0;
         rldi_fence_acquire();
         if (rldi_load_relaxed(&s->hdr->index_seq) == seq)
             return 0;
@@ -48,6 +50,7 @@ void rldi_limit_counts_read(const rldi_seg *s, uint32_t slot, rldi_limit_counts 
     out->refunded = rldi_load_relaxed(&m->refunded);
     out->rolled_back = rldi_load_relaxed(&m->rolled_back);
     out->debited = rldi_load_relaxed(&m->debited);
+    out->shadowed = rldi_load_relaxed(&sl->shadowed);
 }
 
 int rldi_limit_stat_read(const rldi_seg *s, uint32_t slot, uint32_t gen, uint64_t now_ns,
@@ -58,8 +61,8 @@ int rldi_limit_stat_read(const rldi_seg *s, uint32_t slot, uint32_t gen, uint64_
     if (r < 0)
         return r;
     rldi_limit_counts_read(s, slot, &out->counts);
-    if (out->conf.kind == RLDI_KIND_TEMPLATE)
-        return 0;
+    if (out->conf.kind != RLDI_KIND_LIMIT)
+        return 0;                             /* a template's or breaker's state is not a bucket */
     rldi_handle h = { slot, gen };
     rldi_u128 now = rldi_fp_from_ns(now_ns);
     rldi_verdict peek, one;

@@ -29,11 +29,14 @@ typedef struct rldi_limit_conf {
     uint32_t algo;             /* RLDI_ALGO_* */
     uint64_t align_ns;         /* fixed windows: their offset */
     uint32_t kind;             /* RLDI_KIND_*: a template's state is its keys' */
+    uint32_t concurrency;      /* leases at most (concurrency = N); 0: none */
+    bool     shadow;           /* mode = shadow */
 } rldi_limit_conf;
 
 /* The counters, since the limit was created (layout.h says what each counts). */
 typedef struct rldi_limit_counts {
     uint64_t admitted, denied, refunded, rolled_back, debited;
+    uint64_t shadowed;         /* mode = shadow: calls admitted it would have denied */
 } rldi_limit_counts;
 
 typedef struct rldi_limit_stat {

@@ -281,13 +281,14 @@ static bool redis_step(rldi_metrics *m, line *l)
     }
 }
 
-/* Templates live in the segment (they are slots too: the header's limit_count counts them). */
-static uint64_t templates(const rldi_seg *seg)
+/* Slots of KIND in the segment (templates and breakers are slots too: the header's
+ * limit_count counts them). */
+static uint64_t of_kind(const rldi_seg *seg, uint32_t kind)
 {
     uint64_t n = 0;
     uint32_t cursor = 0, slot, gen;
     while (rldi_seg_next(seg, &cursor, &slot, &gen) == 0)
-        n += rldi_load_relaxed(&seg->meta[slot].kind) == RLDI_KIND_TEMPLATE;
+        n += rldi_load_relaxed(&seg->meta[slot].kind) == kind;
     return n;
 }
 
@@ -312,10 +313,11 @@ static bool instance_step(rldi_metrics *m, line *l, uint64_t now)
         return true;
     }
     case 2:
-        family(l, "rld_limits", "gauge", "Limits defined in the instance (templates apart).");
+        family(l, "rld_limits", "gauge", "Limits defined in the instance (templates and breakers apart).");
         {
-            uint64_t all = rldi_load_relaxed(&h->limit_count), t = templates(m->seg);
-            sample(l, "rld_limits", m->instance, NULL, u64s(v, sizeof(v), all > t ? all - t : 0));
+            (void)h;
+            sample(l, "rld_limits", m->instance, NULL,
+                   u64s(v, sizeof(v), of_kind(m->seg, RLDI_KIND_LIMIT)));
         }
         return true;
     case 3:
@@ -327,7 +329,7 @@ static bool instance_step(rldi_metrics *m, line *l, uint64_t now)
         family(l, "rld_templates", "gauge",
                "Templates (keyed limits) defined in the instance; they share max_limits with "
                "the limits.");
-        sample(l, "rld_templates", m->instance, NULL, u64s(v, sizeof(v), templates(m->seg)));
+        sample(l, "rld_templates", m->instance, NULL, u64s(v, sizeof(v), of_kind(m->seg, RLDI_KIND_TEMPLATE)));
         return true;
     default:
         return false;
@@ -369,8 +371,8 @@ static bool step(rldi_metrics *m, line *l, uint64_t now)
         }
         rldi_limit_stat st;
         if (rldi_limit_stat_read(m->seg, slot, gen, now, &st) < 0 || !selected(m, st.conf.name) ||
-            st.conf.kind == RLDI_KIND_TEMPLATE)
-            return true;                /* deleted meanwhile, not asked for, or a template */
+            st.conf.kind != RLDI_KIND_LIMIT)
+            return true;                /* deleted meanwhile, not asked for, or not a limit */
         if (!m->opened) {
             family(l, per_limit[m->family].name, per_limit[m->family].type,
                    per_limit[m->family].help);
@@ -395,7 +397,7 @@ static bool step(rldi_metrics *m, line *l, uint64_t now)
         }
         rldi_limit_conf conf;
         if (rldi_limit_conf_read(m->seg, slot, gen, &conf) < 0 || !selected(m, conf.name) ||
-            conf.kind == RLDI_KIND_TEMPLATE)
+            conf.kind != RLDI_KIND_LIMIT)
             return true;
         if (!m->opened) {
             family(l, "rld_limit_info", "gauge",

@@ -88,25 +88,46 @@ static int64_t wall_offset(void)
 
 int64_t (*rldi_win_wall_offset)(void) = wall_offset;
 
+/* The end of the wall-clock window holding monotonic time T, with the clocks' offset OFF. */
+static inline uint64_t wall_end(const wview *v, int64_t off, uint64_t t)
+{
+    if (v->p.aux_ns >= RLDI_WIN_ANCHOR_ELASTIC)   /* anchored: from the first take (or any
+                                                  * attempt, elastic), not the wall clock */
+        return t + v->p.period_ns;
+    return rldi_win_fixed_end(t + (uint64_t)off, t, v->p.period_ns, v->p.aux_ns % v->p.period_ns);
+}
+
+/* A fixed window at some time: its raw end field (flags included), its end, its count and
+ * whether it admits at all (a DENY hold does not). */
+typedef struct fixed_at {
+    uint64_t lo, end, count;
+    bool     deny;
+} fixed_at;
+
 /*
  * The window at NOW_NS: its end and what it holds (a fresh window when the current ended).
  * A window's end is the wall clock's next boundary after NOW_NS, through the offset between
  * the two clocks read together now (only when a window starts): NOW_NS may be a stale read
- * (a retry), and mixing it with a fresh CLOCK_REALTIME would end the window early.
+ * (a retry), and mixing it with a fresh CLOCK_REALTIME would end the window early. A hold
+ * that ended carries its count into the new window when that is the wall-clock window its
+ * last ns fell in (window.h).
  */
-static void fixed_now(const wview *v, uint64_t now_ns, uint64_t *end, uint64_t *count)
+static void fixed_now(const wview *v, uint64_t now_ns, fixed_at *f)
 {
-    if (now_ns < v->lo) {
-        *end = v->lo;
-        *count = v->frac;
+    uint64_t e = RLDI_WIN_END(v->lo);
+    if (now_ns < e) {
+        f->lo = v->lo;
+        f->end = e;
+        f->count = v->frac;
+        f->deny = (v->lo & RLDI_WIN_DENY) != 0;
         return;
     }
-    if (v->p.aux_ns >= RLDI_WIN_ANCHOR_ELASTIC)   /* from the first take (or any attempt) */
-        *end = now_ns + v->p.period_ns;
-    else
-        *end = rldi_win_fixed_end(now_ns + (uint64_t)rldi_win_wall_offset(), now_ns,
-                                  v->p.period_ns, v->p.aux_ns % v->p.period_ns);
-    *count = 0;
+    int64_t off = rldi_win_wall_offset();
+    f->end = f->lo = wall_end(v, off, now_ns);
+    f->count = 0;
+    f->deny = false;
+    if ((v->lo & RLDI_WIN_HOLD) && e > 0 && wall_end(v, off, e - 1) == f->end)
+        f->count = v->frac;
 }
 
 /* When COST fits behind EXTRA tokens, at NOW_NS in a window ending at END holding COUNT:
@@ -124,6 +145,19 @@ static uint64_t fixed_wait(const wview *v, uint64_t now_ns, uint64_t end, uint64
         wait += (windows - 1 > UINT64_MAX / v->p.period_ns) ? UINT64_MAX / 2
                                                             : (windows - 1) * v->p.period_ns;
     return wait;
+}
+
+/* fixed_wait for the window F at NOW_NS: a DENY hold first runs out, then its window (the
+ * wall-clock one its last ns fell in) resumes with the count it carries. */
+static uint64_t fixed_wait_at(const wview *v, uint64_t now_ns, const fixed_at *f, uint64_t extra,
+                              uint64_t cost)
+{
+    if (!f->deny)
+        return fixed_wait(v, now_ns, f->end, f->count, extra, cost);
+    uint64_t e = f->end, wend = wall_end(v, rldi_win_wall_offset(), e - 1);
+    uint64_t w = wend > e ? fixed_wait(v, e, wend, f->count, extra, cost)
+                          : fixed_wait(v, e, e + v->p.period_ns, 0, extra, cost);
+    return w > UINT64_MAX - (e - now_ns) ? UINT64_MAX : w + (e - now_ns);
 }
 
 static void fixed_verdict(rldi_verdict *out, const wview *v, uint64_t now_ns, uint64_t end,
@@ -192,7 +226,7 @@ static void sliding_now(const rldi_ring *ring, const wview *v, uint64_t now_ns, 
         /* our clock is in the head's sub-window, or behind it (read before another process
          * moved the head): we count as the head's, later than we are, which only denies */
         a->k = head;
-        a->k_abs -= (uint64_t)(-d);
+        a->k_abs += (uint64_t)(-d);      /* the head's: ahead of our clock */
         a->sum = v->frac;
         a->kc = hc;
         a->have_cnt = false;
@@ -500,26 +534,30 @@ static int take_fixed(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_
                       uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out,
                       uint32_t *win)
 {
-    uint64_t end, count;
-    fixed_now(v, now_ns, &end, &count);
-    if (v->p.aux_ns == RLDI_WIN_ANCHOR_ELASTIC && cost && now_ns + v->p.period_ns > end)
-        end = now_ns + v->p.period_ns;           /* every attempt pushes the end */
-    uint32_t id = win_id(end / v->p.period_ns);
-    if (!queued && count + cost <= v->p.count) {
+    fixed_at f;
+    fixed_now(v, now_ns, &f);
+    if (v->p.aux_ns == RLDI_WIN_ANCHOR_ELASTIC && cost && now_ns + v->p.period_ns > f.end) {
+        f.end = now_ns + v->p.period_ns;         /* every attempt pushes the end */
+        f.lo = (f.lo & (RLDI_WIN_HOLD | RLDI_WIN_DENY)) | f.end;
+    }
+    uint32_t id = win_id(f.end / v->p.period_ns);
+    if (!queued && !f.deny && f.count + cost <= v->p.count) {
         if (cost == 0 || dry ? wview_moved(c, v, word)
-                             : !rldi_cas16(c->word, word, wword(end, (uint32_t)(count + cost), v->ver)))
+                             : !rldi_cas16(c->word, word, wword(f.lo, (uint32_t)(f.count + cost), v->ver)))
             return 1;                                   /* again */
         if (out)
-            fixed_verdict(out, v, now_ns, end, count + cost, 0, id);
+            fixed_verdict(out, v, now_ns, f.end, f.count + cost, 0, id);
         *win = id;
         return 0;
     }
     /* denied; a window that ended is published as ended (cheaper for the next caller) */
-    if (end != v->lo && !dry ? !rldi_cas16(c->word, word, wword(end, (uint32_t)count, v->ver))
-                             : wview_moved(c, v, word))
+    if (f.lo != v->lo && !dry ? !rldi_cas16(c->word, word, wword(f.lo, (uint32_t)f.count, v->ver))
+                              : wview_moved(c, v, word))
         return 1;
     if (out) {
-        fixed_verdict(out, v, now_ns, end, count, fixed_wait(v, now_ns, end, count, extra, cost), id);
+        fixed_verdict(out, v, now_ns, f.end, f.count, fixed_wait_at(v, now_ns, &f, extra, cost), id);
+        if (f.deny)
+            out->remaining = 0;
         out->waiters = v->waiters;
     }
     return -EAGAIN;
@@ -636,10 +674,13 @@ int rldi_win_peek(const rldi_seg *s, const rldi_cell *c, rldi_u128 now, rldi_ver
         } else if (!wparams_ok(&v.p)) {
             r = -ESTALE;
         } else if (v.p.algo == RLDI_ALGO_FIXED) {
-            uint64_t end, count;
-            fixed_now(&v, now_ns, &end, &count);
-            fixed_verdict(&vd, &v, now_ns, end, count, count > v.p.count ? end - now_ns : 0,
-                          win_id(end / v.p.period_ns));
+            fixed_at f;
+            fixed_now(&v, now_ns, &f);
+            fixed_verdict(&vd, &v, now_ns, f.end, f.count,
+                          f.count > v.p.count || f.deny ? f.end - now_ns : 0,
+                          win_id(f.end / v.p.period_ns));
+            if (f.deny)
+                vd.remaining = 0;
         } else {
             sliding_at a;
             sliding_now(c->ring, &v, now_ns, &a);
@@ -697,7 +738,8 @@ int rldi_win_refund(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint
                 return r < 0 ? r : 0;
             }
         } else if (v.p.algo == RLDI_ALGO_FIXED) {
-            if (now_ns >= v.lo || win_id(v.lo / v.p.period_ns) != window) {
+            uint64_t e = RLDI_WIN_END(v.lo);
+            if (now_ns >= e || win_id(e / v.p.period_ns) != window) {
                 if (wview_moved(c, &v, &word))
                     continue;
                 return 0;                  /* that window is over */
@@ -745,13 +787,13 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
         if (keyed_sliding) {
             r = debit_ksl(&v, amount, cap, now_ns, &want);
         } else if (v.p.algo == RLDI_ALGO_FIXED) {
-            uint64_t end, count;
-            fixed_now(&v, now_ns, &end, &count);
+            fixed_at f;
+            fixed_now(&v, now_ns, &f);
             if (cap > RLDI_WIN_FIXED_MAX)
                 cap = RLDI_WIN_FIXED_MAX;
-            if (amount > cap || count + amount > cap)
+            if (amount > cap || f.count + amount > cap)
                 r = -ERANGE;
-            want = wword(end, (uint32_t)(count + amount), v.ver);
+            want = wword(f.lo, (uint32_t)(f.count + amount), v.ver);
         } else {
             rldi_ring *ring = c->ring;
             uint64_t head = rldi_win_head(v.lo);
@@ -773,6 +815,171 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
         }
         if (rldi_cas16(c->word, &word, want))
             return 0;
+    }
+}
+
+/* ---- the upstream's word: rld_penalize, rld_sync ----------------------------------------- */
+
+/*
+ * Fixed: from NOW_NS on, at most R before PX = NOW_NS + X. *WANT the word to publish, true
+ * when there is one (false: the state holds it already). docs/DESIGN.md has the cases:
+ *   R = 0     a DENY hold until PX (or the later end of a hold under way), carrying the
+ *             window's count into the wall-clock window PX falls in when that is its own;
+ *   R > 0     within the current window: its count raised to COUNT - R; beyond its end: a
+ *             HOLD until PX counting every admission (at most R more), carried at its end.
+ * A DENY hold ending before PX is extended to PX unless R covers all that could come after
+ * it (it cannot both deny and then count): toward denying.
+ */
+static bool sync_fixed(const wview *v, uint64_t r, uint64_t x, uint64_t now_ns, rldi_u128 *want)
+{
+    if (now_ns >= RLDI_WIN_DENY || x >= RLDI_WIN_DENY - now_ns)
+        return false;         /* an end past 2^62 ns would run into the hold's flag bits */
+    uint64_t c = v->p.count, period = v->p.period_ns, px = now_ns + x;
+    uint64_t target = r < c ? c - r : 0;
+    fixed_at f;
+    fixed_now(v, now_ns, &f);
+    bool hold = (f.lo & RLDI_WIN_HOLD) != 0;
+    int64_t off = rldi_win_wall_offset();
+    /* what the windows could admit from NOW_NS to PX at most: this one's room, then whole
+     * windows (a hold's end is followed by its window's rest, at most one more) */
+    uint64_t later = px > f.end ? (px - f.end + period - 1) / period + (hold ? 1 : 0) : 0;
+    uint64_t room = f.deny ? 0 : f.count < c ? c - f.count : 0;
+    bool covered = later > (UINT64_MAX - room) / c ? false : r >= room + later * c;
+    uint64_t nlo, ncount;
+    if (r == 0 || f.deny) {
+        if (covered || (f.deny && px <= f.end) || (!f.deny && f.count >= c && px <= f.end))
+            return false;                       /* nothing more can come before PX */
+        uint64_t ne = hold && f.end > px ? f.end : px;
+        nlo = ne | RLDI_WIN_HOLD | RLDI_WIN_DENY;
+        ncount = wall_end(v, off, ne - 1) == wall_end(v, off, f.end - 1) ? f.count : 0;
+    } else if (px <= f.end) {
+        if (f.count >= target)
+            return false;
+        nlo = f.lo;
+        ncount = target;
+    } else {
+        if (covered)
+            return false;
+        nlo = px | RLDI_WIN_HOLD;
+        ncount = f.count > target ? f.count : target;
+    }
+    *want = wword(nlo, (uint32_t)ncount, v->ver);
+    return nlo != v->lo || ncount != v->frac;
+}
+
+/*
+ * Sliding: from NOW_NS on, at most R before NOW_NS + X, by phantom tokens (counted, never
+ * admitted) placed where they count exactly until the last sub-window before NOW_NS + X,
+ * kx. First the head moves up to k, the sub-window of NOW_NS, as a take's would (a CAS of
+ * its own: *WANT, true). With the head at k:
+ *   kx <= k        every admission before then counts in k: S + c_k >= COUNT - R (word)
+ *   kx <= k + 16   sub-window j = kx - 16 counts for every sub-window up to kx and leaves
+ *                  right after: j raised so that j..k hold COUNT - R (the ring, or c_k when
+ *                  j = k), and S at least what the ring now holds for k-16..k-1
+ *   beyond         the head jumps to j (admissions until j count there, later than they
+ *                  are), holding max(COUNT - R, the past tokens the jump takes out of the
+ *                  window): nothing the window counted is forgotten early
+ * A ring entry of the past only rises (ring_put), to a target computed from the others, so
+ * a retried attempt raises to the same value. A process moving the head reads the ring and
+ * publishes with a CAS: a raise must be followed by a CAS that changes the word (*FORCE,
+ * kept across attempts: S + 1 when nothing else changes), or a mover that read the ring
+ * before the raise could still publish a sum without it. docs/DESIGN.md proves the bound.
+ */
+#define SYNC_MOVE 2     /* sync_sliding: *WANT only moves the head up to now; then again */
+
+static int sync_sliding(rldi_ring *ring, const wview *v, uint64_t r, uint64_t x, uint64_t now_ns,
+                        rldi_u128 *want, bool *force)
+{
+    uint64_t c = v->p.count, w = v->p.aux_ns, target = r < c ? c - r : 0;
+    uint64_t head = rldi_win_head(v->lo), hc = rldi_win_headcnt(v->lo);
+    if (x > UINT64_MAX - now_ns)
+        return false;
+    sliding_at a;
+    sliding_now(ring, v, now_ns, &a);
+    uint64_t kx = (now_ns + x - 1) / w;
+    if (kx > a.k_abs + RLDI_WIN_SUBS) {
+        /* beyond the window's reach: at most COUNT in any PERIOD already bounds it when R
+         * covers that many periods */
+        uint64_t periods = (x + v->p.period_ns - 1) / v->p.period_ns;
+        if (periods <= UINT64_MAX / c && r >= periods * c)
+            return false;
+        uint64_t j_abs = kx - RLDI_WIN_SUBS;
+        sliding_at aj;
+        sliding_now(ring, v, j_abs * w, &aj);   /* the window at j, from the same state */
+        uint64_t old = a.sum + a.kc, excluded = old > aj.sum ? old - aj.sum : 0;
+        uint64_t f = target > excluded ? target : excluded;
+        ring_put(ring, head, hc);
+        *want = wword(rldi_win_pack(aj.k, f < RLDI_WIN_SLIDING_MAX ? f : RLDI_WIN_SLIDING_MAX),
+                      (uint32_t)aj.sum, v->ver);
+        return true;
+    }
+    if (a.k != head) {                          /* the head to now first, as a take */
+        ring_put(ring, head, hc);
+        *want = wword(rldi_win_pack(a.k, a.kc), (uint32_t)a.sum, v->ver);
+        return SYNC_MOVE;
+    }
+    uint64_t nkc = a.kc, nsum = a.sum;
+    if (kx > a.k_abs && kx - a.k_abs == RLDI_WIN_SUBS) {
+        nkc = a.kc > target ? a.kc : target;    /* j = k */
+    } else if (kx > a.k_abs) {
+        uint64_t ij = kx - a.k_abs;             /* j = k - 16 + ij: cnt[ij] */
+        sliding_cnt(ring, &a);
+        uint64_t others = a.kc;
+        for (uint64_t i = ij + 1; i < RLDI_WIN_SUBS; i++)
+            others += a.cnt[i];
+        if (target > others && a.cnt[ij] < target - others) {
+            ring_put(ring, (a.k - RLDI_WIN_SUBS + ij) & RLDI_WIN_IDX_MASK, target - others);
+            *force = true;
+        }
+        uint64_t held = 0;                      /* the ring as it is now, raise included */
+        for (uint64_t i = 0; i < RLDI_WIN_SUBS; i++)
+            held += ring_get(ring, (a.k - RLDI_WIN_SUBS + i) & RLDI_WIN_IDX_MASK);
+        nsum = held > nsum ? held : nsum;
+    }
+    if (nsum + nkc < target)                    /* while the head stays at k */
+        nsum = target - nkc;
+    if (nsum == a.sum && nkc == a.kc) {
+        if (!*force)
+            return false;
+        nsum++;                                 /* a raise must change the word */
+    }
+    *want = wword(rldi_win_pack(a.k, nkc), (uint32_t)nsum, v->ver);
+    return true;
+}
+
+int rldi_win_sync(const rldi_seg *s, const rldi_cell *c, uint64_t remaining, uint64_t reset_ns,
+                  rldi_u128 now, rldi_sync_out *out)
+{
+    uint64_t now_ns = rldi_fp_to_ns(now);
+    rldi_u128 word = rldi_load16_split(c->word);
+    bool force = false;
+    for (;;) {
+        wview v;
+        int r = wview_fill(c, word, &v);
+        if (r < 0)
+            return r;
+        rldi_u128 want = 0;
+        int write = 0;
+        if (wparams_ok(&v.p) && reset_ns)
+            write = v.p.algo == RLDI_ALGO_FIXED
+                        ? sync_fixed(&v, remaining, reset_ns, now_ns, &want)
+                        : sync_sliding(c->ring, &v, remaining, reset_ns, now_ns, &want, &force);
+        if (!write) {
+            if (wview_moved(c, &v, &word))
+                continue;
+            return wparams_ok(&v.p) ? 0 : -ESTALE;
+        }
+        if (!rldi_cas16(c->word, &word, want))
+            continue;
+        if (write == SYNC_MOVE) {           /* the head is at now: the sync itself next */
+            word = want;
+            continue;
+        }
+        if (out) {
+            out->changed = true;
+            out->waiters = v.waiters;
+        }
+        return 0;
     }
 }
 
@@ -810,10 +1017,19 @@ rldi_u128 rldi_win_carry(const rldi_bank *ob, const rldi_bank *nb, rldi_ring *ri
 
 bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
 {
-    uint64_t lo = (uint64_t)word, now_ns = rldi_fp_to_ns(now);
+    uint64_t lo = (uint64_t)word, now_ns = rldi_fp_to_ns(now), e = RLDI_WIN_END(lo);
     uint32_t count = (uint32_t)(word >> 64);
-    if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_FIXED)
-        return count == 0 || now_ns >= lo;    /* nothing in it, or it ended */
+    if (RLDI_BANK_ALGO(b->t_hi) == RLDI_ALGO_FIXED) {
+        if (!(lo & RLDI_WIN_HOLD))
+            return count == 0 || now_ns >= e;     /* nothing in it, or it ended */
+        /* a hold: idle once over, and once its count (carried) is over too */
+        if (now_ns < e)
+            return false;
+        if (count == 0 || b->t_lo == 0)
+            return true;
+        wview v = { .p = { RLDI_ALGO_FIXED, b->t_lo, b->burst, b->inv_t } };
+        return now_ns >= wall_end(&v, rldi_win_wall_offset(), e - 1);
+    }
     /* a key's sliding window: nothing left in it */
     wview v = { .lo = lo, .frac = count };
     v.p.period_ns = b->t_lo;
@@ -841,9 +1057,9 @@ rldi_u128 rldi_win_fresh_key(const rldi_bank *b, rldi_u128 now, uint32_t ver)
         v.p.aux_ns = b->inv_t;
         if (v.p.period_ns == 0)
             return wword(0, 0, ver);
-        uint64_t end, count;
-        fixed_now(&v, now_ns, &end, &count);
-        return wword(end, 0, ver);
+        fixed_at f;
+        fixed_now(&v, now_ns, &f);
+        return wword(f.lo, 0, ver);
     }
     rldi_winparams p = { RLDI_ALGO_SLIDING, b->t_lo, b->burst, 0 };
     ksl k;

@@ -80,6 +80,17 @@ static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
 #define RLDI_WIN_ANCHOR_ELASTIC (UINT64_MAX - 2)
 
 /*
+ * A fixed window's hold (rld_penalize, rld_sync; ABI minor 3): the end field's two top bits
+ * (CLOCK_MONOTONIC ns stay below 2^62: 146 years of uptime) mark a window whose end is not
+ * a wall-clock boundary. HOLD: at its end, its count is carried into the next window when
+ * that is the wall-clock window the hold's last ns fell in (what it admitted there still
+ * counts there). DENY: it admits nothing (its count is only that carry). docs/DESIGN.md.
+ */
+#define RLDI_WIN_HOLD        (UINT64_C(1) << 63)
+#define RLDI_WIN_DENY        (UINT64_C(1) << 62)
+#define RLDI_WIN_END(lo)     ((lo) & ~(RLDI_WIN_HOLD | RLDI_WIN_DENY))
+
+/*
  * The end, in CLOCK_MONOTONIC ns, of the fixed window that contains wall-clock time REAL_NS
  * read at monotonic time MONO_NS: the next multiple of PERIOD (shifted by ALIGN) after it.
  */

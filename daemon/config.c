@@ -23,12 +23,13 @@
 #include "rate.h"
 #include "window.h"
 
-enum section { SEC_NONE, SEC_RLD, SEC_LIMIT, SEC_REDIS };   /* [template]: SEC_LIMIT too */
+enum section { SEC_NONE, SEC_RLD, SEC_LIMIT, SEC_REDIS, SEC_BREAKER }; /* [template]: SEC_LIMIT */
 
 enum { K_MAX_LIMITS, K_GROUP, K_ADMIN_GROUP, K_MAX_WAITERS, K_LOG_LEVEL, K_CONNS_PER_UID,
        K_WAITS_PER_UID, K_METRICS_LISTEN, N_RLD_KEYS };
 enum { K_RATE, K_BURST, K_MAX_DEBT, K_ALGORITHM, K_ALIGN, K_SCOPE, K_FALLBACK, K_MAX_KEYS,
-       K_OVERFLOW, N_LIMIT_KEYS };
+       K_OVERFLOW, K_MODE, K_CONCURRENCY, N_LIMIT_KEYS };
+enum { K_FAILURES, K_OPEN_FOR, K_PROBES, K_SUCCESSES, K_PROBE_TIMEOUT, N_BREAKER_KEYS };
 enum { K_URL, K_PASSWORD_FILE, K_USERNAME, K_CONNECT_TIMEOUT, K_TIMEOUT, K_LEASE_PERIOD,
        K_KEY_PREFIX, K_HOST_ID, N_REDIS_KEYS };
 #define N_KEYS_MAX 16
@@ -39,7 +40,9 @@ static const char *const rld_keys[N_RLD_KEYS] = {
 };
 static const char *const limit_keys[N_LIMIT_KEYS] = {"rate", "burst", "max_debt", "algorithm",
                                                      "align", "scope", "fallback", "max_keys",
-                                                     "overflow"};
+                                                     "overflow", "mode", "concurrency"};
+static const char *const breaker_keys[N_BREAKER_KEYS] = {"failures", "open_for", "probes",
+                                                         "successes", "probe_timeout"};
 static const char *const redis_keys[N_REDIS_KEYS] = {
     "url", "password_file", "username", "connect_timeout", "timeout", "lease_period",
     "key_prefix", "host_id",
@@ -193,15 +196,38 @@ static rldi_limitdef *add_limit(struct parser *ps, const char *name, int line)
 
 /* ---- sections ---- */
 
+static const char *kind_name(uint8_t kind)
+{
+    return kind == RLDI_KIND_TEMPLATE ? "template" : kind == RLDI_KIND_BREAKER ? "breaker" : "limit";
+}
+
 /* Closes the current section: a limit must have had a rate. */
 static bool end_section(struct parser *ps)
 {
-    if (ps->sec == SEC_LIMIT) {
+    if (ps->sec == SEC_BREAKER) {
         rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
-        if (!ps->key_line[K_RATE]) {
-            fail(ps, ps->sec_line, -EINVAL, l->name, "%s has no rate",
-                 l->kind == RLDI_KIND_TEMPLATE ? "template" : "limit");
+        if (l->brk_probe_timeout_ns == 0)
+            l->brk_probe_timeout_ns = l->brk_open_for_ns;
+        const char *why;
+        if (rldi_limitdef_check(l, &why, NULL) < 0) {
+            fail(ps, ps->sec_line, -EINVAL, l->name, "%s", why);
             return false;
+        }
+    } else if (ps->sec == SEC_LIMIT) {
+        rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
+        if (!ps->key_line[K_RATE] && !l->concurrency) {
+            fail(ps, ps->sec_line, -EINVAL, l->name, "%s has no rate%s", kind_name(l->kind),
+                 l->kind == RLDI_KIND_LIMIT ? " (nor concurrency)" : "");
+            return false;
+        }
+        if (l->burst_x1000) {
+            /* burst = 1.5x: a multiple of the count, known now */
+            if (l->count == 0) {
+                fail(ps, ps->key_line[K_BURST], -EINVAL, "burst", "burst as a multiple "
+                     "(1.5x) needs a rate of COUNT/PERIOD");
+                return false;
+            }
+            l->burst = rldi_burst_multiple(l->count, l->burst_x1000);
         }
         if (!ps->key_line[K_BURST] && l->algo == RLDI_ALGO_GCRA && !l->caller_rate)
             l->burst = l->count;
@@ -218,6 +244,10 @@ static bool end_section(struct parser *ps)
                 at = ps->key_line[K_RATE];
             else if (f == RLDI_LD_KEYS && ps->key_line[K_MAX_KEYS])
                 at = ps->key_line[K_MAX_KEYS];
+            else if (f == RLDI_LD_CONCURRENCY && ps->key_line[K_CONCURRENCY])
+                at = ps->key_line[K_CONCURRENCY];
+            else if (f == RLDI_LD_BURST && ps->key_line[K_BURST])
+                at = ps->key_line[K_BURST];
             fail(ps, at, -EINVAL, l->name, "%s", why);
             return false;
         }
@@ -308,13 +338,13 @@ static bool section_header(struct parser *ps, char *p)
         ps->sec_line = line;
         return true;
     }
-    bool tmpl = strcmp(w[0], "template") == 0;
-    if (strcmp(w[0], "limit") != 0 && !tmpl) {
-        fail(ps, line, -EINVAL, w[0], "unknown section (expected [rld], [redis], [limit NAME] or "
-             "[template NAME])");
+    bool tmpl = strcmp(w[0], "template") == 0, brk = strcmp(w[0], "breaker") == 0;
+    if (strcmp(w[0], "limit") != 0 && !tmpl && !brk) {
+        fail(ps, line, -EINVAL, w[0], "unknown section (expected [rld], [redis], [limit NAME], "
+             "[template NAME] or [breaker NAME])");
         return false;
     }
-    const char *what = tmpl ? "template" : "limit";
+    const char *what = tmpl ? "template" : brk ? "breaker" : "limit";
     if (n == 1) {
         fail(ps, line, -EINVAL, w[0], "missing %s name: [%s NAME]", what, what);
         return false;
@@ -330,7 +360,7 @@ static bool section_header(struct parser *ps, char *p)
     }
     long dup = index_find(ps, w[1]);
     if (dup >= 0) {
-        const char *first = ps->cfg->limits[dup].kind == RLDI_KIND_TEMPLATE ? "template" : "limit";
+        const char *first = kind_name(ps->cfg->limits[dup].kind);
         if (strcmp(first, what) == 0)
             fail(ps, line, -EINVAL, w[1], "duplicate %s (first defined at line %d)", what,
                  ps->cfg->limits[dup].line);
@@ -358,6 +388,12 @@ static bool section_header(struct parser *ps, char *p)
         ps->cfg->limits[ps->cfg->nlimits - 1].kind = RLDI_KIND_TEMPLATE;
         ps->cfg->limits[ps->cfg->nlimits - 1].max_keys = RLDI_MAX_KEYS_DEFAULT;
         ps->cfg->ntemplates++;
+    }
+    if (brk) {
+        rldi_limitdef_breaker_defaults(&ps->cfg->limits[ps->cfg->nlimits - 1]);
+        ps->sec = SEC_BREAKER;
+        ps->sec_line = line;
+        return true;
     }
     ps->sec = SEC_LIMIT;
     ps->sec_line = line;
@@ -583,11 +619,75 @@ static bool fallback_value(struct parser *ps, rldi_limitdef *l, const char *valu
     return true;
 }
 
+/* A [breaker NAME]'s key. */
+static bool breaker_key(struct parser *ps, int k, const char *value)
+{
+    rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
+    const char *why = NULL;
+    uint64_t n;
+    if (k == K_OPEN_FOR || k == K_PROBE_TIMEOUT) {
+        if (rldi_parse_duration(value, &n, &why) < 0 || n < 1000000ull || n > ((uint64_t)1 << 52)) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad %s: %s", breaker_keys[k],
+                 why ? why : "1ms..52 days");
+            return false;
+        }
+        *(k == K_OPEN_FOR ? &l->brk_open_for_ns : &l->brk_probe_timeout_ns) = n;
+        return true;
+    }
+    uint64_t max = k == K_FAILURES ? 4095 : 511;
+    if (rldi_parse_u64(value, &n, &why) < 0 || n == 0 || n > max) {
+        fail(ps, ps->lineno, -EINVAL, value, "bad %s: 1..%llu", breaker_keys[k],
+             (unsigned long long)max);
+        return false;
+    }
+    if (k == K_FAILURES)
+        l->brk_failures = (uint32_t)n;
+    else if (k == K_PROBES)
+        l->brk_probes = (uint32_t)n;
+    else
+        l->brk_successes = (uint32_t)n;
+    return true;
+}
+
 static bool limit_key(struct parser *ps, int k, const char *value)
 {
     rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
     const char *why = NULL;
     int rc;
+
+    if (k == K_MODE) {
+        if (strcmp(value, "shadow") != 0 && strcmp(value, "enforce") != 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "mode must be enforce or shadow");
+            return false;
+        }
+        l->shadow = value[0] == 's';
+        return true;
+    }
+    if (k == K_CONCURRENCY) {
+        uint64_t n;
+        if (rldi_parse_u64(value, &n, &why) < 0 || n == 0 || n > RLDI_CONCURRENCY_MAX) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad concurrency: 1..%u", RLDI_CONCURRENCY_MAX);
+            return false;
+        }
+        if (l->kind != RLDI_KIND_LIMIT) {
+            fail(ps, ps->lineno, -EINVAL, limit_keys[k], "concurrency is for [limit NAME] sections");
+            return false;
+        }
+        l->concurrency = (uint32_t)n;
+        return true;
+    }
+    if (k == K_BURST && strpbrk(value, "xX")) {
+        rc = rldi_burst_multiple_parse(value, &l->burst_x1000);
+        if (rc < 0) {
+            fail(ps, ps->lineno, -EINVAL, value, "bad burst: a count (3500) or a multiple of "
+                 "the rate's count (1.5x, up to 1000x, 3 decimals)");
+            return false;
+        }
+        /* resolved at the end of the section (the rate may come later); a placeholder so
+         * that a window refuses it as it refuses any burst */
+        l->burst = 1;
+        return true;
+    }
 
     if (k == K_MAX_KEYS || k == K_OVERFLOW) {
         if (l->kind != RLDI_KIND_TEMPLATE) {
@@ -891,7 +991,8 @@ static int handler(void *user, const char *section, const char *key, const char 
         k = key_index(limit_keys, N_LIMIT_KEYS, key);
         if (k < 0) {
             fail(ps, line, -EINVAL, key, "unknown key in [limit] (expected rate, burst, algorithm, "
-                 "align, max_debt, scope or fallback; [template] also max_keys, overflow)");
+                 "align, max_debt, scope, fallback, mode or concurrency; [template] also "
+                 "max_keys, overflow)");
             return 0;
         }
         break;
@@ -899,6 +1000,14 @@ static int handler(void *user, const char *section, const char *key, const char 
         k = key_index(redis_keys, N_REDIS_KEYS, key);
         if (k < 0) {
             fail(ps, line, -EINVAL, key, "unknown key in [redis]");
+            return 0;
+        }
+        break;
+    case SEC_BREAKER:
+        k = key_index(breaker_keys, N_BREAKER_KEYS, key);
+        if (k < 0) {
+            fail(ps, line, -EINVAL, key, "unknown key in [breaker] (expected failures, open_for, "
+                 "probes, successes or probe_timeout)");
             return 0;
         }
         break;
@@ -913,9 +1022,10 @@ static int handler(void *user, const char *section, const char *key, const char 
         fail(ps, line, -EINVAL, key, "empty value");
         return 0;
     }
-    bool ok = ps->sec == SEC_RLD     ? rld_key(ps, k, value)
-              : ps->sec == SEC_REDIS ? redis_key(ps, k, value)
-                                     : limit_key(ps, k, value);
+    bool ok = ps->sec == SEC_RLD       ? rld_key(ps, k, value)
+              : ps->sec == SEC_REDIS   ? redis_key(ps, k, value)
+              : ps->sec == SEC_BREAKER ? breaker_key(ps, k, value)
+                                       : limit_key(ps, k, value);
     ps->key_line[k] = line;
     return ok;
 }

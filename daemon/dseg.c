@@ -271,6 +271,7 @@ static void meta_write(rldi_meta *m, const rldi_limitdef *l)
 {
     memset(m->name, 0, sizeof(m->name));
     strcpy(m->name, l->name);
+    rldi_store_relaxed(&m->concurrency, l->concurrency);
     m->name_hash = rldi_name_hash(l->name, strlen(l->name));
     m->rate_count = l->count;
     m->rate_period_ns = l->period_ns;
@@ -489,7 +490,11 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         rldi_store_relaxed(&sl->queued, 0);
         rldi_store_relaxed(&sl->lease_hint_ns, 0);
         uint32_t epoch = 0;
-        if (l->kind == RLDI_KIND_TEMPLATE) {
+        if (l->kind == RLDI_KIND_BREAKER) {
+            /* never a limit either (as a template): its word is the breaker's state */
+            rldi_store_relaxed(&sl->waiters, TMPL_WAITERS);
+            rldi_bucket_publish(sl, &s->rings[i], &nb, false, 0);
+        } else if (l->kind == RLDI_KIND_TEMPLATE) {
             /* never a limit: the fast paths see waiters and leave it to the slow one,
              * which refuses a template's slot */
             rldi_store_relaxed(&sl->waiters, TMPL_WAITERS);
@@ -515,7 +520,8 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         s->meta[i].kind = l->kind;
         s->meta[i].tmpl = (uint8_t)ti;
         s->meta[i].origin = RLDI_ORIGIN_FILE;
-        rldi_store_relaxed(&sl->flags, RLDI_SLOT_LIVE);
+        rldi_store_relaxed(&sl->flags, RLDI_SLOT_LIVE | (l->shadow ? RLDI_SLOT_SHADOW : 0));
+        rldi_store_relaxed(&sl->shadowed, 0);
         index_insert(s, l->name, i);
         s->hdr->limit_count++;
         index_unlock(s);
@@ -536,7 +542,17 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
     *changed = !rldi_bank_same(&ob, &nb);
     if (m->kind != l->kind)
         return -EINVAL;                 /* a limit and a template do not share a name */
-    if (l->kind == RLDI_KIND_TEMPLATE) {
+    uint32_t sflags = RLDI_SLOT_LIVE | (l->shadow ? RLDI_SLOT_SHADOW : 0);
+    if (rldi_load_relaxed(&sl->flags) != sflags) {
+        rldi_store_relaxed(&sl->flags, sflags);  /* mode = shadow | enforce: at once */
+        *changed = true;
+    }
+    if (m->concurrency != l->concurrency)
+        *changed = true;
+    if (l->kind == RLDI_KIND_BREAKER) {
+        if (!rldi_bank_same(&ob, &nb))      /* its state carries as it is */
+            rldi_bucket_publish(sl, &s->rings[slot], &nb, true, 0);
+    } else if (l->kind == RLDI_KIND_TEMPLATE) {
         rldi_tmpl *r = &s->hdr->tmpl[m->tmpl];
         if (rldi_keys_nbuckets(l->max_keys) != r->nbuckets)
             return -EXFULL;             /* another table: a new segment (checked by sync) */
@@ -574,7 +590,7 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
     }
     if (*changed || m->rate_count != l->count || m->rate_period_ns != l->period_ns ||
         m->max_debt_ns != rldi_limitdef_max_debt(l) || m->algo != l->algo ||
-        m->align_ns != l->align_ns) {
+        m->align_ns != l->align_ns || m->concurrency != l->concurrency) {
         index_lock(s);
         meta_write(m, l);   /* "60/min" -> "1/s" keeps the bank but shows the new words */
         index_unlock(s);
@@ -710,9 +726,12 @@ uint32_t dseg_repair(rldi_seg *s)
     index_lock(s);
     /* queues lived in the dead daemon's memory: none survive it */
     for (uint32_t i = 0; i < s->slot_count; i++) {
-        bool tmpl = (s->slots[i].flags & RLDI_SLOT_LIVE) && s->meta[i].kind == RLDI_KIND_TEMPLATE;
-        rldi_store_relaxed(&s->slots[i].waiters, tmpl ? TMPL_WAITERS : 0);
-        rldi_store_relaxed(&s->slots[i].queued, 0);
+        bool live = (s->slots[i].flags & RLDI_SLOT_LIVE) != 0;
+        bool brk = live && s->meta[i].kind == RLDI_KIND_BREAKER;
+        bool tmpl = live && s->meta[i].kind == RLDI_KIND_TEMPLATE;
+        rldi_store_relaxed(&s->slots[i].waiters, tmpl || brk ? TMPL_WAITERS : 0);
+        if (!brk)       /* a breaker's queued counts its openings (breaker.h) */
+            rldi_store_relaxed(&s->slots[i].queued, 0);
     }
     for (uint32_t i = 0; i < s->hdr->tmpl_count && i < RLDI_MAX_TEMPLATES; i++) {
         rldi_table t;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "atomics.h"
+#include "breaker.h"
 #include "bucket.h"
 #include "clock.h"
 #include "codes.h"
@@ -66,11 +67,13 @@ static bool keep_runtime(uint32_t slot, void *ctx)
     return rldi_load_relaxed(&s->seg->meta[slot].origin) == RLDI_ORIGIN_RUNTIME;
 }
 
-/* A limit the reload deletes: its waiters learn it first. */
+/* A limit the reload deletes: its waiters learn it first; its leases are forgotten. */
 static void deleting(uint32_t slot, void *ctx)
 {
     rld_daemon *s = ctx;
     waitq_limit_deleted(s->wq, slot);
+    if (s->leases)
+        leases_drop_slot(s->leases, slot);
 }
 
 static void keeper_watch(rld_daemon *d);
@@ -246,6 +249,27 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
                        "templates", esc);
         return;
     }
+    /* mode and concurrency: given, or the limit's own (a new one: enforce, none) */
+    uint32_t cur_slot, cur_gen;
+    bool have = rldi_seg_lookup(s->seg, l.name, &cur_slot, &cur_gen) == 0;
+    if (have && s->seg->meta[cur_slot].kind == RLDI_KIND_BREAKER) {
+        srv_reply_code(s->srv, c, id, -EINVAL, "'%s' is a breaker, not a %s: change it in %s and "
+                       "reload", esc, what, s->config_path);
+        return;
+    }
+    if (p->limit->mode && *p->limit->mode) {
+        if (strcmp(p->limit->mode, "shadow") != 0 && strcmp(p->limit->mode, "enforce") != 0) {
+            char md[64];
+            escape(p->limit->mode, md, sizeof(md));
+            srv_reply_code(s->srv, c, id, -EINVAL, "bad mode '%s': enforce or shadow", md);
+            return;
+        }
+        l.shadow = p->limit->mode[0] == 's';
+    } else if (have) {
+        l.shadow = (rldi_load_relaxed(&s->seg->slots[cur_slot].flags) & RLDI_SLOT_SHADOW) != 0;
+    }
+    l.concurrency = p->limit->concurrency ? p->limit->concurrency
+                    : have ? rldi_load_relaxed(&s->seg->meta[cur_slot].concurrency) : 0;
     enum rldi_limitdef_field field;
     int bad = rldi_limitdef_check(&l, &why, &field);
     if (bad < 0) {
@@ -411,6 +435,8 @@ static void do_delete(rld_daemon *s, conn *c, uint64_t id, const char *name)
         return;
     bool tmpl = s->seg->meta[slot].kind == RLDI_KIND_TEMPLATE;
     waitq_limit_deleted(s->wq, slot);
+    if (s->leases)
+        leases_drop_slot(s->leases, slot);
     dseg_limit_delete(s->seg, slot);
     LOG_INFO("%s %s: deleted by pid %d (uid %d)%s", tmpl ? "template" : "limit", esc,
              (int)c->pid, (int)c->uid, tmpl ? ", its keys with it" : "");
@@ -478,9 +504,12 @@ static void do_reset(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Reset *
 
 /* ---- reads --------------------------------------------------------------------------------- */
 
+#define STATUS_HOLDERS 16
+
 static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, char *name,
                        char *rate, size_t ratelen, char *gbuf, size_t gbuflen, char *file_rate,
-                       size_t file_ratelen)
+                       size_t file_ratelen, Rld__V1__LeaseHolder *hbuf,
+                       Rld__V1__LeaseHolder **hptr)
 {
     const rldi_slot *sl = &s->seg->slots[slot];
     rldi_limit_stat st;
@@ -526,6 +555,19 @@ static int fill_status(rld_daemon *s, uint32_t slot, Rld__V1__LimitStatus *ls, c
     ls->from_file = st.conf.origin != RLDI_ORIGIN_RUNTIME;
     ls->algorithm = (char *)rldi_algo_name(st.conf.algo);
     ls->align_ns = st.conf.align_ns;
+    ls->shadow = (rldi_load_relaxed(&sl->flags) & RLDI_SLOT_SHADOW) != 0;
+    ls->concurrency = rldi_load_relaxed(&s->seg->meta[slot].concurrency);
+    if (s->leases && ls->concurrency) {
+        lease_stats lst;
+        size_t nh = leases_status(s->leases, slot, rldi_mono_ns(), &lst, hbuf, STATUS_HOLDERS);
+        ls->leases_held = lst.held;
+        ls->leases_granted = lst.granted;
+        ls->leases_reclaimed = lst.reclaimed;
+        for (size_t i = 0; i < nh; i++)
+            hptr[i] = &hbuf[i];
+        ls->n_holders = nh;
+        ls->holders = hptr;
+    }
     global_limit_status(s->global, slot, ls, gbuf, gbuflen);
     ls->overridden = st.conf.origin == RLDI_ORIGIN_OVERRIDE;
     const rldi_limitdef *fl = ls->overridden ? rldi_config_find(s->conf, name) : NULL;
@@ -544,6 +586,8 @@ static void do_status(rld_daemon *s, conn *c, uint64_t id, const char *name)
     Rld__V1__LimitStatus st[MAXN], *ptrs[MAXN];
     char names[MAXN][RLDI_NAME_MAX + 1], rates[MAXN][48], gbufs[MAXN][40];
     char file_rates[MAXN][48];
+    static Rld__V1__LeaseHolder hbuf[MAXN][STATUS_HOLDERS];
+    static Rld__V1__LeaseHolder *hptr[MAXN][STATUS_HOLDERS];
     size_t n = 0;
     if (name && *name) {
         char esc[96];
@@ -552,14 +596,16 @@ static void do_status(rld_daemon *s, conn *c, uint64_t id, const char *name)
             return;
         rld__v1__limit_status__init(&st[0]);
         if (fill_status(s, slot, &st[0], names[0], rates[0], sizeof(rates[0]), gbufs[0],
-                        sizeof(gbufs[0]), file_rates[0], sizeof(file_rates[0])) == 0)
+                        sizeof(gbufs[0]), file_rates[0], sizeof(file_rates[0]), hbuf[0],
+                        hptr[0]) == 0)
             ptrs[n] = &st[n], n++;
     } else {
         uint32_t cursor = 0, slot, gen;
         while (n < MAXN && rldi_seg_next(s->seg, &cursor, &slot, &gen) == 0) {
             rld__v1__limit_status__init(&st[n]);
             if (fill_status(s, slot, &st[n], names[n], rates[n], sizeof(rates[n]), gbufs[n],
-                            sizeof(gbufs[n]), file_rates[n], sizeof(file_rates[n])) == 0)
+                            sizeof(gbufs[n]), file_rates[n], sizeof(file_rates[n]), hbuf[n],
+                            hptr[n]) == 0)
                 ptrs[n] = &st[n], n++;
         }
     }
@@ -602,11 +648,58 @@ static void do_stats(rld_daemon *s, conn *c, uint64_t id)
         st.metrics_refused = hs.refused;
         st.metrics_bad = hs.bad;
     }
+    if (s->leases)
+        leases_totals(s->leases, &st.leases_held, &st.lease_holders, &st.leases_reclaimed);
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_STATS;
     rep.stats = &st;
     srv_reply(s->srv, c, &rep, NULL);
+}
+
+/* ---- issue 15: leases, retiming, breakers ------------------------------------------------ */
+
+static void do_release(rld_daemon *s, conn *c, uint64_t id, uint64_t lease_id)
+{
+    uint32_t slot;
+    int r = s->leases ? leases_release(s->leases, lease_id, c->uid, c->admin, &slot) : -ENOENT;
+    if (r == 0)
+        waitq_limit_changed(s->wq, slot);       /* the next waiter for one */
+    srv_reply_code(s->srv, c, id, r, r == 0 ? "ok" : r == -EPERM ? "another user's lease"
+                                                              : "no such lease held");
+}
+
+/* A client changed a limit's state (rld_penalize, rld_sync) with waiters queued. */
+static void do_retime(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Retime *rt)
+{
+    if (rt->slot < s->seg->slot_count
+            ? rldi_load_relaxed(&s->seg->slots[rt->slot].gen) != rt->gen
+            : rt->gen == 0) {
+        srv_reply_code(s->srv, c, id, -ESTALE, "no such limit");
+        return;
+    }
+    waitq_limit_retime(s->wq, rt->slot, rt->gen);
+    srv_reply_code(s->srv, c, id, 0, "ok");
+}
+
+static void do_breaker(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__BreakerSet *b)
+{
+    char esc[96];
+    uint32_t slot, gen;
+    if (!find_live(s, c, id, b->breaker, &slot, esc, sizeof(esc)))
+        return;
+    gen = rldi_load_relaxed(&s->seg->slots[slot].gen);
+    if (s->seg->meta[slot].kind != RLDI_KIND_BREAKER) {
+        srv_reply_code(s->srv, c, id, -ENOENT, "no breaker '%s' (a limit of that name is not one)", esc);
+        return;
+    }
+    int r = rldi_breaker_force(s->seg, (rldi_handle){ slot, gen }, b->open ? RLDI_BRK_OPEN
+                                                                           : RLDI_BRK_CLOSED,
+                               rldi_mono_ns());
+    if (r == 0)
+        LOG_INFO("breaker %s: %s by pid %d (uid %d)", esc, b->open ? "tripped (open)" : "reset (closed)",
+                 (int)c->pid, (int)c->uid);
+    srv_reply_code(s->srv, c, id, r, r == 0 ? "ok" : "%s", rldi_strerror(r));
 }
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
@@ -629,7 +722,7 @@ static void do_hello(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Hello *
     hr.instance = s->paths.instance;
     hr.max_message = RLDI_MAX_MESSAGE;
     hr.admin = c->admin;
-    hr.features = RLD__V1__FEATURE__FEATURE_MULTI_WAIT;
+    hr.features = RLD__V1__FEATURE__FEATURE_MULTI_WAIT | RLD__V1__FEATURE__FEATURE_LEASES;
     Rld__V1__Reply rep = RLD__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = RLD__V1__REPLY__BODY_HELLO;
@@ -659,7 +752,8 @@ void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
                     req->body_case == RLD__V1__REQUEST__BODY_DELETE ||
                     req->body_case == RLD__V1__REQUEST__BODY_RESET ||
                     req->body_case == RLD__V1__REQUEST__BODY_REVERT ||
-                    req->body_case == RLD__V1__REQUEST__BODY_RELOAD;
+                    req->body_case == RLD__V1__REQUEST__BODY_RELOAD ||
+                    req->body_case == RLD__V1__REQUEST__BODY_BREAKER;
     if (admin_op && !c->admin) {
         rlog_once_at(&s->log_refused, RLOG_WARN, "refused a configuration change from pid %d "
                      "(uid %d): not root, not rld's user, not in admin_group", (int)c->pid,
@@ -734,6 +828,21 @@ void daemon_request(rld_daemon *s, conn *c, const uint8_t *buf, size_t len)
     }
     case RLD__V1__REQUEST__BODY_STATS:
         do_stats(s, c, id);
+        break;
+    case RLD__V1__REQUEST__BODY_LEASE:
+        if (id == 0)
+            srv_reply_code(s->srv, c, id, -EINVAL, "Lease needs a non-zero request id");
+        else
+            waitq_add_lease(s->wq, c, id, req->lease);
+        break;
+    case RLD__V1__REQUEST__BODY_RELEASE:
+        do_release(s, c, id, req->release->lease_id);
+        break;
+    case RLD__V1__REQUEST__BODY_RETIME:
+        do_retime(s, c, id, req->retime);
+        break;
+    case RLD__V1__REQUEST__BODY_BREAKER:
+        do_breaker(s, c, id, req->breaker);
         break;
     default:
         s->srv->bad_messages++;
@@ -828,11 +937,26 @@ static void keeper_watch(rld_daemon *d)
     rldi_store_relaxed(&d->seg->hdr->keeper_pid, (uint32_t)pid);
 }
 
+/* Dead lease holders' leases came back: their limit's queue may be served. */
+static void reaped(uint32_t slot, void *ctx)
+{
+    rld_daemon *d = ctx;
+    waitq_limit_changed(d->wq, slot);
+}
+
 static uint64_t on_tick(void *ctx, uint64_t now)
 {
     rld_daemon *d = ctx;
     global_tick(d->global, d->wq, now);
+    /* while leases are held, their holders' deaths are looked for every LEASE_POLL_NS */
+    bool polling = d->leases && leases_any(d->leases);
+    if (polling && now >= d->reap_due) {
+        leases_reap(d->leases, reaped, d);
+        d->reap_due = now + LEASE_POLL_NS;
+    }
     uint64_t next = waitq_run(d->wq, now);
+    if (polling && (!next || next > d->reap_due))
+        next = d->reap_due;
     if (now >= d->heartbeat_due) {
         if (dseg_heartbeat(d->seg, d->keeper_pid)) {
             /* what the damage took from the file's limits comes back (full) */

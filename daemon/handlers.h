@@ -15,6 +15,7 @@
 #include "config.h"
 #include "global.h"
 #include "instance.h"
+#include "lease.h"
 #include "segment.h"
 #include "server.h"
 #include "uidcount.h"
@@ -33,6 +34,8 @@ typedef struct rld_daemon {
     server      *srv;
     waitq       *wq;
     global      *global;         /* limits shared through Redis (scope = global) */
+    leases      *leases;         /* concurrency limits' leases (issue 15), or NULL */
+    uint64_t     reap_due;       /* next look for dead lease holders */
     uint64_t     started_ns;
     uint64_t     heartbeat_due;
     uidcount     conns_by_uid;   /* connections of non-admin peers, by uid */

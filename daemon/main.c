@@ -418,6 +418,9 @@ int main(int argc, char **argv)
     d.srv = &srv;
     if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters, conf.max_waits_per_uid)))
         fail("out of memory for the wait queues of %u slots", seg.slot_count);
+    if (!(d.leases = leases_new(&seg)))
+        fail("out of memory for the leases");
+    waitq_set_leases(d.wq, d.leases);
     if (!(d.global = global_new(&seg, paths.instance, last_heartbeat)))
         fail("out of memory for global limits");
     global_sync(d.global, &conf);
@@ -461,6 +464,7 @@ int main(int argc, char **argv)
     sd_notify(0, "STOPPING=1");
     global_free(d.global);
     waitq_free(d.wq);
+    leases_free(d.leases);
     uidcount_free(&d.conns_by_uid);
     dseg_detach(&seg);
     close(seg_fd);

@@ -29,6 +29,7 @@
 #include "codes.h"
 #include "heap.h"
 #include "keys.h"
+#include "lease.h"
 #include "log.h"
 #include "uidcount.h"
 #include "rate.h"
@@ -55,6 +56,7 @@ struct waiter {
     uint32_t       position;        /* callers ahead when queued (the most in any queue) */
     uint64_t       enq_ns, expected_ns;
     uint64_t       due_ns;          /* when the set was foreseen to fit (grants charge as of it) */
+    bool           lease;           /* a Lease: granted with one of its limit's leases */
     wentry         e[];
 };
 
@@ -103,6 +105,8 @@ struct waitq {
     uint64_t    grants_total, timeouts_total;
     limitq     *kicked;             /* queues whose head may have changed */
     bool        serving;            /* serve() is running: a nested entry only kicks */
+    leases     *leases;             /* concurrency limits' leases (lease.h), or NULL */
+    uint64_t    retimed;            /* Retime requests */
 };
 
 /* One charge of a request, resolved. */
@@ -144,6 +148,11 @@ void waitq_free(waitq *q)
     free(q->deadlines.v);
     free(q->grants.v);
     free(q);
+}
+
+void waitq_set_leases(waitq *q, leases *l)
+{
+    q->leases = l;
 }
 
 void waitq_set_max_waiters(waitq *q, uint32_t max_waiters, uint32_t max_per_uid)
@@ -391,6 +400,21 @@ static void grant_undo_n(const srv_undo *u, bool delivered)
     free(uc);
 }
 
+/* A granted lease whose reply cannot be delivered: given back with its token (arg[0] the
+ * slot and generation, arg[1] the lease, arg[2] the cost << 32 | the window). */
+static void lease_undo(const srv_undo *u, bool delivered)
+{
+    if (delivered)
+        return;
+    waitq *wq = u->ctx;
+    rldi_handle h = { (uint32_t)u->arg[0], (uint32_t)(u->arg[0] >> 32) };
+    if (u->arg[2] >> 32)
+        rldi_bucket_refund(wq->seg, h, u->arg[2] >> 32, (uint32_t)u->arg[2], rldi_now_fp());
+    uint32_t slot;
+    if (wq->leases && leases_release(wq->leases, u->arg[1], 0, true, &slot) == 0)
+        waitq_limit_changed(wq, slot);
+}
+
 /* What a reply says about a wait. */
 typedef struct wait_answer {
     uint64_t      id;
@@ -398,6 +422,7 @@ typedef struct wait_answer {
     uint64_t      enq_ns, expected_ns;
     uint32_t      n;                /* charges granted (for the undo), 0 if none */
     const charge *ch;
+    uint64_t      lease_id;         /* a granted lease (its undo gives it back), 0 if none */
 } wait_answer;
 
 static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const rldi_verdict *v,
@@ -434,8 +459,14 @@ static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const
     rep.message = (char *)(msg ? msg : "");
     rep.body_case = RLD__V1__REPLY__BODY_WAIT;
     rep.wait = &wr;
+    wr.lease_id = code == 0 ? a->lease_id : 0;
     srv_undo u = { NULL, wq, { 0, 0, 0 } };
-    if (code == 0 && a->n == 1) {
+    if (code == 0 && a->lease_id) {
+        u = (srv_undo){ lease_undo, wq, { a->ch[0].h.slot | (uint64_t)a->ch[0].h.gen << 32,
+                                           a->lease_id,
+                                           (a->ch[0].cost > UINT32_MAX ? UINT32_MAX : a->ch[0].cost) << 32 |
+                                               a->ch[0].window } };
+    } else if (code == 0 && a->n == 1) {
         u = (srv_undo){ grant_undo1, wq, { a->ch[0].h.slot | (uint64_t)a->ch[0].h.gen << 32,
                                             a->ch[0].cost, a->ch[0].window } };
     } else if (code == 0 && a->n > 1) {
@@ -459,7 +490,7 @@ static void reply_wait(waitq *wq, conn *c, const wait_answer *a, int code, const
 /* An error reply about charge INDEX of a request. */
 static void reply_error(waitq *wq, conn *c, uint64_t id, uint32_t index, int code, const char *msg)
 {
-    wait_answer a = { id, 0, index, 0, 0, 0, NULL };
+    wait_answer a = { id, 0, index, 0, 0, 0, NULL, 0 };
     reply_wait(wq, c, &a, code, NULL, 0, msg);
 }
 
@@ -483,7 +514,23 @@ static void finish_reply(waitq *wq, waiter *w, int code, const rldi_verdict *v, 
                          uint64_t now, const char *msg, const charge *granted)
 {
     wait_answer a = { w->id, w->position, index, w->enq_ns, w->expected_ns,
-                      granted ? w->n : 0, granted };
+                      granted ? w->n : 0, granted, 0 };
+    if (granted && w->lease) {
+        /* the lease with the token: a lease for the waiter's process, given back (and the
+         * token with it) if the process is gone or the lease cannot be made */
+        int r = wq->leases ? leases_grant(wq->leases, granted[0].h.slot, granted[0].h.gen,
+                                          w->c->pid, w->c->uid, now, &a.lease_id)
+                           : -EOPNOTSUPP;
+        if (r < 0) {
+            rldi_bucket_refund(wq->seg, granted[0].h, granted[0].cost, granted[0].window,
+                               rldi_now_fp());
+            a.n = 0;
+            a.ch = NULL;
+            code = r;
+            v = NULL;
+            msg = r == -ESRCH ? "the process that asked is gone" : rldi_strerror(r);
+        }
+    }
     conn *c = w->c;
     finish(wq, w);
     reply_wait(wq, c, &a, code, v, now, msg);
@@ -581,6 +628,8 @@ static void serve_one(waitq *wq, limitq *q, uint64_t now)
         for (uint32_t i = 0; i < w->n; i++)
             if (head_of(w->e[i].q) != &w->e[i])
                 return;     /* behind another waiter there: that queue kicks this one */
+        if (w->lease && !(wq->leases && leases_available(wq->leases, q->slot, q->gen)))
+            return;         /* none free: a release (or a holder's death) kicks this queue */
         uint32_t n = charges_of(wq, w, ch), idx;
         rldi_verdict v;
         int rc = estimate_set(wq, ch, zero, n, now, &v, &idx);
@@ -728,11 +777,12 @@ static int wait_charges(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w,
     return (int)m;
 }
 
+static void add_set(waitq *wq, conn *c, uint64_t id, charge *ch, uint32_t n, int64_t timeout_ns,
+                    int priority, bool lease);
+
 void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
 {
-    uint64_t now = rldi_mono_ns();
     charge ch[WAITQ_MAX_CHARGES];
-    int r;
     if (w->priority < 0 || w->priority >= WAITQ_PRIORITIES) {
         srv_reply_code(wq->srv, c, id, -EINVAL, "priority %d out of range 0..%d", w->priority,
                        WAITQ_PRIORITIES - 1);
@@ -741,8 +791,52 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
     int got = wait_charges(wq, c, id, w, ch);
     if (got < 0)
         return;
-    uint32_t n = (uint32_t)got, idx = 0;
-    wait_answer a = { id, 0, 0, now, 0, 0, NULL };
+    add_set(wq, c, id, ch, (uint32_t)got, w->timeout_ns, w->priority, false);
+}
+
+void waitq_add_lease(waitq *wq, conn *c, uint64_t id, const Rld__V1__Lease *l)
+{
+    char msg[160];
+    charge ch;
+    if (l->priority < 0 || l->priority >= WAITQ_PRIORITIES) {
+        srv_reply_code(wq->srv, c, id, -EINVAL, "priority %d out of range 0..%d", l->priority,
+                       WAITQ_PRIORITIES - 1);
+        return;
+    }
+    int r = charge_target(wq, l->limit, l->slot, l->gen, &ch.h, msg, sizeof(msg));
+    if (r < 0) {
+        reply_error(wq, c, id, 0, r, msg);
+        return;
+    }
+    if (!wq->leases || ch.h.slot >= wq->seg->slot_count ||
+        leases_capacity(wq->leases, ch.h.slot) == 0) {
+        reply_error(wq, c, id, 0, -EINVAL, "the limit has no concurrency (concurrency = N in "
+                    "its [limit] section)");
+        return;
+    }
+    /* a token with the lease when the limit has a rate, else nothing to take */
+    rldi_verdict peek;
+    if ((r = rldi_bucket_peek(wq->seg, ch.h, rldi_now_fp(), &peek)) < 0) {
+        reply_error(wq, c, id, 0, r, rldi_strerror(r));
+        return;
+    }
+    ch.cost = peek.flags & RLDI_V_UNLIMITED ? 0 : 1;
+    ch.index = 0;
+    ch.window = 0;
+    if (l->timeout_ns == 0 && !leases_available(wq->leases, ch.h.slot, ch.h.gen)) {
+        reply_error(wq, c, id, 0, -EAGAIN, "no lease free");
+        return;
+    }
+    add_set(wq, c, id, &ch, 1, l->timeout_ns, l->priority, true);
+}
+
+static void add_set(waitq *wq, conn *c, uint64_t id, charge *ch, uint32_t n, int64_t timeout_ns,
+                    int priority, bool lease)
+{
+    uint64_t now = rldi_mono_ns();
+    int r;
+    uint32_t idx = 0;
+    wait_answer a = { id, 0, 0, now, 0, 0, NULL, 0 };
     rldi_verdict v;
     /* Nobody queued on any of its limits: grant at once if the set fits (the common round
      * trip: no allocation). */
@@ -752,11 +846,20 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
                                                         : keyq_get(wq, ch[i].h.slot);
         idle = !q0 || q0->total == 0 || q0->gen != ch[i].h.gen;
     }
+    if (idle && lease && !leases_available(wq->leases, ch[0].h.slot, ch[0].h.gen))
+        idle = false;                   /* none free: to the queue */
     if (idle) {
         if ((r = grant_all(wq, ch, n, now, now, &v, &idx)) == 0) {
             a.index = ch[idx].index;
             a.n = n;
             a.ch = ch;
+            if (lease && (r = leases_grant(wq->leases, ch[0].h.slot, ch[0].h.gen, c->pid,
+                                           c->uid, now, &a.lease_id)) < 0) {
+                rldi_bucket_refund(wq->seg, ch[0].h, ch[0].cost, ch[0].window, rldi_now_fp());
+                reply_error(wq, c, id, 0, r, r == -ESRCH ? "the process that asked is gone"
+                                                         : rldi_strerror(r));
+                return;
+            }
             reply_wait(wq, c, &a, 0, &v, now, NULL);
             return;
         }
@@ -817,7 +920,7 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
         /* Ahead of us: every waiter of our priority or higher. */
         uint32_t pos = 0;
         ahead[i] = 0;
-        for (int p = w->priority; p < WAITQ_PRIORITIES; p++) {
+        for (int p = priority; p < WAITQ_PRIORITIES; p++) {
             ahead[i] += qs[i]->tokens[p];
             pos += qs[i]->count[p];
         }
@@ -828,7 +931,7 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
         reply_error(wq, c, id, ch[idx].index, r, rldi_strerror(r));
         return;
     }
-    if (w->timeout_ns >= 0 && v.retry_after_ns > (uint64_t)w->timeout_ns) {
+    if (timeout_ns >= 0 && v.retry_after_ns > (uint64_t)timeout_ns) {
         /* It could not be served in time: say so now, with the wait it would need. */
         a.position = position;
         a.index = ch[idx].index;
@@ -846,7 +949,8 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
     nw->deadline.idx = HEAP_NONE;
     nw->c = c;
     nw->id = id;
-    nw->prio = w->priority;
+    nw->prio = priority;
+    nw->lease = lease;
     nw->n = n;
     nw->position = position;
     nw->enq_ns = now;
@@ -879,8 +983,8 @@ void waitq_add(waitq *wq, conn *c, uint64_t id, const Rld__V1__Wait *w)
     if (!uidcount_take(&wq->by_uid, c->uid, n, UINT32_MAX))
         LOG_ERROR("out of memory counting the waits of uid %u", (unsigned)c->uid);
     wq->waiters++;
-    if (w->timeout_ns >= 0 &&
-        heap_set(&wq->deadlines, &nw->deadline, now + (uint64_t)w->timeout_ns) < 0)
+    if (timeout_ns >= 0 &&
+        heap_set(&wq->deadlines, &nw->deadline, now + (uint64_t)timeout_ns) < 0)
         LOG_ERROR("out of memory for a wait deadline");
     serve(wq, now);
 }
@@ -957,7 +1061,8 @@ uint64_t waitq_run(waitq *wq, uint64_t now)
         wq->timeouts_total++;
         w->e[idx].q->timed_out++;
         finish_reply(wq, w, -ETIMEDOUT, &v, ch[idx].index, now,
-                     "timed out in the queue (higher priorities came first)", NULL);
+                     w->lease ? "timed out in the queue (no lease came free in time)"
+                              : "timed out in the queue (higher priorities came first)", NULL);
     }
     while ((n = heap_min(&wq->grants)) && n->key <= now) {
         limitq *q = (limitq *)((char *)n - offsetof(limitq, grant));
@@ -1039,6 +1144,62 @@ int waitq_grown(waitq *wq, uint32_t old_count)
                       "key up again");
     serve(wq, rldi_mono_ns());
     return 0;
+}
+
+/*
+ * A client changed the state of SLOT (GEN) under its waiters (rld_penalize, rld_sync): each
+ * waiter's wait is foreseen again, and those that can no longer be served by their deadline
+ * are told at once (-ETIMEDOUT with the wait they would need), as they would have been had
+ * they arrived now; the queue is kicked, which sets its timer from the new state.
+ */
+void waitq_limit_retime(waitq *wq, uint32_t slot, uint32_t gen)
+{
+    limitq *q = slot < wq->seg->slot_count ? wq->queues[slot] : keyq_get(wq, slot);
+    wq->retimed++;
+    if (!q || !q->total || q->gen != gen)
+        return;
+    uint64_t now = rldi_mono_ns();
+    struct late { conn *c; uint64_t id; } *late = malloc(q->total * sizeof(*late));
+    uint32_t nlate = 0;
+    charge ch[WAITQ_MAX_CHARGES];
+    uint64_t ahead[WAITQ_MAX_CHARGES];
+    for (int p = WAITQ_PRIORITIES - 1; p >= 0 && late; p--)
+        for (wentry *e = q->head[p]; e; e = e->next) {
+            waiter *w = e->w;
+            if (w->deadline.idx == HEAP_NONE || w->lease)
+                continue;
+            uint32_t n = charges_of(wq, w, ch), idx, callers;
+            for (uint32_t i = 0; i < n; i++)
+                ahead_of(&w->e[i], w->prio, &callers, &ahead[i]);
+            rldi_verdict v;
+            if (estimate_set(wq, ch, ahead, n, now, &v, &idx) == 0 &&
+                now + v.retry_after_ns > w->deadline.key && nlate < q->total)
+                late[nlate++] = (struct late){ w->c, w->id };
+        }
+    for (uint32_t k = 0; k < nlate; k++) {
+        waiter *w = find_wait(wq, late[k].c, late[k].id);
+        if (!w)
+            continue;                   /* gone meanwhile (its connection closed) */
+        uint32_t n = charges_of(wq, w, ch), idx = 0, callers;
+        for (uint32_t i = 0; i < n; i++)
+            ahead_of(&w->e[i], w->prio, &callers, &ahead[i]);
+        rldi_verdict v = { 0 };
+        if (estimate_set(wq, ch, ahead, n, now, &v, &idx) < 0)
+            continue;
+        wq->timeouts_total++;
+        w->e[idx].q->timed_out++;
+        finish_reply(wq, w, -ETIMEDOUT, &v, ch[idx].index, now,
+                     "the limit was held back (the upstream's answer): the wait would exceed "
+                     "the timeout now", NULL);
+    }
+    free(late);
+    kick(wq, q);
+    serve(wq, now);
+}
+
+uint64_t waitq_retimed(const waitq *wq)
+{
+    return wq->retimed;
 }
 
 void waitq_shutdown(waitq *wq)

@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 
+#include "lease.h"
 #include "segment.h"
 #include "server.h"
 
@@ -31,6 +32,17 @@ void waitq_set_max_waiters(waitq *q, uint32_t max_waiters, uint32_t max_per_uid)
 
 /* A Wait request from C: queue it, grant it at once, or refuse it; every outcome replies. */
 void waitq_add(waitq *q, conn *c, uint64_t id, const Rld__V1__Wait *w);
+/* The concurrency limits' leases (lease.h): Lease requests are refused without them. */
+void waitq_set_leases(waitq *q, leases *l);
+/* A Lease request from C: a wait for one lease of its limit (and a token when the limit
+ * has a rate), in the limit's queue with the waits; granted with a lease of C's process
+ * (WaitReply.lease_id). Every outcome replies; -EAGAIN at once for a timeout of 0. */
+void waitq_add_lease(waitq *q, conn *c, uint64_t id, const Rld__V1__Lease *l);
+/* A client changed SLOT's state under its waiters (rld_penalize, rld_sync: Retime): their
+ * waits are foreseen again, those that cannot meet their deadline any more are told at once
+ * (-ETIMEDOUT), the queue's timer follows the new state. */
+void waitq_limit_retime(waitq *q, uint32_t slot, uint32_t gen);
+uint64_t waitq_retimed(const waitq *q);
 /* Cancel C's wait WAIT_ID: it gets -ECANCELED. Returns 0 or -ENOENT. */
 int  waitq_cancel(waitq *q, conn *c, uint64_t wait_id);
 /* Where C's wait WAIT_ID stands now: callers ahead (the most in any of its queues) and the

@@ -671,12 +671,20 @@ static int info_once(rld_client *c, rld_limit lim, rld_limit_info *out)
     out->admitted = n.admitted;
     out->denied = n.denied;
     out->waiters = kind == RLD_KIND_LIMIT ? rldi_load_relaxed(&s->waiters) : waiters;
+    if (conf.kind == RLDI_KIND_BREAKER) {
+        kind = RLD_KIND_BREAKER;
+        out->waiters = 0;
+    }
     out->kind = kind;
     out->max_keys = max_keys;
     out->keys = keys;
     out->refunded = n.refunded;
     out->rolled_back = n.rolled_back;
     out->debited = n.debited;
+    out->mode = rldi_load_relaxed(&s->flags) & RLDI_SLOT_SHADOW ? RLD_MODE_SHADOW
+                                                               : RLD_MODE_ENFORCE;
+    out->concurrency = rldi_load_relaxed(&m->concurrency);
+    out->shadowed = rldi_load_relaxed(&s->shadowed);
     return 0;
 }
 

@@ -78,6 +78,12 @@ void rldc_result(rld_result *res, const rldi_verdict *vd);
  * GCRA limits), for giving them back exactly (rldc_refund_all). */
 int rldc_try_multi(rld_client *c, const rld_charge *ch, size_t n, unsigned flags,
                    rld_result *res, uint32_t *windows);
+/* wait.c: a pooled daemon connection for a request of one's own (upstream.c: leases,
+ * Retime), NULL when the daemon cannot be reached; given back with rldc_pool_return (DROP:
+ * it failed). */
+struct rldi_conn;
+struct rldc_conn *rldc_pool_borrow(rld_client *c, unsigned *forks, struct rldi_conn **k);
+void rldc_pool_return(rld_client *c, struct rldc_conn *x, unsigned forks, bool drop);
 /* wait.c: close the pooled daemon connections. */
 void rldc_pool_close(rld_client *c);
 /* In a fork's child handler (pool_lock held; close(2) only, async-signal-safe): close the

@@ -151,6 +151,18 @@ static void pool_put(rld_client *c, rldc_conn *k, unsigned forks, bool drop)
     free(k);
 }
 
+struct rldc_conn *rldc_pool_borrow(rld_client *c, unsigned *forks, rldi_conn **k)
+{
+    rldc_conn *x = pool_get(c, forks);
+    *k = x ? &x->k : NULL;
+    return x;
+}
+
+void rldc_pool_return(rld_client *c, struct rldc_conn *x, unsigned forks, bool drop)
+{
+    pool_put(c, x, forks, drop);
+}
+
 void rldc_pool_close(rld_client *c)
 {
     for (int i = 0; i < c->npool; i++) {

@@ -10,7 +10,8 @@ PKGS=(gcc make cmake pkg-config
       dpkg-dev file curl
       clang libclang-rt-14-dev
       redis-server libhiredis-dev
-      python3-dev python3-pytest python3-limits python3-redis)
+      python3-dev python3-pytest python3-limits python3-redis
+      python3-requests python3-httpx)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -37,6 +37,10 @@ extern "C" {
 #define RLD_F_UNLIMITED 0x2u  /* the limit admits everything (rate = unlimited)        */
 #define RLD_F_OVERFLOW  0x4u  /* rld_try_key: admitted without a bucket: the template's key
                                  table was full of keys with state (overflow = allow)    */
+#define RLD_F_SHADOW    0x8u  /* mode = shadow: admitted, but the limit would have denied
+                                 (counted in rld_limit_info.shadowed; nothing was taken)  */
+#define RLD_F_PROBE     0x10u /* rld_breaker_enter: this call is a half-open probe; report
+                                 its outcome with rld_breaker_report from this thread     */
 
 typedef struct rld_client rld_client;   /* opaque; one per process, thread-safe */
 
@@ -318,13 +322,22 @@ typedef struct rld_limit_info {
     uint64_t rolled_back;     /* tokens taken and put back by an all-or-nothing call that
                                  failed (rld_try_multi denied, a grant never delivered) */
     uint64_t debited;         /* tokens taken without asking (rld_debit) */
+    uint32_t mode;            /* RLD_MODE_ENFORCE or RLD_MODE_SHADOW (a key: its template's) */
+    uint32_t concurrency;     /* concurrency = N: leases at most; 0 when it has none */
+    uint64_t shadowed;        /* mode = shadow: calls admitted that it would have denied
+                                 (counted exactly, but wraps at 2^32) */
 } rld_limit_info;
+
+/* rld_limit_info.mode (rld.conf(5): mode = enforce | shadow) */
+#define RLD_MODE_ENFORCE 0u
+#define RLD_MODE_SHADOW  1u
 
 /* rld_limit_info.kind */
 #define RLD_KIND_LIMIT    0u  /* a [limit]: rld_find */
 #define RLD_KIND_TEMPLATE 1u  /* a [template] (rld_find_template); name and rate are its
                                  keys', counters the sum over its keys */
 #define RLD_KIND_KEY      2u  /* one key of a template (rld_key): name is the template's */
+#define RLD_KIND_BREAKER  3u  /* a [breaker] (rld_breaker_find): rld_breaker_info has it */
 
 /* rld_limit_info.align_ns of a fixed window anchored at its first take (align = first) or
  * pushed a period on by every attempt (align = elastic), rather than on the wall clock */
@@ -338,6 +351,95 @@ typedef struct rld_limit_info {
 
 /* Fill *out for LIM. -ESTALE when the limit was deleted. */
 int rld_info(rld_client *c, rld_limit lim, rld_limit_info *out);
+
+/*
+ * Listening to the upstream: what an API's answers say about its quota, applied to a limit
+ * in one atomic change of its state, for every algorithm and for keys (rld_key's handles).
+ * Neither ever loosens the limit: a state that already admits no more stays as it is.
+ * Callers queued at the daemon are re-timed (those who can no longer meet their timeout
+ * are told at once). -ERANGE beyond 52 days; -EOPNOTSUPP for a global limit (scope =
+ * global: its pool is refilled from Redis) and for a key of a sliding template.
+ */
+/* A 429 said "retry after RETRY_AFTER_NS": no process takes from LIM before now + that, to
+ * the ns (a sliding window: to its sub-window, PERIOD/16, as it decides per sub-window);
+ * then one token at that time and the rate after it (GCRA), or what the window has left. */
+int rld_penalize(rld_client *c, rld_limit lim, uint64_t retry_after_ns);
+/* The server said REMAINING calls are left until its reset in RESET_AFTER_NS
+ * (X-RateLimit-Remaining / -Reset, RateLimit-Remaining / -Reset): from now on at most
+ * REMAINING are admitted before then. */
+int rld_sync(rld_client *c, rld_limit lim, uint64_t remaining, uint64_t reset_after_ns);
+
+/*
+ * In-flight (concurrency) limits: a limit with concurrency = N in rld.conf(5) (alone, or
+ * beside a rate: then a lease also takes a token) has at most N leases held at once across
+ * the host's processes. Waiting for one queues fairly at the daemon (FIFO within a
+ * priority, with the limit's waits); the leases of a process that dies come back within a
+ * second. A lease belongs to the process that acquired it.
+ */
+typedef struct rld_lease {
+    uint64_t opaque[2];
+} rld_lease;
+/* Acquire one of LIM's leases within TIMEOUT_NS (< 0: no limit; 0: only if one is free
+ * now). 0 with *OUT; -EAGAIN (timeout 0, none free), -ETIMEDOUT, -EINVAL (LIM has no
+ * concurrency), -ESTALE, -ENOTCONN (the daemon is not answering; a client opened with
+ * RLD_OPEN_FAIL_OPEN gets a lease that holds nothing instead), -ENOSPC (too many waiters). */
+int rld_acquire_lease(rld_client *c, rld_limit lim, int64_t timeout_ns, rld_lease *out);
+/* Give LEASE back (then zeroed). -ENOENT when it is not held (given back already, or its
+ * daemon restarted meanwhile), -ENOTCONN. */
+int rld_release_lease(rld_client *c, rld_lease *lease);
+
+/*
+ * Circuit breakers shared by every process of the host: [breaker NAME] in rld.conf(5).
+ * Closed, every call passes and `failures` consecutive failures open it; open, every call
+ * is refused for `open_for`; then half-open: exactly `probes` calls pass, host-wide, and
+ * `successes` probe successes close it, a failure opens it again; a probe that does not
+ * report within `probe_timeout` (its process died) counts as failed. The handle is an
+ * rld_limit; no daemon is involved.
+ */
+int rld_breaker_find(rld_client *c, const char *name, rld_limit *out);
+/* 0: the call may go (RLD_F_PROBE in res->flags: it is a probe); -EAGAIN: refused,
+ * res->retry_after_ns until it may be tried (the breaker half-opens, or its probes time
+ * out). RES may be NULL. */
+int rld_breaker_enter(rld_client *c, rld_limit b, rld_result *res);
+/* The outcome of a call that entered (OK nonzero: it succeeded). A probe's report is
+ * recognised in the thread that entered; a late report (the breaker moved on) decides
+ * nothing. */
+int rld_breaker_report(rld_client *c, rld_limit b, int ok);
+
+typedef struct rld_breaker_status {
+    char     name[65];
+    uint32_t state;           /* RLD_BREAKER_CLOSED, _OPEN or _HALF_OPEN, as a call now finds it */
+    uint32_t failures;        /* closed: consecutive failures so far */
+    uint32_t probes_out;      /* half-open: probes not reported yet */
+    uint32_t successes;       /* half-open: probe successes so far */
+    uint64_t retry_after_ns;  /* open: until it half-opens; half-open: until probes time out */
+    uint64_t opens, closes;   /* transitions since it was created */
+    uint64_t admitted, denied;   /* calls let through and refused */
+    uint32_t cfg_failures, cfg_probes, cfg_successes;
+    uint64_t cfg_open_for_ns, cfg_probe_timeout_ns;
+} rld_breaker_status;
+#define RLD_BREAKER_CLOSED    0u
+#define RLD_BREAKER_OPEN      1u
+#define RLD_BREAKER_HALF_OPEN 2u
+int rld_breaker_info(rld_client *c, rld_limit b, rld_breaker_status *out);
+
+/*
+ * Retry with capped exponential backoff and full jitter (the delay is uniform in
+ * [0, min(cap, base x 2^attempt)]) that honours a server's Retry-After: the delay is never
+ * shorter than it. Not thread-safe per object; no allocation, no daemon.
+ */
+typedef struct rld_backoff {
+    uint64_t base_ns, cap_ns;
+    uint32_t attempt, max_attempts;
+    uint64_t rng;
+} rld_backoff;
+/* BASE_NS 0: 100 ms; CAP_NS 0: 30 s; MAX_ATTEMPTS 0: no limit. */
+void rld_backoff_init(rld_backoff *b, uint64_t base_ns, uint64_t cap_ns, uint32_t max_attempts);
+/* The delay before the next attempt, given RETRY_AFTER_NS (0: none said): 0 with *DELAY_NS,
+ * or -ETIMEDOUT once MAX_ATTEMPTS retries were given. */
+int rld_backoff_next(rld_backoff *b, uint64_t retry_after_ns, uint64_t *delay_ns);
+/* After a success: the next failure starts from BASE again. */
+void rld_backoff_reset(rld_backoff *b);
 
 /*
  * Enumerate the live limits: set *cursor to 0, then each call fills *out with the next

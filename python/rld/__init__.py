@@ -36,10 +36,12 @@ from ._rld import __version__
 from ._core import Client, Limit, default_client
 from ._helpers import Reservation, limited
 from . import _waits  # noqa: F401  (installs the waits of asyncio and of the main thread)
+from .upstream import Backoff, Breaker, BreakerOpen, Lease   # issue 15; rld.http: adapters
 
 __all__ = [
     "Client", "Limit", "Result", "Info", "default_client", "limited", "Reservation",
     "Error", "NotFound", "Deleted", "Timeout", "Denied", "CostTooHigh", "InvalidArgument",
     "DebtOverflow", "PermissionDenied", "NotReady", "ABIMismatch", "Corrupt", "ClockMismatch",
     "OutOfMemory", "EABI", "ECORRUPT", "ECLOCK", "PRIORITY_MAX", "strerror", "librld_version", "__version__",
+    "Backoff", "Breaker", "BreakerOpen", "Lease",
 ]

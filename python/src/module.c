@@ -55,7 +55,7 @@ PyMODINIT_FUNC PyInit__rld(void)
     if (!m)
         return NULL;
     if (rldpy_errors_init(m) < 0 || rldpy_result_init(m) < 0 || rldpy_limit_init(m) < 0 ||
-        rldpy_client_init(m) < 0 || rldpy_async_init(m) < 0 ||
+        rldpy_client_init(m) < 0 || rldpy_async_init(m) < 0 || rldpy_upstream_init(m) < 0 ||
         PyModule_AddIntConstant(m, "librld_version", rld_version()) < 0 ||
         PyModule_AddStringConstant(m, "__version__", RLD_PY_VERSION) < 0 ||
         PyModule_AddIntConstant(m, "PRIORITY_MAX", RLD_PRIORITY_MAX) < 0 ||

@@ -144,6 +144,9 @@ PyObject *rldpy_acquire_new(rldpy_client *cl, PyObject *owner, const rldpy_charg
 /* Client._waits(): the engine object of the client's handle. */
 PyObject *rldpy_waits_new(rldpy_handle *h);
 
+/* upstream.c (issue 15): penalize, sync, leases, breakers */
+int rldpy_upstream_init(PyObject *m);
+
 /* Arguments: a cost or amount (int >= 0), a timeout (None or seconds >= 0 -> ns, -1 = none). */
 int rldpy_parse_u64(PyObject *o, const char *what, uint64_t *out);
 int rldpy_parse_timeout(PyObject *o, int64_t *out);

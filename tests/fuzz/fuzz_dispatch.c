@@ -9,7 +9,9 @@
  *   flag bit 0: send a valid Hello first      bit 1: the peer is an admin (uid 0)
  *   flag bit 2: run the timers 10 s ahead at the end (grants, deadlines)
  * Invariants (abort on violation): the slot's published waiters equal the queue's after
- * every message; a closed connection holds no waiter.
+ * every message; a closed connection holds no waiter; no limit holds more leases than its
+ * concurrency (the leases of an input are forgotten at its end: they are the fuzzer's
+ * own process's, which never dies).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -117,7 +119,10 @@ static const char conf_text[] =
     "[limit b]\nrate = 1/day\nburst = 1\n\n"
     "[limit free]\nrate = unlimited\n\n"
     "[template t]\nrate = 5/s\nmax_keys = 20\n\n"
-    "[template w]\nrate = 10/min\nalgorithm = fixed\nmax_keys = 8\noverflow = allow\n";
+    "[template w]\nrate = 10/min\nalgorithm = fixed\nmax_keys = 8\noverflow = allow\n\n"
+    "[limit pool]\nconcurrency = 2\n\n"
+    "[limit pool.rated]\nrate = 5/s\nconcurrency = 1\n\n"
+    "[breaker br]\nfailures = 2\nopen_for = 50ms\n";
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -161,6 +166,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     srv.ops = daemon_ops(&d);
     if (!(d.wq = waitq_new(&srv, &seg, conf.max_waiters, conf.max_waits_per_uid)))
         abort();
+    if (!(d.leases = leases_new(&seg)))
+        abort();
+    waitq_set_leases(d.wq, d.leases);
     unlink(path);
     rmdir(dir);                        /* the mapping lives on; nothing left behind */
     return 0;
@@ -171,10 +179,17 @@ static void check_published(void)
     for (uint32_t i = 0; i < seg.slot_count; i++) {
         if ((seg.slots[i].flags & RLDI_SLOT_LIVE) && seg.meta[i].kind == RLDI_KIND_TEMPLATE)
             continue;                   /* a template's slot publishes "never a limit" */
+        if (seg.meta[i].kind == RLDI_KIND_BREAKER)
+            continue;                   /* never queued on: waiters ~0, queued its openings */
         waitq_stats st;
         waitq_limit_stats(d.wq, i, &st);
         if (rldi_load_relaxed(&seg.slots[i].waiters) != st.waiters ||
             rldi_load_relaxed(&seg.slots[i].queued) != st.tokens)
+            abort();
+        lease_stats ls;
+        Rld__V1__LeaseHolder h[4];
+        leases_status(d.leases, i, rldi_mono_ns(), &ls, h, 4);
+        if (ls.held > seg.meta[i].concurrency)
             abort();
     }
 }
@@ -225,6 +240,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (waitq_conn_waits(d.wq, c))
         abort();
     check_published();
+    for (uint32_t i = 0; i < seg.slot_count; i++)
+        leases_drop_slot(d.leases, i);
     free(c);
     return 0;
 }

@@ -27,7 +27,10 @@
  * Invariants beyond "no crash": check returns one of its documented codes; a passing check
  * means every region lies inside the mapping; lookups return a slot < slot_count; names read
  * are NUL-terminated within 64 bytes; remaining <= burst in every verdict; a denied verdict
- * has retry_after > 0.
+ * has retry_after > 0; after a penalty (rldi_bucket_sync with REMAINING 0) that changed the
+ * state, a take at the same time is denied unless the limit is in shadow mode; the breaker
+ * calls (issue 15) on whatever a slot holds return their documented codes and read back a
+ * state of 0..2. Populated slots may have the shadow flag and breaker banks.
  *
  * index_seq is forced even: with an odd one, lookups spin 10^6 times before -EAGAIN by
  * design (a daemon died mid-update), which would only slow the fuzzer down.
@@ -35,6 +38,7 @@
 #include <errno.h>
 #include <stdbool.h>
 
+#include "breaker.h"
 #include "bucket.h"
 #include "codes.h"
 #include "fuzz_common.h"
@@ -67,6 +71,9 @@ static const struct { uint64_t count, period_ns, burst; uint32_t algo; } rates[]
     {120, 60000000000ull, 120, RLDI_ALGO_SLIDING}, {37, 300000007ull, 37, RLDI_ALGO_SLIDING},
     {16777215, 1000000ull, 16777215, RLDI_ALGO_SLIDING},
     {1000, 3600000000000ull, 1000, RLDI_ALGO_FIXED},  {5, 1000000000ull, 5, RLDI_ALGO_FIXED},
+    /* breakers: failures | probes << 16 | successes << 32, open_for (= probe_timeout) */
+    {0, 30000000000ull, 5 | 1ull << 16 | 2ull << 32, RLDI_ALGO_BREAKER},
+    {0, 1000000ull, 1 | 3ull << 16 | 1ull << 32, RLDI_ALGO_BREAKER},
 };
 #define NRATES (sizeof rates / sizeof rates[0])
 
@@ -74,6 +81,13 @@ static void fill_bank(rldi_bank *b, unsigned which, uint64_t burst_override)
 {
     rldi_u128 t = 0;
     uint64_t burst = burst_override ? burst_override : rates[which].burst;
+    if (rates[which].algo == RLDI_ALGO_BREAKER) {   /* as rldi_brk_bank writes them */
+        b->t_lo = rates[which].period_ns;
+        b->t_hi = (uint64_t)RLDI_ALGO_BREAKER << RLDI_ALGO_SHIFT;
+        b->burst = burst;
+        b->inv_t = rates[which].period_ns;
+        return;
+    }
     if (rates[which].algo != RLDI_ALGO_GCRA) {      /* as rldi_limitdef_bank writes them */
         b->t_lo = rates[which].period_ns;
         b->t_hi = (uint64_t)rates[which].algo << RLDI_ALGO_SHIFT;
@@ -120,7 +134,9 @@ static void populate(uint8_t *base, const rldi_shm_header *g, fuzz_in *in)
         s->gen = 1 + fuzz_u8(in);
         s->waiters = (flags & 4) ? fuzz_u8(in) : 0;
         s->queued = (flags & 4) ? fuzz_u64(in) : 0;
-        s->flags = (flags & 8) ? 0 : RLDI_SLOT_LIVE;
+        s->flags = ((flags & 8) ? 0 : RLDI_SLOT_LIVE) | ((flags & 32) ? RLDI_SLOT_SHADOW : 0);
+        if (rates[r0].algo == RLDI_ALGO_BREAKER)
+            m->kind = RLDI_KIND_BREAKER;
         memcpy(m->name, name, strlen(name) + 1);
         m->rate_count = rates[r0].count;
         m->rate_period_ns = rates[r0].period_ns;
@@ -146,6 +162,8 @@ static void buckets(const rldi_seg *s, uint32_t i)
 {
     const rldi_slot *sl = &s->slots[i];
     rldi_handle hs[] = { { i, sl->gen }, { i, sl->gen + 1 } };
+    /* waiters ~0: a template's or a breaker's slot, which the limits' calls refuse */
+#define NOTLIMIT(r) ((r) == -EINVAL && rldi_load_relaxed(&sl->waiters) == UINT32_MAX)
     rldi_u128 nows[] = { rldi_fp_from_ns(sl->tat), rldi_fp_from_ns(sl->tat + 1000000000ull),
                          rldi_fp_from_ns(1) };
     for (size_t k = 0; k < sizeof(hs) / sizeof(hs[0]); k++) {
@@ -161,37 +179,78 @@ static void buckets(const rldi_seg *s, uint32_t i)
             uint64_t costs[] = { 0, 1, 3, UINT64_MAX };
             for (size_t c = 0; c < 4; c++) {
                 int r = rldi_bucket_take(s, hs[k], costs[c], now, c & 1 ? RLDI_TAKE_BARGE : 0, &v);
-                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "take: %d", r);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE || NOTLIMIT(r),
+                           "take: %d", r);
                 if (r == 0 || r == -EAGAIN)
                     FUZZ_CHECK(v.remaining <= v.limit, "take: remaining %llu > limit %llu",
                                (unsigned long long)v.remaining, (unsigned long long)v.limit);
                 r = rldi_bucket_take_fast(s, hs[k], costs[c], now, &v);
-                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "fast: %d", r);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE || NOTLIMIT(r), "fast: %d", r);
                 r = rldi_bucket_probe(s, hs[k], costs[c], now, 0, &v);
-                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "probe: %d", r);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE || NOTLIMIT(r), "probe: %d", r);
                 r = rldi_bucket_grant(s, hs[k], costs[c], rldi_fp_to_ns(now) - 5, now, &v);
-                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE, "grant: %d", r);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE || NOTLIMIT(r), "grant: %d", r);
                 uint64_t wait;
                 r = rldi_bucket_reserve(s, hs[k], costs[c], rldi_fp_to_ns(now) + 1000, now, &v, &wait);
                 /* -EINPROGRESS: a window limit (the caller sleeps, then takes) */
                 FUZZ_CHECK(r == 0 || r == -ETIMEDOUT || r == -E2BIG || r == -ESTALE ||
-                           r == -EINPROGRESS, "reserve: %d", r);
+                           r == -EINPROGRESS || NOTLIMIT(r), "reserve: %d", r);
                 r = rldi_bucket_estimate(s, hs[k], costs[c], costs[c], now, &v);
-                FUZZ_CHECK(r == 0 || r == -ESTALE || r == -E2BIG, "estimate: %d", r);
+                FUZZ_CHECK(r == 0 || r == -ESTALE || r == -E2BIG || NOTLIMIT(r), "estimate: %d", r);
             }
             int r = rldi_bucket_take(s, hs[k], 1, now, 0, &v);
             uint32_t win = r == 0 ? v.window : 0;
             r = rldi_bucket_peek(s, hs[k], now, &v);
-            FUZZ_CHECK(r == 0 || r == -ESTALE, "peek: %d", r);
+            FUZZ_CHECK(r == 0 || r == -ESTALE || NOTLIMIT(r), "peek: %d", r);
             /* the window of a take, none (window limits: -EOPNOTSUPP), and a made-up one */
             const uint32_t wins[] = { win, 0, (uint32_t)sl->tat | 0x80000000u };
             for (size_t w = 0; w < 3; w++) {
                 r = rldi_bucket_refund(s, hs[k], 7, wins[w], now);
-                FUZZ_CHECK(r == 0 || r == -ESTALE || (r == -EOPNOTSUPP && wins[w] == 0),
-                           "refund: %d", r);
+                FUZZ_CHECK(r == 0 || r == -ESTALE || (r == -EOPNOTSUPP && wins[w] == 0) ||
+                           NOTLIMIT(r), "refund: %d", r);
             }
             r = rldi_bucket_debit(s, hs[k], j ? 7 : UINT64_MAX, now);
-            FUZZ_CHECK(r == 0 || r == -ERANGE || r == -ESTALE, "debit: %d", r);
+            FUZZ_CHECK(r == 0 || r == -ERANGE || r == -ESTALE || NOTLIMIT(r), "debit: %d", r);
+            /* issue 15: syncs and penalties; a penalty that changed the state holds */
+            const uint64_t rem[] = { 0, 1, 50, UINT64_MAX }, xs[] = { 0, 1, 700000000ull,
+                                                                     90000000000ull };
+            for (size_t q = 0; q < 4; q++) {
+                rldi_sync_out so;
+                r = rldi_bucket_sync(s, hs[k], rem[q], xs[(q + j) % 4], now, &so);
+                FUZZ_CHECK(r == 0 || r == -ESTALE || r == -EOPNOTSUPP || r == -EINVAL ||
+                           r == -ERANGE, "sync: %d", r);
+                if (r == 0 && so.changed && rem[q] == 0 &&
+                    !(rldi_load_relaxed(&sl->flags) & RLDI_SLOT_SHADOW)) {
+                    int t2 = rldi_bucket_take(s, hs[k], 1, now, RLDI_TAKE_BARGE, &v);
+                    FUZZ_CHECK(t2 != 0, "admitted right after a penalty of %llu ns (algo %u t %llx:%llx "
+                               "burst %llu word %llx:%llx now %llu)",
+                               (unsigned long long)xs[(q + j) % 4],
+                               RLDI_BANK_ALGO(sl->bank[(sl->frac_ver >> 32) & 1].t_hi),
+                               (unsigned long long)sl->bank[(sl->frac_ver >> 32) & 1].t_hi,
+                               (unsigned long long)sl->bank[(sl->frac_ver >> 32) & 1].t_lo,
+                               (unsigned long long)sl->bank[(sl->frac_ver >> 32) & 1].burst,
+                               (unsigned long long)sl->tat, (unsigned long long)sl->frac_ver,
+                               (unsigned long long)rldi_fp_to_ns(now));
+                }
+            }
+            r = rldi_bucket_sync(s, hs[k], 0, RLDI_SYNC_MAX_NS + 1, now, NULL);
+            FUZZ_CHECK(r == -ERANGE, "sync beyond the cap: %d", r);
+            /* breakers, on whatever the slot holds */
+            uint64_t ns = rldi_fp_to_ns(now);
+            rldi_brk_ticket tk;
+            r = rldi_breaker_enter(s, hs[k], ns, &v, &tk);
+            FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -ESTALE || r == -EINVAL, "enter: %d", r);
+            r = rldi_breaker_report(s, hs[k], j & 1, &tk, ns + 1);
+            FUZZ_CHECK(r == 0 || r == -ESTALE || r == -EINVAL, "report: %d", r);
+            rldi_brk_view bv;
+            r = rldi_breaker_read(s, hs[k], ns + 2, &bv);
+            FUZZ_CHECK(r == 0 || r == -ESTALE || r == -EINVAL, "read: %d", r);
+            if (r == 0)
+                FUZZ_CHECK(bv.state <= RLDI_BRK_HALF_OPEN, "breaker state %u", bv.state);
+            if (j == 2) {
+                r = rldi_breaker_force(s, hs[k], k ? RLDI_BRK_CLOSED : RLDI_BRK_OPEN, ns);
+                FUZZ_CHECK(r == 0 || r == -ESTALE || r == -EINVAL, "force: %d", r);
+            }
         }
     }
     rldi_handle bad = { s->slot_count, 1 };

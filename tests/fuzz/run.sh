@@ -74,13 +74,14 @@ sources() {   # the sources of target $1
   case $1 in
     fuzz_rate)    echo "$here/fuzz_rate.c $src/common/rate.c";;
     fuzz_config)  echo "$here/fuzz_config.c $src/daemon/config.c $src/common/rate.c $src/common/limitdef.c" \
-                       "$src/common/bucket.c $src/common/window.c $src/common/keys.c $src/common/codes.c" \
-                       "$src/common/segment.c $src/common/handout.c";;
+                       "$src/common/bucket.c $src/common/window.c $src/common/breaker.c $src/common/keys.c" \
+                       "$src/common/codes.c $src/common/segment.c $src/common/handout.c";;
     fuzz_segment) echo "$here/fuzz_segment.c $src/common/segment.c $src/common/bucket.c $src/common/window.c" \
-                       "$src/common/keys.c $src/common/handout.c" \
+                       "$src/common/breaker.c $src/common/keys.c $src/common/handout.c" \
                        "$src/common/rate.c $src/common/codes.c";;
     fuzz_gcra)    echo "$here/fuzz_gcra.c $src/common/rate.c";;
     fuzz_dispatch) echo "$here/fuzz_dispatch.c $src/daemon/handlers.c $src/daemon/waitq.c" \
+                        "$src/daemon/lease.c $src/common/breaker.c" \
                         "$src/daemon/dseg.c $src/daemon/config.c $src/daemon/log.c" \
                         "$src/daemon/global.c $src/daemon/redis.c" \
                         "$src/common/rate.c $src/common/instance.c $src/common/segment.c $src/common/handout.c" \

@@ -77,7 +77,7 @@ int main(void)
     /* names without terminators, and config and state garbage; out-of-range index values
      * are tried by test_api's damaged copies and the fuzzer */
     for (uint32_t i = 0; i < seg.slot_count; i++) {
-        memset(seg.meta[i].name, 'A', sizeof(seg.meta[i].name) + sizeof(seg.meta[i].reserved0));
+        memset(seg.meta[i].name, 'A', sizeof(seg.meta[i].name) + sizeof(seg.meta[i].concurrency));
         memset(&seg.slots[i].bank, 0xA5, sizeof(seg.slots[i].bank));
         seg.slots[i].tat = ~0ull;
         seg.slots[i].waiters = 0xffffffffu;

@@ -404,6 +404,7 @@ static int cmd_status(rlctl_ctx *ctx)
         } else {
             rlctl_json_null(&j, "daemon");
         }
+        rlctl_upstream_status(&l, ls, &j);
         rlctl_json_end(&j, '}');
     } else {
         printf("%-16s %s\n", "limit", l.info.name);
@@ -440,6 +441,7 @@ static int cmd_status(rlctl_ctx *ctx)
         printf("%-16s %llu tokens\n", "rolled back", (unsigned long long)l.info.rolled_back);
         printf("%-16s %llu tokens\n", "debited", (unsigned long long)l.info.debited);
         printf("%-16s %llu calls\n", "denied", (unsigned long long)l.info.denied);
+        rlctl_upstream_status(&l, ls, NULL);
         if (ls) {
             printf("%-16s %llu\n", "queued tokens", (unsigned long long)ls->queued_tokens);
             printf("%-16s %llu\n", "granted waits", (unsigned long long)ls->granted_waits);

@@ -62,6 +62,8 @@ static int cmd_metrics(rlctl_ctx *ctx)
     while ((n = rldi_metrics_next(&m, buf, 1 << 16, rldi_mono_ns())) > 0)
         fwrite(buf, 1, n, stdout);
     free(buf);
+    if (r == 0)
+        rlctl_upstream_metrics(ctx, up);     /* breakers, shadow, leases: cmd_upstream.c */
     return r;
 }
 

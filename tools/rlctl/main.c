@@ -23,6 +23,7 @@ const rlctl_cmd *const rlctl_commands[] = {
     &rlctl_cmd_list, &rlctl_cmd_status, &rlctl_cmd_keys, &rlctl_cmd_try, &rlctl_cmd_wait,
     &rlctl_cmd_create, &rlctl_cmd_set, &rlctl_cmd_revert, &rlctl_cmd_delete, &rlctl_cmd_reset,
     &rlctl_cmd_reload, &rlctl_cmd_stats, &rlctl_cmd_watch, &rlctl_cmd_metrics,
+    &rlctl_cmd_breaker, &rlctl_cmd_penalize, &rlctl_cmd_sync,
     &rlctl_cmd_help, NULL,
 };
 

@@ -78,6 +78,9 @@ extern const rlctl_cmd rlctl_cmd_list, rlctl_cmd_status, rlctl_cmd_try, rlctl_cm
     rlctl_cmd_create, rlctl_cmd_set, rlctl_cmd_revert, rlctl_cmd_delete, rlctl_cmd_reset,
     rlctl_cmd_reload, rlctl_cmd_stats, rlctl_cmd_watch, rlctl_cmd_metrics, rlctl_cmd_keys,
     rlctl_cmd_help;
+/* cmd_upstream.c (issue 15): breakers, penalize, sync; and its parts of status and metrics */
+extern const rlctl_cmd rlctl_cmd_breaker, rlctl_cmd_penalize, rlctl_cmd_sync;
+
 
 const rlctl_cmd *rlctl_command_find(const char *name);
 void rlctl_print_usage(FILE *f, const rlctl_cmd *cmd);     /* main.c */
@@ -263,5 +266,10 @@ void rlctl_json_limit_fields(rlctl_json *j, const rlctl_limit *l);
 void rlctl_json_template_fields(rlctl_json *j, const rlctl_tmpl *t);
 /* The key fields: key (text or null), key_hex, length, truncated (tmpl.c, README). */
 void rlctl_json_key_fields(rlctl_json *j, const uint8_t *k, size_t n, size_t len);
+
+/* cmd_upstream.c: a limit's mode, shadow count and leases (LS: the daemon's status, or
+ * NULL) in status's text (J NULL) or JSON; the breakers', shadow and lease metrics. */
+void rlctl_upstream_status(const rlctl_limit *l, const Rld__V1__LimitStatus *ls, rlctl_json *j);
+void rlctl_upstream_metrics(rlctl_ctx *ctx, bool up);
 
 #endif

@@ -233,8 +233,8 @@ int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out)
     int r = rldi_limit_stat_read(rldc_client_seg(c), h.slot, h.gen, rldi_mono_ns(), st);
     if (r < 0)
         return r;
-    if (st->conf.kind == RLDI_KIND_TEMPLATE)
-        return -EINVAL;                   /* a template: rlctl_template_read */
+    if (st->conf.kind != RLDI_KIND_LIMIT)
+        return -EINVAL;                   /* a template (rlctl_template_read) or a breaker */
     rld_limit_info *info = &out->info;
     memcpy(info->name, st->conf.name, sizeof(info->name));
     info->rate_count = st->conf.rate_count;
@@ -248,6 +248,10 @@ int rlctl_limit_read(rld_client *c, rld_limit h, rlctl_limit *out)
     info->rolled_back = st->counts.rolled_back;
     info->debited = st->counts.debited;
     info->waiters = st->waiters;
+    info->kind = RLD_KIND_LIMIT;
+    info->mode = st->conf.shadow ? RLD_MODE_SHADOW : RLD_MODE_ENFORCE;
+    info->concurrency = st->conf.concurrency;
+    info->shadowed = st->counts.shadowed;
     out->unlimited = st->unlimited || info->rate_count == 0;
     if (out->unlimited)
         snprintf(out->rate, sizeof(out->rate), "unlimited");
