@@ -10,7 +10,8 @@ PKGS=(gcc make cmake pkg-config
       dpkg-dev file
       clang libclang-rt-14-dev
       redis-server libhiredis-dev
-      python3-dev python3-pytest python3-limits python3-redis)
+      python3-dev python3-pytest python3-limits python3-redis
+      python3-flask python3-flask-limiter gunicorn python3-requests)
 
 missing=()
 for p in "${PKGS[@]}"; do
