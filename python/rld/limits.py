@@ -112,6 +112,16 @@ def _period(expiry: int) -> int:
     return expiry
 
 
+_counters: dict = {}                # expiry -> the rate of a counting window (few of them)
+
+
+def _counter(expiry: int) -> Tuple[int, int]:
+    r = _counters.get(expiry)
+    if r is None:
+        r = _counters[expiry] = (_COUNTER, _period(expiry))
+    return r
+
+
 def _moving(limit: int, expiry: int) -> Tuple[int, Tuple[int, int]]:
     """(S, the key's rate) of a moving window of LIMIT per EXPIRY seconds.
 
@@ -211,7 +221,7 @@ class RldStorage(limits.storage.Storage, limits.storage.MovingWindowSupport):
         count, hits beyond the limit included."""
         t = (self._elastic or self._template("elastic")) if elastic_expiry else \
             (self._fixed or self._template("fixed"))
-        r = t.try_acquire(_key(key), amount, rate=(_COUNTER, _period(expiry)))
+        r = t.try_acquire(_key(key), amount, rate=_counters.get(expiry) or _counter(expiry))
         if r:
             return amount if r.overflow else _COUNTER - r.remaining
         return _COUNTER + amount            # the window counted 2^32-1: more than any limit
