@@ -243,7 +243,10 @@ def _charge_limit(charges: Tuple[Tuple[Any, int], ...], res: Any) -> Any:
 
 
 def _error(code: int, res: Any, charges: Tuple[Tuple[Any, int], ...]) -> BaseException:
-    e = _rld._error(code, f"limit '{_charge_limit(charges, res).name}'")
+    lim = _charge_limit(charges, res)
+    what = (f"key {lim.key!r} of template '{lim.name}'" if isinstance(lim, _rld.Key)
+            else f"limit '{lim.name}'")
+    e = _rld._error(code, what)
     if code == -errno.ETIMEDOUT and res is not None:
         e.result = res
         e.retry_after = res.retry_after

@@ -198,6 +198,7 @@ def test_acquire_waits(c):
     with pytest.raises(rld.Timeout) as e:
         t.acquire("k", 1, timeout=0.05)             # refused at once
     assert e.value.retry_after > 0.05
+    assert "key 'k' of template 'slow.key'" in str(e.value)
     assert time.monotonic() - t0 < 1.5
     with pytest.raises(rld.CostTooHigh):
         t.acquire("k", 2)
@@ -231,8 +232,9 @@ def test_acquire_async(c):
         t0 = time.monotonic()
         rs = await asyncio.gather(*(t.acquire_async("a", timeout=3) for _ in range(3)))
         assert all(rs) and time.monotonic() - t0 >= 0.6
-        with pytest.raises(rld.Timeout):
+        with pytest.raises(rld.Timeout) as e:
             await t.acquire_async("a", timeout=0.01)
+        assert "key 'a' of template 'slow.key'" in str(e.value)
         # cancelled: takes nothing
         task = asyncio.ensure_future(t.acquire_async("a"))
         await asyncio.sleep(0.05)
