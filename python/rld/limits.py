@@ -221,9 +221,11 @@ class RldStorage(limits.storage.Storage, limits.storage.MovingWindowSupport):
         count, hits beyond the limit included."""
         t = (self._elastic or self._template("elastic")) if elastic_expiry else \
             (self._fixed or self._template("fixed"))
-        r = t.try_acquire(_key(key), amount, rate=_counters.get(expiry) or _counter(expiry))
+        r = t.try_acquire(key if len(key) <= 64 else _key(key), amount,
+                          rate=_counters.get(expiry) or _counter(expiry))
         if r:
-            return amount if r.overflow else _COUNTER - r.remaining
+            left = r.remaining              # 2**64-1: admitted without a bucket (overflow)
+            return _COUNTER - left if left <= _COUNTER else amount
         return _COUNTER + amount            # the window counted 2^32-1: more than any limit
 
     def get(self, key: str) -> int:
