@@ -11,7 +11,7 @@ PKGS=(gcc make cmake pkg-config
       clang libclang-rt-14-dev
       redis-server libhiredis-dev
       python3-dev python3-pytest python3-limits python3-redis
-      python3-requests python3-httpx)
+      python3-flask python3-flask-limiter gunicorn python3-requests python3-httpx)
 
 missing=()
 for p in "${PKGS[@]}"; do

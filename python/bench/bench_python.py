@@ -3,12 +3,16 @@
 
 Rows (every call admitted, one process, one thread, a tight loop written as a user would):
   rld try_acquire(1)                  Limit.try_acquire of this package
+  rld tpl.try_acquire(key, 1)         Template.try_acquire: a keyed limit (rld_try_key: the
+                                      key's bucket found by its hash, then the same take)
   rld await acquire_async(1)          Limit.acquire_async awaited in a coroutine: the fast
                                       path through asyncio (admitted, the loop untouched)
   ctypes rld_try(1)                   the same librld call through ctypes (argtypes set,
                                       result struct passed by reference, not read)
   limits FixedWindow, MemoryStorage   the `limits` library (Debian's 2.8), in-process storage
   limits FixedWindow, RedisStorage    the same with its Redis storage (loopback TCP)
+  limits FixedWindow, rld:// storage  the same with this package's storage (rld.limits): a
+                                      key of the template limits.fixed per limit and id
   redis-py EVALSHA token bucket       redis-py calling the token-bucket Lua script of
                                       tests/bench/peers (peers_redis.c), loopback TCP
   empty loop (floor)                  the Python loop alone, for reference
@@ -44,6 +48,7 @@ import tempfile
 import time
 
 import rld
+import rld.limits
 
 TOKEN_BUCKET_LUA = """
 local rate = tonumber(ARGV[1])
@@ -106,7 +111,9 @@ def start_rld(priv):
     log = os.path.join(priv.dir, "rld.log")
     with open(conf, "w") as f:
         f.write(f"[limit bench]\nrate = {RATE}/s\nburst = {RATE}\n\n"
-                f"[limit bench.q]\nrate = {WAIT_RATE}/s\nburst = 1\n")
+                f"[template bench.ip]\nrate = {RATE}/s\nburst = {RATE}\nmax_keys = 1000\n\n"
+                f"[limit bench.q]\nrate = {WAIT_RATE}/s\nburst = 1\n\n"
+                + rld.limits.TEMPLATES.replace("max_keys = 100000", "max_keys = 1000"))
     with open(log, "wb") as lf:
         priv.procs.append(subprocess.Popen(
             [rld_bin, "--foreground", "--config", conf, "--instance", inst],
@@ -184,6 +191,16 @@ def row_rld(inst):
     return run
 
 
+def row_rld_key(inst):
+    tpl = rld.Client(inst).template("bench.ip")
+
+    def run(n):
+        for _ in range(n):
+            tpl.try_acquire("203.0.113.7", 1)
+    assert tpl.try_acquire("203.0.113.7", 1)
+    return run
+
+
 def row_rld_async(inst):
     import asyncio
     lim = rld.Client(inst).limit("bench")
@@ -256,11 +273,15 @@ def row_ctypes(inst):
     return run
 
 
+storages = []
+
+
 def _limits_row(storage):
     from limits import RateLimitItemPerSecond
     from limits.strategies import FixedWindowRateLimiter
     limiter = FixedWindowRateLimiter(storage)
     item = RateLimitItemPerSecond(RATE)
+    storages.append(storage)          # the strategy holds a weak reference only
 
     def run(n):
         for _ in range(n):
@@ -277,6 +298,11 @@ def row_limits_memory(_):
 def row_limits_redis(url):
     from limits.storage import storage_from_string
     return _limits_row(storage_from_string(url))
+
+
+def row_limits_rld(inst):
+    from limits.storage import storage_from_string
+    return _limits_row(storage_from_string(f"rld://{inst}"))
 
 
 def row_evalsha(url):
@@ -341,10 +367,12 @@ def bench(a, priv):
     inst = start_rld(priv)
     url, why = (None, "--no-redis") if a.no_redis else start_redis(priv)
     rows = [("rld try_acquire(1)", row_rld, inst),
+            ("rld tpl.try_acquire(key, 1)", row_rld_key, inst),
             ("rld await acquire_async(1)", row_rld_async, inst),
             ("ctypes rld_try(1)", row_ctypes, inst),
             ("limits FixedWindow, MemoryStorage", row_limits_memory, None),
             ("limits FixedWindow, RedisStorage", row_limits_redis, url),
+            ("limits FixedWindow, rld:// storage", row_limits_rld, inst),
             ("redis-py EVALSHA token bucket", row_evalsha, url),
             ("empty loop (floor)", row_empty, None)]
     runs, skipped = {}, {}
@@ -386,6 +414,10 @@ def bench(a, priv):
            "limits FixedWindow, RedisStorage", 30)
     target("try_acquire >= 30x faster than redis-py EVALSHA", "redis-py EVALSHA token bucket",
            30)
+    if "limits FixedWindow, RedisStorage" in med:
+        x = med["limits FixedWindow, RedisStorage"] / med["limits FixedWindow, rld:// storage"]
+        targets.append(("INFO", "limits on the rld:// storage vs on RedisStorage: times faster",
+                        x, None))
     redis_version = None
     if url:
         import redis
@@ -423,7 +455,8 @@ def bench(a, priv):
             print(f"  {n:38} skipped: {why}")
         print("\ntargets")
         for s, w, x, f in targets:
-            print(f"  {s:7} {w}" + (f": {fmt(x)} >= {f}" if x is not None else ""))
+            print(f"  {s:7} {w}" + ("" if x is None else f": {fmt(x)}" if f is None
+                                    else f": {fmt(x)} >= {f}"))
         if wt:
             print(f"\nwaiters: {wt['waiters']} concurrent acquire_async, one loop, limit "
                   f"{WAIT_RATE}/s burst 1 after {WAIT_DEBT:g} s of debt")

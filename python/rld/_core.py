@@ -1,9 +1,10 @@
-"""rld's Client and Limit: the C types of rld._rld, with the pure-Python helpers attached."""
+"""rld's Client, Limit, Template and Key: the C types of rld._rld, with the pure-Python
+helpers attached."""
 from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 from . import _rld
 
@@ -41,6 +42,41 @@ class Limit(_rld.Limit):
         return Reservation(self, estimate, timeout, priority=priority, on_error=on_error)
 
 
+class Key(_rld.Key, Limit):
+    """One key's bucket of a template: ``c.template("api.ip").key("203.0.113.7")``.
+
+    An rld.Limit: try_acquire, acquire, acquire_async, refund, debit, peek, info, the
+    helpers (acquiring, reserve) and the multi calls take it. Its ``name`` is the
+    template's, ``key`` the key as given, ``template`` the Template. A key whose bucket is
+    full again and idle may be reclaimed; the next call looks it up again by itself.
+    """
+
+    __slots__ = ()
+    __module__ = "rld"
+
+
+class Template(_rld.Template):
+    """A [template] of an rld instance: a limit per key (every client IP, user or tenant
+    its own bucket, created in shared memory on first use): ``c.template("api.ip")``.
+
+    Raises rld.NotFound when the instance has no template of that name. Per request,
+    :meth:`try_acquire` (``tpl.try_acquire(ip)``) finds or creates the key's bucket and
+    takes from it with one compare-and-swap; :meth:`acquire` and :meth:`acquire_async`
+    wait for it fairly at the daemon; :meth:`key` gives a Limit-like handle on one key.
+    Templates of ``rate = caller`` take each key's rate from the call:
+    ``tpl.try_acquire(tenant, 1, rate=(1000, 3600))``.
+    """
+
+    __slots__ = ()
+    __module__ = "rld"
+    key_class = Key
+
+    def key(self, key: Union[str, bytes], *, rate: Optional[Tuple[int, float]] = None) -> Key:  # type: ignore[override]
+        """A handle on KEY's bucket (created, full, when new): an rld.Key. rld.NoSpace when
+        the key is new and the table is full of keys with state."""
+        return Key(self, key, rate)
+
+
 class Client(_rld.Client):
     """Client(instance=None): attach rld instance INSTANCE (None: $RLD_INSTANCE, else
     "default").
@@ -57,10 +93,16 @@ class Client(_rld.Client):
     __slots__ = ()
     __module__ = "rld"
     limit_class = Limit
+    template_class = Template
 
     def limit(self, name: str) -> Limit:   # type: ignore[override]
         """The limit NAME of this instance (rld.NotFound when there is none)."""
         return Limit(self, name)
+
+    def template(self, name: str) -> Template:   # type: ignore[override]
+        """The template NAME of this instance (rld.NotFound when there is none; a [limit]
+        of that name is not one)."""
+        return Template(self, name)
 
     def __reduce__(self):
         return (type(self), (self.instance,))

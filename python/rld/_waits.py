@@ -243,11 +243,26 @@ def _charge_limit(charges: Tuple[Tuple[Any, int], ...], res: Any) -> Any:
 
 
 def _error(code: int, res: Any, charges: Tuple[Tuple[Any, int], ...]) -> BaseException:
-    e = _rld._error(code, f"limit '{_charge_limit(charges, res).name}'")
+    lim = _charge_limit(charges, res)
+    what = (f"key {lim.key!r} of template '{lim.name}'" if isinstance(lim, _rld.Key)
+            else f"limit '{lim.name}'")
+    e = _rld._error(code, what)
     if code == -errno.ETIMEDOUT and res is not None:
         e.result = res
         e.retry_after = res.retry_after
     return e
+
+
+def _stale_at_start(e: BaseException, attempt: int) -> bool:
+    """A handle went stale between the fast path and the wait's start (rld_wait_start said
+    -ESTALE: no ticket, nothing taken): a limit deleted, or a key reclaimed (full again and
+    idle) meanwhile. Looked up again and retried once."""
+    return attempt == 0 and isinstance(e, _rld.Error) and e.errno == errno.ESTALE
+
+
+def _refind_all(charges: Tuple[Tuple[Any, int], ...]) -> None:
+    for lim, _ in charges:
+        lim._refind()                               # rld.Deleted when a name is gone
 
 
 def _deadline(timeout: Optional[float]) -> Optional[float]:
@@ -268,8 +283,11 @@ def wait_sync(client: Any, charges: Tuple[Tuple[Any, int], ...], timeout: Option
                 if res.retry_after_ns:              # see rld_wait_start(3), degraded mode
                     time.sleep(res.retry_after)
                 return res
-        except BaseException:
+        except BaseException as e:
             router.w.cancel(wt)                     # nothing stays taken
+            if _stale_at_start(e, attempt):
+                _refind_all(charges)
+                continue
             raise
         if code == -errno.ESTALE and attempt == 0:
             _charge_limit(charges, res)._refind()   # found again: retry, what is left of it
@@ -295,11 +313,14 @@ async def wait_async(client: Any, charges: Tuple[Tuple[Any, int], ...],
             code, res = wt.code, wt.result
             if code == 0 and res.retry_after_ns:    # see rld_wait_start(3), degraded mode
                 await asyncio.sleep(res.retry_after)
-        except BaseException:
+        except BaseException as e:
             # cancelled (or closed): give the place up; a grant already collected is given
             # back. True: never collected, so no flush will detach it.
             if wt is None or router.w.cancel(wt):
                 router.detach(loop)
+            if _stale_at_start(e, attempt):
+                _refind_all(charges)
+                continue
             raise
         if code == 0:
             return res

@@ -174,6 +174,17 @@ static PyObject *client_limit(PyObject *op, PyObject *name)
     return r;
 }
 
+/* template(name): an instance of type(self).template_class (rld.Template for rld.Client). */
+static PyObject *client_template(PyObject *op, PyObject *name)
+{
+    PyObject *cls = PyObject_GetAttrString(op, "template_class");
+    if (!cls)
+        return NULL;
+    PyObject *r = PyObject_CallFunctionObjArgs(cls, op, name, NULL);
+    Py_DECREF(cls);
+    return r;
+}
+
 static PyObject *client_repr(PyObject *op)
 {
     rldpy_client *self = (rldpy_client *)op;
@@ -230,6 +241,10 @@ static PyMethodDef client_methods[] = {
       "limit($self, name, /)\n--\n\n"
       "The limit NAME of this instance. Raises rld.NotFound (a LookupError) when there is\n"
       "none, rld.InvalidArgument for a malformed name. Find once, use many times." },
+    { "template", client_template, METH_O,
+      "template($self, name, /)\n--\n\n"
+      "The template NAME of this instance (a [template] of rld.conf(5): a limit per key).\n"
+      "Raises rld.NotFound when there is none (a [limit] of that name is not one)." },
     { "close", client_close, METH_NOARGS,
       "close($self, /)\n--\n\nDetach from the instance. Limits found through it then raise\n"
       "rld.Error (EBADF). Waits still running finish first. Idempotent." },
@@ -262,7 +277,9 @@ int rldpy_client_init(PyObject *m)
 {
     if (PyType_Ready(&rldpy_client_type) < 0 ||
         PyDict_SetItemString(rldpy_client_type.tp_dict, "limit_class",
-                             (PyObject *)&rldpy_limit_type) < 0)
+                             (PyObject *)&rldpy_limit_type) < 0 ||
+        PyDict_SetItemString(rldpy_client_type.tp_dict, "template_class",
+                             (PyObject *)&rldpy_template_type) < 0)
         return -1;
     for (PyMethodDef *d = rldpy_multi_methods; d->ml_name; d++) {   /* multi.c */
         PyObject *f = PyDescr_NewMethod(&rldpy_client_type, d);

@@ -14,7 +14,7 @@
 PyObject *rldpy_Error, *rldpy_NotFound, *rldpy_Deleted, *rldpy_Timeout, *rldpy_Denied,
     *rldpy_CostTooHigh, *rldpy_InvalidArgument, *rldpy_DebtOverflow, *rldpy_PermissionDenied,
     *rldpy_NotReady, *rldpy_ABIMismatch, *rldpy_Corrupt, *rldpy_ClockMismatch,
-    *rldpy_OutOfMemory;
+    *rldpy_OutOfMemory, *rldpy_NoSpace;
 
 typedef struct {
     PyObject  **slot;
@@ -61,6 +61,10 @@ static const exc_def defs[] = {
       "and its times would corrupt every limit (RLD_ECLOCK, errno 1003)." },
     { &rldpy_OutOfMemory, "OutOfMemory", &rldpy_Error, &py_MemoryError,
       "librld could not allocate memory (ENOMEM)." },
+    { &rldpy_NoSpace, "NoSpace", &rldpy_Error, NULL,
+      "No room (ENOSPC): a template's key table is full of keys with state, so a new key\n"
+      "gets no bucket (overflow = deny in rld.conf(5), and always for Template.key); or a\n"
+      "queue of waits is full (max_waiters, max_waits_per_uid)." },
 };
 
 int rldpy_errors_init(PyObject *m)
@@ -116,6 +120,7 @@ static PyObject *class_for(int err)
     case -ERANGE: return rldpy_DebtOverflow;
     case -EACCES: case -EPERM: return rldpy_PermissionDenied;
     case -ENOMEM: return rldpy_OutOfMemory;
+    case -ENOSPC: return rldpy_NoSpace;
     case RLD_EABI: return rldpy_ABIMismatch;
     case RLD_ECORRUPT: return rldpy_Corrupt;
     case RLD_ECLOCK: return rldpy_ClockMismatch;

@@ -125,7 +125,10 @@ int rldpy_parse_priority(PyObject *o, int *out)
 PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res)
 {
     char detail[200];
-    PyOS_snprintf(detail, sizeof(detail), "limit '%.64s'", PyUnicode_AsUTF8(self->name));
+    if (self->tpl)
+        rldpy_key_describe(self, detail, sizeof(detail));
+    else
+        PyOS_snprintf(detail, sizeof(detail), "limit '%.64s'", PyUnicode_AsUTF8(self->name));
     return rldpy_raise(err, detail, res);
 }
 
@@ -135,6 +138,8 @@ PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res)
 /* The handle went stale: find the name again. 0: found (retry), -1: exception set. */
 int rldpy_limit_refind(rldpy_limit *self, rld_client *c)
 {
+    if (self->tpl)
+        return rldpy_key_refind(self, c);
     rld_limit lim;
     int r = rld_find(c, PyUnicode_AsUTF8(self->name), &lim);
     if (r == 0) {
@@ -183,6 +188,8 @@ static void limit_dealloc(PyObject *op)
     rldpy_limit *self = (rldpy_limit *)op;
     Py_CLEAR(self->client);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->tpl);
+    Py_CLEAR(self->key);
     Py_TYPE(op)->tp_free(op);
 }
 
@@ -399,6 +406,10 @@ static PyObject *limit_info(PyObject *op, PyObject *unused)
     }
     if (r < 0)
         return limit_raise(self, r, NULL);
+    if (self->rate_count) {       /* a key of a rate = caller template: its own rate */
+        in.rate_count = in.burst = self->rate_count;
+        in.rate_period_ns = self->rate_period_ns;
+    }
     return rldpy_info_new(&in);
 }
 

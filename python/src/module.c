@@ -55,12 +55,14 @@ PyMODINIT_FUNC PyInit__rld(void)
     if (!m)
         return NULL;
     if (rldpy_errors_init(m) < 0 || rldpy_result_init(m) < 0 || rldpy_limit_init(m) < 0 ||
-        rldpy_client_init(m) < 0 || rldpy_async_init(m) < 0 || rldpy_upstream_init(m) < 0 ||
+        rldpy_template_init(m) < 0 || rldpy_client_init(m) < 0 || rldpy_async_init(m) < 0 ||
+        rldpy_upstream_init(m) < 0 ||
         PyModule_AddIntConstant(m, "librld_version", rld_version()) < 0 ||
         PyModule_AddStringConstant(m, "__version__", RLD_PY_VERSION) < 0 ||
         PyModule_AddIntConstant(m, "PRIORITY_MAX", RLD_PRIORITY_MAX) < 0 ||
         PyModule_AddIntConstant(m, "F_DEGRADED", RLD_F_DEGRADED) < 0 ||
-        PyModule_AddIntConstant(m, "F_UNLIMITED", RLD_F_UNLIMITED) < 0) {
+        PyModule_AddIntConstant(m, "F_UNLIMITED", RLD_F_UNLIMITED) < 0 ||
+        PyModule_AddIntConstant(m, "F_OVERFLOW", RLD_F_OVERFLOW) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -64,6 +64,7 @@ static PyObject *get_unlimited(PyObject *self, void *c) { return PyBool_FromLong
 static PyObject *get_flags(PyObject *self, void *c) { return PyLong_FromUnsignedLong(R(self)->flags); }
 static PyObject *get_index(PyObject *self, void *c) { return PyLong_FromUnsignedLong(R(self)->index); }
 static PyObject *get_window(PyObject *self, void *c) { return PyLong_FromUnsignedLong(R(self)->window); }
+static PyObject *get_overflow(PyObject *self, void *c) { return PyBool_FromLong(R(self)->flags & RLD_F_OVERFLOW); }
 
 static PyGetSetDef result_getset[] = {
     { "admitted", get_admitted, NULL, "True when the tokens were taken (also bool(result)).", NULL },
@@ -78,6 +79,7 @@ static PyGetSetDef result_getset[] = {
     { "unlimited", get_unlimited, NULL, "True when the limit's rate is unlimited (it admits everything).", NULL },
     { "flags", get_flags, NULL, "The raw RLD_F_* flags.", NULL },
     { "index", get_index, NULL, "Multi-limit calls: the index of the charge that decided.", NULL },
+    { "overflow", get_overflow, NULL, "Keyed limits: True when admitted without a bucket, the template's key table being full of keys with state (overflow = allow in rld.conf(5)); limit and remaining are then 2**64-1.", NULL },
     { "window", get_window, NULL, "Window limits (sliding, fixed): the window the tokens were taken in, for Limit.refund(n, window=...); 0 for GCRA limits.", NULL },
     { NULL },
 };
@@ -193,26 +195,37 @@ static PyStructSequence_Field info_fields[] = {
     { "refunded", "tokens given back after admission (refund, granted waits cancelled)" },
     { "rolled_back", "tokens taken and put back by all-or-nothing calls that failed" },
     { "debited", "tokens taken without asking (debit); in use: admitted + debited - refunded" },
+    /* by name only (the tuple keeps its 12 items) */
+    { "kind", "'limit', 'template' (counters: the sum over its keys) or 'key' (name: its template's)" },
+    { "algorithm", "'gcra', 'sliding' or 'fixed'" },
+    { "max_keys", "a template's (or a key's template's) key table capacity; 0 for a limit" },
+    { "keys", "a template or a key: the keys of the template live now (approximate while they change); 0 for a limit" },
     { NULL },
 };
 
 static PyStructSequence_Desc info_desc = {
     "rld.Info",
-    "A limit's configuration and counters (Limit.info()). Counters lag by what each thread\n"
-    "has not published yet (every 64 calls or 50 ms, see librld(3)).",
+    "A limit's configuration and counters (Limit.info(), Template.info(), Key.info()).\n"
+    "Counters lag by what each thread has not published yet (every 64 calls or 50 ms, see\n"
+    "librld(3)). kind, algorithm, max_keys and keys are attributes only (the tuple has the\n"
+    "first 12 fields).",
     info_fields,
     12,
 };
+
+#define INFO_FIELDS 16
 
 PyObject *rldpy_info_new(const rld_limit_info *in)
 {
     PyObject *o = PyStructSequence_New(rldpy_info_type);
     if (!o)
         return NULL;
+    static const char *const kinds[] = { "limit", "template", "key", "breaker" };
+    static const char *const algos[] = { "gcra", "sliding", "fixed" };
     bool unl = in->rate_count == 0;
     double period = (double)in->rate_period_ns / 1e9;
     double rate = unl ? Py_HUGE_VAL : period > 0 ? (double)in->rate_count / period : 0.0;
-    PyObject *v[12] = {
+    PyObject *v[INFO_FIELDS] = {
         PyUnicode_FromString(in->name),
         PyFloat_FromDouble(rate),
         PyLong_FromUnsignedLongLong(in->rate_count),
@@ -225,10 +238,14 @@ PyObject *rldpy_info_new(const rld_limit_info *in)
         PyLong_FromUnsignedLongLong(in->refunded),
         PyLong_FromUnsignedLongLong(in->rolled_back),
         PyLong_FromUnsignedLongLong(in->debited),
+        PyUnicode_FromString(in->kind < 4 ? kinds[in->kind] : "unknown"),
+        PyUnicode_FromString(in->algorithm < 3 ? algos[in->algorithm] : "unknown"),
+        PyLong_FromUnsignedLong(in->max_keys),
+        PyLong_FromUnsignedLongLong(in->keys),
     };
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < INFO_FIELDS; i++) {
         if (!v[i]) {
-            for (int j = i + 1; j < 12; j++)
+            for (int j = i + 1; j < INFO_FIELDS; j++)
                 Py_XDECREF(v[j]);
             Py_DECREF(o);
             return NULL;

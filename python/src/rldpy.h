@@ -7,8 +7,8 @@
  * blocking wait without the GIL or a hand-over to rld/_waits.py), async.c (the
  * non-blocking wait engine's objects: _Waits, _Waiter, and _Ready, the awaitable of a wait
  * decided at once), multi.c (Client.try_acquire_multi, acquire_multi, acquire_multi_async),
- * errors.c (rld.Error and its subclasses), module.c (the module). Templates will be one more
- * file that registers its type or methods the same way.
+ * errors.c (rld.Error and its subclasses), template.c (Template, and Key: a Limit on one key
+ * of a template), module.c (the module).
  */
 #ifndef RLD_PYTHON_RLDPY_H
 #define RLD_PYTHON_RLDPY_H
@@ -47,12 +47,28 @@ typedef struct {
                                  at close (the router keeps its own reference to H) */
 } rldpy_client;
 
+struct rldpy_template;
+
+/* rld.Limit, and rld.Key (a subtype: one key of a template, template.c), which sets the
+ * key fields; they are NULL and 0 on a Limit. */
 typedef struct {
     PyObject_HEAD
     rldpy_client *client;     /* strong reference: keeps the client open */
-    PyObject     *name;       /* str */
+    PyObject     *name;       /* str: the limit's name; a key: its template's */
     rld_limit     lim;
+    struct rldpy_template *tpl;   /* a key: its Template (strong reference); else NULL */
+    PyObject     *key;        /* a key: the key as given (str or bytes); else NULL */
+    uint64_t      rate_count; /* a key of a rate = caller template: its rate; else 0 */
+    uint64_t      rate_period_ns;
 } rldpy_limit;
+
+/* rld.Template: a [template] of the instance, named (template.c). */
+typedef struct rldpy_template {
+    PyObject_HEAD
+    rldpy_client *client;     /* strong reference */
+    PyObject     *name;       /* str */
+    rld_template  t;
+} rldpy_template;
 
 /* Result.__bool__: what the call decided. */
 typedef struct {
@@ -66,13 +82,15 @@ typedef struct {
 extern PyTypeObject rldpy_client_type;
 extern PyTypeObject rldpy_limit_type;
 extern PyTypeObject rldpy_result_type;
+extern PyTypeObject rldpy_template_type;
+extern PyTypeObject rldpy_key_type;
 extern PyTypeObject *rldpy_info_type;
 
 /* errors.c */
 extern PyObject *rldpy_Error, *rldpy_NotFound, *rldpy_Deleted, *rldpy_Timeout,
     *rldpy_Denied, *rldpy_CostTooHigh, *rldpy_InvalidArgument, *rldpy_DebtOverflow,
     *rldpy_PermissionDenied, *rldpy_NotReady, *rldpy_ABIMismatch, *rldpy_Corrupt,
-    *rldpy_ClockMismatch, *rldpy_OutOfMemory;
+    *rldpy_ClockMismatch, *rldpy_OutOfMemory, *rldpy_NoSpace;
 int rldpy_errors_init(PyObject *m);
 /* The exception instance for librld code ERR (negative) with message "strerror: DETAIL"
  * (DETAIL may be NULL). Its errno is -ERR (RLD_EABI -> 1001). */
@@ -95,10 +113,20 @@ rld_client *rldpy_client_get(rldpy_client *c);
 /* limit.c */
 int rldpy_limit_init(PyObject *m);
 
-int rldpy_limit_refind(rldpy_limit *self, rld_client *c);   /* 0, or -1 with Deleted raised */
-/* rld.Error for librld code ERR about limit SELF ("limit 'NAME': ..."), RES attached for
- * Timeout and Denied; returns NULL. */
+/* The handle went stale: find the name again (a key: rld_key again, its template found
+ * again if need be). 0: found (retry), -1: exception set (Deleted when the name is gone). */
+int rldpy_limit_refind(rldpy_limit *self, rld_client *c);
+/* rld.Error for librld code ERR about limit SELF ("limit 'NAME': ...", "key 'K' of template
+ * 'NAME': ..."), RES attached for Timeout and Denied; returns NULL. */
 PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res);
+
+/* template.c */
+int rldpy_template_init(PyObject *m);
+/* A key's handle again (rld_key or rld_key_rate), its template found again when it was
+ * deleted: 0, or -1 with an exception. */
+int rldpy_key_refind(rldpy_limit *self, rld_client *c);
+/* "key 'K' of template 'NAME'" into BUF. */
+void rldpy_key_describe(rldpy_limit *self, char *buf, size_t size);
 
 /* The charges of one wait or take: Limits of one Client and their costs. */
 typedef struct {

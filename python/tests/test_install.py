@@ -44,7 +44,8 @@ def test_install_prefix_and_import(daemon, tmp_path):
     found = glob.glob(f"{prefix}/**/rld/_rld*.so", recursive=True)
     assert len(found) == 1, found
     pkg = os.path.dirname(found[0])
-    for f in ("__init__.py", "_core.py", "_helpers.py", "_rld.pyi", "py.typed"):
+    for f in ("__init__.py", "_core.py", "_helpers.py", "_waits.py", "limits.py", "_rld.pyi",
+              "py.typed"):
         assert os.path.exists(os.path.join(pkg, f)), f
     site = os.path.dirname(pkg)
     assert site == os.path.join(prefix, configured_sitedir(b))
