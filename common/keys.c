@@ -489,6 +489,10 @@ static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t
     key_bank(t, b, rate, &kb);
     if (!rldi_cas16(&e->tat, &word, fresh(&kb, now, g1)))
         return -EAGAIN;
+    /* Known gap: a claimer stopped here for two daemon sweeps (seconds) has its claim
+     * given back (rldi_key_unclaim) and may then write these words over a place another
+     * key claimed meanwhile; its gen CAS fails, the other key's identity is lost. Needs a
+     * process stopped mid-claim for seconds; not closed yet (a claim ticket would). */
     uint64_t *w = ident_words(e);
     rldi_store_relaxed(&e->hash, hash);
     rldi_store_relaxed(&w[0], id[0]);
