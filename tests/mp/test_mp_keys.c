@@ -251,7 +251,7 @@ static void debt_check(rld_client *c, rld_template t, int d, wstat *w)
         return;
     uint64_t until = __atomic_load_n(&sh->debt_until[d], __ATOMIC_RELAXED);
     rld_limit want = sh->debt_h[d];
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    rldi_fence_acquire();
     if (__atomic_load_n(&sh->debt_seq, __ATOMIC_RELAXED) != s1 || until == 0)
         return;
     char key[16];
@@ -286,7 +286,7 @@ static void debtor_fixed(rld_client *c, rld_template t, const scen *sc, uint64_t
         return;
     uint64_t earliest = UINT64_MAX;
     __atomic_store_n(&sh->debt_seq, sh->debt_seq + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    rldi_fence_release();
     for (int d = 0; d < NDEBT; d++) {
         char key[16];
         int len = snprintf(key, sizeof(key), "debt%d", d);
