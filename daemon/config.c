@@ -217,7 +217,8 @@ static bool end_section(struct parser *ps)
         rldi_limitdef *l = &ps->cfg->limits[ps->cfg->nlimits - 1];
         if (!ps->key_line[K_RATE] && !l->concurrency) {
             fail(ps, ps->sec_line, -EINVAL, l->name, "%s has no rate%s", kind_name(l->kind),
-                 l->kind == RLDI_KIND_LIMIT ? " (nor concurrency)" : "");
+                 l->kind == RLDI_KIND_LIMIT ? " (nor concurrency)"
+                                            : " (rate = COUNT/PERIOD, or caller)");
             return false;
         }
         if (l->burst_x1000) {
@@ -999,7 +1000,8 @@ static int handler(void *user, const char *section, const char *key, const char 
     case SEC_REDIS:
         k = key_index(redis_keys, N_REDIS_KEYS, key);
         if (k < 0) {
-            fail(ps, line, -EINVAL, key, "unknown key in [redis]");
+            fail(ps, line, -EINVAL, key, "unknown key in [redis] (expected url, password_file, "
+                 "username, connect_timeout, timeout, lease_period, key_prefix or host_id)");
             return 0;
         }
         break;
