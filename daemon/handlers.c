@@ -665,8 +665,11 @@ static void do_release(rld_daemon *s, conn *c, uint64_t id, uint64_t lease_id)
     int r = s->leases ? leases_release(s->leases, lease_id, c->uid, c->admin, &slot) : -ENOENT;
     if (r == 0)
         waitq_limit_changed(s->wq, slot);       /* the next waiter for one */
-    srv_reply_code(s->srv, c, id, r, r == 0 ? "ok" : r == -EPERM ? "another user's lease"
-                                                              : "no such lease held");
+    srv_reply_code(s->srv, c, id, r, r == 0 ? "ok"
+                                     : r == -EPERM ? "another user's lease: only its holder's "
+                                                     "user (or an admin) gives it back"
+                                                   : "no such lease held (given back already, "
+                                                     "or reclaimed when its holder exited)");
 }
 
 /* A client changed a limit's state (rld_penalize, rld_sync) with waiters queued. */
@@ -675,7 +678,8 @@ static void do_retime(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Retime
     if (rt->slot < s->seg->slot_count
             ? rldi_load_relaxed(&s->seg->slots[rt->slot].gen) != rt->gen
             : rt->gen == 0) {
-        srv_reply_code(s->srv, c, id, -ESTALE, "no such limit");
+        srv_reply_code(s->srv, c, id, -ESTALE, "no such limit at slot %u generation %u (deleted "
+                       "or replaced since it was found: find it again by name)", rt->slot, rt->gen);
         return;
     }
     waitq_limit_retime(s->wq, rt->slot, rt->gen);
