@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "rld.h"
+#include "wire.h"
 
 #define MS  1000000ull
 #define SEC 1000000000ull
@@ -502,6 +503,162 @@ static void test_backoff(void)
     T_CHECK(max > 0, "some jitter");
 }
 
+/* The daemon's answer to REQ on a connection of its own: the code, the message in MSG. */
+static char sock_path[400];
+
+static int raw_call(Rld__V1__Request *req, char *msg, size_t msglen)
+{
+    rldi_conn k;
+    char err[256];
+    int r = rldi_conn_open(sock_path, "upstream-bad-requests", 3000, &k, err, sizeof(err));
+    T_CHECK(r == 0, "connect to %s: %s", sock_path, err);
+    Rld__V1__Reply *rep;
+    r = rldi_conn_call(&k, req, 3000, &rep);
+    T_CHECK(r == 0, "call: %d", r);
+    int code = rep->code;
+    snprintf(msg, msglen, "%s", rep->message ? rep->message : "");
+    rld__v1__reply__free_unpacked(rep, NULL);
+    rldi_conn_close(&k);
+    return code;
+}
+
+/* REQ must be refused with CODE and a message naming HINT (what to do, or what is wrong). */
+static void expect_refused(const char *what, Rld__V1__Request *req, int code, const char *hint)
+{
+    char msg[512];
+    int got = raw_call(req, msg, sizeof(msg));
+    T_CHECK(got == code && strstr(msg, hint), "%s: code %d (expected %d), message '%s' "
+            "(expected it to say '%s')", what, got, code, msg, hint);
+}
+
+static void bad_put(const char *what, const char *name, const char *rate, bool tmpl,
+                    uint32_t max_keys, const char *overflow, const char *mode,
+                    const char *algorithm, uint32_t concurrency, int code, const char *hint)
+{
+    Rld__V1__LimitConfig lc = RLD__V1__LIMIT_CONFIG__INIT;
+    lc.name = (char *)name;
+    lc.rate = (char *)rate;
+    lc.template_ = tmpl;
+    lc.max_keys = max_keys;
+    lc.overflow = (char *)overflow;
+    lc.mode = (char *)mode;
+    lc.algorithm = (char *)algorithm;
+    lc.concurrency = concurrency;
+    Rld__V1__Put p = RLD__V1__PUT__INIT;
+    p.limit = &lc;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.id = 1;
+    req.body_case = RLD__V1__REQUEST__BODY_PUT;
+    req.put = &p;
+    expect_refused(what, &req, code, hint);
+}
+
+/* 9. Bad values of the wave's requests (Put of templates, Reset of a key, Revert, Lease,
+ * Release, Retime, BreakerSet) on the wire, as a client that skips librld's checks sends
+ * them: each refused with its code and a message that says what is wrong. */
+static void test_bad_requests(void)
+{
+    /* Put */
+    bad_put("overflow", "t.bad", "5/s", true, 0, "maybe", "", "", 0, -EINVAL, "deny or allow");
+    bad_put("max_keys of a limit", "l.bad", "5/s", false, 10, "", "", "", 0, -EINVAL,
+            "are for templates");
+    bad_put("overflow of a limit", "l.bad", "5/s", false, 0, "allow", "", "", 0, -EINVAL,
+            "are for templates");
+    bad_put("max_keys too large", "t.bad", "5/s", true, (1u << 28) + 1, "", "", "", 0, -EINVAL,
+            "1..268435456");
+    bad_put("mode", "l.bad", "5/s", false, 0, "", "loud", "", 0, -EINVAL, "enforce or shadow");
+    bad_put("algorithm", "l.bad", "5/s", false, 0, "", "", "leaky", 0, -EINVAL,
+            "gcra, sliding or fixed");
+    bad_put("rate", "l.bad", "5/fortnight", false, 0, "", "", "", 0, -EINVAL, "bad rate");
+    bad_put("rate = caller of a limit", "l.bad", "caller", false, 0, "", "", "", 0, -EINVAL,
+            "bad rate");
+    bad_put("name", "a*b", "5/s", true, 0, "", "", "", 0, -EINVAL, "bad template name");
+    bad_put("a template as a limit", "per.ip", "5/s", false, 0, "", "", "", 0, -EINVAL,
+            "delete it first");
+    bad_put("a limit as a template", "api", "5/s", true, 0, "", "", "", 0, -EINVAL,
+            "delete it first");
+    bad_put("a breaker", "shop.api", "5/s", false, 0, "", "", "", 0, -EINVAL, "is a breaker");
+    bad_put("concurrency too large", "l.bad", "5/s", false, 0, "", "", "", 2000000, -EINVAL,
+            "concurrency");
+
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.id = 2;
+
+    /* Reset of a key */
+    Rld__V1__Reset rs = RLD__V1__RESET__INIT;
+    uint8_t big[300];
+    memset(big, 'k', sizeof(big));
+    req.body_case = RLD__V1__REQUEST__BODY_RESET;
+    req.reset = &rs;
+    rs.limit = "per.ip";
+    rs.key = (ProtobufCBinaryData){ 257, big };
+    expect_refused("a key of 257 bytes", &req, -EINVAL, "1 to 256 bytes");
+    rs.key = (ProtobufCBinaryData){ 3, big };
+    expect_refused("a key not in the table", &req, -ENOENT, "full already");
+    rs.limit = "api";
+    expect_refused("a key of a limit", &req, -EINVAL, "not a template");
+    rs.limit = "no.such";
+    expect_refused("a key of no template", &req, -ENOENT, "no.such");
+
+    /* Revert */
+    Rld__V1__Revert rv = RLD__V1__REVERT__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_REVERT;
+    req.revert = &rv;
+    rv.limit = "no.such";
+    expect_refused("revert of no limit", &req, -ENOENT, "no.such");
+    rv.limit = "a*b";
+    expect_refused("revert of a bad name", &req, -EINVAL, "a*b");
+
+    /* Lease */
+    Rld__V1__Lease ls = RLD__V1__LEASE__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_LEASE;
+    req.lease = &ls;
+    ls.limit = "pool";
+    req.id = 3;            /* (an id of 0 rldi_conn_call replaces: fuzz_dispatch sends it) */
+    ls.priority = 99;
+    expect_refused("a lease's priority", &req, -EINVAL, "out of range");
+    ls.priority = -1;
+    expect_refused("a negative priority", &req, -EINVAL, "out of range");
+    ls.priority = 0;
+    ls.limit = "api";
+    expect_refused("a lease of a limit without concurrency", &req, -EINVAL, "concurrency = N");
+    ls.limit = "no.such";
+    expect_refused("a lease of no limit", &req, -ENOENT, "");
+
+    /* Release */
+    Rld__V1__Release rl = RLD__V1__RELEASE__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_RELEASE;
+    req.release = &rl;
+    rl.lease_id = 0;
+    expect_refused("release of lease 0", &req, -ENOENT, "given back already");
+    rl.lease_id = 0x123456789abcull;
+    expect_refused("release of a lease never granted", &req, -ENOENT, "no such lease");
+
+    /* Retime */
+    Rld__V1__Retime rt = RLD__V1__RETIME__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_RETIME;
+    req.retime = &rt;
+    rt.slot = 0;
+    rt.gen = 0xfffffff0u;
+    expect_refused("retime of a stale generation", &req, -ESTALE, "find it again");
+    rt.slot = 0xfffffff0u;
+    rt.gen = 0;
+    expect_refused("retime of a slot past the segment", &req, -ESTALE, "no such limit");
+
+    /* BreakerSet */
+    Rld__V1__BreakerSet bs = RLD__V1__BREAKER_SET__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_BREAKER;
+    req.breaker = &bs;
+    bs.breaker = "api";
+    bs.open = true;
+    expect_refused("trip of a limit", &req, -ENOENT, "is not one");
+    bs.breaker = "no.such";
+    expect_refused("trip of nothing", &req, -ENOENT, "no.such");
+    bs.breaker = "";
+    expect_refused("trip of no name", &req, -EINVAL, "");
+    printf("bad requests: each refused with its code and a message saying why\n");
+}
+
 int main(void)
 {
     t_daemon d;
@@ -519,6 +676,8 @@ int main(void)
     test_retime(c);
     test_windows_keys(c);
     test_backoff();
+    snprintf(sock_path, sizeof(sock_path), "%s/%s.sock", d.dir, d.instance);
+    test_bad_requests();
     rld_close(c);
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     return 0;
