@@ -419,7 +419,13 @@ static void do_revert(rld_daemon *s, conn *c, uint64_t id, const char *name)
         return;
     }
     bool changed;
-    dseg_limit_change(s->seg, slot, fl, &changed);
+    int r = dseg_limit_change(s->seg, slot, fl, &changed);
+    if (r < 0) {
+        /* the override stays (and says so in status) rather than be marked the file's */
+        srv_reply_code(s->srv, c, id, r, "limit '%s': the file's setting cannot be applied "
+                       "(%s): reload, which applies the file", esc, rldi_strerror(r));
+        return;
+    }
     dseg_limit_origin(s->seg, slot, RLDI_ORIGIN_FILE, 0);
     waitq_limit_changed(s->wq, slot);
     LOG_INFO("limit %s: back to the file's setting by pid %d (uid %d)%s", esc, (int)c->pid,
