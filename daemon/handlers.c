@@ -250,9 +250,10 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         return;
     }
     /* mode and concurrency: given, or the limit's own (a new one: enforce, none) */
-    uint32_t cur_slot, cur_gen;
-    bool have = rldi_seg_lookup(s->seg, l.name, &cur_slot, &cur_gen) == 0;
-    if (have && s->seg->meta[cur_slot].kind == RLDI_KIND_BREAKER) {
+    uint32_t slot, gen;
+    int r = rldi_seg_lookup(s->seg, l.name, &slot, &gen);
+    bool have = r == 0;
+    if (have && s->seg->meta[slot].kind == RLDI_KIND_BREAKER) {
         srv_reply_code(s->srv, c, id, -EINVAL, "'%s' is a breaker, not a %s: change it in %s and "
                        "reload", esc, what, s->config_path);
         return;
@@ -266,10 +267,10 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
         }
         l.shadow = p->limit->mode[0] == 's';
     } else if (have) {
-        l.shadow = (rldi_load_relaxed(&s->seg->slots[cur_slot].flags) & RLDI_SLOT_SHADOW) != 0;
+        l.shadow = (rldi_load_relaxed(&s->seg->slots[slot].flags) & RLDI_SLOT_SHADOW) != 0;
     }
     l.concurrency = p->limit->concurrency ? p->limit->concurrency
-                    : have ? rldi_load_relaxed(&s->seg->meta[cur_slot].concurrency) : 0;
+                    : have ? rldi_load_relaxed(&s->seg->meta[slot].concurrency) : 0;
     enum rldi_limitdef_field field;
     int bad = rldi_limitdef_check(&l, &why, &field);
     if (bad < 0) {
@@ -284,9 +285,7 @@ static void do_put(rld_daemon *s, conn *c, uint64_t id, const Rld__V1__Put *p)
     }
     if (l.algo == RLDI_ALGO_GCRA)
         l.burst = rldi_limitdef_burst(&l);
-    uint32_t slot, gen;
     char shp[64];
-    int r = rldi_seg_lookup(s->seg, l.name, &slot, &gen);
     if (r == 0 && global_has(s->global, slot)) {
         srv_reply_code(s->srv, c, id, -EPERM, "limit '%s' is global (scope in %s): change it "
                        "there and reload", esc, s->config_path);
