@@ -958,6 +958,13 @@ int rldi_win_sync(const rldi_seg *s, const rldi_cell *c, uint64_t remaining, uin
         int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
+        if (!c->ring && v.p.algo == RLDI_ALGO_SLIDING) {
+            /* a key's sliding window has no ring and packs its counts in the word: the
+             * phantom tokens of sync_sliding have nowhere to go (rld.h: -EOPNOTSUPP) */
+            if (wview_moved(c, &v, &word))
+                continue;
+            return -EOPNOTSUPP;
+        }
         rldi_u128 want = 0;
         int write = 0;
         if (wparams_ok(&v.p) && reset_ns)
