@@ -5,6 +5,7 @@
  */
 #include "breaker.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
@@ -14,6 +15,16 @@
 #define TIME_BITS   44u
 #define TIME_MASK   ((UINT64_C(1) << TIME_BITS) - 1)
 #define EPOCH_MASK  0xfffffu
+
+/* the state word (breaker.h): every bound fits its field, the fields fit their halves */
+static_assert(RLDI_BRK_FAILURES_MAX <= 0xfffu && RLDI_BRK_PROBES_MAX <= 0x1ffu &&
+              RLDI_BRK_SUCCESSES_MAX <= 0x1ffu, "a count fits its field of the frac half");
+static_assert(2 + 12 + 9 + 9 <= 32, "state, failures, probes out, successes in 32 bits");
+static_assert(TIME_BITS + 20 == 64 && EPOCH_MASK == (1u << 20) - 1, "epoch | ms in the tat half");
+static_assert(RLDI_BRK_TIME_MAX_NS / MS < (UINT64_C(1) << TIME_BITS) / 2,
+              "open_for and probe_timeout in ms leave room for the clock in the time field");
+/* the bank (rldi_brk_bank): failures, probes and successes in 16 bits each */
+static_assert(RLDI_BRK_FAILURES_MAX <= 0xffffu, "failures fit the bank's 16 bits");
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
