@@ -109,6 +109,15 @@ static int bview_fill(const rldi_seg *s, rldi_handle h, rldi_u128 word, bview *v
     return 0;
 }
 
+/* bview_fill of *WORD, read again while the bank is being rewritten: 0, -ESTALE, -EINVAL. */
+static int bview_get(const rldi_seg *s, rldi_handle h, rldi_u128 *word, bview *v)
+{
+    int r;
+    while ((r = bview_fill(s, h, *word, v)) == 1)
+        *word = rldi_load16_split(&v->sl->tat);
+    return r;
+}
+
 static bool bview_moved(const bview *v, rldi_u128 *word)
 {
     rldi_fence_acquire();
@@ -161,11 +170,7 @@ int rldi_breaker_enter(const rldi_seg *s, rldi_handle h, uint64_t now_ns, rldi_v
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         rldi_u128 nw;
@@ -230,11 +235,7 @@ int rldi_breaker_report(const rldi_seg *s, rldi_handle h, bool ok, const rldi_br
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         rldi_u128 nw = word;
@@ -292,11 +293,7 @@ int rldi_breaker_force(const rldi_seg *s, rldi_handle h, uint32_t state, uint64_
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         uint64_t open_for = b.conf_ok ? b.conf.open_for_ns : 0;
@@ -321,11 +318,7 @@ int rldi_breaker_read(const rldi_seg *s, rldi_handle h, uint64_t now_ns, rldi_br
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         memset(out, 0, sizeof(*out));
