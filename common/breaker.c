@@ -5,6 +5,7 @@
  */
 #include "breaker.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
@@ -14,6 +15,16 @@
 #define TIME_BITS   44u
 #define TIME_MASK   ((UINT64_C(1) << TIME_BITS) - 1)
 #define EPOCH_MASK  0xfffffu
+
+/* the state word (breaker.h): every bound fits its field, the fields fit their halves */
+static_assert(RLDI_BRK_FAILURES_MAX <= 0xfffu && RLDI_BRK_PROBES_MAX <= 0x1ffu &&
+              RLDI_BRK_SUCCESSES_MAX <= 0x1ffu, "a count fits its field of the frac half");
+static_assert(2 + 12 + 9 + 9 <= 32, "state, failures, probes out, successes in 32 bits");
+static_assert(TIME_BITS + 20 == 64 && EPOCH_MASK == (1u << 20) - 1, "epoch | ms in the tat half");
+static_assert(RLDI_BRK_TIME_MAX_NS / MS < (UINT64_C(1) << TIME_BITS) / 2,
+              "open_for and probe_timeout in ms leave room for the clock in the time field");
+/* the bank (rldi_brk_bank): failures, probes and successes in 16 bits each */
+static_assert(RLDI_BRK_FAILURES_MAX <= 0xffffu, "failures fit the bank's 16 bits");
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
@@ -98,6 +109,15 @@ static int bview_fill(const rldi_seg *s, rldi_handle h, rldi_u128 word, bview *v
     return 0;
 }
 
+/* bview_fill of *WORD, read again while the bank is being rewritten: 0, -ESTALE, -EINVAL. */
+static int bview_get(const rldi_seg *s, rldi_handle h, rldi_u128 *word, bview *v)
+{
+    int r;
+    while ((r = bview_fill(s, h, *word, v)) == 1)
+        *word = rldi_load16_split(&v->sl->tat);
+    return r;
+}
+
 static bool bview_moved(const bview *v, rldi_u128 *word)
 {
     rldi_fence_acquire();
@@ -150,11 +170,7 @@ int rldi_breaker_enter(const rldi_seg *s, rldi_handle h, uint64_t now_ns, rldi_v
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         rldi_u128 nw;
@@ -219,11 +235,7 @@ int rldi_breaker_report(const rldi_seg *s, rldi_handle h, bool ok, const rldi_br
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         rldi_u128 nw = word;
@@ -281,11 +293,7 @@ int rldi_breaker_force(const rldi_seg *s, rldi_handle h, uint32_t state, uint64_
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         uint64_t open_for = b.conf_ok ? b.conf.open_for_ns : 0;
@@ -310,11 +318,7 @@ int rldi_breaker_read(const rldi_seg *s, rldi_handle h, uint64_t now_ns, rldi_br
     rldi_u128 word = rldi_load16_split(&sl->tat);
     for (;;) {
         bview b;
-        int r = bview_fill(s, h, word, &b);
-        if (r == 1) {
-            word = rldi_load16_split(&sl->tat);
-            continue;
-        }
+        int r = bview_get(s, h, &word, &b);
         if (r < 0)
             return r;
         memset(out, 0, sizeof(*out));

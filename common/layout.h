@@ -324,6 +324,41 @@ static_assert(offsetof(rldi_key_entry, gen) == 16 && offsetof(rldi_key_entry, wa
               "gen and waiters are read as one 8-byte word, as a slot's");
 static_assert(offsetof(rldi_key_entry, hash) == 24 && offsetof(rldi_key_entry, len1) == 32,
               "ABI");
+/* the fields the list above left out: every one the daemon, librld and rlctl read */
+static_assert(offsetof(rldi_shm_header, magic) == 0 && offsetof(rldi_shm_header, abi_minor) == 10 &&
+              offsetof(rldi_shm_header, header_size) == 12 &&
+              offsetof(rldi_shm_header, features) == 16, "ABI");
+static_assert(offsetof(rldi_shm_header, slot_size) == 32 &&
+              offsetof(rldi_shm_header, slot_count) == 36 &&
+              offsetof(rldi_shm_header, meta_size) == 48 &&
+              offsetof(rldi_shm_header, index_buckets) == 52, "ABI");
+static_assert(offsetof(rldi_shm_header, daemon_pid) == 76 &&
+              offsetof(rldi_shm_header, created_ns) == 80 &&
+              offsetof(rldi_shm_header, limit_count) == 96 &&
+              offsetof(rldi_shm_header, heartbeat_ns) == 104, "ABI");
+static_assert(offsetof(rldi_shm_header, keys_size) == 144 &&
+              offsetof(rldi_shm_header, reserved2) == 172 &&
+              offsetof(rldi_shm_header, reserved0) == 176, "ABI");
+static_assert(offsetof(rldi_tmpl, slot) == 0 && offsetof(rldi_tmpl, gen) == 4 &&
+              offsetof(rldi_tmpl, nbuckets) == 8 && offsetof(rldi_tmpl, max_keys) == 12 &&
+              offsetof(rldi_tmpl, buckets_off) == 16 && offsetof(rldi_tmpl, entries_off) == 24 &&
+              offsetof(rldi_tmpl, entry_base) == 32 && offsetof(rldi_tmpl, flags) == 36 &&
+              offsetof(rldi_tmpl, live) == 40 && offsetof(rldi_tmpl, evictions) == 48 &&
+              offsetof(rldi_tmpl, overflows) == 56, "ABI");
+static_assert(offsetof(rldi_bank, t_lo) == 0 && offsetof(rldi_bank, t_hi) == 8 &&
+              offsetof(rldi_bank, burst) == 16 && offsetof(rldi_bank, inv_t) == 24, "ABI");
+static_assert(offsetof(rldi_meta, name) == 0 && offsetof(rldi_meta, rate_period_ns) == 80 &&
+              offsetof(rldi_meta, burst) == 88 && offsetof(rldi_meta, unlimited) == 96 &&
+              offsetof(rldi_meta, reserved3) == 160, "ABI");
+static_assert(offsetof(rldi_key_bucket, lock) == 0 && offsetof(rldi_key_bucket, tag) == 8 &&
+              offsetof(rldi_key_bucket, queued) == 24 && offsetof(rldi_key_bucket, reserved) == 56,
+              "ABI");
+static_assert(offsetof(rldi_key_entry, prefix) == 33, "ABI");
+/* a table's entries follow its bucket headers (keys.c): every entry's state word stays
+ * 16-aligned, as the 16-byte CAS needs, when the table starts 16-aligned */
+static_assert(sizeof(rldi_key_bucket) % 16 == 0 && sizeof(rldi_key_entry) % 16 == 0,
+              "key entries' state words are 16-aligned");
+static_assert(RLDI_SLOT_SIZE % 16 == 0 && RLDI_META_SIZE % 16 == 0, "16-aligned CAS units");
 static_assert(RLDI_KEY_RATE_OFF % 8 == 0 && RLDI_KEY_RATE_OFF == 33 + RLDI_KEY_RATE_PREFIX,
               "a caller's rate is one aligned 8-byte word after the short prefix");
 

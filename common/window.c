@@ -351,6 +351,14 @@ static bool ksl_of(const rldi_winparams *p, ksl *k)
     return k->n >= 1;
 }
 
+/* Are V's parameters usable by C's algorithm: a key's sliding window (no ring) needs
+ * ksl_of's, the others wparams_ok's. Nothing is computed from them before this says so. */
+static bool wusable(const rldi_cell *c, const wview *v)
+{
+    ksl k;
+    return !c->ring && v->p.algo == RLDI_ALGO_SLIDING ? ksl_of(&v->p, &k) : wparams_ok(&v->p);
+}
+
 /* The window at NOW_NS: CNT[0] the head sub-window's count, CNT[i] the one i before; *K its
  * index (the head, or now's when the head is behind), *KABS now's absolute sub-window
  * (shifted back when our clock reads before the head). */
@@ -775,7 +783,7 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
         if (r < 0)
             return r;
         bool keyed_sliding = !c->ring && v.p.algo == RLDI_ALGO_SLIDING;
-        if (!keyed_sliding && !wparams_ok(&v.p)) {
+        if (!wusable(c, &v)) {              /* (no division by a period of 0 below) */
             if (wview_moved(c, &v, &word))
                 continue;
             return -ESTALE;
@@ -958,6 +966,13 @@ int rldi_win_sync(const rldi_seg *s, const rldi_cell *c, uint64_t remaining, uin
         int r = wview_fill(c, word, &v);
         if (r < 0)
             return r;
+        if (!c->ring && v.p.algo == RLDI_ALGO_SLIDING) {
+            /* a key's sliding window has no ring and packs its counts in the word: the
+             * phantom tokens of sync_sliding have nowhere to go (rld.h: -EOPNOTSUPP) */
+            if (wview_moved(c, &v, &word))
+                continue;
+            return -EOPNOTSUPP;
+        }
         rldi_u128 want = 0;
         int write = 0;
         if (wparams_ok(&v.p) && reset_ns)

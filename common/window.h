@@ -39,6 +39,11 @@
 #define RLDI_WIN_SLIDING_MAX ((UINT64_C(1) << RLDI_WIN_CNT_BITS) - 1)  /* COUNT, sliding */
 #define RLDI_WIN_FIXED_MAX   UINT32_MAX                                  /* COUNT, fixed */
 
+/* the ring (layout.h) has one entry per sub-window, indexed j % RLDI_WIN_SUBS; an entry and
+ * the head field are an index and a count in 64 bits */
+static_assert(RLDI_RING_ENTRIES == RLDI_WIN_SUBS, "a ring entry per past sub-window");
+static_assert(RLDI_WIN_IDX_BITS + RLDI_WIN_CNT_BITS == 64, "index | count in one word");
+
 /* A window bank's parameters. */
 typedef struct rldi_winparams {
     uint32_t algo;       /* RLDI_ALGO_SLIDING or RLDI_ALGO_FIXED */

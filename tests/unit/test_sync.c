@@ -27,6 +27,7 @@
 
 #include "breaker.h"
 #include "bucket.h"
+#include "keys_mem.h"
 #include "limitdef.h"
 #include "segment.h"
 #include "window.h"
@@ -531,6 +532,50 @@ static void test_pool_refused(void **state)
                      -ESTALE);
 }
 
+/* Keys (rld_key's handles): a key of a fixed template is held as a named limit is; a key of
+ * a sliding template has no ring to hold phantom tokens and is refused (rld.h), its state
+ * untouched (it once was read as a named limit's and the ring, NULL, written to). */
+static void test_keys(void **state)
+{
+    (void)state;
+    static const uint64_t secret[2] = { 1, 2 };
+    static const uint32_t algos[2] = { RLDI_ALGO_FIXED, RLDI_ALGO_SLIDING };
+    for (int a = 0; a < 2; a++) {
+        keys_mem m;
+        assert_int_equal(keys_mem_make(&m, 70, algos[a], 10, SEC, 0, secret), 0);
+        uint64_t t = start_time(SEC);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(keys_mem_try(&m, "k", 1, 1, t + (uint64_t)i * 100 * MS, NULL), 0);
+        uint32_t idx, gen;
+        bool created;
+        assert_int_equal(rldi_key_get(&m.seg, &m.t, "k", 1, 0, false, rldi_fp_from_ns(t), &idx,
+                                      &gen, &created), 0);
+        rldi_handle h = { m.seg.slot_count + m.t.entry_base + idx, gen };
+        rldi_key_entry *e = &m.t.entries[idx];
+        rldi_u128 before = rldi_load16_split(&e->tat);
+        rldi_sync_out o;
+        int r = rldi_bucket_sync(&m.seg, h, 0, 5 * SEC, rldi_fp_from_ns(t + 300 * MS), &o);
+        if (algos[a] == RLDI_ALGO_SLIDING) {
+            assert_int_equal(r, -EOPNOTSUPP);
+            assert_false(o.changed);
+            assert_true(rldi_load16_split(&e->tat) == before);
+            assert_int_equal(rldi_bucket_sync(&m.seg, h, 3, 0, rldi_fp_from_ns(t + 300 * MS), NULL),
+                             -EOPNOTSUPP);
+            /* the window goes on as before: 7 more, then full */
+            for (int i = 0; i < 7; i++)
+                assert_int_equal(keys_mem_try(&m, "k", 1, 1, t + 400 * MS, NULL), 0);
+            assert_int_equal(keys_mem_try(&m, "k", 1, 1, t + 400 * MS, NULL), -EAGAIN);
+        } else {
+            assert_int_equal(r, 0);
+            assert_true(o.changed);
+            /* penalized for 5 s: nothing before t + 5.3 s, in this window or the next ones */
+            assert_int_equal(keys_mem_try(&m, "k", 1, 1, t + 400 * MS, NULL), -EAGAIN);
+            assert_int_equal(keys_mem_try(&m, "k", 1, 1, t + 5 * SEC, NULL), -EAGAIN);
+        }
+        keys_mem_free(&m);
+    }
+}
+
 /* ---- breakers ----------------------------------------------------------------------------- */
 
 /* Slot 1: a breaker (as dseg.c makes one: waiters ~0, the bank published fresh). */
@@ -649,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_fixed_random),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_pool_refused),
+        cmocka_unit_test(test_keys),
         cmocka_unit_test(test_breaker),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

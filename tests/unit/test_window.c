@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "bucket.h"
+#include "keys_mem.h"
 #include "limitdef.h"
 #include "segment.h"
 #include "window.h"
@@ -571,6 +572,48 @@ static void test_carry_and_fill(void **state)
     assert_int_equal(remaining(h, now + 3 * rldi_win_sub_width(SEC)), 10);
 }
 
+/* A key's window whose template bank a hostile writer scribbled (a period or count of 0):
+ * every entry point says -ESTALE, and nothing divides by the 0 first (rldi_win_debit once
+ * computed the debt cap from the period before checking a key's sliding parameters). */
+static void test_key_garbage(void **state)
+{
+    (void)state;
+    static const uint64_t secret[2] = { 3, 4 };
+    static const uint32_t algos[2] = { RLDI_ALGO_FIXED, RLDI_ALGO_SLIDING };
+    for (int a = 0; a < 2; a++) {
+        for (int field = 0; field < 2; field++) {
+            keys_mem m;
+            assert_int_equal(keys_mem_make(&m, 70, algos[a], 10, SEC, 0, secret), 0);
+            uint64_t t = rldi_mono_ns() + 1000 * SEC;
+            assert_int_equal(keys_mem_try(&m, "k", 1, 1, t, NULL), 0);
+            uint32_t idx, gen;
+            bool created;
+            rldi_u128 now = rldi_fp_from_ns(t + 1);
+            assert_int_equal(rldi_key_get(&m.seg, &m.t, "k", 1, 0, false, now, &idx, &gen,
+                                          &created), 0);
+            rldi_handle h = { m.seg.slot_count + m.t.entry_base + idx, gen };
+            rldi_verdict v;
+            assert_int_equal(rldi_bucket_peek(&m.seg, h, now, &v), 0);
+            uint32_t win = v.window;
+            rldi_slot *tsl = &m.seg.slots[0];
+            m.seg.meta[0].max_debt_ns = 10 * SEC;
+            rldi_bank *b = &tsl->bank[(tsl->frac_ver >> 32) & 1];
+            if (field == 0)
+                b->t_lo = 0;                       /* the period */
+            else
+                b->burst = 0;                      /* the count */
+            int take = rldi_bucket_take(&m.seg, h, 1, now, 0, &v);
+            assert_true(take == -ESTALE || (field == 1 && take == -E2BIG));
+            assert_int_equal(rldi_bucket_peek(&m.seg, h, now, &v), -ESTALE);
+            assert_int_equal(rldi_bucket_debit(&m.seg, h, 1, now), -ESTALE);
+            assert_int_equal(rldi_bucket_refund(&m.seg, h, 1, win ? win : 1, now), -ESTALE);
+            int probe = rldi_bucket_probe(&m.seg, h, 1, now, 0, &v);
+            assert_true(probe == -ESTALE || (field == 1 && probe == -E2BIG));
+            keys_mem_free(&m);
+        }
+    }
+}
+
 int main(void)
 {
     const char *env = getenv("RLD_TEST_SEED");
@@ -590,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_fixed_random),
         cmocka_unit_test(test_fixed_refund_debit),
         cmocka_unit_test(test_carry_and_fill),
+        cmocka_unit_test(test_key_garbage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
