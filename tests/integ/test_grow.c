@@ -38,30 +38,6 @@ static const char *larger =
     "[template t2]\nrate = 2/s\nmax_keys = 50\n\n"
     "[breaker br]\nfailures = 2\nopen_for = 1min\n";
 
-static int count_in_log(const t_daemon *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    if (!f)
-        return 0;
-    char line[1024];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
-static void reload_and_wait(t_daemon *d, const char *text, const char *needle)
-{
-    int before = count_in_log(d, needle);
-    t_write_conf(d, text);
-    kill(d->pid, SIGHUP);
-    uint64_t deadline = t_now_ns() + 10 * SEC;
-    while (count_in_log(d, needle) == before && t_now_ns() < deadline)
-        t_sleep_ns(5 * MS);
-    T_CHECK(count_in_log(d, needle) > before, "log says '%s'", needle);
-}
-
 /* A child taking 1 from A as fast as it can until told to stop: counts admissions and
  * any error other than -EAGAIN. */
 struct hammer {
@@ -127,7 +103,7 @@ int main(void)
     memset(h, 0, sizeof(*h));
     pid_t hp = hammer_start(h);
     t_sleep_ns(300 * MS);
-    reload_and_wait(&d, larger, "the segment grew");
+    t_reload(&d, larger, "the segment grew");
     t_sleep_ns(300 * MS);
     h->stop = 1;
     int st;
@@ -139,7 +115,7 @@ int main(void)
     T_CHECK(h->admitted <= 100 + 10 * secs + 2, "never more than the limit: %llu in %.2f s",
             (unsigned long long)h->admitted, secs);
     T_CHECK(h->admitted >= 100, "the burst was had: %llu", (unsigned long long)h->admitted);
-    T_CHECK(count_in_log(&d, "reloaded ") >= 1, "and reloaded");
+    T_CHECK(t_log_count(&d, "reloaded ") >= 1, "and reloaded");
 
     /* this client follows by itself: the same handles, the state carried */
     T_CODE(rld_instance_info(c, &inst), 0);
