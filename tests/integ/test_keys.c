@@ -289,6 +289,15 @@ static void test_caller_rate(rld_client *c)
     T_CODE(rld_try_key_rate(c, t, "x", 1, 0, SEC, 1, &r), -ERANGE);
     T_CODE(rld_try_key_rate(c, t, "x", 1, 5, 1500, 1, &r), -ERANGE);   /* not whole ms */
     T_CODE(rld_try_key_rate(c, t, "x", 1, 1ull << 33, SEC, 1, &r), -ERANGE);
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 5, 0, 1, &r), -ERANGE);      /* no period */
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 5, 500000, 1, &r), -ERANGE); /* under 1 ms */
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 5, (UINT32_MAX + 1ull) * MS, 1, &r), -ERANGE);
+    T_CODE(rld_try_key_rate(c, t, "x", 1, UINT32_MAX + 1ull, SEC, 1, &r), -ERANGE);
+    T_CODE(rld_try_key_rate(c, t, "x", 1, UINT32_MAX, UINT32_MAX * MS, 1, &r), 0);  /* the edges */
+    T_CODE(rld_key_rate(c, t, "y", 1, 0, SEC, &h), -ERANGE);
+    T_CODE(rld_key_rate(c, ip, "y", 1, 5, SEC, &h), -EINVAL);         /* not caller */
+    T_CODE(rld_key_rate(c, t, NULL, 1, 5, SEC, &h), -EINVAL);
+    T_CODE(rld_key_rate(c, t, "y", 1, 5, SEC, NULL), -EINVAL);
 }
 
 /* 5. A fixed-window template, overflow = allow. */
