@@ -25,6 +25,14 @@ static inline rldi_handle handle(rld_limit lim)
     return (rldi_handle){ lim.slot, lim.gen };
 }
 
+/* R was said of a handle in a segment the daemon has since grown out of (the old one's
+ * limits are sealed with a new gen): the client now maps the new one, where the same
+ * handle is valid; try again there. As client.c's calls do. */
+static bool grown(rld_client *c, int r)
+{
+    return (r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1;
+}
+
 /* ---- the daemon, for one request ------------------------------------------------------- */
 
 /*
@@ -99,7 +107,10 @@ int rld_sync(rld_client *c, rld_limit lim, uint64_t remaining, uint64_t reset_af
     if (r != 0)
         return r > 0 ? 0 : r;           /* a handle that admits: nothing to hold back */
     rldi_sync_out out;
-    r = rldi_bucket_sync(rldc_seg(c), handle(real), remaining, reset_after_ns, rldi_now_fp(), &out);
+    rldi_u128 now = rldi_now_fp();
+    r = rldi_bucket_sync(rldc_seg(c), handle(real), remaining, reset_after_ns, now, &out);
+    if (grown(c, r))
+        r = rldi_bucket_sync(rldc_seg(c), handle(real), remaining, reset_after_ns, now, &out);
     if (r == 0 && out.changed && out.waiters)
         retime(c, real);
     return r;
@@ -125,10 +136,18 @@ int rld_acquire_lease(rld_client *c, rld_limit lim, int64_t timeout_ns, rld_leas
         out->opaque[1] = LEASE_NONE;
         return 0;
     }
-    if (real.slot >= rldc_seg(c)->slot_count)
-        return -EINVAL;
-    if (rldi_load_relaxed(&rldc_seg(c)->slots[real.slot].gen) != real.gen || !(real.gen & 1))
-        return -ESTALE;
+    for (int again = 0;; again = 1) {
+        r = 0;
+        if (real.slot >= rldc_seg(c)->slot_count)
+            r = -EINVAL;
+        else if (rldi_load_relaxed(&rldc_seg(c)->slots[real.slot].gen) != real.gen ||
+                 !(real.gen & 1))
+            r = -ESTALE;
+        if (r == 0 || again || !grown(c, r))
+            break;
+    }
+    if (r < 0)
+        return r;
     if (rldi_load_relaxed(&rldc_seg(c)->meta[real.slot].concurrency) == 0)
         return -EINVAL;
     Rld__V1__Lease l = RLD__V1__LEASE__INIT;
@@ -204,9 +223,15 @@ int rld_breaker_find(rld_client *c, const char *name, rld_limit *out)
     if (!rldc_attached(c))
         return rldc_find_pending(c, name, out);     /* fail-open: lets everything through */
     uint32_t slot, gen;
-    int r = rldi_seg_lookup(rldc_seg(c), name, &slot, &gen);
-    if (r == 0 && rldi_load_relaxed(&rldc_seg(c)->meta[slot].kind) != RLDI_KIND_BREAKER)
-        r = -ENOENT;                    /* a limit or a template */
+    int r;
+    for (int again = 0;; again = 1) {
+        rldi_seg *s = rldc_seg(c);
+        if ((r = rldi_seg_lookup(s, name, &slot, &gen)) == 0 &&
+            rldi_load_relaxed(&s->meta[slot].kind) != RLDI_KIND_BREAKER)
+            r = -ENOENT;                /* a limit or a template */
+        if (r != -ENOENT || again || rldc_follow(c) != 1)
+            break;                      /* (a breaker made in a grown segment: look there) */
+    }
     if (r < 0)
         return r == -ENOENT && (c->flags & RLD_OPEN_MISSING_ADMIT)
                    ? rldc_find_pending(c, name, out) : r;
@@ -229,6 +254,8 @@ int rld_breaker_enter(rld_client *c, rld_limit b, rld_result *res)
     rldi_verdict vd;
     rldi_brk_ticket t;
     r = rldi_breaker_enter(rldc_seg(c), handle(real), rldi_mono_ns(), &vd, &t);
+    if (grown(c, r))
+        r = rldi_breaker_enter(rldc_seg(c), handle(real), rldi_mono_ns(), &vd, &t);
     if (r == 0 || r == -EAGAIN) {
         if (res) {
             rldc_result(res, &vd);
@@ -261,7 +288,10 @@ int rld_breaker_report(rld_client *c, rld_limit b, int ok)
         t.epoch = probe_tls.epoch;
         probe_tls.set = false;
     }
-    return rldi_breaker_report(rldc_seg(c), handle(real), ok != 0, &t, rldi_mono_ns());
+    r = rldi_breaker_report(rldc_seg(c), handle(real), ok != 0, &t, rldi_mono_ns());
+    if (grown(c, r))
+        r = rldi_breaker_report(rldc_seg(c), handle(real), ok != 0, &t, rldi_mono_ns());
+    return r;
 }
 
 int rld_breaker_info(rld_client *c, rld_limit b, rld_breaker_status *out)
@@ -274,7 +304,10 @@ int rld_breaker_info(rld_client *c, rld_limit b, rld_breaker_status *out)
     if (r != 0)
         return r > 0 ? -ENOENT : r;
     rldi_brk_view v;
-    if ((r = rldi_breaker_read(rldc_seg(c), handle(real), rldi_mono_ns(), &v)) < 0)
+    r = rldi_breaker_read(rldc_seg(c), handle(real), rldi_mono_ns(), &v);
+    if (grown(c, r))
+        r = rldi_breaker_read(rldc_seg(c), handle(real), rldi_mono_ns(), &v);
+    if (r < 0)
         return r;
     if ((r = rldi_seg_name(rldc_seg(c), real.slot, out->name)) < 0)
         return r == -ENOENT ? -ESTALE : r;

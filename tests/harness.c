@@ -355,3 +355,49 @@ pid_t t_foreign_keeper(const t_daemon *d, uint16_t abi)
     t_fake f = { 16, abi, true, 0 };
     return t_fake_keeper(d, d->instance, zero, size <= sizeof(zero) ? size : sizeof(zero), f);
 }
+
+int t_log_count(const t_daemon *d, const char *needle)
+{
+    FILE *f = fopen(d->log, "r");
+    if (!f)
+        return 0;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+void t_reload(t_daemon *d, const char *conf_text, const char *needle)
+{
+    int before = t_log_count(d, needle);
+    t_write_conf(d, conf_text);
+    kill(d->pid, SIGHUP);
+    uint64_t deadline = t_now_ns() + 10000000000ull;
+    while (t_log_count(d, needle) == before && t_now_ns() < deadline)
+        t_sleep_ns(5000000);
+    T_CHECK(t_log_count(d, needle) > before, "log says '%s' within 10 s of SIGHUP", needle);
+}
+
+rld_limit t_find(rld_client *c, const char *name)
+{
+    rld_limit l;
+    T_CODE(rld_find(c, name, &l), 0);
+    return l;
+}
+
+uint32_t t_waiters(rld_client *c, rld_limit l)
+{
+    rld_limit_info info;
+    T_CODE(rld_info(c, l, &info), 0);
+    return info.waiters;
+}
+
+void t_await_waiters(rld_client *c, rld_limit l, uint32_t n)
+{
+    uint64_t deadline = t_now_ns() + 5000000000ull;
+    while (t_waiters(c, l) != n && t_now_ns() < deadline)
+        t_sleep_ns(1000000);
+    T_CHECK(t_waiters(c, l) == n, "expected %u waiters, see %u", n, t_waiters(c, l));
+}

@@ -101,4 +101,19 @@ uint64_t t_now_ns(void);
 void t_sleep_ns(uint64_t ns);
 const char *t_rld_bin(void);
 
+/* ---- shared by the integration tests of keys, windows, growth and waits ---------------- */
+#include "rld.h"
+
+/* How many lines of D's log contain NEEDLE. */
+int t_log_count(const t_daemon *d, const char *needle);
+/* Write CONF_TEXT as D's configuration, SIGHUP the daemon, and wait (at most 10 s, else
+ * fail) until one more line of its log contains NEEDLE ("reloaded " for a reload's summary). */
+void t_reload(t_daemon *d, const char *conf_text, const char *needle);
+/* rld_find, failing the test unless it succeeds. */
+rld_limit t_find(rld_client *c, const char *name);
+/* The callers queued at the daemon on L now (rld_info's waiters). */
+uint32_t t_waiters(rld_client *c, rld_limit l);
+/* Wait (at most 5 s, else fail) until the daemon shows N waiters on L. */
+void t_await_waiters(rld_client *c, rld_limit l, uint32_t n);
+
 #endif

@@ -382,10 +382,11 @@ typedef struct rld_lease {
 /* Acquire one of LIM's leases within TIMEOUT_NS (< 0: no limit; 0: only if one is free
  * now). 0 with *OUT; -EAGAIN (timeout 0, none free), -ETIMEDOUT, -EINVAL (LIM has no
  * concurrency), -ESTALE, -ENOTCONN (the daemon is not answering; a client opened with
- * RLD_OPEN_FAIL_OPEN gets a lease that holds nothing instead), -ENOSPC (too many waiters). */
+ * RLD_OPEN_FAIL_OPEN gets a lease that holds nothing instead), -ENOSPC (too many waiters),
+ * -EOPNOTSUPP (the daemon running is too old for leases). */
 int rld_acquire_lease(rld_client *c, rld_limit lim, int64_t timeout_ns, rld_lease *out);
 /* Give LEASE back (then zeroed). -ENOENT when it is not held (given back already, or its
- * daemon restarted meanwhile), -ENOTCONN. */
+ * daemon restarted meanwhile), -ENOTCONN, -EOPNOTSUPP. */
 int rld_release_lease(rld_client *c, rld_lease *lease);
 
 /*

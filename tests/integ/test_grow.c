@@ -26,7 +26,8 @@ static const char *small =
     "[rld]\nmax_limits = 4\n\n"
     "[limit a]\nrate = 10/s\nburst = 100\n\n"
     "[limit w]\nrate = 100/10s\nalgorithm = sliding\n\n"
-    "[template t]\nrate = 1/min\nburst = 10\nmax_keys = 7\n";
+    "[template t]\nrate = 1/min\nburst = 10\nmax_keys = 7\n\n"
+    "[breaker br]\nfailures = 2\nopen_for = 1min\n";
 
 static const char *larger =
     "[rld]\nmax_limits = 64\n\n"
@@ -34,31 +35,8 @@ static const char *larger =
     "[limit w]\nrate = 100/10s\nalgorithm = sliding\n\n"
     "[template t]\nrate = 1/min\nburst = 10\nmax_keys = 100\n\n"
     "[limit b]\nrate = 5/s\n\n"
-    "[template t2]\nrate = 2/s\nmax_keys = 50\n";
-
-static int count_in_log(const t_daemon *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    if (!f)
-        return 0;
-    char line[1024];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
-static void reload_and_wait(t_daemon *d, const char *text, const char *needle)
-{
-    int before = count_in_log(d, needle);
-    t_write_conf(d, text);
-    kill(d->pid, SIGHUP);
-    uint64_t deadline = t_now_ns() + 10 * SEC;
-    while (count_in_log(d, needle) == before && t_now_ns() < deadline)
-        t_sleep_ns(5 * MS);
-    T_CHECK(count_in_log(d, needle) > before, "log says '%s'", needle);
-}
+    "[template t2]\nrate = 2/s\nmax_keys = 50\n\n"
+    "[breaker br]\nfailures = 2\nopen_for = 1min\n";
 
 /* A child taking 1 from A as fast as it can until told to stop: counts admissions and
  * any error other than -EAGAIN. */
@@ -111,6 +89,13 @@ int main(void)
     T_CODE(rld_try(c, w, 40, &r), 0);
     T_CODE(rld_try_key(c, t, "k1", 2, 7, &r), 0);
     T_CODE(rld_key(c, t, "k1", 2, &kh), 0);
+    /* a client that, after the growth, only calls what listens to the upstream (breakers,
+     * rld_penalize): those calls follow by themselves too */
+    rld_client *c3;
+    rld_limit a3, br3;
+    T_CODE(rld_open(NULL, 0, &c3), 0);
+    T_CODE(rld_find(c3, "a", &a3), 0);
+    T_CODE(rld_breaker_find(c3, "br", &br3), 0);
     /* a new limit does not fit 4 slots: the reload grows the segment */
     struct hammer *h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                             -1, 0);
@@ -118,7 +103,7 @@ int main(void)
     memset(h, 0, sizeof(*h));
     pid_t hp = hammer_start(h);
     t_sleep_ns(300 * MS);
-    reload_and_wait(&d, larger, "the segment grew");
+    t_reload(&d, larger, "the segment grew");
     t_sleep_ns(300 * MS);
     h->stop = 1;
     int st;
@@ -130,7 +115,7 @@ int main(void)
     T_CHECK(h->admitted <= 100 + 10 * secs + 2, "never more than the limit: %llu in %.2f s",
             (unsigned long long)h->admitted, secs);
     T_CHECK(h->admitted >= 100, "the burst was had: %llu", (unsigned long long)h->admitted);
-    T_CHECK(count_in_log(&d, "reloaded ") >= 1, "and reloaded");
+    T_CHECK(t_log_count(&d, "reloaded ") >= 1, "and reloaded");
 
     /* this client follows by itself: the same handles, the state carried */
     T_CODE(rld_instance_info(c, &inst), 0);
@@ -140,6 +125,19 @@ int main(void)
     T_CODE(rld_peek(c, a, &r), 0);
     T_CHECK(r.remaining < 100, "a's state carried (the hammer emptied it): %llu",
             (unsigned long long)r.remaining);
+    T_CODE(rld_breaker_enter(c3, br3, &r), 0);
+    T_CODE(rld_breaker_report(c3, br3, 0), 0);
+    T_CODE(rld_breaker_enter(c3, br3, &r), 0);
+    T_CODE(rld_breaker_report(c3, br3, 0), 0);
+    rld_breaker_status bs;
+    T_CODE(rld_breaker_info(c3, br3, &bs), 0);
+    T_CHECK(bs.state == RLD_BREAKER_OPEN, "two failures opened br: state %u", bs.state);
+    T_CODE(rld_breaker_enter(c, br3, &r), -EAGAIN);     /* and the followed client sees it */
+    T_CODE(rld_penalize(c3, a3, 5 * SEC), 0);
+    T_CODE(rld_try(c, a, 1, &r), -EAGAIN);
+    T_CHECK(r.retry_after_ns > 4 * SEC, "the penalty applies to the grown segment: %llu ns",
+            (unsigned long long)r.retry_after_ns);
+    rld_close(c3);
     T_CODE(rld_try_key(c, t, "k1", 2, 3, &r), 0);
     T_CHECK(r.remaining == 0, "k1 kept its state: %llu", (unsigned long long)r.remaining);
     T_CODE(rld_try(c, kh, 1, &r), -ESTALE);            /* keys moved: look them up again */

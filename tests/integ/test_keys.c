@@ -29,30 +29,6 @@ static const char *conf_text =
     "[template tenant.hourly]\nrate = caller\nalgorithm = fixed\nmax_keys = 100\n\n"
     "[limit plain]\nrate = 10/s\n";
 
-static int count_in_log(const t_daemon *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    if (!f)
-        return 0;
-    char line[1024];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
-static void reload(t_daemon *d, const char *text)
-{
-    int before = count_in_log(d, "reloaded ");
-    t_write_conf(d, text);
-    kill(d->pid, SIGHUP);
-    uint64_t deadline = t_now_ns() + 10 * SEC;
-    while (count_in_log(d, "reloaded ") == before && t_now_ns() < deadline)
-        t_sleep_ns(5 * MS);
-    T_CHECK(count_in_log(d, "reloaded ") > before, "reload done");
-}
-
 static void key_name(char *buf, size_t len, const char *prefix, int i)
 {
     snprintf(buf, len, "%s%d", prefix, i);
@@ -313,6 +289,15 @@ static void test_caller_rate(rld_client *c)
     T_CODE(rld_try_key_rate(c, t, "x", 1, 0, SEC, 1, &r), -ERANGE);
     T_CODE(rld_try_key_rate(c, t, "x", 1, 5, 1500, 1, &r), -ERANGE);   /* not whole ms */
     T_CODE(rld_try_key_rate(c, t, "x", 1, 1ull << 33, SEC, 1, &r), -ERANGE);
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 5, 0, 1, &r), -ERANGE);      /* no period */
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 5, 500000, 1, &r), -ERANGE); /* under 1 ms */
+    T_CODE(rld_try_key_rate(c, t, "x", 1, 5, (UINT32_MAX + 1ull) * MS, 1, &r), -ERANGE);
+    T_CODE(rld_try_key_rate(c, t, "x", 1, UINT32_MAX + 1ull, SEC, 1, &r), -ERANGE);
+    T_CODE(rld_try_key_rate(c, t, "x", 1, UINT32_MAX, UINT32_MAX * MS, 1, &r), 0);  /* the edges */
+    T_CODE(rld_key_rate(c, t, "y", 1, 0, SEC, &h), -ERANGE);
+    T_CODE(rld_key_rate(c, ip, "y", 1, 5, SEC, &h), -EINVAL);         /* not caller */
+    T_CODE(rld_key_rate(c, t, NULL, 1, 5, SEC, &h), -EINVAL);
+    T_CODE(rld_key_rate(c, t, "y", 1, 5, SEC, NULL), -EINVAL);
 }
 
 /* 5. A fixed-window template, overflow = allow. */
@@ -353,10 +338,10 @@ static void test_reload(rld_client *c, t_daemon *d)
     T_CODE(rld_find_template(c, "api.ip", &t), 0);
     rld_result r;
     T_CODE(rld_try_key(c, t, "r1", 2, 120, &r), 0);
-    reload(d, "[template api.ip]\nrate = 60/min\nburst = 120\nmax_keys = 1000\n\n"
-              "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
-              "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
-              "[limit plain]\nrate = 10/s\n");
+    t_reload(d, "[template api.ip]\nrate = 60/min\nburst = 120\nmax_keys = 1000\n\n"
+                "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+                "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+                "[limit plain]\nrate = 10/s\n", "reloaded ");
     /* each key keeps its state in time: 60 s from full (120 at 120/min) is 60 tokens of the
      * new 60/min with the same burst */
     rld_limit r1;
@@ -374,10 +359,10 @@ static void test_reload(rld_client *c, t_daemon *d)
     T_CHECK(t_daemon_start(d, NULL) == 0, "restart");
     T_CODE(rld_try_key(c, t, "r1", 2, 1, &r), -EAGAIN);
     /* algorithm change: every key full again, and the log says so */
-    reload(d, "[template api.ip]\nrate = 60/min\nalgorithm = fixed\nmax_keys = 1000\n\n"
-              "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
-              "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
-              "[limit plain]\nrate = 10/s\n");
+    t_reload(d, "[template api.ip]\nrate = 60/min\nalgorithm = fixed\nmax_keys = 1000\n\n"
+                "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+                "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+                "[limit plain]\nrate = 10/s\n", "reloaded ");
     T_CHECK(t_log_has(d, "template api.ip: algorithm gcra -> fixed: every key starts full"),
             "logged");
     T_CODE(rld_try_key(c, t, "r1", 2, 60, &r), 0);
@@ -385,25 +370,19 @@ static void test_reload(rld_client *c, t_daemon *d)
     /* deleted: its handle and its keys are gone */
     rld_limit k;
     T_CODE(rld_key(c, t, "r1", 2, &k), 0);
-    reload(d, "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
-              "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
-              "[limit plain]\nrate = 10/s\n");
+    t_reload(d, "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+                "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
+                "[limit plain]\nrate = 10/s\n", "reloaded ");
     T_CODE(rld_try_key(c, t, "r1", 2, 1, &r), -ESTALE);
     T_CODE(rld_try(c, k, 1, &r), -ESTALE);
     T_CODE(rld_find_template(c, "api.ip", &t), -ENOENT);
     /* back, with a table of the same size: a new template, every key new */
-    reload(d, conf_text);
+    t_reload(d, conf_text, "reloaded ");
     T_CODE(rld_find_template(c, "api.ip", &t), 0);
     T_CODE(rld_try_key(c, t, "r1", 2, 120, &r), 0);
     T_CODE(rld_try(c, k, 1, &r), -ESTALE);
     /* a name cannot change from [limit] to [template] in one reload */
-    t_write_conf(d, "[template plain]\nrate = 10/s\n");
-    int before = count_in_log(d, "reload refused");
-    kill(d->pid, SIGHUP);
-    uint64_t deadline = t_now_ns() + 5 * SEC;
-    while (count_in_log(d, "reload refused") == before && t_now_ns() < deadline)
-        t_sleep_ns(5 * MS);
-    T_CHECK(count_in_log(d, "reload refused") > before, "a limit cannot become a template");
+    t_reload(d, "[template plain]\nrate = 10/s\n", "reload refused");
     rld_limit plain;
     T_CODE(rld_find(c, "plain", &plain), 0);
 }

@@ -39,28 +39,6 @@ typedef struct shared {
 static shared *sh;
 static t_daemon d;
 
-static rld_limit find(rld_client *c, const char *name)
-{
-    rld_limit l;
-    T_CODE(rld_find(c, name, &l), 0);
-    return l;
-}
-
-static uint32_t waiters(rld_client *c, rld_limit l)
-{
-    rld_limit_info info;
-    T_CODE(rld_info(c, l, &info), 0);
-    return info.waiters;
-}
-
-static void await_waiters(rld_client *c, rld_limit l, uint32_t n)
-{
-    uint64_t deadline = t_now_ns() + 5000000000ull;
-    while (waiters(c, l) != n && t_now_ns() < deadline)
-        t_sleep_ns(1000000);
-    T_CHECK(waiters(c, l) == n, "expected %u waiters, see %u", n, waiters(c, l));
-}
-
 /* A child that waits for COST on each limit named in NAMES ("a", "a,b"...). */
 static pid_t spawn(int i, const char *names, uint64_t cost)
 {
@@ -97,21 +75,21 @@ static void reap(pid_t p)
 
 static void test_sets_fifo(rld_client *c)
 {
-    rld_limit a = find(c, "a"), b = find(c, "b");
+    rld_limit a = t_find(c, "a"), b = t_find(c, "b");
     T_CODE(rld_try(c, a, 1, NULL), 0);
     T_CODE(rld_try(c, b, 1, NULL), 0);
     memset(sh, 0, sizeof(*sh));
     /* queued in this order: {a,b}, {a}, {b}, {a,b} */
     pid_t p0 = spawn(0, "a,b", 1);
-    await_waiters(c, a, 1);
-    await_waiters(c, b, 1);
+    t_await_waiters(c, a, 1);
+    t_await_waiters(c, b, 1);
     pid_t p1 = spawn(1, "a", 1);
-    await_waiters(c, a, 2);
+    t_await_waiters(c, a, 2);
     pid_t p2 = spawn(2, "b", 1);
-    await_waiters(c, b, 2);
+    t_await_waiters(c, b, 2);
     pid_t p3 = spawn(3, "a,b", 1);
-    await_waiters(c, a, 3);
-    await_waiters(c, b, 3);
+    t_await_waiters(c, a, 3);
+    t_await_waiters(c, b, 3);
     /* the fast path stays behind every queue */
     rld_charge both[2] = { { a, 1 }, { b, 1 } };
     T_CODE(rld_try_multi(c, both, 2, NULL), -EAGAIN);
@@ -140,7 +118,7 @@ static uint64_t daemon_requests(void)
 
 static void test_refusal(rld_client *c)
 {
-    rld_limit slow = find(c, "slow"), fast = find(c, "fast");
+    rld_limit slow = t_find(c, "slow"), fast = t_find(c, "fast");
     T_CODE(rld_try(c, slow, 1, NULL), 0);
     rld_result before, r;
     T_CODE(rld_peek(c, fast, &before), 0);
@@ -176,7 +154,7 @@ static void test_refusal(rld_client *c)
  * before, rld_try_multi said -EAGAIN for ever and a degraded wait took it into debt. */
 static void test_twice_too_big(rld_client *c, bool with_daemon)
 {
-    rld_limit a = find(c, "a"), fast = find(c, "fast");
+    rld_limit a = t_find(c, "a"), fast = t_find(c, "fast");
     rld_charge ch[3] = { { a, 1 }, { fast, 60 }, { fast, 60 } };
     rld_result r;
     T_CODE(rld_try_multi(c, ch, 3, &r), -E2BIG);
@@ -329,7 +307,7 @@ static void test_old_daemon(void)
     pid_t od = old_daemon(sock);
     rld_client *c;
     T_CODE(rld_open(NULL, 0, &c), 0);
-    rld_limit a = find(c, "a"), b = find(c, "b");
+    rld_limit a = t_find(c, "a"), b = t_find(c, "b");
     rld_try(c, a, 1, NULL);
     rld_try(c, b, 1, NULL);
     rld_charge set[2] = { { a, 1 }, { b, 1 } }, one = { a, 1 };
@@ -391,14 +369,14 @@ static void example_headers(uint64_t *remaining, uint64_t *reset, uint64_t *retr
 
 static void test_headers(rld_client *c)
 {
-    rld_limit tok = find(c, "llm.tokens"), req = find(c, "llm.requests");
+    rld_limit tok = t_find(c, "llm.tokens"), req = t_find(c, "llm.requests");
     /* 2,002 tokens left, and a waiter queued for 3,000 ahead of everyone */
     rld_result r;
     T_CODE(rld_peek(c, tok, &r), 0);
     T_CODE(rld_debit(c, tok, r.remaining - 2002), 0);
     memset(sh, 0, sizeof(*sh));
     pid_t p = spawn(0, "llm.tokens", 3000);
-    await_waiters(c, tok, 1);
+    t_await_waiters(c, tok, 1);
     rld_charge ch[2] = { { req, 1 }, { tok, 2000 } };
     T_CODE(rld_try_multi(c, ch, 2, &r), -EAGAIN);
     T_CHECK(r.index == 1, "the tokens decided");

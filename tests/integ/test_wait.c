@@ -38,29 +38,6 @@ typedef struct shared {
 static shared *sh;
 static t_daemon d;
 
-static rld_limit find(rld_client *c, const char *name)
-{
-    rld_limit l;
-    T_CODE(rld_find(c, name, &l), 0);
-    return l;
-}
-
-static uint32_t waiters(rld_client *c, rld_limit l)
-{
-    rld_limit_info info;
-    T_CODE(rld_info(c, l, &info), 0);
-    return info.waiters;
-}
-
-/* Wait until the daemon shows N waiters on L. */
-static void await_waiters(rld_client *c, rld_limit l, uint32_t n)
-{
-    uint64_t deadline = t_now_ns() + 5000000000ull;
-    while (waiters(c, l) != n && t_now_ns() < deadline)
-        t_sleep_ns(1000000);
-    T_CHECK(waiters(c, l) == n, "expected %u waiters, see %u", n, waiters(c, l));
-}
-
 /* A child that waits on NAME with PRIORITY and records when it was granted. */
 static pid_t spawn_waiter(int i, const char *name, int priority, int64_t timeout_ns)
 {
@@ -91,7 +68,7 @@ static void reap(pid_t p)
 
 static void test_fifo(rld_client *c)
 {
-    rld_limit l = find(c, "fifo");
+    rld_limit l = t_find(c, "fifo");
     T_CODE(rld_try(c, l, 1, NULL), 0);               /* empty it */
     /* and 2 s in debt: no grant while the waiters are being started (a loaded machine can
      * take longer than the 250 ms between grants to start a process) */
@@ -100,7 +77,7 @@ static void test_fifo(rld_client *c)
     pid_t p[N];
     for (int i = 0; i < N; i++) {
         p[i] = spawn_waiter(i, "fifo", 0, -1);
-        await_waiters(c, l, (uint32_t)i + 1);         /* enqueued in this order */
+        t_await_waiters(c, l, (uint32_t)i + 1);         /* enqueued in this order */
     }
     /* the fast path stays behind the queue */
     rld_result r;
@@ -123,16 +100,16 @@ static void test_fifo(rld_client *c)
 
 static void test_priority(rld_client *c)
 {
-    rld_limit l = find(c, "prio");
+    rld_limit l = t_find(c, "prio");
     T_CODE(rld_try(c, l, 1, NULL), 0);
     T_CODE(rld_debit(c, l, 40), 0);                 /* 2 s: all three queue before a grant */
     memset(sh, 0, sizeof(*sh));
     pid_t a = spawn_waiter(0, "prio", 0, -1);
-    await_waiters(c, l, 1);
+    t_await_waiters(c, l, 1);
     pid_t b = spawn_waiter(1, "prio", 0, -1);
-    await_waiters(c, l, 2);
+    t_await_waiters(c, l, 2);
     pid_t h = spawn_waiter(2, "prio", 7, -1);
-    await_waiters(c, l, 3);
+    t_await_waiters(c, l, 3);
     reap(a);
     reap(b);
     reap(h);
@@ -148,7 +125,7 @@ static void test_priority(rld_client *c)
 
 static void test_timeout(rld_client *c)
 {
-    rld_limit l = find(c, "slow");
+    rld_limit l = t_find(c, "slow");
     rld_result r;
     T_CODE(rld_try(c, l, 1, NULL), 0);
     uint64_t t0 = t_now_ns();
@@ -191,19 +168,19 @@ static void test_timeout(rld_client *c)
 
 static void test_killed_waiter(rld_client *c)
 {
-    rld_limit l = find(c, "kill");
+    rld_limit l = t_find(c, "kill");
     T_CODE(rld_try(c, l, 1, NULL), 0);
     T_CODE(rld_debit(c, l, 20), 0);                 /* 2 s: all three queue before a grant */
     memset(sh, 0, sizeof(*sh));
     pid_t a = spawn_waiter(0, "kill", 0, -1);
-    await_waiters(c, l, 1);
+    t_await_waiters(c, l, 1);
     pid_t b = spawn_waiter(1, "kill", 0, -1);
-    await_waiters(c, l, 2);
+    t_await_waiters(c, l, 2);
     pid_t x = spawn_waiter(2, "kill", 0, -1);
-    await_waiters(c, l, 3);
+    t_await_waiters(c, l, 3);
     kill(b, SIGKILL);
     waitpid(b, NULL, 0);
-    await_waiters(c, l, 2);                           /* its place is given back */
+    t_await_waiters(c, l, 2);                           /* its place is given back */
     reap(a);
     reap(x);
     double gap = (double)(sh->granted_at[2] - sh->granted_at[0]) / 1e6;
@@ -224,7 +201,7 @@ static void *many_thread(void *arg)
 
 static void test_many(rld_client *c)
 {
-    rld_limit l = find(c, "many");
+    rld_limit l = t_find(c, "many");
     uint64_t t0 = t_now_ns();
     enum { P = 50, T = 20 };
     pid_t p[P];
@@ -263,7 +240,7 @@ static void test_many(rld_client *c)
 
 static void test_put(rld_client *c)
 {
-    rld_limit l = find(c, "put");
+    rld_limit l = t_find(c, "put");
     T_CODE(rld_try(c, l, 50, NULL), 0);
     rldi_conn k;
     T_CODE(rldi_conn_open(getenv("RLD_SOCK"), "test", 2000, &k, NULL, 0), 0);
@@ -331,7 +308,7 @@ static void expect_dropped(const void *buf, size_t len, int code, const char *wh
 
 static void still_serving(rld_client *c)
 {
-    rld_limit l = find(c, "fifo");
+    rld_limit l = t_find(c, "fifo");
     rld_result r;
     T_CODE(rld_wait(c, l, 1, 2000000000, &r), 0);
     T_CHECK(!(r.flags & RLD_F_DEGRADED), "served by the daemon, not degraded");
@@ -393,11 +370,11 @@ int main(void)
     test_defences(c);
 
     /* shutdown with a waiter queued: it is told (-ESHUTDOWN) and degrades, never hangs */
-    rld_limit slow = find(c, "slow");
+    rld_limit slow = t_find(c, "slow");
     rld_try(c, slow, 1, NULL);
     memset(sh, 0, sizeof(*sh));
     pid_t w = spawn_waiter(0, "slow", 0, 3000000000);
-    await_waiters(c, slow, 1);
+    t_await_waiters(c, slow, 1);
     uint64_t t0 = t_now_ns();
     T_CHECK(t_daemon_stop_clean(&d), "clean stop with a waiter queued");
     reap(w);

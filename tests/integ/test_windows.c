@@ -36,31 +36,6 @@ static uint64_t real_ns(void)
     return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
 }
 
-static int count_in_log(const t_daemon *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    if (!f)
-        return 0;
-    char line[1024];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
-/* Rewrite the configuration, SIGHUP, wait for the reload's summary line. */
-static void reload(t_daemon *d, const char *text)
-{
-    int before = count_in_log(d, "reloaded ");
-    t_write_conf(d, text);
-    kill(d->pid, SIGHUP);
-    uint64_t deadline = t_now_ns() + 10 * SEC;
-    while (count_in_log(d, "reloaded ") == before && t_now_ns() < deadline)
-        t_sleep_ns(5000000);
-    T_CHECK(count_in_log(d, "reloaded ") > before, "reload done");
-}
-
 /* 1. The issue's example, on a 60 s sliding window: exact count, then a retry_after between
  * the moment the oldest call leaves and one sub-window (60 s / 16) later. */
 static void test_example(rld_client *c)
@@ -276,9 +251,9 @@ static void test_refund(rld_client *c)
 /* 4. rld_try_multi over a GCRA and a window limit: all or nothing, either one denying. */
 static void test_multi(rld_client *c, t_daemon *d)
 {
-    reload(d, "[limit w]\nrate = 5/10s\nalgorithm = sliding\n\n"
-              "[limit fx]\nrate = 5/h\nalgorithm = fixed\n\n"
-              "[limit g]\nrate = 1/h\nburst = 3\n");
+    t_reload(d, "[limit w]\nrate = 5/10s\nalgorithm = sliding\n\n"
+                "[limit fx]\nrate = 5/h\nalgorithm = fixed\n\n"
+                "[limit g]\nrate = 1/h\nburst = 3\n", "reloaded ");
     rld_limit w, fx, g;
     T_CODE(rld_find(c, "w", &w), 0);
     T_CODE(rld_find(c, "fx", &fx), 0);
@@ -332,9 +307,9 @@ static void *wait_thread(void *arg)
 
 static void test_waits(rld_client *c, t_daemon *d)
 {
-    reload(d, "[limit sw]\nrate = 4/800ms\nalgorithm = sliding\n\n"
-              "[limit fw]\nrate = 3/s\nalgorithm = fixed\n\n"
-              "[limit g]\nrate = 100/s\nburst = 100\n");
+    t_reload(d, "[limit sw]\nrate = 4/800ms\nalgorithm = sliding\n\n"
+                "[limit fw]\nrate = 3/s\nalgorithm = fixed\n\n"
+                "[limit g]\nrate = 100/s\nburst = 100\n", "reloaded ");
     rld_limit sw, fw, g;
     T_CODE(rld_find(c, "sw", &sw), 0);
     T_CODE(rld_find(c, "fw", &fw), 0);
@@ -389,9 +364,9 @@ static void test_waits(rld_client *c, t_daemon *d)
  * wait granted by the daemon then cancelled before it is collected. */
 static void test_wait_refunds(rld_client *c, t_daemon *d)
 {
-    reload(d, "[limit sr]\nrate = 4/2s\nalgorithm = sliding\n\n"
-              "[limit fr]\nrate = 4/h\nalgorithm = fixed\n\n"
-              "[limit fq]\nrate = 2/3s\nalgorithm = fixed\n");
+    t_reload(d, "[limit sr]\nrate = 4/2s\nalgorithm = sliding\n\n"
+                "[limit fr]\nrate = 4/h\nalgorithm = fixed\n\n"
+                "[limit fq]\nrate = 2/3s\nalgorithm = fixed\n", "reloaded ");
     rld_limit sr, fr;
     T_CODE(rld_find(c, "sr", &sr), 0);
     T_CODE(rld_find(c, "fr", &fr), 0);
@@ -444,8 +419,8 @@ static void test_wait_refunds(rld_client *c, t_daemon *d)
 /* 6. Debit and peek: past COUNT, peek says when the debt has left. */
 static void test_debit(rld_client *c, t_daemon *d)
 {
-    reload(d, "[limit sd]\nrate = 10/s\nalgorithm = sliding\n\n"
-              "[limit fd]\nrate = 10/h\nalgorithm = fixed\n");
+    t_reload(d, "[limit sd]\nrate = 10/s\nalgorithm = sliding\n\n"
+                "[limit fd]\nrate = 10/h\nalgorithm = fixed\n", "reloaded ");
     rld_limit sd, fd;
     T_CODE(rld_find(c, "sd", &sd), 0);
     T_CODE(rld_find(c, "fd", &fd), 0);
@@ -469,9 +444,9 @@ static void test_debit(rld_client *c, t_daemon *d)
 /* 7. Reload and Put: state carried while the algorithm stays, a change starts full (logged). */
 static void test_reload(rld_client *c, t_daemon *d)
 {
-    reload(d, "[limit a]\nrate = 10/s\nalgorithm = sliding\n\n"
-              "[limit b]\nrate = 10/h\nalgorithm = fixed\n\n"
-              "[limit x]\nrate = 10/h\nburst = 10\n");
+    t_reload(d, "[limit a]\nrate = 10/s\nalgorithm = sliding\n\n"
+                "[limit b]\nrate = 10/h\nalgorithm = fixed\n\n"
+                "[limit x]\nrate = 10/h\nburst = 10\n", "reloaded ");
     rld_limit a, b, x;
     T_CODE(rld_find(c, "a", &a), 0);
     T_CODE(rld_find(c, "b", &b), 0);
@@ -480,9 +455,9 @@ static void test_reload(rld_client *c, t_daemon *d)
     T_CODE(rld_try(c, b, 6, NULL), 0);
     T_CODE(rld_try(c, x, 6, NULL), 0);
     /* counts change, algorithms stay: what the windows hold carries */
-    reload(d, "[limit a]\nrate = 20/s\nalgorithm = sliding\n\n"
-              "[limit b]\nrate = 20/h\nalgorithm = fixed\n\n"
-              "[limit x]\nrate = 10/h\nburst = 10\n");
+    t_reload(d, "[limit a]\nrate = 20/s\nalgorithm = sliding\n\n"
+                "[limit b]\nrate = 20/h\nalgorithm = fixed\n\n"
+                "[limit x]\nrate = 10/h\nburst = 10\n", "reloaded ");
     rld_result p;
     T_CODE(rld_peek(c, a, &p), 0);
     T_CHECK(p.limit == 20 && p.remaining == 14, "sliding carried: %llu of %llu",
@@ -491,9 +466,9 @@ static void test_reload(rld_client *c, t_daemon *d)
     T_CHECK(p.limit == 20 && p.remaining == 14, "fixed carried: %llu of %llu",
             (unsigned long long)p.remaining, (unsigned long long)p.limit);
     /* a: sliding -> gcra, x: gcra -> fixed: both start full, and the log says so */
-    reload(d, "[limit a]\nrate = 20/s\n\n"
-              "[limit b]\nrate = 20/h\nalgorithm = fixed\n\n"
-              "[limit x]\nrate = 10/h\nalgorithm = fixed\n");
+    t_reload(d, "[limit a]\nrate = 20/s\n\n"
+                "[limit b]\nrate = 20/h\nalgorithm = fixed\n\n"
+                "[limit x]\nrate = 10/h\nalgorithm = fixed\n", "reloaded ");
     T_CODE(rld_peek(c, a, &p), 0);
     T_CHECK(p.limit == 20 && p.remaining == 20, "a full: %llu", (unsigned long long)p.remaining);
     T_CODE(rld_peek(c, x, &p), 0);

@@ -71,6 +71,7 @@ rc 0 breaker trip shop.api
 rc 0 -j breaker 'shop.*'
 jq_is '.breakers[0].state + " " + (.breakers[0].opens|tostring)' "open 1"
 rc 0 breaker reset shop.api
+rc 0 breaker 'zz*';             has "$err" "no breaker of instance '$inst' matches 'zz\\*' (\`rlctl breaker\`"
 rc 0 -j breaker
 jq_is '.breakers[0].state + " " + (.breakers[0].closes|tostring)' "closed 1"
 rc 2 breaker trip
@@ -93,6 +94,8 @@ rc 0 sync pool 3 1s             # unlimited: nothing to hold, fine
 rc 2 penalize api soon
 rc 2 sync api x 1s
 rc 5 penalize nosuch 1s
+rc 2 penalize api 60d;          has "$err" "penalize api: 60d is beyond 52 days"
+rc 2 sync api 1 60d;            has "$err" "sync api: 60d is beyond 52 days"
 
 # shadow, leases by pid
 rc 0 try sh

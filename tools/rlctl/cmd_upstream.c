@@ -190,8 +190,12 @@ static int cmd_breaker(rlctl_ctx *ctx)
     }
     rlctl_table_print(&t, stdout, 0, 0, "\n");
     rlctl_table_free(&t);
-    if (n == 0 && ctx->nglobs)
-        fprintf(stderr, "rlctl: no breaker matches\n");
+    if (n == 0 && ctx->nglobs) {
+        fprintf(stderr, "rlctl: no breaker of instance '%s' matches", ctx->paths.instance);
+        for (int i = 0; i < ctx->nglobs; i++)
+            fprintf(stderr, " '%s'", ctx->globs[i]);
+        fprintf(stderr, " (`rlctl breaker` shows them all)\n");
+    }
     free(v);
     return RLCTL_EXIT_OK;
 }
@@ -228,10 +232,19 @@ static int check_sync(rlctl_ctx *ctx)
     return r ? r : rlctl_arg_duration(ctx, "reset", ctx->argv[2], &ns);
 }
 
-static int after(rlctl_ctx *ctx, rld_limit h, const char *what, int r)
+/* The outcome R of `rlctl CMD` (penalize or sync; WHAT: what it did) on limit argv[0], whose
+ * duration argument is DUR. */
+static int after(rlctl_ctx *ctx, rld_limit h, const char *cmd, const char *what, const char *dur,
+                 int r)
 {
+    if (r == -ERANGE)
+        return rlctl_fail(RLCTL_EXIT_USAGE, "%s %s: %s is beyond 52 days, the longest rld "
+                          "holds a limit back: give a shorter one", cmd, ctx->argv[0], dur);
+    if (r == -EOPNOTSUPP)
+        return rlctl_fail(rlctl_exit_for(r), "%s %s: not for a limit of scope = global (its "
+                          "pool is refilled from Redis, which would undo it)", cmd, ctx->argv[0]);
     if (r < 0)
-        return rlctl_fail(rlctl_exit_for(r), "%s '%s': %s", what, ctx->argv[0], rld_strerror(r));
+        return rlctl_fail(rlctl_exit_for(r), "%s %s: %s", cmd, ctx->argv[0], rld_strerror(r));
     rld_result res;
     rld_peek(ctx->client, h, &res);
     if (ctx->json) {
@@ -256,7 +269,8 @@ static int cmd_penalize(rlctl_ctx *ctx)
     if (r != 0)
         return r;
     rlctl_arg_duration(ctx, "duration", ctx->argv[1], &ns);
-    return after(ctx, h, "penalized", rld_penalize(ctx->client, h, ns));
+    return after(ctx, h, "penalize", "penalized", ctx->argv[1],
+                 rld_penalize(ctx->client, h, ns));
 }
 
 static int cmd_sync(rlctl_ctx *ctx)
@@ -268,7 +282,7 @@ static int cmd_sync(rlctl_ctx *ctx)
         return r;
     rlctl_arg_u64(ctx, "remaining", ctx->argv[1], &n);
     rlctl_arg_duration(ctx, "reset", ctx->argv[2], &ns);
-    return after(ctx, h, "synced", rld_sync(ctx->client, h, n, ns));
+    return after(ctx, h, "sync", "synced", ctx->argv[2], rld_sync(ctx->client, h, n, ns));
 }
 
 const rlctl_cmd rlctl_cmd_penalize = {
