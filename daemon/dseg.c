@@ -62,6 +62,67 @@ static void secret_restore(rldi_shm_header *h)
     h->features |= RLDI_FEATURE_KEYS;
 }
 
+/*
+ * The key tables' records (header->tmpl[]) as this daemon wrote them. A client with the
+ * segment's fd can write over them (they are in the header's second half): without them
+ * every template is gone (lookups fail, a reload finds no room). Like the secret, they are
+ * restored from this copy: at every heartbeat when they differ, and after a header repair.
+ * Only the daemon's fields (slot .. flags) are kept; the counters are the clients'.
+ */
+#define TMPL_OWNED offsetof(rldi_tmpl, live)
+static rldi_tmpl tmpl_own[RLDI_MAX_TEMPLATES];
+static uint32_t tmpl_own_count;
+static const void *tmpl_own_base;       /* the segment the copy describes */
+
+/* Take S's records as they are: a segment only this daemon has written since it mapped it
+ * (new, grown) or adopted at start (checked on every use). */
+static void tmpl_own_take(const rldi_seg *s)
+{
+    uint32_t n = s->hdr->tmpl_count;
+    tmpl_own_count = n <= RLDI_MAX_TEMPLATES ? n : 0;
+    memset(tmpl_own, 0, sizeof(tmpl_own));
+    for (uint32_t i = 0; i < tmpl_own_count; i++)
+        memcpy(&tmpl_own[i], &s->hdr->tmpl[i], TMPL_OWNED);
+    tmpl_own_base = s->base;
+}
+
+/* Record I of S becomes R's daemon fields (the slot published last, with release). */
+static void tmpl_put(rldi_seg *s, uint32_t i, const rldi_tmpl *r)
+{
+    rldi_tmpl *d = &s->hdr->tmpl[i];
+    d->gen = r->gen;
+    d->nbuckets = r->nbuckets;
+    d->max_keys = r->max_keys;
+    d->buckets_off = r->buckets_off;
+    d->entries_off = r->entries_off;
+    d->entry_base = r->entry_base;
+    d->flags = r->flags;
+    rldi_store_release(&d->slot, r->slot);
+    if (s->base == tmpl_own_base) {
+        memcpy(&tmpl_own[i], r, TMPL_OWNED);
+        if (i >= tmpl_own_count)
+            tmpl_own_count = i + 1;
+    }
+}
+
+/* Put S's records back as this daemon wrote them: true when one had been changed. */
+static bool tmpl_restore(rldi_seg *s)
+{
+    if (s->base != tmpl_own_base)
+        return false;
+    bool changed = s->hdr->tmpl_count != tmpl_own_count;
+    for (uint32_t i = 0; i < tmpl_own_count; i++) {
+        rldi_tmpl *d = &s->hdr->tmpl[i];
+        if (memcmp(d, &tmpl_own[i], TMPL_OWNED) != 0) {
+            memcpy(d, &tmpl_own[i], TMPL_OWNED);
+            changed = true;
+        }
+    }
+    if (changed)
+        rldi_store_release(&s->hdr->tmpl_count, tmpl_own_count);
+    return changed;
+}
+
 /* The header of a new segment of SLOT_COUNT slots (state INIT), or a repaired one. */
 static void header_write(rldi_shm_header *h, const rldi_shm_header *geo, uint32_t state)
 {
@@ -137,6 +198,7 @@ static int create(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out
     header_write(base, &geo, RLDI_STATE_INIT);
     secret_restore(base);
     rldi_seg_bind(s, base, size);
+    tmpl_own_take(s);
     *out_fd = fd;
     return 0;
 }
@@ -204,6 +266,7 @@ int dseg_open(const rldi_paths *p, const dseg_opts *o, rldi_seg *s, int *out_fd,
             key_secret[0] = s->hdr->key_secret[0];
             key_secret[1] = s->hdr->key_secret[1];
             have_secret = true;
+            tmpl_own_take(s);
             *out_fd = fd;
             if (s->slot_count > o->max_limits)
                 LOG_WARN("the segment keeps its %u slots (a lower max_limits = %u takes effect "
@@ -407,13 +470,15 @@ static int tmpl_alloc(rldi_seg *s, const rldi_limitdef *l, bool dry, bool *taken
         return 0;
     }
     uint32_t i = s->hdr->tmpl_count;
-    rldi_tmpl *r = &s->hdr->tmpl[i];
-    memset(r, 0, sizeof(*r));
-    r->slot = TMPL_FREE;
-    r->nbuckets = nb;
-    r->buckets_off = s->hdr->keys_off + used;
-    r->entries_off = r->buckets_off + (uint64_t)nb * sizeof(rldi_key_bucket);
-    r->entry_base = (uint32_t)entries;
+    rldi_tmpl r;
+    memset(&r, 0, sizeof(r));
+    r.slot = TMPL_FREE;
+    r.nbuckets = nb;
+    r.buckets_off = s->hdr->keys_off + used;
+    r.entries_off = r.buckets_off + (uint64_t)nb * sizeof(rldi_key_bucket);
+    r.entry_base = (uint32_t)entries;
+    memset(&s->hdr->tmpl[i], 0, sizeof(r));
+    tmpl_put(s, i, &r);
     rldi_store_release(&s->hdr->tmpl_count, i + 1);
     *index = i;
     return 0;
@@ -508,12 +573,15 @@ int dseg_limit_create(rldi_seg *s, const rldi_limitdef *l, uint32_t *slot)
         /* a new identity, odd (live): no handle of an earlier limit here matches it */
         rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) + 1) | 1);
         if (l->kind == RLDI_KIND_TEMPLATE) {
-            rldi_tmpl *r = &s->hdr->tmpl[ti];
-            r->gen = rldi_load_relaxed(&sl->gen);
-            r->max_keys = l->max_keys;
-            r->flags = tmpl_flags(l, epoch);
-            r->live = r->evictions = r->overflows = 0;
-            rldi_store_release(&r->slot, i);
+            rldi_tmpl r = s->hdr->tmpl[ti];
+            if (s->base == tmpl_own_base)
+                memcpy(&r, &tmpl_own[ti], TMPL_OWNED);   /* (the table as allocated) */
+            r.gen = rldi_load_relaxed(&sl->gen);
+            r.max_keys = l->max_keys;
+            r.flags = tmpl_flags(l, epoch);
+            r.slot = i;
+            s->hdr->tmpl[ti].live = s->hdr->tmpl[ti].evictions = s->hdr->tmpl[ti].overflows = 0;
+            tmpl_put(s, ti, &r);
         }
         index_lock(s);
         meta_write(&s->meta[i], l);
@@ -572,8 +640,12 @@ int dseg_limit_change(rldi_seg *s, uint32_t slot, const rldi_limitdef *l, bool *
             flags = tmpl_flags(l, epoch);
         }
         *changed |= r->flags != flags || r->max_keys != l->max_keys;
-        rldi_store_relaxed(&r->flags, flags);
-        rldi_store_relaxed(&r->max_keys, l->max_keys);
+        rldi_tmpl nr = *r;
+        if (s->base == tmpl_own_base)
+            memcpy(&nr, &tmpl_own[m->tmpl], TMPL_OWNED);
+        nr.flags = flags;
+        nr.max_keys = l->max_keys;
+        tmpl_put(s, m->tmpl, &nr);
         if (!rldi_bank_same(&ob, &nb) || epoch != (uint8_t)rldi_load_relaxed(&sl->tat))
             rldi_bucket_publish_template(sl, &nb, epoch);
     } else if (*changed && l->scope == RLDI_SCOPE_GLOBAL) {
@@ -608,11 +680,14 @@ void dseg_limit_delete(rldi_seg *s, uint32_t slot)
         uint32_t ti = s->meta[slot].tmpl;
         rldi_store_release(&sl->gen, (rldi_load_relaxed(&sl->gen) | 1) + 1);
         if (ti < s->hdr->tmpl_count && s->hdr->tmpl[ti].slot == slot) {
-            rldi_tmpl *r = &s->hdr->tmpl[ti];
             table_clear(s, ti);
-            r->flags = (uint32_t)(uint8_t)rldi_load_relaxed(&sl->tat) << 8;  /* its last epoch */
-            r->live = 0;
-            rldi_store_release(&r->slot, TMPL_FREE);
+            rldi_tmpl r = s->hdr->tmpl[ti];
+            if (s->base == tmpl_own_base)
+                memcpy(&r, &tmpl_own[ti], TMPL_OWNED);
+            r.flags = (uint32_t)(uint8_t)rldi_load_relaxed(&sl->tat) << 8;  /* its last epoch */
+            r.slot = TMPL_FREE;
+            s->hdr->tmpl[ti].live = 0;
+            tmpl_put(s, ti, &r);
         }
         index_lock(s);
         index_remove(s, slot, slot_name(s, slot, name));
@@ -973,6 +1048,7 @@ int dseg_grow(rldi_seg *s, int *fd, const rldi_paths *p, const rldi_config *conf
     index_lock(&n);
     index_rebuild_locked(&n);
     index_unlock(&n);
+    tmpl_own_take(&n);          /* ours alone until the keeper hands it out */
     dseg_publish(&n, getpid());
     rldi_store_relaxed(&n.hdr->keeper_pid, rldi_load_relaxed(&s->hdr->keeper_pid));
     /* the keeper hands out the new one, then the old one says so to its clients */
@@ -1051,9 +1127,14 @@ int dseg_heartbeat(rldi_seg *s, pid_t keeper)
         (have_secret && (h->key_secret[0] != key_secret[0] || h->key_secret[1] != key_secret[1]))) {
         header_write(h, &geo, RLDI_STATE_INIT);
         secret_restore(h);
+        tmpl_restore(s);
         dseg_repair(s);
         rldi_store_relaxed(&h->keeper_pid, (uint32_t)keeper);
         dseg_publish(s, getpid());
+        r = 1;
+    } else if (tmpl_restore(s)) {
+        LOG_WARN("the key tables' records in the segment's header were written over (by a "
+                 "client with the segment's fd?): restored as the daemon made them");
         r = 1;
     }
     rldi_store_relaxed(&h->heartbeat_ns, rldi_mono_ns());
