@@ -70,6 +70,23 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         w = "algorithm must be gcra, sliding or fixed";
         f = RLDI_LD_ALGO;
         r = -EINVAL;
+    } else if (def->scope == RLDI_SCOPE_GLOBAL && def->kind != RLDI_KIND_TEMPLATE &&
+               def->algo != RLDI_ALGO_GCRA) {
+        /* before the window branch, which leaves the chain: checked for every algorithm (a
+         * template's scope is checked below: templates are host limits) */
+        w = "a global limit is a GCRA bucket in Redis: algorithm = gcra";
+        f = RLDI_LD_SCOPE;
+        r = -EINVAL;
+    } else if (def->scope != RLDI_SCOPE_GLOBAL && def->fallback_num) {
+        w = "fallback applies to scope = global only";
+        f = RLDI_LD_SCOPE;
+        r = -EINVAL;
+    } else if (def->scope == RLDI_SCOPE_GLOBAL && def->kind != RLDI_KIND_TEMPLATE &&
+               def->concurrency) {
+        w = "concurrency counts leases on this host: it cannot be part of a global limit "
+            "(declare a host limit with concurrency beside it)";
+        f = RLDI_LD_CONCURRENCY;
+        r = -EINVAL;
     } else if (def->algo != RLDI_ALGO_GCRA) {
         /* a window: COUNT per PERIOD is the cap, there is no burst */
         if (def->count == 0 && !def->caller_rate) {
@@ -112,10 +129,6 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         w = "max_debt exceeds 146 years";
         f = RLDI_LD_DEBT;
         r = -ERANGE;
-    } else if (def->scope == RLDI_SCOPE_GLOBAL && def->algo != RLDI_ALGO_GCRA) {
-        w = "a global limit is a GCRA bucket in Redis: algorithm = gcra";
-        f = RLDI_LD_SCOPE;
-        r = -EINVAL;
     } else if (def->scope == RLDI_SCOPE_GLOBAL && def->count == 0) {
         w = "an unlimited limit cannot be global (nothing to share)";
         f = RLDI_LD_SCOPE;
@@ -131,10 +144,6 @@ int rldi_limitdef_check(const rldi_limitdef *def, const char **why,
         w = "a global limit's burst is at most 2^30 tokens and 13 days of its rate";
         f = RLDI_LD_SCOPE;
         r = -ERANGE;
-    } else if (def->scope != RLDI_SCOPE_GLOBAL && def->fallback_num) {
-        w = "fallback applies to scope = global only";
-        f = RLDI_LD_SCOPE;
-        r = -EINVAL;
     } else if (def->fallback_num && (def->fallback_den == 0 || def->fallback_num > def->fallback_den)) {
         w = "fallback share must be a fraction in (0, 1]";
         f = RLDI_LD_SCOPE;

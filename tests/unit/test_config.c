@@ -249,6 +249,11 @@ static const struct err_case errors[] = {
     {"[limit g]\nrate = 10/s\nfallback = share 1/3\n", 3, "g", "global only"},
     {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = 10/s\nscope = global\nfallback = share 2\n", 6, "share 2", "FRACTION"},
     {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = unlimited\nscope = global\n", 5, "g", "unlimited"},
+    /* checked for window algorithms too (they once left the chain before these checks) */
+    {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = 10/s\nalgorithm = sliding\nscope = global\n", 6, "g", "algorithm = gcra"},
+    {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = 10/s\nalgorithm = fixed\nscope = global\n", 6, "g", "algorithm = gcra"},
+    {"[limit w]\nrate = 10/s\nalgorithm = fixed\nfallback = share 1/3\n", 4, "w", "scope = global only"},
+    {"[redis]\nurl = redis://h:1/0\n[limit g]\nrate = 10/s\nscope = global\nconcurrency = 2\n", 6, "g", "host limit with concurrency"},
     {"[redis]\nurl = redis://user:pw@h:1/0\n", 2, "redis://user:pw@h:1/0", "password_file"},
     {"[redis]\nurl = http://h/\n", 2, "http://h/", "redis://"},
     {"[redis]\npassword_file = /etc/x\n", 1, "redis", "no url"},
