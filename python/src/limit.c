@@ -122,13 +122,18 @@ int rldpy_parse_priority(PyObject *o, int *out)
     return 0;
 }
 
+void rldpy_limit_describe(rldpy_limit *self, char *buf, size_t size)
+{
+    if (self->tpl)
+        rldpy_key_describe(self, buf, size);
+    else
+        PyOS_snprintf(buf, size, "limit '%.64s'", PyUnicode_AsUTF8(self->name));
+}
+
 PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res)
 {
     char detail[200];
-    if (self->tpl)
-        rldpy_key_describe(self, detail, sizeof(detail));
-    else
-        PyOS_snprintf(detail, sizeof(detail), "limit '%.64s'", PyUnicode_AsUTF8(self->name));
+    rldpy_limit_describe(self, detail, sizeof(detail));
     return rldpy_raise(err, detail, res);
 }
 

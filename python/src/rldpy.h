@@ -119,6 +119,8 @@ int rldpy_limit_refind(rldpy_limit *self, rld_client *c);
 /* rld.Error for librld code ERR about limit SELF ("limit 'NAME': ...", "key 'K' of template
  * 'NAME': ..."), RES attached for Timeout and Denied; returns NULL. */
 PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res);
+/* "limit 'NAME'" or "key 'K' of template 'NAME'" into BUF. */
+void rldpy_limit_describe(rldpy_limit *self, char *buf, size_t size);
 
 /* template.c */
 int rldpy_template_init(PyObject *m);

@@ -311,6 +311,33 @@ def test_reclaimed_key_found_again(c):
     assert k.peek().remaining == 0
 
 
+def test_reclaimed_key_upstream_calls(c):
+    """penalize, sync and mode on a Key whose bucket was reclaimed look the key up again,
+    as its takes do (not the template's name as a limit: that is no limit)."""
+    t = c.template("tiny")                            # 10/s, burst 2
+    for i in range(16):
+        assert t.try_acquire(f"k{i}", 2)
+    old = t.key("k1")
+    time.sleep(0.3)                                   # every key full again: idle
+    for i in range(16):
+        assert t.try_acquire(f"n{i}", 2)              # the n keys take the places
+    time.sleep(0.3)                                   # ...and are idle in turn
+    assert old.mode == "enforce" and old.concurrency == 0
+    old.sync(remaining=0, reset_after=0.2)
+    r = old.try_acquire()
+    assert not r and 0.1 < r.retry_after <= 0.2, "the sync went to the key found again"
+    old2 = t.key("k2")
+    time.sleep(0.3)
+    for i in range(16):
+        try:
+            t.try_acquire(f"p{i}", 2)                 # k2 reclaimed (a place may be left)
+        except rld.NoSpace:
+            pass
+    time.sleep(0.3)
+    old2.penalize(0.2)
+    assert not old2.try_acquire(), "the penalty went to the key found again"
+
+
 def test_template_reload(d, c):
     t = c.template("slow.key")
     k = t.key("r")
