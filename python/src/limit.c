@@ -114,8 +114,8 @@ int rldpy_parse_priority(PyObject *o, int *out)
     if (p == -1 && PyErr_Occurred())
         return -1;
     if (overflow || p < 0 || p > RLD_PRIORITY_MAX) {
-        PyErr_Format(rldpy_InvalidArgument, "priority must be 0 to %d, not %R", RLD_PRIORITY_MAX,
-                     o);
+        rldpy_raise_msg(rldpy_InvalidArgument, EINVAL, "priority must be 0 to %d, not %R",
+                        RLD_PRIORITY_MAX, o);
         return -1;
     }
     *out = (int)p;

@@ -19,7 +19,8 @@ int rldpy_charges_parse(rldpy_client *cl, PyObject *seq, rldpy_charges *cs)
         return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     if (n < 1 || n > RLD_MULTI_MAX) {
-        PyErr_Format(rldpy_InvalidArgument, "a set has 1 to %d charges, not %zd", RLD_MULTI_MAX, n);
+        rldpy_raise_msg(rldpy_InvalidArgument, EINVAL, "a set has 1 to %d charges, not %zd",
+                        RLD_MULTI_MAX, n);
         Py_DECREF(fast);
         return -1;
     }

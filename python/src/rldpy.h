@@ -99,6 +99,9 @@ PyObject *rldpy_error_new_as(PyObject *cls, int err, const char *detail);
 /* Raise it; returns NULL. RES, when given, becomes the exception's .result and
  * .retry_after (Timeout, Denied). */
 PyObject *rldpy_raise(int err, const char *detail, const rld_result *res);
+/* Raise CLS (rld.Error or a subclass) with errno ERRNUM (positive) and the message FMT
+ * (PyUnicode_FromFormat's), for errors the binding finds itself; returns NULL. */
+PyObject *rldpy_raise_msg(PyObject *cls, int errnum, const char *fmt, ...);
 
 /* result.c */
 int rldpy_result_init(PyObject *m);

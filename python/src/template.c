@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
 #define KEY_MAX 256                              /* librld's key length limit */
@@ -26,22 +25,7 @@
 /* ---- arguments --------------------------------------------------------------------------- */
 
 /* Raise rld.InvalidArgument (errno EINVAL) with a message; returns -1. */
-static int invalid(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
-    va_end(ap);
-    if (!msg)
-        return -1;
-    PyObject *e = PyObject_CallFunction(rldpy_InvalidArgument, "iO", EINVAL, msg);
-    Py_DECREF(msg);
-    if (e) {
-        PyErr_SetObject(rldpy_InvalidArgument, e);
-        Py_DECREF(e);
-    }
-    return -1;
-}
+#define invalid(...) (rldpy_raise_msg(rldpy_InvalidArgument, EINVAL, __VA_ARGS__), -1)
 
 /* KEY's bytes: a str as UTF-8, or bytes; 1..256 of them. 0, or -1 with an exception. */
 static int key_bytes(PyObject *key, const char **p, size_t *n)

@@ -94,6 +94,7 @@ def test_closed_client(daemon):
         with pytest.raises(rld.Error) as ei:
             call()
         assert ei.value.errno == errno.EBADF and "closed" in str(ei.value)
+        assert "open another" in str(ei.value), "says what to do"
     with pytest.raises(rld.Error):
         with c:
             pass
