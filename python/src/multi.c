@@ -94,8 +94,7 @@ static PyObject *client_try_multi(PyObject *op, PyObject *charges)
         if (r == -ESTALE && attempt == 0) {
             if (rldpy_limit_refind(lim, c) < 0)
                 break;
-            for (size_t i = 0; i < cs.n; i++)
-                cs.ch[i].limit = cs.lims[i]->lim;
+            rldpy_charges_reload(&cs);
             continue;
         }
         rldpy_limit_raise(lim, r, NULL);
@@ -120,10 +119,7 @@ static int parse_multi(const char *fn, rldpy_client *cl, PyObject *const *args,
         PyErr_Format(PyExc_TypeError, "%s() missing required argument 'charges'", fn);
         return -1;
     }
-    *timeo = o[1] ? o[1] : Py_None;
-    *barge = 0;
-    if (rldpy_parse_timeout(*timeo, timeout_ns) < 0 || rldpy_parse_priority(o[2], priority) < 0 ||
-        (o[3] && (*barge = PyObject_IsTrue(o[3])) < 0))
+    if (rldpy_parse_wait_opts(o + 1, timeo, timeout_ns, priority, barge) < 0)
         return -1;
     return rldpy_charges_parse(cl, o[0], cs);
 }

@@ -80,6 +80,7 @@ def test_limit_lookup_errors(client):
         with pytest.raises(rld.InvalidArgument) as ei:
             client.limit(bad)
         assert isinstance(ei.value, ValueError) and ei.value.errno == errno.EINVAL
+        assert "a name is 1 to 64 bytes of A-Z a-z 0-9" in str(ei.value), "says what a name is"
     with pytest.raises(TypeError):
         client.limit(b"slow")
 

@@ -75,8 +75,11 @@ def test_find(c):
         c.template("plain")            # a [limit] is not a template
     with pytest.raises(rld.NotFound):
         c.limit("api.ip")              # nor a template a limit
-    with pytest.raises(rld.InvalidArgument):
+    with pytest.raises(rld.InvalidArgument) as e:
         c.template("bad name")
+    assert "template 'bad name'" in str(e.value) and "a name is 1 to 64 bytes" in str(e.value)
+    with pytest.raises(rld.InvalidArgument):
+        c.template("api.ip\0")                       # a NUL inside: not the name before it
     info = t.info()
     assert info.kind == "template" and info.max_keys == 1000 and info.keys == 0
     assert info.name == "api.ip" and info.count == 10 and info.burst == 5
