@@ -65,9 +65,16 @@ static int parse_rate(PyObject *rate, uint64_t *count, uint64_t *period_ns)
     uint64_t c;
     if (rldpy_parse_u64(PyTuple_GET_ITEM(rate, 0), "rate count", &c) < 0)
         return -1;
-    double s = PyFloat_AsDouble(PyTuple_GET_ITEM(rate, 1));
-    if (s == -1.0 && PyErr_Occurred())
+    PyObject *po = PyTuple_GET_ITEM(rate, 1);
+    double s = PyFloat_AsDouble(po);
+    if (s == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "rate period must be a number of seconds, not %.100s",
+                         Py_TYPE(po)->tp_name);
+        }
         return -1;
+    }
     double ns = nearbyint(s * 1e9);
     if (c < 1 || c > UINT32_MAX) {
         return invalid("rate count must be 1 to 4294967295, not %llu", (unsigned long long)c);

@@ -145,8 +145,9 @@ def test_caller_rate(c):
         with pytest.raises(rld.InvalidArgument):
             t.try_acquire("x", rate=bad)
     for bad in (5, (5,), [5, 1], (5, "1"), ("5", 1)):
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError) as e:
             t.try_acquire("x", rate=bad)
+        assert "rate" in str(e.value), "the message names the argument"
 
 
 def test_key_handle(c):
