@@ -14,7 +14,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _denied(lim: Limit, r: _rld.Result) -> _rld.Error:
-    e = _rld._error(errno.EAGAIN, f"limit '{lim.name}'")
+    # named as the C calls' errors name it (a Key's name is its template's)
+    what = (f"key {lim.key!r} of template '{lim.name}'" if isinstance(lim, _rld.Key)
+            else f"limit '{lim.name}'")
+    e = _rld._error(errno.EAGAIN, what)
     e.result = r
     e.retry_after = r.retry_after
     return e

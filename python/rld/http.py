@@ -26,7 +26,6 @@ import re
 import time
 from typing import Any, Mapping, Optional, Tuple, Union
 
-from . import _rld
 from ._core import Client, Limit, default_client
 from .upstream import Backoff, Breaker, BreakerOpen
 
@@ -162,25 +161,26 @@ class Policy:
             self._client = default_client()
         return self._client
 
+    def _find(self, spec: Any, cls: type, kind: str) -> Any:
+        """SPEC itself when a CLS (or None), else the KIND ('limit', 'breaker') of that name."""
+        return spec if spec is None or isinstance(spec, cls) else getattr(self._c(), kind)(spec)
+
     @property
     def limit(self) -> Optional[Limit]:
-        if self._limit is None and self._limit_spec is not None:
-            s = self._limit_spec
-            self._limit = s if isinstance(s, Limit) else self._c().limit(s)
+        if self._limit is None:
+            self._limit = self._find(self._limit_spec, Limit, "limit")
         return self._limit
 
     @property
     def breaker(self) -> Optional[Breaker]:
-        if self._breaker is None and self._breaker_spec is not None:
-            s = self._breaker_spec
-            self._breaker = s if isinstance(s, Breaker) else self._c().breaker(s)
+        if self._breaker is None:
+            self._breaker = self._find(self._breaker_spec, Breaker, "breaker")
         return self._breaker
 
     @property
     def lease_limit(self) -> Optional[Limit]:
-        if self._lease is None and self._lease_spec is not None:
-            s = self._lease_spec
-            self._lease = s if isinstance(s, Limit) else self._c().limit(s)
+        if self._lease is None:
+            self._lease = self._find(self._lease_spec, Limit, "limit")
         return self._lease
 
     def new_backoff(self) -> Backoff:
@@ -233,6 +233,28 @@ class Policy:
             b.report(status < 500)
         return ra
 
+    def begin(self) -> Any:
+        """Before an attempt: the breaker, a token (waited for), a lease. The Lease, or None."""
+        self.enter()
+        if self.limit is not None:
+            self.limit.acquire(self.cost, timeout=self.timeout)
+        ll = self.lease_limit
+        return ll.acquire_lease(self.lease_timeout) if ll is not None else None
+
+    async def begin_async(self) -> Any:
+        """begin() in asyncio: the token waited for without blocking the loop
+        (Limit.acquire_async: the daemon's fair queue), a lease's wait in a thread."""
+        self.enter()
+        if self.limit is not None:
+            await self.limit.acquire_async(self.cost, timeout=self.timeout)
+        ll = self.lease_limit
+        return await asyncio.to_thread(ll.acquire_lease, self.lease_timeout) if ll is not None else None
+
+    def after(self, bo: Backoff, status: int, headers: Mapping[str, str]) -> Optional[float]:
+        """A response: fed to the limit and the breaker (observe); the delay before it is
+        tried again, or None when it is the answer."""
+        return self.retry_delay(bo, status, self.observe(status, headers))
+
     def failed(self) -> None:
         """A connection error or timeout: the breaker's failure."""
         b = self.breaker
@@ -279,10 +301,7 @@ class RequestsAdapter(_HTTPAdapter):              # type: ignore[misc,valid-type
         p = self.policy
         bo = p.new_backoff()
         while True:
-            p.enter()
-            if p.limit is not None:
-                p.limit.acquire(p.cost, timeout=p.timeout)
-            lease = p.lease_limit.acquire_lease(p.lease_timeout) if p.lease_limit is not None else None
+            lease = p.begin()
             try:
                 resp = super().send(request, **kwargs)
             except (_requests.ConnectionError, _requests.Timeout):
@@ -295,8 +314,7 @@ class RequestsAdapter(_HTTPAdapter):              # type: ignore[misc,valid-type
             finally:
                 if lease is not None:
                     lease.release()
-            ra = p.observe(resp.status_code, resp.headers)
-            d = p.retry_delay(bo, resp.status_code, ra) if resp.status_code in p.retry_statuses else None
+            d = p.after(bo, resp.status_code, resp.headers)
             if d is None:
                 return resp
             resp.close()
@@ -331,10 +349,7 @@ class HTTPXTransport(_Base):                      # type: ignore[misc,valid-type
         p = self.policy
         bo = p.new_backoff()
         while True:
-            p.enter()
-            if p.limit is not None:
-                p.limit.acquire(p.cost, timeout=p.timeout)
-            lease = p.lease_limit.acquire_lease(p.lease_timeout) if p.lease_limit is not None else None
+            lease = p.begin()
             try:
                 resp = self.inner.handle_request(request)
                 if resp.status_code in p.retry_statuses:
@@ -349,8 +364,7 @@ class HTTPXTransport(_Base):                      # type: ignore[misc,valid-type
             finally:
                 if lease is not None:
                     lease.release()
-            ra = p.observe(resp.status_code, resp.headers)
-            d = p.retry_delay(bo, resp.status_code, ra) if resp.status_code in p.retry_statuses else None
+            d = p.after(bo, resp.status_code, resp.headers)
             if d is None:
                 return resp
             resp.close()
@@ -360,23 +374,10 @@ class HTTPXTransport(_Base):                      # type: ignore[misc,valid-type
         self.inner.close()
 
 
-async def _acquire_async(lim: Limit, cost: int, timeout: Optional[float]) -> None:
-    """A token without blocking the loop: the fast path, then sleeps of retry_after (as
-    rld's other async helpers)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        r = lim.try_acquire(cost)
-        if r:
-            return
-        wait = max(r.retry_after, 0.0005)
-        if deadline is not None and time.monotonic() + wait > deadline:
-            raise _rld._error(110, f"limit {lim.name!r}: the wait would exceed the timeout")
-        await asyncio.sleep(wait)
-
-
 class AsyncHTTPXTransport(_ABase):                # type: ignore[misc,valid-type]
     """The same for ``httpx.AsyncClient`` (wraps httpx.AsyncHTTPTransport by default). The
-    token is waited for without blocking the loop; a lease wait runs in a thread."""
+    token is waited for without blocking the loop (Limit.acquire_async: the daemon's fair
+    queue, as the sync adapters'); a lease wait runs in a thread."""
 
     def __init__(self, limit: Any = None, *, transport: Any = None, **kw: Any) -> None:
         if _httpx is None:
@@ -388,12 +389,7 @@ class AsyncHTTPXTransport(_ABase):                # type: ignore[misc,valid-type
         p = self.policy
         bo = p.new_backoff()
         while True:
-            p.enter()
-            if p.limit is not None:
-                await _acquire_async(p.limit, p.cost, p.timeout)
-            lease = None
-            if p.lease_limit is not None:
-                lease = await asyncio.to_thread(p.lease_limit.acquire_lease, p.lease_timeout)
+            lease = await p.begin_async()
             try:
                 resp = await self.inner.handle_async_request(request)
                 if resp.status_code in p.retry_statuses:
@@ -408,8 +404,7 @@ class AsyncHTTPXTransport(_ABase):                # type: ignore[misc,valid-type
             finally:
                 if lease is not None:
                     lease.release()
-            ra = p.observe(resp.status_code, resp.headers)
-            d = p.retry_delay(bo, resp.status_code, ra) if resp.status_code in p.retry_statuses else None
+            d = p.after(bo, resp.status_code, resp.headers)
             if d is None:
                 return resp
             await resp.aclose()

@@ -39,11 +39,8 @@ rld_client *rldpy_client_get(rldpy_client *c)
 {
     if (c->h)
         return c->h->c;
-    PyObject *e = PyObject_CallFunction(rldpy_Error, "is", EBADF, "the rld.Client is closed");
-    if (e) {
-        PyErr_SetObject(rldpy_Error, e);
-        Py_DECREF(e);
-    }
+    rldpy_raise_msg(rldpy_Error, EBADF, "the rld.Client of instance %R is closed: open another "
+                    "(rld.Client(instance)) and find the limit again through it", c->instance);
     return NULL;
 }
 

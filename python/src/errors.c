@@ -10,6 +10,7 @@
 #include "rldpy.h"
 
 #include <errno.h>
+#include <stdarg.h>
 
 PyObject *rldpy_Error, *rldpy_NotFound, *rldpy_Deleted, *rldpy_Timeout, *rldpy_Denied,
     *rldpy_CostTooHigh, *rldpy_InvalidArgument, *rldpy_DebtOverflow, *rldpy_PermissionDenied,
@@ -142,6 +143,23 @@ PyObject *rldpy_error_new_as(PyObject *cls, int err, const char *detail)
     PyObject *e = PyObject_CallFunction(cls, "iO", -err, msg);
     Py_DECREF(msg);
     return e;
+}
+
+PyObject *rldpy_raise_msg(PyObject *cls, int errnum, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    if (!msg)
+        return NULL;
+    PyObject *e = PyObject_CallFunction(cls, "iO", errnum, msg);
+    Py_DECREF(msg);
+    if (e) {
+        PyErr_SetObject(cls, e);
+        Py_DECREF(e);
+    }
+    return NULL;
 }
 
 PyObject *rldpy_raise(int err, const char *detail, const rld_result *res)

@@ -114,21 +114,70 @@ int rldpy_parse_priority(PyObject *o, int *out)
     if (p == -1 && PyErr_Occurred())
         return -1;
     if (overflow || p < 0 || p > RLD_PRIORITY_MAX) {
-        PyErr_Format(rldpy_InvalidArgument, "priority must be 0 to %d, not %R", RLD_PRIORITY_MAX,
-                     o);
+        rldpy_raise_msg(rldpy_InvalidArgument, EINVAL, "priority must be 0 to %d, not %R",
+                        RLD_PRIORITY_MAX, o);
         return -1;
     }
     *out = (int)p;
     return 0;
 }
 
+void rldpy_limit_describe(rldpy_limit *self, char *buf, size_t size)
+{
+    if (self->tpl)
+        rldpy_key_describe(self, buf, size);
+    else
+        PyOS_snprintf(buf, size, "limit '%.64s'", PyUnicode_AsUTF8(self->name));
+}
+
+int rldpy_parse_wait_opts(PyObject *const *o, PyObject **timeo, int64_t *timeout_ns,
+                          int *priority, int *barge)
+{
+    *timeo = o[0] ? o[0] : Py_None;
+    *barge = 0;
+    if (rldpy_parse_timeout(*timeo, timeout_ns) < 0 || rldpy_parse_priority(o[1], priority) < 0 ||
+        (o[2] && (*barge = PyObject_IsTrue(o[2])) < 0))
+        return -1;
+    return 0;
+}
+
+int rldpy_parse_named(const char *type, const char *what, PyObject *args, PyObject *kw,
+                      rldpy_client **cl, rld_client **c, PyObject **name, const char **n)
+{
+    static char *kwlist[] = { "client", "name", NULL };
+    char fmt[32];
+    PyOS_snprintf(fmt, sizeof(fmt), "O!U:%s", type);
+    PyObject *client;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, &rldpy_client_type, &client, name))
+        return -1;
+    *cl = (rldpy_client *)client;
+    if (!(*c = rldpy_client_get(*cl)))
+        return -1;
+    Py_ssize_t len;
+    if (!(*n = PyUnicode_AsUTF8AndSize(*name, &len)))
+        return -1;
+    if (strlen(*n) != (size_t)len) {   /* a NUL inside: librld would see a shorter name */
+        rldpy_named_raise(*cl, what, *n, -EINVAL);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *rldpy_named_raise(rldpy_client *cl, const char *what, const char *n, int err)
+{
+    char detail[320];
+    PyOS_snprintf(detail, sizeof(detail), "%s '%.64s%s' on instance '%.64s'%s", what, n,
+                  strlen(n) > 64 ? "..." : "", PyUnicode_AsUTF8(cl->instance),
+                  err == -EINVAL || err == -ENAMETOOLONG
+                      ? " (a name is 1 to 64 bytes of A-Z a-z 0-9 . _ / : -, as in rld.conf)"
+                      : "");
+    return rldpy_raise(err, detail, NULL);
+}
+
 PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res)
 {
     char detail[200];
-    if (self->tpl)
-        rldpy_key_describe(self, detail, sizeof(detail));
-    else
-        PyOS_snprintf(detail, sizeof(detail), "limit '%.64s'", PyUnicode_AsUTF8(self->name));
+    rldpy_limit_describe(self, detail, sizeof(detail));
     return rldpy_raise(err, detail, res);
 }
 
@@ -152,32 +201,20 @@ int rldpy_limit_refind(rldpy_limit *self, rld_client *c)
 
 static PyObject *limit_tp_new(PyTypeObject *t, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = { "client", "name", NULL };
-    PyObject *client;
+    rldpy_client *cl;
+    rld_client *c;
     PyObject *name;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!U:Limit", kwlist, &rldpy_client_type,
-                                     &client, &name))
-        return NULL;
-    rld_client *c = rldpy_client_get((rldpy_client *)client);
-    if (!c)
-        return NULL;
-    Py_ssize_t len;
-    const char *n = PyUnicode_AsUTF8AndSize(name, &len);
-    if (!n)
+    const char *n;
+    if (rldpy_parse_named("Limit", "limit", args, kw, &cl, &c, &name, &n) < 0)
         return NULL;
     rld_limit lim;
-    int r = strlen(n) == (size_t)len ? rld_find(c, n, &lim) : -EINVAL;   /* no NUL inside */
-    if (r < 0) {
-        char detail[200];
-        PyOS_snprintf(detail, sizeof(detail), "limit '%.64s%s' on instance '%.64s'", n,
-                      strlen(n) > 64 ? "..." : "",
-                      PyUnicode_AsUTF8(((rldpy_client *)client)->instance));
-        return rldpy_raise(r, detail, NULL);
-    }
+    int r = rld_find(c, n, &lim);
+    if (r < 0)
+        return rldpy_named_raise(cl, "limit", n, r);
     rldpy_limit *self = (rldpy_limit *)t->tp_alloc(t, 0);
     if (!self)
         return NULL;
-    self->client = (rldpy_client *)Py_NewRef(client);
+    self->client = (rldpy_client *)Py_NewRef((PyObject *)cl);
     self->name = Py_NewRef(name);
     self->lim = lim;
     return (PyObject *)self;
@@ -197,30 +234,17 @@ static void limit_dealloc(PyObject *op)
 static PyObject *limit_try(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames)
 {
+    static const char *const names[] = { "cost", "barge", NULL };
     rldpy_limit *self = (rldpy_limit *)op;
     uint64_t cost = 1;
     int barge = 0;
-    PyObject *costo = nargs >= 1 ? args[0] : NULL;
-    if (nargs > 1)
-        return PyErr_Format(PyExc_TypeError,
-                            "try_acquire() takes at most 1 positional argument (%zd given)",
-                            nargs);
-    if (kwnames) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            PyObject *k = PyTuple_GET_ITEM(kwnames, i), *v = args[nargs + i];
-            if (PyUnicode_CompareWithASCIIString(k, "cost") == 0 && !costo) {
-                costo = v;
-            } else if (PyUnicode_CompareWithASCIIString(k, "barge") == 0) {
-                if ((barge = PyObject_IsTrue(v)) < 0)
-                    return NULL;
-            } else {
-                return PyErr_Format(PyExc_TypeError,
-                                    "try_acquire() got an unexpected or repeated keyword "
-                                    "argument '%U'", k);
-            }
-        }
-    }
-    if (costo && rldpy_parse_u64(costo, "cost", &cost) < 0)
+    PyObject *o[2] = { NULL, NULL };
+    if (nargs == 1 && !kwnames)
+        o[0] = args[0];                           /* the common call: try_acquire(n) */
+    else if (rldpy_parse_args("try_acquire", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    if ((o[0] && rldpy_parse_u64(o[0], "cost", &cost) < 0) ||
+        (o[1] && (barge = PyObject_IsTrue(o[1])) < 0))
         return NULL;
     rld_client *c = rldpy_client_get(self->client);
     if (!c)
@@ -251,22 +275,10 @@ static int parse_wait(const char *fn, PyObject *const *args, Py_ssize_t nargs,
     if (rldpy_parse_args(fn, args, nargs, kwnames, wait_args, 4, o) < 0)
         return -1;
     *cost = 1;
-    *timeo = o[1] ? o[1] : Py_None;
-    *barge = 0;
     if ((o[0] && rldpy_parse_u64(o[0], "cost", cost) < 0) ||
-        rldpy_parse_timeout(*timeo, timeout_ns) < 0 || rldpy_parse_priority(o[2], priority) < 0 ||
-        (o[3] && (*barge = PyObject_IsTrue(o[3])) < 0))
+        rldpy_parse_wait_opts(o + 1, timeo, timeout_ns, priority, barge) < 0)
         return -1;
     return 0;
-}
-
-static void charges_one(rldpy_limit *self, uint64_t cost, rldpy_charges *cs)
-{
-    cs->n = 1;
-    cs->lims[0] = self;
-    cs->ch[0].limit = self->lim;
-    cs->ch[0].cost = cost;
-    cs->tuple = NULL;
 }
 
 /* acquire(cost=1, timeout=None, priority=0, barge=False) */
@@ -282,7 +294,7 @@ static PyObject *limit_acquire(PyObject *op, PyObject *const *args, Py_ssize_t n
                    &barge) < 0)
         return NULL;
     rldpy_charges cs;
-    charges_one(self, cost, &cs);
+    rldpy_charges_one(self, cost, &cs);
     PyObject *r = rldpy_wait(self->client, &cs, timeo, timeout_ns, priority, barge);
     rldpy_charges_clear(&cs);
     return r;
@@ -302,7 +314,7 @@ static PyObject *limit_acquire_async(PyObject *op, PyObject *const *args, Py_ssi
                    &barge) < 0)
         return NULL;
     rldpy_charges cs;
-    charges_one(self, cost, &cs);
+    rldpy_charges_one(self, cost, &cs);
     return rldpy_acquire_new(self->client, op, &cs, timeo, timeout_ns, priority, barge);
 }
 

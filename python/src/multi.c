@@ -19,7 +19,8 @@ int rldpy_charges_parse(rldpy_client *cl, PyObject *seq, rldpy_charges *cs)
         return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     if (n < 1 || n > RLD_MULTI_MAX) {
-        PyErr_Format(rldpy_InvalidArgument, "a set has 1 to %d charges, not %zd", RLD_MULTI_MAX, n);
+        rldpy_raise_msg(rldpy_InvalidArgument, EINVAL, "a set has 1 to %d charges, not %zd",
+                        RLD_MULTI_MAX, n);
         Py_DECREF(fast);
         return -1;
     }
@@ -93,8 +94,7 @@ static PyObject *client_try_multi(PyObject *op, PyObject *charges)
         if (r == -ESTALE && attempt == 0) {
             if (rldpy_limit_refind(lim, c) < 0)
                 break;
-            for (size_t i = 0; i < cs.n; i++)
-                cs.ch[i].limit = cs.lims[i]->lim;
+            rldpy_charges_reload(&cs);
             continue;
         }
         rldpy_limit_raise(lim, r, NULL);
@@ -119,10 +119,7 @@ static int parse_multi(const char *fn, rldpy_client *cl, PyObject *const *args,
         PyErr_Format(PyExc_TypeError, "%s() missing required argument 'charges'", fn);
         return -1;
     }
-    *timeo = o[1] ? o[1] : Py_None;
-    *barge = 0;
-    if (rldpy_parse_timeout(*timeo, timeout_ns) < 0 || rldpy_parse_priority(o[2], priority) < 0 ||
-        (o[3] && (*barge = PyObject_IsTrue(o[3])) < 0))
+    if (rldpy_parse_wait_opts(o + 1, timeo, timeout_ns, priority, barge) < 0)
         return -1;
     return rldpy_charges_parse(cl, o[0], cs);
 }

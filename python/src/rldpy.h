@@ -99,6 +99,9 @@ PyObject *rldpy_error_new_as(PyObject *cls, int err, const char *detail);
 /* Raise it; returns NULL. RES, when given, becomes the exception's .result and
  * .retry_after (Timeout, Denied). */
 PyObject *rldpy_raise(int err, const char *detail, const rld_result *res);
+/* Raise CLS (rld.Error or a subclass) with errno ERRNUM (positive) and the message FMT
+ * (PyUnicode_FromFormat's), for errors the binding finds itself; returns NULL. */
+PyObject *rldpy_raise_msg(PyObject *cls, int errnum, const char *fmt, ...);
 
 /* result.c */
 int rldpy_result_init(PyObject *m);
@@ -113,12 +116,24 @@ rld_client *rldpy_client_get(rldpy_client *c);
 /* limit.c */
 int rldpy_limit_init(PyObject *m);
 
+/* tp_new of Limit and Template: ARGS as (client, name) for TYPE ("Limit"); the Client in
+ * *CL (borrowed), its open librld client in *C, NAME (borrowed) in *NAME and its UTF-8 in
+ * *N (rld.InvalidArgument for a NUL inside; WHAT, "limit" or "template", names it). 0, or
+ * -1 with an exception. */
+int rldpy_parse_named(const char *type, const char *what, PyObject *args, PyObject *kw,
+                      rldpy_client **cl, rld_client **c, PyObject **name, const char **n);
+/* rld.Error for librld code ERR finding WHAT N through CL (a malformed name: what a name
+ * is); returns NULL. */
+PyObject *rldpy_named_raise(rldpy_client *cl, const char *what, const char *n, int err);
+
 /* The handle went stale: find the name again (a key: rld_key again, its template found
  * again if need be). 0: found (retry), -1: exception set (Deleted when the name is gone). */
 int rldpy_limit_refind(rldpy_limit *self, rld_client *c);
 /* rld.Error for librld code ERR about limit SELF ("limit 'NAME': ...", "key 'K' of template
  * 'NAME': ..."), RES attached for Timeout and Denied; returns NULL. */
 PyObject *rldpy_limit_raise(rldpy_limit *self, int err, const rld_result *res);
+/* "limit 'NAME'" or "key 'K' of template 'NAME'" into BUF. */
+void rldpy_limit_describe(rldpy_limit *self, char *buf, size_t size);
 
 /* template.c */
 int rldpy_template_init(PyObject *m);
@@ -144,6 +159,10 @@ extern PyMethodDef rldpy_multi_methods[];
 /* The tuple of CS (borrowed; made on first call), or NULL with an exception. */
 PyObject *rldpy_charges_tuple(rldpy_charges *cs);
 void rldpy_charges_clear(rldpy_charges *cs);
+/* CS: LIM alone at COST (no tuple). */
+void rldpy_charges_one(rldpy_limit *lim, uint64_t cost, rldpy_charges *cs);
+/* The handles again from the Limits of CS (one of them was found again). */
+void rldpy_charges_reload(rldpy_charges *cs);
 
 /* wait.c: the waits. Both take the fast path first (with the GIL), refuse at once what
  * cannot fit TIMEOUT_NS (the same figure as TIMEO, a Python timeout), retry once with the
@@ -184,5 +203,10 @@ int rldpy_parse_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
                      PyObject *kwnames, const char *const *names, int npos, PyObject **out);
 /* priority: an int 0..RLD_PRIORITY_MAX (rld.InvalidArgument otherwise), barge: truth. */
 int rldpy_parse_priority(PyObject *o, int *out);
+/* The options of every wait from O[0..2], the objects given for timeout, priority and barge
+ * (NULL: not given): *TIMEO (borrowed; None when not given), *TIMEOUT_NS, *PRIORITY, *BARGE.
+ * 0, or -1 with an exception. */
+int rldpy_parse_wait_opts(PyObject *const *o, PyObject **timeo, int64_t *timeout_ns,
+                          int *priority, int *barge);
 
 #endif

@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
 #define KEY_MAX 256                              /* librld's key length limit */
@@ -26,22 +25,7 @@
 /* ---- arguments --------------------------------------------------------------------------- */
 
 /* Raise rld.InvalidArgument (errno EINVAL) with a message; returns -1. */
-static int invalid(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
-    va_end(ap);
-    if (!msg)
-        return -1;
-    PyObject *e = PyObject_CallFunction(rldpy_InvalidArgument, "iO", EINVAL, msg);
-    Py_DECREF(msg);
-    if (e) {
-        PyErr_SetObject(rldpy_InvalidArgument, e);
-        Py_DECREF(e);
-    }
-    return -1;
-}
+#define invalid(...) (rldpy_raise_msg(rldpy_InvalidArgument, EINVAL, __VA_ARGS__), -1)
 
 /* KEY's bytes: a str as UTF-8, or bytes; 1..256 of them. 0, or -1 with an exception. */
 static int key_bytes(PyObject *key, const char **p, size_t *n)
@@ -81,9 +65,16 @@ static int parse_rate(PyObject *rate, uint64_t *count, uint64_t *period_ns)
     uint64_t c;
     if (rldpy_parse_u64(PyTuple_GET_ITEM(rate, 0), "rate count", &c) < 0)
         return -1;
-    double s = PyFloat_AsDouble(PyTuple_GET_ITEM(rate, 1));
-    if (s == -1.0 && PyErr_Occurred())
+    PyObject *po = PyTuple_GET_ITEM(rate, 1);
+    double s = PyFloat_AsDouble(po);
+    if (s == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "rate period must be a number of seconds, not %.100s",
+                         Py_TYPE(po)->tp_name);
+        }
         return -1;
+    }
     double ns = nearbyint(s * 1e9);
     if (c < 1 || c > UINT32_MAX) {
         return invalid("rate count must be 1 to 4294967295, not %llu", (unsigned long long)c);
@@ -163,31 +154,20 @@ static int template_refind(rldpy_template *t, rld_client *c)
 
 static PyObject *template_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = { "client", "name", NULL };
-    PyObject *client, *name;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!U:Template", kwlist, &rldpy_client_type,
-                                     &client, &name))
-        return NULL;
-    rld_client *c = rldpy_client_get((rldpy_client *)client);
-    if (!c)
-        return NULL;
-    Py_ssize_t len;
-    const char *n = PyUnicode_AsUTF8AndSize(name, &len);
-    if (!n)
+    rldpy_client *cl;
+    rld_client *c;
+    PyObject *name;
+    const char *n;
+    if (rldpy_parse_named("Template", "template", args, kw, &cl, &c, &name, &n) < 0)
         return NULL;
     rld_template t;
-    int r = strlen(n) == (size_t)len ? rld_find_template(c, n, &t) : -EINVAL;
-    if (r < 0) {
-        char detail[200];
-        PyOS_snprintf(detail, sizeof(detail), "template '%.64s%s' on instance '%.64s'", n,
-                      strlen(n) > 64 ? "..." : "",
-                      PyUnicode_AsUTF8(((rldpy_client *)client)->instance));
-        return rldpy_raise(r, detail, NULL);
-    }
+    int r = rld_find_template(c, n, &t);
+    if (r < 0)
+        return rldpy_named_raise(cl, "template", n, r);
     rldpy_template *self = (rldpy_template *)type->tp_alloc(type, 0);
     if (!self)
         return NULL;
-    self->client = (rldpy_client *)Py_NewRef(client);
+    self->client = (rldpy_client *)Py_NewRef((PyObject *)cl);
     self->name = Py_NewRef(name);
     self->t = t;
     return (PyObject *)self;
@@ -211,12 +191,7 @@ static PyObject *template_try(PyObject *op, PyObject *const *args, Py_ssize_t na
     if (nargs == 1 && !kwnames) {
         o[0] = args[0];                           /* the common call: try_acquire(ip) */
     } else {
-        if (nargs > 2) {
-            return PyErr_Format(PyExc_TypeError,
-                                "try_acquire() takes at most 2 positional arguments (%zd given)",
-                                nargs);
-        }
-        if (rldpy_parse_args("try_acquire", args, nargs, kwnames, names, 3, o) < 0)
+        if (rldpy_parse_args("try_acquire", args, nargs, kwnames, names, 2, o) < 0)
             return NULL;
         if (!o[0])
             return PyErr_Format(PyExc_TypeError, "try_acquire() missing required argument 'key'");
@@ -310,12 +285,7 @@ static int parse_wait(rldpy_template *self, const char *fn, PyObject *const *arg
                       PyObject **timeo, int64_t *timeout_ns, int *priority, int *barge)
 {
     PyObject *o[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
-    if (nargs > 5) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most 5 positional arguments (%zd given)",
-                     fn, nargs);
-        return -1;
-    }
-    if (rldpy_parse_args(fn, args, nargs, kwnames, wait_args, 6, o) < 0)
+    if (rldpy_parse_args(fn, args, nargs, kwnames, wait_args, 5, o) < 0)   /* rate: by name */
         return -1;
     if (!o[0]) {
         PyErr_Format(PyExc_TypeError, "%s() missing required argument 'key'", fn);
@@ -323,24 +293,12 @@ static int parse_wait(rldpy_template *self, const char *fn, PyObject *const *arg
     }
     uint64_t count, period_ns;
     *cost = 1;
-    *timeo = o[2] ? o[2] : Py_None;
-    *barge = 0;
     if ((o[1] && rldpy_parse_u64(o[1], "cost", cost) < 0) ||
-        rldpy_parse_timeout(*timeo, timeout_ns) < 0 || rldpy_parse_priority(o[3], priority) < 0 ||
-        (o[4] && (*barge = PyObject_IsTrue(o[4])) < 0) ||
+        rldpy_parse_wait_opts(o + 2, timeo, timeout_ns, priority, barge) < 0 ||
         parse_rate(o[5], &count, &period_ns) < 0)
         return -1;
     *keyobj = key_make(&rldpy_key_type, self, o[0], count, period_ns);
     return *keyobj ? 0 : -1;
-}
-
-static void charges_one(rldpy_limit *k, uint64_t cost, rldpy_charges *cs)
-{
-    cs->n = 1;
-    cs->lims[0] = k;
-    cs->ch[0].limit = k->lim;
-    cs->ch[0].cost = cost;
-    cs->tuple = NULL;
 }
 
 /* acquire(key, cost=1, timeout=None, priority=0, barge=False, *, rate=None) */
@@ -356,7 +314,7 @@ static PyObject *template_acquire(PyObject *op, PyObject *const *args, Py_ssize_
         return NULL;
     rldpy_limit *key = (rldpy_limit *)k;
     rldpy_charges cs;
-    charges_one(key, cost, &cs);
+    rldpy_charges_one(key, cost, &cs);
     PyObject *r = rldpy_wait(key->client, &cs, timeo, timeout_ns, priority, barge);
     rldpy_charges_clear(&cs);
     Py_DECREF(k);
@@ -377,7 +335,7 @@ static PyObject *template_acquire_async(PyObject *op, PyObject *const *args, Py_
         return NULL;
     rldpy_limit *key = (rldpy_limit *)k;
     rldpy_charges cs;
-    charges_one(key, cost, &cs);
+    rldpy_charges_one(key, cost, &cs);
     PyObject *r = rldpy_acquire_new(key->client, k, &cs, timeo, timeout_ns, priority, barge);
     Py_DECREF(k);
     return r;

@@ -13,23 +13,6 @@
 #include <errno.h>
 #include <string.h>
 
-/* LIMIT's handle, found again once when it went stale (deleted and made again). */
-static int refind(rldpy_limit *l, rld_client *c)
-{
-    rld_limit lim;
-    int r = rld_find(c, PyUnicode_AsUTF8(l->name), &lim);
-    if (r == 0)
-        l->lim = lim;
-    return r;
-}
-
-static PyObject *raise_for(rldpy_limit *l, int err)
-{
-    char detail[200];
-    PyOS_snprintf(detail, sizeof(detail), "limit '%.64s'", PyUnicode_AsUTF8(l->name));
-    return rldpy_raise(err == -ENOENT ? -ESTALE : err, detail, NULL);
-}
-
 static int seconds_ns(PyObject *o, const char *what, uint64_t *ns)
 {
     double s = PyFloat_AsDouble(o);
@@ -52,10 +35,13 @@ static PyObject *do_sync(PyObject *lo, uint64_t remaining, uint64_t ns, bool pen
         return NULL;
     for (int attempt = 0;; attempt++) {
         int r = penalty ? rld_penalize(c, l->lim, ns) : rld_sync(c, l->lim, remaining, ns);
-        if (r == -ESTALE && attempt == 0 && (r = refind(l, c)) == 0)
+        if (r == -ESTALE && attempt == 0) {
+            if (rldpy_limit_refind(l, c) < 0)
+                return NULL;
             continue;
+        }
         if (r < 0)
-            return raise_for(l, r);
+            return rldpy_limit_raise(l, r, NULL);
         Py_RETURN_NONE;
     }
 }
@@ -101,16 +87,21 @@ static PyObject *mod_acquire_lease(PyObject *m, PyObject *args)
         r = rld_acquire_lease(h->c, lim, timeout, &lease);
         Py_END_ALLOW_THREADS
         if (r == -ESTALE && attempt == 0)
-            r = refind(l, h->c) == 0 ? 1 : -ESTALE;
+            r = rldpy_limit_refind(l, h->c) == 0 ? 1 : 2;   /* 2: its exception is set */
         rldpy_handle_unref(h);
         if (r == 1)
             continue;
-        if (r < 0) {
-            char detail[200];
-            PyOS_snprintf(detail, sizeof(detail), "lease of limit '%.64s'",
-                          PyUnicode_AsUTF8(l->name));
+        if (r == 2)
+            return NULL;
+        if (r == -EINVAL) {
+            char what[200], detail[300];
+            rldpy_limit_describe(l, what, sizeof(what));
+            PyOS_snprintf(detail, sizeof(detail), "lease of %s (a lease needs a limit with "
+                          "concurrency = N in rld.conf)", what);
             return rldpy_raise(r, detail, NULL);
         }
+        if (r < 0)
+            return rldpy_limit_raise(l, r, NULL);
         return Py_BuildValue("(KK)", (unsigned long long)lease.opaque[0],
                              (unsigned long long)lease.opaque[1]);
     }
@@ -234,10 +225,13 @@ static PyObject *mod_limit_extra(PyObject *m, PyObject *args)
         return NULL;
     rld_limit_info info;
     int r = rld_info(c, l->lim, &info);
-    if (r == -ESTALE && (r = refind(l, c)) == 0)
+    if (r == -ESTALE) {
+        if (rldpy_limit_refind(l, c) < 0)
+            return NULL;
         r = rld_info(c, l->lim, &info);
+    }
     if (r < 0)
-        return raise_for(l, r);
+        return rldpy_limit_raise(l, r, NULL);
     return Py_BuildValue("(sIK)", info.mode == RLD_MODE_SHADOW ? "shadow" : "enforce",
                          info.concurrency, (unsigned long long)info.shadowed);
 }

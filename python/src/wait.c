@@ -60,8 +60,16 @@ PyObject *rldpy_charges_tuple(rldpy_charges *cs)
     return t;
 }
 
-/* The handles again from the Limits (one of them was found again). */
-static void charges_reload(rldpy_charges *cs)
+void rldpy_charges_one(rldpy_limit *lim, uint64_t cost, rldpy_charges *cs)
+{
+    cs->n = 1;
+    cs->lims[0] = lim;
+    cs->ch[0].limit = lim->lim;
+    cs->ch[0].cost = cost;
+    cs->tuple = NULL;
+}
+
+void rldpy_charges_reload(rldpy_charges *cs)
 {
     for (size_t i = 0; i < cs->n; i++)
         cs->ch[i].limit = cs->lims[i]->lim;
@@ -99,7 +107,7 @@ static int decide_now(rld_client *c, rldpy_charges *cs, int64_t timeout_ns, int 
         if (r == -ESTALE && attempt == 0) {
             if (rldpy_limit_refind(charge_limit(cs, res->index), c) < 0)
                 return -1;
-            charges_reload(cs);
+            rldpy_charges_reload(cs);
             continue;
         }
         if (r != -EAGAIN) {
@@ -137,7 +145,7 @@ static PyObject *wait_blocking(rldpy_client *cl, rldpy_charges *cs, int64_t time
             exc = true;
             break;
         }
-        charges_reload(cs);
+        rldpy_charges_reload(cs);
         if (timeout_ns > 0) {   /* what is left of the timeout */
             uint64_t spent = mono_ns() - start;
             timeout_ns = spent >= (uint64_t)timeout_ns ? 0 : timeout_ns - (int64_t)spent;

@@ -122,6 +122,16 @@ class Daemon:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """A skip must not pass: when something was skipped (a module that is not installed,
+    no root) and nothing failed, exit 77, which ctest reports as skipped
+    (SKIP_RETURN_CODE, as the C tests)."""
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = tr is not None and tr.stats.get("skipped")
+    if skipped and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = 77
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

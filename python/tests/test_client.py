@@ -80,6 +80,7 @@ def test_limit_lookup_errors(client):
         with pytest.raises(rld.InvalidArgument) as ei:
             client.limit(bad)
         assert isinstance(ei.value, ValueError) and ei.value.errno == errno.EINVAL
+        assert "a name is 1 to 64 bytes of A-Z a-z 0-9" in str(ei.value), "says what a name is"
     with pytest.raises(TypeError):
         client.limit(b"slow")
 
@@ -94,6 +95,7 @@ def test_closed_client(daemon):
         with pytest.raises(rld.Error) as ei:
             call()
         assert ei.value.errno == errno.EBADF and "closed" in str(ei.value)
+        assert "open another" in str(ei.value), "says what to do"
     with pytest.raises(rld.Error):
         with c:
             pass

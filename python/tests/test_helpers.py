@@ -28,6 +28,11 @@ algorithm = sliding
 [limit winq]
 rate = 2/200ms
 algorithm = sliding
+
+[template per.ip]
+rate  = 20/s
+burst = 1
+max_keys = 10
 """
 
 
@@ -86,6 +91,13 @@ def test_decorator_no_wait_raises_denied(hc):
         f()
     e = ei.value
     assert 0 < e.retry_after <= 0.05 and not e.result and e.errno == 11
+    assert "limit 'w'" in str(e)
+    # a Key is named as a key, not as a limit called after its template
+    g = rld.limited(hc.template("per.ip").key("203.0.113.9"), wait=False)
+    g.acquire()
+    with pytest.raises(rld.Denied) as ei:
+        g.acquire()
+    assert "key '203.0.113.9' of template 'per.ip'" in str(ei.value)
 
 
 def test_decorator_timeout(hc):

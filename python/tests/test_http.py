@@ -114,6 +114,34 @@ def test_httpx_transports(make_daemon):
         rc.close()
 
 
+def test_policy_waits(make_daemon):
+    """Policy.begin and begin_async wait as Limit.acquire and acquire_async do: a token that
+    cannot come within the timeout is rld.Timeout at once, with the wait it would need."""
+    rc = make_daemon(CONF).client()
+    try:
+        p = rld.http.Policy("api", client=rc, timeout=0.05, lease="inflight")
+        lease = p.begin()
+        assert lease is not None and lease.held
+        lease.release()
+        rc.limit("api").debit(120)                    # 2 s of debt at 60/s
+        with pytest.raises(rld.Timeout) as e:
+            p.begin()
+        assert e.value.retry_after > 1.0
+
+        async def main():
+            with pytest.raises(rld.Timeout) as e:
+                await p.begin_async()
+            assert e.value.retry_after > 1.0 and "'api'" in str(e.value)
+            p.timeout = None
+            rc.limit("api").refund(200)
+            lease = await p.begin_async()
+            assert lease is not None and lease.held
+            lease.release()
+        asyncio.run(main())
+    finally:
+        rc.close()
+
+
 def test_breaker_and_lease(make_daemon):
     rc = make_daemon(CONF).client()
     up = FakeUpstream(1000, 1.0, delay=0.05)

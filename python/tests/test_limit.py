@@ -55,6 +55,9 @@ def test_costs(client):
         lim.try_acquire(1, cost=2)
     with pytest.raises(TypeError):
         lim.try_acquire(nope=1)
+    with pytest.raises(TypeError):
+        lim.try_acquire(1, barge=True, nope=1)
+    assert lim.try_acquire(barge=True, cost=0) and lim.try_acquire(0, barge=1)
     lim.refund(5)
     assert lim.try_acquire(True).remaining in (3, 4)   # a bool is an int
 

@@ -2,6 +2,7 @@
 several limits (one request token and N model tokens), Result.index naming the charge that
 decided, errors naming its limit."""
 import asyncio
+import errno
 import os
 import signal
 import threading
@@ -63,8 +64,9 @@ def test_argument_errors(mc):
     with pytest.raises(rld.CostTooHigh) as ei:
         mc.try_acquire_multi([(req, 1), (tok, 1001)])
     assert "'tok'" in str(ei.value)
-    with pytest.raises(rld.InvalidArgument):
+    with pytest.raises(rld.InvalidArgument) as ei:
         mc.try_acquire_multi([])
+    assert ei.value.errno == errno.EINVAL and "1 to 64 charges" in str(ei.value)
     with pytest.raises(rld.InvalidArgument):
         mc.try_acquire_multi([(tok, 1)] * 65)
     with pytest.raises(TypeError):

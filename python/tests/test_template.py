@@ -75,8 +75,11 @@ def test_find(c):
         c.template("plain")            # a [limit] is not a template
     with pytest.raises(rld.NotFound):
         c.limit("api.ip")              # nor a template a limit
-    with pytest.raises(rld.InvalidArgument):
+    with pytest.raises(rld.InvalidArgument) as e:
         c.template("bad name")
+    assert "template 'bad name'" in str(e.value) and "a name is 1 to 64 bytes" in str(e.value)
+    with pytest.raises(rld.InvalidArgument):
+        c.template("api.ip\0")                       # a NUL inside: not the name before it
     info = t.info()
     assert info.kind == "template" and info.max_keys == 1000 and info.keys == 0
     assert info.name == "api.ip" and info.count == 10 and info.burst == 5
@@ -142,8 +145,9 @@ def test_caller_rate(c):
         with pytest.raises(rld.InvalidArgument):
             t.try_acquire("x", rate=bad)
     for bad in (5, (5,), [5, 1], (5, "1"), ("5", 1)):
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError) as e:
             t.try_acquire("x", rate=bad)
+        assert "rate" in str(e.value), "the message names the argument"
 
 
 def test_key_handle(c):
@@ -309,6 +313,33 @@ def test_reclaimed_key_found_again(c):
     time.sleep(0.3)
     assert k.acquire(2, timeout=1)
     assert k.peek().remaining == 0
+
+
+def test_reclaimed_key_upstream_calls(c):
+    """penalize, sync and mode on a Key whose bucket was reclaimed look the key up again,
+    as its takes do (not the template's name as a limit: that is no limit)."""
+    t = c.template("tiny")                            # 10/s, burst 2
+    for i in range(16):
+        assert t.try_acquire(f"k{i}", 2)
+    old = t.key("k1")
+    time.sleep(0.3)                                   # every key full again: idle
+    for i in range(16):
+        assert t.try_acquire(f"n{i}", 2)              # the n keys take the places
+    time.sleep(0.3)                                   # ...and are idle in turn
+    assert old.mode == "enforce" and old.concurrency == 0
+    old.sync(remaining=0, reset_after=0.2)
+    r = old.try_acquire()
+    assert not r and 0.1 < r.retry_after <= 0.2, "the sync went to the key found again"
+    old2 = t.key("k2")
+    time.sleep(0.3)
+    for i in range(16):
+        try:
+            t.try_acquire(f"p{i}", 2)                 # k2 reclaimed (a place may be left)
+        except rld.NoSpace:
+            pass
+    time.sleep(0.3)
+    old2.penalize(0.2)
+    assert not old2.try_acquire(), "the penalty went to the key found again"
 
 
 def test_template_reload(d, c):

@@ -73,8 +73,9 @@ def test_lease(up):
     assert not l.held
     for x in leases[1:]:
         x.release()
-    with pytest.raises(rld.InvalidArgument):
+    with pytest.raises(rld.InvalidArgument) as e:
         up.limit("api").acquire_lease(timeout=0)
+    assert "limit 'api'" in str(e.value) and "concurrency = N" in str(e.value)
 
 
 def _hold(name, ready):

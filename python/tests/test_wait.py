@@ -1,6 +1,7 @@
 """Limit.acquire: waits at the daemon with the GIL released, refuses at once what cannot fit
 in time, handles signals in the main thread (Ctrl-C: KeyboardInterrupt at once, the place
 given up, nothing taken), degrades when the daemon is gone."""
+import errno
 import os
 import signal
 import threading
@@ -76,8 +77,10 @@ def test_argument_checks(wc):
     lim = wc.limit("w")
     with pytest.raises(rld.InvalidArgument):
         lim.acquire(1, priority=8)
-    with pytest.raises(rld.InvalidArgument):
+    with pytest.raises(rld.InvalidArgument) as ei:
         lim.acquire(1, priority=-1)
+    # an rld.Error as librld's are: its errno set, the message saying what is allowed
+    assert ei.value.errno == errno.EINVAL and "priority must be 0 to 7" in str(ei.value)
     with pytest.raises(ValueError):
         lim.acquire(1, timeout=-1)
     with pytest.raises(ValueError):
