@@ -24,10 +24,11 @@ static int cmd_reload(rlctl_ctx *ctx)
         return r;
     if (rep->code != 0) {
         /* A bad file is a refusal (1), not a usage error of ours: the daemon kept its state. */
-        if (rep->code == -EINVAL)
+        if (rep->code == -EINVAL && rep->message && *rep->message)
+            r = rlctl_fail(RLCTL_EXIT_DENIED, "%s", rep->message);   /* the daemon says it all */
+        else if (rep->code == -EINVAL)
             r = rlctl_fail(RLCTL_EXIT_DENIED, "reload refused, configuration unchanged: %s",
-                           rep->message && *rep->message ? rep->message
-                                                         : rld_strerror(rep->code));
+                           rld_strerror(rep->code));
         else
             r = rlctl_reply_error(ctx, "reload", rep);
         rld__v1__reply__free_unpacked(rep, NULL);
