@@ -15,12 +15,17 @@ const char *rldi_strerror(int err)
                          "rld_wait_position)";
     case -ESTALE: return "the limit was deleted or replaced since it was found (a key: "
                          "reclaimed once idle; look it up again)";
-    case -ENOSPC: return "no room: the template's key table is full of keys with state "
-                         "(raise max_keys), or too many waits queued";
+    case -ENOSPC: return "no room: a template's key table is full of keys with state (raise "
+                         "its max_keys), or, for a wait, too many waits queued at the daemon "
+                         "for this user or instance (raise [rld] max_waits_per_uid or "
+                         "max_waiters)";
     case -EBUSY: return "the key's insertion is blocked by a stopped process (try again)";
     case -E2BIG: return "the cost exceeds the limit's burst and can never be admitted";
     case -EINVAL: return "invalid argument";
-    case -ERANGE: return "amount out of range (debt would exceed the maximum)";
+    case -ERANGE: return "out of range: a debit beyond the limit's maximum debt (rld_debit), a "
+                         "penalty or reset beyond 52 days (rld_penalize, rld_sync), or a "
+                         "caller's rate outside what a key can hold (rld_try_key_rate); "
+                         "nothing was changed";
     case -ENAMETOOLONG: return "name too long";
     case -EACCES: return "permission denied";
     case -ENOMEM: return "out of memory";

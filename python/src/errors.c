@@ -48,7 +48,9 @@ static const exc_def defs[] = {
     { &rldpy_InvalidArgument, "InvalidArgument", &rldpy_Error, &py_ValueError,
       "A malformed name, priority or flag (EINVAL, ENAMETOOLONG)." },
     { &rldpy_DebtOverflow, "DebtOverflow", &rldpy_Error, &py_OverflowError,
-      "A debit would take the debt beyond 2^62 ns of the limit's rate; nothing taken (ERANGE)." },
+      "Out of range (ERANGE), nothing changed: a debit would take the debt beyond the\n"
+      "limit's maximum, a penalty or sync reaches beyond 52 days, or a caller's rate is\n"
+      "outside what a key can hold." },
     { &rldpy_PermissionDenied, "PermissionDenied", &rldpy_Error, &py_PermissionError,
       "No permission for the instance's segment or socket (EACCES): see group in rld.conf(5)." },
     { &rldpy_NotReady, "NotReady", &rldpy_Error, NULL,
