@@ -354,6 +354,7 @@ jq_fields . "kind name overflow max_keys" "template t.win allow 7"
 [ "$proto" = 0 ] || jq_is '.daemon.from_file' true
 # keys: created by try --key (rld_try_key), the fullest first, printable or hex, long ones cut
 long=verylongkeyprefix.and.more.bytes.to.42.by.  # 42 bytes: the entry keeps 15
+rc 5 try t.ip;                   has "$err" "'t.ip' is a template (keyed limits), not a limit: give a key"
 rc 0 try t.ip --key 203.0.113.7;   has "$out" "^granted: 1 token from t.ip key 203.0.113.7, 2 of 3 remaining$"
 rc 0 try t.ip 2 --key 203.0.113.7
 rc 1 try t.ip --key 203.0.113.7;   has "$out" "^denied: t.ip key 203.0.113.7 has 0 of 3 tokens"

@@ -71,6 +71,8 @@ rc 0 breaker trip shop.api
 rc 0 -j breaker 'shop.*'
 jq_is '.breakers[0].state + " " + (.breakers[0].opens|tostring)' "open 1"
 rc 0 breaker reset shop.api
+rc 5 status shop.api;            has "$err" "'shop.api' is a circuit breaker, not a limit: rlctl breaker shop.api"
+rc 5 try shop.api;               has "$err" "is a circuit breaker"
 rc 0 breaker 'zz*';             has "$err" "no breaker of instance '$inst' matches 'zz\\*' (\`rlctl breaker\`"
 rc 0 -j breaker
 jq_is '.breakers[0].state + " " + (.breakers[0].closes|tostring)' "closed 1"
@@ -91,6 +93,7 @@ rc 0 penalize api 5s
 has "$out" "penalized; 0 remaining"
 rc 1 try api
 rc 0 sync pool 3 1s             # unlimited: nothing to hold, fine
+rc 0 try pool;                   has "$err" "^note: 'pool' has no rate, only concurrency = 4: rlctl try takes no lease"
 rc 2 penalize api soon
 rc 2 sync api x 1s
 rc 5 penalize nosuch 1s

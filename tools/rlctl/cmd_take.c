@@ -248,6 +248,19 @@ static int try_key(rlctl_ctx *ctx, const take_args *a, rld_result *res, int *exi
     return code;
 }
 
+/* A limit of concurrency = N and no rate: try and wait take no lease, and would say only
+ * "unlimited". Said on stderr (the answer on stdout stays what scripts parse). */
+static void lease_note(rlctl_ctx *ctx, const char *name, rld_limit h)
+{
+    rld_limit_info info;
+    if (ctx->json || rld_info(ctx->client, h, &info) < 0 || !info.concurrency ||
+        info.rate_count != 0)
+        return;
+    fprintf(stderr, "note: '%s' has no rate, only concurrency = %u: rlctl %s takes no lease "
+            "(leases: rld_acquire_lease(3); rlctl status %s shows the holders)\n", name,
+            info.concurrency, ctx->cmd ? ctx->cmd->name : "try", name);
+}
+
 static int cmd_try(rlctl_ctx *ctx)
 {
     take_args a;
@@ -255,6 +268,8 @@ static int cmd_try(rlctl_ctx *ctx)
     int r = parse_take(ctx, &a);
     if (r != 0 || (!a.keyed && (r = rlctl_find(ctx, a.name, &h)) != 0))
         return r;
+    if (!a.keyed)
+        lease_note(ctx, a.name, h);
     rld_result res;
     memset(&res, 0, sizeof(res));
     int done = 0;
@@ -338,6 +353,8 @@ static int cmd_wait(rlctl_ctx *ctx)
     int r = parse_take(ctx, &a);
     if (r != 0 || (r = a.keyed ? key_handle(ctx, &a, &h) : rlctl_find(ctx, a.name, &h)) != 0)
         return r;
+    if (!a.keyed)
+        lease_note(ctx, a.name, h);
     outcome o;
     memset(&o, 0, sizeof(o));
     take_wait(ctx, h, &a, &o);

@@ -210,9 +210,20 @@ int rlctl_find(rlctl_ctx *ctx, const char *name, rld_limit *out)
     if (r != 0 || (r = rlctl_open_segment(ctx)) != 0)
         return r;
     r = rld_find(ctx->client, name, out);
-    if (r == -ENOENT)
+    if (r == -ENOENT) {
+        /* the name may be another kind's: say which, and the command for it */
+        rld_template t;
+        rld_limit b;
+        if (rld_find_template(ctx->client, name, &t) == 0)
+            return rlctl_fail(RLCTL_EXIT_NOTFOUND, "'%s' is a template (keyed limits), not a "
+                              "limit: give a key (rlctl try %s --key KEY, rlctl status %s KEY) "
+                              "or see its keys (rlctl keys %s)", name, name, name, name);
+        if (rld_breaker_find(ctx->client, name, &b) == 0)
+            return rlctl_fail(RLCTL_EXIT_NOTFOUND, "'%s' is a circuit breaker, not a limit: "
+                              "rlctl breaker %s", name, name);
         return rlctl_fail(RLCTL_EXIT_NOTFOUND, "no limit '%s' in instance '%s' (rlctl list "
                           "shows them)", name, ctx->paths.instance);
+    }
     if (r < 0)
         return rlctl_fail(rlctl_exit_for(r), "limit '%s': %s", name, rld_strerror(r));
     return 0;
