@@ -113,8 +113,10 @@ int rlctl_open_segment(rlctl_ctx *ctx)
                           "rlctl installed with that rld", inst);
     case RLD_ECORRUPT:
         return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
-                          "instance '%s': its segment is damaged or not an rld segment: "
-                          "restart rld with --fresh (all limits restart full)", inst);
+                          "instance '%s': its segment is damaged or not an rld segment: a "
+                          "running rld repairs its header within a second, so try again; if "
+                          "this persists (or rld is not running), restart rld, and only if "
+                          "that fails too, with --fresh (all limits restart full)", inst);
     case RLD_ECLOCK:
         return rlctl_fail(RLCTL_EXIT_UNREACHABLE,
                           "instance '%s': %s", inst, rld_strerror(r));
