@@ -442,6 +442,14 @@ int main(int argc, char **argv)
     if (!keeper && (keeper = keeper_spawn(paths.seg_path, seg_fd, seg.slot_count, mode, gid, err,
                                           sizeof(err))) < 0)
         fail("%s", err);
+    /* A keeper from an earlier start made its socket with that start's [rld] group: the
+     * file's setting now, as the instance socket's (a group added or removed takes effect
+     * at restart for both sockets, as rld.conf(5) says) */
+    if ((gid != (gid_t)-1 && chown(paths.seg_path, (uid_t)-1, gid) < 0) ||
+        chmod(paths.seg_path, mode) < 0)
+        LOG_WARN("%s: cannot give it mode %04o%s%s: %s (clients outside rld's user may be "
+                 "refused)", paths.seg_path, (unsigned)mode, gid != (gid_t)-1 ? " and group " : "",
+                 gid != (gid_t)-1 ? conf.group : "", strerror(errno));
     d.keeper_pid = keeper;
     rldi_store_relaxed(&seg.hdr->keeper_pid, (uint32_t)keeper);
     /* under systemd, the segment also outlives the keeper: its file descriptor store */

@@ -10,6 +10,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,6 +58,24 @@ int main(void)
     T_CHECK(t_log_has(&d, "refused a configuration change"), "the refusal is logged");
     printf("permission: a Reset from uid nobody refused with -EPERM\n");
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+
+    /* [rld] group changed between starts: the keeper (it outlives the daemon) made the
+     * segment socket with the old setting; each start gives both sockets the file's */
+    char segsock[400];
+    snprintf(segsock, sizeof(segsock), "%s/%s.seg", d.dir, d.instance);
+    struct stat sb = { 0 };
+    t_write_conf(&d, "[limit fifo]\nrate = 4/s\nburst = 1\n");
+    T_CHECK(t_daemon_start(&d, NULL) == 0, "rld restarted without a group");
+    T_CHECK(stat(segsock, &sb) == 0 && (sb.st_mode & 0777) == 0600,
+            "group removed: the segment socket is 0600 (mode %o)", (unsigned)(sb.st_mode & 0777));
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    t_write_conf(&d, "[rld]\ngroup = nogroup\n\n[limit fifo]\nrate = 4/s\nburst = 1\n");
+    T_CHECK(t_daemon_start(&d, NULL) == 0, "rld restarted with the group");
+    T_CHECK(stat(segsock, &sb) == 0 && (sb.st_mode & 0777) == 0660 && sb.st_gid == gr->gr_gid,
+            "group added: the segment socket is 0660 of nogroup (mode %o, gid %u)",
+            (unsigned)(sb.st_mode & 0777), (unsigned)sb.st_gid);
+    T_CHECK(t_daemon_stop_clean(&d), "clean stop");
+    printf("permission: the segment socket follows [rld] group across restarts\n");
     printf("test_permission: ok\n");
     return 0;
 }
