@@ -59,33 +59,6 @@ static const char *conf_text =
     "[limit bench.sliding.deny]\nrate = 1/h\nalgorithm = sliding\n\n"
     "[limit bench.fixed.deny]\nrate = 1/h\nalgorithm = fixed\n";
 
-#ifdef RLD_HAVE_HIREDIS
-/* what peers_redis.c needs from its driver (bench_peers.c has the same) */
-volatile int peers_stop;
-
-uint64_t peers_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-double peers_percentile(uint32_t *v, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof(*v), cmp_u32);
-    size_t rank = (size_t)(q * (double)n + 0.999999);
-    return v[rank ? rank - 1 : 0];
-}
-#endif
-
 typedef struct shared {
     volatile int ready, go;
     volatile uint64_t calls[2], admitted[2], cpu_ns[2];

@@ -52,30 +52,6 @@
 
 /* ---------------------------------------------------------------- common helpers */
 
-volatile int peers_stop;
-
-uint64_t peers_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-double peers_percentile(uint32_t *v, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof(*v), cmp_u32);
-    size_t rank = (size_t)ceil(q * (double)n);
-    return v[rank ? rank - 1 : 0];
-}
-
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
