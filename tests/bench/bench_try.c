@@ -118,8 +118,11 @@ static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms, 
     if (k != NAIVE) {
         if (!name)
             name = busy ? "bench.busy" : which ? "bench.b" : "bench.a";
-        if (rld_open(NULL, 0, &c) < 0 || rld_find(c, name, &lim) < 0)
+        if (rld_open(NULL, 0, &c) < 0 || rld_find(c, name, &lim) < 0) {
+            fprintf(stderr, "bench worker: cannot open the instance or find %s\n", name);
+            __atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);   /* run() must not wait */
             _exit(2);
+        }
     }
     __atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
     while (!sh->go)
@@ -150,11 +153,19 @@ static double run(shared *sh, enum kind k, int nproc, bool same, uint64_t ms, bo
     pid_t pids[2];
     for (int i = 0; i < nproc; i++) {
         pids[i] = fork();
+        if (pids[i] < 0) {
+            perror("fork");
+            exit(1);
+        }
         if (pids[i] == 0)
             run_worker(sh, i, k, same ? 0 : i, ms, busy, name);
     }
-    while (sh->ready < nproc)
-        ;
+    /* a worker that died before it was ready would leave us spinning here for good */
+    for (uint64_t deadline = clock_ns() + 10000000000ull; sh->ready < nproc;)
+        if (clock_ns() > deadline) {
+            fprintf(stderr, "bench workers not ready in 10 s\n");
+            exit(1);
+        }
     sh->go = 1;
     int st, bad = 0;
     for (int i = 0; i < nproc; i++) {
@@ -442,8 +453,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (reps < 1 || reps > 101 || ms < 10)
+    if (reps < 1 || reps > 101 || ms < 10) {
+        fprintf(stderr, "bench_try: --reps is 1-101, --ms at least 10\n");
         return 2;
+    }
     t_daemon d;
     t_instance(&d, "bench", conf_text);
     if (t_daemon_start(&d, NULL) < 0) {
