@@ -360,6 +360,31 @@ pid_t t_foreign_keeper(const t_daemon *d, uint16_t abi)
     return t_fake_keeper(d, d->instance, zero, size <= sizeof(zero) ? size : sizeof(zero), f);
 }
 
+int t_reap_all(const pid_t *pids, int n, const char *what)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        int st = 0;
+        pid_t r;
+        while ((r = waitpid(pids[i], &st, 0)) < 0 && errno == EINTR)
+            ;
+        if (r != pids[i]) {
+            fprintf(stderr, "%s %d (pid %d): waitpid: %s\n", what, i, (int)pids[i],
+                    strerror(errno));
+            bad++;
+        } else if (WIFSIGNALED(st)) {
+            fprintf(stderr, "%s %d (pid %d): killed by signal %d\n", what, i, (int)pids[i],
+                    WTERMSIG(st));
+            bad++;
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "%s %d (pid %d): exit %d\n", what, i, (int)pids[i],
+                    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+            bad++;
+        }
+    }
+    return bad;
+}
+
 bool t_have(const char *prog)
 {
     char cmd[300];

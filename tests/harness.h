@@ -94,6 +94,11 @@ pid_t t_redis_start(const char *dir, int port, const char *password, char *sock,
 /* SIGKILL it, reap it, remove its socket. */
 void t_redis_stop(pid_t pid, const char *sock);
 
+/* Reap the N processes PIDS, each by its pid (never wait(): the daemon is a child too).
+ * Returns how many did not exit 0, each named on stderr with WHAT, its index and how it
+ * ended. */
+int t_reap_all(const pid_t *pids, int n, const char *what);
+
 /* True if PROG is found on PATH. */
 bool t_have(const char *prog);
 /* A TCP port on 127.0.0.1 free a moment ago (0 if none): for a server the test starts. */

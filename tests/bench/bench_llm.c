@@ -125,12 +125,8 @@ static run one_run(const t_daemon *d, int mode, int workers, int ms)
     double c1 = cpu_s(d->pid);
     uint64_t q1 = daemon_requests(d);
     /* a worker that could not open the instance would leave its share out of the counts */
-    for (int i = 0; i < workers; i++) {
-        int st;
-        T_CHECK(waitpid(p[i], &st, 0) == p[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                "worker %d exited with status %d (2: cannot open the instance or its limits)",
-                i, st);
-    }
+    T_CHECK(t_reap_all(p, workers, "worker") == 0,
+            "a worker failed (above; 2: cannot open the instance or its limits)");
     run r = { 0 };
     r.min = UINT64_MAX;
     for (int i = 0; i < workers; i++) {

@@ -162,11 +162,9 @@ static void start_workers(unsigned host_mask, unsigned lim_mask, uint64_t end)
 
 static void join_workers(void)
 {
-    for (int i = 0; i < nworkers; i++) {
-        int st;
-        waitpid(workers[i], &st, 0);
-        T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d exited with %d", i, st);
-    }
+    T_CHECK(t_reap_all(workers, nworkers, "worker") == 0,
+            "a worker failed (above; 2, 3: cannot open the instance or its limits, 4: an "
+            "rld call failed)");
 }
 
 static uint64_t total(int l)

@@ -739,12 +739,7 @@ static void churn_scenario(const char *what, const scen *sc)
         t_sleep_ns(2 * MS);
     }
     sh->stop = 1;
-    int bad = 0, status = 0;
-    for (int i = 0; i < NW; i++) {
-        waitpid(pids[i], &status, 0);
-        bad |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-    }
-    T_CHECK(!bad, "%s: a worker failed (status %d)", what, status);
+    T_CHECK(t_reap_all(pids, NW, "worker") == 0, "%s: a worker failed (above)", what);
     int64_t off1 = wall_offset();
 
     wstat tot;
@@ -905,12 +900,7 @@ static void full_scenario(void)
         }
     }
     sh->go = 1;
-    int bad = 0, status = 0;
-    for (int i = 0; i < NW; i++) {
-        waitpid(pids[i], &status, 0);
-        bad |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-    }
-    T_CHECK(!bad, "full: a worker failed (status %d)", status);
+    T_CHECK(t_reap_all(pids, NW, "worker") == 0, "full: a worker failed (above)");
     uint64_t ok = 0, refused = 0, wrong = 0, other = 0;
     for (int i = 0; i < NW; i++) {
         ok += sh->ws[i].churn_ok;

@@ -223,18 +223,11 @@ static size_t run(enum mode m, const char *name, const char *gname, uint64_t run
     sh->t0 = t_now_ns();
     sh->end = sh->t0 + run_ns;
     __atomic_store_n(&sh->go, 1, __ATOMIC_SEQ_CST);
-    int bad = 0, status = 0;
-    for (int i = 0; i < NPROC; i++) {   /* not wait(): the daemon is our child too */
-        int st;
-        waitpid(pids[i], &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            bad = 1;
-            status = st;
-        }
-    }
+    int bad = t_reap_all(pids, NPROC, "worker");
     for (int i = 0; i < NPROC; i++)
         T_CHECK(sh->w[i].err == 0, "%s: worker %d: %s", name, i, rld_strerror(sh->w[i].err));
-    T_CHECK(!bad, "%s: a worker failed (status %d)", name, status);
+    T_CHECK(!bad, "%s: a worker failed (above; 2: cannot open the instance or its limits)",
+            name);
     size_t n = 0;
     for (int i = 0; i < NPROC; i++)
         n += sh->w[i].n;
