@@ -190,20 +190,6 @@ static double run(shared *sh, enum kind k, int nproc, bool same, uint64_t ms, bo
     return sum / nproc;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct stat3 { double med, min, max; } stat3;
-
-static stat3 stats(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp);
-    return (stat3){ v[n / 2], v[0], v[n - 1] };
-}
-
 /* A window-table row: wall-clock and CPU-time medians (min-max), each with its x GCRA. */
 static void print_row(bool csv, const char *conf, const char *kind, stat3 w, double wx,
                       stat3 c, double cx)
@@ -240,7 +226,7 @@ static void gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
                               NULL);
         stat3 s[3];
         for (int k = 0; k < 3; k++)
-            s[k] = stats(v[k], reps);
+            s[k] = peers_stats(v[k], reps);
         for (int k = 0; k < 3; k++) {
             double ratio = s[k].med / s[0].med;
             if (csv)
@@ -316,8 +302,8 @@ static bool window_table(shared *sh, int reps, uint64_t ms, bool csv, double *ad
         for (int res = 0; res < 2; res++) {
             stat3 st[W_ALGOS], ct[W_ALGOS];
             for (int a = 0; a < W_ALGOS; a++) {
-                st[a] = stats(v[res][a], reps);
-                ct[a] = stats(u[res][a], reps);
+                st[a] = peers_stats(v[res][a], reps);
+                ct[a] = peers_stats(u[res][a], reps);
             }
             for (int a = 0; a < W_ALGOS; a++) {
                 char kind[32];
@@ -379,7 +365,7 @@ static bool redis_rows(int reps, uint64_t ms, bool csv, const double *admit_res)
                "p50 / rld_try (result, 1 process, admitted) on the same algorithm\n",
                pr_version());
     for (int r = 0; r < NR; r++) {
-        stat3 st = stats(p50[r], reps), s99 = stats(p99[r], reps);
+        stat3 st = peers_stats(p50[r], reps), s99 = peers_stats(p99[r], reps);
         double x = st.med / admit_res[rows[r].algo];
         if (csv)
             printf("%s,EVALSHA p50,%.0f,%.0f,%.0f,%.1f\n", pr_script_name(rows[r].script), st.med,
@@ -391,31 +377,6 @@ static bool redis_rows(int reps, uint64_t ms, bool csv, const double *admit_res)
     return true;
 }
 #endif
-
-/* Whole-machine CPU time from /proc/stat and ours (this process and the children reaped so
- * far: workers, redis-server, the daemon once stopped), in seconds: how busy others kept
- * the machine during the run (as bench_peers says it). */
-typedef struct cpustat { double busy, total, own; } cpustat;
-
-static void read_cpustat(cpustat *c)
-{
-    unsigned long long v[8] = { 0 };
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                     &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
-        memset(v, 0, sizeof(v));
-    if (f)
-        fclose(f);
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    c->busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
-    c->total = (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]) / hz;
-    struct rusage a, b;
-    getrusage(RUSAGE_SELF, &a);
-    getrusage(RUSAGE_CHILDREN, &b);
-    c->own = (double)(a.ru_utime.tv_sec + a.ru_stime.tv_sec + b.ru_utime.tv_sec + b.ru_stime.tv_sec) +
-             (double)(a.ru_utime.tv_usec + a.ru_stime.tv_usec + b.ru_utime.tv_usec +
-                      b.ru_stime.tv_usec) / 1e6;
-}
 
 static void loadavg(char *out, size_t len)
 {
@@ -470,7 +431,7 @@ int main(int argc, char **argv)
     char load0[32], load1[32];
     loadavg(load0, sizeof(load0));
     cpustat cs0, cs1;
-    read_cpustat(&cs0);
+    peers_read_cpustat(&cs0);
 
     if (gcra)
         gcra_table(sh, reps, ms, csv);
@@ -491,7 +452,7 @@ int main(int argc, char **argv)
     }
     loadavg(load1, sizeof(load1));
     t_daemon_stop(&d, SIGTERM);     /* reaped: its CPU time counts as ours */
-    read_cpustat(&cs1);
+    peers_read_cpustat(&cs1);
     double dt = cs1.total - cs0.total, other = NAN;
     if (dt > 0 && cs0.total > 0)
         other = ((cs1.busy - cs0.busy) - (cs1.own - cs0.own)) / dt * 100;

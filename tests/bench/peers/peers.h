@@ -36,6 +36,16 @@ double peers_percentile(uint32_t *v, size_t n, double q);
 /* Set by SIGINT/SIGTERM/SIGHUP in bench_peers; long phases check it and stop early. */
 extern volatile int peers_stop;
 
+/* Median (the mean of the two middle values for even N), min and max of N <= PEERS_MAX_REPS
+ * repetitions. */
+typedef struct stat3 { double med, min, max; } stat3;
+stat3 peers_stats(const double *v, int n);
+
+/* Whole-machine CPU time from /proc/stat, in seconds: busy (user..softirq), steal, total;
+ * and ours: this process and the children reaped so far. */
+typedef struct cpustat { double busy, steal, total, own; } cpustat;
+void peers_read_cpustat(cpustat *c);
+
 /*
  * Keyed limits (peers_keys.c, issue 13): rld_try_key on template "bench.keys" beside rld_try
  * on the named limit "bench.a", each run in a forked process.
