@@ -962,7 +962,12 @@ int main(void)
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     T_CHECK(sh != MAP_FAILED && recs != MAP_FAILED && rvrecs != MAP_FAILED, "mmap");
     const char *msenv = getenv("RLD_KEYS_MS");
-    uint64_t run = (msenv ? strtoull(msenv, NULL, 10) : 3000) * MS;
+    char *endp = NULL;
+    uint64_t run_ms = msenv && *msenv ? strtoull(msenv, &endp, 10) : 3000;
+    /* a run too short for the churn to fill the table would fail for the wrong reason */
+    T_CHECK(!endp || (*endp == '\0' && run_ms >= 500 && run_ms <= 600000),
+            "RLD_KEYS_MS=%s: give the length of each churn case in ms, 500 to 600000", msenv);
+    uint64_t run = run_ms * MS;
 
     check_model();
     scen g = { "hot", GCRA, 20000.0 / SEC, 20, 0, MS, run };

@@ -494,18 +494,20 @@ static void test_waits(void)
 }
 
 /* RLD_TEST_CASES: a comma-separated list of groups (sliding, mixed, fixed, waits) or
- * limits (sl.a, sl.b, fx.a, fx.al) to run; all by default. */
+ * limits (sl.a, sl.b, sl.mix, fx.a, fx.al, sl.wait) to run; all by default. */
+static int cases_run;
+
 static bool want(const char *group, const char *limit)
 {
     const char *e = getenv("RLD_TEST_CASES");
     if (!e || !*e)
-        return true;
+        return ++cases_run;
     for (int i = 0; i < 2; i++) {
         const char *w = i ? limit : group;
         size_t n = strlen(w);
         for (const char *p = e; (p = strstr(p, w)); p += n)
             if ((p == e || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
-                return true;
+                return ++cases_run;
     }
     return false;
 }
@@ -530,6 +532,9 @@ int main(void)
         test_fixed("fx.al", 30, 200 * MS, 50 * MS, 2000 * MS);
     if (want("waits", "sl.wait"))
         test_waits();
+    /* a misspelt RLD_TEST_CASES must not pass having checked nothing */
+    T_CHECK(cases_run > 0, "RLD_TEST_CASES=%s names no case: groups sliding, mixed, fixed, "
+            "waits; limits sl.a, sl.b, sl.mix, fx.a, fx.al, sl.wait", getenv("RLD_TEST_CASES"));
 
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     printf("test_mp_windows: ok\n");
