@@ -203,8 +203,11 @@ static void print_row(bool csv, const char *conf, const char *kind, stat3 w, dou
 }
 
 /* The first table: rld_try beside the naive floor (GCRA limits). */
-static void gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
+/* Returns false if a row's regime did not hold: every call admitted (the busy bucket's
+ * 1000 s of tolerance is spent after ~100 s of calls: --reps and --ms that large deny). */
+static bool gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
 {
+    bool ok = true;
     static const struct { const char *name; int nproc; bool same, busy; } rows[] = {
         { "1 process", 1, true, false },
         { "2 processes, one limit", 2, true, false },
@@ -219,11 +222,20 @@ static void gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
         printf("%-26s %-18s %9s %17s %8s\n", "configuration", "call", "median", "min-max", "ratio");
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
         double v[3][101];
+        uint64_t calls = 0, admitted = 0;
         /* interleave the kinds so drift in machine load hits all of them alike */
         for (int i = 0; i < reps; i++)
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < 3; k++) {
                 v[k][i] = run(sh, (enum kind)k, rows[r].nproc, rows[r].same, ms, rows[r].busy,
                               NULL);
+                calls += last_calls;
+                admitted += last_admitted;
+            }
+        if (admitted != calls) {
+            fprintf(stderr, "%s: %llu of %llu calls admitted: not the intended regime\n",
+                    rows[r].name, (unsigned long long)admitted, (unsigned long long)calls);
+            ok = false;
+        }
         stat3 s[3];
         for (int k = 0; k < 3; k++)
             s[k] = peers_stats(v[k], reps);
@@ -237,6 +249,7 @@ static void gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
                        s[k].med, s[k].min, s[k].max, ratio);
         }
     }
+    return ok;
 }
 
 enum { W_GCRA, W_SLIDING, W_FIXED, W_ALGOS };
@@ -433,14 +446,14 @@ int main(int argc, char **argv)
     cpustat cs0, cs1;
     peers_read_cpustat(&cs0);
 
-    if (gcra)
-        gcra_table(sh, reps, ms, csv);
     bool ok = true;
+    if (gcra)
+        ok = gcra_table(sh, reps, ms, csv);
     if (windows) {
         double admit_res[W_ALGOS] = { 0 };
         if (!csv)
             printf("%s", gcra ? "\n" : "");
-        ok = window_table(sh, reps, ms, csv, admit_res);
+        ok = window_table(sh, reps, ms, csv, admit_res) && ok;
 #ifdef RLD_HAVE_HIREDIS
         if (ok && redis)
             ok = redis_rows(reps, ms, csv, admit_res);
