@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -185,6 +187,8 @@ void t_daemon_stats(const t_daemon *d, t_stats *out)
     out->requests = rep->stats->requests;
     out->connections = rep->stats->connections;
     out->waiters = rep->stats->waiters;
+    out->lease_calls = rep->stats->lease_calls;
+    out->fallback_ns = rep->stats->fallback_ns;
     rld__v1__reply__free_unpacked(rep, NULL);
     rldi_conn_close(&k);
 }
@@ -400,4 +404,104 @@ void t_await_waiters(rld_client *c, rld_limit l, uint32_t n)
     while (t_waiters(c, l) != n && t_now_ns() < deadline)
         t_sleep_ns(1000000);
     T_CHECK(t_waiters(c, l) == n, "expected %u waiters, see %u", n, t_waiters(c, l));
+}
+
+int t_reap_all(const pid_t *pids, int n, const char *what)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        int st = 0;
+        pid_t r;
+        while ((r = waitpid(pids[i], &st, 0)) < 0 && errno == EINTR)
+            ;
+        if (r != pids[i]) {
+            fprintf(stderr, "%s %d (pid %d): waitpid: %s\n", what, i, (int)pids[i],
+                    strerror(errno));
+            bad++;
+        } else if (WIFSIGNALED(st)) {
+            fprintf(stderr, "%s %d (pid %d): killed by signal %d\n", what, i, (int)pids[i],
+                    WTERMSIG(st));
+            bad++;
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "%s %d (pid %d): exit %d\n", what, i, (int)pids[i],
+                    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+bool t_have(const char *prog)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "command -v '%.250s' >/dev/null 2>&1", prog);
+    return system(cmd) == 0;
+}
+
+int t_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    int port = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+pid_t t_redis_start(const char *dir, int port, const char *password, char *sock, size_t socklen)
+{
+    T_CHECK((size_t)snprintf(sock, socklen, "%s/redis.sock", dir) < socklen,
+            "redis socket path too long for %zu bytes: %s", socklen, dir);
+    unlink(sock);   /* a socket left by a killed server would look like this one up */
+    char portarg[16];
+    snprintf(portarg, sizeof(portarg), "%d", port > 0 ? port : 0);
+    pid_t pid = fork();
+    T_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0)
+            dup2(fd, 1);
+        const char *argv[20] = { "redis-server", "--port", portarg, "--unixsocket", sock,
+                                 "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+                                 "--dir", dir };
+        int n = 13;
+        if (port > 0) {
+            argv[n++] = "--bind";
+            argv[n++] = "127.0.0.1";
+        }
+        if (password) {
+            argv[n++] = "--requirepass";
+            argv[n++] = password;
+        }
+        argv[n] = NULL;
+        execvp("redis-server", (char *const *)argv);
+        perror("exec redis-server");
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {          /* up when its socket is there */
+        if (access(sock, F_OK) == 0)
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
+        t_sleep_ns(10000000);
+    }
+    fprintf(stderr, "redis-server did not start in 2 s (its output is above)\n");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    t_fail();
+}
+
+void t_redis_stop(pid_t pid, const char *sock)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(sock);
 }

@@ -80,8 +80,29 @@ typedef struct t_stats {
     uint64_t requests;
     uint32_t connections;
     uint32_t waiters;
+    uint64_t lease_calls;   /* global limits: Redis calls (leases and returns) */
+    uint64_t fallback_ns;   /* global limits: time on fallback, Redis unreachable */
 } t_stats;
 void t_daemon_stats(const t_daemon *d, t_stats *out);
+
+/* A private redis-server for global limits (tests and benchmarks): no persistence, its
+ * files in DIR, listening on the Unix socket DIR/redis.sock (copied to SOCK) and, when
+ * PORT > 0, on 127.0.0.1:PORT; AUTH with PASSWORD unless NULL. It dies with the test
+ * (PR_SET_PDEATHSIG). Returns its pid once the socket is there; the test fails if it does
+ * not come up in 2 s. The caller checks t_have("redis-server") first and exits T_SKIP. */
+pid_t t_redis_start(const char *dir, int port, const char *password, char *sock, size_t socklen);
+/* SIGKILL it, reap it, remove its socket. */
+void t_redis_stop(pid_t pid, const char *sock);
+
+/* Reap the N processes PIDS, each by its pid (never wait(): the daemon is a child too).
+ * Returns how many did not exit 0, each named on stderr with WHAT, its index and how it
+ * ended. */
+int t_reap_all(const pid_t *pids, int n, const char *what);
+
+/* True if PROG is found on PATH. */
+bool t_have(const char *prog);
+/* A TCP port on 127.0.0.1 free a moment ago (0 if none): for a server the test starts. */
+int t_free_port(void);
 
 /* Stop D's segment keeper: the segment goes with its last mapping. */
 void t_keeper_stop(t_daemon *d);

@@ -9,17 +9,15 @@
  * bench.global (scope = global). After a warm-up that lets the daemon's leases grow to the
  * demand, each repetition runs a tight loop of rld_try(c, lim, 1, &res) for MS milliseconds
  * on one limit then the other (order alternating); ns per call, calls admitted, and the
- * daemon's lease calls per second over the global runs (rlctl --json stats, RLCTL_BIN).
+ * daemon's lease calls per second over the global runs (its Stats reply).
  * Exit 77 without redis-server.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,33 +25,23 @@
 #include "rld.h"
 
 static pid_t redis_pid;
+static char redis_sock[400];
 
 static void stop_redis(void)
 {
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
+    t_redis_stop(redis_pid, redis_sock);
 }
 
+/* The daemon's Redis calls so far (its own Stats reply). */
 static uint64_t lease_calls(const t_daemon *d)
 {
-    const char *rlctl = getenv("RLCTL_BIN");
-    if (!rlctl)
-        return 0;
-    char cmd[512], out[4096] = "";
-    snprintf(cmd, sizeof(cmd), "%s --instance %s --json stats", rlctl, d->instance);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return 0;
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    pclose(p);
-    const char *at = strstr(out, "\"lease_calls\":");
-    return at ? strtoull(at + 14, NULL, 10) : 0;
+    t_stats st;
+    t_daemon_stats(d, &st);
+    return st.lease_calls;
 }
 
-static double run(rld_client *c, rld_limit l, uint64_t ms, uint64_t *ok)
+/* ns per call of a loop of MS ms; *OK admitted of *CALLS calls. */
+static double run(rld_client *c, rld_limit l, uint64_t ms, uint64_t *ok, uint64_t *ncalls)
 {
     uint64_t calls = 0, good = 0, end = t_now_ns() + ms * 1000000u, t0 = t_now_ns();
     rld_result r;
@@ -65,6 +53,7 @@ static double run(rld_client *c, rld_limit l, uint64_t ms, uint64_t *ok)
             break;
     }
     *ok = good;
+    *ncalls = calls;
     return (double)(t_now_ns() - t0) / (double)calls;
 }
 
@@ -83,36 +72,30 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ms") && i + 1 < argc)
             ms = strtoull(argv[++i], NULL, 10);
+        else
+            reps = 0;                       /* unknown: the usage below */
     }
-    if (reps < 1 || reps > 50)
-        reps = 5;
-    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP: no redis-server\n");
+    if (reps < 1 || reps > 50 || ms < 10) {
+        fprintf(stderr, "usage: bench_global [--reps 1-50] [--ms MS >= 10]\n");
+        return 2;
+    }
+    if (!t_have("redis-server")) {
+        fprintf(stderr, "SKIP: no redis-server (apt-get install redis-server)\n");
         return T_SKIP;
     }
     t_daemon d;
     t_instance(&d, "bglobal", "");
-    char sock[400], conf[1024];
-    snprintf(sock, sizeof(sock), "%s/redis.sock", d.dir);
-    if ((redis_pid = fork()) == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-               "--appendonly", "no", "--dir", d.dir, (char *)NULL);
-        _exit(127);
-    }
+    char conf[1024];
+    redis_pid = t_redis_start(d.dir, 0, NULL, redis_sock, sizeof(redis_sock));
     atexit(stop_redis);
-    for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
-        t_sleep_ns(10000000);
     snprintf(conf, sizeof(conf),
              "[redis]\nurl = unix://%s\n\n"
              "[limit bench.host]\nrate = 1000000000/s\nburst = 1000000000\n\n"
              "[limit bench.global]\nrate = 1000000000/s\nburst = 1000000000\nscope = global\n",
-             sock);
+             redis_sock);
     t_write_conf(&d, conf);
     if (t_daemon_start(&d, NULL) < 0) {
-        fprintf(stderr, "rld did not start\n");
+        fprintf(stderr, "rld did not start (RLD_BIN: %s; its log: %s)\n", t_rld_bin(), d.log);
         return 1;
     }
     rld_client *c;
@@ -122,26 +105,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot open the limits\n");
         return 1;
     }
-    uint64_t ok;
-    run(c, g, 1500, &ok);                     /* warm-up: leases grow to the demand */
-    run(c, h, 200, &ok);
+    uint64_t ok, n;
+    run(c, g, 1500, &ok, &n);                 /* warm-up: leases grow to the demand */
+    run(c, h, 200, &ok, &n);
     double host[50], glob[50], gtime = 0;
     uint64_t hok = 0, gok = 0, hcalls = 0, gcalls = 0, lc = 0;
     for (int r = 0; r < reps; r++) {
         for (int k = 0; k < 2; k++) {
             bool global = (r + k) % 2;
             uint64_t c0 = global ? lease_calls(&d) : 0, t0 = t_now_ns();
-            double ns = run(c, global ? g : h, ms, &ok);
+            double ns = run(c, global ? g : h, ms, &ok, &n);
             if (global) {
                 gtime += (double)(t_now_ns() - t0) / 1e9;
                 lc += lease_calls(&d) - c0;
                 glob[r] = ns;
                 gok += ok;
-                gcalls += (uint64_t)((double)ms * 1e6 / ns);
+                gcalls += n;
             } else {
                 host[r] = ns;
                 hok += ok;
-                hcalls += (uint64_t)((double)ms * 1e6 / ns);
+                hcalls += n;
             }
         }
     }

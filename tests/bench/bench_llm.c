@@ -27,7 +27,6 @@
 
 #include "harness.h"
 #include "rld.h"
-#include "wire.h"
 
 #define MAXW 64
 enum { COST = 1500, GIVE_BACK = 300 };
@@ -38,25 +37,14 @@ typedef struct shared {
 } shared;
 
 static shared *sh;
-static const char *sock;
 
-static uint64_t daemon_requests(void)
+/* The daemon's request counter (the harness's Stats probe: a failed probe fails the run
+ * rather than making a count out of nothing). */
+static uint64_t daemon_requests(const t_daemon *d)
 {
-    rldi_conn k;
-    if (rldi_conn_open(sock, "bench", 2000, &k, NULL, 0) < 0)
-        return 0;
-    Rld__V1__Stats st = RLD__V1__STATS__INIT;
-    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
-    req.body_case = RLD__V1__REQUEST__BODY_STATS;
-    req.stats = &st;
-    Rld__V1__Reply *rep;
-    uint64_t n = 0;
-    if (rldi_conn_call(&k, &req, 2000, &rep) == 0) {
-        n = rep->stats->requests;
-        rld__v1__reply__free_unpacked(rep, NULL);
-    }
-    rldi_conn_close(&k);
-    return n;
+    t_stats st;
+    t_daemon_stats(d, &st);
+    return st.requests;
 }
 
 static double cpu_s(pid_t pid)
@@ -117,24 +105,28 @@ typedef struct run {
     uint64_t min, max;
 } run;
 
-static run one_run(pid_t daemon, int mode, int workers, int ms)
+static run one_run(const t_daemon *d, int mode, int workers, int ms)
 {
     memset(sh, 0, sizeof(*sh));
     t_sleep_ns(300000000);                      /* buckets refill */
     pid_t p[MAXW];
-    for (int i = 0; i < workers; i++)
-        if ((p[i] = fork()) == 0)
+    for (int i = 0; i < workers; i++) {
+        p[i] = fork();
+        T_CHECK(p[i] >= 0, "fork: %s", strerror(errno));
+        if (p[i] == 0)
             worker(i, mode);
+    }
     t_sleep_ns(200000000);                      /* all opened */
-    uint64_t q0 = daemon_requests();
-    double c0 = cpu_s(daemon);
+    uint64_t q0 = daemon_requests(d);
+    double c0 = cpu_s(d->pid);
     sh->go = 1;
     t_sleep_ns((uint64_t)ms * 1000000u);
     sh->stop = 1;
-    double c1 = cpu_s(daemon);
-    uint64_t q1 = daemon_requests();
-    for (int i = 0; i < workers; i++)
-        waitpid(p[i], NULL, 0);
+    double c1 = cpu_s(d->pid);
+    uint64_t q1 = daemon_requests(d);
+    /* a worker that could not open the instance would leave its share out of the counts */
+    T_CHECK(t_reap_all(p, workers, "worker") == 0,
+            "a worker failed (above; 2: cannot open the instance or its limits)");
     run r = { 0 };
     r.min = UINT64_MAX;
     for (int i = 0; i < workers; i++) {
@@ -178,21 +170,27 @@ int main(int argc, char **argv)
             scale = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--check"))
             check = 1;
+        else
+            workers = 0;                        /* unknown: the usage below */
     }
-    if (workers < 1 || workers > MAXW || reps < 1 || reps > 99 || ms < 100 || scale < 1)
+    if (workers < 1 || workers > MAXW || reps < 1 || reps > 99 || ms < 100 || scale < 1) {
+        fprintf(stderr, "usage: bench_llm [--ms RUN_MS >= 100] [--reps 1-99] [--workers 1-%d] "
+                        "[--scale S >= 1] [--check]\n", MAXW);
         return 2;
+    }
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    T_CHECK(sh != MAP_FAILED, "mmap: %s", strerror(errno));
     char conf[256];
     snprintf(conf, sizeof(conf),
              "[limit llm.requests]\nrate = %d/min\nburst = 10\n\n"
              "[limit llm.tokens]\nrate = %d/min\nburst = 3000\n", 3500 * scale, 90000 * scale);
     t_daemon d;
     t_instance(&d, "bench-llm", conf);
-    char path[400];
-    snprintf(path, sizeof(path), "%s/%s.sock", d.dir, d.instance);
-    sock = path;
-    if (t_daemon_start(&d, NULL) != 0)
+    if (t_daemon_start(&d, NULL) != 0) {
+        fprintf(stderr, "bench_llm: rld did not start (RLD_BIN: %s; its log: %s)\n", t_rld_bin(),
+                d.log);
         return 1;
+    }
     printf("bench_llm: %d workers, 1 request + %d tokens per call (%d given back), rates "
            "%d/min and %d/min, %d ms per run, %d reps\n\n", workers, COST, GIVE_BACK,
            3500 * scale, 90000 * scale, ms, reps);
@@ -201,7 +199,7 @@ int main(int argc, char **argv)
     double per[2][99], cpu[2][99], spread[2][99], adm[2][99];
     for (int rep = 0; rep < reps; rep++)
         for (int mode = 0; mode < 2; mode++) {
-            run r = one_run(d.pid, mode, workers, ms);
+            run r = one_run(&d, mode, workers, ms);
             per[mode][rep] = r.per_adm;
             cpu[mode][rep] = r.cpu_ms_per_adm;
             spread[mode][rep] = r.spread;

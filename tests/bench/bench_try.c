@@ -59,33 +59,6 @@ static const char *conf_text =
     "[limit bench.sliding.deny]\nrate = 1/h\nalgorithm = sliding\n\n"
     "[limit bench.fixed.deny]\nrate = 1/h\nalgorithm = fixed\n";
 
-#ifdef RLD_HAVE_HIREDIS
-/* what peers_redis.c needs from its driver (bench_peers.c has the same) */
-volatile int peers_stop;
-
-uint64_t peers_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-double peers_percentile(uint32_t *v, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof(*v), cmp_u32);
-    size_t rank = (size_t)(q * (double)n + 0.999999);
-    return v[rank ? rank - 1 : 0];
-}
-#endif
-
 typedef struct shared {
     volatile int ready, go;
     volatile uint64_t calls[2], admitted[2], cpu_ns[2];
@@ -145,8 +118,11 @@ static void run_worker(shared *sh, int id, enum kind k, int which, uint64_t ms, 
     if (k != NAIVE) {
         if (!name)
             name = busy ? "bench.busy" : which ? "bench.b" : "bench.a";
-        if (rld_open(NULL, 0, &c) < 0 || rld_find(c, name, &lim) < 0)
+        if (rld_open(NULL, 0, &c) < 0 || rld_find(c, name, &lim) < 0) {
+            fprintf(stderr, "bench worker: cannot open the instance or find %s\n", name);
+            __atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);   /* run() must not wait */
             _exit(2);
+        }
     }
     __atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
     while (!sh->go)
@@ -177,11 +153,19 @@ static double run(shared *sh, enum kind k, int nproc, bool same, uint64_t ms, bo
     pid_t pids[2];
     for (int i = 0; i < nproc; i++) {
         pids[i] = fork();
+        if (pids[i] < 0) {
+            perror("fork");
+            exit(1);
+        }
         if (pids[i] == 0)
             run_worker(sh, i, k, same ? 0 : i, ms, busy, name);
     }
-    while (sh->ready < nproc)
-        ;
+    /* a worker that died before it was ready would leave us spinning here for good */
+    for (uint64_t deadline = clock_ns() + 10000000000ull; sh->ready < nproc;)
+        if (clock_ns() > deadline) {
+            fprintf(stderr, "bench workers not ready in 10 s\n");
+            exit(1);
+        }
     sh->go = 1;
     int st, bad = 0;
     for (int i = 0; i < nproc; i++) {
@@ -206,20 +190,6 @@ static double run(shared *sh, enum kind k, int nproc, bool same, uint64_t ms, bo
     return sum / nproc;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct stat3 { double med, min, max; } stat3;
-
-static stat3 stats(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp);
-    return (stat3){ v[n / 2], v[0], v[n - 1] };
-}
-
 /* A window-table row: wall-clock and CPU-time medians (min-max), each with its x GCRA. */
 static void print_row(bool csv, const char *conf, const char *kind, stat3 w, double wx,
                       stat3 c, double cx)
@@ -233,8 +203,11 @@ static void print_row(bool csv, const char *conf, const char *kind, stat3 w, dou
 }
 
 /* The first table: rld_try beside the naive floor (GCRA limits). */
-static void gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
+/* Returns false if a row's regime did not hold: every call admitted (the busy bucket's
+ * 1000 s of tolerance is spent after ~100 s of calls: --reps and --ms that large deny). */
+static bool gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
 {
+    bool ok = true;
     static const struct { const char *name; int nproc; bool same, busy; } rows[] = {
         { "1 process", 1, true, false },
         { "2 processes, one limit", 2, true, false },
@@ -249,14 +222,23 @@ static void gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
         printf("%-26s %-18s %9s %17s %8s\n", "configuration", "call", "median", "min-max", "ratio");
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
         double v[3][101];
+        uint64_t calls = 0, admitted = 0;
         /* interleave the kinds so drift in machine load hits all of them alike */
         for (int i = 0; i < reps; i++)
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < 3; k++) {
                 v[k][i] = run(sh, (enum kind)k, rows[r].nproc, rows[r].same, ms, rows[r].busy,
                               NULL);
+                calls += last_calls;
+                admitted += last_admitted;
+            }
+        if (admitted != calls) {
+            fprintf(stderr, "%s: %llu of %llu calls admitted: not the intended regime\n",
+                    rows[r].name, (unsigned long long)admitted, (unsigned long long)calls);
+            ok = false;
+        }
         stat3 s[3];
         for (int k = 0; k < 3; k++)
-            s[k] = stats(v[k], reps);
+            s[k] = peers_stats(v[k], reps);
         for (int k = 0; k < 3; k++) {
             double ratio = s[k].med / s[0].med;
             if (csv)
@@ -267,6 +249,7 @@ static void gcra_table(shared *sh, int reps, uint64_t ms, bool csv)
                        s[k].med, s[k].min, s[k].max, ratio);
         }
     }
+    return ok;
 }
 
 enum { W_GCRA, W_SLIDING, W_FIXED, W_ALGOS };
@@ -332,8 +315,8 @@ static bool window_table(shared *sh, int reps, uint64_t ms, bool csv, double *ad
         for (int res = 0; res < 2; res++) {
             stat3 st[W_ALGOS], ct[W_ALGOS];
             for (int a = 0; a < W_ALGOS; a++) {
-                st[a] = stats(v[res][a], reps);
-                ct[a] = stats(u[res][a], reps);
+                st[a] = peers_stats(v[res][a], reps);
+                ct[a] = peers_stats(u[res][a], reps);
             }
             for (int a = 0; a < W_ALGOS; a++) {
                 char kind[32];
@@ -395,7 +378,7 @@ static bool redis_rows(int reps, uint64_t ms, bool csv, const double *admit_res)
                "p50 / rld_try (result, 1 process, admitted) on the same algorithm\n",
                pr_version());
     for (int r = 0; r < NR; r++) {
-        stat3 st = stats(p50[r], reps), s99 = stats(p99[r], reps);
+        stat3 st = peers_stats(p50[r], reps), s99 = peers_stats(p99[r], reps);
         double x = st.med / admit_res[rows[r].algo];
         if (csv)
             printf("%s,EVALSHA p50,%.0f,%.0f,%.0f,%.1f\n", pr_script_name(rows[r].script), st.med,
@@ -407,31 +390,6 @@ static bool redis_rows(int reps, uint64_t ms, bool csv, const double *admit_res)
     return true;
 }
 #endif
-
-/* Whole-machine CPU time from /proc/stat and ours (this process and the children reaped so
- * far: workers, redis-server, the daemon once stopped), in seconds: how busy others kept
- * the machine during the run (as bench_peers says it). */
-typedef struct cpustat { double busy, total, own; } cpustat;
-
-static void read_cpustat(cpustat *c)
-{
-    unsigned long long v[8] = { 0 };
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                     &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
-        memset(v, 0, sizeof(v));
-    if (f)
-        fclose(f);
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    c->busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
-    c->total = (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]) / hz;
-    struct rusage a, b;
-    getrusage(RUSAGE_SELF, &a);
-    getrusage(RUSAGE_CHILDREN, &b);
-    c->own = (double)(a.ru_utime.tv_sec + a.ru_stime.tv_sec + b.ru_utime.tv_sec + b.ru_stime.tv_sec) +
-             (double)(a.ru_utime.tv_usec + a.ru_stime.tv_usec + b.ru_utime.tv_usec +
-                      b.ru_stime.tv_usec) / 1e6;
-}
 
 static void loadavg(char *out, size_t len)
 {
@@ -469,8 +427,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (reps < 1 || reps > 101 || ms < 10)
+    if (reps < 1 || reps > 101 || ms < 10) {
+        fprintf(stderr, "bench_try: --reps is 1-101, --ms at least 10\n");
         return 2;
+    }
     t_daemon d;
     t_instance(&d, "bench", conf_text);
     if (t_daemon_start(&d, NULL) < 0) {
@@ -484,16 +444,16 @@ int main(int argc, char **argv)
     char load0[32], load1[32];
     loadavg(load0, sizeof(load0));
     cpustat cs0, cs1;
-    read_cpustat(&cs0);
+    peers_read_cpustat(&cs0);
 
-    if (gcra)
-        gcra_table(sh, reps, ms, csv);
     bool ok = true;
+    if (gcra)
+        ok = gcra_table(sh, reps, ms, csv);
     if (windows) {
         double admit_res[W_ALGOS] = { 0 };
         if (!csv)
             printf("%s", gcra ? "\n" : "");
-        ok = window_table(sh, reps, ms, csv, admit_res);
+        ok = window_table(sh, reps, ms, csv, admit_res) && ok;
 #ifdef RLD_HAVE_HIREDIS
         if (ok && redis)
             ok = redis_rows(reps, ms, csv, admit_res);
@@ -505,7 +465,7 @@ int main(int argc, char **argv)
     }
     loadavg(load1, sizeof(load1));
     t_daemon_stop(&d, SIGTERM);     /* reaped: its CPU time counts as ours */
-    read_cpustat(&cs1);
+    peers_read_cpustat(&cs1);
     double dt = cs1.total - cs0.total, other = NAN;
     if (dt > 0 && cs0.total > 0)
         other = ((cs1.busy - cs0.busy) - (cs1.own - cs0.own)) / dt * 100;

@@ -35,6 +35,16 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Every timed call must succeed: a benchmark of an error path would say nothing. */
+#define MUST(call)                                                                        \
+    do {                                                                                 \
+        int must_ = (call);                                                              \
+        if (must_ != 0) {                                                                \
+            fprintf(stderr, "bench_upstream: %s returned %s\n", #call, rld_strerror(must_)); \
+            exit(1);                                                                     \
+        }                                                                                \
+    } while (0)
+
 static void report(const char *what, uint64_t *v, size_t n)
 {
     qsort(v, n, sizeof(*v), cmp_u64);
@@ -45,61 +55,80 @@ static void report(const char *what, uint64_t *v, size_t n)
 int main(int argc, char **argv)
 {
     int reps = 2000;
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--reps") == 0)
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
             reps = atoi(argv[++i]);
+        else
+            reps = 0;                       /* unknown: the usage below */
+    }
+    if (reps < 1 || reps > 1000000) {
+        fprintf(stderr, "usage: bench_upstream [--reps 1-1000000]\n");
+        return 2;
+    }
     t_daemon d;
     t_instance(&d, "benchup", conf_text);
-    if (t_daemon_start(&d, NULL) != 0)
+    if (t_daemon_start(&d, NULL) != 0) {
+        fprintf(stderr, "rld did not start (RLD_BIN: %s; its log: %s)\n", t_rld_bin(), d.log);
         return 1;
+    }
     rld_client *c;
     rld_limit pool, four, fast, held, b;
-    if (rld_open(NULL, 0, &c) < 0 || rld_find(c, "pool", &pool) < 0 || rld_find(c, "four", &four) < 0 ||
-        rld_find(c, "fast", &fast) < 0 || rld_find(c, "held", &held) < 0 ||
-        rld_breaker_find(c, "b", &b) < 0)
-        return 1;
+    MUST(rld_open(NULL, 0, &c));
+    MUST(rld_find(c, "pool", &pool));
+    MUST(rld_find(c, "four", &four));
+    MUST(rld_find(c, "fast", &fast));
+    MUST(rld_find(c, "held", &held));
+    MUST(rld_breaker_find(c, "b", &b));
     uint64_t *v = calloc((size_t)reps, sizeof(*v));
+    if (!v)
+        return 1;
     rld_result r;
     rld_lease l;
     /* warm the connection pool */
-    rld_acquire_lease(c, pool, -1, &l);
-    rld_release_lease(c, &l);
+    MUST(rld_acquire_lease(c, pool, -1, &l));
+    MUST(rld_release_lease(c, &l));
     for (int i = 0; i < reps; i++) {
         uint64_t t0 = t_now_ns();
-        rld_try(c, fast, 1, &r);
+        int rc = rld_try(c, fast, 1, &r);
         v[i] = t_now_ns() - t0;
+        MUST(rc);
     }
     report("rld_try (with the clock reads around it)", v, (size_t)reps);
     for (int i = 0; i < reps; i++) {
         uint64_t t0 = t_now_ns();
-        rld_wait_ex(c, fast, 1, -1, &(rld_wait_opts){ 0, 0 }, &r);
+        int rc = rld_wait_ex(c, fast, 1, -1, &(rld_wait_opts){ 0, 0 }, &r);
         v[i] = t_now_ns() - t0;
+        MUST(rc);
     }
     report("rld_wait granted on the fast path", v, (size_t)reps);
     for (int i = 0; i < reps; i++) {
         uint64_t t0 = t_now_ns();
-        if (rld_acquire_lease(c, pool, -1, &l) != 0 || rld_release_lease(c, &l) != 0)
-            return 1;
+        MUST(rld_acquire_lease(c, pool, -1, &l));
+        MUST(rld_release_lease(c, &l));
         v[i] = t_now_ns() - t0;
     }
     report("rld_acquire_lease + rld_release_lease", v, (size_t)reps);
     for (int i = 0; i < reps; i++) {
         uint64_t t0 = t_now_ns();
-        rld_penalize(c, held, (uint64_t)(i + 1) * 1000);
+        int rc = rld_penalize(c, held, (uint64_t)(i + 1) * 1000);
         v[i] = t_now_ns() - t0;
+        MUST(rc);
     }
     report("rld_penalize (a change, nobody queued)", v, (size_t)reps);
     for (int i = 0; i < reps; i++) {
         uint64_t t0 = t_now_ns();
-        rld_sync(c, held, 0, 5000000000ull + (uint64_t)i * 1000);
+        int rc = rld_sync(c, held, 0, 5000000000ull + (uint64_t)i * 1000);
         v[i] = t_now_ns() - t0;
+        MUST(rc);
     }
     report("rld_sync (a change, nobody queued)", v, (size_t)reps);
     for (int i = 0; i < reps; i++) {
         uint64_t t0 = t_now_ns();
-        rld_breaker_enter(c, b, &r);
-        rld_breaker_report(c, b, 1);
+        int rc = rld_breaker_enter(c, b, &r);
+        int rc2 = rld_breaker_report(c, b, 1);
         v[i] = t_now_ns() - t0;
+        MUST(rc);
+        MUST(rc2);
     }
     report("rld_breaker_enter + rld_breaker_report", v, (size_t)reps);
 
@@ -110,7 +139,12 @@ int main(int argc, char **argv)
     if (pipe(ready) < 0)
         return 1;
     for (int i = 0; i < H; i++) {
-        if ((kids[i] = fork()) == 0) {
+        kids[i] = fork();
+        if (kids[i] < 0) {                      /* never kill(-1, ...) below */
+            perror("fork");
+            return 1;
+        }
+        if (kids[i] == 0) {
             rld_client *cc;
             rld_lease kl;
             if (rld_open(NULL, 0, &cc) < 0 || rld_acquire_lease(cc, four, -1, &kl) < 0)
@@ -130,8 +164,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < H; i++) {
         uint64_t t0 = t_now_ns();
         kill(kids[i], SIGKILL);
-        if (rld_acquire_lease(c, four, 5000000000ll, &l) != 0)
-            return 1;
+        MUST(rld_acquire_lease(c, four, 5000000000ll, &l));
         rec[i] = t_now_ns() - t0;
         waitpid(kids[i], NULL, 0);
     }

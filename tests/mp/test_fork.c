@@ -30,7 +30,9 @@ typedef struct shared {
 static shared *sh;
 static rld_client *c;
 
-static void *parent_thread(void *arg)
+/* A thread's blocking wait on *ARG through the shared client: NULL when served, not
+ * degraded. */
+static void *wait_on(void *arg)
 {
     rld_limit *l = arg;
     rld_result r;
@@ -62,14 +64,6 @@ static int async_waits(rld_limit l, int n, int *degraded)
         }
     }
     return bad + (n - done);
-}
-
-static void *wait_on(void *arg)
-{
-    rld_limit *l = arg;
-    rld_result r;
-    int rc = rld_wait(c, *l, 1, 5000000000LL, &r);
-    return (void *)(intptr_t)(rc == 0 && !(r.flags & RLD_F_DEGRADED) ? 0 : 1);
 }
 
 /*
@@ -106,9 +100,14 @@ static void test_child_closes(t_daemon *d)
     rld_charge ch = { h, 1 };
     uint64_t t;
     T_CODE(rld_wait_start(c, &ch, 1, -1, NULL, &t), 0);
-    t_sleep_ns(50000000);
+    /* both waits queued at the daemon: the thread's may take a while to get there on a
+     * loaded machine (a fixed 50 ms was not always enough) */
+    uint64_t queued_by = t_now_ns() + 5000000000ull;
+    do {
+        t_sleep_ns(10000000);
+        t_daemon_stats(d, &s1);
+    } while (s1.waiters < 2 && t_now_ns() < queued_by);
     fflush(stdout);
-    t_daemon_stats(d, &s1);
     uint32_t made = s1.connections - s0.connections;    /* 3, or 2 if the first wait of the
                                                            two ended before the second began */
     T_CHECK(made >= 2 && s1.waiters == 2, "%u connections (from %u), 2 waits queued (%u)",
@@ -220,7 +219,7 @@ int main(void)
     /* and a thread blocked in a wait across the fork */
     T_CODE(rld_try(c, g, 1, NULL), 0);
     pthread_t th;
-    pthread_create(&th, NULL, parent_thread, &g);
+    pthread_create(&th, NULL, wait_on, &g);
     t_sleep_ns(50000000);
     rld_limit_info info0;
     T_CODE(rld_info(c, f, &info0), 0);

@@ -13,20 +13,19 @@
  *      (and one burst: the restarted Redis lost the bucket)
  *   D  FLUSHALL mid-run: at most one extra burst
  *   E  a password file readable by others is refused (rld --check-config)
- *   F  the Redis figures in the metrics, from rlctl and from host 0's endpoint (curl)
+ *   F  the Redis figures in the metrics, from rlctl and from host 0's endpoint (HTTP GET)
  *
  * Needs redis-server (exit 77 without it). About 35 s.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,37 +52,13 @@ static _Atomic uint64_t (*admitted)[NLIM];
 
 static void redis_start(void)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char port[16];
-        snprintf(port, sizeof(port), "%d", redis_port);
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-               "--unixsocket", redis_sock, "--unixsocketperm", "700", "--save", "",
-               "--appendonly", "no", "--dir", redis_dir, "--requirepass", PASSWORD,
-               (char *)NULL);
-        _exit(127);
-    }
-    redis_pid = pid;
-    for (int i = 0; i < 200; i++) {          /* up when its socket answers */
-        if (access(redis_sock, F_OK) == 0)
-            return;
-        t_sleep_ns(10000000);
-    }
-    fprintf(stderr, "redis-server did not start\n");
-    t_fail();
+    redis_pid = t_redis_start(redis_dir, redis_port, PASSWORD, redis_sock, sizeof(redis_sock));
 }
 
 static void redis_kill(void)
 {
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = 0;
-        unlink(redis_sock);
-    }
+    t_redis_stop(redis_pid, redis_sock);
+    redis_pid = 0;
 }
 
 static int redis_cli(const char *cmd)
@@ -103,18 +78,6 @@ static void cleanup(void)
             t_keeper_stop(&hosts[i]);
     }
     redis_kill();
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sa);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-        return 0;
-    close(fd);
-    return ntohs(sa.sin_port);
 }
 
 static void write_conf(int h, const char *pw)
@@ -183,6 +146,7 @@ static void start_workers2(unsigned host_mask, unsigned try_mask, unsigned wait_
             continue;
         for (int k = 0; k < 2; k++) {
             pid_t p = fork();
+            T_CHECK(p >= 0, "fork: %s", strerror(errno));   /* waitpid(-1) would reap a host */
             if (p == 0)
                 worker(h, k, k ? wait_mask : try_mask, end);
             workers[nworkers++] = p;
@@ -190,28 +154,17 @@ static void start_workers2(unsigned host_mask, unsigned try_mask, unsigned wait_
     }
 }
 
+/* Both workers of each host of HOST_MASK on LIM_MASK's limits. */
 static void start_workers(unsigned host_mask, unsigned lim_mask, uint64_t end)
 {
-    nworkers = 0;
-    for (int h = 0; h < HOSTS; h++) {
-        if (!(host_mask >> h & 1))
-            continue;
-        for (int k = 0; k < 2; k++) {
-            pid_t p = fork();
-            if (p == 0)
-                worker(h, k, lim_mask, end);
-            workers[nworkers++] = p;
-        }
-    }
+    start_workers2(host_mask, lim_mask, lim_mask, end);
 }
 
 static void join_workers(void)
 {
-    for (int i = 0; i < nworkers; i++) {
-        int st;
-        waitpid(workers[i], &st, 0);
-        T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d exited with %d", i, st);
-    }
+    T_CHECK(t_reap_all(workers, nworkers, "worker") == 0,
+            "a worker failed (above; 2, 3: cannot open the instance or its limits, 4: an "
+            "rld call failed)");
 }
 
 static uint64_t total(int l)
@@ -237,27 +190,54 @@ static bool prints_line(const char *cmd, const char *line)
     return found;
 }
 
-/* A field of `rlctl --json stats` for host H (0 when absent). */
-static uint64_t stat_of(int h, const char *field)
+/* Whether the body of GET /metrics on 127.0.0.1:PORT has the line LINE (no curl needed:
+ * the check runs wherever the test does). */
+static bool endpoint_has_line(int port, const char *line)
 {
-    char cmd[600], out[4096] = "", key[64];
-    snprintf(cmd, sizeof(cmd), "%s --instance %s --json stats", getenv("RLCTL_BIN"),
-             hosts[h].instance);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return 0;
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    pclose(p);
-    snprintf(key, sizeof(key), "\"%s\":", field);
-    const char *at = strstr(out, key);
-    return at ? strtoull(at + strlen(key), NULL, 10) : 0;
+    static char buf[1 << 16];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct timeval tv = { 2, 0 };
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    size_t len = 0;
+    ssize_t r = write(fd, req, sizeof(req) - 1);
+    while (r >= 0 && len + 1 < sizeof(buf) && (r = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fd);
+    buf[len] = '\0';
+    size_t n = strlen(line);
+    for (const char *p = buf; (p = strstr(p, line)); p += n)
+        if ((p == buf || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\r'))
+            return true;
+    return false;
+}
+
+/* The daemon's Redis counts for host H (its own Stats reply). */
+static uint64_t lease_calls(int h)
+{
+    t_stats st;
+    t_daemon_stats(&hosts[h], &st);
+    return st.lease_calls;
+}
+
+static uint64_t fallback_ns(int h)
+{
+    t_stats st;
+    t_daemon_stats(&hosts[h], &st);
+    return st.fallback_ns;
 }
 
 int main(void)
 {
-    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP: no redis-server (apt-get install redis-server)\n");
+    if (!t_have("redis-server") || !t_have("redis-cli")) {
+        fprintf(stderr, "SKIP: no redis-server or redis-cli (apt-get install redis-server)\n");
         return T_SKIP;
     }
     if (!getenv("RLCTL_BIN")) {
@@ -277,14 +257,15 @@ int main(void)
     snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", redis_dir);
     snprintf(pwfile, sizeof(pwfile), "%s/redis.pass", redis_dir);
     atexit(cleanup);
-    redis_port = free_port();
+    redis_port = t_free_port();
     T_CHECK(redis_port > 0, "no free port");
-    metrics_port = free_port();
+    metrics_port = t_free_port();
+    T_CHECK(metrics_port > 0, "no free port");
 
     /* E: a password file others can read is refused, naming why */
     FILE *f = fopen(pwfile, "w");
-    fprintf(f, "%s\n", PASSWORD);
-    fclose(f);
+    T_CHECK(f && fprintf(f, "%s\n", PASSWORD) > 0 && fclose(f) == 0, "%s: %s", pwfile,
+            strerror(errno));
     chmod(pwfile, 0644);
     write_conf(0, pwfile);
     char out[1024];
@@ -311,16 +292,13 @@ int main(void)
     while (!prints_line(cmd, up) && t_now_ns() < until)
         t_sleep_ns(100000000);
     T_CHECK(prints_line(cmd, up) && prints_line(cmd, want), "rlctl metrics: no %s, %s", up, want);
-    if (metrics_port && system("command -v curl >/dev/null 2>&1") == 0) {
-        snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics", metrics_port);
-        T_CHECK(prints_line(cmd, up) && prints_line(cmd, want), "the endpoint: no %s, %s", up,
-                want);
-    }
+    T_CHECK(endpoint_has_line(metrics_port, up) && endpoint_has_line(metrics_port, want),
+            "the endpoint 127.0.0.1:%d: no %s, %s", metrics_port, up, want);
 
     /* A: all three saturate g.a for 10 s */
     uint64_t calls0[HOSTS];
     for (int h = 0; h < HOSTS; h++)
-        calls0[h] = stat_of(h, "lease_calls");
+        calls0[h] = lease_calls(h);
     uint64_t t0 = t_now_ns();
     start_workers(7, 1u << L_A, t0 + 10000000000ull);
     join_workers();
@@ -329,7 +307,7 @@ int main(void)
     uint64_t a = total(L_A);
     double calls = 0;
     for (int h = 0; h < HOSTS; h++)
-        calls += (double)(stat_of(h, "lease_calls") - calls0[h]);
+        calls += (double)(lease_calls(h) - calls0[h]);
     printf("A: 3 hosts saturating %.2f s: admitted %llu of bound %.0f (%.1f%%); per host %llu %llu "
            "%llu; Redis calls per host per second %.1f\n", el, (unsigned long long)a, bound,
            100.0 * (double)a / bound, (unsigned long long)admitted[0][L_A],
@@ -360,7 +338,7 @@ int main(void)
     /* C: Redis killed for 3 s mid-run, then back (empty) */
     uint64_t fb0[HOSTS];
     for (int h = 0; h < HOSTS; h++)
-        fb0[h] = stat_of(h, "fallback_ns");
+        fb0[h] = fallback_ns(h);
     t0 = t_now_ns();
     start_workers2(7, 1u << L_SHARE, 1u << L_DENY, t0 + 10000000000ull);
     t_sleep_ns(2500000000ull);
@@ -375,7 +353,7 @@ int main(void)
     el = (double)(t_now_ns() - t0) / 1e9;
     double fb_s = 0;
     for (int h = 0; h < HOSTS; h++)
-        fb_s += (double)(stat_of(h, "fallback_ns") - fb0[h]) / 1e9;
+        fb_s += (double)(fallback_ns(h) - fb0[h]) / 1e9;
     double share_rate = (double)(s2 - s1) / ((double)(t2 - t1) / 1e9);
     double allowance = RATE / 3 * fb_s;      /* each host F x rate for its fallback time */
     bound = BURST + RATE * el;

@@ -140,13 +140,9 @@ static void scenario(const char *what, enum mode m, int nproc, const limit_spec 
         if (pids[i] == 0)
             _exit(worker(m, i, ls, nl, end, &t[i]));
     }
-    int status = 0, bad = 0;
-    for (int i = 0; i < nproc; i++) {   /* not wait(): the daemon is our child too */
-        waitpid(pids[i], &status, 0);
-        bad |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-    }
+    int bad = t_reap_all(pids, nproc, "worker");
     uint64_t t1 = t_now_ns();
-    T_CHECK(!bad, "%s: a worker failed (status %d)", what, status);
+    T_CHECK(!bad, "%s: a worker failed (above)", what);
     double elapsed = (double)(t1 - t0) / 1e9;
     uint64_t calls = 0;
     for (int p = 0; p < nproc; p++)

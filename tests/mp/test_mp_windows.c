@@ -223,18 +223,11 @@ static size_t run(enum mode m, const char *name, const char *gname, uint64_t run
     sh->t0 = t_now_ns();
     sh->end = sh->t0 + run_ns;
     __atomic_store_n(&sh->go, 1, __ATOMIC_SEQ_CST);
-    int bad = 0, status = 0;
-    for (int i = 0; i < NPROC; i++) {   /* not wait(): the daemon is our child too */
-        int st;
-        waitpid(pids[i], &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            bad = 1;
-            status = st;
-        }
-    }
+    int bad = t_reap_all(pids, NPROC, "worker");
     for (int i = 0; i < NPROC; i++)
         T_CHECK(sh->w[i].err == 0, "%s: worker %d: %s", name, i, rld_strerror(sh->w[i].err));
-    T_CHECK(!bad, "%s: a worker failed (status %d)", name, status);
+    T_CHECK(!bad, "%s: a worker failed (above; 2: cannot open the instance or its limits)",
+            name);
     size_t n = 0;
     for (int i = 0; i < NPROC; i++)
         n += sh->w[i].n;
@@ -501,18 +494,20 @@ static void test_waits(void)
 }
 
 /* RLD_TEST_CASES: a comma-separated list of groups (sliding, mixed, fixed, waits) or
- * limits (sl.a, sl.b, fx.a, fx.al) to run; all by default. */
+ * limits (sl.a, sl.b, sl.mix, fx.a, fx.al, sl.wait) to run; all by default. */
+static int cases_run;
+
 static bool want(const char *group, const char *limit)
 {
     const char *e = getenv("RLD_TEST_CASES");
     if (!e || !*e)
-        return true;
+        return ++cases_run;
     for (int i = 0; i < 2; i++) {
         const char *w = i ? limit : group;
         size_t n = strlen(w);
         for (const char *p = e; (p = strstr(p, w)); p += n)
             if ((p == e || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
-                return true;
+                return ++cases_run;
     }
     return false;
 }
@@ -537,6 +532,9 @@ int main(void)
         test_fixed("fx.al", 30, 200 * MS, 50 * MS, 2000 * MS);
     if (want("waits", "sl.wait"))
         test_waits();
+    /* a misspelt RLD_TEST_CASES must not pass having checked nothing */
+    T_CHECK(cases_run > 0, "RLD_TEST_CASES=%s names no case: groups sliding, mixed, fixed, "
+            "waits; limits sl.a, sl.b, sl.mix, fx.a, fx.al, sl.wait", getenv("RLD_TEST_CASES"));
 
     T_CHECK(t_daemon_stop_clean(&d), "clean stop");
     printf("test_mp_windows: ok\n");

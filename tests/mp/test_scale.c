@@ -88,6 +88,7 @@ int main(void)
     T_CODE(rld_find(c, "slow", &slow), 0);
     rld_try(c, slow, 1, NULL);
     pid_t w = fork();
+    T_CHECK(w >= 0, "fork");          /* waitpid(-1) below would reap the daemon */
     if (w == 0) {
         rld_client *wc;
         rld_limit wl;

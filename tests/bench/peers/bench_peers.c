@@ -52,48 +52,6 @@
 
 /* ---------------------------------------------------------------- common helpers */
 
-volatile int peers_stop;
-
-uint64_t peers_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-double peers_percentile(uint32_t *v, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof(*v), cmp_u32);
-    size_t rank = (size_t)ceil(q * (double)n);
-    return v[rank ? rank - 1 : 0];
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct stat3 { double med, min, max; } stat3;
-
-static stat3 stats(const double *in, int n)
-{
-    double v[PEERS_MAX_REPS];
-    memcpy(v, in, (size_t)n * sizeof(double));
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    /* even N: the mean of the two middle values */
-    double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-    return (stat3){ med, v[0], v[n - 1] };
-}
-
 static void on_signal(int sig)
 {
     (void)sig;
@@ -786,31 +744,6 @@ static void print_json(const envinfo *e)
     printf("  ]\n}\n");
 }
 
-/* Whole-machine CPU time from /proc/stat, in seconds: busy (user..softirq), steal, total. */
-typedef struct cpustat { double busy, steal, total, own; } cpustat;
-
-static void read_cpustat(cpustat *c)
-{
-    unsigned long long v[8] = { 0 };
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                     &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
-        memset(v, 0, sizeof(v));
-    if (f)
-        fclose(f);
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    c->busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
-    c->steal = (double)v[7] / hz;
-    c->total = (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]) / hz;
-    /* ours: this process and every child reaped so far (workers, clients, redis-server) */
-    struct rusage a, b;
-    getrusage(RUSAGE_SELF, &a);
-    getrusage(RUSAGE_CHILDREN, &b);
-    c->own = (double)(a.ru_utime.tv_sec + a.ru_stime.tv_sec + b.ru_utime.tv_sec + b.ru_stime.tv_sec) +
-             (double)(a.ru_utime.tv_usec + a.ru_stime.tv_usec + b.ru_utime.tv_usec +
-                      b.ru_stime.tv_usec) / 1e6;
-}
-
 static double loadavg1(void)
 {
     double l = NAN;
@@ -937,7 +870,7 @@ int main(int argc, char **argv)
     }
 
     cpustat cs0;
-    read_cpustat(&cs0);
+    peers_read_cpustat(&cs0);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -1003,7 +936,7 @@ int main(int argc, char **argv)
     stat3 s[C_COUNT][K_COUNT];
     for (int c = 0; c < C_COUNT; c++)
         for (int k = 0; k < K_COUNT; k++) {
-            s[c][k] = stats(v[c][k], reps);
+            s[c][k] = peers_stats(v[c][k], reps);
             if (denied[c][k])
                 fprintf(stderr, "warning: %llu calls denied in %s / %s: not the all-admitted "
                         "regime\n", (unsigned long long)denied[c][k], cfgs[c].name, kind_names[k]);
@@ -1161,14 +1094,14 @@ int main(int argc, char **argv)
                 char name[80];
                 snprintf(name, sizeof(name), "%s%s: latency", pr_script_name(sc),
                          sc == PR_PING ? " (no script, floor)" : " script");
-                stat3 l = stats(r50[sc][nc - 1], reps);
+                stat3 l = peers_stats(r50[sc][nc - 1], reps);
                 row *r = add_stat_row(g_redis, cfg, name, "us", l);
                 r->p50 = l.med;
-                r->p99 = stats(r99[sc][nc - 1], reps).med;
+                r->p99 = peers_stats(r99[sc][nc - 1], reps).med;
                 r->ratio = l.med * 1000 / rld;
                 snprintf(name, sizeof(name), "%s%s: throughput", pr_script_name(sc),
                          sc == PR_PING ? " (no script, floor)" : " script");
-                stat3 t = stats(rps[sc][nc - 1], reps);
+                stat3 t = peers_stats(rps[sc][nc - 1], reps);
                 r = add_stat_row(g_redis, cfg, name, "calls/s", t);
                 r->ratio = rld_per_s / t.med;
             }
@@ -1189,13 +1122,13 @@ int main(int argc, char **argv)
             }
     }
 
-    stat3 pl = stats(pp50, reps);
+    stat3 pl = peers_stats(pp50, reps);
     row *r = add_stat_row(G_SOCK, "2 processes, socketpair", "raw SEQPACKET ping-pong, 32 B", "us", pl);
     r->p50 = pl.med;
-    r->p99 = stats(pp99, reps).med;
+    r->p99 = peers_stats(pp99, reps).med;
     r->ratio = pl.med * 1000 / rld1;
     r = add_stat_row(G_SOCK, "2 processes, socketpair", "raw SEQPACKET ping-pong, 32 B", "trips/s",
-                     stats(pps, reps));
+                     peers_stats(pps, reps));
     r->ratio = 1e9 / rld1 / r->med;
     double wait50 = NAN;
     if (have_wait) {
@@ -1204,13 +1137,13 @@ int main(int argc, char **argv)
             w50[i] = wait_rtt[i].p50_ns / 1000;
             w99[i] = wait_rtt[i].p99_ns / 1000;
         }
-        stat3 wl = stats(w50, reps);
+        stat3 wl = peers_stats(w50, reps);
         r = add_stat_row(G_SOCK, "through the daemon", "rld_wait round trip", "us", wl);
         r->p50 = wait50 = wl.med;
-        r->p99 = stats(w99, reps).med;
+        r->p99 = peers_stats(w99, reps).med;
         r->ratio = wl.med * 1000 / rld1;
         r = add_stat_row(G_SOCK, "through the daemon", "grants/s with 10,000 waiters", "grants/s",
-                         stats(wait_grants, reps));
+                         peers_stats(wait_grants, reps));
     } else {
         const char *pend = "FAILED (the daemon did not answer)";
         add_row(G_SOCK, "through the daemon", "rld_wait round trip", "us")->status = pend;
@@ -1264,12 +1197,13 @@ int main(int argc, char **argv)
         key_ratio[k] = key_ratio_cpu[k] = NAN;
     if (have_keys) {
         char cfg[96];
-        stat3 ref = stats(kv[PK_REF], nref), refc = stats(kvc[PK_REF], nref);
+        stat3 ref = peers_stats(kv[PK_REF], nref), refc = peers_stats(kvc[PK_REF], nref);
         for (int cpu = 0; cpu < 2; cpu++) {
             snprintf(cfg, sizeof(cfg), "%u live keys (max_keys %u), %s", (unsigned)live0, nkeys,
                      cpu ? "CPU time of the process" : "wall clock");
             for (int k = 0; k < PK_COUNT; k++) {
-                stat3 st = k == PK_REF ? (cpu ? refc : ref) : stats(cpu ? kvc[k] : kv[k], reps);
+                stat3 st = k == PK_REF ? (cpu ? refc : ref)
+                                       : peers_stats(cpu ? kvc[k] : kv[k], reps);
                 char name[80];
                 snprintf(name, sizeof(name), "%s", pk_name(k));
                 if (k == PK_RANDOM)
@@ -1318,14 +1252,14 @@ int main(int argc, char **argv)
             char rcfg[96];
             snprintf(rcfg, sizeof(rcfg), "Redis %s, EVALSHA GCRA script, %ldk keys, 1 client",
                      env.redis, mem_keys / 1000);
-            stat3 l = stats(rk50, reps);
+            stat3 l = peers_stats(rk50, reps);
             r = add_stat_row(G_KEYS, rcfg, "per-key GCRA script: latency", "us", l);
             r->p50 = l.med;
-            r->p99 = stats(rk99, reps).med;
+            r->p99 = peers_stats(rk99, reps).med;
             r->ratio = l.med * 1000 / ref.med;
-            rk_ratio = l.med * 1000 / stats(kv[PK_RANDOM], reps).med;
+            rk_ratio = l.med * 1000 / peers_stats(kv[PK_RANDOM], reps).med;
             r = add_stat_row(G_KEYS, rcfg, "per-key GCRA script: throughput", "calls/s",
-                             stats(rkps, reps));
+                             peers_stats(rkps, reps));
             r->ratio = 1e9 / ref.med / r->med;
             snprintf(rcfg, sizeof(rcfg), "Redis %s, per-key GCRA (bench.keys' parameters)",
                      env.redis);
@@ -1364,7 +1298,7 @@ int main(int argc, char **argv)
                      sn[sc], nc, nc == 1 ? "" : "s (vs 2 processes, one limit)");
 #ifdef RLD_HAVE_HIREDIS
             if (!redis_skip) {
-                double p50 = stats(r50[sc][nc - 1], reps).med * 1000;
+                double p50 = peers_stats(r50[sc][nc - 1], reps).med * 1000;
                 add_target(tn, ">=", p50 / (nc == 1 ? rld1 : rld2), 500, NULL);
                 continue;
             }
@@ -1411,7 +1345,7 @@ int main(int argc, char **argv)
 
     t_daemon_stop(&d, SIGTERM);     /* reaped: its CPU time counts as ours */
     cpustat cs1;
-    read_cpustat(&cs1);
+    peers_read_cpustat(&cs1);
     double dt = cs1.total - cs0.total;
     if (dt > 0 && cs0.total > 0) {
         env.other_pct = fmax(0, (cs1.busy - cs0.busy) - (cs1.own - cs0.own)) / dt * 100;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define PEERS_MAX_REPS 101
 
@@ -19,13 +20,31 @@ typedef struct lat_run {
     uint64_t denied;       /* calls the limiter refused: the regime says none should be */
 } lat_run;
 
-uint64_t peers_clock_ns(void);
+/* CLOCK_MONOTONIC in ns. Inline: bench_peers' shared-memory rows read it in their timed
+ * loops (the naive floor's clock read), as they did when it lived in bench_peers.c. */
+static inline uint64_t peers_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
+/* peers_common.c, linked into every driver (bench_peers, bench_try): */
 /* Nearest-rank percentile Q (0..1) of N samples; sorts V in place. 0 when N is 0. */
 double peers_percentile(uint32_t *v, size_t n, double q);
 
-/* Set by SIGINT/SIGTERM/SIGHUP in the driver; long phases check it and stop early. */
+/* Set by SIGINT/SIGTERM/SIGHUP in bench_peers; long phases check it and stop early. */
 extern volatile int peers_stop;
+
+/* Median (the mean of the two middle values for even N), min and max of N <= PEERS_MAX_REPS
+ * repetitions. */
+typedef struct stat3 { double med, min, max; } stat3;
+stat3 peers_stats(const double *v, int n);
+
+/* Whole-machine CPU time from /proc/stat, in seconds: busy (user..softirq), steal, total;
+ * and ours: this process and the children reaped so far. */
+typedef struct cpustat { double busy, steal, total, own; } cpustat;
+void peers_read_cpustat(cpustat *c);
 
 /*
  * Keyed limits (peers_keys.c, issue 13): rld_try_key on template "bench.keys" beside rld_try

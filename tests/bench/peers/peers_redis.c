@@ -464,103 +464,6 @@ static int reply_verdict(redisReply *r)
     return r->element[0]->integer > 0;
 }
 
-static void client(int id, int script, uint64_t ms)
-{
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    ctl *k = R.ctl;
-    redisContext *c = connect_redis(2000);
-    if (!c) {
-        k->err[id] = 1;
-        __atomic_add_fetch(&k->ready, 1, __ATOMIC_SEQ_CST);
-        _exit(1);
-    }
-    const char *argv[8];
-    int argc = evalsha_argv(script, script_keys[script], argv);
-    for (int i = 0; i < 50; i++) {   /* warm up: connection, script cache, key */
-        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-        int v = reply_verdict(r);
-        if (v < 0) {
-            fprintf(stderr, "EVALSHA: %s\n",
-                    r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
-            k->err[id] = 1;
-        }
-        freeReplyObject(r);
-    }
-    __atomic_add_fetch(&k->ready, 1, __ATOMIC_SEQ_CST);
-    while (!k->go)
-        sched_yield();
-    uint32_t *out = R.samples + (size_t)id * SAMPLE_CAP;
-    uint64_t n = 0, denied = 0, end = peers_clock_ns() + ms * 1000000u;
-    uint64_t t1 = peers_clock_ns();
-    while (t1 < end && !k->err[id]) {
-        uint64_t t0 = t1;
-        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-        t1 = peers_clock_ns();
-        int v = reply_verdict(r);
-        if (v < 0) {
-            fprintf(stderr, "EVALSHA: %s\n",
-                    r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
-            k->err[id] = 1;
-        }
-        freeReplyObject(r);
-        denied += v == 0;
-        if (n < SAMPLE_CAP)
-            out[n] = t1 - t0 > UINT32_MAX ? UINT32_MAX : (uint32_t)(t1 - t0);
-        n++;
-    }
-    k->calls[id] = n;
-    k->denied[id] = denied;
-    k->nsamp[id] = n < SAMPLE_CAP ? n : SAMPLE_CAP;
-    redisFree(c);
-    _exit(k->err[id] ? 1 : 0);
-}
-
-int pr_run(int script, int nclients, uint64_t ms, lat_run *out)
-{
-    ctl *k = R.ctl;
-    memset(k, 0, sizeof(*k));
-    pid_t pids[2];
-    for (int i = 0; i < nclients; i++) {
-        pids[i] = fork();
-        if (pids[i] < 0) {
-            perror("fork");
-            return -1;
-        }
-        if (pids[i] == 0)
-            client(i, script, ms);
-    }
-    uint64_t deadline = peers_clock_ns() + 20000000000ull;
-    while (__atomic_load_n(&k->ready, __ATOMIC_SEQ_CST) < nclients && peers_clock_ns() < deadline)
-        sched_yield();
-    if (k->ready < nclients)   /* a client hangs connecting: let them all fail */
-        for (int i = 0; i < nclients; i++)
-            kill(pids[i], SIGKILL);
-    k->go = 1;
-    int bad = 0;
-    for (int i = 0; i < nclients; i++) {
-        int st;
-        waitpid(pids[i], &st, 0);   /* never wait(): the rld daemon is our child too */
-        bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-    }
-    if (bad) {
-        fprintf(stderr, "redis client failed (%s)\n", script_names[script]);
-        return -1;
-    }
-    size_t m = 0;
-    memset(out, 0, sizeof(*out));
-    for (int i = 0; i < nclients; i++) {
-        memcpy(R.merged + m, R.samples + (size_t)i * SAMPLE_CAP, k->nsamp[i] * sizeof(uint32_t));
-        m += k->nsamp[i];
-        out->calls += k->calls[i];
-        out->denied += k->denied[i];
-    }
-    out->p50_ns = peers_percentile(R.merged, m, 0.50);
-    out->p99_ns = peers_percentile(R.merged, m, 0.99);
-    out->per_s = (double)out->calls * 1000.0 / (double)ms;
-    return 0;
-}
-
 /* ---- per-key GCRA (issue 13) -------------------------------------------------------------
  * The GCRA script with the parameters of rld's template bench.keys: 1,000,000/s, burst 10^9
  * (argv: burst, rate, period 1 s, cost). Each key is first put 100 s into use (cost 10^8),
@@ -584,6 +487,123 @@ static int keys_argv(const char *key, const char *cost, const char **argv)
 static void keys_key(char *buf, size_t len, long i)
 {
     snprintf(buf, len, "rl:key:user:%07ld", i);
+}
+
+/* One call of a client: ARGV (SCRIPT on its key), or with NKEYS > 0 the per-key GCRA
+ * script on a random one of NKEYS keys. -1 error (printed), 0 denied, 1 admitted. */
+static int client_call(redisContext *c, int argc, const char **argv, long nkeys, uint64_t *seed)
+{
+    const char *kargv[8];
+    char key[64];
+    if (nkeys > 0) {
+        *seed ^= *seed >> 12;
+        *seed ^= *seed << 25;
+        *seed ^= *seed >> 27;
+        keys_key(key, sizeof(key), (long)((*seed * 2685821657736338717ull) % (uint64_t)nkeys));
+        argc = keys_argv(key, "1", kargv);
+        argv = kargv;
+    }
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    int v = reply_verdict(r);
+    if (v < 0)
+        fprintf(stderr, "EVALSHA: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+    freeReplyObject(r);
+    return v;
+}
+
+/* Client ID of run_clients: calls until MS ms have passed, one latency sample per call. */
+static void client(int id, int script, uint64_t ms, long nkeys)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    ctl *k = R.ctl;
+    redisContext *c = connect_redis(2000);
+    if (!c) {
+        k->err[id] = 1;
+        __atomic_add_fetch(&k->ready, 1, __ATOMIC_SEQ_CST);
+        _exit(1);
+    }
+    const char *argv[8];
+    int argc = evalsha_argv(script, script_keys[script], argv);
+    uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1) ^ peers_clock_ns();
+    for (int i = 0; i < 50 && !k->err[id]; i++)   /* warm up: connection, script cache, key */
+        k->err[id] = client_call(c, argc, argv, nkeys, &seed) < 0;
+    __atomic_add_fetch(&k->ready, 1, __ATOMIC_SEQ_CST);
+    while (!k->go)
+        sched_yield();
+    uint32_t *out = R.samples + (size_t)id * SAMPLE_CAP;
+    uint64_t n = 0, denied = 0, end = peers_clock_ns() + ms * 1000000u;
+    uint64_t t1 = peers_clock_ns();
+    while (t1 < end && !k->err[id]) {
+        uint64_t t0 = t1;
+        int v = client_call(c, argc, argv, nkeys, &seed);
+        t1 = peers_clock_ns();
+        if (v < 0) {
+            k->err[id] = 1;
+            break;
+        }
+        denied += v == 0;
+        if (n < SAMPLE_CAP)
+            out[n] = t1 - t0 > UINT32_MAX ? UINT32_MAX : (uint32_t)(t1 - t0);
+        n++;
+    }
+    k->calls[id] = n;
+    k->denied[id] = denied;
+    k->nsamp[id] = n < SAMPLE_CAP ? n : SAMPLE_CAP;
+    redisFree(c);
+    _exit(k->err[id] ? 1 : 0);
+}
+
+/* NCLIENTS client processes (1 or 2) for MS ms, as client() says; merged latencies. */
+static int run_clients(int script, int nclients, uint64_t ms, long nkeys, lat_run *out)
+{
+    ctl *k = R.ctl;
+    memset(k, 0, sizeof(*k));
+    pid_t pids[2];
+    for (int i = 0; i < nclients; i++) {
+        pids[i] = fork();
+        if (pids[i] < 0) {
+            perror("fork");
+            return -1;
+        }
+        if (pids[i] == 0)
+            client(i, script, ms, nkeys);
+    }
+    uint64_t deadline = peers_clock_ns() + 20000000000ull;
+    while (__atomic_load_n(&k->ready, __ATOMIC_SEQ_CST) < nclients && peers_clock_ns() < deadline)
+        sched_yield();
+    if (k->ready < nclients)   /* a client hangs connecting: let them all fail */
+        for (int i = 0; i < nclients; i++)
+            kill(pids[i], SIGKILL);
+    k->go = 1;
+    int bad = 0;
+    for (int i = 0; i < nclients; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);   /* never wait(): the rld daemon is our child too */
+        bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+    }
+    if (bad) {
+        fprintf(stderr, "redis client failed (%s)\n", nkeys > 0 ? "per-key GCRA"
+                                                              : script_names[script]);
+        return -1;
+    }
+    size_t m = 0;
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < nclients; i++) {
+        memcpy(R.merged + m, R.samples + (size_t)i * SAMPLE_CAP, k->nsamp[i] * sizeof(uint32_t));
+        m += k->nsamp[i];
+        out->calls += k->calls[i];
+        out->denied += k->denied[i];
+    }
+    out->p50_ns = peers_percentile(R.merged, m, 0.50);
+    out->p99_ns = peers_percentile(R.merged, m, 0.99);
+    out->per_s = (double)out->calls * 1000.0 / (double)ms;
+    return 0;
+}
+
+int pr_run(int script, int nclients, uint64_t ms, lat_run *out)
+{
+    return run_clients(script, nclients, ms, 0, out);
 }
 
 static long long info_used_memory(redisContext *c);
@@ -628,92 +648,9 @@ out:
     return rc;
 }
 
-/* One EVALSHA of the per-key script on a random one of NKEYS keys: -1 error, 0, 1. */
-static int keys_call(redisContext *c, long nkeys, uint64_t *seed)
-{
-    const char *argv[8];
-    char key[64];
-    *seed ^= *seed >> 12;
-    *seed ^= *seed << 25;
-    *seed ^= *seed >> 27;
-    keys_key(key, sizeof(key), (long)((*seed * 2685821657736338717ull) % (uint64_t)nkeys));
-    redisReply *r = redisCommandArgv(c, keys_argv(key, "1", argv), argv, NULL);
-    int v = reply_verdict(r);
-    if (v < 0)
-        fprintf(stderr, "EVALSHA: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
-    freeReplyObject(r);
-    return v;
-}
-
-static void keys_client(long nkeys, uint64_t ms)
-{
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    ctl *k = R.ctl;
-    redisContext *c = connect_redis(2000);
-    uint64_t seed = 0x9e3779b97f4a7c15ull ^ peers_clock_ns();
-    for (int i = 0; i < 50 && c && !k->err[0]; i++)   /* warm up */
-        k->err[0] = keys_call(c, nkeys, &seed) < 0;
-    if (!c)
-        k->err[0] = 1;
-    __atomic_add_fetch(&k->ready, 1, __ATOMIC_SEQ_CST);
-    if (k->err[0])
-        _exit(1);
-    while (!k->go)
-        sched_yield();
-    uint32_t *out = R.samples;
-    uint64_t n = 0, denied = 0, end = peers_clock_ns() + ms * 1000000u, t1 = peers_clock_ns();
-    while (t1 < end) {
-        uint64_t t0 = t1;
-        int v = keys_call(c, nkeys, &seed);
-        t1 = peers_clock_ns();
-        if (v < 0) {
-            k->err[0] = 1;
-            break;
-        }
-        denied += v == 0;
-        if (n < SAMPLE_CAP)
-            out[n] = t1 - t0 > UINT32_MAX ? UINT32_MAX : (uint32_t)(t1 - t0);
-        n++;
-    }
-    k->calls[0] = n;
-    k->denied[0] = denied;
-    k->nsamp[0] = n < SAMPLE_CAP ? n : SAMPLE_CAP;
-    redisFree(c);
-    _exit(k->err[0] ? 1 : 0);
-}
-
 int pr_keys_run(long nkeys, uint64_t ms, lat_run *out)
 {
-    ctl *k = R.ctl;
-    memset(k, 0, sizeof(*k));
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        return -1;
-    }
-    if (pid == 0)
-        keys_client(nkeys, ms);
-    uint64_t deadline = peers_clock_ns() + 20000000000ull;
-    while (__atomic_load_n(&k->ready, __ATOMIC_SEQ_CST) < 1 && peers_clock_ns() < deadline)
-        sched_yield();
-    if (k->ready < 1)
-        kill(pid, SIGKILL);
-    k->go = 1;
-    int st;
-    waitpid(pid, &st, 0);           /* never wait(): the rld daemon is our child too */
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "redis client failed (per-key GCRA)\n");
-        return -1;
-    }
-    memset(out, 0, sizeof(*out));
-    memcpy(R.merged, R.samples, k->nsamp[0] * sizeof(uint32_t));
-    out->calls = k->calls[0];
-    out->denied = k->denied[0];
-    out->p50_ns = peers_percentile(R.merged, k->nsamp[0], 0.50);
-    out->p99_ns = peers_percentile(R.merged, k->nsamp[0], 0.99);
-    out->per_s = (double)out->calls * 1000.0 / (double)ms;
-    return 0;
+    return run_clients(PR_GCRA, 1, ms, nkeys, out);
 }
 
 static long long info_used_memory(redisContext *c)
