@@ -29,6 +29,7 @@
 #include "bucket.h"
 #include "keys_mem.h"
 #include "limitdef.h"
+#include "seg_mem.h"
 #include "segment.h"
 #include "window.h"
 
@@ -52,34 +53,6 @@ static void reseed(uint64_t salt)
         rng_state = 1;
 }
 
-static rldi_seg seg;
-static void *seg_mem;
-static int64_t wall_off;
-
-static int64_t test_wall_offset(void) { return wall_off; }
-
-static int setup(void **state)
-{
-    (void)state;
-    rldi_shm_header geo;
-    memset(&geo, 0, sizeof(geo));
-    uint64_t size = rldi_seg_geometry(4, &geo);
-    if (posix_memalign(&seg_mem, 4096, size) != 0)
-        return -1;
-    memset(seg_mem, 0, size);
-    memcpy(seg_mem, &geo, sizeof(geo));
-    rldi_seg_bind(&seg, seg_mem, size);
-    rldi_win_wall_offset = test_wall_offset;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    free(seg_mem);
-    return 0;
-}
-
 /* Slot 0: COUNT per PERIOD (BURST for GCRA, 0: the count), ALGO, fresh. */
 static rldi_handle make_limit(uint32_t algo, uint64_t count, uint64_t period, uint64_t burst)
 {
@@ -90,15 +63,7 @@ static rldi_handle make_limit(uint32_t algo, uint64_t count, uint64_t period, ui
     def.period_ns = period;
     def.algo = algo;
     def.burst = algo == RLDI_ALGO_GCRA ? (burst ? burst : count) : 0;
-    rldi_bank b;
-    assert_int_equal(rldi_limitdef_bank(&def, &b), 0);
-    rldi_slot *sl = &seg.slots[0];
-    memset(sl, 0, sizeof(*sl));
-    sl->gen = 1;
-    sl->flags = RLDI_SLOT_LIVE;
-    memset(&seg.rings[0], 0, sizeof(seg.rings[0]));
-    rldi_bucket_publish(sl, &seg.rings[0], &b, false, 0);
-    return (rldi_handle){ 0, 1 };
+    return seg_mem_limit(&def, 0);
 }
 
 static int take(rldi_handle h, uint64_t cost, uint64_t now, rldi_verdict *v)

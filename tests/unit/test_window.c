@@ -38,6 +38,7 @@
 #include "bucket.h"
 #include "keys_mem.h"
 #include "limitdef.h"
+#include "seg_mem.h"
 #include "segment.h"
 #include "window.h"
 
@@ -63,34 +64,6 @@ static void reseed(uint64_t salt)
 
 /* ---- a segment in memory, one limit per test ------------------------------------------ */
 
-static rldi_seg seg;
-static void *seg_mem;
-static int64_t wall_off;                      /* the simulated CLOCK_REALTIME - MONOTONIC */
-
-static int64_t test_wall_offset(void) { return wall_off; }
-
-static int setup(void **state)
-{
-    (void)state;
-    rldi_shm_header geo;
-    memset(&geo, 0, sizeof(geo));
-    uint64_t size = rldi_seg_geometry(4, &geo);
-    if (posix_memalign(&seg_mem, 4096, size) != 0)
-        return -1;
-    memset(seg_mem, 0, size);
-    memcpy(seg_mem, &geo, sizeof(geo));
-    rldi_seg_bind(&seg, seg_mem, size);
-    rldi_win_wall_offset = test_wall_offset;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    free(seg_mem);
-    return 0;
-}
-
 /* Slot 0 becomes a limit of COUNT per PERIOD with ALGO (ALIGN for fixed), fresh. */
 static rldi_handle make_limit(uint32_t algo, uint64_t count, uint64_t period, uint64_t align)
 {
@@ -102,15 +75,7 @@ static rldi_handle make_limit(uint32_t algo, uint64_t count, uint64_t period, ui
     def.algo = algo;
     def.align_ns = align;
     def.align_set = align != 0;
-    rldi_bank b;
-    assert_int_equal(rldi_limitdef_bank(&def, &b), 0);
-    rldi_slot *sl = &seg.slots[0];
-    memset(sl, 0, sizeof(*sl));
-    sl->gen = 1;
-    sl->flags = RLDI_SLOT_LIVE;
-    memset(&seg.rings[0], 0xa5, sizeof(seg.rings[0]));   /* a previous tenant's garbage */
-    rldi_bucket_publish(sl, &seg.rings[0], &b, false, 0);
-    return (rldi_handle){ 0, 1 };
+    return seg_mem_limit(&def, 0xa5);
 }
 
 /* Change slot 0's definition, carrying the state (a reload that keeps the algorithm). */
