@@ -185,7 +185,7 @@ int rlctl_reply_error(const rlctl_ctx *ctx, const char *what, const Rld__V1__Rep
     bool said = rep->message && *rep->message;
     const char *hint = "";
     if ((code == -EPERM || code == -EACCES) && !said)
-        hint = ": changing limits needs root or a member of the group set by [rld] "
+        hint = ": changing limits needs root, rld's user or a member of the group set by [rld] "
                "admin_group in rld.conf";
     else if (code == -ENOENT || code == -ESTALE)
         hint = " (rlctl list shows the limits)";
