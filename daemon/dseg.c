@@ -828,6 +828,15 @@ uint32_t dseg_repair(rldi_seg *s)
  * logs the totals): a reload of 100,000 changed limits is one line, not 100,000. */
 #define SYNC_LOG_EACH 16
 
+/* "burst N" for GCRA, "sliding window" or "fixed window" (their count is the rate's). */
+static void shape_of(uint32_t algo, uint64_t burst, char *buf, size_t len)
+{
+    if (algo == RLDI_ALGO_GCRA)
+        snprintf(buf, len, "burst %llu", (unsigned long long)burst);
+    else
+        snprintf(buf, len, "%s window", rldi_algo_name(algo));
+}
+
 int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_fn keep,
               dseg_delete_fn deleting, void *ctx)
 {
@@ -888,10 +897,12 @@ int dseg_sync(rldi_seg *s, const rldi_config *conf, dseg_changes *ch, dseg_keep_
                     char now_rate[48], file_rate[48];
                     rldi_format_rate(now_rate, sizeof(now_rate), m->rate_count, m->rate_period_ns);
                     rldi_format_rate(file_rate, sizeof(file_rate), l->count, l->period_ns);
-                    LOG_INFO("limit %s: keeps its run-time setting %s, burst %llu (the file "
-                             "says %s, burst %llu; rlctl revert %s returns to it)", l->name,
-                             now_rate, (unsigned long long)m->burst, file_rate,
-                             (unsigned long long)rldi_limitdef_burst(l), l->name);
+                    char now_shape[40], file_shape[40];
+                    shape_of(m->algo, m->burst, now_shape, sizeof(now_shape));
+                    shape_of(l->algo, rldi_limitdef_burst(l), file_shape, sizeof(file_shape));
+                    LOG_INFO("limit %s: keeps its run-time setting %s, %s (the file says %s, "
+                             "%s; rlctl revert %s returns to it)", l->name, now_rate, now_shape,
+                             file_rate, file_shape, l->name);
                 }
                 ch->overridden++;
                 ch->kept++;
