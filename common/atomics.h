@@ -64,6 +64,34 @@ static inline bool rldi_cas16(void *p, rldi_u128 *expected, rldi_u128 desired)
 }
 
 /*
+ * rldi_cas16 on the two 64-bit halves of the word (LO at P, HI at P + 8): on failure *LO
+ * and *HI receive the current value. On x86-64 in inline assembly: GCC builds the 128-bit
+ * operands of __sync_val_compare_and_swap through the stack (a store-forwarding round trip
+ * on the fast path, between the clock read and the CAS) and compares the old value with
+ * xor/or, where cmpxchg16b sets ZF itself. ThreadSanitizer does not see inline assembly:
+ * its builds take the builtin.
+ */
+static inline bool rldi_cas16_halves(void *p, uint64_t *lo, uint64_t *hi, uint64_t nlo,
+                                     uint64_t nhi)
+{
+#if defined(__x86_64__) && defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16) && \
+    !defined(__SANITIZE_THREAD__)
+    bool ok;
+    __asm__ __volatile__("lock cmpxchg16b %1"
+                         : "=@ccz"(ok), "+m"(*(rldi_u128 *)p), "+a"(*lo), "+d"(*hi)
+                         : "b"(nlo), "c"(nhi)
+                         : "memory");
+    return ok;
+#else
+    rldi_u128 exp = ((rldi_u128)*hi << 64) | *lo;
+    bool ok = rldi_cas16(p, &exp, ((rldi_u128)nhi << 64) | nlo);
+    *lo = (uint64_t)exp;
+    *hi = (uint64_t)(exp >> 64);
+    return ok;
+#endif
+}
+
+/*
  * An optimistic read of a 16-byte word as two 8-byte loads, the high half (version) first
  * with acquire. It may be torn; every user validates it with rldi_cas16 or by re-reading.
  */

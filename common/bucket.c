@@ -61,6 +61,81 @@ void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_slot *sl, const rldi_b
         pool_times(sl, t, v);
 }
 
+/* After an admission at NOW_NS that left TAT at NTAT (ns): the bucket is busy when TAT runs
+ * MARGIN_NS or more ahead of now, and this thread tries the coarse path next (unless it is
+ * backing off). The precise time less a tick is never after the coarse clock. */
+static void coarse_after(rldi_coarse *tc, uint64_t margin_ns, uint64_t now_ns, uint64_t ntat)
+{
+    if (!tc || !margin_ns || ntat - now_ns < margin_ns)
+        return;
+    if (tc->backoff) {
+        tc->backoff--;
+        return;
+    }
+    tc->hint = 1;
+    tc->floor_ns = now_ns - margin_ns / 4;
+}
+
+int rldi_bucket_took(const rldi_slot *sl, uint64_t t, uint64_t burst, uint64_t cost,
+                     uint64_t now_ns, uint64_t ntat, uint64_t nfv, uint64_t margin_ns,
+                     rldi_coarse *tc, rldi_verdict *v)
+{
+    coarse_after(tc, margin_ns, now_ns, ntat);
+    if (v)
+        rldi_bucket_verdict_fast(v, sl, &sl->bank[(nfv >> 32) & 1], t, burst, cost,
+                                 rldi_tat_unpack(ntat, nfv), rldi_fp_from_ns(now_ns));
+    return 0;
+}
+
+/*
+ * The fast path's second attempt: a bucket not full at NOW_NS (tat >= now), or a CAS lost
+ * by rldi_bucket_take_fast; TAT | FV << 64 is the state word as the caller last saw it.
+ * Loops on lost races with the state the CAS returned while the version stays (the bank
+ * read stays valid) and the limit stays as it was (same gen, no waiters): a contended line
+ * is best retried at once, while this core owns it. A full bucket (TAT < now) admits cost
+ * <= burst with new TAT = now + cost*T; else D = TAT - now, allowed iff D + cost*T <= tau,
+ * i.e. D <= (burst - cost)*T, new TAT = TAT + cost*T. Denials and everything else go to
+ * rldi_bucket_take_word.
+ */
+int rldi_bucket_take_busy(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t now_ns,
+                          uint64_t tat, uint64_t fv, uint64_t margin_ns, rldi_coarse *tc,
+                          rldi_verdict *v)
+{
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (rldi_unlikely(!sl))
+        return -EINVAL;
+    uint64_t ver = fv >> 32;
+    const rldi_bank *b = &sl->bank[ver & 1];
+    uint64_t t = rldi_load_relaxed(&b->t_lo), burst = rldi_load_relaxed(&b->burst);
+    const uint64_t *gw = (const uint64_t *)&sl->gen;     /* gen | waiters << 32 */
+    if (rldi_load_relaxed(gw) != h.gen || !(h.gen & 1) || rldi_load_relaxed(&b->t_hi) != 0 ||
+        t == 0 || cost - 1 >= burst)
+        goto slow;
+    rldi_u128 ct = (rldi_u128)t * cost, room = (rldi_u128)t * (burst - cost);
+    uint64_t ntat, nfv;
+    for (;;) {
+        if (tat < now_ns) {
+            ntat = now_ns + (uint64_t)(ct >> 32);
+            nfv = (fv & RLDI_VER_MASK) | (uint32_t)ct;
+        } else {
+            rldi_u128 d = ((rldi_u128)(tat - now_ns) << 32) | (uint32_t)fv;
+            if (d > room)
+                goto slow;
+            uint64_t f = (fv & RLDI_FRAC_MASK) + (uint32_t)ct;
+            ntat = tat + (uint64_t)(ct >> 32) + (f >> 32);
+            nfv = (fv & RLDI_VER_MASK) | (uint32_t)f;
+        }
+        if (rldi_cas16_halves(&sl->tat, &tat, &fv, ntat, nfv))
+            break;
+        if ((fv >> 32) != ver || rldi_load_relaxed(gw) != h.gen)
+            goto slow;                  /* a new config, or a changed limit: decide again */
+    }
+    return rldi_bucket_took(sl, t, burst, cost, now_ns, ntat, nfv, margin_ns, tc, v);
+slow:
+    return rldi_bucket_take_word(s, h, cost, rldi_fp_from_ns(now_ns), 0,
+                                 ((rldi_u128)fv << 64) | tat, v);
+}
+
 /* Is C's limit in shadow mode (mode = shadow: a template's flag holds for its keys)? */
 static inline bool shadow_of(const rldi_cell *c)
 {

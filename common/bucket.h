@@ -154,41 +154,168 @@ static inline int rldi_bucket_take(const rldi_seg *s, rldi_handle h, uint64_t co
     return rldi_bucket_take_word(s, h, cost, now, flags, rldi_load16_split(&sl->tat), v);
 }
 
+/* ---- the fast path (librld's rld_try) ------------------------------------------------------ */
+
 /* The verdict of an admission by the fast path: out of line, to keep the CAS loop tight. */
 void rldi_bucket_verdict_fast(rldi_verdict *v, const rldi_slot *sl, const rldi_bank *b,
                               uint64_t t, uint64_t burst, uint64_t cost, rldi_u128 nt,
                               rldi_u128 now);
 
 /*
- * rldi_bucket_take without flags, the common case inline and small: a live limit with no
- * waiters, 1 <= cost <= burst, an interval below 2^64 units (any rate faster than one per
- * 4.29 s) and an admission that fits. Everything else, and a lost CAS race, goes to
- * rldi_bucket_take_word, which handles every case.
+ * The coarse-clock path's state, one per thread (see rldi_bucket_take_coarse). A thread
+ * tries the coarse path only while its hint says that its last admission left a bucket
+ * busy: an idle bucket costs one thread-local load and a predicted branch, no coarse read
+ * and no second look at the state line.
  */
-static inline int rldi_bucket_take_fast(const rldi_seg *s, rldi_handle h, uint64_t cost,
-                                        rldi_u128 now, rldi_verdict *v)
+typedef struct rldi_coarse {
+    uint32_t hint;         /* set by a precise admission that left TAT >= now + margin;
+                              cleared by every fallback of the coarse path */
+    uint32_t backoff;      /* busy admissions left before the hint may be set again: after
+                              a lost race on the coarse path RLDI_COARSE_BACKOFF, after a
+                              fallback near the boundary a quarter of it */
+    uint64_t floor_ns;     /* the coarse clock was at least this at the last look (the last
+                              coarse reading, or a precise one less a tick) */
+} rldi_coarse;
+#define RLDI_COARSE_BACKOFF 256u
+
+/* rldi_bucket_take_fast's outcomes besides the codes of a take */
+#define RLDI_TAKE_FULL 2       /* admitted inline from a full bucket: the caller builds V */
+#define RLDI_TAKE_MORE 3       /* not decided inline: the caller calls rldi_bucket_take_more */
+
+/* What rldi_bucket_take_fast leaves to rldi_bucket_take_more: how to go on, and the state it
+ * saw. Written only on its way out of the inline path. */
+typedef struct rldi_take_more {
+    uint32_t kind;         /* RLDI_MORE_* */
+    uint64_t tat, fv;      /* the state word as last seen; RLDI_MORE_TOOK: as published */
+    uint64_t t, burst;     /* RLDI_MORE_TOOK: the bank the admission was decided with */
+} rldi_take_more;
+#define RLDI_MORE_WORD  0u     /* rldi_bucket_take_word decides, from the word seen */
+#define RLDI_MORE_BUSY  1u     /* a bucket not full, or a lost race: rldi_bucket_take_busy */
+#define RLDI_MORE_TOOK  2u     /* admitted, outcome not FULL: the coarse hint, the verdict */
+
+/* Out of line (bucket.c): a bucket not full or a lost race, from the state word TAT | FV <<
+ * 64 the caller holds; the end of an admission (the coarse hint, the verdict). */
+int rldi_bucket_take_busy(const rldi_seg *s, rldi_handle h, uint64_t cost, uint64_t now_ns,
+                          uint64_t tat, uint64_t fv, uint64_t margin_ns, rldi_coarse *tc,
+                          rldi_verdict *v);
+int rldi_bucket_took(const rldi_slot *sl, uint64_t t, uint64_t burst, uint64_t cost,
+                     uint64_t now_ns, uint64_t ntat, uint64_t nfv, uint64_t margin_ns,
+                     rldi_coarse *tc, rldi_verdict *v);
+
+/*
+ * The rest of rldi_bucket_take_fast's RLDI_TAKE_MORE, called by its caller off the common
+ * path: the codes and verdict (V may be NULL) of rldi_bucket_take. MARGIN_NS and TC are the
+ * coarse path's (0 and NULL: none): an admission here that leaves TAT MARGIN_NS or more
+ * ahead of now sets TC's hint.
+ */
+static inline int rldi_bucket_take_more(const rldi_seg *s, rldi_handle h, uint64_t cost,
+                                        uint64_t now_ns, const rldi_take_more *m,
+                                        uint64_t margin_ns, rldi_coarse *tc, rldi_verdict *v)
 {
-    if (rldi_unlikely(h.slot >= s->slot_count))     /* a key's handle, or one no lookup made */
-        return rldi_bucket_take_any(s, h, cost, now, 0, v);
-    rldi_slot *sl = &s->slots[h.slot];
-    rldi_u128 word = rldi_load16_split(&sl->tat);
-    uint64_t fv = (uint64_t)(word >> 64);
+    if (m->kind == RLDI_MORE_BUSY)
+        return rldi_bucket_take_busy(s, h, cost, now_ns, m->tat, m->fv, margin_ns, tc, v);
+    if (m->kind == RLDI_MORE_TOOK) {
+        const rldi_slot *sl = rldi_slot_of(s, h);
+        if (rldi_unlikely(!sl))
+            return -EINVAL;
+        return rldi_bucket_took(sl, m->t, m->burst, cost, now_ns, m->tat, m->fv, margin_ns,
+                                tc, v);
+    }
+    return rldi_bucket_take_word(s, h, cost, rldi_fp_from_ns(now_ns), 0,
+                                 ((rldi_u128)m->fv << 64) | m->tat, v);
+}
+
+#define RLDI_FRAC_MASK 0xffffffffull            /* frac_ver: the fraction of TAT */
+#define RLDI_VER_MASK  0xffffffff00000000ull    /* frac_ver: the config version */
+
+/*
+ * rldi_bucket_take without flags at NOW_NS (CLOCK_MONOTONIC, ns) on SL = rldi_slot_of(S, H),
+ * not NULL (the caller checks the handle before reading the clock), in two parts: this one
+ * inline, and rldi_bucket_take_more out of line for what it leaves (RLDI_TAKE_MORE, with *M
+ * filled). The caller prepares the arguments only the second part needs (the verdict's
+ * buffer, the coarse path's state) on its way there, not on the common path.
+ *
+ * RLDI_TAKE_FULL, the common case inline and small: a live limit with no waiters, 1 <= cost
+ * <= burst, an interval T below 2^64 units (GCRA, any rate faster than one per 4.29 s; the
+ * test t_hi == 0 also sends every window algorithm out of line), a full bucket (TAT < now),
+ * a CAS won at the first attempt, and cost*T below FULL_MAX_NS. Then exactly burst - cost
+ * tokens remain and the bucket is full again after cost*T: *BURST and *RESET_NS (cost*T
+ * rounded up to the ns) say so. FULL_MAX_NS is the caller's: 0 never returns RLDI_TAKE_FULL;
+ * it must be at most RLDI_POOL_T_NS (a pool's times are scaled out of line) and at most the
+ * coarse margin when the caller uses the coarse path (an admission that leaves the bucket
+ * busy sets its hint, out of line).
+ *
+ * A bucket not full and a lost race go on in rldi_bucket_take_busy, which retries at once
+ * with the value the CAS returned; everything else in rldi_bucket_take_word, which handles
+ * every case.
+ *
+ * Why it is written so. Between the clock read and the CAS, and between the CAS and the next
+ * call's clock read, the CPU overlaps almost nothing (the vDSO's rdtscp waits for every
+ * earlier instruction; a locked cmpxchg16b holds every later load): every instruction,
+ * dependency chain, load latency and stack spill here adds to each call. Hence:
+ *  - the arithmetic is on the two 64-bit halves of the state word (tat: integer ns; fv:
+ *    fraction | version) and NOW in integer ns: from the clock to the CAS operands, one
+ *    add. A full bucket (tat < now, so TAT < now) admits cost <= burst: new TAT = now +
+ *    cost*T. cost*T <= tau <= 2^94 units (checked at configuration): its ns part fits;
+ *    one token costs T, no multiply;
+ *  - both config banks are loaded, and the version selects one: no load waits for another;
+ *  - whether the outcome is RLDI_TAKE_FULL is decided before the CAS: after it, a load
+ *    or a compare of a spilled value would wait for it;
+ *  - the CAS is rldi_cas16_halves (no 128-bit operands through the stack);
+ *  - nothing only the other outcomes need is computed on the way (see above).
+ * Check the disassembly after a change (objdump -d librld.so, rld_try): no PLT call, no
+ * division, one lock cmpxchg16b, no 128-bit value through the stack before the CAS.
+ */
+static __attribute__((always_inline)) inline int
+rldi_bucket_take_fast(rldi_slot *sl, rldi_handle h, uint64_t cost, uint64_t now_ns,
+                      uint64_t full_max_ns, rldi_take_more *m, uint64_t *reset_ns,
+                      uint64_t *burst_out)
+{
+    uint64_t fv = rldi_load_acquire(&sl->frac_ver), tat = rldi_load_relaxed(&sl->tat);
     uint64_t gw = rldi_load_relaxed((const uint64_t *)&sl->gen);   /* gen | waiters << 32 */
-    const rldi_bank *b = &sl->bank[(fv >> 32) & 1];
-    uint64_t t = rldi_load_relaxed(&b->t_lo);
-    uint64_t burst = rldi_load_relaxed(&b->burst);
-    if (rldi_unlikely(gw != h.gen || !(h.gen & 1) || rldi_load_relaxed(&b->t_hi) != 0 ||
-                      t == 0 || cost - 1 >= burst))
-        return rldi_bucket_take_word(s, h, cost, now, 0, word, v);
-    rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
-    rldi_u128 tat0 = tat > now ? tat : now;
-    rldi_u128 nt = tat0 + (rldi_u128)t * cost;
-    if (rldi_unlikely(nt - now > (rldi_u128)t * burst) ||
-        rldi_unlikely(!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, (uint32_t)(fv >> 32)))))
-        return rldi_bucket_take_word(s, h, cost, now, 0, word, v);
-    if (v)
-        rldi_bucket_verdict_fast(v, sl, b, t, burst, cost, nt, now);
-    return 0;
+    uint64_t t0 = rldi_load_relaxed(&sl->bank[0].t_lo), t1 = rldi_load_relaxed(&sl->bank[1].t_lo);
+    uint64_t b0 = rldi_load_relaxed(&sl->bank[0].burst), b1 = rldi_load_relaxed(&sl->bank[1].burst);
+    uint64_t h0 = rldi_load_relaxed(&sl->bank[0].t_hi), h1 = rldi_load_relaxed(&sl->bank[1].t_hi);
+    bool odd = (fv >> 32) & 1;
+    uint64_t t = odd ? t1 : t0, burst = odd ? b1 : b0, th = odd ? h1 : h0;
+    uint32_t kind = RLDI_MORE_WORD;
+    /* the handle's gen, odd (a live limit's), no waiters; T below 2^64 units, not 0
+     * (unlimited); 1 <= cost <= burst */
+    if (rldi_unlikely(((gw ^ h.gen) | th | (~h.gen & 1)) != 0 || t == 0 || cost - 1 >= burst))
+        goto more;
+    kind = RLDI_MORE_BUSY;
+    if (rldi_unlikely(tat >= now_ns))
+        goto more;
+    /* cost*T in ns and fraction; for one token (the common case) T itself, without the
+     * multiply's latency on the way from the loads to the CAS (the empty asm keeps GCC
+     * from folding the branch back into the multiply) */
+    uint64_t ct_ns = t >> 32;
+    uint32_t ct_frac = (uint32_t)t;
+    if (rldi_unlikely(cost != 1)) {
+        uint64_t n = cost;
+        __asm__("" : "+r"(n));
+        rldi_u128 ct = (rldi_u128)t * n;
+        ct_ns = (uint64_t)(ct >> 32);
+        ct_frac = (uint32_t)ct;
+    }
+    uint64_t ntat = now_ns + ct_ns, nfv = (fv & RLDI_VER_MASK) | ct_frac;
+    uint64_t reset = ct_ns + (ct_frac != 0);            /* cost*T rounded up to the ns */
+    bool full = ct_ns < full_max_ns;
+    __asm__("" : "+r"(full));   /* decided before the CAS: a load after it waits for it */
+    if (rldi_unlikely(!rldi_cas16_halves(&sl->tat, &tat, &fv, ntat, nfv)))
+        goto more;                      /* lost a race: TAT | FV is the word now */
+    if (rldi_unlikely(!full)) {
+        *m = (rldi_take_more){ RLDI_MORE_TOOK, ntat, nfv, t, burst };
+        return RLDI_TAKE_MORE;
+    }
+    *reset_ns = reset;
+    *burst_out = burst;
+    return RLDI_TAKE_FULL;
+more:
+    m->kind = kind;
+    m->tat = tat;
+    m->fv = fv;
+    return RLDI_TAKE_MORE;
 }
 
 /*
@@ -208,19 +335,14 @@ static inline int rldi_bucket_take_fast(const rldi_seg *s, rldi_handle h, uint64
  * remaining is at most the true value and reset_after at least (both toward denying).
  *
  * Returns 0 / -EAGAIN when it decided (*now_ns: the coarse time used), RLDI_TAKE_PRECISE
- * when the precise path must decide. TC is the calling thread's state: a time known not to
- * be after the coarse clock (the last coarse reading, or the last precise one less a tick),
- * which lets a bucket idle by more than the margin skip even the coarse read, and a
- * back-off: under contention the coarse path's speed only makes the line bounce more
- * (measured 1.9x the floor against 1.3x for the precise path, whose clock read spaces the
- * attempts), so a thread that loses a race or meets the boundary leaves it for a while.
+ * when the precise path must decide; then TC's hint is cleared. Called while TC's hint is
+ * set (see rldi_coarse); MARGIN_NS 0 (the coarse path off) always falls through. Under
+ * contention the coarse path's speed only makes the line bounce more (measured 1.9x the
+ * floor against 1.3x for the precise path, whose clock read spaces the attempts), and a
+ * saturated bucket should not pay both clocks: a thread that loses a race here, or meets
+ * the boundary, leaves the coarse path for a while (TC's back-off).
  */
 #define RLDI_TAKE_PRECISE 1
-typedef struct rldi_coarse {
-    uint64_t floor_ns;     /* the coarse clock was at least this at the last look */
-    uint32_t backoff;      /* calls left on the precise path */
-} rldi_coarse;
-#define RLDI_COARSE_BACKOFF 256u
 
 static inline uint64_t rldi_coarse_ns(void)
 {
@@ -228,64 +350,62 @@ static inline uint64_t rldi_coarse_ns(void)
 }
 
 static inline int rldi_bucket_take_coarse(const rldi_seg *s, rldi_handle h, uint64_t cost,
-                                          rldi_u128 margin, bool want_verdict, rldi_coarse *tc,
+                                          uint64_t margin_ns, bool want_verdict, rldi_coarse *tc,
                                           rldi_verdict *v, uint64_t *now_ns)
 {
-    if (tc->backoff) {
-        tc->backoff--;
-        return RLDI_TAKE_PRECISE;
-    }
-    if (h.slot >= s->slot_count)
-        return RLDI_TAKE_PRECISE;
-    rldi_slot *sl = &s->slots[h.slot];
-    rldi_u128 word = rldi_load16_split(&sl->tat);
-    uint64_t margin_ns = (uint64_t)(margin >> 32);
-    if ((uint64_t)word < tc->floor_ns + margin_ns) {
-        /* an idle bucket: the precise path, and no second look at the line for a while
-         * (under contention the extra load costs a cache-line transfer) */
-        tc->backoff = RLDI_COARSE_BACKOFF / 4;
-        return RLDI_TAKE_PRECISE;
-    }
-    uint64_t lo_ns = rldi_coarse_ns();
-    tc->floor_ns = lo_ns;
-    rldi_u128 lo = rldi_fp_from_ns(lo_ns);
-    uint64_t fv = (uint64_t)(word >> 64);
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (rldi_unlikely(!sl || !margin_ns))
+        goto precise;
+    uint64_t fv = rldi_load_acquire(&sl->frac_ver), tat = rldi_load_relaxed(&sl->tat);
+    if (tat < tc->floor_ns + margin_ns)
+        goto precise;                   /* not busy (any more): no coarse read */
+    uint64_t lo = rldi_coarse_ns();
+    tc->floor_ns = lo;
     uint64_t gw = rldi_load_relaxed((const uint64_t *)&sl->gen);   /* gen | waiters << 32 */
     const rldi_bank *b = &sl->bank[(fv >> 32) & 1];
     uint64_t t = rldi_load_relaxed(&b->t_lo);
     uint64_t burst = rldi_load_relaxed(&b->burst);
     if (gw != h.gen || !(h.gen & 1) || rldi_load_relaxed(&b->t_hi) != 0 || t == 0 ||
         cost - 1 >= burst)
-        return RLDI_TAKE_PRECISE;
-    rldi_u128 tat = rldi_tat_unpack((uint64_t)word, fv);
-    if (tat < lo + margin)
-        return RLDI_TAKE_PRECISE;             /* not busy enough: the exact now matters */
-    rldi_u128 nt = tat + (rldi_u128)t * cost, tau = (rldi_u128)t * burst;
-    *now_ns = lo_ns;
-    if (nt - lo <= tau) {
-        if (!rldi_cas16(&sl->tat, &word, rldi_word_make(nt, (uint32_t)(fv >> 32)))) {
-            tc->backoff = RLDI_COARSE_BACKOFF;  /* contended: precise for a while */
-            return RLDI_TAKE_PRECISE;
+        goto precise;
+    if (tat < lo + margin_ns)
+        goto precise;                   /* not busy enough: the exact now matters */
+    /* D = TAT - coarse >= margin. new - coarse = D + cost*T <= tau iff D <= (burst-cost)*T */
+    rldi_u128 ct = (rldi_u128)t * cost, room = (rldi_u128)t * (burst - cost);
+    rldi_u128 d = ((rldi_u128)(tat - lo) << 32) | (uint32_t)fv;
+    *now_ns = lo;
+    if (d <= room) {
+        uint64_t f = (fv & RLDI_FRAC_MASK) + (uint32_t)ct;
+        uint64_t ntat = tat + (uint64_t)(ct >> 32) + (f >> 32);
+        uint64_t nfv = (fv & RLDI_VER_MASK) | (uint32_t)f;
+        if (!rldi_cas16_halves(&sl->tat, &tat, &fv, ntat, nfv)) {
+            tc->backoff = RLDI_COARSE_BACKOFF;      /* contended: precise for a while */
+            goto precise;
         }
         if (v)
-            rldi_bucket_verdict_fast(v, sl, b, t, burst, cost, nt, lo);
+            rldi_bucket_verdict_fast(v, sl, b, t, burst, cost, rldi_tat_unpack(ntat, nfv),
+                                     rldi_fp_from_ns(lo));
         return 0;
     }
-    if (want_verdict || nt - (lo + margin) <= tau) {
+    if (want_verdict || d - rldi_fp_from_ns(margin_ns) <= room) {
         /* near the boundary (a saturated bucket: every denial is), or an exact retry_after
          * wanted: the precise path decides, and this thread skips the coarse one for a
          * while, so a saturated limit does not pay both clocks */
         tc->backoff = RLDI_COARSE_BACKOFF / 4;
-        return RLDI_TAKE_PRECISE;
+        goto precise;
     }
-    /* denied for sure; trust the bank read only if the state word did not move (a shadow
-     * limit admits its denials: the precise path does that) */
+    /* denied for sure (new - (coarse + margin) > tau); trust the bank read only if the
+     * state word did not move (a shadow limit admits its denials: the precise path does
+     * that) */
     if (rldi_load_relaxed(&sl->flags) & RLDI_SLOT_SHADOW)
-        return RLDI_TAKE_PRECISE;
+        goto precise;
     rldi_fence_acquire();
-    if (rldi_load16_split(&sl->tat) != word)
-        return RLDI_TAKE_PRECISE;
+    if (rldi_load16_split(&sl->tat) != (((rldi_u128)fv << 64) | tat))
+        goto precise;
     return -EAGAIN;
+precise:
+    tc->hint = 0;
+    return RLDI_TAKE_PRECISE;
 }
 
 /* What a take of COST would say at NOW, taking nothing; a queue ahead counts (at least

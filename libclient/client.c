@@ -76,7 +76,13 @@ int rld_open(const char *instance, unsigned flags, rld_client **out)
     const char *off = getenv("RLD_NO_COARSE");
     if (!(off && *off && *off != '0') && clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 &&
         res.tv_sec == 0 && res.tv_nsec > 0 && res.tv_nsec <= 10000000)
-        c->coarse_margin = rldi_fp_from_ns(4 * (uint64_t)res.tv_nsec);
+        c->coarse_margin_ns = 4 * (uint64_t)res.tv_nsec;
+    /* rldi_bucket_take_fast's inline outcome: at most the margin (an admission that leaves
+     * the bucket busy sets the coarse hint, out of line) and RLDI_POOL_T_NS (a pool's times
+     * are scaled out of line) */
+    c->fast_full_ns = c->coarse_margin_ns ? c->coarse_margin_ns : RLDI_POOL_T_NS;
+    if (c->fast_full_ns > RLDI_POOL_T_NS)
+        c->fast_full_ns = RLDI_POOL_T_NS;
     rldc_register(c);
     *out = c;
     return 0;
@@ -220,48 +226,129 @@ static __attribute__((noinline, cold)) int take_pending(rld_client *c, rld_limit
     return r;
 }
 
-/* The precise path at NOW: admission in bucket.h, counted (an admission not when DEFER),
- * result filled. */
-static inline int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res,
-                       rldi_u128 now, unsigned flags, bool defer)
+/* rldi_bucket_take without flags on segment S: the fast path's inline part and, for what it
+ * leaves, its out-of-line part (no coarse path: MARGIN 0), or rldi_bucket_take_any for a
+ * handle beyond the segment's slots (a key's, or a pending one). */
+static inline int take_noflags(const rldi_seg *s, rldi_handle h, uint64_t cost, rldi_u128 now,
+                               rldi_verdict *v)
 {
-    rldi_verdict vd;
-    int r = flags ? rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? &vd : NULL)
-                  : rldi_bucket_take_fast(rldc_seg(c), handle(lim), cost, now, res ? &vd : NULL);
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (unlikely(!sl || (uint32_t)now != 0))     /* (NOW in whole ns, as the clock gives) */
+        return rldi_bucket_take(s, h, cost, now, 0, v);
+    uint64_t reset, burst, now_ns = rldi_fp_to_ns(now);
+    rldi_take_more m;
+    int r = rldi_bucket_take_fast(sl, h, cost, now_ns, 0, &m, &reset, &burst);
+    if (r == RLDI_TAKE_MORE)            /* always, with FULL_MAX_NS 0 */
+        r = rldi_bucket_take_more(s, h, cost, now_ns, &m, 0, NULL, v);
+    return r;
+}
+
+/* The end of a take whose admission code is R (verdict VD): a grown segment followed, a
+ * pending handle resolved, the outcome counted (an admission not when DEFER), the result
+ * filled. */
+static int take_end(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res, rldi_u128 now,
+                    unsigned flags, bool defer, int r, rldi_verdict *vd)
+{
     if (unlikely(r == -ESTALE || r == -EINVAL) && rldc_follow(c) == 1)   /* a grown segment */
-        r = rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? &vd : NULL);
+        r = rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? vd : NULL);
     if (unlikely(r == -EINVAL))
         return take_pending(c, lim, cost, res, now, flags, defer);
     count(c, lim.slot, r, cost, rldi_fp_to_ns(now), defer);
     if (res && (r == 0 || r == -EAGAIN))
-        result_fill(res, &vd);
+        result_fill(res, vd);
     return r;
 }
 
-/* Per thread: the coarse path's floor and back-off (see rldi_bucket_take_coarse). */
-static __thread rldi_coarse coarse __attribute__((tls_model("initial-exec")));
+/* The precise path at NOW: admission in bucket.h, counted (an admission not when DEFER),
+ * result filled. */
+static int take(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res, rldi_u128 now,
+                unsigned flags, bool defer)
+{
+    rldi_verdict vd;
+    int r = flags ? rldi_bucket_take(rldc_seg(c), handle(lim), cost, now, flags, res ? &vd : NULL)
+                  : take_noflags(rldc_seg(c), handle(lim), cost, now, res ? &vd : NULL);
+    return take_end(c, lim, cost, res, now, flags, defer, r, &vd);
+}
 
+/* rld_try when the inline path did not decide (RLDI_TAKE_MORE, *M): out of line. */
+static __attribute__((noinline)) int try_more(rld_client *c, rldc_pending *p, const rldi_seg *s,
+                                              rld_limit lim, uint64_t cost, rld_result *res,
+                                              uint64_t now_ns, const rldi_take_more *m)
+{
+    rldi_verdict vd;
+    int r = rldi_bucket_take_more(s, handle(lim), cost, now_ns, m, c->coarse_margin_ns,
+                                  &p->coarse, res ? &vd : NULL);
+    return take_end(c, lim, cost, res, rldi_fp_from_ns(now_ns), 0, false, r, &vd);
+}
+
+/* rld_try while this thread's coarse hint is set (see rldi_coarse): RLDI_TAKE_PRECISE when
+ * the precise path must decide. */
+static __attribute__((noinline)) int try_coarse(rld_client *c, rldc_pending *p, rld_limit lim,
+                                                uint64_t cost, rld_result *res)
+{
+    rldi_verdict vd;
+    uint64_t now_ns;
+    int r = rldi_bucket_take_coarse(rldc_seg(c), handle(lim), cost, c->coarse_margin_ns,
+                                    res != NULL, &p->coarse, res ? &vd : NULL, &now_ns);
+    if (r != RLDI_TAKE_PRECISE) {
+        count(c, lim.slot, r, cost, now_ns, false);
+        if (res && r == 0)
+            result_fill(res, &vd);
+    }
+    return r;
+}
+
+/*
+ * rld_try. The common case (rldi_bucket_take_fast's RLDI_TAKE_FULL, on a limit whose counts
+ * this thread is batching with no publication due) is counted and its result filled inline;
+ * everything else goes out of line: to the coarse path while this thread's hint is set, to
+ * take() for a handle beyond the segment's slots (keys, pending handles), to try_more for
+ * every other outcome of the fast path. Before the clock read only what chooses the clock
+ * (the coarse hint) and the slot; the rest after it, where it overlaps with the clock's own
+ * arithmetic (the vDSO's rdtscp waits for every earlier instruction, not for later ones).
+ */
 int rld_try(rld_client *c, rld_limit lim, uint64_t cost, rld_result *res)
 {
     if (unlikely(!c))
         return -EINVAL;
-    if (c->coarse_margin) {
-        rldi_verdict vd;
-        uint64_t now_ns;
-        int r = rldi_bucket_take_coarse(rldc_seg(c), handle(lim), cost, c->coarse_margin,
-                                        res != NULL, &coarse, res ? &vd : NULL, &now_ns);
-        if (r != RLDI_TAKE_PRECISE) {
-            count(c, lim.slot, r, cost, now_ns, false);
-            if (res && r == 0)
-                result_fill(res, &vd);
+    rldc_pending *p = &rldc_tls;
+    /* the block's address in a register, once: else GCC loads the TLS offset from the GOT
+     * again after the CAS, a load that waits for it */
+    __asm__("" : "+r"(p));
+    if (unlikely(p->coarse.hint)) {
+        int r = try_coarse(c, p, lim, cost, res);
+        if (r != RLDI_TAKE_PRECISE)
             return r;
-        }
-        rldi_u128 now = rldi_now_fp();
-        /* the precise time less a tick is never after the coarse clock */
-        coarse.floor_ns = rldi_fp_to_ns(now) - (uint64_t)(c->coarse_margin >> 34);
-        return take(c, lim, cost, res, now, 0, false);
     }
-    return take(c, lim, cost, res, rldi_now_fp(), 0, false);
+    /* the handle as one word: GCC splits a small struct argument through the stack */
+    uint64_t lw;
+    memcpy(&lw, &lim, sizeof(lw));
+    rldi_handle h = { (uint32_t)lw, (uint32_t)(lw >> 32) };
+    const rldi_seg *s = rldc_seg(c);
+    rldi_slot *sl = rldi_slot_of(s, h);
+    if (unlikely(!sl))                  /* a key's handle, a pending one, or none */
+        return take(c, lim, cost, res, rldi_now_fp(), 0, false);
+    uint64_t now = rldi_mono_ns();
+    /* the inline outcome only when rldc_count would batch the admission */
+    uint64_t full = rldc_batchable(p, c, h.slot, now) ? c->fast_full_ns : 0;
+    rldi_take_more m;
+    uint64_t reset = 0, burst = 0;   /* set with RLDI_TAKE_FULL (zeroed for the compiler) */
+    int r = rldi_bucket_take_fast(sl, h, cost, now, full, &m, &reset, &burst);
+    if (unlikely(r != RLDI_TAKE_FULL))
+        return try_more(c, p, s, lim, cost, res, now, &m);
+    p->calls++;                         /* rldc_count's batched case */
+    p->n[RLDC_ADMITTED] += cost;
+    if (res) {                  /* the bucket was full: exactly burst - cost remain */
+        res->limit = burst;
+        res->remaining = burst - cost;
+        res->retry_after_ns = 0;
+        res->reset_after_ns = reset;
+        res->queue_position = 0;
+        res->flags = 0;
+        res->index = 0;
+        res->window = 0;
+    }
+    return 0;
 }
 
 int rld_try_ex(rld_client *c, rld_limit lim, uint64_t cost, unsigned flags, rld_result *res)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bucket.h"
 #include "gcra.h"
 #include "instance.h"
 #include "rld.h"
@@ -62,8 +63,11 @@ struct rld_client {
     uint64_t          next_attach_ns;
     struct rldc_name **names;             /* RLDC_MAX_PENDING slots, allocated on first use */
     uint32_t          nnames;
-    /* coarse-clock fast path (see client.c try_coarse): 0 = off */
-    rldi_u128         coarse_margin;      /* 2^-32 ns units */
+    /* the fast path (client.c rld_try) */
+    uint64_t          coarse_margin_ns;   /* the coarse path's margin, 4 ticks; 0: off */
+    uint64_t          fast_full_ns;       /* rldi_bucket_take_fast's FULL_MAX_NS when this
+                                             thread's pending counts can take the call: the
+                                             margin, at most RLDI_POOL_T_NS */
 };
 
 /* client.c: give AMOUNT of LIM back (to WINDOW), counting nothing, following a grown
@@ -189,6 +193,9 @@ void rldc_wait_result(rld_result *res, const Rld__V1__WaitReply *w, const uint8_
 enum rldc_counter { RLDC_ADMITTED, RLDC_DENIED, RLDC_REFUNDED, RLDC_ROLLED_BACK, RLDC_DEBITED,
                     RLDC_NCOUNTERS };
 
+/* Per thread: the pending counts, and the coarse path's state (client.c rld_try), in one
+ * thread-local block so that rld_try computes one address (in a shared library an
+ * initial-exec TLS access loads the block's offset from the GOT). */
 typedef struct rldc_pending {
     const rld_client *c;
     uint64_t serial;
@@ -196,6 +203,7 @@ typedef struct rldc_pending {
     uint32_t calls;
     uint64_t n[RLDC_NCOUNTERS];
     uint64_t flushed_ns;
+    rldi_coarse coarse;         /* not counts: pending_clear leaves it */
 } rldc_pending;
 
 extern __thread rldc_pending rldc_tls __attribute__((tls_model("initial-exec")));
@@ -207,12 +215,20 @@ void rldc_unregister(rld_client *c);
 
 /* Count AMOUNT on counter K of SLOT, batched. Never under a client's lock: publishing may
  * take the registry's (lock order: registry first). */
+/* Can P's pending counts take one more count of C's limit SLOT at NOW_NS, no publication
+ * due (rldc_count's common case)? */
+static inline bool rldc_batchable(const rldc_pending *p, const rld_client *c, uint32_t slot,
+                                  uint64_t now_ns)
+{
+    return p->c == c && p->slot == slot && p->serial == c->serial &&
+           p->calls + 1 < RLDC_FLUSH_CALLS && now_ns - p->flushed_ns < RLDC_FLUSH_NS;
+}
+
 static inline void rldc_count(rld_client *c, uint32_t slot, enum rldc_counter k, uint64_t amount,
                               uint64_t now_ns)
 {
     rldc_pending *p = &rldc_tls;
-    if (__builtin_expect(p->c == c && p->slot == slot && p->serial == c->serial &&
-                         p->calls + 1 < RLDC_FLUSH_CALLS && now_ns - p->flushed_ns < RLDC_FLUSH_NS, 1)) {
+    if (__builtin_expect(rldc_batchable(p, c, slot, now_ns), 1)) {
         p->calls++;
         p->n[k] += amount;
         return;

@@ -160,7 +160,8 @@ static void check_verdict(const rldi_verdict *v, uint64_t burst, bool denied, co
  */
 static void buckets(const rldi_seg *s, uint32_t i)
 {
-    const rldi_slot *sl = &s->slots[i];
+    rldi_slot *sl = &s->slots[i];
+    rldi_coarse tc = { 0 };
     rldi_handle hs[] = { { i, sl->gen }, { i, sl->gen + 1 } };
     /* waiters ~0: a template's or a breaker's slot, which the limits' calls refuse */
 #define NOTLIMIT(r) ((r) == -EINVAL && rldi_load_relaxed(&sl->waiters) == UINT32_MAX)
@@ -184,8 +185,25 @@ static void buckets(const rldi_seg *s, uint32_t i)
                 if (r == 0 || r == -EAGAIN)
                     FUZZ_CHECK(v.remaining <= v.limit, "take: remaining %llu > limit %llu",
                                (unsigned long long)v.remaining, (unsigned long long)v.limit);
-                r = rldi_bucket_take_fast(s, hs[k], costs[c], now, &v);
-                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE || NOTLIMIT(r), "fast: %d", r);
+                uint64_t reset, burst;
+                rldi_take_more more;
+                r = rldi_bucket_take_fast(sl, hs[k], costs[c], rldi_fp_to_ns(now),
+                                          RLDI_POOL_T_NS, &more, &reset, &burst);
+                if (r == RLDI_TAKE_MORE)
+                    r = rldi_bucket_take_more(s, hs[k], costs[c], rldi_fp_to_ns(now), &more,
+                                              4000000, &tc, &v);
+                FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE || NOTLIMIT(r) ||
+                           r == RLDI_TAKE_FULL, "fast: %d", r);
+                if (r == RLDI_TAKE_FULL)
+                    FUZZ_CHECK(costs[c] <= burst && reset <= RLDI_POOL_T_NS,
+                               "fast: cost %llu, burst %llu", (unsigned long long)costs[c],
+                               (unsigned long long)burst);
+                if (tc.hint) {
+                    uint64_t cnow;
+                    r = rldi_bucket_take_coarse(s, hs[k], costs[c], 4000000, c & 1, &tc, &v,
+                                                &cnow);
+                    FUZZ_CHECK(r == 0 || r == -EAGAIN || r == RLDI_TAKE_PRECISE, "coarse: %d", r);
+                }
                 r = rldi_bucket_probe(s, hs[k], costs[c], now, 0, &v);
                 FUZZ_CHECK(r == 0 || r == -EAGAIN || r == -E2BIG || r == -ESTALE || NOTLIMIT(r), "probe: %d", r);
                 r = rldi_bucket_grant(s, hs[k], costs[c], rldi_fp_to_ns(now) - 5, now, &v);
