@@ -6,8 +6,10 @@
 #include "keys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -424,7 +426,26 @@ int rldi_key_evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_
 /* ---- the insertion lock ------------------------------------------------------------------ */
 
 #define LOCK_SPINS      (1u << 10)
-#define LOCK_GIVE_UP_NS (50u * 1000 * 1000)
+#define LOCK_GIVE_UP_NS (50u * 1000 * 1000)        /* a holder stopped (SIGSTOP, ptrace) */
+#define LOCK_LIVE_MAX_NS (2000u * 1000 * 1000)      /* any holder: descheduled that long? */
+
+/* Is PID stopped or traced (its state in /proc/PID/stat: T or t)? False when it cannot be
+ * read (another pid namespace): then only LOCK_LIVE_MAX_NS ends the wait. */
+static bool holder_stopped(pid_t pid)
+{
+    char path[40], buf[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');          /* the name may hold spaces and parens */
+    return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
 
 static int lock_bucket(rldi_key_bucket *bk)
 {
@@ -451,8 +472,9 @@ static int lock_bucket(rldi_key_bucket *bk)
         uint64_t now = rldi_mono_ns();
         if (!start)
             start = now;
-        else if (now - start > LOCK_GIVE_UP_NS)
-            return -EBUSY;
+        else if (now - start > LOCK_LIVE_MAX_NS ||
+                 (now - start > LOCK_GIVE_UP_NS && holder > 0 && holder_stopped(holder)))
+            return -EBUSY;      /* a live holder merely preempted (a loaded host) is waited */
         sched_yield();
     }
 }
