@@ -262,38 +262,12 @@ static void sliding_cnt(const rldi_ring *ring, sliding_at *a)
     a->have_cnt = true;
 }
 
-/* When COST fits behind EXTRA tokens, from sub-window A->k on: the oldest sub-windows leave
- * the window one by one, and the queue ahead fills the room that frees, in order. */
+/* When COST fits behind EXTRA tokens, from sub-window A->k on (window.h: rldi_win_wait). */
 static uint64_t sliding_wait(const wview *v, const sliding_at *a, uint64_t now_ns,
                              uint64_t extra, uint64_t cost)
 {
-    uint64_t c = v->p.count, w = v->p.aux_ns, want = extra + cost;
-    uint64_t cnt[RLDI_WIN_SUBS + 1];
-    memcpy(cnt, a->cnt, sizeof(cnt));
-    uint64_t total = a->sum + a->kc;
-    /* m: how many sub-windows ahead of k we look at; cnt[] is the window there */
-    for (uint64_t m = 0;; m++) {
-        if (m > 0) {
-            total -= cnt[0];
-            memmove(cnt, cnt + 1, RLDI_WIN_SUBS * sizeof(cnt[0]));
-            cnt[RLDI_WIN_SUBS] = 0;
-        }
-        uint64_t room = total < c ? c - total : 0;
-        if (want <= room)
-            return m == 0 ? 0 : (a->k_abs + m) * w - now_ns;
-        if (m > 0 && room) {              /* the queue ahead takes this sub-window's room */
-            uint64_t q = room < extra ? room : extra;
-            extra -= q;
-            want -= q;
-            cnt[RLDI_WIN_SUBS] += q;
-            total += q;
-        }
-        if (m > (RLDI_WIN_SUBS + 1) * 64) {
-            /* a queue of many windows: the rest at COUNT per 17 sub-windows */
-            uint64_t windows = want / c + 1;
-            return (a->k_abs + m) * w - now_ns + windows * (RLDI_WIN_SUBS + 1) * w;
-        }
-    }
+    return rldi_win_wait(a->cnt, 1, RLDI_WIN_SUBS + 1, a->sum + a->kc, v->p.count, v->p.aux_ns,
+                         a->k_abs, now_ns, extra, cost);
 }
 
 static void sliding_verdict(rldi_verdict *out, const wview *v, const sliding_at *a,
@@ -393,33 +367,16 @@ static uint64_t ksl_pack(const ksl *k, const uint64_t cnt[])
     return lo;
 }
 
-/* When COST fits behind EXTRA queued tokens: the oldest sub-windows leave one by one, the
- * queue ahead takes the room as it frees; past the window, COUNT per N + 1 sub-windows. */
+/* When COST fits behind EXTRA queued tokens (window.h: rldi_win_wait): CNT0[0] is the
+ * newest sub-window, CNT0[N] the oldest. */
 static uint64_t ksl_wait(const ksl *k, const wview *v, const uint64_t cnt0[], uint64_t kabs,
                          uint64_t now_ns, uint64_t extra, uint64_t cost)
 {
-    uint64_t c = v->p.count, want = extra + cost, total = 0, cnt[RLDI_WIN_SUBS + 1];
+    uint64_t total = 0;
     for (uint32_t i = 0; i <= k->n; i++)
-        total += (cnt[i] = cnt0[i]);
-    for (uint64_t m = 0;; m++) {
-        if (m > 0) {
-            total -= cnt[k->n];
-            memmove(cnt + 1, cnt, k->n * sizeof(cnt[0]));
-            cnt[0] = 0;
-        }
-        uint64_t room = total < c ? c - total : 0;
-        if (want <= room)
-            return m == 0 ? 0 : (kabs + m) * k->w - now_ns;
-        if (m > 0 && room) {
-            uint64_t q = room < extra ? room : extra;
-            extra -= q;
-            want -= q;
-            cnt[0] += q;
-            total += q;
-        }
-        if (m > (uint64_t)(k->n + 1) * 64)
-            return (kabs + m) * k->w - now_ns + (want / c + 1) * (k->n + 1) * k->w;
-    }
+        total += cnt0[i];
+    return rldi_win_wait(cnt0 + k->n, -1, k->n + 1, total, v->p.count, k->w, kabs, now_ns, extra,
+                         cost);
 }
 
 static void ksl_verdict(rldi_verdict *out, const ksl *k, const wview *v, const uint64_t cnt[],

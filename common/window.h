@@ -28,7 +28,9 @@
 #define RLD_COMMON_WINDOW_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "layout.h"
 
@@ -74,6 +76,49 @@ static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
     uint64_t d = (b - a) & RLDI_WIN_IDX_MASK;
     return d >= (UINT64_C(1) << (RLDI_WIN_IDX_BITS - 1)) ? (int64_t)d - (INT64_C(1) << RLDI_WIN_IDX_BITS)
                                                         : (int64_t)d;
+}
+
+/* ---- sliding: when a refused cost fits ------------------------------------------------- */
+
+#define RLDI_WIN_WAIT_MAX_SUBS 64u   /* a key's window: N + 1 = 64 / B sub-windows, B >= 1 */
+
+/*
+ * When COST fits behind EXTRA queued tokens in a sliding window of SUBS sub-windows of
+ * width W, now (NOW_NS) in absolute sub-window KABS, the window's COUNT: 0 when it fits now;
+ * else the start of the first later sub-window where it does, as the oldest sub-windows
+ * leave one by one and the queue ahead takes the room that frees, in order (what it takes
+ * goes into that newest sub-window, and leaves SUBS sub-windows later). The window's
+ * sub-windows, oldest first, are OLDEST[i * STEP], i = 0 .. SUBS - 1 (the last is KABS's);
+ * TOTAL is what the window holds (a named limit's: the state word's sum and the head's
+ * count, which the ring's entries need not add up to). Past SUBS * 64 sub-windows (a queue
+ * of many windows), the rest at COUNT per SUBS sub-windows. SUBS <= RLDI_WIN_WAIT_MAX_SUBS.
+ */
+static inline uint64_t rldi_win_wait(const uint64_t *oldest, ptrdiff_t step, unsigned subs,
+                                     uint64_t total, uint64_t count, uint64_t w, uint64_t kabs,
+                                     uint64_t now_ns, uint64_t extra, uint64_t cost)
+{
+    uint64_t c = count, want = extra + cost, cnt[RLDI_WIN_WAIT_MAX_SUBS];
+    for (unsigned i = 0; i < subs; i++)
+        cnt[i] = oldest[(ptrdiff_t)i * step];
+    for (uint64_t m = 0;; m++) {
+        if (m > 0) {
+            total -= cnt[0];
+            memmove(cnt, cnt + 1, (subs - 1) * sizeof(cnt[0]));
+            cnt[subs - 1] = 0;
+        }
+        uint64_t room = total < c ? c - total : 0;
+        if (want <= room)
+            return m == 0 ? 0 : (kabs + m) * w - now_ns;
+        if (m > 0 && room) {              /* the queue ahead takes this sub-window's room */
+            uint64_t q = room < extra ? room : extra;
+            extra -= q;
+            want -= q;
+            cnt[subs - 1] += q;
+            total += q;
+        }
+        if (m > (uint64_t)subs * 64)
+            return (kabs + m) * w - now_ns + (want / c + 1) * subs * w;
+    }
 }
 
 /* ---- fixed: where windows end ----------------------------------------------------------- */
