@@ -30,7 +30,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "layout.h"
 
@@ -92,31 +91,51 @@ static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
  * TOTAL is what the window holds (a named limit's: the state word's sum and the head's
  * count, which the ring's entries need not add up to). Past SUBS * 64 sub-windows (a queue
  * of many windows), the rest at COUNT per SUBS sub-windows. SUBS <= RLDI_WIN_WAIT_MAX_SUBS.
+ *
+ * Without a queue (rld_try's refusals) nothing enters the window: after M sub-windows it
+ * holds TOTAL less the M oldest counts, a running sum read in place, and after SUBS of them
+ * nothing changes any more (the horizon's answer then). With a queue, the same steps over a
+ * circular copy: one slot leaves and is reused as the newest, O(1) a step. The arithmetic
+ * (wrapping included, for counts that do not add up to TOTAL) is the old loop's, which
+ * shifted the whole array at every step: tests/unit/test_window.c compares the two.
  */
 static inline uint64_t rldi_win_wait(const uint64_t *oldest, ptrdiff_t step, unsigned subs,
                                      uint64_t total, uint64_t count, uint64_t w, uint64_t kabs,
                                      uint64_t now_ns, uint64_t extra, uint64_t cost)
 {
-    uint64_t c = count, want = extra + cost, cnt[RLDI_WIN_WAIT_MAX_SUBS];
+    uint64_t c = count, want = extra + cost, horizon = (uint64_t)subs * 64 + 1;
+    uint64_t room = total < c ? c - total : 0;
+    if (want <= room)
+        return 0;
+    if (extra == 0) {
+        for (unsigned m = 1; m <= subs; m++) {
+            total -= oldest[(ptrdiff_t)(m - 1) * step];
+            room = total < c ? c - total : 0;
+            if (cost <= room)
+                return (kabs + m) * w - now_ns;
+        }
+        return (kabs + horizon) * w - now_ns + (cost / c + 1) * subs * w;
+    }
+    uint64_t cnt[RLDI_WIN_WAIT_MAX_SUBS];
     for (unsigned i = 0; i < subs; i++)
         cnt[i] = oldest[(ptrdiff_t)i * step];
-    for (uint64_t m = 0;; m++) {
-        if (m > 0) {
-            total -= cnt[0];
-            memmove(cnt, cnt + 1, (subs - 1) * sizeof(cnt[0]));
-            cnt[subs - 1] = 0;
-        }
-        uint64_t room = total < c ? c - total : 0;
+    unsigned o = 0;                       /* cnt[o]: the oldest sub-window */
+    for (uint64_t m = 1;; m++) {
+        uint64_t *newest = &cnt[o];       /* leaves; its slot is sub-window KABS + M */
+        total -= *newest;
+        *newest = 0;
+        o = o + 1 == subs ? 0 : o + 1;
+        room = total < c ? c - total : 0;
         if (want <= room)
-            return m == 0 ? 0 : (kabs + m) * w - now_ns;
-        if (m > 0 && room) {              /* the queue ahead takes this sub-window's room */
+            return (kabs + m) * w - now_ns;
+        if (room) {                       /* the queue ahead takes this sub-window's room */
             uint64_t q = room < extra ? room : extra;
             extra -= q;
             want -= q;
-            cnt[subs - 1] += q;
+            *newest += q;
             total += q;
         }
-        if (m > (uint64_t)subs * 64)
+        if (m == horizon)
             return (kabs + m) * w - now_ns + (want / c + 1) * subs * w;
     }
 }
