@@ -108,11 +108,14 @@ static inline uint64_t rldi_win_wait(const uint64_t *oldest, ptrdiff_t step, uns
     if (want <= room)
         return 0;
     if (extra == 0) {
-        for (unsigned m = 1; m <= subs; m++) {
-            total -= oldest[(ptrdiff_t)(m - 1) * step];
-            room = total < c ? c - total : 0;
-            if (cost <= room)
-                return (kabs + m) * w - now_ns;
+        /* cost (> 0 here) <= room: the window holds at most c - cost (never when cost > c) */
+        if (cost <= c) {
+            uint64_t most = c - cost;
+            for (unsigned m = 1; m <= subs; m++) {
+                total -= oldest[(ptrdiff_t)(m - 1) * step];
+                if (total <= most)
+                    return (kabs + m) * w - now_ns;
+            }
         }
         return (kabs + horizon) * w - now_ns + (cost / c + 1) * subs * w;
     }
