@@ -302,11 +302,12 @@ static bool wview_moved(const rldi_cell *c, const wview *v, rldi_u128 *word);
  * A key has no ring (64 bytes per key): its sliding window lives in the 96 bits of its word
  * beside the version (the key's gen). The head sub-window's index (32 bits) in the frac
  * field, and in the tat field the counts of the head and the N sub-windows before it, B
- * bits each, B the bits COUNT needs: N + 1 = 64 / B (COUNT <= 255: N = 7; <= 4095: N = 4;
- * <= 65535: N = 3). Sub-windows are w = ceil(PERIOD / N) wide: the N + 1 cover any interval
- * of PERIOD, so the check is exact as the named limits' is, and throughput under saturation
- * is at least N / (N + 1) of COUNT per PERIOD. Every change is one CAS of the whole window:
- * no ring, no order of writes to prove.
+ * bits each, B the bits COUNT needs: N + 1 = 64 / B (COUNT 1: N = 63; 128..255: N = 7;
+ * 2048..4095: N = 4; 4096..65535: N = 3; arrays of counts hold RLDI_WIN_MAX_SUBS, 64).
+ * Sub-windows are w = ceil(PERIOD / N) wide: the N + 1 cover any interval of PERIOD, so the
+ * check is exact as the named limits' is, and throughput under saturation is at least
+ * N / (N + 1) of COUNT per PERIOD. Every change is one CAS of the whole window: no ring, no
+ * order of writes to prove.
  */
 typedef struct ksl {
     uint32_t n, b;          /* past sub-windows, bits a count */
@@ -403,7 +404,7 @@ static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns
                     uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out, uint32_t *win)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs, total = 0;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -411,14 +412,12 @@ static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns
     for (uint32_t i = 0; i <= k.n; i++)
         total += cnt[i];
     if (!queued && total + cost <= v->p.count && cnt[0] + cost <= k.mask) {
-        uint64_t nc[RLDI_WIN_SUBS + 1];
-        memcpy(nc, cnt, sizeof(nc));
-        nc[0] += cost;
+        cnt[0] += cost;                 /* (again with a fresh view if the word moved) */
         if (cost == 0 || dry ? wview_moved(c, v, word)
-                             : !rldi_cas16(c->word, word, wword(ksl_pack(&k, nc), kidx, v->ver)))
+                             : !rldi_cas16(c->word, word, wword(ksl_pack(&k, cnt), kidx, v->ver)))
             return 1;
         if (out)
-            ksl_verdict(out, &k, v, nc, kidx, kabs, now_ns, 0);
+            ksl_verdict(out, &k, v, cnt, kidx, kabs, now_ns, 0);
         *win = win_id(kidx);
         return 0;
     }
@@ -435,7 +434,7 @@ static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns
 static int peek_ksl(const wview *v, uint64_t now_ns, rldi_verdict *vd)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs, total = 0;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -455,7 +454,7 @@ static int refund_ksl(const wview *v, uint64_t amount, uint32_t window, uint64_t
                       rldi_u128 *want)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -471,7 +470,7 @@ static int debit_ksl(const wview *v, uint64_t amount, uint64_t cap, uint64_t now
                      rldi_u128 *want)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs, total = 0;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -1007,7 +1006,7 @@ bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
     v.p.period_ns = b->t_lo;
     v.p.count = b->burst;
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs;
     uint32_t kidx;
     if (!ksl_of(&v.p, &k))
         return true;                          /* unusable: nothing to keep */

@@ -79,7 +79,9 @@ static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
 
 /* ---- sliding: when a refused cost fits ------------------------------------------------- */
 
-#define RLDI_WIN_WAIT_MAX_SUBS 64u   /* a key's window: N + 1 = 64 / B sub-windows, B >= 1 */
+/* the most sub-windows a sliding window has: a key's N + 1 = 64 / B (window.c), 64 for
+ * COUNT 1 (B = 1 bit a count); a named limit's are RLDI_WIN_SUBS + 1 */
+#define RLDI_WIN_MAX_SUBS 64u
 
 /*
  * When COST fits behind EXTRA queued tokens in a sliding window of SUBS sub-windows of
@@ -90,7 +92,7 @@ static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
  * sub-windows, oldest first, are OLDEST[i * STEP], i = 0 .. SUBS - 1 (the last is KABS's);
  * TOTAL is what the window holds (a named limit's: the state word's sum and the head's
  * count, which the ring's entries need not add up to). Past SUBS * 64 sub-windows (a queue
- * of many windows), the rest at COUNT per SUBS sub-windows. SUBS <= RLDI_WIN_WAIT_MAX_SUBS.
+ * of many windows), the rest at COUNT per SUBS sub-windows. SUBS <= RLDI_WIN_MAX_SUBS.
  *
  * Without a queue (rld_try's refusals) nothing enters the window: after M sub-windows it
  * holds TOTAL less the M oldest counts, a running sum read in place, and after SUBS of them
@@ -119,7 +121,7 @@ static inline uint64_t rldi_win_wait(const uint64_t *oldest, ptrdiff_t step, uns
         }
         return (kabs + horizon) * w - now_ns + (cost / c + 1) * subs * w;
     }
-    uint64_t cnt[RLDI_WIN_WAIT_MAX_SUBS];
+    uint64_t cnt[RLDI_WIN_MAX_SUBS];
     for (unsigned i = 0; i < subs; i++)
         cnt[i] = oldest[(ptrdiff_t)i * step];
     unsigned o = 0;                       /* cnt[o]: the oldest sub-window */

@@ -406,7 +406,7 @@ static uint64_t model_sliding_wait(const uint64_t cnt0[RLDI_WIN_SUBS + 1], uint6
 static uint64_t model_ksl_wait(uint32_t n, uint64_t kw, uint64_t c, const uint64_t cnt0[],
                                uint64_t kabs, uint64_t now_ns, uint64_t extra, uint64_t cost)
 {
-    uint64_t want = extra + cost, total = 0, cnt[RLDI_WIN_WAIT_MAX_SUBS];
+    uint64_t want = extra + cost, total = 0, cnt[RLDI_WIN_MAX_SUBS];
     model_horizon = 0;
     for (uint32_t i = 0; i <= n; i++)
         total += (cnt[i] = cnt0[i]);
@@ -531,7 +531,7 @@ static void test_ksl_wait_model(void **state)
         uint64_t mask = (UINT64_C(1) << b) - 1;
         uint64_t kw = (SEC + rnd() % (100 * SEC) + n - 1) / n;
         unsigned shape = (unsigned)(rnd() % 10 / 3);
-        uint64_t cnt[RLDI_WIN_WAIT_MAX_SUBS];
+        uint64_t cnt[RLDI_WIN_MAX_SUBS];
         for (uint32_t i = 0; i <= n; i++)
             cnt[i] = rnd_cnt(count, mask, shape);
         uint64_t kabs = rnd() % (UINT64_MAX / kw);
@@ -554,6 +554,56 @@ static void test_ksl_wait_model(void **state)
     printf("key wait: %" PRIu64 " refusals, %" PRIu64 " past the horizon\n", nonzero, fallback);
     assert_true(nonzero > 50000);
     assert_true(fallback > 1000);
+}
+
+/* A key of a sliding template with a small COUNT: B = 1..3 bits a count, N + 1 = 64 / B
+ * sub-windows (64 for COUNT 1), more than a named limit's 17. Exact as the named limits:
+ * refused until the sub-window of its tokens leaves, N + 1 sub-windows later, admitted then;
+ * peek, debit and refund on the same key. (window.c's arrays once held 17 counts: COUNT < 8
+ * wrote past them, which AddressSanitizer reports.) */
+static void test_key_sliding_small_count(void **state)
+{
+    (void)state;
+    static const uint64_t secret[2] = { 5, 6 };
+    static const uint64_t counts[] = { 1, 2, 3, 4, 7, 8, 255 };
+    for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+        uint64_t count = counts[ci];
+        uint32_t b = 64 - (uint32_t)__builtin_clzll(count), n = 64 / b - 1;
+        uint64_t kw = (SEC + n - 1) / n;
+        keys_mem m;
+        assert_int_equal(keys_mem_make(&m, 70, RLDI_ALGO_SLIDING, count, SEC, 0, secret), 0);
+        m.seg.meta[0].max_debt_ns = SEC;
+        uint64_t t = (rldi_mono_ns() / kw + 1000) * kw + kw / 3;
+        assert_int_equal(keys_mem_try(&m, "k", 1, count, t, NULL), 0);
+        uint32_t idx, gen;
+        bool created;
+        rldi_u128 now = rldi_fp_from_ns(t + 1);
+        assert_int_equal(rldi_key_get(&m.seg, &m.t, "k", 1, 0, false, now, &idx, &gen,
+                                      &created), 0);
+        rldi_handle h = { m.seg.slot_count + m.t.entry_base + idx, gen };
+        uint64_t leaves = (t / kw + n + 1) * kw;
+        rldi_verdict v;
+        assert_int_equal(rldi_bucket_take(&m.seg, h, 1, now, 0, &v), -EAGAIN);
+        assert_int_equal(v.retry_after_ns, leaves - (t + 1));
+        assert_int_equal(v.reset_after_ns, leaves - (t + 1));
+        assert_int_equal(v.remaining, 0);
+        assert_int_equal(rldi_bucket_peek(&m.seg, h, now, &v), 0);
+        assert_int_equal(v.remaining, 0);
+        /* one more into debt (max_debt: a period's worth), when a count field holds it */
+        uint64_t mask = (UINT64_C(1) << b) - 1;
+        assert_int_equal(rldi_bucket_debit(&m.seg, h, 1, now), count + 1 <= mask ? 0 : -ERANGE);
+        assert_int_equal(rldi_bucket_peek(&m.seg, h, now, &v), 0);
+        assert_int_equal(v.retry_after_ns, count + 1 <= mask ? leaves - (t + 1) : 0);
+        assert_int_equal(rldi_bucket_take(&m.seg, h, 1, rldi_fp_from_ns(leaves - 1), 0, &v),
+                         -EAGAIN);
+        assert_int_equal(v.retry_after_ns, 1);
+        assert_int_equal(rldi_bucket_take(&m.seg, h, count, rldi_fp_from_ns(leaves), 0, &v), 0);
+        assert_int_equal(rldi_bucket_refund(&m.seg, h, count, v.window,
+                                            rldi_fp_from_ns(leaves + 1)), 0);
+        assert_int_equal(rldi_bucket_peek(&m.seg, h, rldi_fp_from_ns(leaves + 1), &v), 0);
+        assert_int_equal(v.remaining, count);
+        keys_mem_free(&m);
+    }
 }
 
 /* ---- fixed ------------------------------------------------------------------------------- */
@@ -796,6 +846,7 @@ int main(void)
         cmocka_unit_test(test_fixed_refund_debit),
         cmocka_unit_test(test_carry_and_fill),
         cmocka_unit_test(test_key_garbage),
+        cmocka_unit_test(test_key_sliding_small_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
