@@ -744,9 +744,11 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
                 continue;
             return -ESTALE;
         }
-        uint64_t cnt = v.p.count, debt = (uint64_t)((long double)cnt * (long double)max_debt_ns /
-                                                    (long double)v.p.period_ns);
-        uint64_t cap = cnt + (debt < UINT32_MAX ? debt : UINT32_MAX);
+        /* the debt's tokens, at most 2^32 - 1: compared before the conversion, which is
+         * undefined for a value past 2^64 (COUNT x MAX_DEBT / PERIOD reaches 10^20) */
+        uint64_t cnt = v.p.count;
+        long double debt = (long double)cnt * (long double)max_debt_ns / (long double)v.p.period_ns;
+        uint64_t cap = cnt + (debt < (long double)UINT32_MAX ? (uint64_t)debt : UINT32_MAX);
         rldi_u128 want = 0;
         if (keyed_sliding) {
             r = debit_ksl(&v, amount, cap, now_ns, &want);
