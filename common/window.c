@@ -277,38 +277,12 @@ static void sliding_cnt(const rldi_ring *ring, sliding_at *a)
     a->have_cnt = true;
 }
 
-/* When COST fits behind EXTRA tokens, from sub-window A->k on: the oldest sub-windows leave
- * the window one by one, and the queue ahead fills the room that frees, in order. */
+/* When COST fits behind EXTRA tokens, from sub-window A->k on (window.h: rldi_win_wait). */
 static uint64_t sliding_wait(const wview *v, const sliding_at *a, uint64_t now_ns,
                              uint64_t extra, uint64_t cost)
 {
-    uint64_t c = v->p.count, w = v->p.aux_ns, want = extra + cost;
-    uint64_t cnt[RLDI_WIN_SUBS + 1];
-    memcpy(cnt, a->cnt, sizeof(cnt));
-    uint64_t total = a->sum + a->kc;
-    /* m: how many sub-windows ahead of k we look at; cnt[] is the window there */
-    for (uint64_t m = 0;; m++) {
-        if (m > 0) {
-            total -= cnt[0];
-            memmove(cnt, cnt + 1, RLDI_WIN_SUBS * sizeof(cnt[0]));
-            cnt[RLDI_WIN_SUBS] = 0;
-        }
-        uint64_t room = total < c ? c - total : 0;
-        if (want <= room)
-            return m == 0 ? 0 : (a->k_abs + m) * w - now_ns;
-        if (m > 0 && room) {              /* the queue ahead takes this sub-window's room */
-            uint64_t q = room < extra ? room : extra;
-            extra -= q;
-            want -= q;
-            cnt[RLDI_WIN_SUBS] += q;
-            total += q;
-        }
-        if (m > (RLDI_WIN_SUBS + 1) * 64) {
-            /* a queue of many windows: the rest at COUNT per 17 sub-windows */
-            uint64_t windows = want / c + 1;
-            return (a->k_abs + m) * w - now_ns + windows * (RLDI_WIN_SUBS + 1) * w;
-        }
-    }
+    return rldi_win_wait(a->cnt, 1, RLDI_WIN_SUBS + 1, a->sum + a->kc, v->p.count, v->p.aux_ns,
+                         a->k_abs, now_ns, extra, cost);
 }
 
 static void sliding_verdict(rldi_verdict *out, const wview *v, const sliding_at *a,
@@ -343,11 +317,12 @@ static bool wview_moved(const rldi_cell *c, const wview *v, rldi_u128 *word);
  * A key has no ring (64 bytes per key): its sliding window lives in the 96 bits of its word
  * beside the version (the key's gen). The head sub-window's index (32 bits) in the frac
  * field, and in the tat field the counts of the head and the N sub-windows before it, B
- * bits each, B the bits COUNT needs: N + 1 = 64 / B (COUNT <= 255: N = 7; <= 4095: N = 4;
- * <= 65535: N = 3). Sub-windows are w = ceil(PERIOD / N) wide: the N + 1 cover any interval
- * of PERIOD, so the check is exact as the named limits' is, and throughput under saturation
- * is at least N / (N + 1) of COUNT per PERIOD. Every change is one CAS of the whole window:
- * no ring, no order of writes to prove.
+ * bits each, B the bits COUNT needs: N + 1 = 64 / B (COUNT 1: N = 63; 128..255: N = 7;
+ * 2048..4095: N = 4; 4096..65535: N = 3; arrays of counts hold RLDI_WIN_MAX_SUBS, 64).
+ * Sub-windows are w = ceil(PERIOD / N) wide: the N + 1 cover any interval of PERIOD, so the
+ * check is exact as the named limits' is, and throughput under saturation is at least
+ * N / (N + 1) of COUNT per PERIOD. Every change is one CAS of the whole window: no ring, no
+ * order of writes to prove.
  */
 typedef struct ksl {
     uint32_t n, b;          /* past sub-windows, bits a count */
@@ -408,33 +383,16 @@ static uint64_t ksl_pack(const ksl *k, const uint64_t cnt[])
     return lo;
 }
 
-/* When COST fits behind EXTRA queued tokens: the oldest sub-windows leave one by one, the
- * queue ahead takes the room as it frees; past the window, COUNT per N + 1 sub-windows. */
+/* When COST fits behind EXTRA queued tokens (window.h: rldi_win_wait): CNT0[0] is the
+ * newest sub-window, CNT0[N] the oldest. */
 static uint64_t ksl_wait(const ksl *k, const wview *v, const uint64_t cnt0[], uint64_t kabs,
                          uint64_t now_ns, uint64_t extra, uint64_t cost)
 {
-    uint64_t c = v->p.count, want = extra + cost, total = 0, cnt[RLDI_WIN_SUBS + 1];
+    uint64_t total = 0;
     for (uint32_t i = 0; i <= k->n; i++)
-        total += (cnt[i] = cnt0[i]);
-    for (uint64_t m = 0;; m++) {
-        if (m > 0) {
-            total -= cnt[k->n];
-            memmove(cnt + 1, cnt, k->n * sizeof(cnt[0]));
-            cnt[0] = 0;
-        }
-        uint64_t room = total < c ? c - total : 0;
-        if (want <= room)
-            return m == 0 ? 0 : (kabs + m) * k->w - now_ns;
-        if (m > 0 && room) {
-            uint64_t q = room < extra ? room : extra;
-            extra -= q;
-            want -= q;
-            cnt[0] += q;
-            total += q;
-        }
-        if (m > (uint64_t)(k->n + 1) * 64)
-            return (kabs + m) * k->w - now_ns + (want / c + 1) * (k->n + 1) * k->w;
-    }
+        total += cnt0[i];
+    return rldi_win_wait(cnt0 + k->n, -1, k->n + 1, total, v->p.count, k->w, kabs, now_ns, extra,
+                         cost);
 }
 
 static void ksl_verdict(rldi_verdict *out, const ksl *k, const wview *v, const uint64_t cnt[],
@@ -461,7 +419,7 @@ static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns
                     uint64_t extra, bool dry, rldi_u128 *word, rldi_verdict *out, uint32_t *win)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs, total = 0;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -469,14 +427,12 @@ static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns
     for (uint32_t i = 0; i <= k.n; i++)
         total += cnt[i];
     if (!queued && total + cost <= v->p.count && cnt[0] + cost <= k.mask) {
-        uint64_t nc[RLDI_WIN_SUBS + 1];
-        memcpy(nc, cnt, sizeof(nc));
-        nc[0] += cost;
+        cnt[0] += cost;                 /* (again with a fresh view if the word moved) */
         if (cost == 0 || dry ? wview_moved(c, v, word)
-                             : !rldi_cas16(c->word, word, wword(ksl_pack(&k, nc), kidx, v->ver)))
+                             : !rldi_cas16(c->word, word, wword(ksl_pack(&k, cnt), kidx, v->ver)))
             return 1;
         if (out)
-            ksl_verdict(out, &k, v, nc, kidx, kabs, now_ns, 0);
+            ksl_verdict(out, &k, v, cnt, kidx, kabs, now_ns, 0);
         *win = win_id(kidx);
         return 0;
     }
@@ -493,7 +449,7 @@ static int take_ksl(const rldi_cell *c, wview *v, uint64_t cost, uint64_t now_ns
 static int peek_ksl(const wview *v, uint64_t now_ns, rldi_verdict *vd)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs, total = 0;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -513,7 +469,7 @@ static int refund_ksl(const wview *v, uint64_t amount, uint32_t window, uint64_t
                       rldi_u128 *want)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -529,7 +485,7 @@ static int debit_ksl(const wview *v, uint64_t amount, uint64_t cap, uint64_t now
                      rldi_u128 *want)
 {
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs, total = 0;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs, total = 0;
     uint32_t kidx;
     if (!ksl_of(&v->p, &k))
         return -ESTALE;
@@ -803,9 +759,11 @@ int rldi_win_debit(const rldi_seg *s, const rldi_cell *c, uint64_t amount, uint6
                 continue;
             return -ESTALE;
         }
-        uint64_t cnt = v.p.count, debt = (uint64_t)((long double)cnt * (long double)max_debt_ns /
-                                                    (long double)v.p.period_ns);
-        uint64_t cap = cnt + (debt < UINT32_MAX ? debt : UINT32_MAX);
+        /* the debt's tokens, at most 2^32 - 1: compared before the conversion, which is
+         * undefined for a value past 2^64 (COUNT x MAX_DEBT / PERIOD reaches 10^20) */
+        uint64_t cnt = v.p.count;
+        long double debt = (long double)cnt * (long double)max_debt_ns / (long double)v.p.period_ns;
+        uint64_t cap = cnt + (debt < (long double)UINT32_MAX ? (uint64_t)debt : UINT32_MAX);
         rldi_u128 want = 0;
         if (keyed_sliding) {
             r = debit_ksl(&v, amount, cap, now_ns, &want);
@@ -1065,7 +1023,7 @@ bool rldi_win_idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
     v.p.period_ns = b->t_lo;
     v.p.count = b->burst;
     ksl k;
-    uint64_t cnt[RLDI_WIN_SUBS + 1], kabs;
+    uint64_t cnt[RLDI_WIN_MAX_SUBS], kabs;
     uint32_t kidx;
     if (!ksl_of(&v.p, &k))
         return true;                          /* unusable: nothing to keep */

@@ -28,6 +28,7 @@
 #define RLD_COMMON_WINDOW_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "layout.h"
@@ -74,6 +75,74 @@ static inline int64_t rldi_win_dist(uint64_t a, uint64_t b)
     uint64_t d = (b - a) & RLDI_WIN_IDX_MASK;
     return d >= (UINT64_C(1) << (RLDI_WIN_IDX_BITS - 1)) ? (int64_t)d - (INT64_C(1) << RLDI_WIN_IDX_BITS)
                                                         : (int64_t)d;
+}
+
+/* ---- sliding: when a refused cost fits ------------------------------------------------- */
+
+/* the most sub-windows a sliding window has: a key's N + 1 = 64 / B (window.c), 64 for
+ * COUNT 1 (B = 1 bit a count); a named limit's are RLDI_WIN_SUBS + 1 */
+#define RLDI_WIN_MAX_SUBS 64u
+
+/*
+ * When COST fits behind EXTRA queued tokens in a sliding window of SUBS sub-windows of
+ * width W, now (NOW_NS) in absolute sub-window KABS, the window's COUNT: 0 when it fits now;
+ * else the start of the first later sub-window where it does, as the oldest sub-windows
+ * leave one by one and the queue ahead takes the room that frees, in order (what it takes
+ * goes into that newest sub-window, and leaves SUBS sub-windows later). The window's
+ * sub-windows, oldest first, are OLDEST[i * STEP], i = 0 .. SUBS - 1 (the last is KABS's);
+ * TOTAL is what the window holds (a named limit's: the state word's sum and the head's
+ * count, which the ring's entries need not add up to). Past SUBS * 64 sub-windows (a queue
+ * of many windows), the rest at COUNT per SUBS sub-windows. SUBS <= RLDI_WIN_MAX_SUBS.
+ *
+ * Without a queue (rld_try's refusals) nothing enters the window: after M sub-windows it
+ * holds TOTAL less the M oldest counts, a running sum read in place, and after SUBS of them
+ * nothing changes any more (the horizon's answer then). With a queue, the same steps over a
+ * circular copy: one slot leaves and is reused as the newest, O(1) a step. The arithmetic
+ * (wrapping included, for counts that do not add up to TOTAL) is the old loop's, which
+ * shifted the whole array at every step: tests/unit/test_window.c compares the two.
+ */
+static inline uint64_t rldi_win_wait(const uint64_t *oldest, ptrdiff_t step, unsigned subs,
+                                     uint64_t total, uint64_t count, uint64_t w, uint64_t kabs,
+                                     uint64_t now_ns, uint64_t extra, uint64_t cost)
+{
+    uint64_t c = count, want = extra + cost, horizon = (uint64_t)subs * 64 + 1;
+    uint64_t room = total < c ? c - total : 0;
+    if (want <= room)
+        return 0;
+    if (extra == 0) {
+        /* cost (> 0 here) <= room: the window holds at most c - cost (never when cost > c) */
+        if (cost <= c) {
+            uint64_t most = c - cost;
+            for (unsigned m = 1; m <= subs; m++) {
+                total -= oldest[(ptrdiff_t)(m - 1) * step];
+                if (total <= most)
+                    return (kabs + m) * w - now_ns;
+            }
+        }
+        return (kabs + horizon) * w - now_ns + (cost / c + 1) * subs * w;
+    }
+    uint64_t cnt[RLDI_WIN_MAX_SUBS];
+    for (unsigned i = 0; i < subs; i++)
+        cnt[i] = oldest[(ptrdiff_t)i * step];
+    unsigned o = 0;                       /* cnt[o]: the oldest sub-window */
+    for (uint64_t m = 1;; m++) {
+        uint64_t *newest = &cnt[o];       /* leaves; its slot is sub-window KABS + M */
+        total -= *newest;
+        *newest = 0;
+        o = o + 1 == subs ? 0 : o + 1;
+        room = total < c ? c - total : 0;
+        if (want <= room)
+            return (kabs + m) * w - now_ns;
+        if (room) {                       /* the queue ahead takes this sub-window's room */
+            uint64_t q = room < extra ? room : extra;
+            extra -= q;
+            want -= q;
+            *newest += q;
+            total += q;
+        }
+        if (m == horizon)
+            return (kabs + m) * w - now_ns + (want / c + 1) * subs * w;
+    }
 }
 
 /* ---- fixed: where windows end ----------------------------------------------------------- */

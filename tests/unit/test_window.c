@@ -361,6 +361,251 @@ static void test_sliding_estimate(void **state)
     assert_true(v.retry_after_ns >= 999 * 17 * w && v.retry_after_ns < 1100 * 17 * w);
 }
 
+/* ---- when a refused cost fits: rldi_win_wait against the model it replaced ------------- */
+
+static int model_horizon;      /* the last model call returned the many-windows rest */
+
+/* window.c's sliding_wait before rldi_win_wait (shifting a 17-entry array at every
+ * sub-window), its body kept as it was; only the view's fields became arguments. */
+static uint64_t model_sliding_wait(const uint64_t cnt0[RLDI_WIN_SUBS + 1], uint64_t sum,
+                                   uint64_t kc, uint64_t k_abs, uint64_t c, uint64_t w,
+                                   uint64_t now_ns, uint64_t extra, uint64_t cost)
+{
+    uint64_t want = extra + cost;
+    uint64_t cnt[RLDI_WIN_SUBS + 1];
+    memcpy(cnt, cnt0, sizeof(cnt));
+    uint64_t total = sum + kc;
+    model_horizon = 0;
+    /* m: how many sub-windows ahead of k we look at; cnt[] is the window there */
+    for (uint64_t m = 0;; m++) {
+        if (m > 0) {
+            total -= cnt[0];
+            memmove(cnt, cnt + 1, RLDI_WIN_SUBS * sizeof(cnt[0]));
+            cnt[RLDI_WIN_SUBS] = 0;
+        }
+        uint64_t room = total < c ? c - total : 0;
+        if (want <= room)
+            return m == 0 ? 0 : (k_abs + m) * w - now_ns;
+        if (m > 0 && room) {              /* the queue ahead takes this sub-window's room */
+            uint64_t q = room < extra ? room : extra;
+            extra -= q;
+            want -= q;
+            cnt[RLDI_WIN_SUBS] += q;
+            total += q;
+        }
+        if (m > (RLDI_WIN_SUBS + 1) * 64) {
+            /* a queue of many windows: the rest at COUNT per 17 sub-windows */
+            uint64_t windows = want / c + 1;
+            model_horizon = 1;
+            return (k_abs + m) * w - now_ns + windows * (RLDI_WIN_SUBS + 1) * w;
+        }
+    }
+}
+
+/* window.c's ksl_wait before rldi_win_wait: a key's window, CNT0[0] the newest of N + 1. */
+static uint64_t model_ksl_wait(uint32_t n, uint64_t kw, uint64_t c, const uint64_t cnt0[],
+                               uint64_t kabs, uint64_t now_ns, uint64_t extra, uint64_t cost)
+{
+    uint64_t want = extra + cost, total = 0, cnt[RLDI_WIN_MAX_SUBS];
+    model_horizon = 0;
+    for (uint32_t i = 0; i <= n; i++)
+        total += (cnt[i] = cnt0[i]);
+    for (uint64_t m = 0;; m++) {
+        if (m > 0) {
+            total -= cnt[n];
+            memmove(cnt + 1, cnt, n * sizeof(cnt[0]));
+            cnt[0] = 0;
+        }
+        uint64_t room = total < c ? c - total : 0;
+        if (want <= room)
+            return m == 0 ? 0 : (kabs + m) * kw - now_ns;
+        if (m > 0 && room) {
+            uint64_t q = room < extra ? room : extra;
+            extra -= q;
+            want -= q;
+            cnt[0] += q;
+            total += q;
+        }
+        if (m > (uint64_t)(n + 1) * 64 && (model_horizon = 1))
+            return (kabs + m) * kw - now_ns + (want / c + 1) * (n + 1) * kw;
+    }
+}
+
+/* A count for sub-window I of SUBS: mostly empty, or a share of COUNT, or anything up to MAX
+ * (debts, a ring a late writer raised, a hostile writer). */
+static uint64_t rnd_cnt(uint64_t count, uint64_t max, unsigned shape)
+{
+    switch (shape) {
+    case 0:  return rnd() % 4 == 0 ? rnd() % (count / 4 + 2) : 0;
+    case 1:  return rnd() % (count / 8 + 2);
+    case 2:  return rnd() % 3 == 0 ? rnd() % (count + 1) : 0;
+    default: return rnd() % (max + 1);
+    }
+}
+
+/* Queued tokens ahead: none (rld_try), a few, windows' worth, more than the fallback's
+ * horizon, or near 2^64 (extra + cost wraps: the model's arithmetic is the reference). */
+static uint64_t rnd_extra(uint64_t count)
+{
+    switch (rnd() % 16) {
+    case 0: case 1: case 2: case 3: case 4: case 5: case 6: case 7: return 0;
+    case 8: case 9: case 10: return 1 + rnd() % (count + 1);
+    case 11: case 12: return rnd() % (count * 40 + 1);
+    case 13: return count * (1000 + rnd() % 200) + rnd() % count;
+    case 14: return rnd() | 1;
+    default: return UINT64_MAX - rnd() % 8;
+    }
+}
+
+static uint64_t rnd_count(uint64_t max)
+{
+    switch (rnd() % 4) {
+    case 0:  return 1 + rnd() % 8;
+    case 1:  return 1 + rnd() % 100;
+    case 2:  return 1 + rnd() % 100000;
+    default: return 1 + rnd() % max;
+    }
+}
+
+/* The named limits' wait: every state a refusal can see, and more (the ring's entries need
+ * not add up to the word's sum: a late writer raises them, a hostile one writes anything). */
+static void test_sliding_wait_model(void **state)
+{
+    (void)state;
+    reseed(900);
+    uint64_t nonzero = 0, fallback = 0;
+    for (int it = 0; it < 200000; it++) {
+        uint64_t count = rnd_count(RLDI_WIN_SLIDING_MAX);
+        uint64_t w = rnd() % 2 ? rldi_win_sub_width(1 + rnd() % (1000 * SEC))
+                               : 1 + rnd() % (UINT64_MAX / (RLDI_WIN_SUBS + 2));
+        unsigned shape = (unsigned)(rnd() % 10 / 3);      /* 0, 1, 2: 3 in 10; 3: 1 in 10 */
+        uint64_t cnt[RLDI_WIN_SUBS + 1], sum = 0;
+        for (unsigned i = 0; i < RLDI_WIN_SUBS + 1; i++)
+            cnt[i] = rnd_cnt(count, RLDI_WIN_SLIDING_MAX, shape);
+        for (unsigned i = 0; i < RLDI_WIN_SUBS; i++)
+            sum += cnt[i];
+        uint64_t kc = cnt[RLDI_WIN_SUBS];
+        switch (rnd() % 16) {            /* the word's sum against the ring's entries */
+        case 0:  sum = sum > 0 ? sum - 1 - rnd() % sum : 0; break;
+        case 1:  sum += rnd() % (count + 1); break;
+        case 2:  sum = rnd() % ((uint64_t)UINT32_MAX + 1); break;
+        default: break;
+        }
+        if (rnd() % 16 == 0)
+            kc = rnd() % (RLDI_WIN_SLIDING_MAX + 1);
+        uint64_t k_abs = rnd() % 2 ? rnd() % (UINT64_MAX / w) : rnd();
+        /* now: in sub-window k_abs, or behind it (another process moved the head) */
+        uint64_t now = k_abs * w + (rnd() % 4 ? rnd() % w : 0);
+        if (rnd() % 4 == 0)
+            now -= rnd() % (3 * w + 1);
+        uint64_t cost = rnd() % 8 == 0 ? 0 : 1 + rnd() % count;
+        if (rnd() % 4 == 0)
+            cost = count;
+        uint64_t extra = rnd_extra(count);
+        uint64_t want = model_sliding_wait(cnt, sum, kc, k_abs, count, w, now, extra, cost);
+        uint64_t got = rldi_win_wait(cnt, 1, RLDI_WIN_SUBS + 1, sum + kc, count, w, k_abs, now,
+                                     extra, cost);
+        if (got != want)
+            fail_msg("it %d: count %" PRIu64 " w %" PRIu64 " sum %" PRIu64 " kc %" PRIu64
+                     " k_abs %" PRIu64 " now %" PRIu64 " extra %" PRIu64 " cost %" PRIu64
+                     ": %" PRIu64 ", the model %" PRIu64,
+                     it, count, w, sum, kc, k_abs, now, extra, cost, got, want);
+        nonzero += want != 0;
+        fallback += model_horizon;
+    }
+    /* the states reached both ends: waits of a few sub-windows and the many-windows rest */
+    printf("sliding wait: %" PRIu64 " refusals, %" PRIu64 " past the horizon\n", nonzero, fallback);
+    assert_true(nonzero > 50000);
+    assert_true(fallback > 1000);
+}
+
+/* A key's wait (no ring: the counts are the word's, N + 1 = 64 / B of them). */
+static void test_ksl_wait_model(void **state)
+{
+    (void)state;
+    reseed(901);
+    uint64_t nonzero = 0, fallback = 0;
+    for (int it = 0; it < 200000; it++) {
+        uint64_t count = rnd_count(rnd() % 2 ? 65535 : UINT32_MAX);
+        uint32_t b = 64 - (uint32_t)__builtin_clzll(count), n = 64 / b - 1;
+        uint64_t mask = (UINT64_C(1) << b) - 1;
+        uint64_t kw = (SEC + rnd() % (100 * SEC) + n - 1) / n;
+        unsigned shape = (unsigned)(rnd() % 10 / 3);
+        uint64_t cnt[RLDI_WIN_MAX_SUBS];
+        for (uint32_t i = 0; i <= n; i++)
+            cnt[i] = rnd_cnt(count, mask, shape);
+        uint64_t kabs = rnd() % (UINT64_MAX / kw);
+        uint64_t now = kabs * kw + (rnd() % 4 ? rnd() % kw : 0);
+        if (rnd() % 4 == 0)
+            now -= rnd() % (3 * kw + 1);
+        uint64_t cost = rnd() % 8 == 0 ? 0 : 1 + rnd() % count;
+        uint64_t extra = rnd_extra(count);
+        uint64_t want = model_ksl_wait(n, kw, count, cnt, kabs, now, extra, cost);
+        uint64_t total = 0;
+        for (uint32_t i = 0; i <= n; i++)
+            total += cnt[i];
+        uint64_t got = rldi_win_wait(cnt + n, -1, n + 1, total, count, kw, kabs, now, extra, cost);
+        if (got != want)
+            fail_msg("it %d: count %" PRIu64 " n %u extra %" PRIu64 " cost %" PRIu64
+                     ": %" PRIu64 ", the model %" PRIu64, it, count, n, extra, cost, got, want);
+        nonzero += want != 0;
+        fallback += model_horizon;
+    }
+    printf("key wait: %" PRIu64 " refusals, %" PRIu64 " past the horizon\n", nonzero, fallback);
+    assert_true(nonzero > 50000);
+    assert_true(fallback > 1000);
+}
+
+/* A key of a sliding template with a small COUNT: B = 1..3 bits a count, N + 1 = 64 / B
+ * sub-windows (64 for COUNT 1), more than a named limit's 17. Exact as the named limits:
+ * refused until the sub-window of its tokens leaves, N + 1 sub-windows later, admitted then;
+ * peek, debit and refund on the same key. (window.c's arrays once held 17 counts: COUNT < 8
+ * wrote past them, which AddressSanitizer reports.) */
+static void test_key_sliding_small_count(void **state)
+{
+    (void)state;
+    static const uint64_t secret[2] = { 5, 6 };
+    static const uint64_t counts[] = { 1, 2, 3, 4, 7, 8, 255 };
+    for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+        uint64_t count = counts[ci];
+        uint32_t b = 64 - (uint32_t)__builtin_clzll(count), n = 64 / b - 1;
+        uint64_t kw = (SEC + n - 1) / n;
+        keys_mem m;
+        assert_int_equal(keys_mem_make(&m, 70, RLDI_ALGO_SLIDING, count, SEC, 0, secret), 0);
+        m.seg.meta[0].max_debt_ns = SEC;
+        uint64_t t = (rldi_mono_ns() / kw + 1000) * kw + kw / 3;
+        assert_int_equal(keys_mem_try(&m, "k", 1, count, t, NULL), 0);
+        uint32_t idx, gen;
+        bool created;
+        rldi_u128 now = rldi_fp_from_ns(t + 1);
+        assert_int_equal(rldi_key_get(&m.seg, &m.t, "k", 1, 0, false, now, &idx, &gen,
+                                      &created), 0);
+        rldi_handle h = { m.seg.slot_count + m.t.entry_base + idx, gen };
+        uint64_t leaves = (t / kw + n + 1) * kw;
+        rldi_verdict v;
+        assert_int_equal(rldi_bucket_take(&m.seg, h, 1, now, 0, &v), -EAGAIN);
+        assert_int_equal(v.retry_after_ns, leaves - (t + 1));
+        assert_int_equal(v.reset_after_ns, leaves - (t + 1));
+        assert_int_equal(v.remaining, 0);
+        assert_int_equal(rldi_bucket_peek(&m.seg, h, now, &v), 0);
+        assert_int_equal(v.remaining, 0);
+        /* one more into debt (max_debt: a period's worth), when a count field holds it */
+        uint64_t mask = (UINT64_C(1) << b) - 1;
+        assert_int_equal(rldi_bucket_debit(&m.seg, h, 1, now), count + 1 <= mask ? 0 : -ERANGE);
+        assert_int_equal(rldi_bucket_peek(&m.seg, h, now, &v), 0);
+        assert_int_equal(v.retry_after_ns, count + 1 <= mask ? leaves - (t + 1) : 0);
+        assert_int_equal(rldi_bucket_take(&m.seg, h, 1, rldi_fp_from_ns(leaves - 1), 0, &v),
+                         -EAGAIN);
+        assert_int_equal(v.retry_after_ns, 1);
+        assert_int_equal(rldi_bucket_take(&m.seg, h, count, rldi_fp_from_ns(leaves), 0, &v), 0);
+        assert_int_equal(rldi_bucket_refund(&m.seg, h, count, v.window,
+                                            rldi_fp_from_ns(leaves + 1)), 0);
+        assert_int_equal(rldi_bucket_peek(&m.seg, h, rldi_fp_from_ns(leaves + 1), &v), 0);
+        assert_int_equal(v.remaining, count);
+        keys_mem_free(&m);
+    }
+}
+
 /* ---- fixed ------------------------------------------------------------------------------- */
 
 /* Wall clock = monotonic + wall_off. Windows are the multiples of the period since the epoch,
@@ -593,12 +838,15 @@ int main(void)
         cmocka_unit_test(test_sliding_throughput),
         cmocka_unit_test(test_sliding_debit_peek),
         cmocka_unit_test(test_sliding_estimate),
+        cmocka_unit_test(test_sliding_wait_model),
+        cmocka_unit_test(test_ksl_wait_model),
         cmocka_unit_test(test_fixed_boundaries),
         cmocka_unit_test(test_fixed_clock_steps),
         cmocka_unit_test(test_fixed_random),
         cmocka_unit_test(test_fixed_refund_debit),
         cmocka_unit_test(test_carry_and_fill),
         cmocka_unit_test(test_key_garbage),
+        cmocka_unit_test(test_key_sliding_small_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
