@@ -672,6 +672,26 @@ static void test_fixed_clock_steps(void **state)
     assert_int_equal(take(h, 1, end + 1, &v), -EAGAIN);
 }
 
+/* The offset read again when the next window starts comes out a little smaller (the reads'
+ * jitter): the next window is still the next wall-clock window, not a few ns back in the
+ * one that just ended (that gave two windows' worth in one wall-clock window). */
+static void test_fixed_offset_jitter(void **state)
+{
+    (void)state;
+    uint64_t P = 100 * MS;
+    rldi_handle h = make_limit(RLDI_ALGO_FIXED, 5, P, 0);
+    uint64_t mono = rldi_mono_ns() + SEC;
+    wall_off = (int64_t)(1800000000ull * SEC + 30 * MS - mono);     /* 30 ms into a window */
+    rldi_verdict v;
+    assert_int_equal(take(h, 5, mono, &v), 0);
+    uint64_t end = mono + v.reset_after_ns;
+    assert_int_equal(v.reset_after_ns, 70 * MS);
+    wall_off -= 40;                        /* 40 ns less: END now maps 40 ns before its boundary */
+    assert_int_equal(take(h, 5, end + 1, &v), 0);
+    assert_true(v.reset_after_ns > P - 1000);   /* the next window, P long (not 39 ns) */
+    assert_int_equal(take(h, 1, end + 100, &v), -EAGAIN);   /* and it holds only COUNT */
+}
+
 /* Random: each wall-clock window (no steps) holds at most COUNT, under stale clocks. */
 static void test_fixed_random(void **state)
 {
@@ -842,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_ksl_wait_model),
         cmocka_unit_test(test_fixed_boundaries),
         cmocka_unit_test(test_fixed_clock_steps),
+        cmocka_unit_test(test_fixed_offset_jitter),
         cmocka_unit_test(test_fixed_random),
         cmocka_unit_test(test_fixed_refund_debit),
         cmocka_unit_test(test_carry_and_fill),
