@@ -203,6 +203,23 @@ int rldi_bucket_took(const rldi_slot *sl, uint64_t t, uint64_t burst, uint64_t c
                      rldi_coarse *tc, rldi_verdict *v);
 
 /*
+ * rld_try's window path (rldi_bucket_take_fast sends a window's bank out of line with
+ * RLDI_MORE_WORD): the common admission of a named window limit, one CAS and nothing else,
+ * from the state word TAT | FV << 64 the caller read (with acquire). It decides only what
+ * rldi_win_take decides alike, verdict included: a live limit of H's gen with no waiters,
+ * 1 <= cost <= COUNT, room for COST, and NOW_NS inside the current window (fixed: a hold
+ * too, not a DENY one; not elastic, where every attempt moves the end) or inside the head
+ * sub-window (sliding; or behind it, a clock read before another process moved the head,
+ * counted as the head's as rldi_win_take counts it). A lost race is retried from the word
+ * the CAS returned. 0 (V filled when not NULL, rldi_win_last set), or RLDI_TAKE_MORE with
+ * nothing published: anything else (a GCRA bank, a window to start or to move, a denial),
+ * for the general path from a fresh read. window.c; tests/unit/test_window.c proves it
+ * decides as the general path does.
+ */
+int rldi_win_take_fast(const rldi_seg *s, rldi_slot *sl, rldi_handle h, uint64_t cost,
+                       uint64_t now_ns, uint64_t tat, uint64_t fv, rldi_verdict *v);
+
+/*
  * The rest of rldi_bucket_take_fast's RLDI_TAKE_MORE, called by its caller off the common
  * path: the codes and verdict (V may be NULL) of rldi_bucket_take. MARGIN_NS and TC are the
  * coarse path's (0 and NULL: none): an admission here that leaves TAT MARGIN_NS or more
@@ -214,6 +231,15 @@ static inline int rldi_bucket_take_more(const rldi_seg *s, rldi_handle h, uint64
 {
     if (m->kind == RLDI_MORE_BUSY)
         return rldi_bucket_take_busy(s, h, cost, now_ns, m->tat, m->fv, margin_ns, tc, v);
+    if (m->kind == RLDI_MORE_WORD) {
+        /* a window's bank (among other things): its common admission first */
+        rldi_slot *sl = rldi_slot_of(s, h);
+        if (rldi_unlikely(!sl))
+            return -EINVAL;
+        int r = rldi_win_take_fast(s, sl, h, cost, now_ns, m->tat, m->fv, v);
+        if (r != RLDI_TAKE_MORE)
+            return r;
+    }
     if (m->kind == RLDI_MORE_TOOK) {
         const rldi_slot *sl = rldi_slot_of(s, h);
         if (rldi_unlikely(!sl))

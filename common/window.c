@@ -585,6 +585,57 @@ static int take_sliding(const rldi_cell *c, rldi_ring *ring, wview *v, uint64_t 
     return -EAGAIN;
 }
 
+int rldi_win_take_fast(const rldi_seg *s, rldi_slot *sl, rldi_handle h, uint64_t cost,
+                       uint64_t now_ns, uint64_t tat, uint64_t fv, rldi_verdict *out)
+{
+    for (;;) {
+        uint64_t gw = rldi_load_relaxed((const uint64_t *)&sl->gen);   /* gen | waiters << 32 */
+        const rldi_bank *b = &sl->bank[(fv >> 32) & 1];
+        uint64_t th = rldi_load_relaxed(&b->t_hi), period = rldi_load_relaxed(&b->t_lo);
+        uint64_t c = rldi_load_relaxed(&b->burst), aux = rldi_load_relaxed(&b->inv_t);
+        uint32_t algo = RLDI_BANK_ALGO(th);
+        /* H's live limit with no waiters (a template's slot has ~0 of them); wparams_ok */
+        if (gw != h.gen || !(h.gen & 1) || cost - 1 >= c || period == 0)
+            return RLDI_TAKE_MORE;
+        uint64_t ntat, nfv = fv, left, reset;
+        uint32_t win;
+        if (algo == RLDI_ALGO_FIXED) {
+            uint64_t end = RLDI_WIN_END(tat), n = (uint32_t)fv + cost;
+            if (c > RLDI_WIN_FIXED_MAX || aux == RLDI_WIN_ANCHOR_ELASTIC || now_ns >= end ||
+                (tat & RLDI_WIN_DENY) || n > c)
+                return RLDI_TAKE_MORE;
+            ntat = tat;
+            nfv = (fv & RLDI_VER_MASK) | n;
+            left = c - n;
+            reset = end - now_ns;
+            win = win_id(end / period);
+        } else if (algo == RLDI_ALGO_SLIDING) {
+            if (c > RLDI_WIN_SLIDING_MAX || aux == 0 || aux > UINT64_MAX / (RLDI_WIN_SUBS + 2))
+                return RLDI_TAKE_MORE;
+            uint64_t kabs = now_ns / aux, head = rldi_win_head(tat);
+            int64_t d = rldi_win_dist(head, kabs & RLDI_WIN_IDX_MASK);
+            uint64_t n = rldi_win_headcnt(tat) + cost, total = (uint32_t)fv + n;
+            if (d > 0 || d < -(INT64_C(1) << 38) || total > c)
+                return RLDI_TAKE_MORE;      /* the head moves (ring first), or no room */
+            ntat = rldi_win_pack(head, n);
+            left = c - total;
+            /* full again when this sub-window leaves, 17 after the head's */
+            reset = (kabs + (uint64_t)(-d) + RLDI_WIN_SUBS + 1) * aux - now_ns;
+            win = win_id(head);
+        } else {
+            return RLDI_TAKE_MORE;
+        }
+        if (!rldi_cas16_halves(&sl->tat, &tat, &fv, ntat, nfv))
+            continue;                       /* lost a race: decide again on the new word */
+        rldi_win_last = (rldi_win_take_rec){ s->base, h.slot, h.gen, win };
+        if (out)
+            *out = (rldi_verdict){ .limit = c, .remaining = left, .retry_after_ns = 0,
+                                   .reset_after_ns = reset, .flags = 0, .waiters = 0,
+                                   .window = win };
+        return 0;
+    }
+}
+
 /* Take (or, DRY, decide) COST at NOW behind the queue (EXTRA: its tokens, ~0 to read them
  * from the slot) unless FLAGS barge. */
 static int take(const rldi_seg *s, const rldi_cell *c, uint64_t cost, rldi_u128 now, unsigned flags,

@@ -844,6 +844,85 @@ static void test_key_garbage(void **state)
     }
 }
 
+/* ---- rld_try's window path ----------------------------------------------------------------- */
+
+/*
+ * rldi_win_take_fast (rld_try's window path) decides as the general path does: from the same
+ * word, whenever it decides, the same code, the same word published, the same verdict and
+ * rldi_win_last; when it does not decide, it publishes nothing. States from random takes,
+ * refunds, debits, syncs (fixed windows' holds) and waiters, with fresh and stale clocks.
+ */
+static void test_fast_equals_general(void **state)
+{
+    (void)state;
+    uint64_t decided = 0, passed = 0;
+    for (int round = 0; round < 48; round++) {
+        reseed(900 + (uint64_t)round);
+        bool fixed = round % 2;
+        uint64_t count = 1 + rnd() % (round % 4 < 2 ? 20 : 100000);
+        uint64_t P = (16 + rnd() % 400) * MS, al = fixed && rnd() % 2 ? rnd() % P : 0;
+        rldi_handle h = make_limit(fixed ? RLDI_ALGO_FIXED : RLDI_ALGO_SLIDING, count, P, al);
+        rldi_slot *sl = &seg.slots[h.slot];
+        uint64_t t = start_time(rldi_win_sub_width(P));
+        wall_off = (int64_t)(1800000000ull * SEC + rnd() % (10 * SEC) - t);
+        for (int step = 0; step < 4000; step++) {
+            t += rnd() % 4 ? rnd() % (P / 64 + 1) : rnd() % (P / 4 + 1);
+            uint64_t now = rnd() % 4 == 0 ? t - rnd() % (P / 4) : t;   /* a stale read */
+            uint64_t cost = rnd() % 8 ? 1 + rnd() % 3 : rnd() % (count + 2);
+            uint32_t op = (uint32_t)(rnd() % 64);
+            if (op == 0)
+                (void)rldi_bucket_refund(&seg, h, 1 + rnd() % 4, rldi_win_last.window,
+                                         rldi_fp_from_ns(t));
+            else if (op == 1)
+                (void)rldi_bucket_debit(&seg, h, 1 + rnd() % 4, rldi_fp_from_ns(t));
+            else if (op == 2) {
+                rldi_sync_out so;
+                (void)rldi_bucket_sync(&seg, h, rnd() % (count + 1), rnd() % (2 * P),
+                                       rldi_fp_from_ns(t), &so);
+            }
+            uint32_t waiters = op == 3 ? 1 : 0;
+            sl->waiters = waiters;
+            rldi_u128 w0 = rldi_load16_split(&sl->tat);
+            rldi_verdict vf, vg;
+            memset(&vf, 0x5a, sizeof(vf));
+            memset(&vg, 0xa5, sizeof(vg));
+            bool want = rnd() % 2;
+            rldi_win_last = (rldi_win_take_rec){ 0 };
+            int rf = rldi_win_take_fast(&seg, sl, h, cost, now, (uint64_t)w0,
+                                        (uint64_t)(w0 >> 64), want ? &vf : NULL);
+            rldi_u128 wf = rldi_load16_split(&sl->tat);
+            rldi_win_take_rec lf = rldi_win_last;
+            sl->tat = (uint64_t)w0;                     /* the general path from the same word */
+            sl->frac_ver = (uint64_t)(w0 >> 64);
+            rldi_win_last = (rldi_win_take_rec){ 0 };
+            int rg = rldi_bucket_take(&seg, h, cost, rldi_fp_from_ns(now), 0, &vg);
+            sl->waiters = 0;
+            if (rf == RLDI_TAKE_MORE) {
+                assert_true(wf == w0);                  /* nothing published */
+                assert_null(lf.seg);
+                passed++;
+                continue;
+            }
+            decided++;
+            if (rf != 0 || rg != 0)
+                fail_msg("round %d step %d: fast %d, general %d", round, step, rf, rg);
+            assert_true(wf == rldi_load16_split(&sl->tat));
+            assert_memory_equal(&lf, &rldi_win_last, sizeof(lf));
+            if (want) {
+                assert_int_equal(vf.limit, vg.limit);
+                assert_int_equal(vf.remaining, vg.remaining);
+                assert_int_equal(vf.retry_after_ns, vg.retry_after_ns);
+                assert_int_equal(vf.reset_after_ns, vg.reset_after_ns);
+                assert_int_equal(vf.flags, vg.flags);
+                assert_int_equal(vf.waiters, vg.waiters);
+                assert_int_equal(vf.window, vg.window);
+            }
+        }
+    }
+    printf("fast path: decided %" PRIu64 ", passed on %" PRIu64 "\n", decided, passed);
+    assert_true(decided > 50000 && passed > 10000);
+}
+
 int main(void)
 {
     const char *env = getenv("RLD_TEST_SEED");
@@ -868,6 +947,7 @@ int main(void)
         cmocka_unit_test(test_carry_and_fill),
         cmocka_unit_test(test_key_garbage),
         cmocka_unit_test(test_key_sliding_small_count),
+        cmocka_unit_test(test_fast_equals_general),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
