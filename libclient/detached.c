@@ -187,7 +187,10 @@ int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out)
         if (!n->resolved && now >= n->next_lookup_ns) {
             n->next_lookup_ns = now + RETRY_NS;
             uint32_t slot, gen;
-            if (rldi_seg_lookup(rldc_seg(c), n->name, &slot, &gen) == 0) {
+            const rldi_seg *s = rldc_seg(c);
+            /* a template or a breaker of that name is no limit: still missing */
+            if (rldi_seg_lookup(s, n->name, &slot, &gen) == 0 &&
+                rldi_load_relaxed(&s->meta[slot].kind) == RLDI_KIND_LIMIT) {
                 __atomic_store_n(&n->resolved, (uint64_t)slot | (uint64_t)gen << 32,
                                  __ATOMIC_RELEASE);
                 n->missing = false;

@@ -148,6 +148,25 @@ int main(void)
     T_CODE(rld_info(lax, b, &info), 0);
     T_CHECK(info.burst == 2, "info of the new b: burst %llu", (unsigned long long)info.burst);
 
+    /* 5. a name that comes back as a template (or a breaker) is still no limit: a pending
+     * handle keeps admitting as missing, and never resolves to that slot */
+    rld_limit tb, bb;
+    T_CODE(rld_find(lax, "t", &tb), 0);
+    T_CODE(rld_find(lax, "k", &bb), 0);
+    t_write_conf(&d, "[limit a]\nrate = 1/s\nburst = 1\n\n[template t]\nrate = 1/s\n"
+                     "max_keys = 8\n\n[breaker k]\nfailures = 3\n");
+    kill(d.pid, SIGHUP);
+    rld_template tt;
+    deadline = t_now_ns() + 3000000000ull;
+    while (rld_find_template(strict, "t", &tt) != 0 && t_now_ns() < deadline)
+        t_sleep_ns(20000000);
+    T_CODE(rld_find_template(strict, "t", &tt), 0);
+    t_sleep_ns(1100000000ull);          /* past the pending names' once-a-second look-up */
+    expect_open_admit(lax, tb, "a template's name");
+    expect_open_admit(lax, bb, "a breaker's name");
+    T_CODE(rld_info(lax, tb, &info), -ENOENT);
+    T_CODE(rld_info(lax, bb, &info), -ENOENT);
+
     rld_close(c);
     rld_close(lax);
     rld_close(strict);
