@@ -15,11 +15,12 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "breaker.h"
 #include "limitdef.h"   /* rldi_algo_name */
 #include "keys.h"
 #include "limitstat.h"
 
-enum { P_UP, P_REDIS, P_INSTANCE, P_LIMITS, P_INFO, P_TEMPLATES, P_TINFO, P_DONE };
+enum { P_UP, P_REDIS, P_INSTANCE, P_LIMITS, P_INFO, P_TEMPLATES, P_TINFO, P_EXTRA, P_DONE };
 
 /* ---- formatting -------------------------------------------------------------------------- */
 
@@ -205,6 +206,65 @@ static const char *tvalue_of(char *buf, size_t len, const rldi_seg *seg, uint32_
     }
 }
 
+/* ---- the families of some limits only (shadow, leases) and of the breakers ------------ */
+
+enum { X_SHADOW, X_LEASES_MAX, X_LEASES_HELD, X_LEASES_RECLAIMED, X_BRK_STATE, X_BRK_OPENS,
+       X_BRK_CLOSES, X_BRK_ADMITTED, X_BRK_DENIED, X_COUNT };
+
+static const struct {
+    const char *name, *type, *help;
+} per_other[X_COUNT] = {
+    { "rld_limit_shadow_denied_total", "counter",
+      "Calls a limit in mode = shadow admitted that it would have denied (wraps at 2^32)." },
+    { "rld_limit_leases_max", "gauge", "Leases a concurrency limit allows at once." },
+    { "rld_limit_leases_held", "gauge", "Leases of a concurrency limit held now." },
+    { "rld_limit_leases_reclaimed_total", "counter",
+      "Leases given back because their process died (since the daemon started)." },
+    { "rld_breaker_state", "gauge", "A breaker's state: 0 closed, 1 open, 2 half-open." },
+    { "rld_breaker_opens_total", "counter", "Times a breaker opened." },
+    { "rld_breaker_closes_total", "counter", "Times a breaker closed (after half-open)." },
+    { "rld_breaker_admitted_total", "counter", "Calls a breaker let through." },
+    { "rld_breaker_denied_total", "counter", "Calls a breaker refused." },
+};
+
+/* Family X's sample of slot (SLOT, GEN) into *V, its label's name and value into *LABEL and
+ * NAME: false when the slot has none (not of its kind, deleted meanwhile). */
+static bool other_of(const rldi_metrics *m, int x, uint32_t slot, uint32_t gen, uint64_t now,
+                     rldi_limit_conf *conf, const char **label, uint64_t *v)
+{
+    if (rldi_limit_conf_read(m->seg, slot, gen, conf) < 0)
+        return false;
+    *label = x >= X_BRK_STATE ? "breaker" : "limit";
+    if (x >= X_BRK_STATE) {
+        rldi_brk_view b;
+        if (conf->kind != RLDI_KIND_BREAKER ||
+            rldi_breaker_read(m->seg, (rldi_handle){ slot, gen }, now, &b) < 0)
+            return false;
+        *v = x == X_BRK_STATE ? b.state : x == X_BRK_OPENS ? b.opens : x == X_BRK_CLOSES
+             ? b.closes : x == X_BRK_ADMITTED ? b.admitted : b.denied;
+        return true;
+    }
+    if (conf->kind != RLDI_KIND_LIMIT)
+        return false;
+    if (x == X_SHADOW) {
+        rldi_limit_counts n;
+        rldi_limit_counts_read(m->seg, slot, &n);
+        *v = n.shadowed;
+        return conf->shadow;
+    }
+    if (!conf->concurrency)
+        return false;
+    if (x == X_LEASES_MAX) {
+        *v = conf->concurrency;
+        return true;
+    }
+    uint64_t held, reclaimed;
+    if (!m->leases || m->leases(m->leases_arg, slot, gen, &held, &reclaimed) < 0)
+        return false;
+    *v = x == X_LEASES_HELD ? held : reclaimed;
+    return true;
+}
+
 static bool selected(const rldi_metrics *m, const char *name)
 {
     if (m->nglobs == 0)
@@ -231,6 +291,12 @@ void rldi_metrics_init(rldi_metrics *m, const rldi_seg *seg, const char *instanc
     m->globs = globs;
     m->nglobs = nglobs;
     m->part = P_UP;
+}
+
+void rldi_metrics_set_leases(rldi_metrics *m, rldi_metrics_leases_fn fn, void *arg)
+{
+    m->leases = fn;
+    m->leases_arg = arg;
 }
 
 /* The daemon's Redis figures (global limits), one family per step (FAMILY counts them). */
@@ -417,8 +483,10 @@ static bool step(rldi_metrics *m, line *l, uint64_t now)
     case P_TINFO: {
         uint32_t slot, gen;
         if (rldi_seg_next(m->seg, &m->cursor, &slot, &gen) < 0) {
-            if (m->part == P_TINFO || ++m->family == T_COUNT)
-                m->part = m->part == P_TINFO ? P_DONE : P_TINFO;
+            if (m->part == P_TINFO || ++m->family == T_COUNT) {
+                m->part = m->part == P_TINFO ? P_EXTRA : P_TINFO;
+                m->family = 0;
+            }
             m->cursor = 0;
             m->opened = false;
             return true;
@@ -454,6 +522,34 @@ static bool step(rldi_metrics *m, line *l, uint64_t now)
         put(l, "\",template=\"");
         put_label(l, conf.name);
         put(l, "\"} %s\n", tvalue_of(v, sizeof(v), m->seg, slot, &t, m->family));
+        return true;
+    }
+    case P_EXTRA: {
+        uint32_t slot, gen;
+        if (rldi_seg_next(m->seg, &m->cursor, &slot, &gen) < 0) {
+            if (++m->family == X_COUNT)
+                m->part = P_DONE;
+            m->cursor = 0;
+            m->opened = false;
+            return true;
+        }
+        rldi_limit_conf conf;
+        const char *label;
+        uint64_t v;
+        if (!other_of(m, m->family, slot, gen, now, &conf, &label, &v) || !selected(m, conf.name))
+            return true;
+        if (!m->opened) {
+            family(l, per_other[m->family].name, per_other[m->family].type,
+                   per_other[m->family].help);
+            m->opened = true;
+            m->cursor = slot;
+            return true;
+        }
+        put(l, "%s{rld_instance=\"", per_other[m->family].name);
+        put_label(l, m->instance);
+        put(l, "\",%s=\"", label);
+        put_label(l, conf.name);
+        put(l, "\"} %llu\n", (unsigned long long)v);
         return true;
     }
     default:

@@ -8,7 +8,9 @@
  * hundred bytes of state per scrape. Families come one after the other, each with # HELP
  * and # TYPE and all its samples together (the format requires it), the limits in slot
  * order; a family whose limits are all left out is not written at all. Labels:
- * rld_instance (Prometheus reserves "instance" for the scrape target) and limit. Values are
+ * rld_instance (Prometheus reserves "instance" for the scrape target), and limit, template
+ * or breaker. After the limits and the templates: shadow limits' admitted denials,
+ * concurrency limits' leases and the breakers' figures. Values are
  * read from the segment (common/limitstat.h) when each sample is written.
  */
 #ifndef RLD_COMMON_METRICS_H
@@ -31,12 +33,19 @@ typedef struct rldi_metrics_redis {
     uint32_t global_limits;
 } rldi_metrics_redis;
 
+/* A concurrency limit's leases as the daemon counts them: held now, and reclaimed (their
+ * holder died) since it started. 0, or < 0 when not known (those samples are left out). */
+typedef int (*rldi_metrics_leases_fn)(void *arg, uint32_t slot, uint32_t gen, uint64_t *held,
+                                      uint64_t *reclaimed);
+
 typedef struct rldi_metrics {
     const rldi_seg    *seg;       /* NULL: no instance to read (only rld_up is written) */
     char               instance[RLDI_NAME_MAX + 1];
     bool               up;        /* rld_up: the daemon answers */
     bool               have_redis;
     rldi_metrics_redis redis;
+    rldi_metrics_leases_fn leases;    /* NULL: no daemon to ask (no held, no reclaimed) */
+    void              *leases_arg;
     const char *const *globs;     /* per-limit samples of the limits matching one (fnmatch) */
     int                nglobs;    /* 0: every limit */
     /* where it is */
@@ -51,6 +60,10 @@ typedef struct rldi_metrics {
  * and must outlive the scrape. */
 void rldi_metrics_init(rldi_metrics *m, const rldi_seg *seg, const char *instance, bool up,
                        const rldi_metrics_redis *redis, const char *const *globs, int nglobs);
+
+/* Where the daemon's lease figures come from (the daemon's own table, or rlctl's Status
+ * calls); without it those two families are left out. Before the first rldi_metrics_next. */
+void rldi_metrics_set_leases(rldi_metrics *m, rldi_metrics_leases_fn fn, void *arg);
 
 /* The next whole lines, into BUF (CAP >= RLDI_METRICS_LINE_MAX bytes, not terminated):
  * the number of bytes written, 0 once everything was. NOW_NS is CLOCK_MONOTONIC. */

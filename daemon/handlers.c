@@ -999,6 +999,21 @@ static void on_stopping(void *ctx)
 
 /* ---- the metrics endpoint's body ------------------------------------------------------------ */
 
+/* The endpoint's lease figures: the daemon's own table (rldi_metrics_leases_fn). */
+static int metrics_leases(void *arg, uint32_t slot, uint32_t gen, uint64_t *held,
+                          uint64_t *reclaimed)
+{
+    rld_daemon *d = arg;
+    (void)gen;
+    if (!d->leases)
+        return -ENOENT;
+    lease_stats st;
+    leases_status(d->leases, slot, rldi_mono_ns(), &st, NULL, 0);
+    *held = st.held;
+    *reclaimed = st.reclaimed;
+    return 0;
+}
+
 static void *metrics_begin(void *ctx)
 {
     rld_daemon *d = ctx;
@@ -1014,6 +1029,7 @@ static void *metrics_begin(void *ctx)
                                  st.fallback_ns, st.global_limits };
     rldi_metrics_init(m, d->seg, d->paths.instance, true,
                       st.redis && st.redis[0] ? &redis : NULL, NULL, 0);
+    rldi_metrics_set_leases(m, metrics_leases, d);
     return m;
 }
 

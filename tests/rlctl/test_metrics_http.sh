@@ -51,6 +51,8 @@ write_conf() {   # write_conf PORT [N extra limits]
     printf '[rld]\nmax_limits = 4096\nmetrics_listen = 127.0.0.1:%s\n\n' "$1"
     printf '[limit a]\nrate = 10/s\n\n[limit b.x]\nrate = 3500/min\n\n[limit free]\nrate = unlimited\n\n'
     printf '[limit q]\nrate = 1/s\n\n[limit w]\nrate = 10/s\nalgorithm = sliding\n\n'
+    printf '[limit sh]\nrate = 5/s\nmode = shadow\n\n[limit cc]\nrate = 5/s\nconcurrency = 4\n\n'
+    printf '[breaker brk]\nfailures = 3\n\n'
     i=0
     while [ "$i" -lt "${2:-0}" ]; do printf '[limit many.%d]\nrate = %d/min\n\n' "$i" $((i + 1)); i=$((i + 1)); done
   } >"$conf"
@@ -102,9 +104,22 @@ same() {   # the two texts, the heartbeat's age aside
 }
 same "$dir/http.prom" "$dir/cli.prom"
 grep -qxF "rld_up{$I} 1" "$dir/http.prom" || fail "scrape: rld_up is not 1"
-grep -qxF "rld_limits{$I} 3005" "$dir/http.prom" || fail "scrape: rld_limits is not 3005"
-[ "$(grep -c '^rld_limit_burst_tokens{' "$dir/http.prom")" = 3005 ] ||
-  fail "scrape: not 3005 bursts"
+grep -qxF "rld_limits{$I} 3007" "$dir/http.prom" || fail "scrape: rld_limits is not 3007"
+[ "$(grep -c '^rld_limit_burst_tokens{' "$dir/http.prom")" = 3007 ] ||
+  fail "scrape: not 3007 bursts"
+# the families of some limits and of the breakers, served by the daemon too (rlctl's alone
+# until they moved into the one generator)
+for want in "rld_limit_shadow_denied_total{$I,limit=\"sh\"} 0" \
+            "rld_limit_leases_max{$I,limit=\"cc\"} 4" "rld_limit_leases_held{$I,limit=\"cc\"} 0" \
+            "rld_limit_leases_reclaimed_total{$I,limit=\"cc\"} 0" \
+            "rld_breaker_state{$I,breaker=\"brk\"} 0" "rld_breaker_opens_total{$I,breaker=\"brk\"} 0" \
+            "rld_breaker_closes_total{$I,breaker=\"brk\"} 0" \
+            "rld_breaker_admitted_total{$I,breaker=\"brk\"} 0" \
+            "rld_breaker_denied_total{$I,breaker=\"brk\"} 0"; do
+  grep -qxF "$want" "$dir/http.prom" || fail "scrape: no '$want'"
+  ok
+done
+[ "$(grep -c 'limit="sh"\|limit="cc"\|breaker="brk"' "$dir/http.prom")" -ge 9 ] || fail "scrape: extra families"
 grep -qxF "rld_limit_info{$I,limit=\"w\",algorithm=\"sliding\"} 1" "$dir/http.prom" ||
   fail "scrape: no rld_limit_info of the sliding window w"
 [ "$(wc -c <"$dir/http.prom")" -gt 200000 ] || fail "scrape: not many chunks' worth"

@@ -55,6 +55,8 @@ static int cmd_metrics(rlctl_ctx *ctx)
     rldi_metrics m;
     rldi_metrics_init(&m, r == 0 ? rldc_client_seg(ctx->client) : NULL, ctx->paths.instance, up,
                       have_redis ? &redis : NULL, ctx->globs, ctx->nglobs);
+    if (up)
+        rldi_metrics_set_leases(&m, rlctl_lease_figures, ctx);
     char *buf = malloc(1 << 16);
     if (!buf)
         return rlctl_fail(RLCTL_EXIT_UNREACHABLE, "out of memory");
@@ -62,8 +64,6 @@ static int cmd_metrics(rlctl_ctx *ctx)
     while ((n = rldi_metrics_next(&m, buf, 1 << 16, rldi_mono_ns())) > 0)
         fwrite(buf, 1, n, stdout);
     free(buf);
-    if (r == 0)
-        rlctl_upstream_metrics(ctx, up);     /* breakers, shadow, leases: cmd_upstream.c */
     return r;
 }
 

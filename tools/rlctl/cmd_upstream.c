@@ -19,6 +19,7 @@
 #include "limitdef.h"
 #include "rate.h"
 #include "rlctl.h"
+#include "rldc_tools.h"
 
 static const char *state_name(uint32_t s)
 {
@@ -356,122 +357,32 @@ void rlctl_upstream_status(const rlctl_limit *l, const Rld__V1__LimitStatus *ls,
                rlctl_dur(ls->holders[i]->held_ns));
 }
 
-static void put_label(FILE *f, const char *v)
+/* The daemon's lease figures of one concurrency limit, for the metrics generator: one
+ * Status call (rldi_metrics_leases_fn; ARG is the rlctl context). */
+int rlctl_lease_figures(void *arg, uint32_t slot, uint32_t gen, uint64_t *held,
+                        uint64_t *reclaimed)
 {
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            fputc('\\', f);
-        if (*v == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*v, f);
+    rlctl_ctx *ctx = arg;
+    char name[RLDI_NAME_MAX + 1];
+    if (rldi_seg_name(rldc_client_seg(ctx->client), slot, name) < 0)
+        return -ENOENT;
+    (void)gen;
+    Rld__V1__Status st = RLD__V1__STATUS__INIT;
+    st.limit = name;
+    Rld__V1__Request req = RLD__V1__REQUEST__INIT;
+    req.body_case = RLD__V1__REQUEST__BODY_STATUS;
+    req.status = &st;
+    Rld__V1__Reply *rep;
+    int r = rldi_conn_call(&ctx->conn, &req, 2000, &rep);
+    if (r < 0)
+        return r;
+    r = -ENOENT;
+    if (rep->code == 0 && rep->body_case == RLD__V1__REPLY__BODY_STATUS &&
+        rep->status->n_limits == 1) {
+        *held = rep->status->limits[0]->leases_held;
+        *reclaimed = rep->status->limits[0]->leases_reclaimed;
+        r = 0;
     }
-}
-
-static void family(const char *name, const char *type, const char *help)
-{
-    printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void sample(const char *name, const char *inst, const char *label, const char *who,
-                   uint64_t v)
-{
-    printf("%s{rld_instance=\"", name);
-    put_label(stdout, inst);
-    printf("\",%s=\"", label);
-    put_label(stdout, who);
-    printf("\"} %llu\n", (unsigned long long)v);
-}
-
-void rlctl_upstream_metrics(rlctl_ctx *ctx, bool up)
-{
-    const char *inst = ctx->paths.instance;
-    /* shadow limits and concurrency limits, from the segment (and the daemon's leases) */
-    rlctl_limit *v;
-    size_t n;
-    rlctl_seg_info si;
-    if (rlctl_snapshot(ctx, &v, &n, &si) != 0)
-        return;
-    size_t shadows = 0, leased = 0;
-    for (size_t i = 0; i < n; i++) {
-        shadows += v[i].info.mode == RLD_MODE_SHADOW;
-        leased += v[i].info.concurrency != 0;
-    }
-    if (shadows) {
-        family("rld_limit_shadow_denied_total", "counter",
-               "Calls a limit in mode = shadow admitted that it would have denied (wraps at 2^32).");
-        for (size_t i = 0; i < n; i++)
-            if (v[i].info.mode == RLD_MODE_SHADOW)
-                sample("rld_limit_shadow_denied_total", inst, "limit", v[i].info.name,
-                       v[i].info.shadowed);
-    }
-    if (leased) {
-        family("rld_limit_leases_max", "gauge", "Leases a concurrency limit allows at once.");
-        for (size_t i = 0; i < n; i++)
-            if (v[i].info.concurrency)
-                sample("rld_limit_leases_max", inst, "limit", v[i].info.name, v[i].info.concurrency);
-    }
-    if (leased && up) {
-        /* held and reclaimed: the daemon's (one Status per concurrency limit) */
-        uint64_t *held = calloc(n, sizeof(*held)), *recl = calloc(n, sizeof(*recl));
-        bool *got = calloc(n, sizeof(*got));
-        for (size_t i = 0; held && recl && got && i < n; i++) {
-            if (!v[i].info.concurrency)
-                continue;
-            Rld__V1__Status st = RLD__V1__STATUS__INIT;
-            st.limit = v[i].info.name;
-            Rld__V1__Request req = RLD__V1__REQUEST__INIT;
-            req.body_case = RLD__V1__REQUEST__BODY_STATUS;
-            req.status = &st;
-            Rld__V1__Reply *rep;
-            if (rldi_conn_call(&ctx->conn, &req, 2000, &rep) < 0)
-                break;
-            if (rep->code == 0 && rep->body_case == RLD__V1__REPLY__BODY_STATUS &&
-                rep->status->n_limits == 1) {
-                held[i] = rep->status->limits[0]->leases_held;
-                recl[i] = rep->status->limits[0]->leases_reclaimed;
-                got[i] = true;
-            }
-            rld__v1__reply__free_unpacked(rep, NULL);
-        }
-        if (held && recl && got) {
-            family("rld_limit_leases_held", "gauge", "Leases of a concurrency limit held now.");
-            for (size_t i = 0; i < n; i++)
-                if (got[i])
-                    sample("rld_limit_leases_held", inst, "limit", v[i].info.name, held[i]);
-            family("rld_limit_leases_reclaimed_total", "counter",
-                   "Leases given back because their process died (since the daemon started).");
-            for (size_t i = 0; i < n; i++)
-                if (got[i])
-                    sample("rld_limit_leases_reclaimed_total", inst, "limit", v[i].info.name,
-                           recl[i]);
-        }
-        free(held);
-        free(recl);
-        free(got);
-    }
-    free(v);
-    /* breakers */
-    brk *b;
-    if (breakers(ctx, &b, &n) != 0 || n == 0) {
-        if (n == 0)
-            free(b);
-        return;
-    }
-    family("rld_breaker_state", "gauge", "A breaker's state: 0 closed, 1 open, 2 half-open.");
-    for (size_t i = 0; i < n; i++)
-        sample("rld_breaker_state", inst, "breaker", b[i].st.name, b[i].st.state);
-    family("rld_breaker_opens_total", "counter", "Times a breaker opened.");
-    for (size_t i = 0; i < n; i++)
-        sample("rld_breaker_opens_total", inst, "breaker", b[i].st.name, b[i].st.opens);
-    family("rld_breaker_closes_total", "counter", "Times a breaker closed (after half-open).");
-    for (size_t i = 0; i < n; i++)
-        sample("rld_breaker_closes_total", inst, "breaker", b[i].st.name, b[i].st.closes);
-    family("rld_breaker_admitted_total", "counter", "Calls a breaker let through.");
-    for (size_t i = 0; i < n; i++)
-        sample("rld_breaker_admitted_total", inst, "breaker", b[i].st.name, b[i].st.admitted);
-    family("rld_breaker_denied_total", "counter", "Calls a breaker refused.");
-    for (size_t i = 0; i < n; i++)
-        sample("rld_breaker_denied_total", inst, "breaker", b[i].st.name, b[i].st.denied);
-    free(b);
+    rld__v1__reply__free_unpacked(rep, NULL);
+    return r;
 }

@@ -268,8 +268,11 @@ void rlctl_json_template_fields(rlctl_json *j, const rlctl_tmpl *t);
 void rlctl_json_key_fields(rlctl_json *j, const uint8_t *k, size_t n, size_t len);
 
 /* cmd_upstream.c: a limit's mode, shadow count and leases (LS: the daemon's status, or
- * NULL) in status's text (J NULL) or JSON; the breakers', shadow and lease metrics. */
+ * NULL) in status's text (J NULL) or JSON. */
 void rlctl_upstream_status(const rlctl_limit *l, const Rld__V1__LimitStatus *ls, rlctl_json *j);
-void rlctl_upstream_metrics(rlctl_ctx *ctx, bool up);
+/* A concurrency limit's leases held and reclaimed, from the daemon (rldi_metrics_leases_fn,
+ * ARG the rlctl_ctx): 0, or < 0. */
+int rlctl_lease_figures(void *arg, uint32_t slot, uint32_t gen, uint64_t *held,
+                        uint64_t *reclaimed);
 
 #endif
