@@ -269,16 +269,36 @@ static rldi_slot *counted_slot(const waitq *wq, uint32_t slot, uint32_t gen)
     return key_entry(wq, slot, gen, NULL, &ts) ? &wq->seg->slots[ts] : NULL;
 }
 
+/*
+ * A key's queue facts. The key may be evicted at any moment (a client's CAS) and its entry
+ * given to another key, so a plain store after checking its gen could land on the next
+ * key's entry: a waiters count nobody clears, which would make that key deny (a queue
+ * ahead) and never be evicted. So waiters changes by a CAS of gen | waiters expecting this
+ * key's gen, and queued (the bucket's line, not covered) follows only when it landed:
+ * queued is read only while waiters says there is a queue, and a claim clears both.
+ */
+static void publish_key(rldi_key_entry *e, uint32_t *qd, uint32_t gen, uint32_t total,
+                        uint32_t queued)
+{
+    uint64_t *gw = (uint64_t *)&e->gen;             /* gen | waiters << 32, one word */
+    uint64_t cur = rldi_load_acquire(gw);
+    do {
+        if ((uint32_t)cur != gen)
+            return;                                 /* evicted: not ours any more */
+    } while (!__atomic_compare_exchange_n(gw, &cur, (uint64_t)gen | (uint64_t)total << 32,
+                                          false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE));
+    rldi_store_relaxed(qd, total ? queued : 0);
+}
+
 /* The slot's queue facts, as the fast path reads them. */
 static void publish(waitq *wq, limitq *q)
 {
     if (q->slot >= wq->seg->slot_count) {
         uint32_t *qd;
         rldi_key_entry *e = key_entry(wq, q->slot, q->gen, &qd, NULL);
-        if (e) {
-            rldi_store_relaxed(qd, q->queued > UINT32_MAX ? UINT32_MAX : (uint32_t)q->queued);
-            rldi_store_release(&e->waiters, q->total);
-        }
+        if (e)
+            publish_key(e, qd, q->gen, q->total,
+                        q->queued > UINT32_MAX ? UINT32_MAX : (uint32_t)q->queued);
         if (q->total == 0 && !q->in_gc) {
             q->in_gc = true;
             q->gcnext = wq->gc;
