@@ -494,48 +494,73 @@ static rldi_u128 fresh(const rldi_bank *b, rldi_u128 now, uint32_t g)
     return rldi_word_make(now, g);
 }
 
-/* Claim free entry IDX for the key (identity ID, hash HASH): 0, or -EAGAIN when another
- * process took it first. */
+/* A test's pause inside a claim (tests/unit/test_keys_defects.c: stalled-claim); NULL. */
+void (*rldi_key_claim_hook)(uint32_t idx);
+
+/*
+ * Claim free entry IDX for the key (identity ID, hash HASH): 0, or -EAGAIN when another
+ * process took it first. Three steps: the ticket (this process's pid in the free entry's
+ * waiters, by a CAS of gen | waiters), which makes the place this process's alone; the state
+ * word (ver g -> g+1, a fresh state); then the identity, and gen g -> g+1 with the ticket
+ * cleared in one CAS (live). The daemon gives back a place claimed by a process that is gone
+ * (rldi_key_unclaim), never one whose claimer lives, so a claimer stopped for any time
+ * between the steps writes its identity over no other key's (docs/DESIGN.md, keyed limits).
+ */
 static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t epoch,
                  uint64_t hash, const uint64_t id[2], uint64_t rate, rldi_u128 now,
                  uint32_t *gen_out)
 {
     rldi_key_entry *e = &t->entries[idx];
     rldi_key_bucket *bk = &t->buckets[idx / RLDI_KEY_BUCKET];
-    uint32_t g = rldi_load_acquire(&e->gen);
+    uint64_t *gwp = (uint64_t *)&e->gen;                    /* gen | waiters << 32 */
+    uint64_t gw = rldi_load_acquire(gwp);
+    uint32_t g = (uint32_t)gw;
     rldi_u128 word = rldi_load16_split(&e->tat);
-    if ((g & 1) || (uint32_t)(word >> 96) != g)
+    if ((g & 1) || ((uint32_t)(gw >> 32) & RLDI_KEY_TICKET) || (uint32_t)(word >> 96) != g)
         return -EAGAIN;                         /* live, or being claimed */
+    /* a free place's waiters may hold a count a late publish left (waitq.c): replaced */
+    uint64_t mine = (uint64_t)g | (uint64_t)(RLDI_KEY_TICKET | ((uint32_t)getpid() &
+                                                                ~RLDI_KEY_TICKET)) << 32;
+    if (!__atomic_compare_exchange_n(gwp, &gw, mine, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return -EAGAIN;
     uint32_t g1 = next_gen(g, epoch);
     rldi_bank kb;
     key_bank(t, b, rate, &kb);
-    if (!rldi_cas16(&e->tat, &word, fresh(&kb, now, g1)))
+    if (!rldi_cas16(&e->tat, &word, fresh(&kb, now, g1))) {
+        __atomic_store_n(gwp, (uint64_t)g, __ATOMIC_RELEASE);  /* moved (a ticketless claimer) */
         return -EAGAIN;
-    /* Known gap: a claimer stopped here for two daemon sweeps (seconds) has its claim
-     * given back (rldi_key_unclaim) and may then write these words over a place another
-     * key claimed meanwhile; its gen CAS fails, the other key's identity is lost. Needs a
-     * process stopped mid-claim for seconds; not closed yet (a claim ticket would). */
+    }
+    if (rldi_unlikely(rldi_key_claim_hook != NULL))
+        rldi_key_claim_hook(idx);
     uint64_t *w = ident_words(e);
     rldi_store_relaxed(&e->hash, hash);
     rldi_store_relaxed(&w[0], id[0]);
     rldi_store_relaxed(&w[1], (t->flags & RLDI_TMPL_CALLER_RATE) ? rate : id[1]);
     rldi_store_relaxed(&bk->tag[idx % RLDI_KEY_BUCKET], tag_of(hash));
-    /* live from here: the identity is published with the gen (release) */
-    if (!__atomic_compare_exchange_n(&e->gen, &g, g1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-        return -EAGAIN;                         /* the daemon took back a claim it thought lost */
+    rldi_store_relaxed(&bk->queued[idx % RLDI_KEY_BUCKET], 0);   /* a late publish's, too */
+    /* live from here: the identity is published with the gen (release), the ticket ends */
+    if (!__atomic_compare_exchange_n(gwp, &mine, (uint64_t)g1, false, __ATOMIC_RELEASE,
+                                     __ATOMIC_RELAXED))
+        return -EAGAIN;     /* the daemon thought this process gone (another pid namespace) */
     rldi_add_relaxed(&t->rec->live, 1);
     *gen_out = g1;
     return 0;
 }
 
+/* Is entry E free: no key, no claimer (no ticket, a free word)? */
+static inline bool place_free(const rldi_key_entry *e)
+{
+    uint64_t gw = rldi_load_relaxed((const uint64_t *)&e->gen);
+    uint32_t g = (uint32_t)gw;
+    return !(g & 1) && !((uint32_t)(gw >> 32) & RLDI_KEY_TICKET) &&
+           (uint32_t)(rldi_load_relaxed(&e->frac_ver) >> 32) == g;
+}
+
 static uint32_t free_in(const rldi_table *t, uint32_t bkt)
 {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
-        rldi_key_entry *e = &t->entries[bkt * RLDI_KEY_BUCKET + i];
-        uint32_t g = rldi_load_relaxed(&e->gen);
-        n += !(g & 1) && (uint32_t)(rldi_load_relaxed(&e->frac_ver) >> 32) == g;
-    }
+    for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++)
+        n += place_free(&t->entries[bkt * RLDI_KEY_BUCKET + i]);
     return n;
 }
 
@@ -589,9 +614,7 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
         if (best >= 0) {
             for (uint32_t i = 0; i < RLDI_KEY_BUCKET && at == UINT32_MAX; i++) {
                 uint32_t j = b[best] * RLDI_KEY_BUCKET + i;
-                rldi_key_entry *e = &t->entries[j];
-                uint32_t g = rldi_load_relaxed(&e->gen);
-                if (!(g & 1) && (uint32_t)(rldi_load_relaxed(&e->frac_ver) >> 32) == g)
+                if (place_free(&t->entries[j]))
                     at = j;
             }
         } else {
@@ -746,22 +769,44 @@ int rldi_key_reset(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_
 bool rldi_key_claimed(const rldi_table *t, uint32_t idx, rldi_u128 *word)
 {
     rldi_key_entry *e = &t->entries[idx];
-    uint32_t g = rldi_load_acquire(&e->gen);
+    uint64_t gw = rldi_load_acquire((const uint64_t *)&e->gen);
+    uint32_t g = (uint32_t)gw;
     *word = rldi_load16_split(&e->tat);
+    if (g & 1)
+        return false;
+    if ((uint32_t)(gw >> 32) & RLDI_KEY_TICKET)
+        return true;                            /* a claimer's ticket */
     uint32_t v = (uint32_t)(*word >> 96);
-    return !(g & 1) && (v & 1) && (v & RLDI_KEY_SEQ_MASK) == ((g + 1) & RLDI_KEY_SEQ_MASK);
+    return (v & 1) && (v & RLDI_KEY_SEQ_MASK) == ((g + 1) & RLDI_KEY_SEQ_MASK);
+}
+
+/* Is the process with pid PID gone? (kill(2): ESRCH.) */
+static bool gone(uint32_t pid)
+{
+    return pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word)
 {
     rldi_key_entry *e = &t->entries[idx];
-    uint32_t g = rldi_load_acquire(&e->gen);
-    if ((g & 1) || (uint32_t)(word >> 96) == g)
+    uint64_t *gwp = (uint64_t *)&e->gen;
+    uint64_t gw = rldi_load_acquire(gwp);
+    uint32_t g = (uint32_t)gw, tk = (uint32_t)(gw >> 32);
+    if (g & 1)
         return 0;
+    if (tk & RLDI_KEY_TICKET) {
+        if (!gone(tk & ~RLDI_KEY_TICKET))
+            return 0;                           /* its claimer lives: slow or stopped, its place */
+        if ((uint32_t)(word >> 96) == g)        /* it died holding the ticket alone */
+            return __atomic_compare_exchange_n(gwp, &gw, (uint64_t)g, false, __ATOMIC_RELEASE,
+                                               __ATOMIC_RELAXED);
+    } else if ((uint32_t)(word >> 96) == g) {
+        return 0;                               /* not claimed */
+    }
     uint32_t g2 = (g & ~RLDI_KEY_SEQ_MASK) | ((g + 2) & RLDI_KEY_SEQ_MASK);
     if (!rldi_cas16(&e->tat, &word, (rldi_u128)g2 << 96))
         return 0;
-    __atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    __atomic_compare_exchange_n(gwp, &gw, (uint64_t)g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
     return 1;
 }
 

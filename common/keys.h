@@ -14,8 +14,10 @@
  * the template's epoch when it was made; the state word's ver field always equals the gen of
  * the key it belongs to, so a CAS built on another incarnation fails):
  *
- *   free (gen g even, ver g) --claim: CAS word ver g -> g+1, fresh state--> claimed
- *   claimed --identity written, tag set, gen g -> g+1 (CAS)--> live
+ *   free (gen g even, ver g) --ticket: CAS gen|waiters g|w -> g|pid (RLDI_KEY_TICKET)-->
+ *   ticketed --CAS word ver g -> g+1, fresh state--> claimed
+ *   claimed --identity written, tag set, gen|waiters g|pid -> g+1|0 (CAS)--> live
+ *   (ticketed or claimed, its claimer gone: the daemon's sweep frees it, rldi_key_unclaim)
  *   live (idle: full again, no waiters) --CAS word -> ver g+2, then gen -> g+2--> free
  *
  * Inserting a key takes the lock of its first bucket, so two processes never insert the
@@ -36,6 +38,10 @@
 #include "segment.h"
 
 #define RLDI_KEY_SEQ_MASK   0x00ffffffu
+/* In a free entry's waiters while a process claims it: that process's pid | this bit
+ * (a live key's waiters is a count of waiters, far below) */
+#define RLDI_KEY_TICKET     0x80000000u
+extern void (*rldi_key_claim_hook)(uint32_t idx);   /* tests only: a pause inside a claim */
 #define RLDI_KEY_EPOCH(gen) ((gen) >> 24)
 
 /* A template's table, its offsets checked against the mapping. */
@@ -103,10 +109,10 @@ uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, 
 int rldi_key_reset(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
                    rldi_u128 now);
 
-/* Entry IDX of T, found claimed (a free gen, a claimed word) with word WORD at an earlier
- * sweep and unchanged since: its claimer died between the two steps of a claim (keys.h
- * top). Free it again: 1 done, 0 not (it moved on). A claimer only slow gets -EAGAIN from
- * its last step and inserts again. */
+/* Entry IDX of T, found claimed (a free gen and a claimer's ticket, or a claimed word) with
+ * word WORD at an earlier sweep and unchanged since: freed again when its claimer is gone
+ * (the ticket's pid: kill(2) says ESRCH), never while it lives: 1 done, 0 not (it lives, or
+ * moved on). A claim without a ticket (none is made so any more) is freed as before. */
 int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word);
 /* Is entry IDX of T claimed and not yet live (*WORD its state word)? */
 bool rldi_key_claimed(const rldi_table *t, uint32_t idx, rldi_u128 *word);

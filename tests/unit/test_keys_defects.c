@@ -2,7 +2,8 @@
  * test_keys_defects.c - regression tests of defects once found in common/keys.c (issue 13),
  * on key tables in memory (keys_mem.h), and of the refusal figure docs/DESIGN.md gives.
  * Each case prints what it sees; the program exits 1 if any defect is back.
- *     build/tests/unit/test_keys_defects [half-evict|enospc-race|refusal-rate|busy-holder]
+ *     build/tests/unit/test_keys_defects [half-evict|enospc-race|refusal-rate|busy-holder|
+ *                                          stalled-claim]
  *
  * half-evict    evict() is two steps: a CAS of the state word to "free" (ver g+2), then a
  *               CAS of gen g+1 -> g+2. A process stopped (or killed) between them must not
@@ -19,6 +20,13 @@
  *               stopped holder (SIGSTOP) makes the insertion say -EBUSY; a live one that is
  *               merely not running (a loaded host) is waited for, not refused after 50 ms
  *               (test_mp_keys once met -EBUSY from a preempted holder under a -j2 load).
+ * stalled-claim a claimer stopped between the steps of a claim (its ticket and fresh word
+ *               taken, its identity not yet written) across the daemon's sweeps keeps its
+ *               place while it lives: a new key meanwhile finds the table full (-ENOSPC),
+ *               and when the claimer goes on every key is found. The sweeps used to free
+ *               any claim left two sweeps: the new key took that place and the claimer then
+ *               wrote its identity over it (the new key lost). A claimer that dies there
+ *               has its place freed, and the next key takes it.
  *
  * A fourth defect, a new key's state made at a caller's stale clock read, is fixed by
  * reading the clock under the insertion lock (keys.c); its reproducer passed explicit times,
@@ -251,11 +259,157 @@ static int busy_holder(void)
     return r1 != -EBUSY || r2 != 0;
 }
 
+/* ---- stalled-claim ----------------------------------------------------------------------- */
+
+static atomic_int sc_state;          /* 0 running, 1 paused in the claim, 2 go on, 3 die */
+
+static void sc_hook(uint32_t idx)
+{
+    (void)idx;
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&sc_state, &expect, 1))
+        return;                             /* only the first claim pauses */
+    while (atomic_load(&sc_state) == 1) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&sc_state) == 3)
+        pthread_exit(NULL);                 /* a claimer that dies between its steps */
+}
+
+static keys_mem *sc_m;
+static int sc_code;
+
+static void *sc_claimer(void *arg)
+{
+    (void)arg;
+    bool created;
+    sc_code = keys_mem_try(sc_m, "stalled", 7, 1, mono_ns(), &created);
+    return NULL;
+}
+
+/* The daemon's sweep of claims (dseg.c dseg_keys_sweep): claims seen, then freed if the
+ * same one after the next sweep (rldi_key_unclaim decides). Returns places freed. */
+static int sc_sweeps(keys_mem *m, int rounds)
+{
+    uint32_t places = m->t.nbuckets * RLDI_KEY_BUCKET, freed = 0;
+    rldi_u128 seen[64];
+    bool was[64];
+    for (uint32_t j = 0; j < places && j < 64; j++)
+        was[j] = rldi_key_claimed(&m->t, j, &seen[j]);
+    for (int r = 0; r < rounds; r++)
+        for (uint32_t j = 0; j < places && j < 64; j++) {
+            rldi_u128 w;
+            if (was[j] && rldi_key_claimed(&m->t, j, &w) && w == seen[j])
+                freed += (uint32_t)rldi_key_unclaim(&m->t, j, w);
+            was[j] = rldi_key_claimed(&m->t, j, &seen[j]);
+        }
+    return (int)freed;
+}
+
+static bool sc_found(keys_mem *m, const char *key)
+{
+    uint32_t idx, gen;
+    size_t len = strlen(key);
+    return rldi_key_find(&m->t, rldi_siphash13(secret, key, len), key, len, 1, &idx, &gen) == 0;
+}
+
+/* A pid that was a process and is gone (a child, reaped). */
+static pid_t dead_pid(void)
+{
+    pid_t p = fork();
+    if (p == 0)
+        _exit(0);
+    waitpid(p, NULL, 0);
+    return p;
+}
+
+static int stalled_claim_case(bool dies)
+{
+    keys_mem m;
+    /* 16 places in 2 buckets: every key may live in each; 10 per 1000 s, so a key that took
+     * 5 holds state for 500 s (never idle here) */
+    if (keys_mem_make(&m, 14, RLDI_ALGO_GCRA, 10, 1000000 * MS, 0, secret) < 0)
+        return -1;
+    uint32_t places = m.t.nbuckets * RLDI_KEY_BUCKET;
+    char key[16];
+    int n = 0;
+    for (int i = 0; m.t.rec->live < places - 1 && i < 1000; i++) {
+        snprintf(key, sizeof(key), "f%d", i);
+        if (keys_mem_try(&m, key, strlen(key), 5, mono_ns(), NULL) == 0)
+            n = i + 1;
+    }
+    if (m.t.rec->live != places - 1)
+        return -1;
+    /* a claimer takes the last place and stops between its steps */
+    sc_m = &m;
+    atomic_store(&sc_state, 0);
+    rldi_key_claim_hook = sc_hook;
+    pthread_t th;
+    pthread_create(&th, NULL, sc_claimer, NULL);
+    while (atomic_load(&sc_state) != 1) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    pid_t gone = 0;
+    if (dies) {
+        /* it dies there: its ticket and any insertion lock it held now name a dead pid */
+        atomic_store(&sc_state, 3);
+        pthread_join(th, NULL);
+        gone = dead_pid();
+        for (uint32_t j = 0; j < places; j++) {
+            uint32_t *wt = &m.t.entries[j].waiters;
+            if (__atomic_load_n(wt, __ATOMIC_RELAXED) & RLDI_KEY_TICKET)
+                __atomic_store_n(wt, RLDI_KEY_TICKET | (uint32_t)gone, __ATOMIC_RELAXED);
+        }
+        for (uint32_t b = 0; b < m.t.nbuckets; b++)
+            if (m.t.buckets[b].lock)
+                m.t.buckets[b].lock = (uint64_t)(uint32_t)gone | (UINT64_C(1) << 32);
+    }
+    int freed = sc_sweeps(&m, 3);               /* seconds of the daemon's sweeps */
+    int other = keys_mem_try(&m, "other", 5, 1, mono_ns(), NULL);
+    if (!dies) {
+        atomic_store(&sc_state, 2);             /* it goes on */
+        pthread_join(th, NULL);
+    }
+    rldi_key_claim_hook = NULL;
+    int lost = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "f%d", i);
+        lost += !sc_found(&m, key);
+    }
+    bool st = sc_found(&m, "stalled"), ot = sc_found(&m, "other");
+    int bad;
+    if (dies) {
+        printf("stalled-claim: a claimer dead between its steps: %d place freed by the sweeps, "
+               "a new key then %s, found %s; %d of the %d keys with state lost\n", freed,
+               code(other), ot ? "yes" : "no", lost, n);
+        bad = freed != 1 || other != 0 || !ot || lost;
+    } else {
+        printf("stalled-claim: a claimer stopped between its steps across sweeps: %d place "
+               "freed; a new key meanwhile %s%s; the claimer then %s, its key found %s; %d of "
+               "the %d keys with state lost\n", freed, code(other),
+               other == 0 ? (ot ? " (found)" : " (NOT found: its identity overwritten)") : "",
+               code(sc_code), st ? "yes" : "no", lost, n);
+        bad = freed != 0 || other != -ENOSPC || sc_code != 0 || !st || lost;
+    }
+    keys_mem_free(&m);
+    return bad;
+}
+
+static int stalled_claim(void)
+{
+    int a = stalled_claim_case(false);
+    int b = a < 0 ? a : stalled_claim_case(true);
+    return a < 0 || b < 0 ? -1 : a || b;
+}
+
 int main(int argc, char **argv)
 {
     static const struct { const char *name; int (*fn)(void); } cases[] = {
         { "half-evict", half_evict }, { "enospc-race", enospc_race },
         { "refusal-rate", refusal_rate }, { "busy-holder", busy_holder },
+        { "stalled-claim", stalled_claim },
     };
     int found = 0, ran = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -271,7 +425,7 @@ int main(int argc, char **argv)
         found += r;
     }
     if (!ran) {
-        fprintf(stderr, "usage: %s [half-evict|enospc-race|refusal-rate|busy-holder]\n", argv[0]);
+        fprintf(stderr, "usage: %s [half-evict|enospc-race|refusal-rate|busy-holder|stalled-claim]\n", argv[0]);
         return 2;
     }
     return found ? 1 : 0;
