@@ -245,15 +245,40 @@ static inline uint16_t tag_of(uint64_t h)
     return (uint16_t)(h >> 48) | 1;
 }
 
-/* The identity words of a key as the entry holds them at offset 32: length - 1 and the
- * first bytes (up to 15; 7 when the last 8 bytes hold a caller's rate). */
-static void ident_of(const void *key, size_t len, bool caller, uint64_t w[2])
+/* N <= 8 bytes at P as a little-endian word (the rest 0), without a call or a byte loop:
+ * two overlapping loads (their common bytes are the same bytes at the same places). */
+static inline uint64_t bytes_le(const uint8_t *p, size_t n)
 {
-    uint8_t b[16] = { 0 };
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return a | (uint64_t)b << (8 * (n - 4));
+    }
+    if (n == 0)
+        return 0;
+    return p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
+/* The identity words of a key as the entry holds them at offset 32: length - 1 and the
+ * first bytes (up to 15; 7 when the last 8 bytes hold a caller's rate), zero-padded. Built
+ * in registers: bytes stored one by one and read back as words stall the load (a failed
+ * store forward, ~10 ns on every lookup). */
+static inline void ident_of(const void *key, size_t len, bool caller, uint64_t w[2])
+{
+    const uint8_t *p = key;
     size_t keep = caller ? RLDI_KEY_RATE_PREFIX : RLDI_KEY_PREFIX;
-    b[0] = (uint8_t)(len - 1);
-    memcpy(b + 1, key, len < keep ? len : keep);
-    memcpy(w, b, 16);
+    size_t n = len < keep ? len : keep;
+    w[0] = (uint8_t)(len - 1) | bytes_le(p, n < 7 ? n : 7) << 8;
+    w[1] = n > 7 ? bytes_le(p + 7, n - 7) : 0;
+}
+
+/* Start loading the four buckets' headers a key may live in: their misses overlap, where a
+ * scan would wait for each in turn. */
+static inline void prefetch_buckets(const rldi_table *t, const uint32_t b[4])
+{
+    for (int k = 0; k < 4; k++)
+        __builtin_prefetch(&t->buckets[b[k]]);
 }
 
 static inline uint64_t *ident_words(rldi_key_entry *e)
@@ -277,13 +302,22 @@ static inline uint32_t next_gen(uint32_t g, uint32_t epoch);
  * fails, and its evictor may have died there (SIGKILL): whoever meets it finishes the
  * eviction (the second step is the same for everyone). True when entry AT (gen G) was one.
  */
-static bool evict_finish(const rldi_table *t, uint32_t at, uint32_t g)
+static bool evict_finish_slow(const rldi_table *t, uint32_t at, uint32_t g);
+
+static inline bool evict_finish(const rldi_table *t, uint32_t at, uint32_t g)
 {
     rldi_key_entry *e = &t->entries[at];
     uint32_t v = (uint32_t)(rldi_load_acquire(&e->frac_ver) >> 32);
-    uint32_t g2 = next_gen(g, RLDI_KEY_EPOCH(g));
-    if (v != g2)
+    if (rldi_likely(v != next_gen(g, RLDI_KEY_EPOCH(g))))
         return false;
+    return evict_finish_slow(t, at, g);
+}
+
+static __attribute__((noinline)) bool evict_finish_slow(const rldi_table *t, uint32_t at,
+                                                        uint32_t g)
+{
+    rldi_key_entry *e = &t->entries[at];
+    uint32_t g2 = next_gen(g, RLDI_KEY_EPOCH(g));
     /* The tag stays: once gen is even the place may be claimed at once, and a tag cleared
      * after that claim (this process preempted here) would hide the new key from find(),
      * which would then insert it a second time: two buckets, a burst each. A stale tag on a
@@ -295,8 +329,9 @@ static bool evict_finish(const rldi_table *t, uint32_t at, uint32_t g)
     return true;
 }
 
-static int find(const rldi_table *t, const uint32_t b[4], uint64_t hash, const uint64_t id[2],
-                bool caller, uint32_t epoch, uint32_t *idx, uint32_t *gen)
+static inline int find(const rldi_table *t, const uint32_t b[4], uint64_t hash,
+                       const uint64_t id[2], bool caller, uint32_t epoch, uint32_t *idx,
+                       uint32_t *gen)
 {
     uint16_t tag = tag_of(hash);
     for (int k = 0; k < 4; k++) {
@@ -308,6 +343,8 @@ static int find(const rldi_table *t, const uint32_t b[4], uint64_t hash, const u
                 continue;
             uint32_t at = b[k] * RLDI_KEY_BUCKET + i;
             rldi_key_entry *e = &t->entries[at];
+            /* an entry may straddle two lines (48 B entries): load both at once */
+            __builtin_prefetch((const uint8_t *)e + sizeof(*e) - 1);
             uint32_t g = rldi_load_acquire(&e->gen);
             if (!(g & 1) || RLDI_KEY_EPOCH(g) != epoch)
                 continue;
@@ -337,8 +374,123 @@ int rldi_key_find(const rldi_table *t, uint64_t hash, const void *key, size_t le
     uint64_t id[2];
     bool caller = t->flags & RLDI_TMPL_CALLER_RATE;
     buckets_of(hash, t->nbuckets, b);
+    prefetch_buckets(t, b);
     ident_of(key, len, caller, id);
     return find(t, b, hash, id, caller, epoch, idx, gen);
+}
+
+/*
+ * floor(X / T) for a GCRA bank's T (< 2^64 units), at most MAXQ, with INV ~= 1 / T (a hint
+ * from shared memory: checked). A key's tolerance is often past 2^63 units (120/min with a
+ * burst of 120 is 2.6e20), where gcra.h's rldi_div_floor_inv falls back to a 128-bit
+ * division (~30 ns): here the estimate is corrected exactly with 128-bit products, and a
+ * bad hint ends in the exact division.
+ */
+static inline uint64_t div_floor_t64(rldi_u128 x, uint64_t t, double inv, uint64_t maxq)
+{
+    if (t == 0 || x >> 96 || !(inv > 0))
+        return rldi_div_floor(x, t, maxq);
+    double qd = ((double)(uint64_t)(x >> 32) * 4294967296.0 + (double)(uint32_t)x) * inv;
+    if (!(qd < 9.0e15))                 /* 2^53: past it the estimate is not within 1 */
+        return rldi_div_floor(x, t, maxq);
+    uint64_t q = (uint64_t)qd;
+    rldi_u128 p = (rldi_u128)q * t;
+    for (int i = 0; i < 4; i++) {
+        if (p > x) {
+            q--;
+            p -= t;
+        } else if (x - p >= t) {
+            q++;
+            p += t;
+        } else {
+            return q > maxq ? maxq : q;
+        }
+    }
+    return rldi_div_floor(x, t, maxq);  /* the hint was not ~1/T */
+}
+
+/* rldi_bucket_verdict_fast for a key's admission (TT, BURST, COST of bank B of template
+ * slot TS; new TAT NT at NOW): the same figures, with div_floor_t64's division. */
+static void key_verdict(rldi_verdict *v, const rldi_slot *ts, const rldi_bank *b, uint64_t tt,
+                        uint64_t burst, uint64_t cost, rldi_u128 nt, rldi_u128 now)
+{
+    rldi_u128 used = nt - now;
+    if (tt == (uint64_t)RLDI_POOL_T || used == (rldi_u128)tt * cost) {
+        rldi_bucket_verdict_fast(v, ts, b, tt, burst, cost, nt, now);
+        return;
+    }
+    uint64_t bits = rldi_load_relaxed(&b->inv_t);
+    double inv;
+    memcpy(&inv, &bits, sizeof(inv));
+    v->limit = burst;
+    v->remaining = div_floor_t64((rldi_u128)tt * burst - used, tt, inv, burst);
+    v->retry_after_ns = 0;
+    v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+    v->flags = v->waiters = v->window = 0;
+}
+
+static inline int key_take(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                           uint64_t cost, uint64_t now_ns, rldi_verdict *v)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    const rldi_slot *ts = &s->slots[t->slot];
+    uint64_t tat = rldi_load_relaxed(&e->tat), fv = rldi_load_relaxed(&e->frac_ver);
+    uint64_t gw = rldi_load_relaxed((const uint64_t *)&e->gen);     /* gen | waiters << 32 */
+    /* the template's word (its epoch in tat's low byte, its bank's parity in the version)
+     * and the bank it names: as rldi_cell_view reads them for a key */
+    uint64_t ttat = rldi_load_relaxed(&ts->tat), tfv = rldi_load_relaxed(&ts->frac_ver);
+    const rldi_bank *b = &ts->bank[(tfv >> 32) & 1];
+    uint64_t tt = rldi_load_relaxed(&b->t_lo), burst = rldi_load_relaxed(&b->burst);
+    if (rldi_unlikely((fv >> 32) != gen || gw != gen || !(gen & 1) ||
+                      (uint8_t)ttat != (uint8_t)RLDI_KEY_EPOCH(gen) ||
+                      rldi_load_relaxed(&ts->gen) != t->gen ||
+                      (t->flags & RLDI_TMPL_CALLER_RATE) || rldi_load_relaxed(&b->t_hi) != 0 ||
+                      tt == 0 || cost - 1 >= burst))
+        return 1;
+    /* GCRA, as rldi_bucket_take_busy: a full bucket (TAT < now) admits cost <= burst with
+     * TAT = now + cost*T; else D = TAT - now admits iff D <= (burst - cost)*T, TAT += cost*T */
+    rldi_u128 ct = (rldi_u128)tt * cost;
+    uint64_t ntat, nfv;
+    if (tat < now_ns) {
+        ntat = now_ns + (uint64_t)(ct >> 32);
+        nfv = (fv & RLDI_VER_MASK) | (uint32_t)ct;
+    } else {
+        rldi_u128 d = ((rldi_u128)(tat - now_ns) << 32) | (uint32_t)fv;
+        if (d > (rldi_u128)tt * (burst - cost))
+            return 1;                   /* a denial: the full path says it, with its figures */
+        uint64_t f = (fv & RLDI_FRAC_MASK) + (uint32_t)ct;
+        ntat = tat + (uint64_t)(ct >> 32) + (f >> 32);
+        nfv = (fv & RLDI_VER_MASK) | (uint32_t)f;
+    }
+    if (rldi_unlikely(!rldi_cas16_halves(&e->tat, &tat, &fv, ntat, nfv)))
+        return 1;                       /* moved: the full path decides on the new state */
+    if (v)
+        key_verdict(v, ts, b, tt, burst, cost, rldi_tat_unpack(ntat, nfv), rldi_fp_from_ns(now_ns));
+    return 0;
+}
+
+int rldi_key_take(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                  uint64_t cost, uint64_t now_ns, rldi_verdict *v)
+{
+    return key_take(s, t, idx, gen, cost, now_ns, v);
+}
+
+int rldi_key_try(const rldi_seg *s, const rldi_table *t, const void *key, size_t len,
+                 uint64_t cost, uint64_t now_ns, uint32_t *idx, uint32_t *gen, rldi_verdict *v)
+{
+    if (len == 0 || len > RLDI_KEY_MAX)
+        return -EINVAL;
+    bool caller = t->flags & RLDI_TMPL_CALLER_RATE;
+    uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len), id[2];
+    uint32_t b[4];
+    buckets_of(hash, t->nbuckets, b);
+    prefetch_buckets(t, b);
+    ident_of(key, len, caller, id);
+    int r = find(t, b, hash, id, caller, (uint8_t)rldi_load_relaxed(&s->slots[t->slot].tat),
+                 idx, gen);
+    if (r < 0)
+        return r;
+    return key_take(s, t, *idx, *gen, cost, now_ns, v);
 }
 
 /* The template's current bank (a seqlock read of its word). */
@@ -549,10 +701,10 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
     uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len), id[2];
     uint32_t b[4];
     buckets_of(hash, t->nbuckets, b);
+    prefetch_buckets(t, b);
     ident_of(key, len, caller, id);
-    rldi_bank bank;
-    uint32_t epoch;
-    tmpl_bank(s, t, &bank, &epoch);
+    /* a lookup needs only the epoch (a take checks it again against the key's gen) */
+    uint32_t epoch = rldi_table_epoch(s, t);
     *created = false;
     int r = find(t, b, hash, id, caller, epoch, idx, gen);
     if (r == 0)
@@ -561,6 +713,9 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
         return -EINVAL;                 /* a new key of a rate = caller template: its rate? */
     if (rldi_load_acquire(&s->hdr->state) != RLDI_STATE_READY)
         return -ESTALE;                 /* a segment being replaced: the new one takes keys */
+    /* a new key: the bank its state is made for, and the epoch that goes with it */
+    rldi_bank bank;
+    tmpl_bank(s, t, &bank, &epoch);
     rldi_key_bucket *lk = &t->buckets[b[0]];
     if ((r = lock_bucket(lk)) < 0)
         return r;
