@@ -286,6 +286,41 @@ static inline uint64_t *ident_words(rldi_key_entry *e)
     return (uint64_t *)((uint8_t *)e + 32);
 }
 
+/*
+ * The bucket header's hint of its held places (layout.h rldi_key_bucket.held): bit i is set
+ * once a claim of entry i won its CAS, cleared once an eviction of it is finished (or an
+ * abandoned claim given back). It is only ever a hint, wrong for a moment around every
+ * change (and for good where a 3.0 client, which does not keep it, claims or evicts): an
+ * insertion chooses a place by it, then the claim's CAS checks the place (a held place
+ * fails and is marked held); a table whose four buckets it calls full is scanned entry by
+ * entry as before (so a wrong "held" never refuses a key), and the daemon's sweep sets it
+ * right bucket by bucket. docs/DESIGN.md, "Keyed limits".
+ */
+static inline uint32_t held_of(const rldi_key_bucket *bk)
+{
+    return (uint32_t)rldi_load_relaxed(&bk->held) & 0xffu;
+}
+
+/* Set bits of a byte (no popcnt instruction assumed: libgcc's would be a call). */
+static inline uint32_t bits8(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55u);
+    x = (x & 0x33u) + ((x >> 2) & 0x33u);
+    return (x + (x >> 4)) & 0x0fu;
+}
+
+static inline void held_set(rldi_key_bucket *bk, uint32_t i)
+{
+    if (!(rldi_load_relaxed(&bk->held) >> i & 1))
+        __atomic_fetch_or(&bk->held, UINT64_C(1) << i, __ATOMIC_RELAXED);
+}
+
+static inline void held_clear(rldi_key_bucket *bk, uint32_t i)
+{
+    if (rldi_load_relaxed(&bk->held) >> i & 1)
+        __atomic_fetch_and(&bk->held, ~(UINT64_C(1) << i), __ATOMIC_RELAXED);
+}
+
 static bool seen(const uint32_t *b, int k)
 {
     for (int j = 0; j < k; j++)
@@ -323,6 +358,9 @@ static __attribute__((noinline)) bool evict_finish_slow(const rldi_table *t, uin
      * which would then insert it a second time: two buckets, a burst each. A stale tag on a
      * free place costs find() one look at its gen. */
     if (__atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+        /* free: the hint says so (after gen: a claim of the place may come first, and its
+         * bit cleared here only makes an insertion try it and fail, never a key lost) */
+        held_clear(&t->buckets[at / RLDI_KEY_BUCKET], at % RLDI_KEY_BUCKET);
         rldi_add_relaxed(&t->rec->live, (uint64_t)-1);
         rldi_add_relaxed(&t->rec->evictions, 1);
     }
@@ -534,8 +572,12 @@ static bool idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
     return rldi_tat_unpack((uint64_t)word, fv) <= now;
 }
 
-static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
-                 rldi_u128 now, bool stale_only)
+/* Evict entry IDX (gen GEN) if it is stale, or (unless STALE_ONLY) idle at NOW. B0 and
+ * EPOCH0: the template's bank and epoch as the caller read them (tmpl_bank), used while the
+ * epoch is still that one (a key of a newer epoch is never taken for a stale one); NULL:
+ * read them here. 1 evicted, else 0. */
+static int evict_b(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                   rldi_u128 now, bool stale_only, const rldi_bank *b0, uint32_t epoch0)
 {
     rldi_key_entry *e = &t->entries[idx];
     rldi_key_bucket *bk = &t->buckets[idx / RLDI_KEY_BUCKET];
@@ -547,7 +589,12 @@ static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t 
         return 0;
     rldi_bank b;
     uint32_t epoch;
-    tmpl_bank(s, t, &b, &epoch);
+    if (b0 && (uint8_t)rldi_load_relaxed(&s->slots[t->slot].tat) == epoch0) {
+        b = *b0;
+        epoch = epoch0;
+    } else {
+        tmpl_bank(s, t, &b, &epoch);
+    }
     bool stale = RLDI_KEY_EPOCH(gen) != epoch;
     if (!stale) {
         /* a key with waiters, or not full again, holds state a new key would not have */
@@ -565,6 +612,12 @@ static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t 
     (void)i;
     evict_finish(t, idx, gen);  /* (or someone who met it half done already did) */
     return 1;
+}
+
+static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                 rldi_u128 now, bool stale_only)
+{
+    return evict_b(s, t, idx, gen, now, stale_only, NULL, 0);
 }
 
 int rldi_key_evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
@@ -663,6 +716,7 @@ static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t
     key_bank(t, b, rate, &kb);
     if (!rldi_cas16(&e->tat, &word, fresh(&kb, now, g1)))
         return -EAGAIN;
+    held_set(bk, idx % RLDI_KEY_BUCKET);    /* ours: the hint says held from here */
     /* Known gap: a claimer stopped here for two daemon sweeps (seconds) has its claim
      * given back (rldi_key_unclaim) and may then write these words over a place another
      * key claimed meanwhile; its gen CAS fails, the other key's identity is lost. Needs a
@@ -673,8 +727,10 @@ static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t
     rldi_store_relaxed(&w[1], (t->flags & RLDI_TMPL_CALLER_RATE) ? rate : id[1]);
     rldi_store_relaxed(&bk->tag[idx % RLDI_KEY_BUCKET], tag_of(hash));
     /* live from here: the identity is published with the gen (release) */
-    if (!__atomic_compare_exchange_n(&e->gen, &g, g1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    if (!__atomic_compare_exchange_n(&e->gen, &g, g1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+        held_clear(bk, idx % RLDI_KEY_BUCKET);  /* (free again, as far as we know) */
         return -EAGAIN;                         /* the daemon took back a claim it thought lost */
+    }
     rldi_add_relaxed(&t->rec->live, 1);
     *gen_out = g1;
     return 0;
@@ -725,23 +781,60 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
     rldi_u128 fresh_now = rldi_now_fp();
     if (fresh_now < now)
         fresh_now = now;
+    int hinted = 0;                     /* places tried by the hint */
+    bool prefetched = false;
     for (int attempt = 0; attempt < 16; attempt++) {
         if (find(t, b, hash, id, caller, epoch, idx, gen) == 0) {
             unlock_bucket(lk);
             goto found;
         }
-        /* the least full of the four buckets, else the place of a stale or idle key */
+        /* the least full of the four buckets by their headers' hints (in cache: find read
+         * them), a place they call free; the claim checks it */
         int best = -1;
-        uint32_t most = 0;
-        for (int k = 0; k < 4; k++) {
-            uint32_t f = seen(b, k) ? 0 : free_in(t, b[k]);
-            if (f > most) {
-                most = f;
-                best = k;
+        uint32_t most = 0, at = UINT32_MAX;
+        bool by_hint = hinted < 3;
+        if (by_hint) {
+            uint32_t free_bits = 0;         /* of the chosen bucket, as read once */
+            for (int k = 0; k < 4; k++) {
+                /* one read per bucket: the hint moves under other processes' claims */
+                uint32_t fb = seen(b, k) ? 0 : ~held_of(&t->buckets[b[k]]) & 0xffu;
+                uint32_t f = bits8(fb);
+                if (f > most) {
+                    most = f;
+                    best = k;
+                    free_bits = fb;
+                }
+            }
+            if (best >= 0) {
+                at = b[best] * RLDI_KEY_BUCKET + (uint32_t)__builtin_ctz(free_bits);
+                hinted++;
+            } else {
+                by_hint = false;        /* full by the hints: look at every place */
+                hinted = 3;
             }
         }
-        uint32_t at = UINT32_MAX;
-        if (best >= 0) {
+        /* else exactly as the entries say: the least full of the four buckets, else the
+         * place of a stale or idle key (their 24 lines loaded at once) */
+        if (!by_hint) {
+            if (!prefetched) {
+                for (int k = 0; k < 4; k++)
+                    for (uint32_t l = 0; l < RLDI_KEY_BUCKET * sizeof(rldi_key_entry); l += 64)
+                        __builtin_prefetch((const uint8_t *)&t->entries[b[k] * RLDI_KEY_BUCKET] + l);
+                prefetched = true;
+            }
+            best = -1;
+            most = 0;
+            for (int k = 0; k < 4; k++) {
+                uint32_t f = seen(b, k) ? 0 : free_in(t, b[k]);
+                if (f > most) {
+                    most = f;
+                    best = k;
+                }
+            }
+        }
+        if (by_hint) {
+            /* chosen above */
+        } else if (best >= 0) {
             for (uint32_t i = 0; i < RLDI_KEY_BUCKET && at == UINT32_MAX; i++) {
                 uint32_t j = b[best] * RLDI_KEY_BUCKET + i;
                 rldi_key_entry *e = &t->entries[j];
@@ -757,7 +850,7 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
                     for (uint32_t i = 0; i < RLDI_KEY_BUCKET && at == UINT32_MAX; i++) {
                         uint32_t j = b[k] * RLDI_KEY_BUCKET + i;
                         uint32_t g = rldi_load_acquire(&t->entries[j].gen);
-                        if (evict(s, t, j, g, now, pass == 0) == 1)
+                        if (evict_b(s, t, j, g, now, pass == 0, &bank, epoch) == 1)
                             at = j;
                     }
                 }
@@ -780,7 +873,10 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
             *created = true;
             return 0;
         }
-        /* another key took that place meanwhile: look again */
+        /* another key took that place meanwhile (or the hint was wrong: it says held now);
+         * look again */
+        if (by_hint)
+            held_set(&t->buckets[at / RLDI_KEY_BUCKET], at % RLDI_KEY_BUCKET);
     }
     unlock_bucket(lk);
     return -EAGAIN;
@@ -797,13 +893,27 @@ uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, 
                         rldi_u128 now)
 {
     uint32_t done = 0;
-    for (uint32_t k = 0; k < n && first + k < t->nbuckets; k++)
+    for (uint32_t k = 0; k < n && first + k < t->nbuckets; k++) {
+        rldi_key_bucket *bk = &t->buckets[first + k];
+        uint32_t held = 0;
         for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
             uint32_t j = (first + k) * RLDI_KEY_BUCKET + i;
             uint32_t g = rldi_load_acquire(&t->entries[j].gen);
             if ((g & 1) && !evict_finish(t, j, g))
                 done += (uint32_t)evict(s, t, j, g, now, false);
+            /* held after this look: live (odd gen), or claimed (its word ahead of gen) */
+            g = rldi_load_acquire(&t->entries[j].gen);
+            uint32_t v = (uint32_t)(rldi_load_relaxed(&t->entries[j].frac_ver) >> 32);
+            held |= (uint32_t)((g & 1) || v != g) << i;
         }
+        /* set the hint right (a claim or eviction racing with this look makes one bit wrong
+         * for a moment: a hint, see held_of) */
+        uint32_t h = held_of(bk);
+        if (h & ~held)
+            __atomic_fetch_and(&bk->held, ~(uint64_t)(h & ~held), __ATOMIC_RELAXED);
+        if (held & ~h)
+            __atomic_fetch_or(&bk->held, (uint64_t)(held & ~h), __ATOMIC_RELAXED);
+    }
     return done;
 }
 
@@ -874,6 +984,7 @@ int rldi_key_place(const rldi_table *t, uint64_t hash, const uint64_t id[2], rld
         e->hash = hash;
         memcpy((uint8_t *)e + 32, id, 16);
         t->buckets[b[best]].tag[i] = tag_of(hash);
+        t->buckets[b[best]].held |= 1u << i;
         e->gen = g;
         t->rec->live++;
         return 0;
@@ -916,7 +1027,8 @@ int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word)
     uint32_t g2 = (g & ~RLDI_KEY_SEQ_MASK) | ((g + 2) & RLDI_KEY_SEQ_MASK);
     if (!rldi_cas16(&e->tat, &word, (rldi_u128)g2 << 96))
         return 0;
-    __atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    if (__atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        held_clear(&t->buckets[idx / RLDI_KEY_BUCKET], idx % RLDI_KEY_BUCKET);
     return 1;
 }
 

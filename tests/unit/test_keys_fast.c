@@ -6,6 +6,11 @@
  * banks cover tolerances below and far past 2^63 units (the verdict's division), costs
  * around 1 and the burst, buckets full, busy and denying, keys with waiters, of another
  * epoch, stale gens and a deleted template.
+ *
+ * And the buckets' hints of their held places (keys.c held_of), which an insertion chooses
+ * a place by: scribbled to say every place held, a table with room must still take every
+ * new key; scribbled to say every place free, a table full of keys with state must refuse
+ * new keys (-ENOSPC) and keep every key it has, each once.
  *     build/tests/unit/test_keys_fast [ROUNDS]
  */
 #include <errno.h>
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "keys_mem.h"
 
@@ -116,6 +122,93 @@ static int check(keys_mem *m, uint64_t round, uint64_t count, uint64_t burst)
     return 0;
 }
 
+/* Insert keys "hN" into M until it refuses one (every key takes a token, so none is idle):
+ * the count placed. Every key placed must be found again, in one place only. */
+static int fill(keys_mem *m, uint64_t now, uint32_t *placed)
+{
+    *placed = 0;
+    for (uint32_t n = 0; n < 10000; n++) {
+        char key[16];
+        int len = snprintf(key, sizeof(key), "h%u", n);
+        bool created;
+        int r = keys_mem_try(m, key, (size_t)len, 1, now, &created);
+        if (r == -ENOSPC)
+            return 0;
+        if (r != 0 || !created)
+            return -1;
+        (*placed)++;
+    }
+    return -1;
+}
+
+static int hints(void)
+{
+    static const uint64_t secret[2] = { 5, 6 };
+    keys_mem m;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);        /* (a new key's state is made at the clock's) */
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + 1000 * MS;
+    if (keys_mem_make(&m, 70, RLDI_ALGO_GCRA, 10, 1000 * MS, 0, secret) < 0)
+        return -1;
+    uint32_t places = m.t.nbuckets * RLDI_KEY_BUCKET, placed0, placed, again;
+    /* the same keys take the same places whether the hints are right or say every place
+     * held (then the exact scan chooses, by the same rule) */
+    if (fill(&m, now, &placed0) < 0)
+        return -1;
+    keys_mem_clear(&m);
+    for (uint32_t i = 0; i < m.t.nbuckets; i++)
+        m.t.buckets[i].held = ~UINT64_C(0);
+    if (fill(&m, now, &placed) < 0 || placed != placed0) {
+        printf("hints all held, table empty: %u keys placed, %u with right hints\n", placed,
+               placed0);
+        return 1;
+    }
+    uint32_t held = 0;
+    for (uint32_t j = 0; j < places; j++)
+        held += m.t.entries[j].gen & 1;
+    /* every place free by the hints, none in fact: refused, every key still there once */
+    for (uint32_t i = 0; i < m.t.nbuckets; i++)
+        m.t.buckets[i].held = 0;
+    bool created;
+    char late[16];              /* the key fill() was refused: its 32 places hold state */
+    int llen = snprintf(late, sizeof(late), "h%u", placed);
+    int r = keys_mem_try(&m, late, (size_t)llen, 1, now, &created);
+    uint32_t live = 0;
+    for (uint32_t j = 0; j < places; j++)
+        live += m.t.entries[j].gen & 1;
+    for (again = 0; again < placed; again++) {
+        char key[16];
+        int len = snprintf(key, sizeof(key), "h%u", again);
+        uint32_t idx, gen, n = 0;
+        uint64_t h = rldi_siphash13(secret, key, (size_t)len);
+        if (rldi_key_find(&m.t, h, key, (size_t)len, 1, &idx, &gen) != 0)
+            break;
+        for (uint32_t j = 0; j < places; j++)
+            n += (m.t.entries[j].gen & 1) && m.t.entries[j].hash == h;
+        if (n != 1)
+            break;
+    }
+    printf("hints: all held on an empty table: %u keys placed (%u with right hints); all free "
+           "on the full one: a new key %s, %u live, %u of %u keys found once\n", placed, placed0,
+           r == -ENOSPC ? "refused" : "NOT refused", live, again, placed);
+    int bad = r != -ENOSPC || live != held || again != placed;
+    /* and the daemon's sweep sets them right */
+    rldi_key_sweep(&m.seg, &m.t, 0, m.t.nbuckets, rldi_fp_from_ns(now));
+    for (uint32_t i = 0; i < m.t.nbuckets; i++) {
+        uint64_t want = 0;
+        for (uint32_t j = 0; j < RLDI_KEY_BUCKET; j++)
+            want |= (uint64_t)(m.t.entries[i * RLDI_KEY_BUCKET + j].gen & 1) << j;
+        if (m.t.buckets[i].held != want) {
+            printf("hints: bucket %u's hint %#llx after a sweep, its live places %#llx\n", i,
+                   (unsigned long long)m.t.buckets[i].held, (unsigned long long)want);
+            bad = 1;
+            break;
+        }
+    }
+    keys_mem_free(&m);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t rounds = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
@@ -155,5 +248,11 @@ int main(int argc, char **argv)
         printf("FAIL: the lean path decided too few rounds to test it\n");
         bad = 1;
     }
+    int h = hints();
+    if (h < 0) {
+        printf("hints: could not set up\n");
+        return 2;
+    }
+    bad |= h;
     return bad;
 }
