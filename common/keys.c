@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -652,9 +653,35 @@ static bool holder_stopped(pid_t pid)
     return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
+/* getpid() is a system call (~100 ns here, glibc does not cache it): once per process, and
+ * again in a fork's child (pthread_atfork). */
+static pid_t self_pid_v;
+static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
+
+static void self_pid_forget(void)
+{
+    __atomic_store_n(&self_pid_v, 0, __ATOMIC_RELAXED);
+}
+
+static void self_pid_init(void)
+{
+    pthread_atfork(NULL, NULL, self_pid_forget);
+}
+
+static pid_t self_pid(void)
+{
+    pid_t p = __atomic_load_n(&self_pid_v, __ATOMIC_RELAXED);
+    if (rldi_unlikely(p == 0)) {
+        pthread_once(&self_pid_once, self_pid_init);
+        p = getpid();
+        __atomic_store_n(&self_pid_v, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
 static int lock_bucket(rldi_key_bucket *bk)
 {
-    uint64_t mine = (uint64_t)(uint32_t)getpid() | (UINT64_C(1) << 32);
+    uint64_t mine = (uint64_t)(uint32_t)self_pid() | (UINT64_C(1) << 32);
     uint64_t start = 0;
     for (uint32_t spins = 0;; spins++) {
         uint64_t cur = 0;
