@@ -615,6 +615,26 @@ static int evict_b(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_
     return 1;
 }
 
+/* What evict_b would do with entry IDX now, without doing it (B, EPOCH: the template's, as
+ * the caller read them): 2 evict (stale), 1 evict (idle), 0 keep or nothing there. */
+static inline int evict_candidate(const rldi_table *t, uint32_t idx, rldi_u128 now,
+                                  const rldi_bank *b, uint32_t epoch)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    uint32_t g = rldi_load_acquire(&e->gen);
+    rldi_u128 word = rldi_load16_split(&e->tat);
+    if (!(g & 1) || (uint32_t)(word >> 96) != g)
+        return 0;
+    if (RLDI_KEY_EPOCH(g) != epoch)
+        return 2;
+    if (rldi_load_relaxed(&e->waiters) ||
+        rldi_load_relaxed(&t->buckets[idx / RLDI_KEY_BUCKET].queued[idx % RLDI_KEY_BUCKET]))
+        return 0;
+    rldi_bank kb;
+    key_bank(t, b, rldi_load_relaxed(&ident_words(e)[1]), &kb);
+    return idle(&kb, word, now) ? 1 : 0;
+}
+
 static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
                  rldi_u128 now, bool stale_only)
 {
@@ -870,6 +890,29 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
                     at = j;
             }
         } else {
+            /* one look at the 32 entries for a stale key, else an idle one (cheap checks, no
+             * CAS), then the eviction of that one; the passes below if it moved meanwhile */
+            uint32_t cand = UINT32_MAX;
+            bool cand_stale = false;
+            for (int k = 0; k < 4 && !cand_stale; k++) {
+                if (seen(b, k))
+                    continue;
+                for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
+                    uint32_t j = b[k] * RLDI_KEY_BUCKET + i;
+                    int c = evict_candidate(t, j, now, &bank, epoch);
+                    if (c == 2) {
+                        cand = j;
+                        cand_stale = true;
+                        break;
+                    }
+                    if (c == 1 && cand == UINT32_MAX)
+                        cand = j;
+                }
+            }
+            if (cand != UINT32_MAX &&
+                evict_b(s, t, cand, rldi_load_acquire(&t->entries[cand].gen), now, cand_stale,
+                        &bank, epoch) == 1)
+                at = cand;
             for (int pass = 0; pass < 2 && at == UINT32_MAX; pass++)  /* stale first */
                 for (int k = 0; k < 4 && at == UINT32_MAX; k++) {
                     if (seen(b, k))
