@@ -19,7 +19,10 @@
  *   live (idle: full again, no waiters) --CAS word -> ver g+2, then gen -> g+2--> free
  *
  * Inserting a key takes the lock of its first bucket, so two processes never insert the
- * same key twice; everything else (lookups, takes, eviction) is lock-free. docs/DESIGN.md
+ * same key twice; everything else (lookups, takes, eviction) is lock-free. The place a new
+ * key takes is chosen by its buckets' headers' hint of held places (layout.h
+ * rldi_key_bucket.held), never trusted: the claim's CAS checks it, and buckets the hint
+ * calls full are scanned entry by entry. docs/DESIGN.md
  * ("Keyed limits") proves that an eviction racing with a take loses nothing and admits
  * nothing extra: the eviction is a CAS of the state word from an idle state, which any take
  * that landed first makes fail, and which makes any take that comes after fail.
