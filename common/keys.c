@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -245,20 +246,80 @@ static inline uint16_t tag_of(uint64_t h)
     return (uint16_t)(h >> 48) | 1;
 }
 
-/* The identity words of a key as the entry holds them at offset 32: length - 1 and the
- * first bytes (up to 15; 7 when the last 8 bytes hold a caller's rate). */
-static void ident_of(const void *key, size_t len, bool caller, uint64_t w[2])
+/* N <= 8 bytes at P as a little-endian word (the rest 0), without a call or a byte loop:
+ * two overlapping loads (their common bytes are the same bytes at the same places). */
+static inline uint64_t bytes_le(const uint8_t *p, size_t n)
 {
-    uint8_t b[16] = { 0 };
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return a | (uint64_t)b << (8 * (n - 4));
+    }
+    if (n == 0)
+        return 0;
+    return p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
+/* The identity words of a key as the entry holds them at offset 32: length - 1 and the
+ * first bytes (up to 15; 7 when the last 8 bytes hold a caller's rate), zero-padded. Built
+ * in registers: bytes stored one by one and read back as words stall the load (a failed
+ * store forward, ~10 ns on every lookup). */
+static inline void ident_of(const void *key, size_t len, bool caller, uint64_t w[2])
+{
+    const uint8_t *p = key;
     size_t keep = caller ? RLDI_KEY_RATE_PREFIX : RLDI_KEY_PREFIX;
-    b[0] = (uint8_t)(len - 1);
-    memcpy(b + 1, key, len < keep ? len : keep);
-    memcpy(w, b, 16);
+    size_t n = len < keep ? len : keep;
+    w[0] = (uint8_t)(len - 1) | bytes_le(p, n < 7 ? n : 7) << 8;
+    w[1] = n > 7 ? bytes_le(p + 7, n - 7) : 0;
+}
+
+/* Start loading the four buckets' headers a key may live in: their misses overlap, where a
+ * scan would wait for each in turn. */
+static inline void prefetch_buckets(const rldi_table *t, const uint32_t b[4])
+{
+    for (int k = 0; k < 4; k++)
+        __builtin_prefetch(&t->buckets[b[k]]);
 }
 
 static inline uint64_t *ident_words(rldi_key_entry *e)
 {
     return (uint64_t *)((uint8_t *)e + 32);
+}
+
+/*
+ * The bucket header's hint of its held places (layout.h rldi_key_bucket.held): bit i is set
+ * once a claim of entry i won its CAS, cleared once an eviction of it is finished (or an
+ * abandoned claim given back). It is only ever a hint, wrong for a moment around every
+ * change (and for good where a 3.0 client, which does not keep it, claims or evicts): an
+ * insertion chooses a place by it, then the claim's CAS checks the place (a held place
+ * fails and is marked held); a table whose four buckets it calls full is scanned entry by
+ * entry as before (so a wrong "held" never refuses a key), and the daemon's sweep sets it
+ * right bucket by bucket. docs/DESIGN.md, "Keyed limits".
+ */
+static inline uint32_t held_of(const rldi_key_bucket *bk)
+{
+    return (uint32_t)rldi_load_relaxed(&bk->held) & 0xffu;
+}
+
+/* Set bits of a byte (no popcnt instruction assumed: libgcc's would be a call). */
+static inline uint32_t bits8(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55u);
+    x = (x & 0x33u) + ((x >> 2) & 0x33u);
+    return (x + (x >> 4)) & 0x0fu;
+}
+
+static inline void held_set(rldi_key_bucket *bk, uint32_t i)
+{
+    if (!(rldi_load_relaxed(&bk->held) >> i & 1))
+        __atomic_fetch_or(&bk->held, UINT64_C(1) << i, __ATOMIC_RELAXED);
+}
+
+static inline void held_clear(rldi_key_bucket *bk, uint32_t i)
+{
+    if (rldi_load_relaxed(&bk->held) >> i & 1)
+        __atomic_fetch_and(&bk->held, ~(UINT64_C(1) << i), __ATOMIC_RELAXED);
 }
 
 static bool seen(const uint32_t *b, int k)
@@ -277,26 +338,39 @@ static inline uint32_t next_gen(uint32_t g, uint32_t epoch);
  * fails, and its evictor may have died there (SIGKILL): whoever meets it finishes the
  * eviction (the second step is the same for everyone). True when entry AT (gen G) was one.
  */
-static bool evict_finish(const rldi_table *t, uint32_t at, uint32_t g)
+static bool evict_finish_slow(const rldi_table *t, uint32_t at, uint32_t g);
+
+static inline bool evict_finish(const rldi_table *t, uint32_t at, uint32_t g)
 {
     rldi_key_entry *e = &t->entries[at];
     uint32_t v = (uint32_t)(rldi_load_acquire(&e->frac_ver) >> 32);
-    uint32_t g2 = next_gen(g, RLDI_KEY_EPOCH(g));
-    if (v != g2)
+    if (rldi_likely(v != next_gen(g, RLDI_KEY_EPOCH(g))))
         return false;
+    return evict_finish_slow(t, at, g);
+}
+
+static __attribute__((noinline)) bool evict_finish_slow(const rldi_table *t, uint32_t at,
+                                                        uint32_t g)
+{
+    rldi_key_entry *e = &t->entries[at];
+    uint32_t g2 = next_gen(g, RLDI_KEY_EPOCH(g));
     /* The tag stays: once gen is even the place may be claimed at once, and a tag cleared
      * after that claim (this process preempted here) would hide the new key from find(),
      * which would then insert it a second time: two buckets, a burst each. A stale tag on a
      * free place costs find() one look at its gen. */
     if (__atomic_compare_exchange_n(&e->gen, &g, g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+        /* free: the hint says so (after gen: a claim of the place may come first, and its
+         * bit cleared here only makes an insertion try it and fail, never a key lost) */
+        held_clear(&t->buckets[at / RLDI_KEY_BUCKET], at % RLDI_KEY_BUCKET);
         rldi_add_relaxed(&t->rec->live, (uint64_t)-1);
         rldi_add_relaxed(&t->rec->evictions, 1);
     }
     return true;
 }
 
-static int find(const rldi_table *t, const uint32_t b[4], uint64_t hash, const uint64_t id[2],
-                bool caller, uint32_t epoch, uint32_t *idx, uint32_t *gen)
+static inline int find(const rldi_table *t, const uint32_t b[4], uint64_t hash,
+                       const uint64_t id[2], bool caller, uint32_t epoch, uint32_t *idx,
+                       uint32_t *gen)
 {
     uint16_t tag = tag_of(hash);
     for (int k = 0; k < 4; k++) {
@@ -308,6 +382,8 @@ static int find(const rldi_table *t, const uint32_t b[4], uint64_t hash, const u
                 continue;
             uint32_t at = b[k] * RLDI_KEY_BUCKET + i;
             rldi_key_entry *e = &t->entries[at];
+            /* an entry may straddle two lines (48 B entries): load both at once */
+            __builtin_prefetch((const uint8_t *)e + sizeof(*e) - 1);
             uint32_t g = rldi_load_acquire(&e->gen);
             if (!(g & 1) || RLDI_KEY_EPOCH(g) != epoch)
                 continue;
@@ -337,8 +413,123 @@ int rldi_key_find(const rldi_table *t, uint64_t hash, const void *key, size_t le
     uint64_t id[2];
     bool caller = t->flags & RLDI_TMPL_CALLER_RATE;
     buckets_of(hash, t->nbuckets, b);
+    prefetch_buckets(t, b);
     ident_of(key, len, caller, id);
     return find(t, b, hash, id, caller, epoch, idx, gen);
+}
+
+/*
+ * floor(X / T) for a GCRA bank's T (< 2^64 units), at most MAXQ, with INV ~= 1 / T (a hint
+ * from shared memory: checked). A key's tolerance is often past 2^63 units (120/min with a
+ * burst of 120 is 2.6e20), where gcra.h's rldi_div_floor_inv falls back to a 128-bit
+ * division (~30 ns): here the estimate is corrected exactly with 128-bit products, and a
+ * bad hint ends in the exact division.
+ */
+static inline uint64_t div_floor_t64(rldi_u128 x, uint64_t t, double inv, uint64_t maxq)
+{
+    if (t == 0 || x >> 96 || !(inv > 0))
+        return rldi_div_floor(x, t, maxq);
+    double qd = ((double)(uint64_t)(x >> 32) * 4294967296.0 + (double)(uint32_t)x) * inv;
+    if (!(qd < 9.0e15))                 /* 2^53: past it the estimate is not within 1 */
+        return rldi_div_floor(x, t, maxq);
+    uint64_t q = (uint64_t)qd;
+    rldi_u128 p = (rldi_u128)q * t;
+    for (int i = 0; i < 4; i++) {
+        if (p > x) {
+            q--;
+            p -= t;
+        } else if (x - p >= t) {
+            q++;
+            p += t;
+        } else {
+            return q > maxq ? maxq : q;
+        }
+    }
+    return rldi_div_floor(x, t, maxq);  /* the hint was not ~1/T */
+}
+
+/* rldi_bucket_verdict_fast for a key's admission (TT, BURST, COST of bank B of template
+ * slot TS; new TAT NT at NOW): the same figures, with div_floor_t64's division. */
+static void key_verdict(rldi_verdict *v, const rldi_slot *ts, const rldi_bank *b, uint64_t tt,
+                        uint64_t burst, uint64_t cost, rldi_u128 nt, rldi_u128 now)
+{
+    rldi_u128 used = nt - now;
+    if (tt == (uint64_t)RLDI_POOL_T || used == (rldi_u128)tt * cost) {
+        rldi_bucket_verdict_fast(v, ts, b, tt, burst, cost, nt, now);
+        return;
+    }
+    uint64_t bits = rldi_load_relaxed(&b->inv_t);
+    double inv;
+    memcpy(&inv, &bits, sizeof(inv));
+    v->limit = burst;
+    v->remaining = div_floor_t64((rldi_u128)tt * burst - used, tt, inv, burst);
+    v->retry_after_ns = 0;
+    v->reset_after_ns = rldi_fp_to_ns_ceil(used);
+    v->flags = v->waiters = v->window = 0;
+}
+
+static inline int key_take(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                           uint64_t cost, uint64_t now_ns, rldi_verdict *v)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    const rldi_slot *ts = &s->slots[t->slot];
+    uint64_t tat = rldi_load_relaxed(&e->tat), fv = rldi_load_relaxed(&e->frac_ver);
+    uint64_t gw = rldi_load_relaxed((const uint64_t *)&e->gen);     /* gen | waiters << 32 */
+    /* the template's word (its epoch in tat's low byte, its bank's parity in the version)
+     * and the bank it names: as rldi_cell_view reads them for a key */
+    uint64_t ttat = rldi_load_relaxed(&ts->tat), tfv = rldi_load_relaxed(&ts->frac_ver);
+    const rldi_bank *b = &ts->bank[(tfv >> 32) & 1];
+    uint64_t tt = rldi_load_relaxed(&b->t_lo), burst = rldi_load_relaxed(&b->burst);
+    if (rldi_unlikely((fv >> 32) != gen || gw != gen || !(gen & 1) ||
+                      (uint8_t)ttat != (uint8_t)RLDI_KEY_EPOCH(gen) ||
+                      rldi_load_relaxed(&ts->gen) != t->gen ||
+                      (t->flags & RLDI_TMPL_CALLER_RATE) || rldi_load_relaxed(&b->t_hi) != 0 ||
+                      tt == 0 || cost - 1 >= burst))
+        return 1;
+    /* GCRA, as rldi_bucket_take_busy: a full bucket (TAT < now) admits cost <= burst with
+     * TAT = now + cost*T; else D = TAT - now admits iff D <= (burst - cost)*T, TAT += cost*T */
+    rldi_u128 ct = (rldi_u128)tt * cost;
+    uint64_t ntat, nfv;
+    if (tat < now_ns) {
+        ntat = now_ns + (uint64_t)(ct >> 32);
+        nfv = (fv & RLDI_VER_MASK) | (uint32_t)ct;
+    } else {
+        rldi_u128 d = ((rldi_u128)(tat - now_ns) << 32) | (uint32_t)fv;
+        if (d > (rldi_u128)tt * (burst - cost))
+            return 1;                   /* a denial: the full path says it, with its figures */
+        uint64_t f = (fv & RLDI_FRAC_MASK) + (uint32_t)ct;
+        ntat = tat + (uint64_t)(ct >> 32) + (f >> 32);
+        nfv = (fv & RLDI_VER_MASK) | (uint32_t)f;
+    }
+    if (rldi_unlikely(!rldi_cas16_halves(&e->tat, &tat, &fv, ntat, nfv)))
+        return 1;                       /* moved: the full path decides on the new state */
+    if (v)
+        key_verdict(v, ts, b, tt, burst, cost, rldi_tat_unpack(ntat, nfv), rldi_fp_from_ns(now_ns));
+    return 0;
+}
+
+int rldi_key_take(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                  uint64_t cost, uint64_t now_ns, rldi_verdict *v)
+{
+    return key_take(s, t, idx, gen, cost, now_ns, v);
+}
+
+int rldi_key_try(const rldi_seg *s, const rldi_table *t, const void *key, size_t len,
+                 uint64_t cost, uint64_t now_ns, uint32_t *idx, uint32_t *gen, rldi_verdict *v)
+{
+    if (len == 0 || len > RLDI_KEY_MAX)
+        return -EINVAL;
+    bool caller = t->flags & RLDI_TMPL_CALLER_RATE;
+    uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len), id[2];
+    uint32_t b[4];
+    buckets_of(hash, t->nbuckets, b);
+    prefetch_buckets(t, b);
+    ident_of(key, len, caller, id);
+    int r = find(t, b, hash, id, caller, (uint8_t)rldi_load_relaxed(&s->slots[t->slot].tat),
+                 idx, gen);
+    if (r < 0)
+        return r;
+    return key_take(s, t, *idx, *gen, cost, now_ns, v);
 }
 
 /* The template's current bank (a seqlock read of its word). */
@@ -382,8 +573,12 @@ static bool idle(const rldi_bank *b, rldi_u128 word, rldi_u128 now)
     return rldi_tat_unpack((uint64_t)word, fv) <= now;
 }
 
-static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
-                 rldi_u128 now, bool stale_only)
+/* Evict entry IDX (gen GEN) if it is stale, or (unless STALE_ONLY) idle at NOW. B0 and
+ * EPOCH0: the template's bank and epoch as the caller read them (tmpl_bank), used while the
+ * epoch is still that one (a key of a newer epoch is never taken for a stale one); NULL:
+ * read them here. 1 evicted, else 0. */
+static int evict_b(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                   rldi_u128 now, bool stale_only, const rldi_bank *b0, uint32_t epoch0)
 {
     rldi_key_entry *e = &t->entries[idx];
     rldi_key_bucket *bk = &t->buckets[idx / RLDI_KEY_BUCKET];
@@ -395,7 +590,12 @@ static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t 
         return 0;
     rldi_bank b;
     uint32_t epoch;
-    tmpl_bank(s, t, &b, &epoch);
+    if (b0 && (uint8_t)rldi_load_relaxed(&s->slots[t->slot].tat) == epoch0) {
+        b = *b0;
+        epoch = epoch0;
+    } else {
+        tmpl_bank(s, t, &b, &epoch);
+    }
     bool stale = RLDI_KEY_EPOCH(gen) != epoch;
     if (!stale) {
         /* a key with waiters, or not full again, holds state a new key would not have */
@@ -413,6 +613,32 @@ static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t 
     (void)i;
     evict_finish(t, idx, gen);  /* (or someone who met it half done already did) */
     return 1;
+}
+
+/* What evict_b would do with entry IDX now, without doing it (B, EPOCH: the template's, as
+ * the caller read them): 2 evict (stale), 1 evict (idle), 0 keep or nothing there. */
+static inline int evict_candidate(const rldi_table *t, uint32_t idx, rldi_u128 now,
+                                  const rldi_bank *b, uint32_t epoch)
+{
+    rldi_key_entry *e = &t->entries[idx];
+    uint32_t g = rldi_load_acquire(&e->gen);
+    rldi_u128 word = rldi_load16_split(&e->tat);
+    if (!(g & 1) || (uint32_t)(word >> 96) != g)
+        return 0;
+    if (RLDI_KEY_EPOCH(g) != epoch)
+        return 2;
+    if (rldi_load_relaxed(&e->waiters) ||
+        rldi_load_relaxed(&t->buckets[idx / RLDI_KEY_BUCKET].queued[idx % RLDI_KEY_BUCKET]))
+        return 0;
+    rldi_bank kb;
+    key_bank(t, b, rldi_load_relaxed(&ident_words(e)[1]), &kb);
+    return idle(&kb, word, now) ? 1 : 0;
+}
+
+static int evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                 rldi_u128 now, bool stale_only)
+{
+    return evict_b(s, t, idx, gen, now, stale_only, NULL, 0);
 }
 
 int rldi_key_evict(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
@@ -447,9 +673,35 @@ static bool holder_stopped(pid_t pid)
     return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
+/* getpid() is a system call (~100 ns here, glibc does not cache it): once per process, and
+ * again in a fork's child (pthread_atfork). */
+static pid_t self_pid_v;
+static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
+
+static void self_pid_forget(void)
+{
+    __atomic_store_n(&self_pid_v, 0, __ATOMIC_RELAXED);
+}
+
+static void self_pid_init(void)
+{
+    pthread_atfork(NULL, NULL, self_pid_forget);
+}
+
+static pid_t self_pid(void)
+{
+    pid_t p = __atomic_load_n(&self_pid_v, __ATOMIC_RELAXED);
+    if (rldi_unlikely(p == 0)) {
+        pthread_once(&self_pid_once, self_pid_init);
+        p = getpid();
+        __atomic_store_n(&self_pid_v, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
 static int lock_bucket(rldi_key_bucket *bk)
 {
-    uint64_t mine = (uint64_t)(uint32_t)getpid() | (UINT64_C(1) << 32);
+    uint64_t mine = (uint64_t)(uint32_t)self_pid() | (UINT64_C(1) << 32);
     uint64_t start = 0;
     for (uint32_t spins = 0;; spins++) {
         uint64_t cur = 0;
@@ -519,7 +771,7 @@ static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t
     if ((g & 1) || ((uint32_t)(gw >> 32) & RLDI_KEY_TICKET) || (uint32_t)(word >> 96) != g)
         return -EAGAIN;                         /* live, or being claimed */
     /* a free place's waiters may hold a count a late publish left (waitq.c): replaced */
-    uint64_t mine = (uint64_t)g | (uint64_t)(RLDI_KEY_TICKET | ((uint32_t)getpid() &
+    uint64_t mine = (uint64_t)g | (uint64_t)(RLDI_KEY_TICKET | ((uint32_t)self_pid() &
                                                                 ~RLDI_KEY_TICKET)) << 32;
     if (!__atomic_compare_exchange_n(gwp, &gw, mine, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
         return -EAGAIN;
@@ -530,6 +782,7 @@ static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t
         __atomic_store_n(gwp, (uint64_t)g, __ATOMIC_RELEASE);  /* moved (a ticketless claimer) */
         return -EAGAIN;
     }
+    held_set(bk, idx % RLDI_KEY_BUCKET);    /* ours: the hint says held from here */
     if (rldi_unlikely(rldi_key_claim_hook != NULL))
         rldi_key_claim_hook(idx);
     uint64_t *w = ident_words(e);
@@ -540,8 +793,10 @@ static int claim(const rldi_table *t, uint32_t idx, const rldi_bank *b, uint32_t
     rldi_store_relaxed(&bk->queued[idx % RLDI_KEY_BUCKET], 0);   /* a late publish's, too */
     /* live from here: the identity is published with the gen (release), the ticket ends */
     if (!__atomic_compare_exchange_n(gwp, &mine, (uint64_t)g1, false, __ATOMIC_RELEASE,
-                                     __ATOMIC_RELAXED))
+                                     __ATOMIC_RELAXED)) {
+        held_clear(bk, idx % RLDI_KEY_BUCKET);  /* (free again, as far as we know) */
         return -EAGAIN;     /* the daemon thought this process gone (another pid namespace) */
+    }
     rldi_add_relaxed(&t->rec->live, 1);
     *gen_out = g1;
     return 0;
@@ -574,10 +829,10 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
     uint64_t hash = rldi_siphash13(s->hdr->key_secret, key, len), id[2];
     uint32_t b[4];
     buckets_of(hash, t->nbuckets, b);
+    prefetch_buckets(t, b);
     ident_of(key, len, caller, id);
-    rldi_bank bank;
-    uint32_t epoch;
-    tmpl_bank(s, t, &bank, &epoch);
+    /* a lookup needs only the epoch (a take checks it again against the key's gen) */
+    uint32_t epoch = rldi_table_epoch(s, t);
     *created = false;
     int r = find(t, b, hash, id, caller, epoch, idx, gen);
     if (r == 0)
@@ -586,6 +841,9 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
         return -EINVAL;                 /* a new key of a rate = caller template: its rate? */
     if (rldi_load_acquire(&s->hdr->state) != RLDI_STATE_READY)
         return -ESTALE;                 /* a segment being replaced: the new one takes keys */
+    /* a new key: the bank its state is made for, and the epoch that goes with it */
+    rldi_bank bank;
+    tmpl_bank(s, t, &bank, &epoch);
     rldi_key_bucket *lk = &t->buckets[b[0]];
     if ((r = lock_bucket(lk)) < 0)
         return r;
@@ -595,29 +853,89 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
     rldi_u128 fresh_now = rldi_now_fp();
     if (fresh_now < now)
         fresh_now = now;
+    int hinted = 0;                     /* places tried by the hint */
+    bool prefetched = false;
     for (int attempt = 0; attempt < 16; attempt++) {
         if (find(t, b, hash, id, caller, epoch, idx, gen) == 0) {
             unlock_bucket(lk);
             goto found;
         }
-        /* the least full of the four buckets, else the place of a stale or idle key */
+        /* the least full of the four buckets by their headers' hints (in cache: find read
+         * them), a place they call free; the claim checks it */
         int best = -1;
-        uint32_t most = 0;
-        for (int k = 0; k < 4; k++) {
-            uint32_t f = seen(b, k) ? 0 : free_in(t, b[k]);
-            if (f > most) {
-                most = f;
-                best = k;
+        uint32_t most = 0, at = UINT32_MAX;
+        bool by_hint = hinted < 3;
+        if (by_hint) {
+            uint32_t free_bits = 0;         /* of the chosen bucket, as read once */
+            for (int k = 0; k < 4; k++) {
+                /* one read per bucket: the hint moves under other processes' claims */
+                uint32_t fb = seen(b, k) ? 0 : ~held_of(&t->buckets[b[k]]) & 0xffu;
+                uint32_t f = bits8(fb);
+                if (f > most) {
+                    most = f;
+                    best = k;
+                    free_bits = fb;
+                }
+            }
+            if (best >= 0) {
+                at = b[best] * RLDI_KEY_BUCKET + (uint32_t)__builtin_ctz(free_bits);
+                hinted++;
+            } else {
+                by_hint = false;        /* full by the hints: look at every place */
+                hinted = 3;
             }
         }
-        uint32_t at = UINT32_MAX;
-        if (best >= 0) {
+        /* else exactly as the entries say: the least full of the four buckets, else the
+         * place of a stale or idle key (their 24 lines loaded at once) */
+        if (!by_hint) {
+            if (!prefetched) {
+                for (int k = 0; k < 4; k++)
+                    for (uint32_t l = 0; l < RLDI_KEY_BUCKET * sizeof(rldi_key_entry); l += 64)
+                        __builtin_prefetch((const uint8_t *)&t->entries[b[k] * RLDI_KEY_BUCKET] + l);
+                prefetched = true;
+            }
+            best = -1;
+            most = 0;
+            for (int k = 0; k < 4; k++) {
+                uint32_t f = seen(b, k) ? 0 : free_in(t, b[k]);
+                if (f > most) {
+                    most = f;
+                    best = k;
+                }
+            }
+        }
+        if (by_hint) {
+            /* chosen above */
+        } else if (best >= 0) {
             for (uint32_t i = 0; i < RLDI_KEY_BUCKET && at == UINT32_MAX; i++) {
                 uint32_t j = b[best] * RLDI_KEY_BUCKET + i;
                 if (place_free(&t->entries[j]))
                     at = j;
             }
         } else {
+            /* one look at the 32 entries for a stale key, else an idle one (cheap checks, no
+             * CAS), then the eviction of that one; the passes below if it moved meanwhile */
+            uint32_t cand = UINT32_MAX;
+            bool cand_stale = false;
+            for (int k = 0; k < 4 && !cand_stale; k++) {
+                if (seen(b, k))
+                    continue;
+                for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
+                    uint32_t j = b[k] * RLDI_KEY_BUCKET + i;
+                    int c = evict_candidate(t, j, now, &bank, epoch);
+                    if (c == 2) {
+                        cand = j;
+                        cand_stale = true;
+                        break;
+                    }
+                    if (c == 1 && cand == UINT32_MAX)
+                        cand = j;
+                }
+            }
+            if (cand != UINT32_MAX &&
+                evict_b(s, t, cand, rldi_load_acquire(&t->entries[cand].gen), now, cand_stale,
+                        &bank, epoch) == 1)
+                at = cand;
             for (int pass = 0; pass < 2 && at == UINT32_MAX; pass++)  /* stale first */
                 for (int k = 0; k < 4 && at == UINT32_MAX; k++) {
                     if (seen(b, k))
@@ -625,7 +943,7 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
                     for (uint32_t i = 0; i < RLDI_KEY_BUCKET && at == UINT32_MAX; i++) {
                         uint32_t j = b[k] * RLDI_KEY_BUCKET + i;
                         uint32_t g = rldi_load_acquire(&t->entries[j].gen);
-                        if (evict(s, t, j, g, now, pass == 0) == 1)
+                        if (evict_b(s, t, j, g, now, pass == 0, &bank, epoch) == 1)
                             at = j;
                     }
                 }
@@ -648,7 +966,10 @@ int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t
             *created = true;
             return 0;
         }
-        /* another key took that place meanwhile: look again */
+        /* another key took that place meanwhile (or the hint was wrong: it says held now);
+         * look again */
+        if (by_hint)
+            held_set(&t->buckets[at / RLDI_KEY_BUCKET], at % RLDI_KEY_BUCKET);
     }
     unlock_bucket(lk);
     return -EAGAIN;
@@ -665,13 +986,25 @@ uint32_t rldi_key_sweep(const rldi_seg *s, const rldi_table *t, uint32_t first, 
                         rldi_u128 now)
 {
     uint32_t done = 0;
-    for (uint32_t k = 0; k < n && first + k < t->nbuckets; k++)
+    for (uint32_t k = 0; k < n && first + k < t->nbuckets; k++) {
+        rldi_key_bucket *bk = &t->buckets[first + k];
+        uint32_t held = 0;
         for (uint32_t i = 0; i < RLDI_KEY_BUCKET; i++) {
             uint32_t j = (first + k) * RLDI_KEY_BUCKET + i;
             uint32_t g = rldi_load_acquire(&t->entries[j].gen);
             if ((g & 1) && !evict_finish(t, j, g))
                 done += (uint32_t)evict(s, t, j, g, now, false);
+            /* held after this look: live, ticketed or claimed (place_free says no) */
+            held |= (uint32_t)!place_free(&t->entries[j]) << i;
         }
+        /* set the hint right (a claim or eviction racing with this look makes one bit wrong
+         * for a moment: a hint, see held_of) */
+        uint32_t h = held_of(bk);
+        if (h & ~held)
+            __atomic_fetch_and(&bk->held, ~(uint64_t)(h & ~held), __ATOMIC_RELAXED);
+        if (held & ~h)
+            __atomic_fetch_or(&bk->held, (uint64_t)(held & ~h), __ATOMIC_RELAXED);
+    }
     return done;
 }
 
@@ -742,6 +1075,7 @@ int rldi_key_place(const rldi_table *t, uint64_t hash, const uint64_t id[2], rld
         e->hash = hash;
         memcpy((uint8_t *)e + 32, id, 16);
         t->buckets[b[best]].tag[i] = tag_of(hash);
+        t->buckets[b[best]].held |= 1u << i;
         e->gen = g;
         t->rec->live++;
         return 0;
@@ -806,7 +1140,9 @@ int rldi_key_unclaim(const rldi_table *t, uint32_t idx, rldi_u128 word)
     uint32_t g2 = (g & ~RLDI_KEY_SEQ_MASK) | ((g + 2) & RLDI_KEY_SEQ_MASK);
     if (!rldi_cas16(&e->tat, &word, (rldi_u128)g2 << 96))
         return 0;
-    __atomic_compare_exchange_n(gwp, &gw, (uint64_t)g2, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    if (__atomic_compare_exchange_n(gwp, &gw, (uint64_t)g2, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED))
+        held_clear(&t->buckets[idx / RLDI_KEY_BUCKET], idx % RLDI_KEY_BUCKET);
     return 1;
 }
 

@@ -21,7 +21,10 @@
  *   live (idle: full again, no waiters) --CAS word -> ver g+2, then gen -> g+2--> free
  *
  * Inserting a key takes the lock of its first bucket, so two processes never insert the
- * same key twice; everything else (lookups, takes, eviction) is lock-free. docs/DESIGN.md
+ * same key twice; everything else (lookups, takes, eviction) is lock-free. The place a new
+ * key takes is chosen by its buckets' headers' hint of held places (layout.h
+ * rldi_key_bucket.held), never trusted: the claim's CAS checks it, and buckets the hint
+ * calls full are scanned entry by entry. docs/DESIGN.md
  * ("Keyed limits") proves that an eviction racing with a take loses nothing and admits
  * nothing extra: the eviction is a CAS of the state word from an idle state, which any take
  * that landed first makes fail, and which makes any take that comes after fail.
@@ -94,6 +97,27 @@ int rldi_key_find(const rldi_table *t, uint64_t hash, const void *key, size_t le
 int rldi_key_get(const rldi_seg *s, const rldi_table *t, const void *key, size_t len,
                  uint64_t rate, bool rate_set, rldi_u128 now, uint32_t *idx, uint32_t *gen,
                  bool *created);
+
+/*
+ * rld_try_key's admission on entry IDX of T (its key's gen GEN) for the common case, from
+ * the state word and the template's bank with no view built: a GCRA template (not rate =
+ * caller), a live key of the template's epoch with no waiters, 1 <= COST <= burst, and an
+ * admission won at the first CAS. Exactly what rldi_bucket_take_cell decides then (the
+ * same arithmetic as librld's inline path, bucket.h rldi_bucket_take_busy): 0 admitted,
+ * with V (may be NULL) filled. 1: not decided here (a denial, a lost race, anything else):
+ * the caller calls rldi_bucket_take_cell, which decides every case.
+ */
+int rldi_key_take(const rldi_seg *s, const rldi_table *t, uint32_t idx, uint32_t gen,
+                  uint64_t cost, uint64_t now_ns, rldi_verdict *v);
+
+/*
+ * rld_try_key on an existing key in one call: look KEY up (epoch: the template's now) and
+ * rldi_key_take it. 0 admitted (V filled); 1 found (*IDX, *GEN) but not decided here: the
+ * caller takes with rldi_bucket_take_cell; -ENOENT not found: rldi_key_get inserts it;
+ * -EINVAL a bad length.
+ */
+int rldi_key_try(const rldi_seg *s, const rldi_table *t, const void *key, size_t len,
+                 uint64_t cost, uint64_t now_ns, uint32_t *idx, uint32_t *gen, rldi_verdict *v);
 
 /* Evict entry IDX of T if its key (gen GEN) is idle at NOW: full again, nobody waiting. 1
  * evicted, 0 not idle (or gone already). Lock-free; safe against any take (keys.h top). */

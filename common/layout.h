@@ -34,11 +34,14 @@
 #define RLDI_MAGIC          "RLDSHM\x00\x01"   /* 8 bytes, NUL inside on purpose */
 #define RLDI_ABI_MAJOR      3u   /* 2: sealed memfd handed out by the keeper; gen parity;
                                   * 3: meta of 192 bytes (give-back counters, overrides) */
-#define RLDI_ABI_MINOR      0u   /* (2.1 was rldi_slot.lease_hint_ns, global limits; 2.2 keyed
+#define RLDI_ABI_MINOR      1u   /* (2.1 was rldi_slot.lease_hint_ns, global limits; 2.2 keyed
                                   *  limits: templates, key tables, RLDI_FEATURE_KEYS; 2.3
                                   *  shadow mode (RLDI_SLOT_SHADOW, rldi_slot.shadowed),
                                   *  meta.concurrency (leases), breakers (RLDI_KIND_BREAKER),
-                                  *  fixed-window holds (window.h): all part of 3.0) */
+                                  *  fixed-window holds (window.h): all part of 3.0)
+                                  * 3.1: rldi_key_bucket.held, once reserved (0): a hint that
+                                  *  3.0 clients neither read nor keep, and that no client
+                                  *  trusts (keys.c), so 3.0 and 3.1 share a segment */
 #define RLDI_HEADER_SIZE    4096u
 #define RLDI_SLOT_SIZE      128u
 #define RLDI_META_SIZE      192u
@@ -99,7 +102,11 @@ typedef struct rldi_key_bucket {
     uint16_t tag[RLDI_KEY_BUCKET];   /*   8 a hint per entry: 16 bits of its hash | 1 (0: never used; a
                                       * free place keeps its last key's: only claims write it) */
     uint32_t queued[RLDI_KEY_BUCKET];/*  24 daemon: tokens wanted by each entry's waiters */
-    uint64_t reserved;          /*  56 */
+    uint64_t held;              /*  56 a hint (ABI 3.1): bit i set while entry i holds a key
+                                 *     (claimed or live), so an insertion chooses a place from
+                                 *     the headers alone. Never trusted: a claim's CAS checks
+                                 *     the place, and a table the hint calls full is scanned
+                                 *     as before (keys.c). Bits 8-63: 0 */
 } rldi_key_bucket;
 
 typedef struct rldi_key_entry {
@@ -351,7 +358,7 @@ static_assert(offsetof(rldi_meta, name) == 0 && offsetof(rldi_meta, rate_period_
               offsetof(rldi_meta, burst) == 88 && offsetof(rldi_meta, unlimited) == 96 &&
               offsetof(rldi_meta, reserved3) == 160, "ABI");
 static_assert(offsetof(rldi_key_bucket, lock) == 0 && offsetof(rldi_key_bucket, tag) == 8 &&
-              offsetof(rldi_key_bucket, queued) == 24 && offsetof(rldi_key_bucket, reserved) == 56,
+              offsetof(rldi_key_bucket, queued) == 24 && offsetof(rldi_key_bucket, held) == 56,
               "ABI");
 static_assert(offsetof(rldi_key_entry, prefix) == 33, "ABI");
 /* a table's entries follow its bucket headers (keys.c): every entry's state word stays

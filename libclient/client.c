@@ -388,11 +388,49 @@ int rld_find_template(rld_client *c, const char *name, rld_template *out)
     return 0;
 }
 
+/*
+ * The table of template T in segment S, as rldi_table_of finds it. rldi_table_of checks the
+ * template's slot, meta and header record against the mapping (four lines, ~25 branches):
+ * too much for every rld_try_key on a hot key. Each thread keeps the last table it found,
+ * for one client (its serial tells a reused address apart), one segment (a client keeps
+ * every segment it mapped until rld_close, so the address names one) and one template
+ * (slot, gen). What stays checked on every call: the template's gen (a deleted template's
+ * table may be cleared and given to another template: its keys' takes fail on the gen in
+ * any case, rldi_cell_view) and the record's flags (a reload may change them). Nothing
+ * else of a record changes while its template lives (daemon/dseg.c: a table is sized once).
+ */
+static __thread struct {
+    const rld_client *c;
+    uint64_t          serial;
+    const rldi_seg   *s;
+    rldi_table        tb;       /* tb.slot, tb.gen: the template's */
+} table_cache __attribute__((tls_model("initial-exec")));  /* no __tls_get_addr call */
+
+static inline int table_of(const rld_client *c, const rldi_seg *s, rld_template t,
+                           rldi_table *tb)
+{
+    if (likely(table_cache.s == s && table_cache.c == c && table_cache.serial == c->serial &&
+               table_cache.tb.slot == t.slot && table_cache.tb.gen == t.gen &&
+               rldi_load_relaxed(&s->slots[t.slot].gen) == t.gen)) {
+        *tb = table_cache.tb;
+        tb->flags = rldi_load_relaxed(&tb->rec->flags);
+        return 0;
+    }
+    int r = rldi_table_of(s, t.slot, t.gen, tb);
+    if (r == 0) {
+        table_cache.c = c;
+        table_cache.serial = c->serial;
+        table_cache.s = s;
+        table_cache.tb = *tb;
+    }
+    return r;
+}
+
 /* The entry of KEY in template T of segment *S (the current one: followed when the
  * template's slot was sealed by a growth), created if need be. */
-static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen,
-                   uint64_t rate, rldi_seg **s, rldi_table *tb, uint32_t *idx, uint32_t *gen,
-                   rldi_u128 now, bool *created)
+static inline __attribute__((always_inline)) int
+key_get(rld_client *c, rld_template t, const void *key, size_t keylen, uint64_t rate,
+        rldi_seg **s, rldi_table *tb, uint32_t *idx, uint32_t *gen, rldi_u128 now, bool *created)
 {
     if (!c || (!key && keylen) || keylen == 0 || keylen > RLDI_KEY_MAX)
         return -EINVAL;
@@ -400,7 +438,7 @@ static int key_get(rld_client *c, rld_template t, const void *key, size_t keylen
         *s = rldc_seg(c);
         if (!(*s)->slot_count)
             return -ESTALE;
-        int r = rldi_table_of(*s, t.slot, t.gen, tb);
+        int r = table_of(c, *s, t, tb);
         if (r == 0 && rate && !(tb->flags & RLDI_TMPL_CALLER_RATE))
             return -EINVAL;             /* a rate for a template that has its own */
         if (r == 0)
@@ -459,6 +497,31 @@ static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen
                    uint64_t cost, rld_result *res)
 {
     rldi_u128 now = rldi_now_fp();
+    /* An existing key of a template with its own rate (rate = 0): one lookup, and the take
+     * decided there in the common case (keys.h rldi_key_try); a key to insert, or anything
+     * rldi_key_try cannot decide on the key it found, goes on below. */
+    if (likely(!rate && c && (key || !keylen))) {
+        rldi_seg *s = rldc_seg(c);
+        rldi_table tb;
+        uint32_t idx, gen;
+        rldi_verdict vd;
+        int r;
+        if (likely(s->slot_count && table_of(c, s, t, &tb) == 0) &&
+            (r = rldi_key_try(s, &tb, key, keylen, cost, rldi_fp_to_ns(now), &idx, &gen,
+                              res ? &vd : NULL)) != -ENOENT) {
+            if (r == 1) {
+                rldi_cell cell;
+                rldi_cell_of_key(s, &tb, idx, gen, &cell);
+                r = rldi_bucket_take_cell(s, &cell, cost, now, 0, res ? &vd : NULL);
+            }
+            if (likely(r != -ESTALE)) {
+                count(c, tb.slot, r, cost, rldi_fp_to_ns(now), false);
+                if (res && (r == 0 || r == -EAGAIN))
+                    result_fill(res, &vd);
+                return r;
+            }
+        }
+    }
     for (int attempt = 0;; attempt++) {
         rldi_seg *s;
         rldi_table tb;
@@ -476,10 +539,13 @@ static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen
         }
         if (r < 0)
             return r;
-        rldi_cell cell;
         rldi_verdict vd;
-        rldi_cell_of_key(s, &tb, idx, gen, &cell);
-        r = rldi_bucket_take_cell(s, &cell, cost, now, 0, res ? &vd : NULL);
+        r = rldi_key_take(s, &tb, idx, gen, cost, rldi_fp_to_ns(now), res ? &vd : NULL);
+        if (r > 0) {                /* not the common case: the path that decides them all */
+            rldi_cell cell;
+            rldi_cell_of_key(s, &tb, idx, gen, &cell);
+            r = rldi_bucket_take_cell(s, &cell, cost, now, 0, res ? &vd : NULL);
+        }
         if (r == -ESTALE && attempt < 3) {
             rldc_follow(c);         /* reclaimed (or moved by a growth) since: again */
             continue;

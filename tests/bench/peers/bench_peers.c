@@ -958,10 +958,13 @@ int main(int argc, char **argv)
         uint32_t free_places = rldi_keys_nbuckets(nkeys) * RLDI_KEY_BUCKET - nkeys;
         ncreate = free_places / (uint32_t)(reps + 1) < 20000 ? free_places / (uint32_t)(reps + 1)
                                                                : 20000;
-        /* the reference, hot, random and free-place rows interleaved in every rep; then the
-         * full-table row (it fills the free places), each run after one of the reference */
+        /* the reference, hot, random, free-place and memory-floor rows interleaved in every
+         * rep; then the full-table row (it fills the free places), each run after one of the
+         * reference */
         for (int i = 0; i < reps && have_keys; i++)
-            for (int k = PK_REF; k <= PK_CREATE && have_keys; k++) {
+            for (int k = PK_REF; k <= PK_FLOOR && have_keys; k++) {
+                if (k == PK_CREATE_FULL)
+                    continue;
                 double c1, v1 = pk_run(k, ms, nkeys, (uint32_t)i * ncreate, ncreate, &kst[k], &c1);
                 have_keys = !isnan(v1);
                 int at = k == PK_REF ? nref++ : i;
@@ -1209,10 +1212,21 @@ int main(int argc, char **argv)
                 if (k == PK_RANDOM)
                     snprintf(name, sizeof(name), "rld_try_key, random of %u live keys",
                              (unsigned)live0);
+                if (k == PK_FLOOR)
+                    snprintf(name, sizeof(name), "memory floor: random read over %.0f MB",
+                             (double)rldi_keys_table_bytes(nkeys) / 1e6);
                 r = add_stat_row(G_KEYS, cfg, name, cpu ? "cpu ns" : "ns/call", st);
                 r->ratio = st.med / (cpu ? refc : ref).med;
                 (cpu ? key_ratio_cpu : key_ratio)[k] = r->ratio;
             }
+        }
+        /* the keyed rows as multiples of the memory floor (CPU time): a random key cannot
+         * cost less than one dependent read, a new key than one or two */
+        snprintf(cfg, sizeof(cfg), "%u live keys, CPU time / the memory floor's", (unsigned)live0);
+        for (int k = PK_HOT; k <= PK_CREATE_FULL; k++) {
+            r = add_row(G_KEYS, cfg, k == PK_RANDOM ? "rld_try_key, random live key" : pk_name(k),
+                        "x floor");
+            r->med = key_ratio_cpu[k] / key_ratio_cpu[PK_FLOOR];
         }
         snprintf(cfg, sizeof(cfg), "%u live keys (max_keys %u)", (unsigned)live0, nkeys);
         r = add_row(G_KEYS, cfg, "making a live key (rld_key + rld_debit)", "ns/call");
@@ -1319,6 +1333,21 @@ int main(int argc, char **argv)
             snprintf(tn, sizeof(tn), "%s, CPU time (wall clock: %.2f)", kt[i].what,
                      key_ratio[kt[i].k]);
             add_target(tn, "<=", key_ratio_cpu[kt[i].k], kt[i].lim, have_keys ? NULL : "MISS");
+        }
+        /* what the memory allows: a random key's header then its entry (two dependent reads),
+         * a new key's headers, then the place it claims (two), plus the work of a call */
+        static const struct { int k; double lim; const char *what; } kf[] = {
+            { PK_RANDOM, 2.5, "rld_try_key (random live key) <= 2.5x the memory floor" },
+            { PK_CREATE, 3, "rld_try_key creating a key (free place) <= 3x the memory floor" },
+            { PK_CREATE_FULL, 4, "rld_try_key creating a key (table full) <= 4x the memory "
+                                 "floor" },
+        };
+        for (size_t i = 0; i < sizeof(kf) / sizeof(kf[0]); i++) {
+            snprintf(tn, sizeof(tn), "%s, CPU time (floor %.0f ns = %.2fx rld_try)", kf[i].what,
+                     key_ratio_cpu[PK_FLOOR] * (have_keys ? peers_stats(kvc[PK_REF], nref).med : NAN),
+                     key_ratio_cpu[PK_FLOOR]);
+            add_target(tn, "<=", key_ratio_cpu[kf[i].k] / key_ratio_cpu[PK_FLOOR], kf[i].lim,
+                       have_keys ? NULL : "MISS");
         }
         /* at max_keys 1,000,000: this instance's key region when it is that size, else the
          * sizing formula; to the hundredth of a byte (the region rounds up to a whole bucket

@@ -50,7 +50,10 @@ void peers_read_cpustat(cpustat *c);
  * Keyed limits (peers_keys.c, issue 13): rld_try_key on template "bench.keys" beside rld_try
  * on the named limit "bench.a", each run in a forked process.
  */
-enum { PK_REF, PK_HOT, PK_RANDOM, PK_CREATE, PK_CREATE_FULL, PK_COUNT };
+/* PK_FLOOR: not a call of librld but the memory floor the random and new-key rows are
+ * bound by: one dependent random read (a pointer chase, one pointer per cache line) over a
+ * shared buffer of the key table's size, 4 KiB pages like the segment's. */
+enum { PK_REF, PK_HOT, PK_RANDOM, PK_CREATE, PK_CREATE_FULL, PK_FLOOR, PK_COUNT };
 typedef struct pk_stats {
     uint64_t calls, denied, errors;   /* errors: codes other than 0, -EAGAIN and -ENOSPC */
     uint64_t refused;                 /* -ENOSPC: a new key whose 32 places all hold state */
@@ -66,7 +69,8 @@ int pk_prefill(uint32_t nkeys, double *secs, uint32_t *refused, uint64_t *live);
  * process's CPU time; counts added to *ST. PK_REF, PK_HOT and
  * PK_RANDOM loop for MS ms (RANDOM over the NKEYS live keys); PK_CREATE times NCREATE new
  * keys "new:BASE+j"; PK_CREATE_FULL first fills every free place with idle keys, then does
- * the same with keys "nfu:BASE+j". */
+ * the same with keys "nfu:BASE+j"; PK_FLOOR loops for MS ms over a buffer of the size of
+ * an NKEYS table. */
 double pk_run(int kind, uint64_t ms, uint32_t nkeys, uint32_t base, uint32_t ncreate,
               pk_stats *st, double *cpu_ns);
 

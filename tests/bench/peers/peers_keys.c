@@ -10,7 +10,8 @@
  * is admitted, as in the other rows. The reference is rld_try(c, bench.a, 1, &res): the
  * named limit of the rows above (10^9/s), precise clock path. Every row runs in a forked
  * process of its own (a fresh client), after 1,000 warm-up calls; one call per iteration,
- * the clock checked every 256 calls. Each run gives ns per call by the wall clock, as the
+ * the clock checked every 256 calls. The memory floor row times a dependent random read over a
+ * buffer of the key table's size (floor_child). Each run gives ns per call by the wall clock, as the
  * other rows, and by the process's CPU time (CLOCK_PROCESS_CPUTIME_ID): on a machine others
  * keep busy, the wall clock also counts the time the process waited for a CPU.
  */
@@ -80,6 +81,7 @@ const char *pk_name(int kind)
         [PK_RANDOM] = "rld_try_key, random live key",
         [PK_CREATE] = "rld_try_key, new key (free place)",
         [PK_CREATE_FULL] = "rld_try_key, new key (table full)",
+        [PK_FLOOR] = "memory floor: one dependent random read",
     };
     return n[kind];
 }
@@ -126,11 +128,52 @@ int pk_prefill(uint32_t nkeys, double *secs, uint32_t *refused, uint64_t *live)
         n += 256;                                                   \
     } while (peers_clock_ns() < end)
 
+/*
+ * The memory floor: a dependent random read over BYTES of shared memory (MAP_SHARED: shmem,
+ * so 4 KiB pages when transparent huge pages for shmem are off, as for the segment's memfd).
+ * One 8-byte index per 64-byte line, the lines in one random cycle (Sattolo's algorithm), so
+ * every read waits for the one before and no prefetcher can guess the next: what a key
+ * table's cache miss costs, TLB miss included. ns per read by the wall clock and CPU time.
+ */
+static void __attribute__((noreturn)) floor_child(uint64_t ms, uint64_t bytes)
+{
+    uint64_t nl = bytes / 64;
+    uint64_t *buf = mmap(NULL, nl * 64, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (nl < 2 || buf == MAP_FAILED) {
+        snprintf(ks->why, sizeof(ks->why), "cannot map %llu bytes", (unsigned long long)bytes);
+        ks->failed = 1;
+        _exit(2);
+    }
+    uint64_t seed = 0x2545f4914f6cdd1dull ^ peers_clock_ns();
+    for (uint64_t i = 0; i < nl; i++)
+        buf[i * 8] = i;
+    for (uint64_t i = nl - 1; i > 0; i--) {        /* Sattolo: one cycle through every line */
+        uint64_t j = xs(&seed) % i, t = buf[i * 8];
+        buf[i * 8] = buf[j * 8];
+        buf[j * 8] = t;
+    }
+    uint64_t p = 0, n = 0;
+    for (int i = 0; i < 100000; i++)
+        p = buf[p * 8];
+    uint64_t c0 = cpu_ns(), t0 = peers_clock_ns(), end = t0 + ms * 1000000u, t1;
+    do {
+        for (int i = 0; i < 256; i++)
+            p = buf[p * 8];
+        n += 256;
+    } while ((t1 = peers_clock_ns()) < end);
+    ks->calls = n + (p == UINT64_MAX);  /* (p is used: the chase is not optimised away) */
+    ks->ns = (double)(t1 - t0) / (double)n;
+    ks->cpu_ns = (double)(cpu_ns() - c0) / (double)n;
+    _exit(0);
+}
+
 static void __attribute__((noreturn)) child(int kind, uint64_t ms, uint32_t nkeys, uint32_t base,
                                             uint32_t ncreate)
 {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    if (kind == PK_FLOOR)
+        floor_child(ms, rldi_keys_table_bytes(nkeys));
     rld_client *c;
     rld_limit named;
     rld_template t;
