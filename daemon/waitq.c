@@ -620,6 +620,7 @@ static int estimate_set(waitq *wq, const charge *ch, const uint64_t *ahead, uint
 {
     uint64_t worst = 0;
     *index = 0;
+    *v = (rldi_verdict){ 0 };           /* no charges: nothing to wait for */
     for (uint32_t i = 0; i < n; i++) {
         rldi_verdict one;
         int r = rldi_bucket_estimate(wq->seg, ch[i].h, ahead[i], ch[i].cost,

@@ -86,7 +86,7 @@ static void print_line(const rlctl_table *t, FILE *f, const char *const *cells,
 void rlctl_table_print(const rlctl_table *t, FILE *f, size_t max_rows, size_t width,
                        const char *eol)
 {
-    size_t widths[RLCTL_TABLE_COLS];
+    size_t widths[RLCTL_TABLE_COLS] = { 0 };     /* (GCC -O3 cannot tell ncols is in range) */
     for (size_t i = 0; i < t->ncols; i++)
         widths[i] = strlen(t->head[i]);
     size_t rows = max_rows && max_rows < t->nrows ? max_rows : t->nrows;

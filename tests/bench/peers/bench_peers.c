@@ -652,12 +652,12 @@ static void print_human(const envinfo *e)
             printf("    %-40s %-8s %s\n", r->name, r->unit, r->status);
             continue;
         }
-        char mm[48];
+        char mm[72];
         if (isnan(r->min))
             snprintf(mm, sizeof(mm), "-");
         else
             snprintf(mm, sizeof(mm), "%s-%s", fmt(a, sizeof(a), r->min), fmt(b, sizeof(b), r->max));
-        char ratio[32] = "-";
+        char ratio[40] = "-";
         if (!isnan(r->ratio))
             snprintf(ratio, sizeof(ratio), "%sx", fmt(g, sizeof(g), r->ratio));
         printf("    %-40s %-8s %9s %19s %9s %9s %9s\n", r->name, r->unit,
