@@ -501,10 +501,18 @@ static inline int key_take(const rldi_seg *s, const rldi_table *t, uint32_t idx,
         ntat = tat + (uint64_t)(ct >> 32) + (f >> 32);
         nfv = (fv & RLDI_VER_MASK) | (uint32_t)f;
     }
+    bool was_full = tat < now_ns;
     if (rldi_unlikely(!rldi_cas16_halves(&e->tat, &tat, &fv, ntat, nfv)))
         return 1;                       /* moved: the full path decides on the new state */
-    if (v)
-        key_verdict(v, ts, b, tt, burst, cost, rldi_tat_unpack(ntat, nfv), rldi_fp_from_ns(now_ns));
+    if (!v)
+        return 0;
+    if (was_full && tt != (uint64_t)RLDI_POOL_T) {
+        /* the bucket was full: exactly burst - cost remain, full again after cost*T */
+        *v = (rldi_verdict){ .limit = burst, .remaining = burst - cost,
+                             .reset_after_ns = (uint64_t)(ct >> 32) + ((uint32_t)ct != 0) };
+        return 0;
+    }
+    key_verdict(v, ts, b, tt, burst, cost, rldi_tat_unpack(ntat, nfv), rldi_fp_from_ns(now_ns));
     return 0;
 }
 

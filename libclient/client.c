@@ -404,7 +404,32 @@ static __thread struct {
     uint64_t          serial;
     const rldi_seg   *s;
     rldi_table        tb;       /* tb.slot, tb.gen: the template's */
+    /* the last key this thread took from in that table, and where it was: a hot key skips
+     * the hash and the lookup. Checked where it counts: the take fails on an entry whose
+     * gen is no longer IDX's (evicted, another key's), and the key is looked up again. */
+    uint32_t          keylen;   /* 0: none */
+    uint32_t          kidx, kgen;
+    uint8_t           key[32];
 } table_cache __attribute__((tls_model("initial-exec")));  /* no __tls_get_addr call */
+
+static inline void key_remember(const void *key, size_t len, uint32_t idx, uint32_t gen)
+{
+    if (len > sizeof(table_cache.key))
+        return;
+    memcpy(table_cache.key, key, len);
+    table_cache.keylen = (uint32_t)len;
+    table_cache.kidx = idx;
+    table_cache.kgen = gen;
+}
+
+static inline bool key_recalled(const void *key, size_t len, uint32_t *idx, uint32_t *gen)
+{
+    if (len != table_cache.keylen || memcmp(key, table_cache.key, len) != 0)
+        return false;
+    *idx = table_cache.kidx;
+    *gen = table_cache.kgen;
+    return true;
+}
 
 static inline int table_of(const rld_client *c, const rldi_seg *s, rld_template t,
                            rldi_table *tb)
@@ -422,6 +447,7 @@ static inline int table_of(const rld_client *c, const rldi_seg *s, rld_template 
         table_cache.serial = c->serial;
         table_cache.s = s;
         table_cache.tb = *tb;
+        table_cache.keylen = 0;
     }
     return r;
 }
@@ -507,8 +533,11 @@ static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen
         rldi_verdict vd;
         int r;
         if (likely(s->slot_count && table_of(c, s, t, &tb) == 0) &&
-            (r = rldi_key_try(s, &tb, key, keylen, cost, rldi_fp_to_ns(now), &idx, &gen,
-                              res ? &vd : NULL)) != -ENOENT) {
+            (r = key_recalled(key, keylen, &idx, &gen)
+                     ? rldi_key_take(s, &tb, idx, gen, cost, rldi_fp_to_ns(now), res ? &vd : NULL)
+                     : rldi_key_try(s, &tb, key, keylen, cost, rldi_fp_to_ns(now), &idx, &gen,
+                                    res ? &vd : NULL)) != -ENOENT) {
+            key_remember(key, keylen, idx, gen);
             if (r == 1) {
                 rldi_cell cell;
                 rldi_cell_of_key(s, &tb, idx, gen, &cell);
@@ -539,6 +568,8 @@ static int try_key(rld_client *c, rld_template t, const void *key, size_t keylen
         }
         if (r < 0)
             return r;
+        if (!rate)
+            key_remember(key, keylen, idx, gen);    /* (table_of above made it the cache's) */
         rldi_verdict vd;
         r = rldi_key_take(s, &tb, idx, gen, cost, rldi_fp_to_ns(now), res ? &vd : NULL);
         if (r > 0) {                /* not the common case: the path that decides them all */
