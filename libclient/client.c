@@ -424,7 +424,7 @@ static inline void key_remember(const void *key, size_t len, uint32_t idx, uint3
 
 static inline bool key_recalled(const void *key, size_t len, uint32_t *idx, uint32_t *gen)
 {
-    if (len != table_cache.keylen || memcmp(key, table_cache.key, len) != 0)
+    if (len == 0 || len != table_cache.keylen || memcmp(key, table_cache.key, len) != 0)
         return false;
     *idx = table_cache.kidx;
     *gen = table_cache.kgen;
