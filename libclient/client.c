@@ -108,33 +108,36 @@ void rld_close(rld_client *c)
     free(c);
 }
 
-int rld_find(rld_client *c, const char *name, rld_limit *out)
+int rldc_find_kind(rld_client *c, const char *name, uint32_t kind, rld_limit *out)
 {
     const char *why;
-    if (!c || !name || !out)
-        return -EINVAL;
-    int r = rldi_name_check(name, &why);
-    if (r < 0)
+    if (!c || !name || !out || rldi_name_check(name, &why) < 0)
         return -EINVAL;
     if (!rldc_attached(c))
         rldc_maybe_attach(c);
     if (!rldc_attached(c))
-        return rldc_find_pending(c, name, out);     /* fail-open: admits until attached */
+        return rldc_find_pending(c, name, kind, out);   /* fail-open: admits until attached */
     uint32_t slot, gen;
+    int r;
     for (int again = 0;; again = 1) {
         rldi_seg *s = rldc_seg(c);
         if ((r = rldi_seg_lookup(s, name, &slot, &gen)) == 0 &&
-            rldi_load_relaxed(&s->meta[slot].kind) != RLDI_KIND_LIMIT)
-            r = -ENOENT;                /* a template: rld_find_template */
+            rldi_load_relaxed(&s->meta[slot].kind) != kind)
+            r = -ENOENT;                /* another kind's name (rld_find_template, ...) */
         if (r != -ENOENT || again || rldc_follow(c) != 1)
-            break;                      /* (a limit made in a grown segment: look there) */
+            break;                      /* (one made in a grown segment: look there) */
     }
     if (r < 0)
         return r == -ENOENT && (c->flags & RLD_OPEN_MISSING_ADMIT)
-                   ? rldc_find_pending(c, name, out) : r;
+                   ? rldc_find_pending(c, name, kind, out) : r;
     out->slot = slot;
     out->gen = gen;
     return 0;
+}
+
+int rld_find(rld_client *c, const char *name, rld_limit *out)
+{
+    return rldc_find_kind(c, name, RLDI_KIND_LIMIT, out);
 }
 
 

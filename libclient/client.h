@@ -128,7 +128,10 @@ int rldc_open_segment(rld_client *c, int open_error);
 /* Attach now if detached and a second passed since the last try. */
 void rldc_maybe_attach(rld_client *c);
 /* rld_find for a name the instance lacks (or a detached client): a pending handle, or -ENOENT. */
-int rldc_find_pending(rld_client *c, const char *name, rld_limit *out);
+int rldc_find_pending(rld_client *c, const char *name, uint32_t kind, rld_limit *out);
+/* rld_find and rld_breaker_find: NAME's handle if it is a slot of KIND (RLDI_KIND_*), a
+ * pending one when detached or missing (RLD_OPEN_MISSING_ADMIT), else a code. */
+int rldc_find_kind(rld_client *c, const char *name, uint32_t kind, rld_limit *out);
 /*
  * What handle LIM stands for: 0 with *OUT the real handle (LIM itself when it is not
  * pending); 1 when it admits (pending and unresolved: RLD_F_DEGRADED); -ENOENT (a pending

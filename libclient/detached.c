@@ -28,6 +28,7 @@ typedef struct rldc_name {
     uint64_t resolved;                /* slot | gen << 32 of the limit; 0 unknown (atomic) */
     uint64_t next_lookup_ns;          /* under names_lock */
     bool     missing;                 /* looked up on an attached instance, not found */
+    uint32_t kind;                    /* RLDI_KIND_* it must be: a limit, a breaker */
 } rldc_name;
 
 /* Errors of rldi_seg_open that mean "no usable instance" (not a bad argument). */
@@ -124,12 +125,13 @@ int rldc_follow(rld_client *c)
     return r;
 }
 
-int rldc_find_pending(rld_client *c, const char *name, rld_limit *out)
+int rldc_find_pending(rld_client *c, const char *name, uint32_t kind, rld_limit *out)
 {
     int r = 0;
     pthread_mutex_lock(&c->names_lock);
     uint32_t i;
-    for (i = 0; i < c->nnames && strcmp(c->names[i]->name, name) != 0; i++)
+    for (i = 0; i < c->nnames && (c->names[i]->kind != kind || strcmp(c->names[i]->name, name));
+         i++)
         ;
     if (i == c->nnames) {
         if (!c->names)
@@ -139,6 +141,7 @@ int rldc_find_pending(rld_client *c, const char *name, rld_limit *out)
             r = c->names ? -ENOSPC : -ENOMEM;
         } else {
             strcpy(n->name, name);      /* checked by rld_find: at most RLDI_NAME_MAX */
+            n->kind = kind;
             n->missing = rldc_attached(c);
             n->next_lookup_ns = rldi_mono_ns() + RETRY_NS;
             __atomic_store_n(&c->names[c->nnames], n, __ATOMIC_RELEASE);
@@ -188,9 +191,9 @@ int rldc_resolve(rld_client *c, rld_limit lim, rld_limit *out)
             n->next_lookup_ns = now + RETRY_NS;
             uint32_t slot, gen;
             const rldi_seg *s = rldc_seg(c);
-            /* a template or a breaker of that name is no limit: still missing */
+            /* a name of another kind (a template for a limit's handle) is still missing */
             if (rldi_seg_lookup(s, n->name, &slot, &gen) == 0 &&
-                rldi_load_relaxed(&s->meta[slot].kind) == RLDI_KIND_LIMIT) {
+                rldi_load_relaxed(&s->meta[slot].kind) == n->kind) {
                 __atomic_store_n(&n->resolved, (uint64_t)slot | (uint64_t)gen << 32,
                                  __ATOMIC_RELEASE);
                 n->missing = false;

@@ -215,29 +215,7 @@ static __thread struct {
 
 int rld_breaker_find(rld_client *c, const char *name, rld_limit *out)
 {
-    const char *why;
-    if (!c || !name || !out || rldi_name_check(name, &why) < 0)
-        return -EINVAL;
-    if (!rldc_attached(c))
-        rldc_maybe_attach(c);
-    if (!rldc_attached(c))
-        return rldc_find_pending(c, name, out);     /* fail-open: lets everything through */
-    uint32_t slot, gen;
-    int r;
-    for (int again = 0;; again = 1) {
-        rldi_seg *s = rldc_seg(c);
-        if ((r = rldi_seg_lookup(s, name, &slot, &gen)) == 0 &&
-            rldi_load_relaxed(&s->meta[slot].kind) != RLDI_KIND_BREAKER)
-            r = -ENOENT;                /* a limit or a template */
-        if (r != -ENOENT || again || rldc_follow(c) != 1)
-            break;                      /* (a breaker made in a grown segment: look there) */
-    }
-    if (r < 0)
-        return r == -ENOENT && (c->flags & RLD_OPEN_MISSING_ADMIT)
-                   ? rldc_find_pending(c, name, out) : r;
-    out->slot = slot;
-    out->gen = gen;
-    return 0;
+    return rldc_find_kind(c, name, RLDI_KIND_BREAKER, out);   /* fail-open: lets all through */
 }
 
 int rld_breaker_enter(rld_client *c, rld_limit b, rld_result *res)

@@ -150,9 +150,10 @@ int main(void)
 
     /* 5. a name that comes back as a template (or a breaker) is still no limit: a pending
      * handle keeps admitting as missing, and never resolves to that slot */
-    rld_limit tb, bb;
+    rld_limit tb, bb, kb;
     T_CODE(rld_find(lax, "t", &tb), 0);
     T_CODE(rld_find(lax, "k", &bb), 0);
+    T_CODE(rld_breaker_find(lax, "k", &kb), 0);         /* missing too: a breaker's handle */
     t_write_conf(&d, "[limit a]\nrate = 1/s\nburst = 1\n\n[template t]\nrate = 1/s\n"
                      "max_keys = 8\n\n[breaker k]\nfailures = 3\n");
     kill(d.pid, SIGHUP);
@@ -166,6 +167,11 @@ int main(void)
     expect_open_admit(lax, bb, "a breaker's name");
     T_CODE(rld_info(lax, tb, &info), -ENOENT);
     T_CODE(rld_info(lax, bb, &info), -ENOENT);
+    /* ... while the breaker's own pending handle becomes the breaker */
+    rld_breaker_status bs;
+    T_CODE(rld_breaker_info(lax, kb, &bs), 0);
+    T_CHECK(strcmp(bs.name, "k") == 0 && bs.cfg_failures == 3, "the pending breaker handle "
+            "resolved: %s, failures %u", bs.name, (unsigned)bs.cfg_failures);
 
     rld_close(c);
     rld_close(lax);
