@@ -33,22 +33,8 @@
 #define MS  1000000ull
 #define SEC 1000000000ull
 
-static uint64_t seed_base = 0x9e3779b97f4a7c15ull, rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-static void reseed(uint64_t salt)
-{
-    rng_state = seed_base ^ (salt * 0x9e3779b97f4a7c15ull);
-    if (!rng_state)
-        rng_state = 1;
-}
+#define TEST_SEED_DEFAULT 0x9e3779b97f4a7c15ull
+#include "test_rng.h"
 
 /* ---- random states ----------------------------------------------------------------------- */
 
@@ -354,10 +340,7 @@ static void test_coarse_sound(void **state)
 int main(void)
 {
     (void)seg_mem_limit;                /* seg_mem.h's helper: the states here are random */
-    const char *seed = getenv("RLD_TEST_SEED");
-    if (seed && *seed)
-        seed_base = strtoull(seed, NULL, 0);
-    printf("RLD_TEST_SEED=0x%" PRIx64 "\n", seed_base);
+    seed_from_env("test_bucket");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fast_equals_word, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fast_lost_race, setup, teardown),

@@ -24,14 +24,8 @@
 
 #define MS 1000000ull
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 2685821657736338717ull;
-}
+#define TEST_SEED_DEFAULT 0x9e3779b97f4a7c15ull
+#include "test_rng.h"
 
 static void store16(rldi_key_entry *e, rldi_u128 w)
 {
@@ -211,6 +205,7 @@ static int hints(void)
 
 int main(int argc, char **argv)
 {
+    seed_from_env("test_keys_fast");
     uint64_t rounds = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
     static const uint64_t secret[2] = { 0x0123456789abcdefull, 0xfedcba9876543210ull };
     /* COUNT/PERIOD and burst: tolerances from 2^40 to 2^96 units */

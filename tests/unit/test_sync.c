@@ -36,22 +36,8 @@
 #define MS  1000000ull
 #define SEC 1000000000ull
 
-static uint64_t seed_base = 0x51e55ed5eedull, rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-static void reseed(uint64_t salt)
-{
-    rng_state = seed_base ^ (salt * 0x9e3779b97f4a7c15ull);
-    if (!rng_state)
-        rng_state = 1;
-}
+#define TEST_SEED_DEFAULT 0x51e55ed5eedull
+#include "test_rng.h"
 
 /* Slot 0: COUNT per PERIOD (BURST for GCRA, 0: the count), ALGO, fresh. */
 static rldi_handle make_limit(uint32_t algo, uint64_t count, uint64_t period, uint64_t burst)
@@ -644,10 +630,7 @@ static void test_breaker(void **state)
 
 int main(void)
 {
-    const char *env = getenv("RLD_TEST_SEED");
-    if (env)
-        seed_base = strtoull(env, NULL, 0);
-    printf("test_sync: RLD_TEST_SEED=0x%016" PRIx64 "\n", seed_base);
+    seed_from_env("test_sync");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gcra_penalize_exact),
         cmocka_unit_test(test_gcra_sync_exact),

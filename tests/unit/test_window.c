@@ -45,22 +45,8 @@
 #define MS  1000000ull
 #define SEC 1000000000ull
 
-static uint64_t seed_base = 0x9e3779b97f4a7c15ull, rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-static void reseed(uint64_t salt)
-{
-    rng_state = seed_base ^ (salt * 0x9e3779b97f4a7c15ull);
-    if (!rng_state)
-        rng_state = 1;
-}
+#define TEST_SEED_DEFAULT 0x9e3779b97f4a7c15ull
+#include "test_rng.h"
 
 /* ---- a segment in memory, one limit per test ------------------------------------------ */
 
@@ -925,10 +911,7 @@ static void test_fast_equals_general(void **state)
 
 int main(void)
 {
-    const char *env = getenv("RLD_TEST_SEED");
-    if (env)
-        seed_base = strtoull(env, NULL, 0);
-    printf("test_window: RLD_TEST_SEED=0x%016" PRIx64 "\n", seed_base);
+    seed_from_env("test_window");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sliding_exact),
         cmocka_unit_test(test_sliding_odd_period),
