@@ -24,6 +24,7 @@
 static const char *conf_text =
     "[template api.ip]\nrate = 120/min\nmax_keys = 1000\n\n"
     "[template tiny]\nrate = 10/s\nburst = 2\nmax_keys = 7\n\n"
+    "[template held]\nrate = 1/s\nburst = 2\nmax_keys = 7\n\n"
     "[template hourly]\nrate = 10/h\nalgorithm = fixed\nmax_keys = 100\noverflow = allow\n\n"
     "[template slide]\nrate = 10/s\nalgorithm = sliding\nmax_keys = 100\n\n"
     "[template tenant]\nrate = caller\nmax_keys = 100\n\n"
@@ -230,31 +231,28 @@ static void *lk_fill(void *arg)
 static void test_last_key_moved(rld_client *c)
 {
     lk_c = c;
-    T_CODE(rld_find_template(c, "tiny", &lk_t), 0);
+    /* 16 places, as tiny's; a token comes back after a second: a key that took one holds
+     * state for the few ms of the test (and T = 1 s is below 2^64 units: librld's lean
+     * path takes it, which is where the remembered place is used) */
+    T_CODE(rld_find_template(c, "held", &lk_t), 0);
     rld_result r;
     /* made idle (cost 0): this thread's last key, its place free for the taking */
     T_CODE(rld_try_key(c, lk_t, "hot", 3, 0, &r), 0);
     pthread_t th;
     T_CHECK(pthread_create(&th, NULL, lk_fill, NULL) == 0, "thread");
     pthread_join(th, NULL);
-    uint64_t filled = t_now_ns();
-    /* 16 places: 15 free and hot's, reclaimed (idle) for the 16th key; each o key took 1
-     * of its 2 tokens and holds state for 100 ms */
+    /* 15 free places and hot's, reclaimed (idle) for the 16th key; each o key took 1 of its
+     * 2 tokens */
     T_CHECK(lk_placed == 16, "16 keys with state placed: %d", lk_placed);
-    int rh = rld_try_key(c, lk_t, "hot", 3, 1, &r);
-    bool in_time = t_now_ns() - filled < 80 * MS;
-    /* its remembered place is an o key's now, with a token left: taken from there, hot would
-     * be admitted (and that key robbed); it must be looked up again: no room */
-    T_CHECK(rh == -ENOSPC || (!in_time && rh == 0), "hot after its place was taken: %d", rh);
+    /* hot's remembered place is an o key's now, with a token left: taken from there, hot
+     * would be admitted (and that key robbed); it must be looked up again: no room */
+    T_CODE(rld_try_key(c, lk_t, "hot", 3, 1, &r), -ENOSPC);
     char k[32];
-    int second = 0;
     for (int i = 0; i < 16; i++) {
         key_name(k, sizeof(k), "o", i);
-        second += rld_try_key(c, lk_t, k, strlen(k), 1, &r) == 0;   /* each its own 2nd */
+        T_CODE(rld_try_key(c, lk_t, k, strlen(k), 1, &r), 0);        /* its own second */
+        T_CODE(rld_try_key(c, lk_t, k, strlen(k), 1, &r), -EAGAIN);
     }
-    T_CHECK(second == 16 || !in_time, "every o key still had its second token: %d", second);
-    if (!in_time)
-        printf("test_keys: last-key check ran slow (over 80 ms): partly skipped\n");
 }
 
 /* 4a. Sliding windows per key: never more than 10 in any second, from records. */
